@@ -1,0 +1,1 @@
+"""Pivotal Token Search."""

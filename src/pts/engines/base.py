@@ -1,0 +1,67 @@
+"""The rollout engine protocol: token ids in, token ids + text + log-probs out.
+
+Everything about speed lives behind this protocol (prefix sharing, batching,
+stopping early); the search above it only sees :class:`Rollout` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How continuations are sampled. Defaults follow the original PTS tool."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """``n`` continuations of ``prefix_ids`` (prompt + response so far), each at most ``max_new_tokens`` long.
+
+    ``stop`` is an optional early-stop test on the decoded text of the continuation
+    alone (not the prefix): when it returns True the rollout ends with
+    ``finish_reason == "stop"``. Engines may check it only every few tokens.
+    """
+
+    prefix_ids: tuple[int, ...]
+    n: int
+    max_new_tokens: int
+    stop: Callable[[str], bool] | None = field(default=None, compare=False)
+
+
+@dataclass
+class Rollout:
+    """One sampled continuation.
+
+    ``token_ids`` are the generated tokens only (the end-of-sequence token is kept
+    when the model emitted it); ``text`` is their decoding without special tokens;
+    ``logprobs[i]`` is log p(token_ids[i] | context) under the model's unmodified
+    next-token distribution (log-softmax of the raw logits, before temperature or
+    truncation); ``finish_reason`` is ``"eos"`` (model ended it), ``"stop"`` (the
+    request's stop test fired) or ``"length"`` (hit ``max_new_tokens``).
+    """
+
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]
+    finish_reason: Literal["eos", "stop", "length"]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A sampler of continuations for many prefixes at once."""
+
+    model_id: str
+    tokenizer: object
+    eos_token_ids: frozenset[int]
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        """Return, for each request in order, exactly ``request.n`` rollouts."""
+        ...
