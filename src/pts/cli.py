@@ -1,0 +1,120 @@
+"""The ``pts`` command. Thin: parses options into config dataclasses and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import Any, Callable, Sequence
+
+from pts.errors import PTSError
+
+RUN_HELP = {
+    "model": "model: built-in alias (smollm2-135m, gemma3-270m), Hub id, local HF directory or .gguf file",
+    "dataset": "dataset: Hub name, local .jsonl/.json/.csv/.parquet, or rg:<task>[?option=value&...] (reasoning-gym)",
+    "config": "Hub dataset config name; for rg: datasets, a JSON object of task options",
+    "split": "dataset split",
+    "query_key": "field holding the question (auto-detected when omitted)",
+    "answer_key": "field holding the reference answer (auto-detected when omitted)",
+    "oracle": "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, rg:<task>); default: chosen per dataset",
+    "sample_size": "randomly sample this many rows from the dataset (seeded)",
+    "max_examples": "search at most this many queries",
+    "max_pairs": "stop once this many pivotal tokens have been found",
+    "output_path": "JSONL file the pivotal tokens are appended to",
+    "engine": "rollout engine",
+    "device": "auto, cuda, mps or cpu",
+    "dtype": "auto, float32, bfloat16 or float16",
+    "batch_size": "rows decoded together (bounds memory)",
+    "prob_threshold": "minimum change in p(success) that makes a token pivotal",
+    "num_samples": "rollouts per estimate of p(success | prefix)",
+    "max_new_tokens": "token budget of a whole response",
+    "max_generations": "sampled solutions searched per query",
+    "min_prob": "search only queries whose initial p(success) is at least this",
+    "max_prob": "search only queries whose initial p(success) is at most this",
+    "split_at": "where segments are split: cumulative log-prob midpoint (Phi-4) or token middle",
+    "system_prompt": "system message for the chat template",
+    "temperature": "sampling temperature",
+    "top_p": "nucleus sampling",
+    "top_k": "top-k sampling (0 disables)",
+    "min_p": "min-p sampling",
+    "seed": "random seed",
+}
+# Boolean fields that default to True get a --no-... switch; these read better that way.
+NEGATED = {"chat_template": "use the raw query instead of the chat template",
+           "early_stop": "sample every rollout to the end even once its answer is decided",
+           "progress": "hide the progress bar"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text: dict[str, str]) -> None:
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if f.name in NEGATED:
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=NEGATED[f.name])
+        elif f.name == "resume":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True,
+                                help="skip items already finished in --output-path")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help={
+                "overwrite": "start again: delete --output-path and its progress first",
+                "debug": "print every rollout with its verdict"}.get(f.name))
+        else:
+            kind = type(default) if default is not None else (int if f.name in (
+                "sample_size", "max_examples", "max_pairs") else str)
+            choices = ["logprob", "middle"] if f.name == "split_at" else None
+            parser.add_argument(flag, type=kind, default=default, choices=choices,
+                                help=(help_text.get(f.name, "") + f" (default: {default})").strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pts.runner import RunConfig
+
+    parser = _Parser(prog="pts", description="Pivotal Token Search: find the tokens where a model's "
+                                             "reasoning succeeds or fails.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run_p = sub.add_parser("run", help="search a dataset for pivotal tokens")
+    _add_dataclass_options(run_p, RunConfig, RUN_HELP)
+    for p in (run_p,):
+        p.add_argument("--log-level", default="WARNING", type=str.upper,
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return parser
+
+
+def _config_from(args: argparse.Namespace, cls: type) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pts.runner import RunConfig, run
+
+    summary = run(_config_from(args, RunConfig))
+    print(summary.format())
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except PTSError as e:
+        print(f"pts {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pts {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""A model-free engine whose p(success | prefix) is a known function, for exact tests.
+
+Each rollout continues a fixed ``script`` (the remaining script tokens after a
+prefix that follows it), then emits a verdict token, `` PASS`` with probability
+``p_success(response prefix)`` or `` FAIL`` otherwise, then end-of-sequence.
+With ``exact=True`` the verdicts of the n rollouts of one request are
+stratified (exactly round(p*n) pass), so estimates are exact and the pivotal
+tokens of any solution are known in advance. Randomness depends only on the
+engine seed and the prefix, never on call order or batching.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Sequence
+
+from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.records import stable_id
+from pts.tasks.task import Oracle
+
+EOS, PASS, FAIL = 0, 1, 2
+_SPECIAL = {EOS: "<eos>", PASS: " PASS", FAIL: " FAIL"}
+_CHAR_BASE = 16
+
+
+class FakeTokenizer:
+    """Character-level tokenizer: ids below 16 are special, the rest are ``ord(c) + 16``."""
+
+    chat_template = None
+    eos_token_id = EOS
+    pad_token_id = EOS
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return [ord(c) + _CHAR_BASE for c in text]
+
+    def __call__(self, text: str, add_special_tokens: bool = True, **_: Any) -> dict[str, list[int]]:
+        return {"input_ids": self.encode(text)}
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False, **_: Any) -> str:
+        out = []
+        for i in ids:
+            if i >= _CHAR_BASE:
+                out.append(chr(i - _CHAR_BASE))
+            elif i in (PASS, FAIL) or not skip_special_tokens:
+                out.append(_SPECIAL.get(i, f"<{i}>"))
+        return "".join(out)
+
+
+def token(c: str) -> int:
+    """The fake token id of one character."""
+    return ord(c) + _CHAR_BASE
+
+
+class PassFailOracle(Oracle):
+    """Success when the response's last word is PASS."""
+
+    name = "pass_fail"
+
+    def judge(self, completion: str, reference: Any) -> bool:
+        words = completion.split()
+        return bool(words) and words[-1] == "PASS"
+
+    def answer_complete(self, completion: str) -> bool:
+        return completion.rstrip().endswith(("PASS", "FAIL"))
+
+
+class FakeEngine:
+    """Rollouts from a known p(success | response prefix); see the module docstring.
+
+    ``p_success`` receives the response prefix (token ids after the prompt).
+    Counters record what the search asked for: ``calls`` (engine calls),
+    ``requests`` (prefixes estimated) and ``rollouts``.
+    """
+
+    model_id = "fake"
+
+    def __init__(self, p_success: Callable[[tuple[int, ...]], float], script: Sequence[int] = (),
+                 *, prompt_length: int, exact: bool = True, seed: int = 0) -> None:
+        self.p_success = p_success
+        self.script = tuple(script)
+        self.prompt_length = prompt_length
+        self.exact = exact
+        self.seed = seed
+        self.tokenizer = FakeTokenizer()
+        self.eos_token_ids = frozenset({EOS})
+        self.calls = 0
+        self.requests = 0
+        self.rollouts = 0
+        self.prefixes: list[tuple[int, ...]] = []
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        self.calls += 1
+        return [self._sample_one(r) for r in requests]
+
+    def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
+        self.requests += 1
+        self.rollouts += request.n
+        response = tuple(request.prefix_ids[self.prompt_length:])
+        self.prefixes.append(response)
+        p = self.p_success(response)
+        rng = random.Random(stable_id(self.seed, response))
+        if self.exact:
+            passes = round(p * request.n)
+            verdicts = [i < passes for i in range(request.n)]
+            rng.shuffle(verdicts)
+        else:
+            verdicts = [rng.random() < p for _ in range(request.n)]
+        follows = self.script[:len(response)] == response
+        rest = list(self.script[len(response):]) if follows else []
+        out = []
+        for ok in verdicts:
+            ids = (rest + [PASS if ok else FAIL, EOS])[: request.max_new_tokens]
+            reason = "eos" if ids and ids[-1] == EOS else "length"
+            out.append(Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True),
+                               [-1.0] * len(ids), reason))
+        return out

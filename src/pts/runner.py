@@ -1,0 +1,205 @@
+"""``pts run`` as a library call: dataset -> tasks -> searcher -> store.
+
+    from pts import RunConfig, run
+    summary = run(RunConfig(dataset="rg:chain_sum", max_examples=5))
+    print(summary.pivots, summary.output_path)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from pts.errors import PTSError
+from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
+from pts.store import RunStore, check_writable
+from pts.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=20"
+
+
+@dataclass
+class RunConfig(SearchSettings):
+    """Every option of ``pts run``; the CLI flags are these field names with dashes."""
+
+    model: str = DEFAULT_MODEL
+    dataset: str = DEFAULT_DATASET
+    config: str | None = None
+    split: str = "train"
+    query_key: str | None = None
+    answer_key: str | None = None
+    oracle: str | None = None
+    sample_size: int | None = None
+    max_examples: int | None = 100
+    max_pairs: int | None = None
+    output_path: str = "pivotal_tokens.jsonl"
+    engine: str = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+    resume: bool = True
+    overwrite: bool = False
+    debug: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise PTSError on any option out of range, before anything is loaded or written."""
+        for name in ("prob_threshold", "min_prob", "max_prob", "top_p", "min_p"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise PTSError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        if self.prob_threshold == 0:
+            raise PTSError("--prob-threshold must be greater than 0")
+        if self.min_prob > self.max_prob:
+            raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
+        if self.temperature < 0:
+            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
+        for name in ("num_samples", "max_new_tokens", "batch_size", "max_generations"):
+            if getattr(self, name) < 1:
+                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("sample_size", "max_examples", "max_pairs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.top_k < 0:
+            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        if self.split_at not in ("logprob", "middle"):
+            raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
+
+    def search_settings(self) -> SearchSettings:
+        return SearchSettings(**{f.name: getattr(self, f.name) for f in fields(SearchSettings)})
+
+    def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
+        """The options that change what a run writes: resuming with other values is refused."""
+        out = asdict(self.search_settings())
+        out.pop("max_generations")
+        return {"model_id": model_id, "dataset_id": dataset_id, **out}
+
+
+@dataclass
+class RunSummary:
+    """Counts of one run (this invocation only, not earlier resumed ones)."""
+
+    output_path: str
+    searched: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    pivots: int = 0
+    positive: int = 0
+    negative: int = 0
+    rollouts: int = 0
+    rollout_tokens: int = 0
+    seconds: float = 0.0
+    stopped_at_max_pairs: bool = False
+    results: list[TaskResult] = field(default_factory=list, repr=False)
+
+    def format(self) -> str:
+        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
+        lines = [
+            f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
+            f"{self.resumed} already done",
+            f"pivotal tokens: {self.pivots} ({self.positive} positive, {self.negative} negative)",
+            f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
+            f"time: {self.seconds:.1f} s",
+            f"output: {self.output_path}",
+        ]
+        if self.stopped_at_max_pairs:
+            lines.insert(2, "stopped early: --max-pairs reached")
+        return "\n".join(lines)
+
+
+def make_engine(config: RunConfig):
+    """Load the model and wrap it in the configured rollout engine."""
+    if config.engine != "hf":
+        raise PTSError(f"unknown engine {config.engine!r}; available: hf")
+    from pts.engines.hf import HFEngine
+    from pts.models import load_model
+
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+    return HFEngine(loaded.model, loaded.tokenizer, loaded.model_id, batch_size=config.batch_size)
+
+
+def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
+    """Search the dataset for pivotal tokens and append them to ``config.output_path``.
+
+    Bad options, datasets, models or output paths raise PTSError before any file
+    is created. ``engine`` replaces the model given by ``config.model`` (an
+    engine built once and reused); ``tasks`` replaces ``config.dataset``.
+    """
+    config.validate()
+    if tasks is None:
+        from pts.tasks.sources import load_tasks
+
+        tasks = load_tasks(config.dataset, config=config.config, split=config.split,
+                           query_key=config.query_key, answer_key=config.answer_key,
+                           sample_size=config.sample_size, max_examples=config.max_examples,
+                           seed=config.seed, oracle=config.oracle)
+    if not tasks:
+        raise PTSError("the dataset has no rows to search")
+    check_writable(config.output_path)
+    engine = engine or make_engine(config)
+    store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
+                     resume=config.resume, overwrite=config.overwrite)
+    searcher = PivotalTokenSearcher(engine, config.search_settings(),
+                                    on_rollout=_debug_printer() if config.debug else None)
+    summary = RunSummary(config.output_path)
+    start = time.perf_counter()
+    bar = _progress(len(tasks), config.progress)
+    try:
+        for task in tasks:
+            if store.is_done(task.item_id):
+                summary.resumed += 1
+                bar.update(1)
+                continue
+            result = searcher.search(task)
+            if config.max_pairs is not None:
+                room = config.max_pairs - summary.pivots
+                if len(result.pivots) >= room:
+                    result.pivots = result.pivots[:room]
+                    summary.stopped_at_max_pairs = True
+            store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
+            _count(summary, result)
+            summary.seconds = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.rollout_tokens / max(summary.seconds, 1e-9):.0f} tok/s, "
+                                f"pivots +{summary.positive}/-{summary.negative}")
+            if summary.stopped_at_max_pairs:
+                break
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _count(summary: RunSummary, result: TaskResult) -> None:
+    summary.results.append(result)
+    if result.status == "skipped":
+        summary.skipped += 1
+    else:
+        summary.searched += 1
+    summary.pivots += len(result.pivots)
+    summary.positive += sum(p.is_positive for p in result.pivots)
+    summary.negative += sum(not p.is_positive for p in result.pivots)
+    summary.rollouts += result.rollouts
+    summary.rollout_tokens += result.rollout_tokens
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="queries", unit="query", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _debug_printer():
+    def show(text: str, rollout, ok: bool) -> None:
+        verdict = "PASS" if ok else "FAIL"
+        print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}",
+              file=sys.stderr)
+    return show

@@ -1,0 +1,171 @@
+"""Memoized estimates of p(success | query, response prefix) by rollouts and an oracle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
+from pts.records import stable_id
+from pts.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+Prefix = tuple[int, ...]
+
+
+@dataclass
+class Estimate:
+    """``successes`` of ``samples`` rollouts from one response prefix succeeded.
+
+    A terminal prefix (the response already ended: end-of-sequence token, no
+    token budget left, or an answer the oracle calls complete) is judged once,
+    exactly: ``samples == 1`` and ``terminal`` is True. ``first_tokens`` maps the
+    first token id of each rollout to ``[count, successes]``.
+    """
+
+    successes: int
+    samples: int
+    terminal: bool = False
+    first_tokens: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def p(self) -> float:
+        return self.successes / self.samples
+
+
+class SuccessEstimator:
+    """p(success | prompt + response prefix) for one task, memoized by the prefix token ids.
+
+    ``prompt_ids`` is the exact prompt; prefixes are response token ids after it.
+    Every rollout is capped so that prefix + continuation stays within
+    ``max_new_tokens``: the estimate is for the same sampling process that
+    produced the solution being searched. The oracle judges the decoded response
+    (prefix + continuation), never the prompt; ``judge_prefix`` is prepended for
+    judging only (e.g. ``"<think>"`` when the prompt opened a think block).
+    With a ``seed``, every engine call gets its own seed derived from it and the
+    call's index, so a rerun of the same search draws the same samples.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        task: Task,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        num_samples: int,
+        max_new_tokens: int,
+        seed: int | None = None,
+        judge_prefix: str = "",
+        early_stop: bool = True,
+        on_rollout: Callable[[str, Rollout, bool], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.task = task
+        self.prompt_ids = tuple(prompt_ids)
+        self.params = params
+        self.seed = seed
+        self.num_samples = num_samples
+        self.max_new_tokens = max_new_tokens
+        self.judge_prefix = judge_prefix
+        self.early_stop = early_stop
+        self.on_rollout = on_rollout
+        self.cache: dict[Prefix, Estimate] = {}
+        self.engine_calls = 0
+        self.rollouts = 0
+        self.rollout_tokens = 0
+
+    def _params(self, *salt: object) -> SamplingParams:
+        if self.seed is None:
+            return self.params
+        return replace(self.params, seed=int(stable_id(self.seed, *salt)[:8], 16))
+
+    def _call(self, requests: list[RolloutRequest], *salt: object) -> list[list[Rollout]]:
+        results = self.engine.sample(requests, self._params(self.engine_calls, *salt))
+        self.engine_calls += 1
+        return results
+
+    def response_text(self, response_ids: Sequence[int]) -> str:
+        return self.engine.tokenizer.decode(list(response_ids), skip_special_tokens=True)
+
+    def _judge(self, text: str) -> bool:
+        return self.task.judge(self.judge_prefix + text)
+
+    def _is_terminal(self, prefix: Prefix, text: str) -> bool:
+        if prefix and prefix[-1] in self.engine.eos_token_ids:
+            return True
+        if len(prefix) >= self.max_new_tokens:
+            return True
+        return self.early_stop and self.task.oracle.answer_complete(self.judge_prefix + text)
+
+    def _stop_test(self, prefix_text: str) -> Callable[[str], bool] | None:
+        if not self.early_stop:
+            return None
+        complete = self.task.oracle.answer_complete
+        head = self.judge_prefix + prefix_text
+        return lambda continuation: complete(head + continuation)
+
+    def estimate(self, prefixes: Sequence[Sequence[int]], *, keep_rollouts: bool = False
+                 ) -> tuple[list[Estimate], dict[Prefix, list[Rollout]]]:
+        """Estimates for all ``prefixes``, sampling the ones not yet memoized in one engine call.
+
+        Returns the estimates in order, and (with ``keep_rollouts``) the rollouts
+        drawn by this call, keyed by prefix.
+        """
+        wanted = [tuple(p) for p in prefixes]
+        missing: list[Prefix] = []
+        texts: dict[Prefix, str] = {}
+        for prefix in dict.fromkeys(wanted):
+            if prefix in self.cache:
+                continue
+            text = self.response_text(prefix)
+            if self._is_terminal(prefix, text):
+                ok = self._judge(text)
+                self.cache[prefix] = Estimate(int(ok), 1, terminal=True)
+            else:
+                missing.append(prefix)
+                texts[prefix] = text
+        drawn: dict[Prefix, list[Rollout]] = {}
+        if missing:
+            requests = [
+                RolloutRequest(
+                    prefix_ids=self.prompt_ids + prefix,
+                    n=self.num_samples,
+                    max_new_tokens=self.max_new_tokens - len(prefix),
+                    stop=self._stop_test(texts[prefix]),
+                )
+                for prefix in missing
+            ]
+            results = self._call(requests)
+            for prefix, rollouts in zip(missing, results):
+                self.cache[prefix] = self._score(prefix, rollouts)
+                if keep_rollouts:
+                    drawn[prefix] = rollouts
+        return [self.cache[p] for p in wanted], drawn
+
+    def _score(self, prefix: Prefix, rollouts: list[Rollout]) -> Estimate:
+        est = Estimate(0, 0)
+        for rollout in rollouts:
+            text = self.response_text(prefix + tuple(rollout.token_ids))
+            ok = self._judge(text)
+            est.samples += 1
+            est.successes += ok
+            if rollout.token_ids:
+                counts = est.first_tokens.setdefault(rollout.token_ids[0], [0, 0])
+                counts[0] += 1
+                counts[1] += ok
+            self.rollouts += 1
+            self.rollout_tokens += len(rollout.token_ids)
+            if self.on_rollout is not None:
+                self.on_rollout(text, rollout, ok)
+        return est
+
+    def sample_more(self, n: int) -> list[Rollout]:
+        """``n`` more full responses from the empty prefix, outside any estimate."""
+        request = RolloutRequest(self.prompt_ids, n, self.max_new_tokens, stop=self._stop_test(""))
+        (rollouts,) = self._call([request], "solutions")
+        self.rollouts += len(rollouts)
+        self.rollout_tokens += sum(len(r.token_ids) for r in rollouts)
+        return rollouts
