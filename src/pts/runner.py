@@ -16,12 +16,12 @@ from typing import Any
 from pts.errors import PTSError
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
 from pts.store import RunStore, check_writable
+from pts.tasks.sources import DEFAULT_DATASET, load_tasks
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=20"
 
 
 @dataclass
@@ -134,8 +134,6 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     """
     config.validate()
     if tasks is None:
-        from pts.tasks.sources import load_tasks
-
         tasks = load_tasks(config.dataset, config=config.config, split=config.split,
                            query_key=config.query_key, answer_key=config.answer_key,
                            sample_size=config.sample_size, max_examples=config.max_examples,

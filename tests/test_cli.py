@@ -1,0 +1,67 @@
+"""What a user sees from `pts` on bad input: one line, exit code 2, no file written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pts.cli import build_parser
+from pts.runner import RunConfig
+
+
+def pts(*args, cwd):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "pts", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps({"question": f"What is {i}+1?", "answer": str(i + 1)}) for i in range(3)))
+    return path
+
+
+def bad_inputs(tmp_path, qa_file):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "nofields.jsonl").write_text(json.dumps({"text": "hi", "label": 1}) + "\n")
+    return {
+        "threshold": ["--dataset", str(qa_file), "--prob-threshold", "1.5"],
+        "range": ["--dataset", str(qa_file), "--min-prob", "0.9", "--max-prob", "0.1"],
+        "no dataset file": ["--dataset", str(tmp_path / "missing.jsonl")],
+        "empty dataset": ["--dataset", str(tmp_path / "empty.jsonl")],
+        "missing fields": ["--dataset", str(tmp_path / "nofields.jsonl")],
+        "unknown rg task": ["--dataset", "rg:no_such_task"],
+        "hub offline": ["--dataset", "nobody/no-such-dataset"],
+        "unwritable output": ["--dataset", str(qa_file), "--output-path", str(tmp_path / "nodir" / "out.jsonl")],
+        "unknown model": ["--dataset", str(qa_file), "--model", "no-such-model-alias"],
+        "missing gguf": ["--dataset", str(qa_file), "--model", str(tmp_path / "nope.gguf")],
+        "unknown option value": ["--dataset", str(qa_file), "--split-at", "nowhere"],
+    }
+
+
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, qa_file):
+    for name, args in bad_inputs(tmp_path, qa_file).items():
+        out = tmp_path / "out.jsonl"
+        if "--output-path" not in args:
+            args = [*args, "--output-path", str(out)]
+        proc = pts("run", *args, cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert not out.exists() and not (tmp_path / "out.jsonl.progress").exists(), name
+
+
+def test_cli_flags_mirror_the_config_fields():
+    parser = build_parser()
+    args = parser.parse_args(["run", "--num-samples", "7", "--no-chat-template", "--split-at", "middle",
+                              "--max-pairs", "3", "--no-resume"])
+    assert (args.num_samples, args.chat_template, args.split_at, args.max_pairs, args.resume) == (7, False, "middle", 3, False)
+    defaults = parser.parse_args(["run"])
+    for name in ("prob_threshold", "temperature", "top_p", "top_k", "min_p", "min_prob", "max_prob",
+                 "output_path", "num_samples", "max_new_tokens", "max_generations"):
+        assert getattr(defaults, name) == getattr(RunConfig(), name), name
+    assert (defaults.prob_threshold, defaults.temperature, defaults.top_p, defaults.top_k, defaults.min_p) == (0.2, 0.6, 0.95, 20, 0.0)
+    assert defaults.output_path == "pivotal_tokens.jsonl"
