@@ -6,7 +6,7 @@ import pytest
 
 from pts.engines.fake import EOS, FAIL, PASS, FakeEngine, PassFailOracle, token
 from pts.search.estimate import Estimate
-from pts.search.pivotal import cumulative_surprisal, find_pivots, moves, split_point, subdivide
+from pts.search.pivotal import PointDecider, cumulative_surprisal, find_pivots, moves, split_point, subdivide
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.tasks.task import Task
 
@@ -32,11 +32,11 @@ def reference_pivots(n: int, p, threshold: float) -> list[int]:
 def by_position(values):
     calls = []
 
-    def estimate(positions):
+    def estimate(positions, samples=10):
         calls.append(list(positions))
         return [exact(values[i]) for i in positions]
 
-    return estimate, calls
+    return PointDecider(estimate, 0.2, 10), calls
 
 
 def test_planted_pivots_found_exactly_with_signs():
@@ -44,7 +44,7 @@ def test_planted_pivots_found_exactly_with_signs():
     values = [0.5] * 4 + [0.9] * 6 + [0.1] * 3
     solution = list(range(100, 112))
     estimate, _ = by_position(values)
-    pivots = find_pivots(solution, estimate, 0.2, split_at="middle")
+    pivots = find_pivots(solution, estimate, split_at="middle")
     assert [(p.position, p.token_id, round(p.delta, 6)) for p in pivots] == [(3, 103, 0.4), (9, 109, -0.8)]
     assert [p.delta > 0 for p in pivots] == [True, False]
 
@@ -55,14 +55,14 @@ def test_matches_reference_recursion_on_random_functions():
         n = rng.randint(1, 40)
         values = [rng.choice([0.0, 0.1, 0.3, 0.5, 0.6, 0.8, 1.0]) for _ in range(n + 1)]
         estimate, _ = by_position(values)
-        got = [p.position for p in find_pivots(list(range(n)), estimate, 0.2, split_at="middle")]
+        got = [p.position for p in find_pivots(list(range(n)), estimate, split_at="middle")]
         assert got == reference_pivots(n, lambda i: values[i], 0.2), values
 
 
 def test_level_parallel_asks_each_position_once_and_one_call_per_level():
     values = [0.5] * 20 + [0.9] * 13
     estimate, calls = by_position(values)
-    find_pivots(list(range(32)), estimate, 0.2, split_at="middle")
+    find_pivots(list(range(32)), estimate, split_at="middle")
     asked = [i for call in calls for i in call]
     assert len(asked) == len(set(asked)), "a position was estimated twice"
     assert len(calls) <= 6  # log2(32) + 1 levels
@@ -89,14 +89,14 @@ def test_both_split_rules_find_an_isolated_pivot(split_at):
     values = [0.3] * 8 + [0.8] * 9
     estimate, _ = by_position(values)
     logprobs = [-(i % 3) - 0.1 for i in range(16)]
-    pivots = find_pivots(list(range(16)), estimate, 0.2, split_at=split_at, logprobs=logprobs)
+    pivots = find_pivots(list(range(16)), estimate, split_at=split_at, logprobs=logprobs)
     assert [p.position for p in pivots] == [7]
 
 
 def test_subdivide_segments_cover_the_solution():
     values = [0.5] * 5 + [0.1] * 8
     estimate, _ = by_position(values)
-    segments, _ = subdivide(list(range(12)), estimate, 0.2, split_at="middle")
+    segments, _ = subdivide(list(range(12)), estimate, split_at="middle")
     assert segments[0][0] == 0 and segments[-1][1] == 12
     assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
 

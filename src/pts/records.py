@@ -67,6 +67,8 @@ class PivotalToken:
     samples_after: int
     successes_after: int
     first_tokens: list[FirstToken]
+    ci_before: list[float] = field(default_factory=list)
+    ci_after: list[float] = field(default_factory=list)
     answer: str = ""
     position: int = 0
     solution_index: int = 0

@@ -107,46 +107,48 @@ class SuccessEstimator:
         head = self.judge_prefix + prefix_text
         return lambda continuation: complete(head + continuation)
 
-    def estimate(self, prefixes: Sequence[Sequence[int]], *, keep_rollouts: bool = False
-                 ) -> tuple[list[Estimate], dict[Prefix, list[Rollout]]]:
-        """Estimates for all ``prefixes``, sampling the ones not yet memoized in one engine call.
+    def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,
+                 keep_rollouts: bool = False) -> tuple[list[Estimate], dict[Prefix, list[Rollout]]]:
+        """Estimates for all ``prefixes`` with at least ``samples`` rollouts each (default ``num_samples``).
 
-        Returns the estimates in order, and (with ``keep_rollouts``) the rollouts
-        drawn by this call, keyed by prefix.
+        Memoized prefixes are topped up rather than sampled again; everything still
+        missing goes to the engine in one call. Returns the estimates in order and
+        (with ``keep_rollouts``) the rollouts drawn by this call, keyed by prefix.
         """
+        target = samples or self.num_samples
         wanted = [tuple(p) for p in prefixes]
-        missing: list[Prefix] = []
+        missing: list[tuple[Prefix, int]] = []
         texts: dict[Prefix, str] = {}
         for prefix in dict.fromkeys(wanted):
-            if prefix in self.cache:
-                continue
-            text = self.response_text(prefix)
-            if self._is_terminal(prefix, text):
-                ok = self._judge(text)
-                self.cache[prefix] = Estimate(int(ok), 1, terminal=True)
-            else:
-                missing.append(prefix)
+            est = self.cache.get(prefix)
+            if est is None:
+                text = self.response_text(prefix)
+                if self._is_terminal(prefix, text):
+                    self.cache[prefix] = Estimate(int(self._judge(text)), 1, terminal=True)
+                    continue
+                est = self.cache[prefix] = Estimate(0, 0)
                 texts[prefix] = text
+            if not est.terminal and est.samples < target:
+                texts.setdefault(prefix, self.response_text(prefix))
+                missing.append((prefix, target - est.samples))
         drawn: dict[Prefix, list[Rollout]] = {}
         if missing:
             requests = [
                 RolloutRequest(
                     prefix_ids=self.prompt_ids + prefix,
-                    n=self.num_samples,
+                    n=n,
                     max_new_tokens=self.max_new_tokens - len(prefix),
                     stop=self._stop_test(texts[prefix]),
                 )
-                for prefix in missing
+                for prefix, n in missing
             ]
-            results = self._call(requests)
-            for prefix, rollouts in zip(missing, results):
-                self.cache[prefix] = self._score(prefix, rollouts)
+            for (prefix, _), rollouts in zip(missing, self._call(requests)):
+                self._score(self.cache[prefix], prefix, rollouts)
                 if keep_rollouts:
                     drawn[prefix] = rollouts
         return [self.cache[p] for p in wanted], drawn
 
-    def _score(self, prefix: Prefix, rollouts: list[Rollout]) -> Estimate:
-        est = Estimate(0, 0)
+    def _score(self, est: Estimate, prefix: Prefix, rollouts: list[Rollout]) -> None:
         for rollout in rollouts:
             text = self.response_text(prefix + tuple(rollout.token_ids))
             ok = self._judge(text)
@@ -160,7 +162,6 @@ class SuccessEstimator:
             self.rollout_tokens += len(rollout.token_ids)
             if self.on_rollout is not None:
                 self.on_rollout(text, rollout, ok)
-        return est
 
     def sample_more(self, n: int) -> list[Rollout]:
         """``n`` more full responses from the empty prefix, outside any estimate."""

@@ -8,12 +8,16 @@ The recursion only ever asks for p at segment boundaries, which are positions
 in the solution known in advance, so it is evaluated level by level: every
 estimate one level needs goes to the engine in one call. The segments it ends
 with are the same as the depth-first recursion's, since each segment's fate
-depends only on p at its two ends.
+depends only on p at its two ends. Whether a segment moves p is decided by a
+``decide`` callable: from fixed-size estimates (:class:`PointDecider`) or by
+sampling in rounds until a confidence interval settles it (:class:`IntervalDecider`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Callable, Literal, Sequence
 
 from pts.search.estimate import Estimate
@@ -64,53 +68,139 @@ class Pivot:
         return self.after.p - self.before.p
 
 
+Segment = tuple[int, int]
+EstimatePositions = Callable[[list[int], int], list[Estimate]]
+
+
+def wilson_interval(successes: int, samples: int, confidence: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    if samples == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / samples
+    denom = 1 + z * z / samples
+    centre = (p + z * z / (2 * samples)) / denom
+    half = z * math.sqrt(p * (1 - p) / samples + z * z / (4 * samples * samples)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def interval(est: Estimate, confidence: float) -> tuple[float, float]:
+    """The interval of p behind ``est``: a point for a terminal (exactly judged) prefix."""
+    return (est.p, est.p) if est.terminal else wilson_interval(est.successes, est.samples, confidence)
+
+
+class PointDecider:
+    """Decides whether a segment moves p from one estimate of ``samples`` rollouts at each end.
+
+    ``estimate_positions(positions, samples)`` returns estimates of
+    p(success | solution[:i]) for each position; ``known`` keeps them by position.
+    """
+
+    def __init__(self, estimate_positions: EstimatePositions, threshold: float, samples: int) -> None:
+        self.estimate_positions = estimate_positions
+        self.threshold = threshold
+        self.samples = samples
+        self.known: dict[int, Estimate] = {}
+
+    def __call__(self, segments: list[Segment]) -> list[bool]:
+        need = sorted({i for seg in segments for i in seg} - self.known.keys())
+        if need:
+            self.known.update(zip(need, self.estimate_positions(need, self.samples)))
+        return [moves(self.known[s].p, self.known[e].p, self.threshold) for s, e in segments]
+
+
+class IntervalDecider(PointDecider):
+    """Samples in rounds until a confidence interval settles each segment (adaptive sampling).
+
+    A segment is settled once the interval of p(after) - p(before) lies wholly at
+    or beyond the threshold (it moves) or wholly inside it (it does not). Each end
+    gets ``1 - (1 - confidence) / 2`` so the difference holds at ``confidence``.
+    Unsettled ends get more rollouts, doubling up to the ``samples`` cap, where
+    the point estimates decide exactly as :class:`PointDecider` would.
+    """
+
+    def __init__(self, estimate_positions: EstimatePositions, threshold: float, samples: int,
+                 confidence: float, first_round: int = 4) -> None:
+        super().__init__(estimate_positions, threshold, samples)
+        self.end_confidence = 1 - (1 - confidence) / 2
+        self.first_round = min(first_round, samples)
+
+    def settle(self, before: Estimate, after: Estimate) -> bool | None:
+        lo_b, hi_b = interval(before, self.end_confidence)
+        lo_a, hi_a = interval(after, self.end_confidence)
+        low, high = lo_a - hi_b, hi_a - lo_b
+        t = self.threshold - _EPS
+        if low >= t or high <= -t:
+            return True
+        if -t < low and high < t:
+            return False
+        return None
+
+    def __call__(self, segments: list[Segment]) -> list[bool]:
+        verdicts: list[bool | None] = [None] * len(segments)
+        pending = list(range(len(segments)))
+        target = self.first_round
+        while pending:
+            need = sorted({i for k in pending for i in segments[k]})
+            self.known.update(zip(need, self.estimate_positions(need, target)))
+            still = []
+            for k in pending:
+                before, after = (self.known[i] for i in segments[k])
+                verdict = self.settle(before, after)
+                if verdict is None and all(e.terminal or e.samples >= self.samples for e in (before, after)):
+                    verdict = moves(before.p, after.p, self.threshold)
+                if verdict is None:
+                    still.append(k)
+                else:
+                    verdicts[k] = verdict
+            pending = still
+            target = min(self.samples, target * 2)
+        return [bool(v) for v in verdicts]
+
+
 def subdivide(
     solution: Sequence[int],
-    estimate_positions: Callable[[list[int]], list[Estimate]],
-    threshold: float,
+    decide: Callable[[list[Segment]], list[bool]],
     *,
     split_at: SplitAt = "logprob",
     logprobs: Sequence[float] | None = None,
-) -> tuple[list[tuple[int, int]], dict[int, Estimate]]:
+) -> tuple[list[Segment], dict[Segment, bool]]:
     """Split ``solution`` into segments [start, end) as Phi-4's Subdivide does.
 
-    ``estimate_positions(ps)`` returns the estimate of p(success | solution[:i])
-    for each i in ``ps``; it is called once per recursion level. Returns the
-    final segments in order and every estimate that was asked for, by position.
+    ``decide(segments)`` says for each segment whether p changes across it by at
+    least the threshold; it is called once per recursion level with every
+    segment of that level (one-token ones too, whose verdict makes them pivotal).
+    Returns the final segments in order and every verdict.
     """
     surprisal = cumulative_surprisal(logprobs) if logprobs is not None and split_at == "logprob" else None
-    known: dict[int, Estimate] = {}
+    verdicts: dict[Segment, bool] = {}
     level = [(0, len(solution))] if solution else []
-    final: list[tuple[int, int]] = []
+    final: list[Segment] = []
     while level:
-        # One-token segments end the recursion but their ends are still needed to judge them.
-        need = sorted({i for s, e in level for i in (s, e)} - known.keys())
-        if need:
-            known.update(zip(need, estimate_positions(need)))
+        verdicts.update(zip(level, decide(level)))
         next_level = []
         for s, e in level:
-            if e - s <= 1 or not moves(known[s].p, known[e].p, threshold):
+            if e - s <= 1 or not verdicts[(s, e)]:
                 final.append((s, e))
             else:
                 m = split_point(s, e, split_at, surprisal)
                 next_level += [(s, m), (m, e)]
         level = next_level
     final.sort()
-    return final, known
+    return final, verdicts
 
 
 def find_pivots(
     solution: Sequence[int],
-    estimate_positions: Callable[[list[int]], list[Estimate]],
-    threshold: float,
+    decide: PointDecider,
     *,
     split_at: SplitAt = "logprob",
     logprobs: Sequence[float] | None = None,
 ) -> list[Pivot]:
     """The pivotal tokens of ``solution``, in order of position."""
-    segments, known = subdivide(solution, estimate_positions, threshold, split_at=split_at, logprobs=logprobs)
+    segments, verdicts = subdivide(solution, decide, split_at=split_at, logprobs=logprobs)
     return [
-        Pivot(s, solution[s], known[s], known[e])
+        Pivot(s, solution[s], decide.known[s], decide.known[e])
         for s, e in segments
-        if e - s == 1 and moves(known[s].p, known[e].p, threshold)
+        if e - s == 1 and verdicts[(s, e)]
     ]

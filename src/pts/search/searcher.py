@@ -9,10 +9,13 @@ from typing import Any, Callable, Sequence
 from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import FirstToken, PivotalToken, stable_id
 from pts.search.estimate import SuccessEstimator
-from pts.search.pivotal import Pivot, SplitAt, find_pivots
+from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots, interval
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
+
+# Level of the Wilson intervals written to records when sampling is not adaptive.
+REPORTED_CONFIDENCE = 0.95
 
 
 @dataclass
@@ -34,6 +37,13 @@ class SearchSettings:
     top_k: int = 20
     min_p: float = 0.0
     seed: int = 42
+    confidence: float | None = None
+
+    def decider(self, estimate_positions) -> PointDecider:
+        """Fixed ``num_samples`` per estimate, or adaptive rounds when a ``confidence`` is set."""
+        if self.confidence:
+            return IntervalDecider(estimate_positions, self.prob_threshold, self.num_samples, self.confidence)
+        return PointDecider(estimate_positions, self.prob_threshold, self.num_samples)
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
@@ -116,13 +126,12 @@ class PivotalTokenSearcher:
         else:
             for index, solution in enumerate(self._solutions(est, drawn.get((), []))):
                 ids = solution.token_ids
-                pivots = find_pivots(
-                    ids,
-                    lambda positions: est.estimate([tuple(ids[:i]) for i in positions])[0],
-                    s.prob_threshold,
-                    split_at=s.split_at,
-                    logprobs=solution.logprobs,
-                )
+
+                def estimate_positions(positions: list[int], samples: int, ids=ids):
+                    return est.estimate([tuple(ids[:i]) for i in positions], samples=samples)[0]
+
+                pivots = find_pivots(ids, s.decider(estimate_positions), split_at=s.split_at,
+                                     logprobs=solution.logprobs)
                 result.solutions += 1
                 # Solutions sharing a prefix find the same pivot; keep it once.
                 seen = {r.id for r in result.pivots}
@@ -174,11 +183,14 @@ class PivotalTokenSearcher:
             successes_before=pivot.before.successes,
             samples_after=pivot.after.samples,
             successes_after=pivot.after.successes,
+            ci_before=list(interval(pivot.before, s.confidence or REPORTED_CONFIDENCE)),
+            ci_after=list(interval(pivot.after, s.confidence or REPORTED_CONFIDENCE)),
             first_tokens=[FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in first],
             answer=task.answer,
             position=pivot.position,
             solution_index=solution_index,
             search={"prob_threshold": s.prob_threshold, "num_samples": s.num_samples,
                     "max_new_tokens": s.max_new_tokens, "split_at": s.split_at,
-                    "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p},
+                    "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
+                    "confidence": s.confidence or REPORTED_CONFIDENCE, "adaptive": bool(s.confidence)},
         )
