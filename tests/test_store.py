@@ -55,9 +55,9 @@ def test_interrupted_run_resumes_without_duplicates_or_losses(tmp_path):
 
     out = tmp_path / "out.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        run(config(out), Interrupting(at=4, exact=False, seed=1), tasks())
+        run(config(out, parallel=1), Interrupting(at=4, exact=False, seed=1), tasks())
     partial = read_jsonl(out)
-    assert {r["dataset_item_id"] for r in partial} <= {"0", "1", "2"}
+    assert {r["dataset_item_id"] for r in partial} <= {"0", "1", "2"} and partial
 
     summary = run(config(out), engine(), tasks())
     assert summary.resumed == 3 and summary.searched + summary.skipped == 3
@@ -133,3 +133,15 @@ def test_max_pairs_stops_the_run(tmp_path):
     summary = run(config(out, max_pairs=2), engine(), tasks())
     assert summary.pivots == 2 and summary.stopped_at_max_pairs
     assert len(read_jsonl(out)) == 2
+
+
+def test_parallel_queries_merge_engine_calls_without_changing_results(tmp_path):
+    outputs, calls = [], []
+    for parallel in (1, 3):
+        eng = engine()
+        out = tmp_path / f"p{parallel}.jsonl"
+        run(config(out, parallel=parallel), eng, tasks())
+        outputs.append(sorted((r["id"], r["prob_before"], r["prob_after"]) for r in read_jsonl(out)))
+        calls.append(eng.calls)
+    assert outputs[0] == outputs[1] and outputs[0]
+    assert calls[1] < calls[0]

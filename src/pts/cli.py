@@ -26,6 +26,7 @@ RUN_HELP = {
     "device": "auto, cuda, mps or cpu",
     "dtype": "auto, float32, bfloat16 or float16",
     "batch_size": "rows decoded together (bounds memory)",
+    "parallel": "queries searched at once; their rollouts share engine calls",
     "prob_threshold": "minimum change in p(success) that makes a token pivotal",
     "num_samples": "rollouts per estimate of p(success | prefix)",
     "max_new_tokens": "token budget of a whole response",

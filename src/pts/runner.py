@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from pts.engines.coalesce import CoalescingEngine
 from pts.errors import PTSError
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
 from pts.store import RunStore, check_writable
@@ -43,6 +45,7 @@ class RunConfig(SearchSettings):
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 64
+    parallel: int = 4
     resume: bool = True
     overwrite: bool = False
     debug: bool = False
@@ -60,7 +63,7 @@ class RunConfig(SearchSettings):
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
         if self.temperature < 0:
             raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
-        for name in ("num_samples", "max_new_tokens", "batch_size", "max_generations"):
+        for name in ("num_samples", "max_new_tokens", "batch_size", "max_generations", "parallel"):
             if getattr(self, name) < 1:
                 raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("sample_size", "max_examples", "max_pairs"):
@@ -144,32 +147,55 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     engine = engine or make_engine(config)
     store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
                      resume=config.resume, overwrite=config.overwrite)
-    searcher = PivotalTokenSearcher(engine, config.search_settings(),
+    shared = CoalescingEngine(engine)
+    searcher = PivotalTokenSearcher(shared, config.search_settings(),
                                     on_rollout=_debug_printer() if config.debug else None)
     summary = RunSummary(config.output_path)
+    todo = [t for t in tasks if not store.is_done(t.item_id)]
+    summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
-    bar = _progress(len(tasks), config.progress)
+    bar = _progress(len(tasks), config.progress, initial=summary.resumed)
+
+    def search(task: Task) -> TaskResult:
+        try:
+            return searcher.search(task)
+        finally:
+            shared.leave()
+
+    # Queries run in threads only so that their engine calls merge; all writing happens here.
+    pool = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="pts-search")
+    running: dict[Future, Task] = {}
+    queue = iter(todo)
     try:
-        for task in tasks:
-            if store.is_done(task.item_id):
-                summary.resumed += 1
-                bar.update(1)
-                continue
-            result = searcher.search(task)
-            if config.max_pairs is not None:
-                room = config.max_pairs - summary.pivots
-                if len(result.pivots) >= room:
-                    result.pivots = result.pivots[:room]
-                    summary.stopped_at_max_pairs = True
-            store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
-            _count(summary, result)
-            summary.seconds = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix_str(f"{summary.rollout_tokens / max(summary.seconds, 1e-9):.0f} tok/s, "
-                                f"pivots +{summary.positive}/-{summary.negative}")
-            if summary.stopped_at_max_pairs:
+        while True:
+            while len(running) < config.parallel and not summary.stopped_at_max_pairs:
+                task = next(queue, None)
+                if task is None:
+                    break
+                shared.join()
+                running[pool.submit(search, task)] = task
+            if not running:
                 break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: todo.index(running[f])):
+                task = running.pop(future)
+                result = future.result()
+                if config.max_pairs is not None:
+                    room = config.max_pairs - summary.pivots
+                    if room <= 0:
+                        continue  # not marked done: a later run with more room searches it
+                    if len(result.pivots) >= room:
+                        result.pivots = result.pivots[:room]
+                        summary.stopped_at_max_pairs = True
+                store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
+                _count(summary, result)
+                summary.seconds = time.perf_counter() - start
+                bar.update(1)
+                bar.set_postfix_str(f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s, "
+                                    f"pivots +{summary.positive}/-{summary.negative}")
     finally:
+        shared.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -188,11 +214,11 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.rollout_tokens += result.rollout_tokens
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="queries", unit="query", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc="queries", unit="query", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)
 
 
 def _debug_printer():

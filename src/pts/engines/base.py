@@ -28,12 +28,15 @@ class RolloutRequest:
     ``stop`` is an optional early-stop test on the decoded text of the continuation
     alone (not the prefix): when it returns True the rollout ends with
     ``finish_reason == "stop"``. Engines may check it only every few tokens.
+    ``seed``, when given, replaces ``SamplingParams.seed`` for this request, so
+    requests merged into one call keep their own randomness.
     """
 
     prefix_ids: tuple[int, ...]
     n: int
     max_new_tokens: int
     stop: Callable[[str], bool] | None = field(default=None, compare=False)
+    seed: int | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ prefix that follows it), then emits a verdict token, `` PASS`` with probability
 With ``exact=True`` the verdicts of the n rollouts of one request are
 stratified (exactly round(p*n) pass), so estimates are exact and the pivotal
 tokens of any solution are known in advance. Randomness depends only on the
-engine seed and the prefix, never on call order or batching.
+engine seed, the prefix and the request's seed, never on call order or batching.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class FakeEngine:
         response = tuple(request.prefix_ids[self.prompt_length:])
         self.prefixes.append(response)
         p = self.p_success(response)
-        rng = random.Random(stable_id(self.seed, response))
+        rng = random.Random(stable_id(self.seed, response, request.seed))
         if self.exact:
             passes = round(p * request.n)
             verdicts = [i < passes for i in range(request.n)]

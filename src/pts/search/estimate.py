@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
@@ -44,8 +44,9 @@ class SuccessEstimator:
     produced the solution being searched. The oracle judges the decoded response
     (prefix + continuation), never the prompt; ``judge_prefix`` is prepended for
     judging only (e.g. ``"<think>"`` when the prompt opened a think block).
-    With a ``seed``, every engine call gets its own seed derived from it and the
-    call's index, so a rerun of the same search draws the same samples.
+    With a ``seed``, each request gets a seed derived from it, the prefix and the
+    samples already drawn there: a rerun draws the same samples, whatever order
+    or batching the estimates are asked in.
     """
 
     def __init__(
@@ -77,15 +78,14 @@ class SuccessEstimator:
         self.rollouts = 0
         self.rollout_tokens = 0
 
-    def _params(self, *salt: object) -> SamplingParams:
-        if self.seed is None:
-            return self.params
-        return replace(self.params, seed=int(stable_id(self.seed, *salt)[:8], 16))
+    def _request(self, prefix: Prefix, n: int, text: str, *salt: object) -> RolloutRequest:
+        seed = None if self.seed is None else int(stable_id(self.seed, prefix, *salt)[:8], 16)
+        return RolloutRequest(self.prompt_ids + prefix, n, self.max_new_tokens - len(prefix),
+                              stop=self._stop_test(text), seed=seed)
 
-    def _call(self, requests: list[RolloutRequest], *salt: object) -> list[list[Rollout]]:
-        results = self.engine.sample(requests, self._params(self.engine_calls, *salt))
+    def _call(self, requests: list[RolloutRequest]) -> list[list[Rollout]]:
         self.engine_calls += 1
-        return results
+        return self.engine.sample(requests, self.params)
 
     def response_text(self, response_ids: Sequence[int]) -> str:
         return self.engine.tokenizer.decode(list(response_ids), skip_special_tokens=True)
@@ -133,15 +133,8 @@ class SuccessEstimator:
                 missing.append((prefix, target - est.samples))
         drawn: dict[Prefix, list[Rollout]] = {}
         if missing:
-            requests = [
-                RolloutRequest(
-                    prefix_ids=self.prompt_ids + prefix,
-                    n=n,
-                    max_new_tokens=self.max_new_tokens - len(prefix),
-                    stop=self._stop_test(texts[prefix]),
-                )
-                for prefix, n in missing
-            ]
+            requests = [self._request(prefix, n, texts[prefix], self.cache[prefix].samples)
+                        for prefix, n in missing]
             for (prefix, _), rollouts in zip(missing, self._call(requests)):
                 self._score(self.cache[prefix], prefix, rollouts)
                 if keep_rollouts:
@@ -165,8 +158,7 @@ class SuccessEstimator:
 
     def sample_more(self, n: int) -> list[Rollout]:
         """``n`` more full responses from the empty prefix, outside any estimate."""
-        request = RolloutRequest(self.prompt_ids, n, self.max_new_tokens, stop=self._stop_test(""))
-        (rollouts,) = self._call([request], "solutions")
+        (rollouts,) = self._call([self._request((), n, "", "solutions")])
         self.rollouts += len(rollouts)
         self.rollout_tokens += sum(len(r.token_ids) for r in rollouts)
         return rollouts
