@@ -33,12 +33,12 @@ def run_output(tmp_path_factory):
     return cwd, out, proc
 
 
-def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_model):
+def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_loaded):
     _, out, proc = run_output
     assert "pivotal tokens:" in proc.stdout and "searched" in proc.stdout
     records = read_jsonl(out)
     assert records, "the tiny run found no pivotal token"
-    tokenizer = embedded_model.tokenizer
+    tokenizer = embedded_loaded.tokenizer
     tasks = {t.item_id: t for t in load_tasks(DATASET, max_examples=3, seed=1)}
     for r in records:
         ids = r["pivot_context_ids"]

