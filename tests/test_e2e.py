@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -66,3 +68,35 @@ def test_rerun_resumes_and_adds_nothing(run_output):
     assert out.read_text() == before
     header = json.loads((cwd / "pivots.jsonl.progress").read_text().splitlines()[0])
     assert header["settings"]["num_samples"] == 6
+
+
+def test_killed_run_leaves_a_valid_file_and_resumes(tmp_path):
+    out = tmp_path / "killed.jsonl"
+    progress = tmp_path / "killed.jsonl.progress"
+    args = [sys.executable, "-m", "pts", "run", *TINY, "--max-examples", "6", "--parallel", "1",
+            "--output-path", str(out), "--no-progress"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        # Kill once the first item is finished, while later ones are being searched.
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.exists() and sum(1 for _ in progress.open()) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = [json.loads(line) for line in progress.open()][1:]
+    assert 1 <= len(done_before) < 6
+    read_jsonl(out)  # every line parses
+    rerun = pts_run(*TINY, "--max-examples", "6", "--output-path", str(out), "--no-progress", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(done_before)} already done" in rerun.stdout
+    records = read_jsonl(out)
+    assert len({r["id"] for r in records}) == len(records)
+    items = [json.loads(line) for line in progress.open()][1:]
+    assert sorted(i["dataset_item_id"] for i in items) == [str(i) for i in range(6)]

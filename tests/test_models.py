@@ -159,8 +159,9 @@ def test_pad_token_defaults_to_eos():
     assert tok.pad_token == "</s>"
 
 
-@pytest.mark.skipif(not os.environ.get("PTS_TEST_GEMMA"), reason="set PTS_TEST_GEMMA=1 (first load ~65 s)")
+@pytest.mark.slow
 def test_gemma_loads_and_samples():
+    """The second alias, a second architecture (first load ~65 s: assemble, dequantize, cache)."""
     from pts.engines.base import RolloutRequest, SamplingParams
     from pts.engines.hf import HFEngine
 

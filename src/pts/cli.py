@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -107,6 +108,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":
+        # Weight-loading bars of transformers/huggingface_hub would bury pts's own progress and summary.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return COMMANDS[args.command](args)
     except PTSError as e:

@@ -45,7 +45,7 @@ __all__ = ["DEFAULT_DATASET", "QUERY_KEYS", "ANSWER_KEYS", "ID_KEYS", "SOURCE_KI
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=20"
+DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=10"
 
 QUERY_KEYS = ("question", "query", "instruction", "problem", "prompt")
 ANSWER_KEYS = ("answer", "output", "solution", "response", "canonical_solution")
