@@ -156,28 +156,27 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     start = time.perf_counter()
     bar = _progress(len(tasks), config.progress, initial=summary.resumed)
 
-    def search(task: Task) -> TaskResult:
-        try:
-            return searcher.search(task)
-        finally:
-            shared.leave()
-
     # Queries run in threads only so that their engine calls merge; all writing happens here.
+    # A finished search leaves the shared engine only after its replacement has joined, so which
+    # searches share a call never depends on thread timing.
     pool = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="pts-search")
     running: dict[Future, Task] = {}
     queue = iter(todo)
+
+    def fill() -> None:
+        while len(running) < config.parallel and not summary.stopped_at_max_pairs:
+            task = next(queue, None)
+            if task is None:
+                return
+            shared.join()
+            running[pool.submit(searcher.search, task)] = task
+
     try:
-        while True:
-            while len(running) < config.parallel and not summary.stopped_at_max_pairs:
-                task = next(queue, None)
-                if task is None:
-                    break
-                shared.join()
-                running[pool.submit(search, task)] = task
-            if not running:
-                break
+        fill()
+        while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: todo.index(running[f])):
+            finished = sorted(finished, key=lambda f: todo.index(running[f]))
+            for future in finished:
                 task = running.pop(future)
                 result = future.result()
                 if config.max_pairs is not None:
@@ -193,6 +192,9 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
                 bar.update(1)
                 bar.set_postfix_str(f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s, "
                                     f"pivots +{summary.positive}/-{summary.negative}")
+            fill()
+            for _ in finished:
+                shared.leave()
     finally:
         shared.cancel()
         pool.shutdown(wait=True, cancel_futures=True)

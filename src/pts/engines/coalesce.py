@@ -34,7 +34,7 @@ class CoalescingEngine:
     """An :class:`Engine` shared by searches in threads.
 
     Register each search with :meth:`join` before its thread starts (so the first
-    call already waits for it) and call :meth:`leave` when it ends.
+    call already waits for it) and call :meth:`leave` once it has ended.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -86,6 +86,8 @@ class CoalescingEngine:
         if not self._waiting or len(self._waiting) < self._workers:
             return
         batch, self._waiting = self._waiting, []
+        # Arrival order is thread timing; a fixed order keeps the merged call reproducible.
+        batch.sort(key=lambda w: [r.prefix_ids for r in w.requests])
         merged = [r for w in batch for r in w.requests]
         try:
             results = self.engine.sample(merged, batch[0].params)
