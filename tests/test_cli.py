@@ -39,6 +39,7 @@ def bad_inputs(tmp_path, qa_file):
         "unknown model": ["--dataset", str(qa_file), "--model", "no-such-model-alias"],
         "missing gguf": ["--dataset", str(qa_file), "--model", str(tmp_path / "nope.gguf")],
         "unknown option value": ["--dataset", str(qa_file), "--split-at", "nowhere"],
+        "confidence": ["--dataset", str(qa_file), "--confidence", "1.5"],
     }
 
 
@@ -57,8 +58,9 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, qa_file
 def test_cli_flags_mirror_the_config_fields():
     parser = build_parser()
     args = parser.parse_args(["run", "--num-samples", "7", "--no-chat-template", "--split-at", "middle",
-                              "--max-pairs", "3", "--no-resume"])
+                              "--max-pairs", "3", "--no-resume", "--confidence", "0.9", "--parallel", "2"])
     assert (args.num_samples, args.chat_template, args.split_at, args.max_pairs, args.resume) == (7, False, "middle", 3, False)
+    assert (args.confidence, args.parallel) == (0.9, 2)
     defaults = parser.parse_args(["run"])
     for name in ("prob_threshold", "temperature", "top_p", "top_k", "min_p", "min_prob", "max_prob",
                  "output_path", "num_samples", "max_new_tokens", "max_generations"):

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
+import typing
 from typing import Any, Callable, Sequence
 
 from pts.errors import PTSError
@@ -41,6 +42,8 @@ RUN_HELP = {
     "top_k": "top-k sampling (0 disables)",
     "min_p": "min-p sampling",
     "seed": "random seed",
+    "confidence": "adaptive sampling: estimate in rounds until a Wilson interval at this level settles "
+                  "each segment (--num-samples is then the cap); off when omitted",
 }
 # Boolean fields that default to True get a --no-... switch; these read better that way.
 NEGATED = {"chat_template": "use the raw query instead of the chat template",
@@ -53,7 +56,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _scalar_type(hint: Any) -> type:
+    """int for ``int | None``, str for ``Literal[...]``: the type argparse converts a flag's value with."""
+    if typing.get_origin(hint) is typing.Literal:
+        return str
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text: dict[str, str]) -> None:
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
@@ -68,9 +80,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text
                 "overwrite": "start again: delete --output-path and its progress first",
                 "debug": "print every rollout with its verdict"}.get(f.name))
         else:
-            kind = type(default) if default is not None else (int if f.name in (
-                "sample_size", "max_examples", "max_pairs") else str)
-            choices = ["logprob", "middle"] if f.name == "split_at" else None
+            kind = _scalar_type(hints[f.name])
+            choices = list(typing.get_args(hints[f.name])) if f.name == "split_at" else None
             parser.add_argument(flag, type=kind, default=default, choices=choices,
                                 help=(help_text.get(f.name, "") + f" (default: {default})").strip())
 

@@ -72,6 +72,8 @@ class RunConfig(SearchSettings):
                 raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.top_k < 0:
             raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        if self.confidence is not None and not 0.0 < self.confidence < 1.0:
+            raise PTSError(f"--confidence must be between 0 and 1 (exclusive), got {self.confidence}")
         if self.split_at not in ("logprob", "middle"):
             raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
 
