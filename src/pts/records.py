@@ -24,6 +24,11 @@ def stable_id(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def stable_seed(*parts: Any) -> int:
+    """A 32-bit seed derived from ``parts``, stable across runs and machines."""
+    return int(stable_id(*parts)[:8], 16)
+
+
 @dataclass
 class FirstToken:
     """How often the rollouts from a context began with ``token_id``, and how many of those succeeded."""

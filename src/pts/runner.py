@@ -127,7 +127,7 @@ def make_engine(config: RunConfig):
     from pts.models import load_model
 
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    return HFEngine(loaded.model, loaded.tokenizer, loaded.model_id, batch_size=config.batch_size)
+    return HFEngine.from_loaded(loaded, batch_size=config.batch_size)
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
-from pts.records import stable_id
+from pts.records import stable_seed
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SuccessEstimator:
         self.rollout_tokens = 0
 
     def _request(self, prefix: Prefix, n: int, text: str, *salt: object) -> RolloutRequest:
-        seed = None if self.seed is None else int(stable_id(self.seed, prefix, *salt)[:8], 16)
+        seed = None if self.seed is None else stable_seed(self.seed, prefix, *salt)
         return RolloutRequest(self.prompt_ids + prefix, n, self.max_new_tokens - len(prefix),
                               stop=self._stop_test(text), seed=seed)
 

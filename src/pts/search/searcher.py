@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from pts.engines.base import Engine, Rollout, SamplingParams
-from pts.records import FirstToken, PivotalToken, stable_id
+from pts.records import FirstToken, PivotalToken, stable_seed
 from pts.search.estimate import SuccessEstimator
 from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots, interval
 from pts.tasks.task import Task
@@ -87,10 +87,6 @@ def opens_think_block(prompt_text: str) -> bool:
     return prompt_text.rfind("<think>") > prompt_text.rfind("</think>")
 
 
-def _seed(*parts: Any) -> int:
-    return int(stable_id(*parts)[:8], 16)
-
-
 class PivotalTokenSearcher:
     """Finds pivotal tokens in the model's own solutions to one query at a time.
 
@@ -113,7 +109,7 @@ class PivotalTokenSearcher:
         prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
         est = SuccessEstimator(
             self.engine, task, prompt_ids, s.sampling(), num_samples=s.num_samples,
-            max_new_tokens=s.max_new_tokens, seed=_seed(s.seed, task.dataset_id, task.item_id),
+            max_new_tokens=s.max_new_tokens, seed=stable_seed(s.seed, task.dataset_id, task.item_id),
             judge_prefix="<think>" if opens_think_block(prompt_text) else "",
             early_stop=s.early_stop, on_rollout=self.on_rollout,
         )
