@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import os
+import pkgutil
 import sys
 import typing
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pts.errors import PTSError
 
@@ -64,7 +66,7 @@ def _scalar_type(hint: Any) -> type:
     return args[0] if args else hint
 
 
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text: dict[str, str]) -> None:
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text: dict[str, str]) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -76,9 +78,9 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True,
                                 help="skip items already finished in --output-path")
         elif isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help={
+            parser.add_argument(flag, action="store_true", help=help_text.get(f.name, {
                 "overwrite": "start again: delete --output-path and its progress first",
-                "debug": "print every rollout with its verdict"}.get(f.name))
+                "debug": "print every rollout with its verdict"}.get(f.name)))
         else:
             kind = _scalar_type(hints[f.name])
             choices = list(typing.get_args(hints[f.name])) if f.name == "split_at" else None
@@ -93,14 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
                                              "reasoning succeeds or fails.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run_p = sub.add_parser("run", help="search a dataset for pivotal tokens")
-    _add_dataclass_options(run_p, RunConfig, RUN_HELP)
-    for p in (run_p,):
+    add_dataclass_options(run_p, RunConfig, RUN_HELP)
+    run_p.set_defaults(func=cmd_run)
+    parsers = [run_p]
+    for module in _command_modules():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(func=module.main)
+        parsers.append(p)
+    for p in parsers:
         p.add_argument("--log-level", default="WARNING", type=str.upper,
                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser
 
 
-def _config_from(args: argparse.Namespace, cls: type) -> Any:
+def _command_modules() -> list[Any]:
+    """Every module of :mod:`pts.commands`, in the order of its ``ORDER`` (then name).
+
+    A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+    ``main(args) -> int``, and imports nothing heavy (torch, transformers) at
+    module level so that ``pts --help`` stays fast.
+    """
+    import pts.commands
+
+    modules = [importlib.import_module(f"pts.commands.{m.name}")
+               for m in pkgutil.iter_modules(pts.commands.__path__) if not m.name.startswith("_")]
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+
+
+def config_from(args: argparse.Namespace, cls: type) -> Any:
+    """An instance of the dataclass ``cls`` from the parsed options that name its fields."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(args).items() if k in names})
 
@@ -108,12 +132,9 @@ def _config_from(args: argparse.Namespace, cls: type) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from pts.runner import RunConfig, run
 
-    summary = run(_config_from(args, RunConfig))
+    summary = run(config_from(args, RunConfig))
     print(summary.format())
     return 0
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Weight-loading bars of transformers/huggingface_hub would bury pts's own progress and summary.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except PTSError as e:
         print(f"pts {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -11,11 +11,14 @@ twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 from pts.errors import PTSError
 
@@ -37,6 +40,45 @@ def check_writable(path: str | os.PathLike) -> None:
     for target in (p, progress_path(p)):
         if target.exists() and not os.access(target, os.W_OK):
             raise PTSError(f"cannot write {target}: permission denied")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PTSError(f"cannot write {p}: directory {parent} is not writable")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
+
+    An exception (bad input found halfway, Ctrl-C) leaves ``path`` as it was:
+    never half-written. Use for every whole-file output (exports, cards, vectors).
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if "b" in mode:
+        encoding = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Raise PTSError unless a whole-file output can be written at ``path``; creates nothing."""
+    p = Path(path)
+    if p.is_dir():
+        raise PTSError(f"output path {p} is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise PTSError(f"cannot write {p}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PTSError(f"cannot write {p}: directory {parent} is not writable")
 
