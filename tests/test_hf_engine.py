@@ -183,3 +183,40 @@ def test_sample_truncation_rules():
     assert min_p[0] == 0 and min_p[2] == 0 and min_p[1] > 0.3
     cold = freq(SamplingParams(temperature=0.25, top_k=0, top_p=1.0))  # 0.5^4 : 0.3^4 : ...
     assert cold[3] > 0.85
+
+
+def test_block_prefill_matches_a_plain_forward_and_ignores_cache_history(embedded_loaded, prompts):
+    model = embedded_loaded.model
+    prefix = prompts["long"] + tuple(embedded_loaded.tokenizer.encode(" First, 17 + 8 = 25 sheep. Then 25 - 5 = 20."))
+    warm = HFEngine.from_loaded(embedded_loaded, prefill_block=16)
+    for n in (17, len(prefix) - 3):  # fill the block cache along the way
+        warm._prefill(prefix[:n])
+    assert warm.prefix_cache.hits > 0 and len(warm.prefix_cache) >= (len(prefix) - 4) // 16
+    cold = HFEngine.from_loaded(embedded_loaded, prefill_block=16)
+    for n in (16, 17, 33, len(prefix)):
+        with torch.inference_mode():
+            plain = model(input_ids=torch.tensor([prefix[:n]])).logits[0, -1]
+        cache_w, warm_logits = warm._prefill(prefix[:n])
+        cache_c, cold_logits = HFEngine.from_loaded(embedded_loaded, prefill_block=16)._prefill(prefix[:n])
+        assert cache_w.get_seq_length() == n
+        assert torch.equal(warm_logits, cold_logits)  # bit-identical whatever was cached before
+        for a, b in zip(cache_w.layers, cache_c.layers):
+            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+        assert torch.allclose(warm_logits, plain, atol=1e-3)
+    off = HFEngine.from_loaded(embedded_loaded, prefill_block=16, prefix_cache_mb=0)
+    off._prefill(prefix)
+    assert len(off.prefix_cache) == 0 and torch.equal(off._prefill(prefix)[1], cold._prefill(prefix)[1])
+
+
+def test_block_cache_is_lru_and_bounded():
+    from pts.engines.hf import _BlockCache
+
+    block = [(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8))]  # 256 bytes
+    cache = _BlockCache(max_bytes=3 * 256)
+    for k in range(3):
+        cache.put((k,), block)
+    assert cache.get((0,)) is block  # 0 is now the most recent
+    cache.put((3,), block)
+    assert cache.get((1,)) is None and cache.get((0,)) is block and len(cache) == 3 and cache.bytes == 3 * 256
+    cache.put((9,), [(torch.zeros(1, 1, 64, 8), torch.zeros(1, 1, 64, 8))])  # larger than the whole budget
+    assert cache.get((9,)) is None and len(cache) == 3

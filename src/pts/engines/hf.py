@@ -5,6 +5,11 @@ How it spends compute:
 * Each distinct prefix is prefilled once, alone (so its KV cache and next-token
   logits do not depend on what else is in the call); its cache rows are then
   repeated for its ``n`` samples.
+* Prefills run in aligned blocks of ``prefill_block`` tokens whose keys and values
+  are kept in an LRU cache across calls: the prompt and the shared head of a
+  solution are computed once, not once per prefix. Block ``k`` of a prefix is
+  always computed the same way from blocks ``0..k-1``, so a prefix's KV cache
+  and logits are bit-identical whatever was cached before (history-independent).
 * Rows from many prefixes decode together, one forward per step. Shorter caches
   are left-padded with masked columns and every row has its own position ids,
   so padding does not change what a row computes.
@@ -21,7 +26,7 @@ How it spends compute:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -161,9 +166,13 @@ class HFEngine:
     """
 
     def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64, stop_every: int = 8,
-                 compact_below: float = 7 / 8):
+                 compact_below: float = 7 / 8, prefill_block: int = 32, prefix_cache_mb: float = 256):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if prefill_block < 1:
+            raise ValueError("prefill_block must be >= 1")
+        self.prefill_block = prefill_block
+        self.prefix_cache = _BlockCache(int(prefix_cache_mb * 2**20))
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -235,10 +244,30 @@ class HFEngine:
         return results  # type: ignore[return-value]
 
     def _prefill(self, prefix: tuple[int, ...]) -> tuple[DynamicCache, torch.Tensor]:
-        """KV cache of ``prefix`` (batch of one) and the float32 logits of the token after it."""
+        """KV cache of ``prefix`` (batch of one) and the float32 logits of the token after it.
+
+        Whole aligned blocks come from (or go to) the block cache; the tail, at
+        least one token, is computed fresh for the logits.
+        """
+        size = self.prefill_block
+        full = (len(prefix) - 1) // size
+        blocks = []
+        for k in range(full):
+            block = self.prefix_cache.get(prefix[: (k + 1) * size])
+            if block is None:
+                break
+            blocks.append(block)
         cache = DynamicCache()  # plain layers everywhere: sliding-window layers keep all columns and rely on the mask
+        if blocks:
+            for i in range(len(blocks[0])):
+                cache.update(torch.cat([b[i][0] for b in blocks], dim=-2), torch.cat([b[i][1] for b in blocks], dim=-2), i)
         ids = torch.tensor([prefix], device=self.device)
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        for k in range(len(blocks), full):
+            lo, hi = k * size, (k + 1) * size
+            self.model(input_ids=ids[:, lo:hi], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            block = [(layer.keys[:, :, lo:hi].clone(), layer.values[:, :, lo:hi].clone()) for layer in cache.layers]
+            self.prefix_cache.put(prefix[:hi], block)
+        out = self.model(input_ids=ids[:, full * size :], past_key_values=cache, use_cache=True, logits_to_keep=1)
         return cache, out.logits[0, -1].float()
 
     def _admit(self, batch, pending, free, prefills, params, results) -> _Batch | None:
@@ -320,6 +349,42 @@ class HFEngine:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class _BlockCache:
+    """LRU map from a prefix (a whole number of prefill blocks) to its last block's per-layer (keys, values)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+
+    def get(self, key: tuple[int, ...]):
+        block = self._entries.get(key)
+        if block is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return block
+
+    def put(self, key: tuple[int, ...], block: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        size = sum(k.nbytes + v.nbytes for k, v in block)
+        if size > self.max_bytes or key in self._entries:
+            return
+        self._entries[key] = block
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= sum(k.nbytes + v.nbytes for k, v in old)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _runs(items: list) -> list[tuple]:
