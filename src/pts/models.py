@@ -176,7 +176,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     """Load a model and tokenizer for inference.
 
     ``spec`` is an alias (see ``ALIASES``) or its canonical model_id, a local ``.gguf``
-    file, a local Hugging Face model directory, or a Hub id ``owner/name``. Every
+    file, a local Hugging Face model directory, a LoRA adapter directory written by
+    ``pts train`` (loaded on its base model and merged), or a Hub id ``owner/name``. Every
     failure raises :class:`PTSError` with a one-line message.
     """
     dev = resolve_device(device)
@@ -196,6 +197,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
         path = Path(spec).expanduser()
         if path.is_file() and path.suffix == ".gguf":
             model, tok, source = _load_gguf(path, torch_dtype)
+        elif is_adapter_dir(path):
+            return load_adapter(path, device=device, dtype=dtype)
         elif path.is_dir() and (path / "config.json").is_file():
             model, tok = _from_pretrained(str(path), spec, hub=False, dtype=torch_dtype)
             source = str(path)
@@ -310,3 +313,65 @@ def _ensure_pad_token(tok, model) -> None:
         tok.pad_token = tok.eos_token
     if getattr(model.generation_config, "pad_token_id", None) is None and tok.pad_token_id is not None:
         model.generation_config.pad_token_id = tok.pad_token_id
+
+
+# LoRA adapter directories written by `pts train` (PEFT), loaded on their base model.
+TRAIN_INFO = "pts_train.json"
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """True for a directory with ``adapter_config.json`` and no ``config.json`` (a PEFT adapter, not a full model)."""
+    p = Path(path).expanduser()
+    return p.is_dir() and (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    """The model spec an adapter directory was trained on."""
+    p = Path(path).expanduser()
+    info = _read_json_object(p / TRAIN_INFO) if (p / TRAIN_INFO).is_file() else {}
+    base = info.get("base_model") or _read_json_object(p / "adapter_config.json").get("base_model_name_or_path")
+    if not base:
+        raise PTSError(f"adapter {p} names no base model ({TRAIN_INFO} base_model or adapter_config.json "
+                       "base_model_name_or_path)")
+    return str(base)
+
+
+def load_adapter(path: str | Path, device: str = "auto", dtype: str = "auto", merge: bool = True):
+    """Load the base model of the adapter at ``path`` with the adapter applied; returns a ``LoadedModel``.
+
+    ``merge`` folds the LoRA weights into the base weights (same function, a
+    plain model that every engine can run); ``model_id`` is ``path``.
+    """
+    from peft import PeftModel
+
+    p = Path(path).expanduser()
+    if not is_adapter_dir(p):
+        raise PTSError(f"{p} is not an adapter directory (no adapter_config.json)")
+    base = load_model(adapter_base(p), device=device, dtype=dtype)
+    try:
+        with warnings.catch_warnings():  # PEFT reads transformers' deprecated is_gradient_checkpointing
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(base.model, str(p))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise PTSError(f"could not apply adapter {p} to {base.model_id}: {str(e).strip().splitlines()[0]}") from None
+    if merge:
+        model = model.merge_and_unload()
+    model = model.eval().requires_grad_(False)
+    tok = base.tokenizer
+    if (p / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(p))
+        if tok.pad_token is None:
+            tok.pad_token = base.tokenizer.pad_token
+    return LoadedModel(model, tok, str(path), base.device, base.dtype, str(p))
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PTSError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise PTSError(f"{path} is not a JSON object")
+    return data
