@@ -1,0 +1,471 @@
+"""Accuracy and pass@k of a model on a dataset, judged by each task's oracle (``pts eval``).
+
+    from pts.evaluate import EvalSettings, evaluate, make_engine
+    engine = make_engine("smollm2-135m")   # or a LoRA adapter directory, a merged output...
+    result = evaluate(engine, tasks, EvalSettings(num_samples=4))
+    print(result.format())
+
+Prompts are built exactly as ``pts run`` builds them (chat template, system
+prompt), and every query's samples are drawn with a seed derived from
+``settings.seed`` and the query, so two models evaluated with the same
+settings see the same prompts and the same random streams: their results can
+be compared query by query (:func:`compare`).
+
+This module imports no torch at import time; loading a model does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pts.engines.base import Engine, RolloutRequest, SamplingParams
+from pts.errors import PTSError
+from pts.records import stable_seed
+from pts.search.pivotal import wilson_interval
+from pts.search.searcher import build_prompt_ids, opens_think_block
+from pts.tasks.task import Task
+
+GREEDY_BELOW = 1e-5  # the HF engine decodes by argmax below this temperature
+
+
+@dataclass
+class EvalSettings:
+    """How responses are generated and scored.
+
+    ``temperature`` 0 means greedy decoding (then ``num_samples`` must be 1).
+    ``ks`` are the k of pass@k (default 1..num_samples). ``early_stop`` ends a
+    response once its oracle says the answer can no longer change (the verdict
+    is the same; fewer tokens are generated). ``confidence`` is the level of the
+    reported Wilson interval.
+    """
+
+    num_samples: int = 1
+    max_new_tokens: int = 512
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    seed: int = 42
+    system_prompt: str | None = None
+    chat_template: bool = True
+    early_stop: bool = True
+    ks: tuple[int, ...] | None = None
+    confidence: float = 0.95
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
+    def validate(self) -> None:
+        """Raise PTSError on an option out of range."""
+        if self.num_samples < 1:
+            raise PTSError(f"--num-samples must be at least 1, got {self.num_samples}")
+        if self.max_new_tokens < 1:
+            raise PTSError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.greedy and self.num_samples > 1:
+            raise PTSError("greedy decoding gives one answer per query: use --num-samples 1 or a temperature > 0")
+        for name in ("top_p", "min_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise PTSError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(self, name)}")
+        if self.top_k < 0:
+            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        if not 0.0 < self.confidence < 1.0:
+            raise PTSError(f"confidence must be between 0 and 1 (exclusive), got {self.confidence}")
+        for k in self.ks or ():
+            if not 1 <= k <= self.num_samples:
+                raise PTSError(f"--k {k} is out of range: pass@k needs 1 <= k <= --num-samples ({self.num_samples})")
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
+
+    def k_values(self) -> list[int]:
+        return sorted(set(self.ks)) if self.ks else list(range(1, self.num_samples + 1))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``c`` correct of ``n`` samples: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+_NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^[-+]?\.\d+$")
+
+
+def canonical_answer(text: str | None) -> str | None:
+    """An extracted answer in a form where equal answers compare equal: numbers as numbers, else trimmed lower case."""
+    if text is None:
+        return None
+    s = str(text).strip().strip("$").strip()
+    if _NUMBER_RE.match(s):
+        value = float(s.replace(",", ""))
+        return str(int(value)) if value.is_integer() else repr(value)
+    s = " ".join(s.lower().split())
+    return s or None
+
+
+def extracted_answer(task: Task, completion: str) -> str | None:
+    """The final answer the task's oracle reads in ``completion`` (canonical form), or None when there is none.
+
+    Uses the oracle's own extraction (math chain, reasoning-gym ``<answer>`` tags,
+    multiple-choice letter, yes/no); other oracles fall back to the last line.
+    """
+    from pts.tasks import oracles as o
+
+    answer = o.final_answer_text(completion)
+    if answer is None:
+        return None
+    oracle = task.oracle
+    if isinstance(oracle, o.ReasoningGymOracle):
+        found = oracle.extract_answer(answer)
+    elif isinstance(oracle, o.MathOracle):
+        found = o.extract_math_answer(answer)
+    elif isinstance(oracle, o.MultipleChoiceOracle):
+        found = o.extract_choice(answer)
+    elif isinstance(oracle, o.YesNoOracle):
+        value = o.yes_no_value(answer)
+        found = None if value is None else ("yes" if value else "no")
+    else:
+        lines = [line for line in answer.splitlines() if line.strip()]
+        found = o.normalize_text(lines[-1]) if lines else None
+    return canonical_answer(found)
+
+
+@dataclass
+class EvalSample:
+    """One generated response and its verdict."""
+
+    sample_index: int
+    response: str
+    response_ids: list[int]
+    finish_reason: str
+    correct: bool
+    extracted_answer: str | None
+
+
+@dataclass
+class QueryResult:
+    """All samples of one query."""
+
+    task: Task
+    prompt_ids: list[int]
+    samples: list[EvalSample]
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def c(self) -> int:
+        return sum(s.correct for s in self.samples)
+
+
+@dataclass
+class EvalResult:
+    """Per-query samples of one model on one task list, with the metrics ``pts eval`` reports."""
+
+    model_id: str
+    settings: EvalSettings
+    queries: list[QueryResult] = field(default_factory=list)
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def samples(self) -> int:
+        return sum(q.n for q in self.queries)
+
+    @property
+    def correct(self) -> int:
+        return sum(q.c for q in self.queries)
+
+    @property
+    def accuracy(self) -> float:
+        """Mean over all samples of the oracle's verdict."""
+        return self.correct / self.samples if self.samples else 0.0
+
+    def interval(self) -> tuple[float, float]:
+        """Wilson interval of the accuracy at ``settings.confidence`` (samples treated as independent)."""
+        return wilson_interval(self.correct, self.samples, self.settings.confidence)
+
+    def pass_at(self, queries: Sequence[QueryResult] | None = None) -> dict[int, float]:
+        """pass@k for each k of the settings, averaged over queries."""
+        queries = self.queries if queries is None else queries
+        if not queries:
+            return {}
+        return {k: sum(pass_at_k(q.n, q.c, k) for q in queries) / len(queries) for k in self.settings.k_values()}
+
+    def by_task_type(self) -> dict[str, dict[str, Any]]:
+        """Accuracy and pass@k per task type, in order of first appearance."""
+        groups: dict[str, list[QueryResult]] = {}
+        for q in self.queries:
+            groups.setdefault(q.task.task_type, []).append(q)
+        out = {}
+        for name, qs in groups.items():
+            n, c = sum(q.n for q in qs), sum(q.c for q in qs)
+            out[name] = {"queries": len(qs), "samples": n, "correct": c, "accuracy": c / n if n else 0.0,
+                         "pass_at_k": self.pass_at(qs)}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers as a JSON-ready dict."""
+        low, high = self.interval()
+        first = self.queries[0].task if self.queries else None
+        return {
+            "model_id": self.model_id,
+            "dataset_id": first.dataset_id if first else None,
+            "queries": len(self.queries),
+            "samples": self.samples,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "accuracy_ci": [low, high],
+            "confidence": self.settings.confidence,
+            "pass_at_k": {str(k): v for k, v in self.pass_at().items()},
+            "by_task_type": {name: {**v, "pass_at_k": {str(k): p for k, p in v["pass_at_k"].items()}}
+                             for name, v in self.by_task_type().items()},
+            "generated_tokens": self.generated_tokens,
+            "seconds": self.seconds,
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.settings).items()},
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per sample: the response, its token ids and prompt ids, the extracted answer and the
+        verdict (``pts contrast --input-path`` reads these rows as trajectories)."""
+        out = []
+        for q in self.queries:
+            t = q.task
+            for s in q.samples:
+                out.append({
+                    "model_id": self.model_id, "dataset_id": t.dataset_id, "dataset_item_id": t.item_id,
+                    "task_type": t.task_type, "query": t.query, "answer": t.answer,
+                    "sample_index": s.sample_index, "response": s.response, "response_ids": s.response_ids,
+                    "prompt_ids": q.prompt_ids, "finish_reason": s.finish_reason,
+                    "extracted_answer": s.extracted_answer, "correct": s.correct,
+                })
+        return out
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        low, high = self.interval()
+        s = self.settings
+        mode = "greedy" if s.greedy else f"sampled, temperature {s.temperature:g}"
+        first = self.queries[0].task.dataset_id if self.queries else "-"
+        lines = [
+            f"model: {self.model_id}",
+            f"dataset: {first} ({len(self.queries)} queries x {s.num_samples} samples, {mode})",
+            (f"accuracy: {self.accuracy:.3f} ({self.correct}/{self.samples}), "
+             f"{s.confidence:.0%} Wilson interval [{low:.3f}, {high:.3f}]"),
+            "pass@k: " + "  ".join(f"pass@{k} {v:.3f}" for k, v in _shown(self.pass_at()).items()),
+        ]
+        types = self.by_task_type()
+        if len(types) > 1:
+            lines.append("by task type:")
+            width = max(len(name) for name in types)
+            for name, v in types.items():
+                top = max(v["pass_at_k"]) if v["pass_at_k"] else None
+                extra = f"  pass@{top} {v['pass_at_k'][top]:.3f}" if top and top > 1 else ""
+                lines.append(f"  {name:<{width}}  {v['accuracy']:.3f} ({v['correct']}/{v['samples']}, "
+                             f"{v['queries']} queries){extra}")
+        rate = self.generated_tokens / self.seconds if self.seconds else 0.0
+        lines.append(f"generated: {self.generated_tokens} tokens in {self.seconds:.1f} s ({rate:.0f} tokens/s)")
+        return "\n".join(lines)
+
+
+def _shown(pass_at: dict[int, float]) -> dict[int, float]:
+    """At most about ten pass@k values for the terminal (powers of two and the largest k); JSON keeps all."""
+    if len(pass_at) <= 10:
+        return pass_at
+    top = max(pass_at)
+    return {k: v for k, v in pass_at.items() if k & (k - 1) == 0 or k == top}
+
+
+def query_seed(settings: EvalSettings, task: Task) -> int:
+    """The sampling seed of one query: fixed by the settings' seed and the query, not by the model."""
+    return stable_seed(settings.seed, "eval", task.dataset_id, task.item_id)
+
+
+def evaluate(engine: Engine, tasks: Sequence[Task], settings: EvalSettings, *,
+             progress: bool = False, queries_per_call: int | None = None) -> EvalResult:
+    """Generate ``settings.num_samples`` responses per task with ``engine`` and judge each with the task's oracle.
+
+    Returns an :class:`EvalResult` holding every sample (in task order). Queries
+    are sent to the engine in groups of ``queries_per_call`` (default: enough
+    for two batches of the engine's ``batch_size``).
+    """
+    import time
+
+    settings.validate()
+    if not tasks:
+        raise PTSError("the dataset has no rows to evaluate")
+    tok = engine.tokenizer
+    params = settings.sampling()
+    if queries_per_call is None:
+        queries_per_call = max(1, math.ceil(2 * getattr(engine, "batch_size", 64) / settings.num_samples))
+    result = EvalResult(engine.model_id, settings)
+    start = time.perf_counter()
+    bar = _progress(len(tasks), progress)
+    try:
+        for lo in range(0, len(tasks), queries_per_call):
+            chunk = list(tasks[lo : lo + queries_per_call])
+            prompts, prefixes, requests = [], [], []
+            for task in chunk:
+                prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template)
+                prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
+                prompts.append(prompt_ids)
+                prefixes.append(prefix)
+                requests.append(RolloutRequest(tuple(prompt_ids), settings.num_samples, settings.max_new_tokens,
+                                               stop=_stop_test(task, prefix) if settings.early_stop else None,
+                                               seed=query_seed(settings, task)))
+            for task, prompt_ids, prefix, rollouts in zip(chunk, prompts, prefixes, engine.sample(requests, params)):
+                samples = []
+                for j, r in enumerate(rollouts):
+                    text = prefix + r.text
+                    samples.append(EvalSample(j, r.text, list(r.token_ids), r.finish_reason, bool(task.judge(text)),
+                                              extracted_answer(task, text)))
+                    result.generated_tokens += len(r.token_ids)
+                result.queries.append(QueryResult(task, list(prompt_ids), samples))
+                bar.update(1)
+            bar.set_postfix_str(f"accuracy {result.accuracy:.3f}")
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _stop_test(task: Task, prefix: str) -> Callable[[str], bool]:
+    complete = task.oracle.answer_complete
+    return lambda continuation: complete(prefix + continuation)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="eval", unit="query", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+@dataclass
+class PairedComparison:
+    """Model ``b`` against model ``a`` on the same queries, prompts and sampling seeds.
+
+    ``diff`` is the mean over queries of (accuracy of b - accuracy of a), with a
+    normal-approximation interval over queries (queries, not samples, are the
+    independent units); ``better``/``worse``/``tied`` count queries where b's
+    accuracy is higher/lower/equal; ``sign_p`` is the exact two-sided sign test
+    on the queries that differ.
+    """
+
+    model_a: str
+    model_b: str
+    queries: int
+    accuracy_a: float
+    accuracy_b: float
+    diff: float
+    diff_ci: tuple[float, float]
+    better: int
+    worse: int
+    tied: int
+    sign_p: float
+
+    def format(self) -> str:
+        low, high = self.diff_ci
+        return (f"{self.model_b} vs {self.model_a}: accuracy {self.accuracy_b:.3f} vs {self.accuracy_a:.3f}, "
+                f"difference {self.diff:+.3f} (95% interval over {self.queries} queries [{low:+.3f}, {high:+.3f}]); "
+                f"queries better/worse/tied {self.better}/{self.worse}/{self.tied}, sign test p={self.sign_p:.3g}")
+
+
+def compare(a: EvalResult, b: EvalResult) -> PairedComparison:
+    """Paired comparison of two results on the same tasks (query by query)."""
+    ids_a = [(q.task.dataset_id, q.task.item_id) for q in a.queries]
+    ids_b = [(q.task.dataset_id, q.task.item_id) for q in b.queries]
+    if ids_a != ids_b:
+        raise PTSError("a paired comparison needs both models evaluated on the same queries")
+    diffs = [qb.c / qb.n - qa.c / qa.n for qa, qb in zip(a.queries, b.queries)]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else 0.0
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+    half = 1.959964 * sd / math.sqrt(n) if n else 0.0
+    better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return PairedComparison(a.model_id, b.model_id, n, a.accuracy, b.accuracy, mean, (mean - half, mean + half),
+                            better, worse, n - better - worse, sign_test(better, worse))
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial sign test p-value for ``wins`` vs ``losses`` (ties dropped)."""
+    m = wins + losses
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(wins, losses) + 1)) / 2**m
+    return min(1.0, 2 * tail)
+
+
+def load_model_or_adapter(spec: str, device: str = "auto", dtype: str = "auto", *, base_model: str | None = None):
+    """:func:`pts.models.load_model`, plus PEFT (LoRA) adapter directories (``adapter_config.json``).
+
+    An adapter is applied to its base model and merged in (a plain model every
+    engine runs at full speed); the base is ``base_model`` when given, else the
+    one the adapter records (see :func:`pts.train.adapter.adapter_base`).
+    ``model_id`` is ``spec``. Raises PTSError on any failure.
+    """
+    from pts.train.adapter import is_adapter_dir, load_trained
+
+    if base_model is None or not is_adapter_dir(spec):
+        import warnings
+
+        with warnings.catch_warnings():
+            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
+            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+            return load_trained(spec, device=device, dtype=dtype)
+    from pts.models import load_model
+
+    loaded = load_model(base_model, device=device, dtype=dtype)
+    model = attach_adapter(loaded.model, spec).merge_and_unload()
+    loaded.model = model.eval().requires_grad_(False)
+    loaded.model_id = spec
+    loaded.source = f"{loaded.source} + adapter {spec}"
+    return loaded
+
+
+def attach_adapter(model, spec: str, adapter_name: str = "default"):
+    """Load the adapter in ``spec`` onto ``model`` (a plain model or a ``PeftModel``) under ``adapter_name``."""
+    import warnings
+
+    try:
+        from peft import PeftModel
+
+        with warnings.catch_warnings():
+            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
+            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+            if isinstance(model, PeftModel):
+                model.load_adapter(spec, adapter_name=adapter_name)
+                return model
+            return PeftModel.from_pretrained(model, spec, adapter_name=adapter_name)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PTSError(f"could not apply adapter {spec} to its base model: {first}") from None
+
+
+def make_engine(spec: str, *, engine: str = "hf", device: str = "auto", dtype: str = "auto", batch_size: int = 64,
+                base_model: str | None = None):
+    """A generation engine for ``spec``: what ``pts run`` builds, plus LoRA adapter directories (HF engine)."""
+    from pts.train.adapter import is_adapter_dir
+
+    if is_adapter_dir(spec):
+        if engine != "hf":
+            raise PTSError(f"adapter directories run on --engine hf; merge {spec} into a model directory "
+                           f"to use --engine {engine}")
+        from pts.engines.hf import HFEngine
+
+        loaded = load_model_or_adapter(spec, device, dtype, base_model=base_model)
+        return HFEngine.from_loaded(loaded, batch_size=batch_size)
+    from pts.runner import RunConfig
+    from pts.runner import make_engine as make_run_engine
+
+    return make_run_engine(RunConfig(model=spec, engine=engine, device=device, dtype=dtype, batch_size=batch_size))
