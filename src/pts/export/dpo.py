@@ -1,0 +1,404 @@
+"""DPO pairs from pivotal tokens, each counterpart measured with the task's oracle.
+
+One pair per pivotal token: the context up to the pivot is the prompt, and
+chosen/rejected are single tokens. A positive pivot is chosen against an
+alternative next token whose measured p(success) is lower by at least
+``min_prob_delta``; a negative pivot is rejected against one measured higher.
+Counterparts come from measurements only, never from likelihood alone:
+
+1. ``first_tokens`` of the record: rollouts sampled from the pivot's context
+   during the search, grouped by their first token, with their successes. An
+   alternative token needs at least ``min_counterpart_samples`` rollouts; its
+   p(success) is successes / rollouts. Free: nothing is sampled.
+2. With ``find_rejected_tokens``, for pivots still without one: the model's top
+   ``num_candidates`` next tokens at the context (special tokens excluded) and
+   the pivot itself are each estimated from ``num_samples`` rollouts judged by
+   the dataset's oracle, in one engine call per pivot. Both sides of such a
+   pair come from this new estimate, so an oracle that never accepts gives
+   p = 0 everywhere and no pair.
+
+Among qualifying alternatives the one the model takes most often wins
+(most rollouts, or highest next-token probability), then the larger margin.
+
+Output rows (JSONL) are ``{"prompt", "chosen", "rejected", "metadata"}``:
+
+- plain form: ``prompt`` is the exact decoded context (chat template text
+  included) and chosen/rejected the decoded tokens. It loads in
+  ``trl.DPOTrainer`` as is. Caveat: TRL tokenizes the text again and appends
+  the EOS token to chosen and rejected, so it may train on token sequences other
+  than the measured ones (a token can split in two, and EOS is always added).
+  ``metadata.trl_tokens_match`` says, per row, whether TRL's tokenization
+  reproduces the measured prompt ids and single token (EOS aside);
+  ``metadata.prompt_token_ids`` / ``chosen_token_id`` / ``rejected_token_id``
+  are the exact ids, for trainers that take pre-tokenized pairs.
+- conversational form (``chat``): ``prompt`` is the messages the chat template
+  rendered (``[{"role": "user", ...}]``, a system message when there was a
+  non-default one) and chosen/rejected are one assistant message each: the
+  response so far followed by the token. TRL 1.16 renders the prompt with a
+  generation prompt, so a partial assistant turn cannot sit in the prompt; the
+  shared response prefix is in both completions instead. Under the sigmoid DPO
+  loss its log-probabilities cancel between chosen and rejected, so the
+  preference is still the single token (TRL adds the end-of-turn after it).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pts.engines.base import SamplingParams
+from pts.errors import PTSError
+from pts.export.records import Pivot, chat_messages
+from pts.records import stable_seed
+from pts.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-9
+
+
+@dataclass
+class DPOSettings:
+    """Options of the DPO export (CLI flags of the same names)."""
+
+    min_prob_delta: float = 0.1
+    min_counterpart_samples: int = 2
+    balance: bool = False
+    max_pairs: int | None = None
+    seed: int = 42
+    find_rejected_tokens: bool = False
+    num_candidates: int = 10
+    num_samples: int | None = None
+    max_new_tokens: int | None = None
+    chat: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 < self.min_prob_delta <= 1.0:
+            raise PTSError(f"--min-prob-delta must be in (0, 1], got {self.min_prob_delta}")
+        for name in ("min_counterpart_samples", "num_candidates"):
+            if getattr(self, name) < 1:
+                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_pairs", "num_samples", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+@dataclass
+class Measured:
+    """A next token at the pivot's context and p(success) after it: ``successes`` of ``samples`` rollouts."""
+
+    token_id: int
+    token: str
+    successes: int
+    samples: int
+    likelihood: float = 0.0  # rollouts that took it, or its next-token probability: how often the model picks it
+
+    @property
+    def p(self) -> float:
+        return self.successes / self.samples
+
+
+@dataclass
+class DPOReport:
+    """What the DPO export did with each pivot."""
+
+    pivots: int = 0
+    pairs: int = 0
+    positive: int = 0
+    negative: int = 0
+    from_first_tokens: int = 0
+    from_estimates: int = 0
+    below_min_delta: int = 0
+    no_counterpart: int = 0
+    no_task: int = 0
+    no_prompt_split: int = 0
+    no_token_id: int = 0
+    dropped_by_balance_or_max: int = 0
+    rollouts: int = 0
+    skipped_for_chat: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def skipped_text(self) -> str:
+        """Why pivots gave no pair, e.g. ``3 no measured counterpart, 1 no matching dataset item``."""
+        skipped = {"|prob_delta| below --min-prob-delta": self.below_min_delta,
+                   "no measured counterpart": self.no_counterpart,
+                   "no matching dataset item": self.no_task,
+                   "prompt/response split unknown": self.no_prompt_split,
+                   "pivot token is not one token of this tokenizer": self.no_token_id,
+                   "prompt not rendered by the chat template": self.skipped_for_chat,
+                   "left out by --balance/--max-pairs": self.dropped_by_balance_or_max}
+        return ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
+
+    def format(self) -> str:
+        lines = [(f"pairs: {self.pairs} ({self.positive} from positive pivots, {self.negative} from negative) "
+                 f"out of {self.pivots} pivotal tokens"),
+                 f"counterparts: {self.from_first_tokens} from recorded rollouts, {self.from_estimates} estimated now"
+                 + (f" ({self.rollouts} rollouts)" if self.rollouts else "")]
+        if self.skipped_text():
+            lines.append("skipped: " + self.skipped_text())
+        return "\n".join(lines + self.notes)
+
+
+def first_token_alternatives(pivot: Pivot, min_samples: int) -> list[Measured]:
+    """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples."""
+    return [Measured(t.token_id, t.token, t.successes, t.count, likelihood=t.count)
+            for t in pivot.first_tokens if t.token_id != pivot.pivot_token_id and t.count >= min_samples]
+
+
+def pick_counterpart(is_positive: bool, p_pivot: float, alternatives: Sequence[Measured],
+                     min_delta: float) -> Measured | None:
+    """The alternative that makes a pair with the pivot, or None.
+
+    A positive pivot needs one at least ``min_delta`` less likely to succeed, a
+    negative one at least ``min_delta`` more likely. The model's most frequent
+    choice wins, then the larger margin, then the lower token id.
+    """
+    sign = 1 if is_positive else -1
+    ok = [a for a in alternatives if sign * (p_pivot - a.p) >= min_delta - _EPS]
+    if not ok:
+        return None
+    return min(ok, key=lambda a: (-a.likelihood, -sign * (p_pivot - a.p), a.token_id))
+
+
+def match_tasks(pivots: Sequence[Pivot], tasks: Sequence[Task]) -> dict[str, Task]:
+    """The task of each pivot (by pivot id): same dataset id and item id, else the same query text."""
+    by_item = {(t.dataset_id, t.item_id): t for t in tasks}
+    by_query: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_query.setdefault(t.query, []).append(t)
+    out = {}
+    for p in pivots:
+        task = by_item.get((p.dataset_id, p.dataset_item_id))
+        if task is None and len(by_query.get(p.query, [])) == 1:
+            task = by_query[p.query][0]
+        if task is not None:
+            out[p.id] = task
+    return out
+
+
+class CounterpartFinder:
+    """Measures the model's top next tokens at a pivot's context with the task's oracle.
+
+    ``engine`` samples rollouts (any :class:`pts.engines.base.Engine`) and
+    ranks candidates with ``engine.next_token_logprobs(prefixes)``.
+    """
+
+    def __init__(self, engine: Any, settings: DPOSettings) -> None:
+        if not hasattr(engine, "next_token_logprobs"):
+            raise PTSError("--find-rejected-tokens needs an engine that gives next-token log-probabilities")
+        self.engine = engine
+        self.settings = settings
+        self.rollouts = 0
+        special = getattr(engine.tokenizer, "all_special_ids", None) or []
+        self.excluded = set(special) | set(engine.eos_token_ids)
+
+    def candidates(self, pivot: Pivot) -> list[tuple[int, float]]:
+        """The ``num_candidates`` most likely next tokens other than the pivot, with their probabilities."""
+        logprobs = self.engine.next_token_logprobs([pivot.context_ids])[0]
+        k = min(logprobs.shape[-1], self.settings.num_candidates + len(self.excluded) + 1)
+        values, ids = logprobs.topk(k)
+        out = []
+        for lp, t in zip(values.tolist(), ids.tolist()):
+            if t != pivot.pivot_token_id and t not in self.excluded:
+                out.append((t, float(lp)))
+        return out[: self.settings.num_candidates]
+
+    def measure(self, pivot: Pivot, task: Task) -> tuple[Measured, list[Measured]]:
+        """p(success) after the pivot and after each candidate, from new rollouts judged by ``task``'s oracle."""
+        from math import exp
+
+        from pts.search.estimate import SuccessEstimator
+        from pts.search.searcher import SearchSettings, opens_think_block
+
+        s = self.settings
+        search = {**vars(SearchSettings()), **pivot.search}
+        tok = self.engine.tokenizer
+        prompt_ids = pivot.context_ids[: pivot.prompt_length]
+        response = tuple(pivot.context_ids[pivot.prompt_length:])
+        params = SamplingParams(temperature=search["temperature"], top_p=search["top_p"], top_k=search["top_k"],
+                                min_p=search["min_p"])
+        prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
+        est = SuccessEstimator(
+            self.engine, task, prompt_ids, params,
+            num_samples=s.num_samples or search["num_samples"],
+            max_new_tokens=s.max_new_tokens or search["max_new_tokens"],
+            seed=stable_seed(s.seed, "counterparts", pivot.id),
+            judge_prefix="<think>" if opens_think_block(prompt_text) else "",
+        )
+        cands = self.candidates(pivot)
+        token_ids = [pivot.pivot_token_id] + [t for t, _ in cands]
+        estimates, _ = est.estimate([response + (t,) for t in token_ids])
+        self.rollouts += est.rollouts
+        chosen = Measured(pivot.pivot_token_id, pivot.pivot_token, estimates[0].successes, estimates[0].samples)
+        alts = [Measured(t, tok.decode([t], skip_special_tokens=False), e.successes, e.samples, likelihood=exp(lp))
+                for (t, lp), e in zip(cands, estimates[1:])]
+        return chosen, alts
+
+
+def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, *,
+                finder: CounterpartFinder | None = None,
+                tasks: dict[str, Task] | None = None) -> tuple[list[dict[str, Any]], DPOReport]:
+    """DPO rows for ``pivots`` (token ids attached) and a report of what was skipped and why.
+
+    ``finder`` and ``tasks`` (by pivot id, see :func:`match_tasks`) are needed
+    only with ``settings.find_rejected_tokens``.
+    """
+    s = settings
+    report = DPOReport(pivots=len(pivots))
+    rows: list[tuple[Pivot, dict[str, Any]]] = []
+    for pivot in pivots:
+        if not s.balance and s.max_pairs is not None and len(rows) >= s.max_pairs:
+            break  # the rest would be cut anyway: do not spend rollouts on them
+        if abs(pivot.prob_delta) < s.min_prob_delta - _EPS:
+            report.below_min_delta += 1
+            continue
+        if pivot.pivot_token_id < 0:
+            report.no_token_id += 1
+            continue
+        samples = pivot.samples_after or 0  # unknown (0) in the original tool's records
+        chosen_side = Measured(pivot.pivot_token_id, pivot.pivot_token, round(pivot.prob_after * samples), samples)
+        p_pivot, source = pivot.prob_after, "first_tokens"
+        other = pick_counterpart(pivot.is_positive, p_pivot,
+                                 first_token_alternatives(pivot, s.min_counterpart_samples), s.min_prob_delta)
+        if other is None and s.find_rejected_tokens:
+            task = (tasks or {}).get(pivot.id)
+            if task is None:
+                report.no_task += 1
+                continue
+            if pivot.prompt_length is None:
+                report.no_prompt_split += 1
+                continue
+            assert finder is not None
+            chosen_side, alternatives = finder.measure(pivot, task)
+            p_pivot, source = chosen_side.p, "estimated"
+            other = pick_counterpart(pivot.is_positive, p_pivot, alternatives, s.min_prob_delta)
+        if other is None:
+            report.no_counterpart += 1
+            continue
+        row = _row(pivot, chosen_side, p_pivot, other, source, tokenizer, s.chat)
+        if row is None:
+            report.skipped_for_chat += 1
+            continue
+        rows.append((pivot, row))
+        if source == "first_tokens":
+            report.from_first_tokens += 1
+        else:
+            report.from_estimates += 1
+    if finder is not None:
+        report.rollouts = finder.rollouts
+    kept = _select(rows, s)
+    report.dropped_by_balance_or_max = len(rows) - len(kept)
+    report.pairs = len(kept)
+    report.positive = sum(p.is_positive for p, _ in kept)
+    report.negative = report.pairs - report.positive
+    return [r for _, r in kept], report
+
+
+def _select(rows: list[tuple[Pivot, dict[str, Any]]], s: DPOSettings) -> list[tuple[Pivot, dict[str, Any]]]:
+    """``--balance`` (as many pairs from positive as from negative pivots, a seeded sample) then ``--max-pairs``."""
+    if s.balance:
+        pos = [i for i, (p, _) in enumerate(rows) if p.is_positive]
+        neg = [i for i, (p, _) in enumerate(rows) if not p.is_positive]
+        n = min(len(pos), len(neg))
+        if s.max_pairs is not None:
+            n = min(n, s.max_pairs // 2)
+        rng = random.Random(s.seed)
+        keep = set(rng.sample(pos, n)) | set(rng.sample(neg, n))
+        return [r for i, r in enumerate(rows) if i in keep]  # file order, which is reproducible and readable
+    return rows[: s.max_pairs] if s.max_pairs is not None else rows
+
+
+def _row(pivot: Pivot, pivot_side: Measured, p_pivot: float, other: Measured, source: str, tok: Any,
+         chat: bool) -> dict[str, Any] | None:
+    if pivot.is_positive:
+        chosen, rejected, p_chosen, p_rejected = pivot_side, other, p_pivot, other.p
+    else:
+        chosen, rejected, p_chosen, p_rejected = other, pivot_side, other.p, p_pivot
+    ids = list(pivot.context_ids or [])
+    metadata = {
+        "original_query": pivot.query,
+        "prob_chosen": float(p_chosen),
+        "prob_rejected": float(p_rejected),
+        "prob_delta": float(pivot.prob_delta),
+        "prob_before": float(pivot.prob_before),
+        "samples": {"chosen": int(chosen.samples), "rejected": int(rejected.samples)},
+        "is_positive": pivot.is_positive,
+        "task_type": pivot.task_type,
+        "model_id": pivot.model_id,
+        "dataset_id": pivot.dataset_id,
+        "dataset_item_id": pivot.dataset_item_id,
+        "counterpart_verified": True,
+        "counterpart_source": source,
+        "pivot_id": pivot.id,
+        "pivot_token_id": pivot.pivot_token_id,
+        "chosen_token_id": chosen.token_id,
+        "rejected_token_id": rejected.token_id,
+        "prompt_token_ids": ids,
+        "retokenized": pivot.retokenized,
+        "trl_tokens_match": False,
+    }
+    if not chat:
+        row = {"prompt": pivot.pivot_context, "chosen": chosen.token, "rejected": rejected.token}
+        metadata["trl_tokens_match"] = _plain_match(tok, row, ids, chosen.token_id, rejected.token_id)
+        return {**row, "metadata": metadata}
+    if pivot.prompt_length is None:
+        return None
+    prompt_ids, response_ids = ids[: pivot.prompt_length], ids[pivot.prompt_length:]
+    messages = chat_messages(tok, tok.decode(prompt_ids, skip_special_tokens=False))
+    if messages is None:
+        return None
+    response = tok.decode(response_ids, skip_special_tokens=False)
+    row = {"prompt": messages,
+           "chosen": [{"role": "assistant", "content": response + chosen.token}],
+           "rejected": [{"role": "assistant", "content": response + rejected.token}]}
+    metadata["trl_tokens_match"] = _chat_match(tok, row, ids, prompt_ids, chosen.token_id, rejected.token_id)
+    return {**row, "metadata": metadata}
+
+
+def _ids(tok: Any, text: str) -> list[int]:
+    return list(tok(text)["input_ids"])  # as TRL calls it: the tokenizer's default special tokens
+
+
+def _plain_match(tok: Any, row: dict[str, str], ids: list[int], chosen_id: int, rejected_id: int) -> bool:
+    """Does TRL's tokenization of the plain row give the measured ids (prompt, one token, then EOS)?"""
+    eos = getattr(tok, "eos_token", None)
+    if eos is None:  # no tokenizer (or one without EOS) to check with
+        return False
+    if _ids(tok, row["prompt"]) != ids:
+        return False
+    for text, token_id in ((row["chosen"], chosen_id), (row["rejected"], rejected_id)):
+        full = row["prompt"] + text + ("" if text.endswith(eos) else eos)
+        expected = ids + [token_id] + ([] if text.endswith(eos) else [tok.eos_token_id])
+        if _ids(tok, full) != expected:
+            return False
+    return True
+
+
+def _chat_match(tok: Any, row: dict[str, Any], ids: list[int], prompt_ids: list[int], chosen_id: int,
+                rejected_id: int) -> bool:
+    """Does TRL's chat tokenization reproduce the measured prompt, response and single token?"""
+    def render(messages: list[dict[str, str]], **kw: Any) -> list[int]:
+        return list(tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
+
+    if render(row["prompt"], add_generation_prompt=True) != prompt_ids:
+        return False
+    for key, token_id in (("chosen", chosen_id), ("rejected", rejected_id)):
+        full = render(row["prompt"] + row[key])
+        if full[: len(ids) + 1] != ids + [token_id]:
+            return False
+    return True
+
+
+def write_pairs(rows: Sequence[dict[str, Any]], path: str) -> None:
+    """Write the rows as JSON lines, atomically (nothing is left half-written)."""
+    import json
+
+    from pts.store import atomic_write
+
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,592 @@
+"""`pts export`: DPO pairs, steering vectors and control vectors, from pts records and the original tool's files."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pts.cli import main as cli_main
+from pts.engines.fake import FakeEngine, PassFailOracle, token
+from pts.errors import PTSError
+from pts.export import ExportConfig, export, read_pivots
+from pts.export.control_vector import read_control_vector, write_control_vector
+from pts.export.dpo import (
+    CounterpartFinder,
+    DPOSettings,
+    Measured,
+    build_pairs,
+    match_tasks,
+    pick_counterpart,
+)
+from pts.export.records import Pivot, attach_token_ids, chat_messages
+from pts.export.steering import (
+    PATTERNS,
+    UNKNOWN,
+    cluster,
+    context_activations,
+    default_layers,
+    label_clusters,
+    parse_layers,
+    pattern_scores,
+)
+from pts.records import ORIGINAL_FIELDS, FirstToken
+from pts.runner import RunConfig, run
+from pts.store import read_jsonl
+from pts.tasks.sources import load_tasks
+from pts.tasks.task import Oracle, Task
+
+DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3"
+OPTILLM_FIELDS = ("query", "pivot_context", "pivot_token", "pivot_token_id", "prob_before", "prob_after", "prob_delta",
+                  "is_positive", "model_id", "task_type", "steering_vector", "cluster_id", "reasoning_pattern",
+                  "cluster_vector", "steering_layer")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory, embedded_engine):
+    """One small `pts run` on the embedded model, shared by every test here: (records path, records)."""
+    path = tmp_path_factory.mktemp("export") / "pivots.jsonl"
+    run(RunConfig(dataset=DATASET, max_examples=2, num_samples=4, max_new_tokens=48, output_path=str(path),
+                  progress=False, min_prob=0.0, max_prob=1.0), engine=embedded_engine)
+    records = read_jsonl(path)
+    assert any(r["is_positive"] for r in records) and any(not r["is_positive"] for r in records), records
+    return path, records
+
+
+@pytest.fixture(scope="module")
+def original(real, tmp_path_factory):
+    """The same pivots as the original tool wrote them: its fields only, is_positive missing on every other line."""
+    path = tmp_path_factory.mktemp("original") / "original.jsonl"
+    rows = []
+    for i, r in enumerate(real[1]):
+        row = {k: r[k] for k in ORIGINAL_FIELDS}
+        if i % 2:
+            del row["is_positive"]
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, rows
+
+
+_STATES: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_states():
+    yield
+    _STATES.clear()
+
+
+def hidden_states(model, ids):
+    """Every layer's residual stream of ``ids`` from an unpadded forward pass alone (memoized):
+    ``hidden_states(...)[L + 1][t]`` is the output of decoder layer L at token t."""
+    key = (id(model), tuple(ids))
+    if key not in _STATES:
+        with torch.inference_mode():
+            out = model.model(input_ids=torch.tensor([list(ids)]), output_hidden_states=True)
+        _STATES[key] = [h[0].float().numpy() for h in out.hidden_states]
+    return _STATES[key]
+
+
+def last_token_state(model, ids, layer):
+    """Output of decoder layer ``layer`` at the last token of ``ids``, computed alone."""
+    return hidden_states(model, ids)[layer + 1][-1]
+
+
+# --- reading records -------------------------------------------------------------------------------------------
+
+
+def test_reads_pts_records_and_the_original_tools_shape(real, original, embedded_model):
+    _, tok, _ = embedded_model
+    pts_pivots = read_pivots(real[0])
+    assert [p.source for p in pts_pivots] == ["pts"] * len(real[1])
+    assert [p.context_ids for p in pts_pivots] == [r["pivot_context_ids"] for r in real[1]]
+    old = read_pivots(original[0])
+    assert all(p.source == "original" and p.context_ids is None for p in old)
+    # is_positive, when missing, comes from the sign of prob_delta
+    assert [p.is_positive for p in old] == [r["prob_delta"] > 0 for r in real[1]]
+    assert attach_token_ids(old, tok) == len(old)
+    for p, r in zip(old, real[1]):
+        assert p.retokenized and p.prompt_length == r["prompt_length"]
+        assert p.pivot_token_id == r["pivot_token_id"]
+        assert tok.decode(p.context_ids, skip_special_tokens=False) == r["pivot_context"]
+    # Sampled text is not always tokenized the canonical way: that is why pts records keep the ids.
+    same = [p.context_ids == r["pivot_context_ids"] for p, r in zip(old, real[1])]
+    assert attach_token_ids(pts_pivots, tok) == 0 and not any(p.retokenized for p in pts_pivots)
+    assert any(same)
+    # ids that do not decode to the context (another model's tokenizer) are replaced, and the record says so
+    wrong = read_pivots(real[0])[:1]
+    wrong[0].context_ids = [t + 1 for t in wrong[0].context_ids]
+    assert attach_token_ids(wrong, tok) == 1 and wrong[0].retokenized and wrong[0].first_tokens == []
+    assert wrong[0].context_ids == tok(real[1][0]["pivot_context"], add_special_tokens=False)["input_ids"]
+
+
+# --- DPO -------------------------------------------------------------------------------------------------------
+
+
+def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, embedded_loaded, tmp_path):
+    out = tmp_path / "dpo.jsonl"
+    summary = export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out)), loaded=embedded_loaded)
+    rows = read_jsonl(out)
+    assert summary.rows == len(rows) >= 2
+    by_id = {r["id"]: r for r in real[1]}
+    tok = embedded_loaded.tokenizer
+    for row in rows:
+        m = row["metadata"]
+        rec = by_id[m["pivot_id"]]
+        assert row["prompt"] == rec["pivot_context"] and m["prompt_token_ids"] == rec["pivot_context_ids"]
+        assert m["counterpart_verified"] and m["counterpart_source"] == "first_tokens"
+        other = m["rejected_token_id"] if rec["is_positive"] else m["chosen_token_id"]
+        first = next(t for t in rec["first_tokens"] if t["token_id"] == other)
+        p_other = first["successes"] / first["count"]
+        if rec["is_positive"]:
+            assert (row["chosen"], m["chosen_token_id"]) == (rec["pivot_token"], rec["pivot_token_id"])
+            assert (m["prob_chosen"], m["prob_rejected"]) == (rec["prob_after"], p_other)
+            assert m["samples"] == {"chosen": rec["samples_after"], "rejected": first["count"]}
+        else:
+            assert (row["rejected"], m["rejected_token_id"]) == (rec["pivot_token"], rec["pivot_token_id"])
+            assert (m["prob_chosen"], m["prob_rejected"]) == (p_other, rec["prob_after"])
+        assert m["prob_chosen"] - m["prob_rejected"] >= 0.1 - 1e-9 and first["count"] >= 2
+        assert tok.decode([m["chosen_token_id"]]) == row["chosen"] and tok.decode([m["rejected_token_id"]]) == row["rejected"]
+        # the flag says whether TRL's own tokenization reproduces these ids (then EOS)
+        trl_ids = tok(row["prompt"] + row["chosen"] + tok.eos_token)["input_ids"]
+        assert m["trl_tokens_match"] == (tok(row["prompt"])["input_ids"] == m["prompt_token_ids"]
+                                         and trl_ids == m["prompt_token_ids"] + [m["chosen_token_id"], tok.eos_token_id]
+                                         and tok(row["prompt"] + row["rejected"] + tok.eos_token)["input_ids"]
+                                         == m["prompt_token_ids"] + [m["rejected_token_id"], tok.eos_token_id])
+    positive = sum(r["metadata"]["is_positive"] for r in rows)
+    assert 0 < positive < len(rows)
+    # --balance: as many from each side; --max-pairs caps
+    export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), balance=True),
+           loaded=embedded_loaded)
+    signs = [r["metadata"]["is_positive"] for r in read_jsonl(out)]
+    assert signs.count(True) == signs.count(False) == min(positive, len(rows) - positive)
+    export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), max_pairs=1), loaded=embedded_loaded)
+    assert [r["metadata"]["pivot_id"] for r in read_jsonl(out)] == [rows[0]["metadata"]["pivot_id"]]
+
+
+def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp_path, capsys, model_cache_dir):
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from pts.models import load_model
+
+    plain, chat = tmp_path / "dpo.jsonl", tmp_path / "dpo_chat.jsonl"
+    assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--output-path", str(plain)]) == 0
+    assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--chat", "--output-path", str(chat)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    loaded = load_model("smollm2-135m", device="cpu", dtype="float32")  # a private copy: PEFT and Trainer modify it
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=2, max_steps=1, logging_steps=1,
+                     report_to="none", use_cpu=True, save_strategy="no", max_length=256)
+
+    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=loaded.tokenizer, peft_config=lora,
+                         train_dataset=load_dataset("json", data_files=str(plain), split="train"))
+    rows = read_jsonl(plain)
+    eos = loaded.tokenizer.eos_token_id
+    for row, t in zip(rows, trainer.train_dataset):  # the flag says whether TRL trains on the measured ids
+        m = row["metadata"]
+        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
+                                         and t["chosen_ids"] == [m["chosen_token_id"], eos]
+                                         and t["rejected_ids"] == [m["rejected_token_id"], eos])
+    result = trainer.train()
+    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+
+    trainer = DPOTrainer(model=trainer.model, args=args, processing_class=loaded.tokenizer,
+                         train_dataset=load_dataset("json", data_files=str(chat), split="train"))
+    by_id = {r["id"]: r for r in real[1]}
+    for row, t in zip(read_jsonl(chat), trainer.train_dataset):
+        rec = by_id[row["metadata"]["pivot_id"]]
+        ids, n = rec["pivot_context_ids"], rec["prompt_length"]
+        assert row["prompt"][-1] == {"role": "user", "content": rec["query"]}
+        m = row["metadata"]
+        assert m["trl_tokens_match"] == (t["prompt_ids"] == ids[:n]
+                                         and t["chosen_ids"][: len(ids) - n + 1] == ids[n:] + [m["chosen_token_id"]]
+                                         and t["rejected_ids"][: len(ids) - n + 1] == ids[n:] + [m["rejected_token_id"]])
+    assert any(r["metadata"]["trl_tokens_match"] for r in read_jsonl(chat))
+
+
+class RankedFake(FakeEngine):
+    """A fake engine that also ranks next tokens: ``ranks`` maps token id -> log-probability."""
+
+    def __init__(self, ranks, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ranks = ranks
+
+    def next_token_logprobs(self, prefixes):
+        out = torch.full((len(prefixes), 200), -50.0)
+        for t, lp in self.ranks.items():
+            out[:, t] = lp
+        return out
+
+
+PROMPT = [token(c) for c in "q?"]
+RESPONSE = (token("a"), token("b"))
+P_AFTER = {"x": 0.8, "y": 0.3, "c": 0.9, "d": 0.2, "e": 0.5}
+
+
+def fake_pivot(tok: str, positive: bool) -> Pivot:
+    return Pivot(query="q?", pivot_context="q?ab", pivot_token=tok, pivot_token_id=token(tok),
+                 prob_before=0.5, prob_after=P_AFTER[tok], prob_delta=P_AFTER[tok] - 0.5, is_positive=positive,
+                 model_id="fake", task_type="pass_fail", dataset_id="d", dataset_item_id="0", timestamp="", id=tok,
+                 source="pts", line=1, context_ids=PROMPT + list(RESPONSE), prompt_length=len(PROMPT))
+
+
+def fake_p(response):
+    if len(response) == 3 and response[:2] == RESPONSE:
+        return P_AFTER[chr(response[2] - 16)]
+    return 0.5
+
+
+class Never(Oracle):
+    name = "never"
+
+    def judge(self, completion, reference):
+        return False
+
+
+def test_counterparts_measured_with_the_oracle_pick_the_models_likeliest_qualifying_token():
+    ranks = {token("c"): -0.5, token("e"): -1.0, token("d"): -2.0}
+    engine = RankedFake(ranks, fake_p, prompt_length=len(PROMPT))
+    settings = DPOSettings(find_rejected_tokens=True, num_candidates=3, num_samples=10)
+    task = Task("q?", "", "0", "d", "pass_fail", PassFailOracle())
+    pivots = [fake_pivot("x", True), fake_pivot("y", False)]
+    rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
+                               tasks=match_tasks(pivots, [task]))
+    got = [(r["chosen"], r["rejected"], r["metadata"]["prob_chosen"], r["metadata"]["prob_rejected"]) for r in rows]
+    # x (0.8) vs qualifying d (0.2) and e (0.5): e is likelier. y (0.3) vs c (0.9) and e (0.5): c is likelier.
+    assert got == [("x", "e", 0.8, 0.5), ("c", "y", 0.9, 0.3)]
+    assert all(r["metadata"]["counterpart_source"] == "estimated" for r in rows)
+    assert all(r["metadata"]["samples"] == {"chosen": 10, "rejected": 10} for r in rows)
+    assert report.from_estimates == 2 and report.rollouts == 2 * 4 * 10
+    # the same candidates judged by an oracle that never accepts: p = 0 everywhere, so no pair at all
+    never = Task("q?", "", "0", "d", "pass_fail", Never())
+    rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
+                               tasks=match_tasks(pivots, [never]))
+    assert rows == [] and report.no_counterpart == 2
+
+
+def test_recorded_first_tokens_need_enough_samples_and_margin():
+    p = fake_pivot("x", True)
+    p.samples_after = 10
+    p.first_tokens = [FirstToken(token("x"), "x", 5, 4), FirstToken(token("d"), "d", 1, 0),
+                      FirstToken(token("e"), "e", 3, 2), FirstToken(token("f"), "f", 2, 0)]
+    rows, _ = build_pairs([p], None, DPOSettings(min_counterpart_samples=2))
+    # d has too few rollouts; e (2/3, 0.13 below 0.8) and f (0) qualify, and the model took e more often
+    assert (rows[0]["rejected"], rows[0]["metadata"]["prob_rejected"]) == ("e", 2 / 3)
+    rows, report = build_pairs([p], None, DPOSettings(min_counterpart_samples=2, min_prob_delta=0.2))
+    assert rows[0]["rejected"] == "f" and report.from_first_tokens == 1
+    rows, report = build_pairs([p], None, DPOSettings(min_counterpart_samples=4))
+    assert rows == [] and report.no_counterpart == 1
+    # equally likely alternatives: the larger margin wins
+    assert pick_counterpart(True, 0.5, [Measured(1, "a", 4, 10, 3), Measured(2, "b", 1, 10, 3)], 0.1).token == "b"
+
+
+class Counting(Oracle):
+    """Delegates to ``inner`` and keeps every verdict."""
+
+    def __init__(self, inner, verdicts):
+        self.inner, self.verdicts = inner, verdicts
+
+    def judge(self, completion, reference):
+        ok = self.inner.judge(completion, reference)
+        self.verdicts.append(ok)
+        return ok
+
+    def answer_complete(self, completion):
+        return self.inner.answer_complete(completion)
+
+
+def test_find_rejected_on_the_real_model_measures_candidates_with_the_oracle(embedded_loaded, embedded_engine,
+                                                                             tmp_path, chat_prompt):
+    tok = embedded_loaded.tokenizer
+    task = load_tasks(DATASET, max_examples=1)[0]
+    (answer_id,) = tok(task.answer, add_special_tokens=False)["input_ids"]  # a one-digit sum: one token
+    prompt = list(chat_prompt(task.query))
+    ids = prompt + tok("The sum is ", add_special_tokens=False)["input_ids"]
+    # A hand-made record in the original tool's shape: text only. The pivot is the right digit.
+    row = {"query": task.query, "pivot_context": tok.decode(ids, skip_special_tokens=False),
+           "pivot_token": task.answer, "pivot_token_id": answer_id, "prob_before": 0.5, "prob_after": 1.0,
+           "prob_delta": 0.5, "model_id": embedded_loaded.model_id, "task_type": task.task_type,
+           "dataset_id": task.dataset_id, "dataset_item_id": task.item_id, "timestamp": "2025-01-01T00:00:00"}
+    src = tmp_path / "original.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    pivots = read_pivots(src)
+    attach_token_ids(pivots, tok)
+    assert pivots[0].retokenized and pivots[0].context_ids == ids and pivots[0].prompt_length == len(prompt)
+
+    verdicts = []
+    counted = Task(task.query, task.answer, task.item_id, task.dataset_id, task.task_type,
+                   Counting(task.oracle, verdicts), reference=task.reference)
+    settings = DPOSettings(find_rejected_tokens=True, num_candidates=3, num_samples=3, max_new_tokens=24)
+    finder = CounterpartFinder(embedded_engine, settings)
+    chosen, alternatives = finder.measure(pivots[0], counted)
+    top = embedded_engine.next_token_logprobs([ids])[0].topk(40).indices.tolist()
+    assert [a.token_id for a in alternatives] == [t for t in top if t != answer_id and t not in finder.excluded][:3]
+    measured = [chosen, *alternatives]
+    assert all(m.samples in (1, 3) for m in measured)  # 1: a terminal prefix, judged once
+    # every probability is the oracle's verdicts and nothing else
+    assert sum(m.samples for m in measured) == len(verdicts) and sum(m.successes for m in measured) == sum(verdicts)
+    expected = pick_counterpart(True, chosen.p, alternatives, 0.1)
+    assert expected is not None and chosen.p - expected.p >= 0.1  # the right digit against a wrong one
+
+    out = tmp_path / "dpo.jsonl"
+    cfg = ExportConfig(input_path=str(src), format="dpo", output_path=str(out), find_rejected_tokens=True,
+                       num_candidates=3, num_samples=3, max_new_tokens=24)
+    export(cfg, loaded=embedded_loaded, engine=embedded_engine, tasks=[counted])
+    (pair,) = read_jsonl(out)
+    m = pair["metadata"]
+    assert (pair["chosen"], pair["rejected"]) == (task.answer, expected.token)
+    assert (m["prob_chosen"], m["prob_rejected"], m["counterpart_source"]) == (chosen.p, expected.p, "estimated")
+    assert m["retokenized"] and m["prompt_token_ids"] == ids and m["rejected_token_id"] == expected.token_id
+
+    # the same with an oracle that never accepts: no pair, an error, and nothing written
+    out.unlink()
+    never = Task(task.query, task.answer, task.item_id, task.dataset_id, task.task_type, Never())
+    with pytest.raises(PTSError, match="no DPO pairs"):
+        export(cfg, loaded=embedded_loaded, engine=embedded_engine, tasks=[never])
+    assert not out.exists()
+
+
+def test_find_rejected_refuses_without_an_oracle(tmp_path, original):
+    rows = [{k: v for k, v in r.items() if k not in ("dataset_id",)} for r in original[1]]
+    src = tmp_path / "nodataset.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(PTSError, match="--dataset"):
+        export(ExportConfig(input_path=str(src), format="dpo", output_path=str(tmp_path / "o.jsonl"),
+                            find_rejected_tokens=True))
+    # the original tool's records have no recorded rollouts: without measuring, no pair
+    with pytest.raises(PTSError, match="no DPO pairs.*--find-rejected-tokens"):
+        export(ExportConfig(input_path=str(original[0]), format="dpo", output_path=str(tmp_path / "o.jsonl")))
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_chat_messages_recover_the_user_and_system_turns(embedded_model):
+    _, tok, _ = embedded_model
+    for messages in ([{"role": "user", "content": "What is 2+2?"}],
+                     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]):
+        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert chat_messages(tok, text) == messages
+    assert chat_messages(tok, "no template here") is None
+
+
+# --- steering --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_activation_is_read_where_the_pivot_is_predicted_whatever_the_padding(real, embedded_model, side):
+    model, _, _ = embedded_model
+    seqs = [r["pivot_context_ids"] for r in real[1][:4]] + [real[1][0]["pivot_context_ids"][:3]]
+    assert len({len(s) for s in seqs}) > 1
+    layers = [3, 18]
+    acts, baseline = context_activations(model, seqs, layers, batch_size=5, padding_side=side)
+    for layer in layers:
+        for i, ids in enumerate(seqs):
+            np.testing.assert_allclose(acts[layer][i], last_token_state(model, ids, layer), rtol=1e-4, atol=1e-4)
+        # baseline: mean over every token but each context's first
+        states = np.concatenate([hidden_states(model, s)[layer + 1][1:] for s in seqs])
+        np.testing.assert_allclose(baseline[layer], states.mean(0), rtol=1e-4, atol=1e-4)
+
+
+def test_steering_export_has_optillms_fields_and_reads_the_exact_ids(real, original, embedded_loaded, tmp_path):
+    out = tmp_path / "steer.jsonl"
+    export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
+           loaded=embedded_loaded)
+    rows = read_jsonl(out)
+    model = embedded_loaded.model
+    layers = default_layers(model.config.num_hidden_layers)
+    assert layers == [18, 23, 27]
+    assert len(rows) == len(real[1])
+    for row, rec in zip(rows, real[1]):
+        assert all(k in row for k in OPTILLM_FIELDS)
+        assert {k: row[k] for k in ORIGINAL_FIELDS if k in row} == {k: rec[k] for k in ORIGINAL_FIELDS if k in row}
+        assert row["steering_layer"] == 18 and sorted(row["layer_activations"], key=int) == ["18", "23", "27"]
+        assert row["activation_position"] == len(rec["pivot_context_ids"]) - 1
+        np.testing.assert_allclose(row["activation"], last_token_state(model, rec["pivot_context_ids"], 18),
+                                   rtol=1e-4, atol=1e-4)
+        assert len(row["steering_vector"]) == model.config.hidden_size
+    acts = np.array([r["activation"] for r in rows])
+    steer = np.array([r["steering_vector"] for r in rows])
+    offset = acts - steer  # the same baseline for every row
+    np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-3)
+    positive = np.array([r["is_positive"] for r in rows])
+    for c in {r["cluster_id"] for r in rows}:
+        members = np.array([r["cluster_id"] == c for r in rows])
+        np.testing.assert_allclose(rows[int(np.flatnonzero(members)[0])]["cluster_vector"], steer[members].mean(0),
+                                   rtol=1e-4, atol=1e-3)
+        assert len({r["reasoning_pattern"] for r, m in zip(rows, members) if m}) == 1
+        row = rows[int(np.flatnonzero(members)[0])]
+        mask = members if row["contrastive_scope"] == "cluster" else np.ones(len(rows), bool)
+        expected = acts[mask & positive].mean(0) - acts[mask & ~positive].mean(0)
+        np.testing.assert_allclose(row["contrastive_vector"], expected, rtol=1e-4, atol=1e-3)
+    assert {r["reasoning_pattern"] for r in rows} <= set(PATTERNS) | {UNKNOWN}
+
+    # the original tool's file: the same contexts, tokenized again (same vectors where the ids agree)
+    out2 = tmp_path / "steer_original.jsonl"
+    export(ExportConfig(input_path=str(original[0]), format="steering", output_path=str(out2), num_clusters=4),
+           loaded=embedded_loaded)
+    rows2 = read_jsonl(out2)
+    assert all(r["retokenized"] for r in rows2) and not any(r["retokenized"] for r in rows)
+    tok = embedded_loaded.tokenizer
+    for r1, r2, rec in zip(rows, rows2, real[1]):
+        if tok(rec["pivot_context"], add_special_tokens=False)["input_ids"] == rec["pivot_context_ids"]:
+            np.testing.assert_allclose(r1["activation"], r2["activation"], atol=1e-4)
+
+    from datasets import load_dataset  # optillm loads the file with datasets
+    loaded = load_dataset("json", data_files=str(out), split="train")
+    assert loaded.num_rows == len(rows) and len(loaded[0]["steering_vector"]) == model.config.hidden_size
+
+
+def test_clustering_works_for_any_number_of_pivots():
+    rng = np.random.default_rng(0)
+    assert cluster(rng.normal(size=(1, 8)), 10, 50, 0).tolist() == [0]
+    three = rng.normal(size=(3, 8))
+    assert sorted(cluster(three, 10, 50, 0).tolist()) == [0, 1, 2]
+    assert cluster(np.repeat(three[:1], 4, axis=0), 10, 50, 0).tolist() == [0, 0, 0, 0]
+    groups = np.concatenate([rng.normal(0, 0.01, (5, 8)) + 5, rng.normal(0, 0.01, (5, 8)) - 5])
+    labels = cluster(groups, 2, 3, 0)
+    assert labels.tolist() == [0] * 5 + [1] * 5
+
+
+def test_reasoning_patterns_match_whole_words_only():
+    assert pattern_scores("we also saw it")["depth_and_thoroughness"] == 0
+    assert pattern_scores("so we saw it")["depth_and_thoroughness"] == 1
+    assert pattern_scores("Actually, let me reconsider")["self_correction"] == 3  # actually, reconsider, the phrase
+    assert pattern_scores("3 + 4 = 7")["numerical_accuracy"] == 5
+    assert pattern_scores("firstly")["organization"] == 1  # "first" does not match inside it
+    assert not pattern_scores("the cat sat")
+    labels = label_clusters(["wait, so", "first step", "then next", "hello"], np.array([0, 1, 1, 2]))
+    assert labels == {0: "depth_and_thoroughness", 1: "organization", 2: UNKNOWN}
+
+
+def test_layer_numbers_accept_commas_spaces_and_ranges():
+    assert parse_layers("19,23,27") == parse_layers(["19", "23", "27"]) == parse_layers(["19,", "23 27"]) == [19, 23, 27]
+    assert parse_layers(["10-12", "12"]) == [10, 11, 12] and parse_layers(None) is None
+    with pytest.raises(PTSError):
+        parse_layers("a,b")
+    assert default_layers(28) == [17, 21, 25] and default_layers(2) == [1]
+
+
+# --- control vector --------------------------------------------------------------------------------------------
+
+
+def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tmp_path):
+    import gguf
+
+    out = tmp_path / "vector.gguf"
+    export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
+           loaded=embedded_loaded)
+    reader = gguf.GGUFReader(str(out))
+    field = reader.get_field("general.architecture")
+    assert bytes(field.parts[-1]).decode() == "controlvector"
+    assert bytes(reader.get_field("controlvector.model_hint").parts[-1]).decode() == "llama"
+    assert int(reader.get_field("controlvector.layer_count").parts[-1][0]) == 2
+    assert sorted(t.name for t in reader.tensors) == ["direction.18", "direction.5"]
+    model = embedded_loaded.model
+    positive = np.array([r["is_positive"] for r in real[1]])
+    for t in reader.tensors:
+        layer = int(t.name.split(".")[1])
+        assert t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [model.config.hidden_size]
+        acts = np.array([last_token_state(model, r["pivot_context_ids"], layer) for r in real[1]])
+        np.testing.assert_allclose(t.data, acts[positive].mean(0) - acts[~positive].mean(0), rtol=1e-3, atol=1e-3)
+    hint, directions = read_control_vector(out)
+    assert hint == "llama" and sorted(directions) == [5, 18]
+
+    # from the original tool's file: the contexts are tokenized again, and the directions follow those ids
+    out2 = tmp_path / "vector_original.gguf"
+    export(ExportConfig(input_path=str(original[0]), format="control-vector", output_path=str(out2),
+                        layer_nums=[18]), loaded=embedded_loaded)
+    _, back = read_control_vector(out2)
+    tok = embedded_loaded.tokenizer
+    acts = np.array([last_token_state(model, tok(r["pivot_context"], add_special_tokens=False)["input_ids"], 18)
+                     for r in real[1]])
+    np.testing.assert_allclose(back[18], acts[positive].mean(0) - acts[~positive].mean(0), rtol=1e-3, atol=1e-3)
+
+    with pytest.raises(PTSError, match="layer 0"):
+        export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(tmp_path / "x.gguf"),
+                            layer_nums=[0, 5]), loaded=embedded_loaded)
+    only_positive = tmp_path / "positive.jsonl"
+    only_positive.write_text("".join(json.dumps(r) + "\n" for r in real[1] if r["is_positive"]))
+    with pytest.raises(PTSError, match="every record is positive"):
+        export(ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf")))
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_control_vector_writer_matches_repengs_layout(tmp_path):
+    directions = {3: np.arange(4, dtype=np.float32), 1: -np.ones(4, dtype=np.float32)}
+    write_control_vector(tmp_path / "v.gguf", directions, "llama", extra={"method": "mean_difference"})
+    hint, back = read_control_vector(tmp_path / "v.gguf")
+    assert hint == "llama" and sorted(back) == [1, 3]
+    for k, v in directions.items():
+        np.testing.assert_array_equal(back[k], v)
+    with pytest.raises(PTSError):
+        write_control_vector(tmp_path / "w.gguf", {1: np.zeros(4), 2: np.zeros(5)}, "llama")
+    assert not (tmp_path / "w.gguf").exists()
+
+
+# --- command line ----------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, real, capsys):
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text(json.dumps(real[1][0]) + "\n{not json\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n")
+    src = str(real[0])
+    out = tmp_path / "out.jsonl"
+    cases = {
+        "missing file": ["--input-path", str(tmp_path / "nope.jsonl"), "--format", "dpo"],
+        "bad json line": ["--input-path", str(bad_json), "--format", "dpo"],
+        "no records": ["--input-path", str(empty), "--format", "steering"],
+        "not pivotal tokens": ["--input-path", str(pairs), "--format", "dpo"],
+        "unknown format": ["--input-path", src, "--format", "parquet"],
+        "unwritable output": ["--input-path", src, "--format", "dpo", "--output-path", str(tmp_path / "no" / "x.jsonl")],
+        "output is a directory": ["--input-path", src, "--format", "dpo", "--output-path", str(tmp_path)],
+        "bad layers": ["--input-path", src, "--format", "steering", "--layer-nums", "x"],
+        "push without repo": ["--input-path", src, "--format", "dpo", "--hf-push"],
+        "bad delta": ["--input-path", src, "--format", "dpo", "--min-prob-delta", "2"],
+    }
+    for name, args in cases.items():
+        if "--output-path" not in args:
+            args = [*args, "--output-path", str(out)]
+        try:
+            code = cli_main(["export", *args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, name
+        assert len(err) == 1 and "error" in err[0] and "Traceback" not in err[0], (name, err)
+        assert not out.exists(), name
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_hf_push_hands_the_written_file_to_the_hub_module(real, embedded_loaded, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    import pts.hub
+
+    calls = []
+    monkeypatch.setattr(pts.hub, "push_dataset", lambda *a, **k: calls.append((a, k)) or "https://hub/x")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "dpo.jsonl"
+    # offline (as every test here is): refused before anything is exported
+    with pytest.raises(PTSError, match="offline"):
+        export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), hf_push=True,
+                            hf_repo_id="alice/pivots"), loaded=embedded_loaded)
+    assert not out.exists() and not calls
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    summary = export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), hf_push=True,
+                                  hf_repo_id="alice/pivots", private=True, command="pts export ..."),
+                     loaded=embedded_loaded)
+    assert calls == [((str(out), "alice/pivots"), {"private": True, "model": real[1][0]["model_id"], "fmt": "dpo",
+                                                    "command": "pts export ..."})]
+    assert summary.url == "https://hub/x" and out.exists()
+    # from the command line, the card gets the command that made the file
+    calls.clear()
+    assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--output-path", str(out),
+                     "--hf-push", "--hf-repo-id", "alice/pivots"]) == 0
+    assert calls[0][1]["command"] == (f"pts export --input-path {real[0]} --format dpo --output-path {out} "
+                                      "--hf-push --hf-repo-id alice/pivots")
