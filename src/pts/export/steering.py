@@ -333,6 +333,7 @@ def steering_records(pivots: Sequence[Pivot], tokenizer: Any, activations: dict[
                 "contrastive_vector": None if direction is None else direction.tolist(),
                 "contrastive_scope": scope,
                 "layer_activations": {str(L): activations[L][i].tolist() for L in sorted(activations)},
+                "pivot_context_ids": list(p.context_ids),  # lets `pts steer` match contexts on exact ids
                 "activation_position": len(p.context_ids) - 1,
                 "retokenized": p.retokenized,
                 "pivot_id": p.id,
