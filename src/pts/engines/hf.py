@@ -163,6 +163,11 @@ class HFEngine:
     Finished rows are dropped once fewer than ``compact_below`` of the batch's
     rows are alive: dropping copies the cache, so 7/8 beat both dropping at
     once (1.0) and never dropping (0.0) in ``bench/engine_throughput.py``.
+
+    ``prefill_block`` and ``prefix_cache_mb`` size the cross-call block cache of
+    prefill keys/values (0 MiB turns it off). The cache is keyed by token ids
+    alone: if the model's weights or forward hooks change between calls (training,
+    steering), call ``engine.prefix_cache.clear()``.
     """
 
     def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64, stop_every: int = 8,
