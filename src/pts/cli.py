@@ -26,7 +26,7 @@ RUN_HELP = {
     "max_examples": "search at most this many queries",
     "max_pairs": "stop once this many pivotal tokens have been found",
     "output_path": "JSONL file the pivotal tokens are appended to",
-    "engine": "rollout engine",
+    "engine": "rollout engine: hf (pts's batched HF engine) or vllm (needs vLLM installed)",
     "device": "auto, cuda, mps or cpu",
     "dtype": "auto, float32, bfloat16 or float16",
     "batch_size": "rows decoded together (bounds memory)",

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import time
@@ -76,6 +77,12 @@ class RunConfig(SearchSettings):
             raise PTSError(f"--confidence must be between 0 and 1 (exclusive), got {self.confidence}")
         if self.split_at not in ("logprob", "middle"):
             raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
+        if self.engine not in ("hf", "vllm"):
+            raise PTSError(f"--engine must be 'hf' or 'vllm', got {self.engine!r}")
+        if self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            from pts.engines.vllm import MISSING_VLLM
+
+            raise PTSError(MISSING_VLLM)
 
     def search_settings(self) -> SearchSettings:
         return SearchSettings(**{f.name: getattr(self, f.name) for f in fields(SearchSettings)})
@@ -120,9 +127,15 @@ class RunSummary:
 
 
 def make_engine(config: RunConfig):
-    """Load the model and wrap it in the configured rollout engine."""
+    """Load the model and wrap it in the configured rollout engine: ``hf`` (default) or ``vllm``."""
+    if config.engine == "vllm":
+        from pts.engines.vllm import VLLMEngine
+
+        # --batch-size bounds the sequences vLLM decodes at once, as it bounds the HF engine's rows.
+        return VLLMEngine.from_spec(config.model, device=config.device, dtype=config.dtype,
+                                    max_num_seqs=config.batch_size)
     if config.engine != "hf":
-        raise PTSError(f"unknown engine {config.engine!r}; available: hf")
+        raise PTSError(f"unknown engine {config.engine!r}; available: hf, vllm")
     from pts.engines.hf import HFEngine
     from pts.models import load_model
 
