@@ -25,6 +25,7 @@ from typing import Any
 
 from pts.engines.base import Engine, RolloutRequest, SamplingParams
 from pts.errors import PTSError
+from pts.metrics import pass_at_k
 from pts.records import stable_seed
 from pts.search.pivotal import wilson_interval
 from pts.search.searcher import build_prompt_ids, opens_think_block
@@ -89,13 +90,6 @@ class EvalSettings:
         return sorted(set(self.ks)) if self.ks else list(range(1, self.num_samples + 1))
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from ``c`` correct of ``n`` samples: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021)."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 _NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^[-+]?\.\d+$")

@@ -97,3 +97,93 @@ class PivotalToken:
         data["first_tokens"] = [FirstToken(**t) for t in data.get("first_tokens", [])]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+CRITICAL_RULES = ("first_zero_then_low", "last_zero", "none")
+
+
+@dataclass
+class CriticalToken:
+    """The critical token of one incorrect trajectory (Lin et al., arXiv 2411.19943), found by rollout sampling.
+
+    ``response_ids`` is the trajectory (the response after the exact prompt
+    ``prompt_ids``). ``scores[i]`` is the share of ``score_samples[i]``
+    rollouts from ``prompt_ids + response_ids[:i + 1]`` (the prefix that
+    includes token ``i``) that the oracle accepted, ``None`` where the search
+    did not sample it; a terminal prefix (the response ended there:
+    ``score_terminal[i]``) is judged once, exactly. Scores from fewer than
+    ``search["rollouts"]`` samples are the search's probes.
+    ``critical_position`` indexes ``response_ids``; ``rule``
+    says how it was chosen: ``"first_zero_then_low"`` (the paper's rule: the
+    first zero-score token after which no token scores above
+    ``low_threshold``), ``"last_zero"`` (the paper's fallback: the latest
+    zero-score candidate) or ``"none"`` (no token scored zero; the critical
+    fields are then ``None``).
+
+    Pass@k (the paper's Figure 2), for k = 1..len: ``pass_at_k_with`` from
+    ``samples_with`` fresh rollouts that keep the critical token,
+    ``pass_at_k_without`` from ``samples_without`` alternative tokens drawn
+    from the model's next-token distribution without the critical token, one
+    rollout each; ``alternatives`` are those tokens with their draw counts and
+    successes.
+    """
+
+    model_id: str
+    query: str
+    answer: str
+    response: str
+    response_ids: list[int]
+    prompt_ids: list[int]
+    prompt_length: int
+    critical_position: int | None
+    critical_token: str | None
+    critical_token_id: int | None
+    critical_context: str
+    rule: str
+    score: float | None
+    scores: list[float | None]
+    score_samples: list[int]
+    score_successes: list[int]
+    score_terminal: list[bool]
+    low_threshold: float
+    mode: str
+    rollouts: int
+    task_type: str
+    dataset_id: str
+    dataset_item_id: str
+    trajectory_index: int = 0
+    p_initial: float | None = None
+    pass_at_k_with: list[float] = field(default_factory=list)
+    pass_at_k_without: list[float] = field(default_factory=list)
+    samples_with: int = 0
+    successes_with: int = 0
+    samples_without: int = 0
+    successes_without: int = 0
+    alternatives: list[FirstToken] = field(default_factory=list)
+    pass_at_k_rollouts: int = 0
+    search: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    id: str = ""
+    kind: str = "critical_token"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = stable_id(self.kind, self.model_id, self.dataset_id, self.dataset_item_id,
+                                self.prompt_ids, self.response_ids, self.mode)
+
+    def context_ids(self) -> list[int]:
+        """Prompt and response before the critical token: where a preference pair would branch."""
+        if self.critical_position is None:
+            raise ValueError("this trajectory has no critical token")
+        return list(self.prompt_ids) + list(self.response_ids[: self.critical_position])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CriticalToken:
+        data = dict(data)
+        data["alternatives"] = [FirstToken(**t) for t in data.get("alternatives", [])]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})

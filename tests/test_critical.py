@@ -1,0 +1,431 @@
+"""Critical tokens (cDPO, arXiv 2411.19943): the paper's rule, Pass@k, scan vs search, and `pts critical` end to end."""
+
+import itertools
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from pts.cli import main as cli_main
+from pts.commands.critical import CriticalConfig, run_critical
+from pts.engines.base import SamplingParams
+from pts.engines.fake import EOS, FAIL, FakeEngine, PassFailOracle, token
+from pts.records import CriticalToken
+from pts.search.critical import (
+    CriticalSettings,
+    CriticalTokenFinder,
+    StagedEstimator,
+    alternative_distribution,
+    critical_position,
+    fulfil,
+    incorrect_trajectories,
+    pass_at_k,
+    pass_at_k_curve,
+    run_rounds,
+)
+from pts.search.searcher import build_prompt_ids
+from pts.store import read_jsonl
+from pts.tasks.sources import load_tasks
+from pts.tasks.task import Task
+
+PROMPT = "q?"
+PROMPT_IDS = [token(c) for c in PROMPT]
+
+
+# --- the paper's rule on hand-made scores --------------------------------------------------------------
+
+def authors_rule(counts):
+    """The authors' analysis loop (rollout_sampling_for_critical_tokens.py), on correct-rollout counts of 64."""
+    min_prefix, last_min_prefix, has_find = None, None, False
+    for i, count in enumerate(counts):
+        if count == 0 and not has_find:
+            min_prefix, has_find = i, True
+        if has_find and count > 3:
+            last_min_prefix, min_prefix, has_find = min_prefix, None, False
+    if has_find:
+        return min_prefix
+    return last_min_prefix
+
+
+def test_rule_first_zero_after_which_every_later_token_stays_low():
+    assert critical_position([0.5, 0.3, 0.0, 0.02, 0.0, 0.0]) == (2, "first_zero_then_low")
+    assert critical_position([0.0, 0.0]) == (0, "first_zero_then_low")
+
+
+def test_rule_threshold_is_three_of_64_by_default_and_a_parameter():
+    # 3/64 = 4.7% is low; 4/64 = 6.25% drops the candidate, so the zero after it is critical.
+    assert critical_position([0.5, 0.0, 3 / 64, 0.0]) == (1, "first_zero_then_low")
+    assert critical_position([0.5, 0.0, 4 / 64, 0.0]) == (3, "first_zero_then_low")
+    assert critical_position([0.5, 0.0, 0.08, 0.0], low_threshold=0.1) == (1, "first_zero_then_low")
+    assert critical_position([0.5, 0.0, 0.05, 0.0]) == (1, "first_zero_then_low")  # "at most 5%"
+
+
+def test_rule_falls_back_to_the_last_dropped_zero_candidate():
+    assert critical_position([0.5, 0.0, 0.2, 0.1]) == (1, "last_zero")
+    # Candidates 0 (dropped at 1) and 2 (dropped at 4): the later one; a zero inside a run opens nothing new.
+    assert critical_position([0.0, 0.5, 0.0, 0.0, 0.3, 0.1]) == (2, "last_zero")
+
+
+def test_rule_none_without_any_zero():
+    assert critical_position([0.5, 0.2, 0.01]) == (None, "none")
+    assert critical_position([]) == (None, "none")
+    with pytest.raises(ValueError):
+        critical_position([0.5, None, 0.0])
+
+
+def test_rule_matches_the_authors_loop_on_random_counts():
+    rng = random.Random(0)
+    for _ in range(2000):
+        counts = [rng.choice([0, 0, 0, 1, 2, 3, 4, 5, 20, 64]) for _ in range(rng.randint(0, 30))]
+        position, rule = critical_position([c / 64 for c in counts])
+        assert position == authors_rule(counts), counts
+        assert (rule == "none") == (position is None)
+
+
+# --- Pass@k ---------------------------------------------------------------------------------------------
+
+def test_pass_at_k_hand_computed():
+    # n=5, c=2: 1 - C(3,k)/C(5,k).
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)
+    assert pass_at_k(5, 2, 4) == 1.0  # fewer than k wrong samples: some draw of k must hold a correct one
+    assert pass_at_k_curve(4, 1) == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+def test_pass_at_k_edges():
+    assert pass_at_k_curve(64, 0) == [0.0] * 64
+    assert pass_at_k_curve(64, 64) == [1.0] * 64
+    assert pass_at_k(10, 1, 10) == 1.0 and pass_at_k(10, 0, 10) == 0.0
+    assert pass_at_k_curve(0, 0) == []
+    for bad in ((5, 2, 0), (5, 2, 6), (5, 6, 1), (5, -1, 1)):
+        with pytest.raises(ValueError):
+            pass_at_k(*bad)
+
+
+def test_pass_at_k_equals_the_binomial_formula_and_stays_stable():
+    for n in range(1, 40):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+    # Binomials of this size overflow a float; the product form does not.
+    assert pass_at_k(2000, 1, 1000) == pytest.approx(0.5)
+    assert pass_at_k(2000, 3, 1000) == pytest.approx(1 - math.comb(1997, 1000) / math.comb(2000, 1000))
+
+
+# --- scan and search on the fake engine -------------------------------------------------------------------
+
+def fake_task(item_id="0"):
+    return Task(PROMPT, "PASS", item_id, "fake", "fake", PassFailOracle())
+
+
+def trajectory(counts, k, terminal=True):
+    """A fake trajectory whose token i scores exactly counts[i]/k (then FAIL and EOS, judged exactly)."""
+    script = [token(chr(ord("a") + i % 26)) for i in range(len(counts))]
+    response = tuple(script + ([FAIL, EOS] if terminal else []))
+
+    def p(prefix):
+        return counts[len(prefix) - 1] / k if 0 < len(prefix) <= len(counts) else 0.0
+
+    return script, response, p
+
+
+def find(counts, mode, k=16, terminal=True, distribution=None, **kw):
+    script, response, p = trajectory(counts, k, terminal)
+    engine = FakeEngine(p, script, prompt_length=len(PROMPT))
+    settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=kw.pop("pass_at_k", 0), **kw)
+    finder = CriticalTokenFinder(engine, fake_task(), PROMPT_IDS, SamplingParams(), settings,
+                                 max_new_tokens=1000, seed=1, distribution=distribution)
+    (result,) = finder.find([response])
+    return result, engine
+
+
+def test_scan_finds_the_planted_critical_token_with_k_rollouts_per_token_in_one_call():
+    counts = [40, 36, 30, 12, 5, 1, 0, 0, 1, 0, 0, 0]
+    result, engine = find(counts, "scan", k=64)
+    assert (result.position, result.rule) == (6, "first_zero_then_low")
+    assert result.token_id == token("g") and result.score == 0.0
+    assert [round(s * 64) for s in result.scores[: len(counts)]] == counts
+    assert result.scores[len(counts):] == [0.0, 0.0]  # FAIL and EOS: terminal, judged once, no rollouts
+    assert engine.calls == 1 and engine.rollouts == result.rollouts == 64 * len(counts)
+
+
+def test_scan_rule_moves_past_a_later_rebound_and_falls_back_without_a_terminal_zero():
+    result, _ = find([40, 0, 0, 10, 2, 0, 0], "scan", k=64)  # 10/64 > 5% after the first zero
+    assert (result.position, result.rule) == (5, "first_zero_then_low")
+    # No verdict token at the end and the last tokens score high: the last dropped candidate.
+    result, _ = find([40, 0, 0, 20, 30], "scan", k=64, terminal=False)
+    assert (result.position, result.rule) == (1, "last_zero")
+    result, _ = find([40, 20, 10], "scan", k=64, terminal=False)
+    assert (result.position, result.rule) == (None, "none")
+
+
+def monotone_counts(rng, length, k, tau=0.05):
+    first_zero = rng.randint(0, length)
+    top = rng.randint(1, k)
+    return sorted((rng.randint(1, top) for _ in range(first_zero)), reverse=True) + [0] * (length - first_zero)
+
+
+def near_monotone_counts(rng, length, k, tau=0.05):
+    """Falling counts with sampling noise around the drop: low nonzero scores among the zeros, zeros among the
+    low scores before them."""
+    counts = monotone_counts(rng, length, k)
+    first_zero = counts.index(0) if 0 in counts else length
+    low = int(tau * k)
+    for i in range(length):
+        if i >= first_zero and rng.random() < 0.3:
+            counts[i] = rng.randint(1, low)
+        elif i < first_zero and counts[i] <= low and rng.random() < 0.4:
+            counts[i] = 0
+    return counts
+
+
+def rough_counts(rng, length, k, tau=0.05):
+    """Near-monotone, plus zeros among high scores and, half the time, one token scoring above the threshold
+    anywhere: curves the search is not guaranteed to get right."""
+    counts = near_monotone_counts(rng, length, k, tau)
+    first_zero = counts.index(0) if 0 in counts else length
+    for i in range(first_zero):
+        if rng.random() < 0.1:
+            counts[i] = 0
+    if length and rng.random() < 0.5:
+        counts[rng.randrange(length)] = rng.randint(int(tau * k) + 1, k)
+    return counts
+
+
+@pytest.mark.parametrize("shape", ["monotone", "near_monotone"])
+def test_search_returns_the_scans_token_and_rule_with_fewer_rollouts(shape):
+    rng = random.Random({"monotone": 1, "near_monotone": 2}[shape])
+    make = monotone_counts if shape == "monotone" else near_monotone_counts
+    totals = {"scan": 0, "search": 0}
+    k, tau = 16, 0.1  # 1 of 16 is low, 2 is not: every kind of score appears with few rollouts
+    for _ in range(100):
+        counts = make(rng, rng.randint(1, 48), k, tau)
+        terminal = rng.random() < 0.8
+        scan, scan_engine = find(counts, "scan", k, terminal, low_threshold=tau)
+        search, search_engine = find(counts, "search", k, terminal, low_threshold=tau)
+        assert (search.position, search.rule) == (scan.position, scan.rule), (counts, terminal)
+        # Same seeds, same stages: every score the search completed is the scan's.
+        for s, e in zip(scan.estimates, search.estimates):
+            if e is not None and (e.terminal or e.samples == k):
+                assert (e.successes, e.samples) == (s.successes, s.samples)
+        assert search_engine.rollouts <= scan_engine.rollouts
+        totals["scan"] += scan_engine.rollouts
+        totals["search"] += search_engine.rollouts
+    assert totals["search"] < 0.5 * totals["scan"], totals  # 0.36 and 0.38 of the scan's when written
+
+
+def test_search_mostly_agrees_on_rough_curves():
+    rng = random.Random(5)
+    agree = 0
+    for _ in range(100):
+        counts = rough_counts(rng, rng.randint(1, 48), 16, 0.1)
+        scan, _ = find(counts, "scan", 16, low_threshold=0.1)
+        search, _ = find(counts, "search", 16, low_threshold=0.1)
+        agree += (search.position, search.rule) == (scan.position, scan.rule)
+    assert agree >= 90  # 95 of 100 when written; misses are rebounds that a 2-rollout probe cannot see
+
+
+def test_search_saves_most_rollouts_on_long_trajectories():
+    rng = random.Random(3)
+    for _ in range(3):
+        counts = monotone_counts(rng, 150, 32)
+        scan, scan_engine = find(counts, "scan", 32)
+        search, search_engine = find(counts, "search", 32)
+        assert (search.position, search.rule) == (scan.position, scan.rule)
+        assert search_engine.rollouts < 0.25 * scan_engine.rollouts
+
+
+def test_search_checks_later_tokens_and_moves_past_a_rebound():
+    # A rebound to 40/64 long after the zeros: the probes see it and the search restarts after it.
+    counts = [50, 40, 30] + [0] * 20 + [40, 0, 0, 0]
+    search, _ = find(counts, "search", 64)
+    assert (search.position, search.rule) == (24, "first_zero_then_low")
+    assert find(counts, "scan", 64)[0].position == 24
+    # Probing every 4th token only, a one-token rebound can be missed: the documented cost of sparser checks.
+    sparse, _ = find(counts, "search", 64, verify_stride=4, verify_full=0)
+    assert sparse.position in (3, 24)
+
+
+# --- Pass@k with and without the critical token, on the fake engine ----------------------------------------
+
+def test_alternative_distribution_applies_the_sampler_and_excludes_the_token():
+    logprobs = [math.log(p) for p in (0.5, 0.3, 0.15, 0.05)]
+    ids, probs, support = alternative_distribution(logprobs, 0, SamplingParams(temperature=1.0, top_p=1.0, top_k=3))
+    assert support == "sampler" and ids == [1, 2] and probs == pytest.approx([0.3 / 0.45, 0.15 / 0.45])
+    # top-p 0.7 keeps the head whose mass reaches 0.7 (0.5 + 0.3), as the engine samples; then 1 goes.
+    ids, probs, _ = alternative_distribution(logprobs, 1, SamplingParams(temperature=1.0, top_p=0.7, top_k=0))
+    assert ids == [0] and probs == [1.0]
+    ids, probs, _ = alternative_distribution(logprobs, 0, SamplingParams(temperature=1.0, top_p=1.0, top_k=0,
+                                                                         min_p=0.5))
+    assert ids == [1]  # min-p keeps tokens with at least half the top probability: 0.5 and 0.3
+    # The sampler would always pick the excluded token: the full distribution stands in.
+    ids, probs, support = alternative_distribution(logprobs, 0, SamplingParams(temperature=0.0))
+    assert support == "full" and ids == [1, 2, 3] and probs == pytest.approx([0.6, 0.3, 0.1])
+
+
+def test_pass_at_k_with_and_without_the_critical_token():
+    counts = [40, 30, 0, 0, 0, 0]
+    vocab = 16 + 128
+    good, bad = token("Z"), token("Y")
+
+    def distribution(prefixes):
+        rows = []
+        for _ in prefixes:
+            row = [-math.inf] * vocab
+            for t, p in ((token("c"), 0.6), (good, 0.25), (bad, 0.15)):
+                row[t] = math.log(p)
+            rows.append(row)
+        return rows
+
+    script, response, base_p = trajectory(counts, 64)
+
+    def p(prefix):  # leaving the script at the critical token: Z always succeeds, Y never
+        if len(prefix) == 3 and prefix[2] in (good, bad):
+            return 1.0 if prefix[2] == good else 0.0
+        return base_p(prefix)
+
+    engine = FakeEngine(p, script, prompt_length=len(PROMPT))
+    settings = CriticalSettings(rollouts=64, mode="search", pass_at_k=40)
+    params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0)
+    finder = CriticalTokenFinder(engine, fake_task(), PROMPT_IDS, params, settings, max_new_tokens=100, seed=5,
+                                 distribution=distribution)
+    (result,) = finder.find([response])
+    assert result.position == 2 and result.token_id == token("c")
+    assert token("c") not in result.alternatives
+    assert set(result.alternatives) <= {good, bad} and result.samples_without == 40
+    assert result.alternatives[good][1] == result.alternatives[good][0]  # every Z rollout succeeded
+    assert result.alternatives.get(bad, [0, 0])[1] == 0
+    c = result.alternatives[good][0]
+    assert 15 <= c <= 35  # 25/40 expected from the renormalised 0.25 / 0.4
+    assert result.pass_at_k_without == pytest.approx(pass_at_k_curve(40, c))
+    assert result.samples_with == 40 and result.successes_with == 0 and result.pass_at_k_with == [0.0] * 40
+    # Fresh rollouts keeping the token (not the scan's) and one per alternative.
+    assert result.pass_at_k_rollouts == 40 + 40
+    again = CriticalTokenFinder(FakeEngine(p, script, prompt_length=len(PROMPT)), fake_task(), PROMPT_IDS, params,
+                                settings, max_new_tokens=100, seed=5, distribution=distribution).find([response])[0]
+    assert again.alternatives == result.alternatives  # seeded
+
+
+def test_records_round_trip():
+    record = CriticalToken(
+        model_id="m", query="q", answer="a", response="r", response_ids=[5, 6, 7], prompt_ids=[1, 2],
+        prompt_length=2, critical_position=1, critical_token="x", critical_token_id=6, critical_context="..",
+        rule="first_zero_then_low", score=0.0, scores=[0.5, 0.0, None], score_samples=[8, 64, 0],
+        score_successes=[4, 0, 0], score_terminal=[False, False, False], low_threshold=0.05, mode="search", rollouts=72, task_type="t",
+        dataset_id="d", dataset_item_id="0", pass_at_k_with=[0.0], pass_at_k_without=[1.0],
+        samples_with=1, samples_without=1, successes_without=1,
+    )
+    data = json.loads(json.dumps(record.to_dict()))
+    back = CriticalToken.from_dict(data)
+    assert back == record and back.kind == "critical_token" and back.id and back.context_ids() == [1, 2, 5]
+    assert CriticalToken.from_dict({**data, "id": ""}).id == record.id  # stable
+
+
+# --- the embedded model ---------------------------------------------------------------------------------
+
+DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=10"
+
+
+@pytest.mark.slow
+def test_search_agrees_with_scan_on_the_embedded_model(embedded_engine):
+    """Same seeds, so the search's scores are the scan's wherever both sampled; fewer rollouts."""
+    params = SamplingParams()
+    tok = embedded_engine.tokenizer
+    tasks = load_tasks(DATASET, max_examples=6, seed=3)
+    prompts = [build_prompt_ids(tok, t.prompt) for t in tasks]
+    samplers = [StagedEstimator(embedded_engine, t, p, params, num_samples=4, max_new_tokens=16, seed=7,
+                                keep_rollouts=True) for t, p in zip(tasks, prompts)]
+    fulfil(embedded_engine, [(s, {(): 4}) for s in samplers])  # one engine call for every query
+    picked = [(t, p, wrong[0]) for t, p, s in zip(tasks, prompts, samplers)
+              if (wrong := incorrect_trajectories(t, s.drawn[()]))][:2]
+    assert len(picked) == 2, "the embedded model solved every sampled query"
+    finders = [CriticalTokenFinder(embedded_engine, t, p, params, CriticalSettings(rollouts=4, mode=mode, pass_at_k=0),
+                                   max_new_tokens=16, seed=11) for mode in ("scan", "search") for t, p, _ in picked]
+    results = run_rounds(embedded_engine, [f.steps([traj]) for f, (_, _, traj) in zip(finders, picked * 2)])
+    for i in range(2):
+        (scan,), (search,) = results[i], results[i + 2]
+        for s, e in zip(scan.estimates, search.estimates):
+            if e is not None and (e.terminal or e.samples == 4):
+                assert (e.successes, e.samples) == (s.successes, s.samples)
+        assert finders[i + 2].scores.rollouts <= finders[i].scores.rollouts
+        if all(a >= b for a, b in itertools.pairwise(scan.scores)):  # monotone: the search's guarantee
+            assert (search.position, search.rule) == (scan.position, scan.rule)
+
+
+@pytest.mark.slow
+def test_input_path_rows_are_scored_and_resumed(embedded_engine, tmp_path):
+    rows = [
+        {"question": "What is 3 + 4? Reply with the number only.", "answer": "7", "response": "The answer is 9."},
+        {"question": "What is 2 + 2? Reply with the number only.", "answer": "4", "response": "4"},
+    ]
+    path = tmp_path / "wrong.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "critical.jsonl"
+    config = CriticalConfig(input_path=str(path), rollouts=4, mode="scan", max_new_tokens=24, output_path=str(out),
+                            progress=False, pass_at_k=4)
+    summary = run_critical(config, engine=embedded_engine)
+    assert summary.trajectories == 1 and summary.correct_inputs == 1
+    (record,) = [CriticalToken.from_dict(r) for r in read_jsonl(out)]
+    tok = embedded_engine.tokenizer
+    assert record.prompt_ids == build_prompt_ids(tok, rows[0]["question"]) and record.prompt_length == len(record.prompt_ids)
+    assert record.response == "The answer is 9." and record.response_ids[-1] in embedded_engine.eos_token_ids
+    assert (record.critical_position, record.rule) == critical_position(record.scores)  # scan: every score
+    assert all(n == (1 if terminal else 4) for n, terminal in zip(record.score_samples, record.score_terminal))
+    assert record.score_terminal[-1]  # the closing end-of-sequence token, judged exactly
+    if record.critical_position is not None:
+        assert record.critical_token_id == record.response_ids[record.critical_position]
+        assert len(record.pass_at_k_with) == record.samples_with == 4
+    again = run_critical(config, engine=embedded_engine)
+    assert again.resumed == 2 and again.trajectories == 0 and len(read_jsonl(out)) == 1
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_the_embedded_model(tmp_path):
+    out = tmp_path / "critical.jsonl"
+    args = [sys.executable, "-m", "pts", "critical", "--dataset", DATASET, "--max-examples", "4",
+            "--num-trajectories", "4", "--max-trajectories", "2", "--rollouts", "4", "--max-new-tokens", "24",
+            "--output-path", str(out), "--no-progress", "--seed", "3"]
+    proc = subprocess.run(args, cwd=tmp_path, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "critical tokens:" in proc.stdout and "trajectories: 2 incorrect" in proc.stdout, proc.stdout
+    records = [CriticalToken.from_dict(r) for r in read_jsonl(out)]
+    assert len(records) == 2
+    for r in records:
+        assert r.kind == "critical_token" and r.mode == "search" and r.model_id and r.dataset_id and r.query
+        assert len(r.scores) == len(r.score_samples) == len(r.response_ids) <= 24
+        assert r.rule in ("first_zero_then_low", "last_zero", "none")
+        for score, n, c in zip(r.scores, r.score_samples, r.score_successes):
+            assert (score is None and n == 0) or score == c / n
+        if r.critical_position is not None:
+            assert r.score_successes[r.critical_position] == 0
+            assert r.score_samples[r.critical_position] == (1 if r.score_terminal[r.critical_position] else 4)
+            assert r.samples_without in (0, 4) and r.samples_with == 4
+            assert sum(a.count for a in r.alternatives) == r.samples_without
+
+
+def test_bad_options_are_one_line_errors(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"question": "q", "answer": "1", "text": "x"}) + "\n")
+    cases = {
+        "mode": ["--mode", "nowhere"],
+        "rollouts": ["--rollouts", "0"],
+        "threshold": ["--low-threshold", "1.5"],
+        "missing input": ["--input-path", str(tmp_path / "none.jsonl")],
+        "no response field": ["--input-path", str(rows)],
+        "unwritable": ["--input-path", str(rows), "--response-key", "text",
+                       "--output-path", str(tmp_path / "no" / "out.jsonl")],
+    }
+    for name, args in cases.items():
+        out = tmp_path / "out.jsonl"
+        code = cli_main(["critical", *args, "--output-path", str(out)] if "--output-path" not in args
+                        else ["critical", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("pts critical: error:"), (name, err)
+        assert not out.exists(), name
+
