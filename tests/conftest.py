@@ -4,6 +4,9 @@ import os
 
 # Tests never touch the network: Hub lookups fail fast instead of retrying.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# As `pts` itself does before huggingface_hub is imported: otherwise a Trainer (which re-enables hub progress
+# bars when it finishes) makes later in-process CLI calls print weight-loading bars to stderr.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import pytest  # noqa: E402
 
