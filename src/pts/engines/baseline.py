@@ -32,6 +32,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.engines.hf import _eos_ids  # the same end-of-sequence ids as the HF engine
 
 GREEDY_BELOW = 1e-5  # same rule as the HF engine: temperatures below this mean argmax
 
@@ -165,15 +166,3 @@ class _PickedLogprobs(LogitsProcessor):
             return torch.zeros(new_tokens.shape[0], 0)
         return torch.stack(self.picked, dim=1).cpu()
 
-
-def _eos_ids(model, tokenizer) -> set[int]:
-    """End-of-sequence ids: the generation config's (else the model config's) plus the tokenizer's."""
-    ids: set[int] = set()
-    for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
-        eos = getattr(src, "eos_token_id", None)
-        if eos is not None:
-            ids.update([eos] if isinstance(eos, int) else eos)
-            break
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
