@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-generate", action="store_true")
+    ap.add_argument("--vllm", action="store_true",
+                    help="measure only the vLLM engine against the same ceiling (run with .venv-vllm/bin/python)")
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -65,6 +67,18 @@ def main() -> None:
 
     def report(name: str, tokens: int, dt: float) -> None:
         print(f"{name:<44} {tokens / dt:7.1f} tok/s  {tokens / dt / top:6.1%} of ceiling  ({tokens} tokens, {dt:.1f}s)")
+
+    if args.vllm:
+        from pts.engines.vllm import VLLMEngine
+
+        for dtype in args.dtypes:
+            for b in args.batches:
+                eng = VLLMEngine.from_spec(args.model, device="cpu", dtype=dtype, max_num_seqs=b)
+                eng.sample([RolloutRequest(prompt, 4, 4)], params)  # warm-up
+                res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))
+                report(f"vLLM B={b} {dtype} (EOS on)", sum(len(r.token_ids) for r in res[0]), dt)
+                del eng
+        return
 
     if not args.skip_generate:
         ids = torch.tensor([prompt])
