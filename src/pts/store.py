@@ -83,10 +83,13 @@ def check_output_path(path: str | os.PathLike) -> None:
         raise PTSError(f"cannot write {p}: directory {parent} is not writable")
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All JSON objects of a JSONL file; PTSError naming the line when one is not valid JSON."""
+def read_jsonl(path: str | os.PathLike, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """All JSON objects of a JSONL file; PTSError naming the line when one is not valid JSON.
+
+    ``encoding="utf-8-sig"`` also accepts a leading byte-order mark (files from other tools).
+    """
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=encoding) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -16,7 +16,6 @@ Pass@k with and without it, is appended to ``--output-path`` as a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -261,18 +260,9 @@ class CriticalSummary:
 
 
 def _read_input_rows(path: str) -> list[dict[str, Any]]:
-    rows = []
-    with open(Path(path).expanduser(), encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PTSError(f"{path} line {n} is not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise PTSError(f"{path} line {n} is not a JSON object")
-            rows.append(row)
+    from pts.store import read_jsonl
+
+    rows = read_jsonl(Path(path).expanduser(), encoding="utf-8-sig")
     if not rows:
         raise PTSError(f"{path} is empty")
     return rows
