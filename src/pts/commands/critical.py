@@ -248,7 +248,7 @@ class CriticalSummary:
             lines.append(f"Pass@k keeping / replacing the critical token (mean of {len(self.with_curves)}): "
                          + ", ".join(parts))
         lines += [
-            (f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring tokens, "
+            (f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
              f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
              f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"),
             f"time: {self.seconds:.1f} s",

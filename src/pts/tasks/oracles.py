@@ -88,7 +88,10 @@ _ANSWER_PHRASE_RE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
-_LEADING_NUMBER_WITH_UNIT_RE = re.compile(r"^(?:\\?\$)?[ \t]*(?P<num>" + _NUMBER + r")[ \t]+[A-Za-z]{2,}")
+# "18 apples", "5 because ...", "1, which is 8 minus 7": a number that a word or a clause follows.
+_LEADING_NUMBER_WITH_UNIT_RE = re.compile(
+    r"^(?:\\?\$)?[ \t]*(?P<num>" + _NUMBER + r")(?:[ \t]+[A-Za-z]{2,}|[ \t]*[,;][ \t]+[A-Za-z])"
+)
 
 
 def _hash_answer(text: str) -> tuple[str, re.Match] | None:
