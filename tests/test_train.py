@@ -128,6 +128,7 @@ def test_build_cdpo_rows_pairs_correct_and_incorrect_trajectories_of_one_prompt(
                                                           "rejected_scores")} for r in rows]
     two = build_cdpo_rows(trajectories, max_pairs_per_query=2)
     assert [(r["chosen_ids"], r["rejected_ids"]) for r in two if r["prompt"] == "A"] == [([7], [5, 6]), ([8], [5, 7])]
+    assert [len(r["rejected_ids"]) for r in cdpo_rows(trajectories, max_pairs_per_query=2)] == [2, 2, 1]
     with pytest.raises(PTSError, match="needs scores"):
         build_cdpo_rows([{"prompt_ids": [1], "response_ids": [2], "correct": False}])
     with pytest.raises(PTSError, match="no query has both"):
@@ -378,6 +379,7 @@ def bad_inputs(tmp_path):
         "cdpo on text rows": ["--input-path", str(text), "--loss", "cdpo"],
         "scores misaligned": ["--input-path", str(tmp_path / "short_scores.jsonl"), "--loss", "cdpo"],
         "lora rank": ["--input-path", str(good), "--lora-r", "0"],
+        "pairs per query": ["--input-path", str(good), "--loss", "cdpo", "--pairs-per-query", "0"],
         "merge without lora": ["--input-path", str(good), "--no-lora", "--merge"],
         "negative gamma": ["--input-path", str(good), "--loss", "cdpo", "--gamma", "-1"],
         "unknown loss": ["--input-path", str(good), "--loss", "kto"],

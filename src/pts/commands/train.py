@@ -28,6 +28,8 @@ _HELP = {
     "grad_accum": "gradient accumulation steps",
     "beta": "DPO beta (--loss dpo)",
     "gamma": "cDPO gamma, the scale of the weighted log-ratio margin (--loss cdpo)",
+    "pairs_per_query": "cDPO on scored trajectories: pairs made per query, the i-th correct response with the i-th "
+                       "incorrect one, most frequent wrong answer first (1: the authors' selection)",
     "max_length": "truncate prompt+response to this many tokens",
     "seed": "random seed (LoRA init, data order)",
     "device": "auto, cuda, mps or cpu",
@@ -67,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt("grad_accum", int)
     opt("beta", float)
     opt("gamma", float)
+    opt("pairs_per_query", int)
     opt("max_length", int)
     opt("seed", int)
     opt("device", str)

@@ -39,6 +39,7 @@ class TrainConfig:
     grad_accum: int = 1
     beta: float = 0.1
     gamma: float = 0.1
+    pairs_per_query: int = 1
     max_length: int | None = 1024
     seed: int = 42
     device: str = "auto"
@@ -69,7 +70,7 @@ class TrainConfig:
             raise PTSError("--input-path is required")
         if not self.output_dir:
             raise PTSError("--output-dir is required")
-        for name in ("lora_r", "batch_size", "grad_accum"):
+        for name in ("lora_r", "batch_size", "grad_accum", "pairs_per_query"):
             if getattr(self, name) < 1:
                 raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lora_alpha <= 0:

@@ -159,16 +159,17 @@ def is_trajectory_rows(raw: Sequence[dict[str, Any]]) -> bool:
 
 
 def cdpo_rows(raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None,
-              source: str = "input") -> list[dict[str, Any]]:
+              source: str = "input", max_pairs_per_query: int = 1) -> list[dict[str, Any]]:
     """Validated cDPO pair rows ``{"prompt_ids", "chosen_ids", "rejected_ids", "rejected_scores"}``.
 
     ``raw`` holds pair rows (see the module docstring) or scored trajectories,
-    which are paired first with :func:`build_cdpo_rows`.
+    which are paired first with :func:`build_cdpo_rows` (``max_pairs_per_query``
+    pairs per query at most).
     """
     if not raw:
         raise PTSError(f"{source} has no rows")
     if is_trajectory_rows(raw):
-        raw = build_cdpo_rows(raw, vocab_size=vocab_size, source=source)
+        raw = build_cdpo_rows(raw, max_pairs_per_query=max_pairs_per_query, vocab_size=vocab_size, source=source)
     rows = []
     for n, r in enumerate(raw, 1):
         missing = [k for k in ID_KEYS if _find_ids(r, k) is None]

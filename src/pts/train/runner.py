@@ -117,7 +117,7 @@ def train(config: TrainConfig) -> TrainResult:
         raise PTSError(f"{config.input_path} has no rows")
     # Rows are checked before the model loads, so a malformed file fails in a second, not after a model load.
     if config.loss == "cdpo":
-        rows, exact = cdpo_rows(raw, source=source), True
+        rows, exact = cdpo_rows(raw, source=source, max_pairs_per_query=config.pairs_per_query), True
     else:
         data = preference_rows(raw, source=source)
         rows, exact = data.rows, data.exact
