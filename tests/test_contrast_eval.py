@@ -244,6 +244,27 @@ def test_contrast_scores_match_an_unbatched_forward_pass(contrast_dir, embedded_
 
 
 @pytest.mark.slow
+def test_shared_prompt_scoring_equals_scoring_each_trajectory_alone(contrast_dir):
+    from pts.train.contrast import ContrastiveScorer
+
+    rows = read_jsonl(contrast_dir / "scores.jsonl")
+    trajectories = [Trajectory("q", "a", r["prompt_ids"], r["response_ids"], "", r["correct"], None, "d", str(n))
+                    for n, r in enumerate(rows)]
+    assert max(sum(t.prompt_ids == u.prompt_ids for u in trajectories) for t in trajectories) > 1  # prompts shared
+    models = [load_model_or_adapter(str(contrast_dir / f"{role}-adapter"), device="cpu", dtype="float32").model
+              for role in ("positive", "negative")]
+    scorer = ContrastiveScorer.from_models(*models)
+    together = scorer.score(trajectories, batch_size=3)  # prompt keys/values shared, groups split over batches
+    alone = [scorer.score([t])[0] for t in trajectories]  # whole sequences, one at a time
+    singles = scorer.score([t for t in trajectories if t.prompt_ids == trajectories[0].prompt_ids][:1]
+                           + [t for t in trajectories if t.prompt_ids != trajectories[0].prompt_ids][:1])
+    for got, want, row in zip(together, alone, rows):
+        for key in ("scores", "logp_pos", "logp_neg"):
+            assert got[key] == pytest.approx(want[key], abs=2e-4) and got[key] == pytest.approx(row[key], abs=2e-4)
+    assert singles[0]["scores"] == pytest.approx(alone[0]["scores"], abs=2e-4)
+
+
+@pytest.mark.slow
 def test_contrast_scores_text_trajectories_with_given_models(contrast_dir, tmp_path, capsys):
     query = "State the final answer to the following arithmetic problem: 2 + 3 ="
     path = tmp_path / "traj.jsonl"
@@ -265,25 +286,30 @@ def test_contrast_scores_text_trajectories_with_given_models(contrast_dir, tmp_p
 
 @pytest.mark.slow
 def test_eval_base_and_adapter_paired(contrast_dir, tmp_path, embedded_loaded, capsys):
-    adapter = str(contrast_dir / "positive-adapter")
+    adapter, other = str(contrast_dir / "positive-adapter"), str(contrast_dir / "negative-adapter")
     rows_path, summary_path = tmp_path / "eval.jsonl", tmp_path / "summary.json"
     rc = pts_main(["eval", "--dataset", DATASET, "--max-examples", "2", "--num-samples", "2", "--max-new-tokens",
-                   "32", "--dtype", "float32", "--device", "cpu", "--compare", adapter, "--output-path",
+                   "32", "--dtype", "float32", "--device", "cpu", "--compare", adapter, other, "--output-path",
                    str(rows_path), "--summary-path", str(summary_path), "--no-progress"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "paired comparison" in captured.out and "pass@2" in captured.out
     summary = json.loads(summary_path.read_text())
-    base, tuned = summary["results"]
+    base, tuned, _ = summary["results"]
     assert base["model_id"] == "smollm2-135m-instruct-q4_1" and tuned["model_id"] == adapter
     assert base["samples"] == tuned["samples"] == 4
-    for s in (base, tuned):
+    for s in summary["results"]:
         assert s["accuracy"] == pytest.approx(s["correct"] / 4)
         assert s["accuracy_ci"][0] <= s["accuracy"] <= s["accuracy_ci"][1]
         assert s["pass_at_k"]["1"] == pytest.approx(s["accuracy"]) and s["pass_at_k"]["2"] >= s["pass_at_k"]["1"]
-    assert summary["comparisons"][0]["model_b"] == adapter
+    # each --compare model against --model, then against each other
+    assert [(c["model_a"], c["model_b"]) for c in summary["comparisons"]] == [
+        (base["model_id"], adapter), (base["model_id"], other), (adapter, other)]
+    accuracy = {s["model_id"]: s["accuracy"] for s in summary["results"]}
+    for c in summary["comparisons"]:
+        assert c["diff"] == pytest.approx(accuracy[c["model_b"]] - accuracy[c["model_a"]])
     rows = read_jsonl(rows_path)
-    assert len(rows) == 8
+    assert len(rows) == 12
     tasks = {t.item_id: t for t in load_tasks(DATASET, max_examples=2, seed=42)}
     tok = embedded_loaded.tokenizer
     for r in rows:

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{model_help} (default: {DEFAULT_MODEL})")
     parser.add_argument("--compare", nargs="+", action="extend", default=[], metavar="MODEL",
                         help="more models evaluated on the same queries, prompts and sampling seeds, each compared "
-                             "with --model query by query (paired difference, sign test)")
+                             "with --model (and with each other) query by query (paired difference, sign test)")
     parser.add_argument("--base-model", default=None,
                         help="base model of adapter directories (default: the one recorded in the adapter)")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help=f"{RUN_HELP['dataset']} (default: {DEFAULT_DATASET})")
@@ -105,7 +105,9 @@ def main(args: argparse.Namespace) -> int:
         del engine  # one model in memory at a time
         if len(specs) > 1:
             print(results[-1].format(), end="\n\n", flush=True)
+    # Each --compare model against --model, then the --compare models against each other.
     comparisons = [compare(results[0], r) for r in results[1:]]
+    comparisons += [compare(results[i], results[j]) for i in range(1, len(results)) for j in range(i + 1, len(results))]
     if len(specs) == 1:
         print(results[0].format())
     if comparisons:

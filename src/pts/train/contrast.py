@@ -236,6 +236,7 @@ def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str
     ``{"examples", "steps", "train_loss", "seconds"}``.
     """
     from pts.train.adapter import TRAIN_INFO
+    from pts.train.progress import datasets_bars
 
     if not examples:
         raise PTSError(f"no {role} trajectories to train the {role} model on")
@@ -245,9 +246,8 @@ def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     use_cache = getattr(model.config, "use_cache", None)
     start = time.perf_counter()
-    bars_were_on = _datasets_bars(progress)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), datasets_bars(progress):
             # transformers 5 renamed gradient_checkpointing; TRL still sets the old name on every config.
             warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
             trainer, output = _fit(model, tokenizer, rows, settings, work, seed, progress)
@@ -274,7 +274,6 @@ def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        _datasets_bars(bars_were_on)
     if use_cache is not None:
         model.config.use_cache = use_cache  # gradient checkpointing turns the cache off
     model.eval().requires_grad_(False)
@@ -309,18 +308,6 @@ def _fit(model, tokenizer, rows, settings: LoraSettings, work: Path, seed: int, 
     return trainer, trainer.train()
 
 
-def _datasets_bars(on: bool) -> bool:
-    """Turn the datasets library's progress bars on or off; returns whether they were on."""
-    import datasets
-
-    was_on = datasets.is_progress_bar_enabled()
-    if on:
-        datasets.enable_progress_bars()
-    else:
-        datasets.disable_progress_bars()
-    return was_on
-
-
 class ContrastiveScorer:
     """Scores trajectories with a positive and a negative model.
 
@@ -350,23 +337,67 @@ class ContrastiveScorer:
             raise PTSError(f"the positive and negative models have different vocabularies ({size_pos} vs {size_neg})")
         return cls(positive_model, negative_model, vocab_size=size_pos)
 
-    def _logits(self, which: int, ids, mask, pos, keep: int):
-        import torch
-
+    def _model(self, which: int):
         model = self.pos if which == 0 else self.neg
         if self.adapters is not None:
             model.set_adapter(self.adapters[which])
+        return model
+
+    def _prompt_kv(self, which: int, prompt: Sequence[int]):
+        """Keys/values of ``prompt[:-1]`` (batch of one) under model ``which``, or None for a one-token prompt."""
+        import torch
+        from transformers import DynamicCache
+
+        if len(prompt) < 2:
+            return None
+        cache = DynamicCache()
         with torch.inference_mode():
-            return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
-                         logits_to_keep=keep).logits
+            self._model(which)(input_ids=torch.tensor([list(prompt[:-1])], device=self.device),
+                               past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _full_logits(self, which: int, rows: Sequence[Trajectory]):
+        """Logits at the response positions of whole left-padded sequences, and each row's response offset."""
+        import torch
+
+        seqs = [list(t.prompt_ids) + list(t.response_ids) for t in rows]
+        width = max(len(s) for s in seqs)
+        keep = max(len(t.response_ids) for t in rows) + 1
+        ids = torch.tensor([[0] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self._model(which)(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                                        logits_to_keep=keep).logits
+        return logits, [keep - 1 - len(t.response_ids) for t in rows]
+
+    def _segment_logits(self, which: int, kv, ids, mask, start: int):
+        """Logits of every position of ``ids`` (right-padded rows) after the shared prompt keys/values ``kv``."""
+        import torch
+        from transformers import DynamicCache
+
+        rows, width = ids.shape
+        cache = None
+        if kv is not None:
+            cache = DynamicCache()  # plain layers: sliding-window layers keep every column and rely on the mask
+            for i, (k, v) in enumerate(kv):
+                cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
+            mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
+        positions = torch.arange(start, start + width, device=self.device).expand(rows, -1)
+        with torch.inference_mode():
+            return self._model(which)(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                      past_key_values=cache, use_cache=cache is not None).logits
 
     def score(self, trajectories: Sequence[Trajectory], beta: float = 1.0, batch_size: int = 8,
-              progress: bool = False) -> list[dict[str, Any]]:
+              progress: bool = False, share_prompts: bool = True) -> list[dict[str, Any]]:
         """For each trajectory: ``{"scores", "logp_pos", "logp_neg"}`` per response token (lists of floats).
 
-        Trajectories are batched by length, left-padded with per-row positions
-        (so padding does not change a row's numbers), and only the logits of
-        response positions are kept.
+        Trajectories of one prompt are scored together: the prompt (but its last
+        token) is run once per model and its keys/values are shared by the
+        group's rows, which carry the prompt's last token and the response,
+        right-padded (padding comes after a row's tokens, so it changes nothing).
+        Trajectories alone with their prompt (all of them with ``share_prompts``
+        False) are batched whole, left-padded with per-row positions.
         """
         import torch
 
@@ -378,45 +409,61 @@ class ContrastiveScorer:
             if not t.prompt_ids:
                 raise PTSError(f"trajectory {t.id} has no prompt ids")
         out: list[dict[str, Any] | None] = [None] * len(trajectories)
-        order = sorted(range(len(trajectories)),
-                       key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids))
-        batches, current = [], []
-        for i in order:
-            keep = len(trajectories[i].response_ids) + 1
-            if current and (len(current) >= batch_size or (len(current) + 1) * keep > SCORE_ROWS):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(trajectories):
+            if t.response_ids:
+                groups.setdefault(tuple(t.prompt_ids), []).append(i)
+            else:
+                out[i] = {"scores": [], "logp_pos": [], "logp_neg": []}
+        batches: list[tuple[bool, list[int]]] = []  # (shares a prompt, trajectory indices)
+
+        def split(members: list[int], shared: bool) -> None:
+            current: list[int] = []
+            for i in members:
+                keep = len(trajectories[i].response_ids) + 1
+                if current and (len(current) >= batch_size or (len(current) + 1) * keep > SCORE_ROWS):
+                    batches.append((shared, current))
+                    current = []
+                current.append(i)
+            batches.append((shared, current))
+
+        singles = [i for m in groups.values() if len(m) == 1 or not share_prompts for i in m]
+        for members in groups.values():
+            if len(members) > 1 and share_prompts:
+                split(sorted(members, key=lambda i: len(trajectories[i].response_ids)), True)
+        if singles:
+            split(sorted(singles, key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids)),
+                  False)
         from tqdm.auto import tqdm
 
-        for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, file=sys.stderr,
-                          dynamic_ncols=True):
+        kv_prompt, kv = None, (None, None)  # the last prompt's keys/values per model: a group's batches are adjacent
+        for shared, batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, file=sys.stderr,
+                                  dynamic_ncols=True):
             rows = [trajectories[i] for i in batch]
-            seqs = [list(t.prompt_ids) + list(t.response_ids) for t in rows]
-            width = max(len(s) for s in seqs)
-            keep = max(len(t.response_ids) for t in rows) + 1
-            pad = 0
-            ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = [self._logits(w, ids, mask, positions, keep) for w in (0, 1)]
+            if shared:
+                prompt = tuple(rows[0].prompt_ids)
+                if prompt != kv_prompt:
+                    kv_prompt, kv = prompt, (None, None)  # drop the old keys/values before computing new ones
+                    kv = (self._prompt_kv(0, prompt), self._prompt_kv(1, prompt))
+                width = 1 + max(len(t.response_ids) for t in rows)
+                seqs = [[prompt[-1], *t.response_ids] for t in rows]
+                ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=self.device)
+                mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+                logits = [self._segment_logits(w, kv[w], ids, mask, len(prompt) - 1) for w in (0, 1)]
+                offsets = [0] * len(rows)
+            else:
+                (lp, offsets), (ln, _) = self._full_logits(0, rows), self._full_logits(1, rows)
+                logits = [lp, ln]
             for j, (i, t) in enumerate(zip(batch, rows)):
-                n = len(t.response_ids)
-                if n == 0:
-                    out[i] = {"scores": [], "logp_pos": [], "logp_neg": []}
-                    continue
-                sl = slice(keep - 1 - n, keep - 1)
-                lp_pos = torch.log_softmax(logits[0][j, sl].float(), dim=-1)
-                lp_neg = torch.log_softmax(logits[1][j, sl].float(), dim=-1)
+                n, lo = len(t.response_ids), offsets[j]
+                lp_pos = torch.log_softmax(logits[0][j, lo : lo + n].float(), dim=-1)
+                lp_neg = torch.log_softmax(logits[1][j, lo : lo + n].float(), dim=-1)
                 target = torch.tensor(t.response_ids, device=lp_pos.device)
                 s = contrastive_scores(lp_pos, lp_neg, target, beta)
                 out[i] = {"scores": s.tolist(),
                           "logp_pos": lp_pos.gather(-1, target[:, None])[:, 0].tolist(),
                           "logp_neg": lp_neg.gather(-1, target[:, None])[:, 0].tolist()}
         return out  # type: ignore[return-value]
-
 
 
 def _vocab_size(model) -> int:
@@ -590,6 +637,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
                                seed=config.seed, oracle=config.oracle)
         engine = engine or make_engine(config.model, engine=config.engine, device=config.device,
                                        dtype=config.dtype, batch_size=config.batch_size)
+        log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
         result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
         trajectories = trajectories_from_eval(result)
         summary.sampled = True
@@ -604,6 +652,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
     summary.trajectories = len(trajectories)
     summary.correct = sum(t.correct for t in trajectories)
     summary.queries = len({t.group for t in trajectories})
+    log.info("%d trajectories (%d correct) for %d queries", summary.trajectories, summary.correct, summary.queries)
 
     positive, negative = config.positive_model, config.negative_model
     if config.trains:
@@ -627,6 +676,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
                 continue
             target = out / (POSITIVE_ADAPTER if role == "positive" else NEGATIVE_ADAPTER)
             _make_dir(out)
+            log.info("training the %s model (LoRA) on %d trajectories", role, len(chosen))
             model, stats = train_lora(model, tok, chosen, target, config.lora, base_model=spec, role=role,
                                       seed=config.seed, progress=config.progress)
             summary.training[role] = stats
@@ -641,6 +691,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
     chosen = [t for t in trajectories
               if config.score == "all" or t.correct == (config.score == "correct")]
     scorer, base = _scorer(config, positive, negative, base)
+    log.info("scoring %d trajectories with beta %g", len(chosen), config.beta)
     tok = base[1] if base else None
     results = scorer.score(chosen, beta=config.beta, batch_size=config.score_batch_size, progress=config.progress)
     rows = [_score_row(t, r, tok, config, positive, negative) for t, r in zip(chosen, results)]

@@ -140,7 +140,9 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.output_dir)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.resolve().parent))
     started = time.time()
-    with warnings.catch_warnings():
+    from pts.train.progress import datasets_bars
+
+    with warnings.catch_warnings(), datasets_bars(config.progress):
         # transformers 5 renamed gradient checkpointing; TRL 1.16 still reads the old name on every step.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         try:
