@@ -18,10 +18,12 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)
 
-# Builds .venv and .venv-vllm side by side, runs the suite in .venv, then the vLLM engine's tests in .venv-vllm.
+# Builds .venv and .venv-vllm side by side, runs the suite in .venv (TEST_WORKERS pytest-xdist workers, whole
+# files per worker so module fixtures are built once), then the vLLM engine's tests in .venv-vllm.
+TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j2 install install-vllm
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 	$(MAKE) --no-print-directory test-vllm
 
 clean:

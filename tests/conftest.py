@@ -7,6 +7,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # As `pts` itself does before huggingface_hub is imported: otherwise a Trainer (which re-enables hub progress
 # bars when it finishes) makes later in-process CLI calls print weight-loading bars to stderr.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Under pytest-xdist (`make test` runs workers) the cores are shared out among the workers and the `pts`
+# processes they start: processes that each take a thread per core oversubscribe the machine and run several
+# times slower.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _threads = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.setdefault("OMP_NUM_THREADS", _threads)
+    os.environ.setdefault("MKL_NUM_THREADS", _threads)
 
 import pytest  # noqa: E402
 
