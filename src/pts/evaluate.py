@@ -64,19 +64,12 @@ class EvalSettings:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range."""
-        if self.num_samples < 1:
-            raise PTSError(f"--num-samples must be at least 1, got {self.num_samples}")
-        if self.max_new_tokens < 1:
-            raise PTSError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
+        from pts import options
+
+        options.at_least_one(self, "num_samples", "max_new_tokens")
+        options.sampling(self)
         if self.greedy and self.num_samples > 1:
             raise PTSError("greedy decoding gives one answer per query: use --num-samples 1 or a temperature > 0")
-        for name in ("top_p", "min_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise PTSError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(self, name)}")
-        if self.top_k < 0:
-            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
         if not 0.0 < self.confidence < 1.0:
             raise PTSError(f"confidence must be between 0 and 1 (exclusive), got {self.confidence}")
         for k in self.ks or ():

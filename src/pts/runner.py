@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from pts import options
 from pts.engines.coalesce import CoalescingEngine
 from pts.errors import PTSError
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
@@ -54,25 +55,14 @@ class RunConfig(SearchSettings):
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
-        for name in ("prob_threshold", "min_prob", "max_prob", "top_p", "min_p"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise PTSError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        options.unit_interval(self, "prob_threshold", "min_prob", "max_prob")
+        options.sampling(self)
         if self.prob_threshold == 0:
             raise PTSError("--prob-threshold must be greater than 0")
         if self.min_prob > self.max_prob:
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
-        if self.temperature < 0:
-            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
-        for name in ("num_samples", "max_new_tokens", "batch_size", "max_generations", "parallel"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("sample_size", "max_examples", "max_pairs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.top_k < 0:
-            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        options.at_least_one(self, "num_samples", "max_new_tokens", "batch_size", "max_generations", "parallel",
+                             "sample_size", "max_examples", "max_pairs")
         if self.confidence is not None and not 0.0 < self.confidence < 1.0:
             raise PTSError(f"--confidence must be between 0 and 1 (exclusive), got {self.confidence}")
         if self.split_at not in ("logprob", "middle"):

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.records import stable_seed
@@ -791,21 +792,8 @@ class SteerConfig:
             raise PTSError(f"--layer must be non-negative layer numbers, got {self.layer!r}")
         if layers is not None and self.steering_path and len(layers) != 1:
             raise PTSError("--layer takes one layer for steering vectors")
-        for name in ("num_samples", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("sample_size", "max_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.temperature < 0:
-            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise PTSError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if not 0.0 <= self.min_p <= 1.0:
-            raise PTSError(f"--min-p must be between 0 and 1, got {self.min_p}")
-        if self.top_k < 0:
-            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        options.at_least_one(self, "num_samples", "max_new_tokens", "batch_size", "sample_size", "max_examples")
+        options.sampling(self)
         if self.query is not None and not self.query.strip():
             raise PTSError("--query is empty")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pts import options
 from pts.errors import PTSError
 from pts.runner import DEFAULT_MODEL
 from pts.tasks.sources import ANSWER_KEYS, DEFAULT_DATASET
@@ -82,25 +83,14 @@ class CriticalConfig:
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
-        for name in ("min_prob", "top_p", "min_p"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise PTSError(f"--{_flag(name)} must be between 0 and 1, got {value}")
+        options.unit_interval(self, "min_prob")
+        options.sampling(self)
         if not 0.0 <= self.low_threshold < 1.0:
             raise PTSError(f"--low-threshold must be at least 0 and below 1, got {self.low_threshold}")
         if self.mode not in ("scan", "search"):
             raise PTSError(f"--mode must be 'scan' or 'search', got {self.mode!r}")
-        if self.temperature < 0:
-            raise PTSError(f"--temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
-        for name in ("rollouts", "num_trajectories", "max_new_tokens", "batch_size", "parallel", "verify_stride"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("sample_size", "max_examples", "max_trajectories", "probe_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise PTSError(f"--{_flag(name)} must be at least 1, got {value}")
+        options.at_least_one(self, "rollouts", "num_trajectories", "max_new_tokens", "batch_size", "parallel",
+                             "verify_stride", "sample_size", "max_examples", "max_trajectories", "probe_samples")
         if self.pass_at_k is not None and self.pass_at_k < 0:
             raise PTSError(f"--pass-at-k must be >= 0 (0 turns it off), got {self.pass_at_k}")
         if self.verify_full < 0:
@@ -158,10 +148,6 @@ HELP_TEXT = {
     "max_examples": "analyse at most this many queries (or --input-path rows)",
     "sample_size": "randomly sample this many rows from the dataset (seeded)",
 }
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pts import options
 from pts.errors import PTSError
 
 DEFAULT_MODEL = "smollm2-135m"  # = pts.models.DEFAULT_MODEL, which imports torch
@@ -70,9 +71,7 @@ class TrainConfig:
             raise PTSError("--input-path is required")
         if not self.output_dir:
             raise PTSError("--output-dir is required")
-        for name in ("lora_r", "batch_size", "grad_accum", "pairs_per_query"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        options.at_least_one(self, "lora_r", "batch_size", "grad_accum", "pairs_per_query", "max_steps")
         if self.lora_alpha <= 0:
             raise PTSError(f"--lora-alpha must be positive, got {self.lora_alpha}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -84,8 +83,6 @@ class TrainConfig:
                 raise PTSError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise PTSError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise PTSError(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.max_length is not None and self.max_length < 2:
             raise PTSError(f"--max-length must be at least 2, got {self.max_length}")
         if self.merge and not self.lora:

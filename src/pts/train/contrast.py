@@ -513,15 +513,10 @@ class ContrastConfig:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
-        if self.num_trajectories < 1:
-            raise PTSError(f"--num-trajectories must be at least 1, got {self.num_trajectories}")
-        for name in ("max_new_tokens", "score_batch_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("sample_size", "max_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        from pts import options
+
+        options.at_least_one(self, "num_trajectories", "max_new_tokens", "score_batch_size", "batch_size",
+                             "sample_size", "max_examples")
         if self.positives_per_query < 0:
             raise PTSError(f"--positives-per-query must be >= 0 (0 takes all), got {self.positives_per_query}")
         if not 0.0 < self.negative_top_p <= 1.0:
@@ -532,11 +527,7 @@ class ContrastConfig:
             raise PTSError(f"--score must be all, incorrect or correct, got {self.score!r}")
         if self.temperature < 1e-5:
             raise PTSError("--temperature must be > 0: contrastive estimation needs varied trajectories")
-        for name in ("top_p", "min_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise PTSError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(self, name)}")
-        if self.top_k < 0:
-            raise PTSError(f"--top-k must be >= 0 (0 disables it), got {self.top_k}")
+        options.sampling(self)
         if self.input_path is not None and not Path(self.input_path).is_file():
             raise PTSError(f"--input-path {self.input_path} does not exist")
         for name in ("positive_model", "negative_model"):
