@@ -23,15 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pts.engines.base import Engine, RolloutRequest, SamplingParams
+from pts import options
+from pts.engines.base import GREEDY_BELOW, Engine, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 from pts.metrics import pass_at_k
 from pts.records import stable_seed
 from pts.search.pivotal import wilson_interval
 from pts.search.searcher import build_prompt_ids, opens_think_block
 from pts.tasks.task import Task
-
-GREEDY_BELOW = 1e-5  # the HF engine decodes by argmax below this temperature
 
 
 @dataclass
@@ -64,8 +63,6 @@ class EvalSettings:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range."""
-        from pts import options
-
         options.at_least_one(self, "num_samples", "max_new_tokens")
         options.sampling(self)
         if self.greedy and self.num_samples > 1:
@@ -81,8 +78,6 @@ class EvalSettings:
 
     def k_values(self) -> list[int]:
         return sorted(set(self.ks)) if self.ks else list(range(1, self.num_samples + 1))
-
-
 
 
 _NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^[-+]?\.\d+$")

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
+from pts.export.steering import decoder_layers
 from pts.records import stable_seed
 from pts.runner import DEFAULT_MODEL
 from pts.store import atomic_write, check_output_path, read_jsonl
@@ -304,20 +305,6 @@ def parse_layers(text: str | int | None) -> list[int] | None:
 
 # ---------------------------------------------------------------------------------------------
 # The model side: where to hook, and the hooks
-
-
-def decoder_layers(model: Any) -> Any:
-    """The list of decoder blocks of a causal LM (``model.model.layers`` and the usual alternatives)."""
-    for path in ("model.layers", "model.language_model.layers", "model.decoder.layers", "transformer.h",
-                 "gpt_neox.layers", "layers"):
-        obj = model
-        for name in path.split("."):
-            obj = getattr(obj, name, None)
-            if obj is None:
-                break
-        if obj is not None and hasattr(obj, "__len__") and len(obj) > 0:
-            return obj
-    raise PTSError(f"cannot find the decoder layers of {type(model).__name__} to steer")
 
 
 def hidden_size(model: Any) -> int:

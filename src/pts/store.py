@@ -83,6 +83,13 @@ def check_output_path(path: str | os.PathLike) -> None:
         raise PTSError(f"cannot write {p}: directory {parent} is not writable")
 
 
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSON lines through :func:`atomic_write`: the whole file or nothing."""
+    with atomic_write(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def read_jsonl(path: str | os.PathLike, encoding: str = "utf-8") -> list[dict[str, Any]]:
     """All JSON objects of a JSONL file; PTSError naming the line when one is not valid JSON.
 
@@ -111,16 +118,6 @@ def _cut_torn_tail(path: Path) -> None:
             keep = data.rfind(b"\n") + 1
             log.warning("%s: dropping an incomplete last line left by an interrupted run", path)
             f.truncate(keep)
-
-
-def _atomic_write_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunStore:
@@ -162,11 +159,11 @@ class RunStore:
         if len(kept) != len(records):
             log.warning("%s: dropping %d records of an item that did not finish; it will be searched again",
                         self.path, len(records) - len(kept))
-            _atomic_write_lines(self.path, kept)
+            write_jsonl(self.path, kept)
         self.ids = {r["id"] for r in kept if "id" in r}
         self.records_in_file = len(kept)
         if header is None:
-            _atomic_write_lines(self.progress, [{"kind": "header", "settings": self.settings},
+            write_jsonl(self.progress, [{"kind": "header", "settings": self.settings},
                                                 *({"kind": "item", "dataset_item_id": k, **v}
                                                   for k, v in self.done.items())])
         self.path.touch()

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +105,8 @@ class CriticalConfig:
     def settings(self):
         from pts.search.critical import CriticalSettings
 
-        return CriticalSettings(rollouts=self.rollouts, mode=self.mode, low_threshold=self.low_threshold,  # type: ignore[arg-type]
-                                probe_samples=self.probe_samples, verify_stride=self.verify_stride,
-                                verify_full=self.verify_full, pass_at_k=self.pass_at_k)
+        # The search settings are the fields of the same names, as RunConfig.search_settings() does.
+        return CriticalSettings(**{f.name: getattr(self, f.name) for f in fields(CriticalSettings)})
 
     def sampling(self):
         from pts.engines.base import SamplingParams
@@ -309,7 +307,7 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
     ``tasks`` replaces ``config.dataset`` (not with ``--input-path``).
     """
     from pts.records import CriticalToken, FirstToken, stable_seed
-    from pts.runner import RunConfig, make_engine
+    from pts.runner import RunConfig, _progress, make_engine
     from pts.search.critical import (
         CriticalTokenFinder,
         StagedEstimator,
@@ -498,9 +496,4 @@ def _count(summary: CriticalSummary, result: _JobResult) -> None:
     summary.rollout_tokens += result.rollout_tokens
 
 
-def _progress(total: int, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="queries", unit="query", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
 

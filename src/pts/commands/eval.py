@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from pts.errors import PTSError
+from pts import options
 
 NAME = "eval"
 HELP = ("accuracy and pass@k of a model (alias, Hub id, HF directory, .gguf, LoRA adapter directory) on a "
@@ -84,12 +84,7 @@ def main(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     settings.validate()
-    if args.batch_size < 1:
-        raise PTSError(f"--batch-size must be at least 1, got {args.batch_size}")
-    for name in ("sample_size", "max_examples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    options.at_least_one(args, "batch_size", "sample_size", "max_examples")
     for path in (args.output_path, args.summary_path):
         if path:
             check_output_path(path)

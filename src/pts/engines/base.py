@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
+GREEDY_BELOW = 1e-5  # temperatures below this mean argmax decoding, in every engine
+
 
 @dataclass(frozen=True)
 class SamplingParams:

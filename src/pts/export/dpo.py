@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.export.records import Pivot, chat_messages
@@ -78,13 +79,8 @@ class DPOSettings:
     def validate(self) -> None:
         if not 0.0 < self.min_prob_delta <= 1.0:
             raise PTSError(f"--min-prob-delta must be in (0, 1], got {self.min_prob_delta}")
-        for name in ("min_counterpart_samples", "num_candidates"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_pairs", "num_samples", "max_new_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        options.at_least_one(self, "min_counterpart_samples", "num_candidates", "max_pairs", "num_samples",
+                             "max_new_tokens")
 
 
 @dataclass
@@ -395,10 +391,6 @@ def _chat_match(tok: Any, row: dict[str, Any], ids: list[int], prompt_ids: list[
 
 def write_pairs(rows: Sequence[dict[str, Any]], path: str) -> None:
     """Write the rows as JSON lines, atomically (nothing is left half-written)."""
-    import json
+    from pts.store import write_jsonl
 
-    from pts.store import atomic_write
-
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(path, rows)

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from pts import options
 from pts.errors import PTSError
 from pts.export.records import Pivot
 
@@ -100,11 +101,8 @@ class SteeringSettings:
     seed: int = 42
 
     def validate(self) -> None:
-        for name in ("num_clusters", "pca_components", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.min_prob_delta <= 1.0:
-            raise PTSError(f"--min-prob-delta must be between 0 and 1, got {self.min_prob_delta}")
+        options.at_least_one(self, "num_clusters", "pca_components", "batch_size")
+        options.unit_interval(self, "min_prob_delta")
 
 
 def parse_layers(values: Sequence[str] | str | None) -> list[int] | None:
@@ -136,7 +134,7 @@ def decoder_layers(model: Any) -> Sequence[Any]:
             obj = getattr(obj, attr, None)
             if obj is None:
                 break
-        if obj is not None and len(obj):
+        if obj is not None and hasattr(obj, "__len__") and len(obj) > 0:
             return obj
     raise PTSError(f"cannot find the decoder layers of {type(model).__name__}")
 

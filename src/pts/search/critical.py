@@ -38,7 +38,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Engine, Rollout, RolloutRequest, SamplingParams
 from pts.metrics import pass_at_k
 from pts.records import stable_seed
 from pts.search.estimate import Estimate, Prefix, SuccessEstimator
@@ -52,7 +52,6 @@ RULE_NONE = "none"
 
 # Scores are ratios of small integers; 3/64 against 0.05 must not flip on float noise.
 _EPS = 1e-9
-GREEDY_BELOW = 1e-5  # the HF engine's meaning of temperature 0
 
 
 # --- the paper's rule and the Pass@k estimator -------------------------------------------------------
@@ -82,8 +81,6 @@ def critical_position(scores: Sequence[float], low_threshold: float = 0.05) -> t
     if dropped is not None:
         return dropped, RULE_LAST_ZERO
     return None, RULE_NONE
-
-
 
 
 def pass_at_k_curve(n: int, c: int) -> list[float]:
@@ -138,12 +135,6 @@ class StagedEstimator(SuccessEstimator):
             self._score(self.cache[prefix], prefix, rollouts)
             if self.keep_rollouts:
                 self.drawn.setdefault(prefix, []).extend(rollouts)
-
-    def top_up(self, targets: Mapping[Sequence[int], int]) -> None:
-        """Plan, sample (one engine call) and absorb."""
-        planned = self.plan(targets)
-        if planned:
-            self.absorb(planned, self._call([r for _, r in planned]))
 
 
 Ask = tuple[StagedEstimator, dict[Prefix, int]]

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pts import options
 from pts.errors import PTSError
 from pts.records import stable_id
 from pts.runner import DEFAULT_MODEL
@@ -206,9 +207,7 @@ class LoraSettings:
             raise PTSError(f"--epochs must be positive, got {self.epochs}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise PTSError(f"--max-steps must be at least 1 (or -1 for --epochs), got {self.max_steps}")
-        for name in ("batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
-                raise PTSError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        options.at_least_one(self, "batch_size", "gradient_accumulation_steps")
         if self.warmup_steps < 0 or (self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps)):
             raise PTSError(f"--warmup-steps must be a step count or a ratio in [0, 1), got {self.warmup_steps}")
         if self.max_length is not None and self.max_length < 2:
@@ -513,8 +512,6 @@ class ContrastConfig:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
-        from pts import options
-
         options.at_least_one(self, "num_trajectories", "max_new_tokens", "score_batch_size", "batch_size",
                              "sample_size", "max_examples")
         if self.positives_per_query < 0:
@@ -607,7 +604,6 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
     trained. Every file is written atomically; existing outputs are refused
     unless ``config.overwrite``. Bad input raises PTSError before heavy work.
     """
-    from pts.store import atomic_write
 
     config.validate()
     start = time.perf_counter()
@@ -634,7 +630,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
         summary.sampled = True
         if hasattr(engine, "model"):
             base = (engine.model, engine.tokenizer, config.model)
-        _write_jsonl(out / TRAJECTORIES_FILE, [t.to_dict() for t in trajectories], atomic_write)
+        _write_jsonl(out / TRAJECTORIES_FILE, [t.to_dict() for t in trajectories])
         summary.files["trajectories"] = str(out / TRAJECTORIES_FILE)
     else:
         if config.trains or not _has_ids(config.input_path):
@@ -659,8 +655,8 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
                                f"(--num-trajectories), use more queries or an easier dataset{hint}")
         base = _load_base(config, base)
         model, tok, spec = base
-        _write_jsonl(out / POSITIVE_FILE, _training_rows(pos_set, tok), atomic_write)
-        _write_jsonl(out / NEGATIVE_FILE, _training_rows(neg_set, tok), atomic_write)
+        _write_jsonl(out / POSITIVE_FILE, _training_rows(pos_set, tok))
+        _write_jsonl(out / NEGATIVE_FILE, _training_rows(neg_set, tok))
         summary.files.update(positive=str(out / POSITIVE_FILE), negative=str(out / NEGATIVE_FILE))
         for role, chosen in (("positive", pos_set), ("negative", neg_set)):
             if getattr(config, role + "_model") is not None:
@@ -686,7 +682,7 @@ def run_contrast(config: ContrastConfig, engine=None, tasks=None) -> ContrastSum
     tok = base[1] if base else None
     results = scorer.score(chosen, beta=config.beta, batch_size=config.score_batch_size, progress=config.progress)
     rows = [_score_row(t, r, tok, config, positive, negative) for t, r in zip(chosen, results)]
-    _write_jsonl(out / SCORES_FILE, rows, atomic_write)
+    _write_jsonl(out / SCORES_FILE, rows)
     summary.files["scores"] = str(out / SCORES_FILE)
     summary.scored = len(rows)
     summary.scored_tokens = sum(len(r["scores"]) for r in rows)
@@ -734,11 +730,11 @@ def _make_dir(out: Path) -> None:
         raise PTSError(f"cannot create --output-dir {out}: {e.strerror}") from None
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]], atomic_write) -> None:
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from pts.store import write_jsonl
+
     _make_dir(path.parent)
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(path, rows)
 
 
 def _load_base(config: ContrastConfig, base):

@@ -126,6 +126,7 @@ def train(config: TrainConfig) -> TrainResult:
     from datasets import Dataset
 
     from pts.models import load_model, resolve_device
+    from pts.train.progress import datasets_bars
 
     device = resolve_device(config.device)
     if ":" in device:
@@ -140,8 +141,6 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.output_dir)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.resolve().parent))
     started = time.time()
-    from pts.train.progress import datasets_bars
-
     with warnings.catch_warnings(), datasets_bars(config.progress):
         # transformers 5 renamed gradient checkpointing; TRL 1.16 still reads the old name on every step.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
