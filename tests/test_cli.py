@@ -1,5 +1,6 @@
 """What a user sees from `pts` on bad input: one line, exit code 2, no file written."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -62,9 +63,8 @@ def test_cli_flags_mirror_the_config_fields():
     assert (args.num_samples, args.chat_template, args.split_at, args.max_pairs, args.resume) == (7, False, "middle", 3, False)
     assert (args.confidence, args.parallel) == (0.9, 2)
     defaults = parser.parse_args(["run"])
-    for name in ("prob_threshold", "temperature", "top_p", "top_k", "min_p", "min_prob", "max_prob",
-                 "output_path", "num_samples", "max_new_tokens", "max_generations"):
-        assert getattr(defaults, name) == getattr(RunConfig(), name), name
+    for f in dataclasses.fields(RunConfig):
+        assert getattr(defaults, f.name) == getattr(RunConfig(), f.name), f.name
     assert (defaults.prob_threshold, defaults.temperature, defaults.top_p, defaults.top_k, defaults.min_p) == (0.2, 0.6, 0.95, 20, 0.0)
     assert defaults.output_path == "pivotal_tokens.jsonl"
 

@@ -120,7 +120,9 @@ def fake_task(item_id="0"):
 
 
 def searcher(engine, **kw):
-    settings = dict(num_samples=10, max_generations=2, split_at="middle")
+    # FakeEngine's verdicts ignore the path a rollout took, so pooled evidence would not be exact with it:
+    # these tests check the subdivision itself, without pooling or verification.
+    settings = dict(num_samples=10, max_generations=2, split_at="middle", pool=False, verify=False)
     settings.update(kw)
     return PivotalTokenSearcher(engine, SearchSettings(**settings))
 
@@ -209,7 +211,7 @@ def test_adaptive_sampling_agrees_with_fixed_sampling_and_saves_rollouts():
         results = {}
         for confidence in (None, 0.95):
             engine = FakeEngine(p, script, prompt_length=len(PROMPT), exact=True)
-            settings = SearchSettings(num_samples=64, max_generations=1, split_at="middle",
+            settings = SearchSettings(num_samples=64, max_generations=1, split_at="middle", pool=False, verify=False,
                                       confidence=confidence, min_prob=0.0, max_prob=1.0)
             result = PivotalTokenSearcher(engine, settings).search(fake_task(str(trial)))
             after_root = engine.rollouts - 64

@@ -39,7 +39,9 @@ class Interrupting(FakeEngine):
 
 
 def config(path, **kw):
-    options = dict(num_samples=10, max_generations=3, split_at="middle", progress=False)
+    # FakeEngine's verdicts ignore a rollout's path, so these store tests search without pooling or verification
+    # (tests/test_verify.py resumes a verified run on the path-consistent BranchingFakeEngine).
+    options = dict(num_samples=10, max_generations=3, split_at="middle", progress=False, pool=False, verify=False)
     return RunConfig(output_path=str(path), **{**options, **kw})
 
 

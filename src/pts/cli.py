@@ -46,11 +46,16 @@ RUN_HELP = {
     "seed": "random seed",
     "confidence": "adaptive sampling: estimate in rounds until a Wilson interval at this level settles "
                   "each segment (--num-samples is then the cap); off when omitted",
+    "verify_samples": "verification: the most rollouts per end (before and after the token) spent on one candidate",
+    "verify_confidence": "verification: keep a candidate once the interval of its change at this level lies "
+                         "beyond the threshold; drop it once it lies inside or the cap is reached",
 }
 # Boolean fields that default to True get a --no-... switch; these read better that way.
 NEGATED = {"chat_template": "use the raw query instead of the chat template",
            "early_stop": "sample every rollout to the end even once its answer is decided",
-           "progress": "hide the progress bar"}
+           "progress": "hide the progress bar",
+           "pool": "count only rollouts drawn at a prefix in its estimate, not those that passed through it",
+           "verify": "write every candidate the subdivision flags, without re-measuring it (the original tool's way)"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,7 +28,7 @@ from pts.engines.base import GREEDY_BELOW, Engine, RolloutRequest, SamplingParam
 from pts.errors import PTSError
 from pts.metrics import pass_at_k
 from pts.records import stable_seed
-from pts.search.pivotal import wilson_interval
+from pts.metrics import wilson_interval
 from pts.search.searcher import build_prompt_ids, opens_think_block
 from pts.tasks.task import Task
 

@@ -51,6 +51,14 @@ class PivotalToken:
     ends the response, is judged once and exactly). ``first_tokens`` are the
     first tokens that the rollouts from ``pivot_context`` actually took, with
     their success counts: measured counterparts for DPO pairs.
+
+    ``pooled_before`` / ``pooled_after`` of those samples were drawn from a
+    shorter context and passed through this one (the rest were drawn there).
+    ``verified`` records were re-measured after the search flagged them: their
+    probabilities and counts come from verification rollouts only, ``candidate``
+    holds the search's own numbers, and ``delta_ci`` is the interval of the
+    change at level ``delta_ci_level`` that settled it (for unverified records,
+    the same interval from the search's estimates).
     """
 
     model_id: str
@@ -74,6 +82,12 @@ class PivotalToken:
     first_tokens: list[FirstToken]
     ci_before: list[float] = field(default_factory=list)
     ci_after: list[float] = field(default_factory=list)
+    pooled_before: int = 0
+    pooled_after: int = 0
+    verified: bool = False
+    delta_ci: list[float] = field(default_factory=list)
+    delta_ci_level: float | None = None
+    candidate: dict[str, Any] = field(default_factory=dict)
     answer: str = ""
     position: int = 0
     solution_index: int = 0

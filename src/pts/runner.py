@@ -63,8 +63,11 @@ class RunConfig(SearchSettings):
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
         options.at_least_one(self, "num_samples", "max_new_tokens", "batch_size", "max_generations", "parallel",
                              "sample_size", "max_examples", "max_pairs")
-        if self.confidence is not None and not 0.0 < self.confidence < 1.0:
-            raise PTSError(f"--confidence must be between 0 and 1 (exclusive), got {self.confidence}")
+        options.at_least_one(self, "verify_samples")
+        for name in ("confidence", "verify_confidence"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise PTSError(f"{options.flag(name)} must be between 0 and 1 (exclusive), got {value}")
         if self.split_at not in ("logprob", "middle"):
             raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
         if self.engine not in ("hf", "vllm"):

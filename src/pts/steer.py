@@ -964,7 +964,7 @@ class SteerReport:
         return lo, hi
 
     def format(self) -> str:
-        from pts.search.pivotal import wilson_interval
+        from pts.metrics import wilson_interval
 
         b_lo, b_hi = wilson_interval(self.base_correct, self.n, CONFIDENCE)
         s_lo, s_hi = wilson_interval(self.steered_correct, self.n, CONFIDENCE)

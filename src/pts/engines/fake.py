@@ -114,3 +114,90 @@ class FakeEngine:
             out.append(Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True),
                                [-1.0] * len(ids), reason))
         return out
+
+
+class BranchingFakeEngine:
+    """Rollouts that leave the solution at random positions, with p(success | prefix) known for every prefix.
+
+    A rollout from an on-script prefix of ``i`` tokens takes ``script[i]`` with
+    probability ``follow[i]`` (one number for every step, or one per step) and
+    otherwise a ``~`` token, after which it is off script: it writes filler
+    letters up to the script's length, then `` PASS`` with probability
+    ``deviate_p[i]`` (fixed at the step it left) or `` FAIL``, then
+    end-of-sequence. On script to the end it passes with ``p_script[-1]``.
+    ``deviate_p[i] = (p_script[i] - f * p_script[i + 1]) / (1 - f)``, f = ``follow[i]``,
+    makes ``p_script[i]`` the true p(success | script[:i]): the chain rule holds
+    at every prefix, as it does for a language model, so a rollout that passed
+    through a prefix is a fair sample of p(success | that prefix). The old
+    :class:`FakeEngine` draws every verdict from p(request prefix) whatever the
+    rollout then wrote, which breaks that property; search with pooling needs
+    this engine. Verdicts are binomial (never stratified).
+    """
+
+    model_id = "fake-branching"
+    DEVIATE = "~"
+
+    def __init__(self, p_script: Sequence[float], script: Sequence[int], *, prompt_length: int,
+                 follow: float | Sequence[float] = 0.9, seed: int = 0) -> None:
+        if len(p_script) != len(script) + 1:
+            raise ValueError("p_script needs one value per prefix length 0..len(script)")
+        follow = [follow] * len(script) if isinstance(follow, (int, float)) else list(follow)
+        if len(follow) != len(script) or not all(0.0 < f < 1.0 for f in follow):
+            raise ValueError("follow needs one probability strictly between 0 and 1 per script token")
+        self.p_script = list(p_script)
+        self.script = tuple(script)
+        self.follow = follow
+        self.prompt_length = prompt_length
+        self.seed = seed
+        self.deviate_p = [(p_script[i] - f * p_script[i + 1]) / (1 - f) for i, f in enumerate(follow)]
+        bad = [i for i, d in enumerate(self.deviate_p) if not -1e-9 <= d <= 1 + 1e-9]
+        if bad:
+            raise ValueError(f"no consistent deviation probability at positions {bad}: lower `follow` there "
+                             "or make those steps smaller")
+        self.deviate_p = [min(1.0, max(0.0, d)) for d in self.deviate_p]
+        self.tokenizer = FakeTokenizer()
+        self.eos_token_ids = frozenset({EOS})
+        self.calls = 0
+        self.rollouts = 0
+
+    def true_p(self, response: Sequence[int]) -> float:
+        """p(success | response prefix), exactly, for any prefix this engine can produce."""
+        response = tuple(response)
+        if PASS in response or FAIL in response:
+            return 1.0 if PASS in response else 0.0
+        off = token(self.DEVIATE)
+        if off in response:
+            return self.deviate_p[response.index(off)]
+        return self.p_script[len(response)]
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        self.calls += 1
+        return [self._sample_one(r) for r in requests]
+
+    def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
+        response = tuple(request.prefix_ids[self.prompt_length:])
+        rng = random.Random(stable_id(self.seed, response, request.seed))
+        self.rollouts += request.n
+        return [self._rollout(response, rng, request.max_new_tokens) for _ in range(request.n)]
+
+    def _rollout(self, response: tuple[int, ...], rng: random.Random, budget: int) -> Rollout:
+        n, off = len(self.script), token(self.DEVIATE)
+        ids: list[int] = []
+        if off in response:
+            p = self.deviate_p[response.index(off)]
+        else:
+            i = len(response)
+            while i < n:
+                if rng.random() < self.follow[i]:
+                    ids.append(self.script[i])
+                    i += 1
+                else:
+                    ids.append(off)
+                    break
+            p = self.deviate_p[i] if i < n else self.p_script[n]
+        while len(response) + len(ids) < n:  # off script: filler up to the script's length
+            ids.append(token(rng.choice("xyz")))
+        ids += [PASS if rng.random() < p else FAIL, EOS]
+        ids = ids[:budget]
+        reason = "eos" if ids and ids[-1] == EOS else "length"
+        return Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason)

@@ -22,13 +22,16 @@ class Estimate:
     A terminal prefix (the response already ended: end-of-sequence token, no
     token budget left, or an answer the oracle calls complete) is judged once,
     exactly: ``samples == 1`` and ``terminal`` is True. ``first_tokens`` maps the
-    first token id of each rollout to ``[count, successes]``.
+    first token id of each rollout to ``[count, successes]``. ``pooled`` of the
+    samples were drawn from a shorter prefix and passed through this one
+    (:mod:`pts.search.evidence`); the rest were drawn here.
     """
 
     successes: int
     samples: int
     terminal: bool = False
     first_tokens: dict[int, list[int]] = field(default_factory=dict)
+    pooled: int = 0
 
     @property
     def p(self) -> float:
@@ -143,18 +146,27 @@ class SuccessEstimator:
 
     def _score(self, est: Estimate, prefix: Prefix, rollouts: list[Rollout]) -> None:
         for rollout in rollouts:
-            text = self.response_text(prefix + tuple(rollout.token_ids))
-            ok = self._judge(text)
+            ok = self.judge_rollout(prefix, rollout)
             est.samples += 1
             est.successes += ok
             if rollout.token_ids:
                 counts = est.first_tokens.setdefault(rollout.token_ids[0], [0, 0])
                 counts[0] += 1
                 counts[1] += ok
-            self.rollouts += 1
-            self.rollout_tokens += len(rollout.token_ids)
-            if self.on_rollout is not None:
-                self.on_rollout(text, rollout, ok)
+
+    def judge_response(self, response_ids: Sequence[int]) -> bool:
+        """The oracle's verdict on a whole response (not counted as a rollout)."""
+        return self._judge(self.response_text(response_ids))
+
+    def judge_rollout(self, prefix: Prefix, rollout: Rollout) -> bool:
+        """The oracle's verdict on ``prefix`` + ``rollout``, counted in this estimator's totals."""
+        text = self.response_text(prefix + tuple(rollout.token_ids))
+        ok = self._judge(text)
+        self.rollouts += 1
+        self.rollout_tokens += len(rollout.token_ids)
+        if self.on_rollout is not None:
+            self.on_rollout(text, rollout, ok)
+        return ok
 
     def sample_more(self, n: int) -> list[Rollout]:
         """``n`` more full responses from the empty prefix, outside any estimate."""

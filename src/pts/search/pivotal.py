@@ -15,11 +15,10 @@ sampling in rounds until a confidence interval settles it (:class:`IntervalDecid
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Callable, Literal, Sequence
 
+from pts.metrics import wilson_interval
 from pts.search.estimate import Estimate
 
 SplitAt = Literal["logprob", "middle"]
@@ -70,18 +69,6 @@ class Pivot:
 
 Segment = tuple[int, int]
 EstimatePositions = Callable[[list[int], int], list[Estimate]]
-
-
-def wilson_interval(successes: int, samples: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion."""
-    if samples == 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / samples
-    denom = 1 + z * z / samples
-    centre = (p + z * z / (2 * samples)) / denom
-    half = z * math.sqrt(p * (1 - p) / samples + z * z / (4 * samples * samples)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def interval(est: Estimate, confidence: float) -> tuple[float, float]:

@@ -8,8 +8,10 @@ from typing import Any, Callable, Sequence
 
 from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import FirstToken, PivotalToken, stable_seed
-from pts.search.estimate import SuccessEstimator
+from pts.search.estimate import Estimate, SuccessEstimator
+from pts.search.evidence import Outcome, PooledEstimator
 from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots, interval
+from pts.search.verify import Candidate, Verdict, delta_interval, verify
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ class SearchSettings:
     min_p: float = 0.0
     seed: int = 42
     confidence: float | None = None
+    pool: bool = True
+    verify: bool = True
+    verify_samples: int = 64
+    verify_confidence: float = 0.95
 
     def decider(self, estimate_positions) -> PointDecider:
         """Fixed ``num_samples`` per estimate, or adaptive rounds when a ``confidence`` is set."""
@@ -62,11 +68,15 @@ class TaskResult:
     rollouts: int = 0
     rollout_tokens: int = 0
     engine_calls: int = 0
+    candidates: int = 0
+    dropped: int = 0
+    undecided: int = 0
 
     def summary(self) -> dict[str, Any]:
         positive = sum(p.is_positive for p in self.pivots)
         return {"status": self.status, "p_initial": self.p_initial, "solutions": self.solutions,
                 "pivots": len(self.pivots), "positive": positive, "negative": len(self.pivots) - positive,
+                "candidates": self.candidates, "dropped": self.dropped, "undecided": self.undecided,
                 "rollouts": self.rollouts, "rollout_tokens": self.rollout_tokens}
 
 
@@ -93,7 +103,11 @@ class PivotalTokenSearcher:
     For a query: estimate p(success | query) from ``num_samples`` rollouts; if it
     lies in [min_prob, max_prob], take up to ``max_generations`` of those
     rollouts (sampling more if needed) as solutions and run the subdivision
-    search on each, sharing one memo of p(success | prefix) per query.
+    search on each. With ``pool``, every estimate counts all rollouts of the
+    query that passed through its prefix (:mod:`pts.search.evidence`); without
+    it, one memo of p(success | prefix) per query. With ``verify``, each single
+    token the subdivision flags is a candidate, kept only if fresh rollouts
+    confirm its change (:mod:`pts.search.verify`).
     """
 
     def __init__(self, engine: Engine, settings: SearchSettings,
@@ -107,12 +121,12 @@ class PivotalTokenSearcher:
         tok = self.engine.tokenizer
         prompt_ids = build_prompt_ids(tok, task.prompt, s.system_prompt, s.chat_template)
         prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
-        est = SuccessEstimator(
-            self.engine, task, prompt_ids, s.sampling(), num_samples=s.num_samples,
-            max_new_tokens=s.max_new_tokens, seed=stable_seed(s.seed, task.dataset_id, task.item_id),
-            judge_prefix="<think>" if opens_think_block(prompt_text) else "",
-            early_stop=s.early_stop, on_rollout=self.on_rollout,
-        )
+        common = dict(num_samples=s.num_samples, max_new_tokens=s.max_new_tokens,
+                      seed=stable_seed(s.seed, task.dataset_id, task.item_id),
+                      judge_prefix="<think>" if opens_think_block(prompt_text) else "",
+                      early_stop=s.early_stop, on_rollout=self.on_rollout)
+        est = SuccessEstimator(self.engine, task, prompt_ids, s.sampling(), **common)
+        estimators: list[SuccessEstimator] = [est]
         (root,), drawn = est.estimate([()], keep_rollouts=True)
         result = TaskResult(task.item_id, "searched", root.p)
         if not (s.min_prob - 1e-9 <= root.p <= s.max_prob + 1e-9):
@@ -120,73 +134,118 @@ class PivotalTokenSearcher:
             log.info("item %s: p(success)=%.2f outside [%.2f, %.2f], skipped",
                      task.item_id, root.p, s.min_prob, s.max_prob)
         else:
-            for index, solution in enumerate(self._solutions(est, drawn.get((), []))):
+            root_rollouts = list(drawn.get((), [])) + self._more_solutions(est, len(drawn.get((), [])))
+            solutions = self._solutions(root_rollouts)
+            result.solutions = len(solutions)
+            if s.pool:
+                pooled = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
+                                         solutions=[r.token_ids for r in solutions], salt="search")
+                estimators.append(pooled)
+                outcome = {id(r): Outcome(tuple(r.token_ids), est.judge_response(r.token_ids)) for r in root_rollouts}
+                pooled.add((), root_rollouts, [outcome[id(r)].ok for r in root_rollouts], fresh=True)
+            candidates: dict[tuple, tuple[int, Pivot]] = {}
+            for index, solution in enumerate(solutions):
                 ids = solution.token_ids
+                if s.pool:
+                    def estimate_positions(positions: list[int], samples: int, ids=ids, me=outcome[id(solution)]):
+                        return pooled.estimate([tuple(ids[:i]) for i in positions], samples=samples, exclude=me)
+                else:
+                    def estimate_positions(positions: list[int], samples: int, ids=ids):
+                        return est.estimate([tuple(ids[:i]) for i in positions], samples=samples)[0]
 
-                def estimate_positions(positions: list[int], samples: int, ids=ids):
-                    return est.estimate([tuple(ids[:i]) for i in positions], samples=samples)[0]
-
-                pivots = find_pivots(ids, s.decider(estimate_positions), split_at=s.split_at,
-                                     logprobs=solution.logprobs)
-                result.solutions += 1
-                # Solutions sharing a prefix find the same pivot; keep it once.
-                seen = {r.id for r in result.pivots}
-                for p in pivots:
-                    record = self._record(task, prompt_ids, ids, p, index)
-                    if record.id not in seen:
-                        seen.add(record.id)
-                        result.pivots.append(record)
-        result.rollouts, result.rollout_tokens, result.engine_calls = est.rollouts, est.rollout_tokens, est.engine_calls
+                for p in find_pivots(ids, s.decider(estimate_positions), split_at=s.split_at,
+                                     logprobs=solution.logprobs):
+                    # Solutions sharing a prefix find the same pivot; keep it once.
+                    candidates.setdefault((tuple(ids[:p.position]), p.token_id), (index, p))
+            result.candidates = len(candidates)
+            if s.verify and candidates:
+                checker = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
+                                          solutions=[r.token_ids for r in solutions], salt="verify")
+                estimators.append(checker)
+                verdicts = verify(checker, [Candidate(context, token) for context, token in candidates],
+                                  threshold=s.prob_threshold, cap=s.verify_samples, confidence=s.verify_confidence)
+                for (index, p), v in zip(candidates.values(), verdicts):
+                    if v.kept:
+                        result.pivots.append(self._record(task, prompt_ids, solutions[index].token_ids, index,
+                                                          p.position, v.before, v.after, search=p, verdict=v))
+                    else:
+                        result.dropped += 1
+                        result.undecided += not v.decided
+            else:
+                for index, p in candidates.values():
+                    result.pivots.append(self._record(task, prompt_ids, solutions[index].token_ids, index,
+                                                      p.position, p.before, p.after))
+        result.rollouts = sum(e.rollouts for e in estimators)
+        result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
+        result.engine_calls = sum(e.engine_calls for e in estimators)
         return result
 
-    def _solutions(self, est: SuccessEstimator, root_rollouts: Sequence[Rollout]) -> list[Rollout]:
-        """Distinct sampled solutions to search: the root rollouts first, more if max_generations asks."""
-        s = self.settings
-        pool = list(root_rollouts)
-        extra = s.max_generations - len(pool)
-        if extra > 0:
-            pool += est.sample_more(extra)
+    def _more_solutions(self, est: SuccessEstimator, have: int) -> list[Rollout]:
+        """Rollouts from the empty response beyond the initial estimate's, when max_generations asks for more."""
+        extra = self.settings.max_generations - have
+        return est.sample_more(extra) if extra > 0 else []
+
+    def _solutions(self, root_rollouts: Sequence[Rollout]) -> list[Rollout]:
+        """Distinct sampled solutions to search, in the order drawn, at most max_generations."""
         seen, out = set(), []
-        for r in pool:
+        for r in root_rollouts:
             key = tuple(r.token_ids)
             if key and key not in seen:
                 seen.add(key)
                 out.append(r)
-        return out[: s.max_generations]
+        return out[: self.settings.max_generations]
 
-    def _record(self, task: Task, prompt_ids: list[int], solution: Sequence[int], pivot: Pivot,
-                solution_index: int) -> PivotalToken:
+    def _record(self, task: Task, prompt_ids: list[int], solution: Sequence[int], solution_index: int,
+                position: int, before: Estimate, after: Estimate, *, search: Pivot | None = None,
+                verdict: Verdict | None = None) -> PivotalToken:
+        """A record of the token ``solution[position]``; ``before``/``after`` are the numbers it reports."""
         tok = self.engine.tokenizer
         s = self.settings
-        context_ids = list(prompt_ids) + list(solution[: pivot.position])
-        first = sorted(pivot.before.first_tokens.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        token_id = solution[position]
+        context_ids = list(prompt_ids) + list(solution[:position])
+        first = sorted(before.first_tokens.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        reported = s.confidence or REPORTED_CONFIDENCE
+        delta = after.p - before.p
+        extra: dict[str, Any] = {}
+        if verdict is not None and search is not None:
+            extra = dict(verified=True, delta_ci=list(verdict.interval), delta_ci_level=verdict.level,
+                         candidate={"prob_before": search.before.p, "prob_after": search.after.p,
+                                    "samples_before": search.before.samples,
+                                    "samples_after": search.after.samples})
+        else:
+            extra = dict(delta_ci=list(delta_interval(before, after, reported)), delta_ci_level=reported)
         return PivotalToken(
             model_id=self.engine.model_id,
             query=task.query,
             pivot_context=tok.decode(context_ids, skip_special_tokens=False),
-            pivot_token=tok.decode([pivot.token_id], skip_special_tokens=False),
-            pivot_token_id=pivot.token_id,
-            prob_before=pivot.before.p,
-            prob_after=pivot.after.p,
-            prob_delta=pivot.delta,
-            is_positive=pivot.delta > 0,
+            pivot_token=tok.decode([token_id], skip_special_tokens=False),
+            pivot_token_id=token_id,
+            prob_before=before.p,
+            prob_after=after.p,
+            prob_delta=delta,
+            is_positive=delta > 0,
             task_type=task.task_type,
             dataset_id=task.dataset_id,
             dataset_item_id=task.item_id,
             pivot_context_ids=context_ids,
             prompt_length=len(prompt_ids),
-            samples_before=pivot.before.samples,
-            successes_before=pivot.before.successes,
-            samples_after=pivot.after.samples,
-            successes_after=pivot.after.successes,
-            ci_before=list(interval(pivot.before, s.confidence or REPORTED_CONFIDENCE)),
-            ci_after=list(interval(pivot.after, s.confidence or REPORTED_CONFIDENCE)),
+            samples_before=before.samples,
+            successes_before=before.successes,
+            samples_after=after.samples,
+            successes_after=after.successes,
+            pooled_before=before.pooled,
+            pooled_after=after.pooled,
+            ci_before=list(interval(before, reported)),
+            ci_after=list(interval(after, reported)),
             first_tokens=[FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in first],
             answer=task.answer,
-            position=pivot.position,
+            position=position,
             solution_index=solution_index,
             search={"prob_threshold": s.prob_threshold, "num_samples": s.num_samples,
                     "max_new_tokens": s.max_new_tokens, "split_at": s.split_at,
                     "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
-                    "confidence": s.confidence or REPORTED_CONFIDENCE, "adaptive": bool(s.confidence)},
+                    "confidence": reported, "adaptive": bool(s.confidence), "pool": s.pool,
+                    "verify": s.verify, "verify_samples": s.verify_samples,
+                    "verify_confidence": s.verify_confidence},
+            **extra,
         )

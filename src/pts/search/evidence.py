@@ -1,0 +1,150 @@
+"""Pooled evidence: every rollout counts at every prefix of a searched solution that it passed through.
+
+A rollout drawn from context C whose first tokens equal the solution's next
+tokens t_(i+1)..t_j is, by the chain rule of autoregressive sampling with
+per-token sampling settings, also a draw from p(success | C + t_(i+1)..t_j):
+conditioned on having written those tokens, the rest of it is sampled exactly
+as a rollout started there would be. Two things keep that exact here:
+
+- the token budget is counted from the prompt (``max_new_tokens`` for the
+  whole response), so a pooled rollout and a fresh one from the same prefix
+  have the same budget left, and all rollouts of one estimator share one set
+  of sampling settings;
+- a rollout whose own outcome chose what is searched is left out: the solution
+  being searched is one of the root rollouts, and counting it along itself
+  would count a continuation that was picked, not sampled (``exclude``).
+
+Only prefixes of the searched solutions are ever estimated, so the evidence is
+a trie of those solutions; a rollout is walked down it until it leaves every
+solution, which bounds memory by the solutions' length, not the rollouts'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from pts.engines.base import Rollout
+from pts.search.estimate import Estimate, Prefix, SuccessEstimator
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A rollout's tokens from the empty response and whether the oracle accepted it."""
+
+    token_ids: tuple[int, ...]
+    ok: bool
+
+    def passes(self, prefix: Prefix) -> bool:
+        """True when this rollout went through ``prefix`` and continued after it."""
+        return len(self.token_ids) > len(prefix) and self.token_ids[: len(prefix)] == prefix
+
+
+@dataclass
+class _Node:
+    children: dict[int, "_Node"] = field(default_factory=dict)
+    samples: int = 0
+    successes: int = 0
+    fresh: int = 0
+    first_tokens: dict[int, list[int]] = field(default_factory=dict)
+
+
+class PrefixEvidence:
+    """Success counts of rollouts at every prefix of ``solutions`` they passed through."""
+
+    def __init__(self, solutions: Sequence[Sequence[int]]) -> None:
+        self.root = _Node()
+        for solution in solutions:
+            node = self.root
+            for t in solution:
+                node = node.children.setdefault(t, _Node())
+
+    def _node(self, prefix: Prefix) -> _Node:
+        node = self.root
+        for t in prefix:
+            node = node.children[t]  # KeyError: only prefixes of the solutions are tracked
+        return node
+
+    def add(self, start: Prefix, token_ids: Sequence[int], ok: bool, *, fresh: bool) -> None:
+        """Count a rollout drawn from ``start`` (``fresh``: drawn there for an estimate) at every prefix it passed."""
+        node = self._node(start)
+        node.fresh += fresh
+        for t in list(token_ids) + [None]:
+            node.samples += 1
+            node.successes += ok
+            if t is None:
+                return
+            counts = node.first_tokens.setdefault(t, [0, 0])
+            counts[0] += 1
+            counts[1] += ok
+            node = node.children.get(t)
+            if node is None:
+                return
+
+    def fresh(self, prefix: Prefix) -> int:
+        """Rollouts drawn from ``prefix`` itself (the rest of its samples passed through it)."""
+        return self._node(prefix).fresh
+
+    def estimate(self, prefix: Prefix, exclude: Outcome | None = None) -> Estimate:
+        """The pooled estimate at ``prefix``, without ``exclude`` when that rollout passed through it."""
+        node = self._node(prefix)
+        samples, successes = node.samples, node.successes
+        first = {t: list(c) for t, c in node.first_tokens.items()}
+        fresh = node.fresh
+        if exclude is not None and exclude.passes(prefix):
+            samples -= 1
+            fresh -= not prefix  # the excluded rollout was drawn from the empty response
+            successes -= exclude.ok
+            counts = first[exclude.token_ids[len(prefix)]]
+            counts[0] -= 1
+            counts[1] -= exclude.ok
+            first = {t: c for t, c in first.items() if c[0]}
+        return Estimate(successes, samples, first_tokens=first, pooled=samples - fresh)
+
+
+class PooledEstimator(SuccessEstimator):
+    """A :class:`SuccessEstimator` whose estimates count every rollout that passed through the prefix.
+
+    Estimates are topped up with fresh rollouts only to the extent that pooled
+    ones fall short of the target. ``salt`` separates the seeds of independent
+    phases (search, verification) that draw from the same prefixes.
+    """
+
+    def __init__(self, *args, solutions: Sequence[Sequence[int]], salt: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.evidence = PrefixEvidence(solutions)
+        self.salt = salt
+
+    def add(self, start: Prefix, rollouts: Sequence[Rollout], oks: Sequence[bool], *, fresh: bool) -> None:
+        for rollout, ok in zip(rollouts, oks):
+            self.evidence.add(start, rollout.token_ids, ok, fresh=fresh)
+
+    def _terminal(self, prefix: Prefix) -> Estimate | None:
+        est = self.cache.get(prefix)
+        if est is None:
+            text = self.response_text(prefix)
+            if not self._is_terminal(prefix, text):
+                return None
+            est = self.cache[prefix] = Estimate(int(self._judge(text)), 1, terminal=True)
+        return est
+
+    def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,  # type: ignore[override]
+                 exclude: Outcome | None = None) -> list[Estimate]:
+        """Estimates for ``prefixes`` (prefixes of the solutions) with at least ``samples`` rollouts each.
+
+        All fresh rollouts still needed go to the engine in one call.
+        """
+        target = samples or self.num_samples
+        wanted = [tuple(p) for p in prefixes]
+        missing: list[tuple[Prefix, int]] = []
+        for prefix in dict.fromkeys(wanted):
+            if self._terminal(prefix) is None:
+                have = self.evidence.estimate(prefix, exclude).samples
+                if have < target:
+                    missing.append((prefix, target - have))
+        if missing:
+            requests = [self._request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
+                        for prefix, n in missing]
+            for (prefix, _), rollouts in zip(missing, self._call(requests)):
+                self.add(prefix, rollouts, [self.judge_rollout(prefix, r) for r in rollouts], fresh=True)
+        return [self._terminal(p) or self.evidence.estimate(p, exclude) for p in wanted]

@@ -1,0 +1,120 @@
+"""Verification of candidate pivots: fresh rollouts in rounds until an interval on the change settles it.
+
+The subdivision flags a token because its estimates showed a large change;
+measured again with the same rollouts, the change would look as large as it
+did by selection (the winner's curse). So a candidate is judged only on
+rollouts drawn after every candidate of its query was fixed: a fresh
+:class:`~pts.search.evidence.PooledEstimator` whose evidence pools the
+verification rollouts among themselves (a rollout from the context before the
+pivot that took the pivot token counts after it too), never the search's.
+
+Decision rule, precision first. At each look the Newcombe interval of
+p(after) - p(before) is computed from Wilson intervals of both ends; the
+candidate is kept once the interval lies wholly at or beyond the threshold on
+one side, dropped once it lies wholly inside (-threshold, threshold), and
+otherwise gets more rollouts, doubling from ``FIRST_ROUND`` per end up to the
+cap. A candidate still undecided at the cap is dropped. The level of each look
+is Bonferroni-corrected over the looks, so for a candidate whose true change
+is below the threshold, the chance of being kept is at most ``1 - confidence``
+(up to the interval's approximation), however many looks it took.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from pts.metrics import newcombe_interval
+from pts.search.estimate import Estimate, Prefix
+from pts.search.evidence import PooledEstimator
+from pts.search.pivotal import interval
+
+FIRST_ROUND = 16
+
+# Float slack in comparisons with the threshold, as in pts.search.pivotal.
+_EPS = 1e-9
+
+
+def rounds(cap: int, first: int = FIRST_ROUND) -> list[int]:
+    """Samples per end at each look: ``first``, doubling, then ``cap`` (``[cap]`` when cap <= first)."""
+    out = []
+    n = first
+    while n < cap:
+        out.append(n)
+        n *= 2
+    return out + [cap]
+
+
+def delta_interval(before: Estimate, after: Estimate, confidence: float) -> tuple[float, float]:
+    """Interval of p(after) - p(before) at ``confidence`` (a terminal end is known exactly)."""
+    return newcombe_interval(before.p, interval(before, confidence), after.p, interval(after, confidence))
+
+
+def settle(low: float, high: float, threshold: float) -> bool | None:
+    """True: the change is at least ``threshold`` in size; False: it is smaller; None: not yet known."""
+    t = threshold - _EPS
+    if low >= t or high <= -t:
+        return True
+    if -t < low and high < t:
+        return False
+    return None
+
+
+@dataclass
+class Candidate:
+    """A single token the subdivision flagged: ``context + (token_id,)`` moved p in the search's estimates."""
+
+    context: Prefix
+    token_id: int
+
+
+@dataclass
+class Verdict:
+    """What verification concluded about one candidate.
+
+    ``kept`` when the interval showed a change of at least the threshold;
+    ``decided`` is False for candidates dropped because the cap was reached
+    first. ``before``/``after`` are the verification estimates (fresh and
+    pooled verification rollouts only) and ``interval`` the interval of the
+    change at the level the decision was made (``level``), after ``looks`` looks.
+    """
+
+    kept: bool
+    decided: bool
+    before: Estimate
+    after: Estimate
+    interval: tuple[float, float]
+    level: float
+    looks: int
+
+
+def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, threshold: float, cap: int,
+           confidence: float) -> list[Verdict]:
+    """Verdicts for ``candidates`` (in order), from ``estimator``'s rollouts only.
+
+    Each look samples the contexts before the pivots first, then the contexts
+    after them, so that rollouts which took the pivot token count for the
+    second; every look of every candidate goes to the engine in two calls.
+    """
+    looks = rounds(cap)
+    level = 1 - (1 - confidence) / len(looks)
+    verdicts: list[Verdict | None] = [None] * len(candidates)
+    pending = list(range(len(candidates)))
+    for look, target in enumerate(looks, start=1):
+        befores = [candidates[k].context for k in pending]
+        afters = [candidates[k].context + (candidates[k].token_id,) for k in pending]
+        estimator.estimate(befores, samples=target)
+        estimator.estimate(afters, samples=target)
+        still = []
+        for k, before, after in zip(pending, estimator.estimate(befores, samples=target),
+                                    estimator.estimate(afters, samples=target)):
+            low, high = delta_interval(before, after, level)
+            verdict = settle(low, high, threshold)
+            last = look == len(looks)
+            if verdict is None and not last:
+                still.append(k)
+                continue
+            verdicts[k] = Verdict(bool(verdict), verdict is not None, before, after, (low, high), level, look)
+        pending = still
+    return [v for v in verdicts if v is not None]
+
