@@ -201,3 +201,35 @@ class BranchingFakeEngine:
         ids = ids[:budget]
         reason = "eos" if ids and ids[-1] == EOS else "length"
         return Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason)
+
+
+def planted_scenario(rng: random.Random, length: int = 24, pivots: int = 3,
+                     delta_range: tuple[float, float] = (0.05, 0.6), flat_follow: float = 0.9,
+                     ) -> tuple[list[int], list[float], list[float]]:
+    """A random script with ``pivots`` planted steps of p, for :class:`BranchingFakeEngine`.
+
+    Returns ``(script, p_script, follow)``: p starts in [0.3, 0.7] and changes
+    only at the planted positions, by a size drawn from ``delta_range`` with a
+    random sign (flipped or shrunk to keep p within [0.02, 0.98]). Rollouts leave
+    the script with probability ``1 - flat_follow`` at flat steps (harmless:
+    p stays the same) and more often at planted ones, where following the
+    script must be rare enough for the chain rule to hold.
+    """
+    script = [token(rng.choice("abcdefgh")) for _ in range(length)]
+    where = set(rng.sample(range(length), pivots))
+    p = rng.uniform(0.3, 0.7)
+    p_script, follow = [p], []
+    for i in range(length):
+        if i in where:
+            size = rng.uniform(*delta_range)
+            sign = rng.choice((-1, 1))
+            if not 0.02 <= p + sign * size <= 0.98:
+                sign = -sign
+            delta = sign * min(size, (0.98 - p) if sign > 0 else (p - 0.02))
+            bound = p / (p + delta) if delta > 0 else (1 - p) / (1 - p - delta)
+            follow.append(min(0.8, 0.95 * bound))
+            p += delta
+        else:
+            follow.append(flat_follow)
+        p_script.append(p)
+    return script, p_script, follow

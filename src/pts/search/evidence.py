@@ -36,8 +36,8 @@ class Outcome:
     ok: bool
 
     def passes(self, prefix: Prefix) -> bool:
-        """True when this rollout went through ``prefix`` and continued after it."""
-        return len(self.token_ids) > len(prefix) and self.token_ids[: len(prefix)] == prefix
+        """True when this rollout (drawn from the empty response) went through ``prefix``."""
+        return len(self.token_ids) >= len(prefix) and self.token_ids[: len(prefix)] == prefix
 
 
 @dataclass
@@ -66,7 +66,10 @@ class PrefixEvidence:
         return node
 
     def add(self, start: Prefix, token_ids: Sequence[int], ok: bool, *, fresh: bool) -> None:
-        """Count a rollout drawn from ``start`` (``fresh``: drawn there for an estimate) at every prefix it passed."""
+        """Count a rollout drawn from ``start`` at ``start`` and every longer prefix of a solution it wrote.
+
+        ``fresh``: it was drawn from ``start`` for an estimate there.
+        """
         node = self._node(start)
         node.fresh += fresh
         for t in list(token_ids) + [None]:
@@ -95,10 +98,11 @@ class PrefixEvidence:
             samples -= 1
             fresh -= not prefix  # the excluded rollout was drawn from the empty response
             successes -= exclude.ok
-            counts = first[exclude.token_ids[len(prefix)]]
-            counts[0] -= 1
-            counts[1] -= exclude.ok
-            first = {t: c for t, c in first.items() if c[0]}
+            if len(exclude.token_ids) > len(prefix):
+                counts = first[exclude.token_ids[len(prefix)]]
+                counts[0] -= 1
+                counts[1] -= exclude.ok
+                first = {t: c for t, c in first.items() if c[0]}
         return Estimate(successes, samples, first_tokens=first, pooled=samples - fresh)
 
 

@@ -71,6 +71,7 @@ class TaskResult:
     candidates: int = 0
     dropped: int = 0
     undecided: int = 0
+    traces: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         positive = sum(p.is_positive for p in self.pivots)
@@ -153,10 +154,11 @@ class PivotalTokenSearcher:
                     def estimate_positions(positions: list[int], samples: int, ids=ids):
                         return est.estimate([tuple(ids[:i]) for i in positions], samples=samples)[0]
 
-                for p in find_pivots(ids, s.decider(estimate_positions), split_at=s.split_at,
-                                     logprobs=solution.logprobs):
+                decide = s.decider(estimate_positions)
+                for p in find_pivots(ids, decide, split_at=s.split_at, logprobs=solution.logprobs):
                     # Solutions sharing a prefix find the same pivot; keep it once.
                     candidates.setdefault((tuple(ids[:p.position]), p.token_id), (index, p))
+                result.traces.append(self._trace(task, prompt_ids, index, ids, decide.known))
             result.candidates = len(candidates)
             if s.verify and candidates:
                 checker = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
@@ -170,7 +172,7 @@ class PivotalTokenSearcher:
                                                           p.position, v.before, v.after, search=p, verdict=v))
                     else:
                         result.dropped += 1
-                        result.undecided += not v.decided
+                        result.undecided += v.reason == "cap"
             else:
                 for index, p in candidates.values():
                     result.pivots.append(self._record(task, prompt_ids, solutions[index].token_ids, index,
@@ -179,6 +181,16 @@ class PivotalTokenSearcher:
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
         result.engine_calls = sum(e.engine_calls for e in estimators)
         return result
+
+    def _trace(self, task: Task, prompt_ids: list[int], index: int, solution: Sequence[int],
+               known: dict[int, Estimate]) -> dict[str, Any]:
+        """The estimates the search made along one solution: p(success) by position, for display."""
+        tok = self.engine.tokenizer
+        return {"kind": "solution_trace", "dataset_item_id": task.item_id, "solution_index": index,
+                "query": task.query, "prompt_length": len(prompt_ids), "solution_ids": list(solution),
+                "solution_tokens": [tok.decode([t], skip_special_tokens=False) for t in solution],
+                "estimates": [{"position": i, "successes": e.successes, "samples": e.samples,
+                               "pooled": e.pooled, "terminal": e.terminal} for i, e in sorted(known.items())]}
 
     def _more_solutions(self, est: SuccessEstimator, have: int) -> list[Rollout]:
         """Rollouts from the empty response beyond the initial estimate's, when max_generations asks for more."""

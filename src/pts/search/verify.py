@@ -13,7 +13,10 @@ p(after) - p(before) is computed from Wilson intervals of both ends; the
 candidate is kept once the interval lies wholly at or beyond the threshold on
 one side, dropped once it lies wholly inside (-threshold, threshold), and
 otherwise gets more rollouts, doubling from ``FIRST_ROUND`` per end up to the
-cap. A candidate still undecided at the cap is dropped. The level of each look
+cap. A candidate still undecided at the cap is dropped, and so is one that
+could not be kept even if the cap's rollouts bore out the most favourable
+change its interval still allows (futility: this only saves rollouts, it
+never keeps anything the full schedule would drop). The level of each look
 is Bonferroni-corrected over the looks, so for a candidate whose true change
 is below the threshold, the chance of being kept is at most ``1 - confidence``
 (up to the interval's approximation), however many looks it took.
@@ -21,10 +24,11 @@ is below the threshold, the chance of being kept is at most ``1 - confidence``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from pts.metrics import newcombe_interval
+from pts.metrics import newcombe_interval, wilson_interval
 from pts.search.estimate import Estimate, Prefix
 from pts.search.evidence import PooledEstimator
 from pts.search.pivotal import interval
@@ -68,19 +72,36 @@ class Candidate:
     token_id: int
 
 
+def futile(before: Estimate, after: Estimate, low: float, high: float, threshold: float, cap: int,
+           level: float) -> bool:
+    """True when even the most favourable change in [low, high], measured with ``cap`` rollouts per end,
+    would leave an interval reaching below the threshold."""
+    best = max(abs(low), abs(high))
+    half = math.hypot(*(_half_width(e, cap, level) for e in (before, after)))
+    return best - half < threshold - _EPS
+
+
+def _half_width(est: Estimate, n: int, level: float) -> float:
+    if est.terminal:
+        return 0.0
+    lo, hi = wilson_interval(round(est.p * n), n, level)
+    return (hi - lo) / 2
+
+
 @dataclass
 class Verdict:
     """What verification concluded about one candidate.
 
     ``kept`` when the interval showed a change of at least the threshold;
-    ``decided`` is False for candidates dropped because the cap was reached
-    first. ``before``/``after`` are the verification estimates (fresh and
+    ``reason`` says why: ``"moves"`` (kept), ``"small"`` (the interval lies
+    inside the threshold), ``"futile"`` (it could not be kept by the cap) or
+    ``"cap"`` (still undecided at the cap). ``before``/``after`` are the verification estimates (fresh and
     pooled verification rollouts only) and ``interval`` the interval of the
     change at the level the decision was made (``level``), after ``looks`` looks.
     """
 
     kept: bool
-    decided: bool
+    reason: str
     before: Estimate
     after: Estimate
     interval: tuple[float, float]
@@ -110,11 +131,18 @@ def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, thres
                                     estimator.estimate(afters, samples=target)):
             low, high = delta_interval(before, after, level)
             verdict = settle(low, high, threshold)
-            last = look == len(looks)
-            if verdict is None and not last:
+            if verdict is True:
+                reason = "moves"
+            elif verdict is False:
+                reason = "small"
+            elif look == len(looks):
+                reason = "cap"
+            elif futile(before, after, low, high, threshold, cap, level):
+                reason = "futile"
+            else:
                 still.append(k)
                 continue
-            verdicts[k] = Verdict(bool(verdict), verdict is not None, before, after, (low, high), level, look)
+            verdicts[k] = Verdict(reason == "moves", reason, before, after, (low, high), level, look)
         pending = still
     return [v for v in verdicts if v is not None]
 

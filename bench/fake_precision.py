@@ -1,0 +1,125 @@
+"""Precision and recall of the search where the truth is known: planted pivots on the branching fake engine.
+
+Each seed plants pivots whose true changes span the threshold (0.05 to 0.6 by
+default) in a random script; rollouts leave the script at random positions and
+verdicts are binomial. Every mode searches the same queries with the same root
+rollouts (so the same solutions). A record is correct when the true change
+across its token (``BranchingFakeEngine.true_p``) is at least the threshold in
+size and has the record's sign; recall is over the true pivots of the searched
+solutions.
+
+    python bench/fake_precision.py --seeds 300 --json bench-out/fake_precision.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario
+from pts.search.searcher import PivotalTokenSearcher, SearchSettings
+from pts.tasks.task import Task
+
+PROMPT = "q?"
+MODES = {
+    "today": dict(pool=False, verify=False),
+    "pooled": dict(pool=True, verify=False),
+    "pooled+verified": dict(pool=True, verify=True),
+    "verified (no pooling)": dict(pool=False, verify=True),
+}
+
+
+@dataclass
+class Tally:
+    records: int = 0
+    correct: int = 0
+    true_pivots: int = 0
+    found: int = 0
+    rollouts: int = 0
+    queries: int = 0
+    candidates: int = 0
+    per_seed: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.records if self.records else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.true_pivots if self.true_pivots else float("nan")
+
+
+def true_pivots(engine: BranchingFakeEngine, solution: list[int], threshold: float) -> set[tuple]:
+    out = set()
+    for i in range(len(solution)):
+        before, after = engine.true_p(solution[:i]), engine.true_p(solution[: i + 1])
+        if abs(after - before) >= threshold - 1e-9:
+            out.add((tuple(solution[:i]), solution[i], after > before))
+    return out
+
+
+def search_one(seed: int, settings: SearchSettings, **scenario):
+    """The engine of one planted scenario and the search's result on it."""
+    script, p_script, follow = planted_scenario(random.Random(seed), **scenario)
+    engine = BranchingFakeEngine(p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed)
+    result = PivotalTokenSearcher(engine, settings).search(Task(PROMPT, "PASS", str(seed), "fake", "fake",
+                                                                PassFailOracle()))
+    return engine, result
+
+
+def measure(seeds: range, modes: dict[str, dict], *, num_samples: int = 10, max_generations: int = 3,
+            threshold: float = 0.2, **scenario) -> dict[str, Tally]:
+    """Precision and recall of each mode over ``seeds`` (the same queries and solutions for every mode)."""
+    tallies = {name: Tally() for name in modes}
+    for seed in seeds:
+        for name, mode in modes.items():
+            settings = SearchSettings(num_samples=num_samples, max_generations=max_generations, split_at="middle",
+                                      prob_threshold=threshold, min_prob=0.0, max_prob=1.0, seed=seed,
+                                      max_new_tokens=64, **mode)
+            engine, result = search_one(seed, settings, **scenario)
+            solutions = [trace["solution_ids"] for trace in result.traces]
+            truth = set().union(*(true_pivots(engine, s, threshold) for s in solutions)) if solutions else set()
+            got = {(tuple(r.pivot_context_ids[len(PROMPT):]), r.pivot_token_id, r.is_positive) for r in result.pivots}
+            t = tallies[name]
+            t.records += len(got)
+            t.correct += len(got & truth)
+            t.true_pivots += len(truth)
+            t.found += len(got & truth)
+            t.rollouts += result.rollouts
+            t.candidates += result.candidates
+            t.queries += 1
+            t.per_seed.append((len(got), len(got & truth)))
+    return tallies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=300)
+    parser.add_argument("--num-samples", type=int, default=10)
+    parser.add_argument("--max-generations", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    tallies = measure(range(args.seeds), MODES, num_samples=args.num_samples, max_generations=args.max_generations)
+    rows = []
+    print("| mode | records | precision | true pivots | recall | candidates | rollouts per query |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, t in tallies.items():
+        print(f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.candidates} "
+              f"| {t.rollouts / t.queries:.0f} |")
+        rows.append({"mode": name, "records": t.records, "correct": t.correct, "precision": t.precision,
+                     "true_pivots": t.true_pivots, "found": t.found, "recall": t.recall,
+                     "candidates": t.candidates, "rollouts": t.rollouts, "queries": t.queries})
+    print(f"{args.seeds} seeds in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "modes": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
