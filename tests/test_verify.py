@@ -237,3 +237,17 @@ def test_resume_with_verification_gives_the_same_records(tmp_path):
                        r["delta_ci"]) for r in read_jsonl(path))
 
     assert key(out) == key(full) and key(full)
+
+
+def test_run_keeps_a_trace_of_the_estimates_along_each_solution(tmp_path):
+    out = tmp_path / "out.jsonl"
+    summary = run(RunConfig(output_path=str(out), num_samples=10, max_generations=2, split_at="middle", progress=False,
+                            min_prob=0.0, max_prob=1.0, max_new_tokens=64), engine(4), [task("0"), task("1")])
+    traces = read_jsonl(tmp_path / "out.jsonl.trace.jsonl")
+    assert len(traces) == sum(r.solutions for r in summary.results) and traces
+    for t in traces:
+        assert t["kind"] == "solution_trace" and len(t["solution_tokens"]) == len(t["solution_ids"])
+        positions = [e["position"] for e in t["estimates"]]
+        assert positions[0] == 0 and positions[-1] == len(t["solution_ids"]) and positions == sorted(positions)
+        assert all(0 <= e["successes"] <= e["samples"] and e["pooled"] <= e["samples"] for e in t["estimates"])
+    assert "candidates:" in summary.format() and f"{summary.pivots} kept" in summary.format()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
@@ -19,7 +20,7 @@ from pts import options
 from pts.engines.coalesce import CoalescingEngine
 from pts.errors import PTSError
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
-from pts.store import RunStore, check_writable
+from pts.store import RunStore, append_jsonl, check_writable, trace_path
 from pts.tasks.sources import DEFAULT_DATASET, load_tasks
 from pts.tasks.task import Task
 
@@ -98,6 +99,10 @@ class RunSummary:
     pivots: int = 0
     positive: int = 0
     negative: int = 0
+    candidates: int = 0
+    dropped: int = 0
+    undecided: int = 0
+    verify: bool = True
     rollouts: int = 0
     rollout_tokens: int = 0
     seconds: float = 0.0
@@ -110,6 +115,9 @@ class RunSummary:
             f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
             f"{self.resumed} already done",
             f"pivotal tokens: {self.pivots} ({self.positive} positive, {self.negative} negative)",
+            (f"candidates: {self.candidates} checked, {self.pivots} kept, {self.dropped} dropped "
+             f"({self.undecided} still undecided at --verify-samples)") if self.verify
+            else f"candidates: {self.candidates}, written without verification (--no-verify)",
             f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
             f"time: {self.seconds:.1f} s",
             f"output: {self.output_path}",
@@ -158,11 +166,13 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     shared = CoalescingEngine(engine)
     searcher = PivotalTokenSearcher(shared, config.search_settings(),
                                     on_rollout=_debug_printer() if config.debug else None)
-    summary = RunSummary(config.output_path)
+    summary = RunSummary(config.output_path, verify=config.verify)
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = _progress(len(tasks), config.progress, initial=summary.resumed)
+    ticker = _Ticker(bar, engine, summary, start) if config.progress else None
+    traces = trace_path(config.output_path)
 
     # Queries run in threads only so that their engine calls merge; all writing happens here.
     # A finished search leaves the shared engine only after its replacement has joined, so which
@@ -194,18 +204,21 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
                     if len(result.pivots) >= room:
                         result.pivots = result.pivots[:room]
                         summary.stopped_at_max_pairs = True
+                # Traces first: an item whose records were written always has its trace (a rerun of an
+                # interrupted item appends it again; readers keep the last one per solution).
+                append_jsonl(traces, result.traces)
                 store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
                 _count(summary, result)
                 summary.seconds = time.perf_counter() - start
                 bar.update(1)
-                bar.set_postfix_str(f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s, "
-                                    f"pivots +{summary.positive}/-{summary.negative}")
             fill()
             for _ in finished:
                 shared.leave()
     finally:
         shared.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        if ticker is not None:
+            ticker.stop()
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -222,6 +235,41 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.negative += sum(not p.is_positive for p in result.pivots)
     summary.rollouts += result.rollouts
     summary.rollout_tokens += result.rollout_tokens
+    summary.candidates += result.candidates
+    summary.dropped += result.dropped
+    summary.undecided += result.undecided
+
+
+class _Ticker:
+    """Refreshes the progress bar every second while queries run: rollouts so far, their rate, pivots kept.
+
+    Finished queries alone move the bar too rarely (a query can take minutes); an engine that counts its
+    finished rollouts as it goes (``rollouts_done``) lets the display move with every few rollouts.
+    """
+
+    def __init__(self, bar, engine, summary: RunSummary, start: float, every: float = 1.0) -> None:
+        self.bar, self.engine, self.summary, self.start = bar, engine, summary, start
+        self.base = getattr(engine, "rollouts_done", None)
+        self.base_tokens = getattr(engine, "tokens_done", 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), name="pts-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            s = self.summary
+            if self.base is not None:
+                rollouts = self.engine.rollouts_done - self.base
+                tokens = self.engine.tokens_done - self.base_tokens
+            else:
+                rollouts, tokens = s.rollouts, s.rollout_tokens
+            elapsed = max(time.perf_counter() - self.start, 1e-9)
+            kept = f"pivots {s.pivots} of {s.candidates} candidates" if s.verify else f"pivots {s.pivots}"
+            self.bar.set_postfix_str(f"{rollouts} rollouts, {tokens / elapsed:.0f} tok/s, {kept}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _progress(total: int, enabled: bool, initial: int = 0):

@@ -628,7 +628,7 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
     import torch
     from transformers import DynamicCache
 
-    from pts.engines.hf import GREEDY_BELOW, _eos_ids, _sample
+    from pts.engines.hf import GREEDY_BELOW, _eos_ids, _sample, cache_keyword
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -664,7 +664,8 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
     if steering is not None:
         hooks.set(steering.tensors([first_row[k].steer for k in keys], device, dtype))
     cache = DynamicCache()
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+    cache_kw = cache_keyword(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{cache_kw: cache}, use_cache=True,
                 logits_to_keep=1)
     index = torch.tensor([key_index[(r.req.prompt_ids, r.req.steer)] for r in rows], device=device)
     if len(keys) != len(rows) or index.tolist() != list(range(len(rows))):
@@ -694,7 +695,7 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
             for r in live:
                 r.steer.positions += steering.is_active(r.steer)
         out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
+                    **{cache_kw: cache}, use_cache=True)
         logits = out.logits[:, -1].float()
         next_pos = next_pos + 1
     hooks.set({})

@@ -29,6 +29,21 @@ def progress_path(path: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(path)}.progress")
 
 
+def trace_path(path: str | os.PathLike) -> Path:
+    """Where ``pts run`` keeps the estimates it made along each searched solution (for ``pts view``)."""
+    return Path(str(path) + ".trace.jsonl")
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    """Append ``rows`` as whole lines and fsync them (a torn last line is cut on the next open of a store)."""
+    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if blob:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise PTSError unless ``path`` can be created or appended to; creates nothing."""
     p = Path(path)
@@ -137,15 +152,16 @@ class RunStore:
         self.records_in_file = 0
         # Progress without its output describes records that no longer exist.
         if overwrite or not resume or not self.path.exists():
-            for p in (self.path, self.progress):
+            for p in (self.path, self.progress, trace_path(self.path)):
                 p.unlink(missing_ok=True)
         self._open()
 
     def _open(self) -> None:
         if self.path.exists() and self.path.stat().st_size:
             _cut_torn_tail(self.path)
-        if self.progress.exists() and self.progress.stat().st_size:
-            _cut_torn_tail(self.progress)
+        for side in (self.progress, trace_path(self.path)):
+            if side.exists() and side.stat().st_size:
+                _cut_torn_tail(side)
         records = read_jsonl(self.path) if self.path.exists() else []
         progress = read_jsonl(self.progress) if self.progress.exists() else []
         header = next((r for r in progress if r.get("kind") == "header"), None)
@@ -183,18 +199,10 @@ class RunStore:
     def write_item(self, item_id: str, records: list[dict[str, Any]], summary: dict[str, Any]) -> int:
         """Append ``records`` of one finished item, then mark it done. Returns how many were new."""
         new = list({r["id"]: r for r in records if r["id"] not in self.ids}.values())
-        if new:
-            blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            self.ids.update(r["id"] for r in new)
-            self.records_in_file += len(new)
+        append_jsonl(self.path, new)
+        self.ids.update(r["id"] for r in new)
+        self.records_in_file += len(new)
         line = {"kind": "item", "dataset_item_id": item_id, **summary}
-        with open(self.progress, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.progress, [line])
         self.done[item_id] = line
         return len(new)

@@ -26,6 +26,7 @@ How it spends compute:
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -35,6 +36,13 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
+
+
+def cache_keyword(model) -> str:
+    """The ``forward`` keyword that takes a KV cache: ``cache`` where the model has it (transformers 5.2x
+    deprecates ``past_key_values`` and warns on every call), else ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 ROOM = 64  # cache columns allocated ahead; a full buffer grows by this much
 
@@ -178,6 +186,10 @@ class HFEngine:
         self.prefill_block = prefill_block
         self.prefix_cache = _BlockCache(int(prefix_cache_mb * 2**20))
         self.model = model
+        self.cache_kw = cache_keyword(model)
+        # Running totals, read by progress displays while a call is still under way.
+        self.rollouts_done = 0
+        self.tokens_done = 0
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.batch_size = batch_size
@@ -268,10 +280,10 @@ class HFEngine:
         ids = torch.tensor([prefix], device=self.device)
         for k in range(len(blocks), full):
             lo, hi = k * size, (k + 1) * size
-            self.model(input_ids=ids[:, lo:hi], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self.model(input_ids=ids[:, lo:hi], **{self.cache_kw: cache}, use_cache=True, logits_to_keep=1)
             block = [(layer.keys[:, :, lo:hi].clone(), layer.values[:, :, lo:hi].clone()) for layer in cache.layers]
             self.prefix_cache.put(prefix[:hi], block)
-        out = self.model(input_ids=ids[:, full * size :], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids[:, full * size :], **{self.cache_kw: cache}, use_cache=True, logits_to_keep=1)
         return cache, out.logits[0, -1].float()
 
     def _admit(self, batch, pending, free, prefills, params, results) -> _Batch | None:
@@ -309,7 +321,7 @@ class HFEngine:
             input_ids=batch.next_tok[:, None],
             attention_mask=mask,
             position_ids=batch.pos[:, None],
-            past_key_values=batch.cache,
+            **{self.cache_kw: batch.cache},
             use_cache=True,
         )
         tok, lp = _sample(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
@@ -350,6 +362,8 @@ class HFEngine:
             if reason is not None:
                 row.done = True
                 results[row.req][row.index] = Rollout(row.tokens, self._decode(row.tokens), row.logprobs, reason)
+                self.rollouts_done += 1
+                self.tokens_done += n
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -347,12 +347,15 @@ class ContrastiveScorer:
         import torch
         from transformers import DynamicCache
 
+        from pts.engines.hf import cache_keyword
+
         if len(prompt) < 2:
             return None
         cache = DynamicCache()
         with torch.inference_mode():
-            self._model(which)(input_ids=torch.tensor([list(prompt[:-1])], device=self.device),
-                               past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model = self._model(which)
+            model(input_ids=torch.tensor([list(prompt[:-1])], device=self.device),
+                  **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _full_logits(self, which: int, rows: Sequence[Trajectory]):
@@ -375,6 +378,8 @@ class ContrastiveScorer:
         import torch
         from transformers import DynamicCache
 
+        from pts.engines.hf import cache_keyword
+
         rows, width = ids.shape
         cache = None
         if kv is not None:
@@ -383,9 +388,10 @@ class ContrastiveScorer:
                 cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), i)
             mask = torch.cat([mask.new_ones(rows, start), mask], dim=1)
         positions = torch.arange(start, start + width, device=self.device).expand(rows, -1)
+        model = self._model(which)
         with torch.inference_mode():
-            return self._model(which)(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                      past_key_values=cache, use_cache=cache is not None).logits
+            return model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         **{cache_keyword(model): cache}, use_cache=cache is not None).logits
 
     def score(self, trajectories: Sequence[Trajectory], beta: float = 1.0, batch_size: int = 8,
               progress: bool = False, share_prompts: bool = True) -> list[dict[str, Any]]:
