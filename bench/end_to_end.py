@@ -19,14 +19,18 @@ Modes, each in its own subprocess (fresh model load, peak RSS of that process al
   call, no early stop, fixed samples (``confidence=None``), one query at a time
   (``parallel=1``), fp32 weights (the original loads the model with ``from_pretrained``'s
   default dtype, which is float32 in the transformers 4.x it was written for, on CPU).
+* ``pts-today``: ``pts`` as it was before pooled evidence and verification (``pool=False,
+  verify=False``): every candidate the subdivision flags is written, with the search's numbers.
 * ``pts-no-early-stop`` (optional): ``pts`` with ``early_stop=False``, to count the rollout
   tokens that early stop saves (rollouts draw the same tokens until the stop point, so the
   searches mostly follow the same path).
 
-Both modes get the same tasks, seeds and search settings. Then a judge process re-estimates
-every reported pivot with ``--verify-factor`` x ``--num-samples`` rollouts before and after the
-pivot token (the pts HF engine in ``--judge-dtype``, the task's oracle, seeds disjoint from the
-searches'), and a pivot counts as precise when |p_after - p_before| is still at least
+All modes get the same tasks, seeds and search settings. A first process measures the
+prefill ceiling of ``bench/engine_throughput.py`` (8x256 fp32 forward, best of 3), so each
+mode's rollout tokens/s can be read as a share of what the CPU can do in the same run. Then a judge process re-estimates every reported pivot with ``--judge-samples``
+fresh rollouts before and after the pivot token (the pts HF engine in ``--judge-dtype``, the
+task's oracle, seeds unrelated to the searches'), and a pivot counts as precise when
+|p_after - p_before| is still at least
 ``--prob-threshold`` (``precision``) and, stricter, with the same sign as reported
 (``precision_same_sign``).
 
@@ -48,7 +52,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-MODES = ("pts", "baseline", "pts-no-early-stop")
+MODES = ("pts", "pts-today", "baseline", "pts-no-early-stop")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--baseline-dtype", default="float32", help="dtype of the baseline model (default float32)")
     ap.add_argument("--pts-dtype", default="auto", help="dtype of the pts modes (default auto, as `pts run`)")
     ap.add_argument("--judge-dtype", default="float32", help="dtype of the judge's HF engine (default float32)")
-    ap.add_argument("--verify-factor", type=int, default=4, help="re-estimate pivots with this many x --num-samples")
+    ap.add_argument("--judge-samples", type=int, default=64, help="fresh rollouts per end when judging a pivot")
     ap.add_argument("--verify-max", type=int, default=0,
                     help="judge at most this many pivots per mode, a seeded random subset (0 = all)")
     ap.add_argument("--no-verify", action="store_true", help="skip the pivot precision step")
@@ -86,8 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [m for m in args.mode_list if m not in MODES]
     if bad or not args.mode_list:
         ap.error(f"--modes: unknown {bad or 'empty'}; choose from {', '.join(MODES)}")
-    if args.queries < 1 or args.num_samples < 1 or args.max_new_tokens < 1 or args.verify_factor < 1:
-        ap.error("--queries, --num-samples, --max-new-tokens and --verify-factor must be at least 1")
+    if args.queries < 1 or args.num_samples < 1 or args.max_new_tokens < 1 or args.judge_samples < 1:
+        ap.error("--queries, --num-samples, --max-new-tokens and --judge-samples must be at least 1")
     return args
 
 
@@ -142,6 +146,8 @@ def run_config(args: argparse.Namespace, mode: str, spec: str, output: Path):
         pts["confidence"] = args.confidence
     if mode == "pts-no-early-stop":
         pts["early_stop"] = False
+    if mode == "pts-today":
+        pts.update(pool=False, verify=False)
     return RunConfig(**pts)
 
 
@@ -181,6 +187,8 @@ def child_mode(args: argparse.Namespace, mode: str) -> None:
         "run_s": summary.seconds,
         "load_s": load_s,
         "cpu_s": cpu_seconds() - cpu0,
+        "candidates": summary.candidates,
+        "dropped": summary.dropped,
         "peak_rss_bytes": peak_rss_bytes(),
         "searched": summary.searched,
         "skipped": summary.skipped,
@@ -194,6 +202,16 @@ def child_mode(args: argparse.Namespace, mode: str) -> None:
         "items": {r.item_id: dict(r.summary(), engine_calls=r.engine_calls) for r in summary.results},
     }
     write_json(out_dir / f"{mode}.summary.json", result)
+
+
+def child_ceiling(args: argparse.Namespace) -> None:
+    """The prefill ceiling of bench/engine_throughput.py, in its own process (so no mode's peak RSS holds it)."""
+    from engine_throughput import ceiling
+
+    from pts.models import load_model
+
+    model = load_model(args.model, device="cpu", dtype="float32").model
+    write_json(Path(args.output_dir) / "ceiling.json", {"ceiling_tok_s": ceiling(model, keep=0)})
 
 
 # ---------------------------------------------------------------- child: the judge
@@ -229,7 +247,7 @@ def child_verify(args: argparse.Namespace) -> None:
     loaded = load_model(args.model, device="cpu", dtype=args.judge_dtype)
     engine = HFEngine.from_loaded(loaded, batch_size=RunConfig().batch_size)
     tok = engine.tokenizer
-    samples = args.verify_factor * args.num_samples
+    samples = args.judge_samples
     sampling = SearchSettings(seed=args.seed).sampling()  # the search's temperature/top-p/top-k/min-p
 
     # One estimator per query, shared by both modes' pivots (memo by prefix ids); each asks for all its
@@ -250,7 +268,7 @@ def child_verify(args: argparse.Namespace) -> None:
         prompt_text = tok.decode(prompt, skip_special_tokens=False)
         estimators[item] = SuccessEstimator(
             shared, by_id[item], prompt, sampling, num_samples=samples, max_new_tokens=args.max_new_tokens,
-            seed=stable_seed(args.seed, "verify", by_id[item].dataset_id, item),
+            seed=stable_seed(args.seed, "independent judge", by_id[item].dataset_id, item),
             judge_prefix="<think>" if opens_think_block(prompt_text) else "", early_stop=True)
 
     def judge(item: str):
@@ -345,6 +363,14 @@ def report(args: argparse.Namespace, modes: dict[str, dict], verify: dict | None
             "same_queries_searched": searched(pts) == searched(base),
             "rollout_tokens_baseline_over_pts_on_queries_searched_by_both": ratio(tokens["baseline"], tokens["pts"]),
         }
+    today = modes.get("pts-today")
+    if pts and today:
+        out["new_over_today"] = {
+            "rollout_tokens": ratio(pts["rollout_tokens"], today["rollout_tokens"]),
+            "rollouts": ratio(pts["rollouts"], today["rollouts"]),
+            "run_time": ratio(pts["run_s"], today["run_s"]),
+            "same_queries_searched": searched(pts) == searched(today),
+        }
     free = modes.get("pts-no-early-stop")
     if pts and free:
         out["early_stop"] = {
@@ -386,6 +412,11 @@ def print_table(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         ("model load (s)", lambda m: m["load_s"], ""),
         ("rollouts", lambda m: m["rollouts"], ""),
         ("rollout tokens", lambda m: m["rollout_tokens"], ""),
+        ("rollout tokens/s", lambda m: m["rollout_tokens"] / m["run_s"], ""),
+        ("prefill ceiling (tok/s)", lambda m: m.get("ceiling_tok_s"), ""),
+        ("  share of ceiling", lambda m: ratio(m["rollout_tokens"] / m["run_s"], m.get("ceiling_tok_s")), "pct"),
+        ("cpu / wall", lambda m: ratio(m["cpu_s"], m["run_s"]), "x"),
+        ("candidates (dropped)", lambda m: f"{m.get('candidates', '-')} ({m.get('dropped', '-')})", ""),
         ("engine calls", lambda m: m["engine_calls"], ""),
         ("pivots (+/-)", lambda m: f"{m['pivots']} ({m['positive']}/{m['negative']})", ""),
         ("peak RSS (GiB)", lambda m: m["peak_rss_bytes"], "gib"),
@@ -410,6 +441,11 @@ def print_table(args: argparse.Namespace, doc: dict[str, Any]) -> None:
             print(f"  note: the modes searched different queries (their initial estimates differ); on the "
                   f"{len(r['searched_by_both'])} searched by both, rollout tokens baseline/pts = "
                   f"{fmt(r['rollout_tokens_baseline_over_pts_on_queries_searched_by_both'], 'x')}")
+    nt = doc.get("new_over_today")
+    if nt:
+        print(f"\npts (pooled + verified) / pts-today: rollout tokens {fmt(nt['rollout_tokens'], 'x')}, "
+              f"rollouts {fmt(nt['rollouts'], 'x')}, run time {fmt(nt['run_time'], 'x')}; "
+              f"same queries searched: {nt['same_queries_searched']}")
     es = doc.get("early_stop")
     if es:
         print(f"\nearly stop: {es['rollout_tokens_with']} rollout tokens with, {es['rollout_tokens_without']} without "
@@ -432,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.child == "verify":
             child_verify(args)
+        elif args.child == "ceiling":
+            child_ceiling(args)
         elif args.child:
             child_mode(args, args.child)
         else:
@@ -454,6 +492,11 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall: dict[str, float] = {}
     modes: dict[str, dict] = {}
+    ceiling_path = out_dir / "ceiling.json"
+    if not args.report_only:
+        print("[end_to_end] measuring the prefill ceiling ...", file=sys.stderr, flush=True)
+        wall["ceiling"] = spawn(argv, "ceiling")
+    ceiling_tok_s = json.loads(ceiling_path.read_text())["ceiling_tok_s"] if ceiling_path.exists() else None
     for mode in args.mode_list:
         summary = out_dir / f"{mode}.summary.json"
         if not args.report_only:
@@ -464,6 +507,7 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
             raise PTSError(f"--report-only: {summary} does not exist (run the bench first)")
         modes[mode] = json.loads(summary.read_text())
         modes[mode]["process_wall_s"] = wall.get(mode)
+        modes[mode]["ceiling_tok_s"] = ceiling_tok_s
         print(f"[end_to_end] {mode}: {modes[mode]['run_s']:.0f} s, {modes[mode]['pivots']} pivots",
               file=sys.stderr, flush=True)
     verify = None

@@ -16,8 +16,11 @@ from pts.tasks.sources import load_tasks
 pytestmark = pytest.mark.slow
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=6"
+# Every query is searched (whatever its initial estimate), so the run's mechanics are exercised whatever the
+# samples turn out to be; float32 keeps the samples the same across batch compositions.
 TINY = ["--dataset", DATASET, "--max-examples", "3", "--num-samples", "6", "--max-new-tokens", "40",
-        "--max-generations", "2", "--min-prob", "0.1", "--max-prob", "0.9", "--seed", "1"]
+        "--max-generations", "2", "--min-prob", "0.0", "--max-prob", "1.0", "--seed", "1", "--dtype", "float32",
+        "--verify-samples", "16"]
 
 
 def pts_run(*args, cwd):
@@ -36,12 +39,25 @@ def run_output(tmp_path_factory):
 
 
 def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_loaded):
-    _, out, proc = run_output
-    assert "pivotal tokens:" in proc.stdout and "searched" in proc.stdout
-    records = read_jsonl(out)
-    assert records, "the tiny run found no pivotal token"
+    cwd, out, proc = run_output
+    assert "pivotal tokens:" in proc.stdout and "3 searched" in proc.stdout and "candidates:" in proc.stdout
+    assert "Warning" not in proc.stderr, proc.stderr  # no library warning reaches the terminal
     tokenizer = embedded_loaded.tokenizer
     tasks = {t.item_id: t for t in load_tasks(DATASET, max_examples=3, seed=1)}
+    # The trace of every searched solution: exact ids, and the estimates the search made along it.
+    traces = read_jsonl(cwd / "pivots.jsonl.trace.jsonl")
+    assert {t["dataset_item_id"] for t in traces} == set(tasks)
+    for t in traces:
+        prompt = build_prompt_ids(tokenizer, tasks[t["dataset_item_id"]].prompt)
+        assert t["prompt_length"] == len(prompt) and t["solution_ids"]
+        assert t["solution_tokens"] == [tokenizer.decode([i], skip_special_tokens=False) for i in t["solution_ids"]]
+        ends = [e["position"] for e in t["estimates"]]
+        assert ends[0] == 0 and ends[-1] == len(t["solution_ids"])
+        assert all(0 <= e["successes"] <= e["samples"] for e in t["estimates"])
+    progress = [json.loads(line) for line in (cwd / "pivots.jsonl.progress").open()][1:]
+    records = read_jsonl(out)
+    assert sum(p["pivots"] for p in progress) == len(records)
+    assert sum(p["candidates"] for p in progress) == len(records) + sum(p["dropped"] for p in progress)
     for r in records:
         ids = r["pivot_context_ids"]
         assert tokenizer.decode(ids, skip_special_tokens=False) == r["pivot_context"]
@@ -50,6 +66,7 @@ def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_load
         assert ids[: r["prompt_length"]] == prompt and r["prompt_length"] == len(prompt)
         assert r["prob_before"] == r["successes_before"] / r["samples_before"]
         assert r["prob_after"] == r["successes_after"] / r["samples_after"]
+        assert r["verified"] and (r["delta_ci"][0] >= 0.2 - 1e-9 or r["delta_ci"][1] <= -0.2 + 1e-9)
         assert abs(r["prob_delta"]) >= 0.2 - 1e-9 and r["is_positive"] == (r["prob_delta"] > 0)
         if r["samples_before"] > 1:  # sampled, not a terminal context judged once
             assert sum(t["count"] for t in r["first_tokens"]) == r["samples_before"]
