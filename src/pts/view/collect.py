@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,7 +52,8 @@ class ReportData:
         """Add the rows of one file (its search trace and progress sidecars too, when beside it)."""
         file_index = len(self.files)
         entry = {"path": str(view_file.path), "kind": view_file.kind, "what": KINDS[view_file.kind],
-                 "records": len(view_file.records), "settings": {}, "samples_spent": None, "trace": None}
+                 "records": len(view_file.records), "settings": {}, "samples_spent": None, "queries": None,
+                 "trace": None}
         self.files.append(entry)
         if view_file.kind == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
@@ -72,10 +73,18 @@ class ReportData:
 
         first = len(self.pivots)
         for n, record in enumerate(view_file.records, 1):
-            pivot = pivot_from_row(record, view_file.path, n)
+            if view_file.kind == "steering":
+                # A steering line keeps the context ids but not the rollout counts of a full pts record.
+                pivot = pivot_from_row({k: v for k, v in record.items() if k != "pivot_context_ids"}, view_file.path, n)
+            else:
+                pivot = pivot_from_row(record, view_file.path, n)
             self.pivots.append(pivot_row(pivot, record, file_index, self))
         entry["settings"] = run_settings(view_file.path, view_file.records)
-        entry["samples_spent"] = samples_spent(view_file.path)
+        items = progress_items(view_file.path)
+        if items is not None:
+            rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
+            entry["samples_spent"] = sum(rollouts) if rollouts else None
+            entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
         sidecar = trace_path(view_file.path)
         traces = dict(self.traces)
         if sidecar.is_file():
@@ -247,7 +256,7 @@ def _settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             header = None
         if header and isinstance(header.get("settings"), dict):
             return header["settings"]
-    first = records[0]
+    first = records[0] if records else {}
     settings = dict(first.get("search") or {}) if isinstance(first.get("search"), dict) else {}
     for key in ("model_id", "dataset_id"):
         if first.get(key):
@@ -255,17 +264,15 @@ def _settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return settings
 
 
-def samples_spent(path: Path) -> int | None:
-    """Rollouts the run spent, from its progress file (None without one: records alone do not say)."""
+def progress_items(path: Path) -> list[dict[str, Any]] | None:
+    """The per-query lines of a run's progress file (status, rollouts, ...); None without a readable one."""
     progress = progress_path(path)
     if not progress.is_file():
         return None
     try:
-        items = [r for r in read_jsonl(progress) if r.get("kind") == "item"]
+        return [r for r in read_jsonl(progress) if r.get("kind") == "item"]
     except (PTSError, UnicodeDecodeError):
         return None
-    counts = [r.get("rollouts") for r in items if isinstance(r.get("rollouts"), int)]
-    return sum(counts) if counts else None
 
 
 def _text(value: Any, where: str, key: str) -> str:

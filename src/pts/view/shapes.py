@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pts.errors import PTSError
-from pts.store import read_jsonl
+from pts.store import progress_path, read_jsonl
 
 # Kind name -> what it is, as the report's file list says it.
 KINDS = {
@@ -81,6 +81,8 @@ def read_view_file(path: str | os.PathLike) -> ViewFile:
     except UnicodeDecodeError:
         raise PTSError(f"{p} is not a UTF-8 text file of JSON lines") from None
     if not records:
+        if progress_path(p).is_file():  # a pts run that found no pivotal token: still worth a report
+            return ViewFile(p, "pivotal_tokens", [])
         raise PTSError(f"{p} holds no records")
     kind = kind_of(records[0])
     if kind is None:

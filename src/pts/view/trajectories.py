@@ -203,7 +203,7 @@ def curve_from_pivots(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
             k, n = p.get(f"k_{side}"), p.get(f"n_{side}")
-            if n:
+            if n and k is not None:
                 points[pos] = _point(pos, k, n, False)
             elif pos not in points:
                 prob = p[side]

@@ -84,8 +84,17 @@
     for (const [k, v] of Object.entries(next)) if (v !== DEFAULTS[k]) params.set(k, v);
     return "#" + params.toString();
   }
+  // Typing waits for a pause before filtering; any other action applies the typed text first, so none is lost.
+  let pending = null, debounce = null;
+  function later(changes) {
+    pending = Object.assign(pending || {}, changes);
+    clearTimeout(debounce);
+    debounce = setTimeout(() => go({}), 120);
+  }
   function go(changes) {
-    state = Object.assign({}, state, changes);
+    clearTimeout(debounce);
+    state = Object.assign({}, state, pending || {}, changes);
+    pending = null;
     history.replaceState(null, "", hashFor({}));
     render();
   }
@@ -106,10 +115,9 @@
   const tabs = el("nav", { role: "tablist", "aria-label": "views" },
     VIEWS.map(([name, label], i) => el("button", { role: "tab", id: "tab-" + name, "data-view": name,
       title: label + " (key " + (i + 1) + ")", onclick: () => go({ view: name, page: "1", sol: "", pivot: "" }) }, label)));
-  let debounce = null;
-  search.addEventListener("input", () => { clearTimeout(debounce); debounce = setTimeout(() => go({ q: search.value, page: "1" }), 120); });
+  search.addEventListener("input", () => later({ q: search.value, page: "1" }));
   signSel.addEventListener("change", () => go({ sign: signSel.value, page: "1" }));
-  minInput.addEventListener("input", () => { clearTimeout(debounce); debounce = setTimeout(() => go({ min: minInput.value || "0", page: "1" }), 120); });
+  minInput.addEventListener("input", () => later({ min: minInput.value || "0", page: "1" }));
   taskSel.addEventListener("change", () => go({ task: taskSel.value, page: "1" }));
   verSel.addEventListener("change", () => go({ verified: verSel.value, page: "1" }));
   document.body.append(
@@ -255,7 +263,8 @@
       const keys = Object.keys(f.settings);
       put(el("div", { class: "card" }, el("h2", { text: f.path }),
         el("div", { class: "meta", text: f.what + " · " + count(f.records) + " records" + (f.trace ? " · trace " + f.trace : "") +
-          (f.samples_spent !== null ? " · " + count(f.samples_spent) + " rollouts" : "") }),
+          (f.samples_spent !== null ? " · " + count(f.samples_spent) + " rollouts" : "") +
+          (f.queries ? " · queries: " + Object.entries(f.queries).map(([k, v]) => v + " " + k).join(", ") : "") }),
         keys.length ? el("dl", { class: "settings" }, keys.map((k) => [el("dt", { text: k }), el("dd", { text: f.settings[k] })])) : null));
     });
     return rows.length;
