@@ -7,6 +7,7 @@ or Playwright fails these tests; elsewhere they are skipped with the reason.
 import json
 import os
 import random
+import re
 import time
 
 import pytest
@@ -159,7 +160,9 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
 @pytest.mark.slow
 def test_report_of_a_real_tiny_run(opened, tmp_path):
     out = tmp_path / "pivots.jsonl"
-    proc = pts_run(*TINY, "--output-path", str(out), "--no-progress", cwd=tmp_path)
+    # test_e2e's tiny settings, a little wider so that a pivot is likely (not certain: see below)
+    proc = pts_run(*TINY, "--max-examples", "4", "--num-samples", "8", "--max-new-tokens", "64", "--seed", "42",
+                   "--output-path", str(out), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_jsonl(out)
     report = tmp_path / "report.html"
@@ -184,7 +187,9 @@ def test_report_of_a_real_tiny_run(opened, tmp_path):
             r = by_id[span.get_attribute("data-id")]
             assert span.text_content() == r["pivot_token"]
             assert ("pos" if r["is_positive"] else "neg") in span.get_attribute("class").split()
-            assert span.get_attribute("title").startswith(f"p(success) {r['prob_before']:.2f} → {r['prob_after']:.2f}")
+            shown = re.match(r"p\(success\) ([\d.]+) → ([\d.]+)", span.get_attribute("title"))
+            assert shown, span.get_attribute("title")
+            assert abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
     page.screenshot(path=str(tmp_path / "real.png"), full_page=True)
 
 
@@ -227,14 +232,14 @@ def test_ten_thousand_records_open_and_filter_without_freezing(opened, tmp_path)
     for name, action in [
         ("sign_filter_ms", lambda: page.select_option("#sign", "neg")),
         ("task_filter_ms", lambda: page.select_option("#task", "task3")),
+        ("pivot_table_ms", lambda: key("3")),
+        ("next_page_ms", lambda: (key("n"), wait_until(lambda: "page=2" in page.evaluate("location.hash")))),
         ("trajectories_ms", lambda: key("2")),
         ("search_ms", lambda: (page.fill("#q", "question 7"), wait_until(lambda: "q=question" in page.evaluate("location.hash")))),
-        ("pivot_table_ms", lambda: key("3")),
-        ("next_page_ms", lambda: key("n")),
     ]:
         action()
         timings[name] = view.render_ms()
     print("\n10,000 records:", json.dumps(timings))
     assert timings["open_s"] < 15
     assert all(v < 1000 for k, v in timings.items() if k.endswith("_ms")), timings
-    assert page.locator("#pivot-table tr.row").count() > 0
+    assert page.locator(".trajectory").count() > 0

@@ -140,6 +140,15 @@
     const page = Math.min(Math.max(1, parseInt(state.page, 10) || 1), pages);
     return { rows: rows.slice((page - 1) * size, page * size), page: page, pages: pages };
   }
+  // One page of ``rows`` between two pagers; ``draw`` puts the page's rows. Returns how many rows matched.
+  function paged(rows, size, draw) {
+    const pg = pageOf(rows, size);
+    put(pager(pg));
+    draw(pg.rows);
+    if (!pg.rows.length) put(el("p", { class: "empty", text: "Nothing matches the filters." }));
+    put(pager(pg));
+    return rows.length;
+  }
   function pager(p) {
     if (p.pages <= 1) return null;
     return el("div", { class: "pager" },
@@ -184,12 +193,13 @@
   function curve(s) {
     const pts = s.curve;
     if (!pts.length) return null;
-    const W = 640, H = 110, L = 34, last = Math.max(s.length || 0, ...pts.map((p) => p.position), 1);
+    const W = 560, H = 80, L = 34, last = Math.max(s.length || 0, ...pts.map((p) => p.position), 1);
     const X = (pos) => L + pos / last * (W - L - 8), Y = (p) => 6 + (1 - p) * H;
     const g = svg("svg", { width: W, height: H + 30, role: "img", class: "curve",
       "aria-label": "p(success) along the solution (" + (s.curve_source === "trace" ? "search trace" : "points the records measured") + ")" });
     g.append(svg("line", { x1: L, y1: Y(0), x2: W - 8, y2: Y(0), class: "axis" }), svg("line", { x1: L, y1: Y(0), x2: L, y2: Y(1), class: "axis" }));
     g.append(svg("text", { x: 2, y: Y(1) + 4, text: "1.0" }), svg("text", { x: 2, y: Y(0.5) + 4, text: "0.5" }), svg("text", { x: 2, y: Y(0) + 4, text: "0.0" }));
+    g.append(svg("text", { x: X(0) - 3, y: Y(0) + 12, text: "0" }), svg("text", { x: X(last) - 6, y: Y(0) + 12, text: String(last) }));
     s.pivots.forEach((i) => {
       const p = DATA.pivots[i];
       if (p.position === null) return;
@@ -201,7 +211,7 @@
     g.append(svg("polyline", { points: pts.map((p) => X(p.position) + "," + Y(p.p)).join(" "), fill: "none", stroke: "var(--ink)", "stroke-width": 1.2 }));
     pts.forEach((p) => g.append(tip(svg("circle", { cx: X(p.position), cy: Y(p.p), r: 2.5, fill: "var(--ink)", class: "estimate" }),
       "after " + p.position + " tokens: p = " + fmt(p.p) + (p.samples ? " (" + p.successes + "/" + p.samples + ", 95% [" + fmt(p.low) + ", " + fmt(p.high) + "])" : ""))));
-    g.append(svg("text", { x: L, y: H + 26, text: "p(success) by token position" + (s.curve_source === "trace" ? " (search trace)" : " (only the points the records measured)") }));
+    g.append(svg("text", { x: L + 30, y: H + 26, text: "p(success) by token position" + (s.curve_source === "trace" ? " (search trace)" : " (only the points the records measured)") }));
     return g;
   }
 
@@ -279,9 +289,7 @@
     DATA.pivots.forEach((p, i) => { if (matches(p, true)) live.add(i); });
     if (!state.sol && focusPivot < 0) sols = sols.filter(([s]) => s.pivots.some((i) => live.has(i)));
     if (state.sol || focusPivot >= 0) put(el("p", {}, el("a", { href: hashFor({ sol: "", pivot: "" }), text: "← all trajectories" })));
-    const pg = pageOf(sols, PAGE_SIZE.trajectories);
-    put(pager(pg));
-    pg.rows.forEach(([s]) => {
+    return paged(sols, PAGE_SIZE.trajectories, (page) => page.forEach(([s]) => {
       const details = el("div", { class: "details", "aria-live": "polite" }, el("span", { class: "empty", text: "hover or focus a highlighted token" }));
       const text = el("div", { class: "solution" }, s.segments.map(([t, i]) => (i < 0 ? t : pivotSpan(t, i, live.has(i), details))));
       const key = solutionKey(s);
@@ -289,48 +297,37 @@
         el("h2", { text: query(s.q) }),
         el("div", { class: "meta" }, (s.task || "task ?") + " · item " + s.item + (s.sol !== null ? " · solution " + s.sol : "") + " · " + file(s.file) + " · ",
           el("a", { href: hashFor({ view: "trajectories", sol: key, pivot: "", page: "1" }), text: "link" })),
-        text, curve(s), details));
+        text, el("div", { class: "charts" }, curve(s), details)));
       if (focusPivot >= 0) { const span = text.querySelector('[data-pivot="' + focusPivot + '"]'); if (span) setTimeout(() => span.focus(), 0); }
-    });
-    if (!pg.rows.length) put(el("p", { class: "empty", text: "No trajectory matches the filters." }));
-    put(pager(pg));
-    return sols.length;
+    }));
   }
 
   function pivots() {
     const rows = DATA.pivots.map((p, i) => [p, i]).filter(([p]) => matches(p, true));
-    const pg = pageOf(rows, PAGE_SIZE.pivots);
-    put(pager(pg));
-    put(el("table", { class: "rows", id: "pivot-table" },
+    return paged(rows, PAGE_SIZE.pivots, (page) => put(el("table", { class: "rows", id: "pivot-table" },
       el("tr", {}, ["token", "change", "p before → after", "rollouts", "task", "context before the token", ""].map((h) => el("th", { text: h }))),
-      pg.rows.map(([p]) => el("tr", { class: "row", "data-id": p.id },
+      page.map(([p]) => el("tr", { class: "row", "data-id": p.id },
         el("td", {}, el("span", { class: "tok", text: showToken(p.token) })),
         el("td", { class: p.positive ? "up" : "down", text: (p.positive ? "▲ " : "▼ ") + signed(p.delta) }),
         el("td", { text: fmt(p.before) + " → " + fmt(p.after) }),
         el("td", { text: [frac(p.k_before, p.n_before), frac(p.k_after, p.n_after)].filter(Boolean).join(" → ") }),
         el("td", { text: p.task }),
         el("td", { class: "ctx", text: "…" + p.tail }),
-        el("td", {}, p.solution !== null ? el("a", { href: hashFor({ view: "trajectories", pivot: p.id, sol: "", page: "1" }), text: "in solution" }) : null)))));
-    put(pager(pg));
-    return rows.length;
+        el("td", {}, p.solution !== null ? el("a", { href: hashFor({ view: "trajectories", pivot: p.id, sol: "", page: "1" }), text: "in solution" }) : null))))));
   }
 
   function pairs() {
     const rows = DATA.pairs.filter((p) => matches(p, true));
-    const pg = pageOf(rows, PAGE_SIZE.pairs);
-    put(pager(pg));
-    put(el("table", { class: "rows", id: "pair-table" },
+    return paged(rows, PAGE_SIZE.pairs, (page) => put(el("table", { class: "rows", id: "pair-table" },
       el("tr", {}, ["context (tail)", "chosen", "rejected", "p chosen", "p rejected", "task", "counterpart"].map((h) => el("th", { text: h }))),
-      pg.rows.map((p) => el("tr", { class: "row" },
+      page.map((p) => el("tr", { class: "row" },
         el("td", { class: "ctx", text: "…" + p.tail }),
         el("td", {}, el("span", { class: "tok up", text: showToken(p.chosen) })),
         el("td", {}, el("span", { class: "tok down", text: showToken(p.rejected) })),
         el("td", { text: fmt(p.p_chosen) + (p.n_chosen ? " (" + p.n_chosen + ")" : "") }),
         el("td", { text: fmt(p.p_rejected) + (p.n_rejected ? " (" + p.n_rejected + ")" : "") }),
         el("td", { text: p.task }),
-        el("td", { text: (p.verified === true ? "measured" : p.verified === false ? "not measured" : "–") + (p.source ? " · " + p.source : "") })))));
-    put(pager(pg));
-    return rows.length;
+        el("td", { text: (p.verified === true ? "measured" : p.verified === false ? "not measured" : "–") + (p.source ? " · " + p.source : "") }))))));
   }
 
   function scoreStrip(c) {
@@ -358,9 +355,7 @@
   }
   function critical() {
     const rows = DATA.critical.filter((c) => matches(c, false));
-    const pg = pageOf(rows, PAGE_SIZE.critical);
-    put(pager(pg));
-    pg.rows.forEach((c) => {
+    return paged(rows, PAGE_SIZE.critical, (page) => page.forEach((c) => {
       const text = c.split ? [c.split[0], el("span", { class: "critical", title: "critical token at position " + c.position + (c.score !== null ? ", score " + fmt(c.score) : ""), tabindex: "0" }, c.split[1]), c.split[2]] : [c.response];
       put(el("section", { class: "card critical-card", tabindex: "0" },
         el("h2", { text: query(c.q) }),
@@ -370,17 +365,12 @@
         el("div", { class: "charts" }, passAtK(c), el("div", { class: "details" },
           "with the token: " + frac(c.successes_with, c.samples_with) + " succeeded · without: " + frac(c.successes_without, c.samples_without),
           c.alternatives.length ? el("div", {}, "alternatives drawn: ", c.alternatives.map((a) => [el("span", { class: "tok", text: showToken(a[0]) }), " " + a[2] + "/" + a[1] + " "])) : null))));
-    });
-    if (!pg.rows.length) put(el("p", { class: "empty", text: "No critical-token record matches the filters." }));
-    put(pager(pg));
-    return rows.length;
+    }));
   }
 
   function contrast() {
     const rows = DATA.contrast.filter((c) => matches(c, false));
-    const pg = pageOf(rows, PAGE_SIZE.contrast);
-    put(pager(pg));
-    pg.rows.forEach((c) => {
+    return paged(rows, PAGE_SIZE.contrast, (page) => page.forEach((c) => {
       // Low s_t: the negative model prefers this token more than the positive one does; shaded deeper.
       const spans = c.tokens.map((t, i) => el("span", { class: "shade" + (i === c.min_position ? " critical" : ""),
         style: "background: rgba(213, 94, 0, " + (c.scores[i] === null ? 0 : (0.75 * (1 - c.scores[i])).toFixed(3)) + ")",
@@ -389,9 +379,7 @@
         el("div", { class: "meta", text: (c.task || "task ?") + " · item " + c.item + " · " + (c.correct ? "correct" : "incorrect") + " · beta " + fmt(c.beta) +
           (c.min_position !== null ? " · lowest score at " + c.min_position : "") + " · deeper shade: lower s_t" }),
         el("div", { class: "response" }, spans)));
-    });
-    put(pager(pg));
-    return rows.length;
+    }));
   }
 
   const RENDER = { overview: overview, trajectories: trajectories, pivots: pivots, pairs: pairs, critical: critical, contrast: contrast };
