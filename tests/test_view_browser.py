@@ -132,6 +132,10 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     assert "sign=neg" in page.url
     assert page.locator(".solution .pivot.pos:not(.dim)").count() == 0
     page.select_option("#sign", "all")
+    page.select_option("#verified", "yes")  # only " answer" was verified
+    assert [page.locator(".solution .pivot:not(.dim)").nth(i).text_content()
+            for i in range(page.locator(".solution .pivot:not(.dim)").count())] == [" answer"]
+    page.select_option("#verified", "all")
     page.fill("#q", "pwned")
     wait_until(lambda: "q=pwned" in page.evaluate("location.hash"))
     assert cards.count() == 1 < before and "q=pwned" in page.url
