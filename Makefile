@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: run test install clean
+.PHONY: run test install clean chromium
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -23,8 +23,17 @@ run: $(VENV)/.installed
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j2 install install-vllm
+	$(MAKE) --no-print-directory chromium
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 	$(MAKE) --no-print-directory test-vllm
+
+# The real browser that tests/test_view_browser.py drives (Playwright cannot download one here). Installed with
+# apt when missing and we are root (as in CI); otherwise those tests say why they cannot run (and fail under CI=true).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: $(CHROMIUM) is missing; run 'apt-get install -y chromium' as root for the browser tests"; fi
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV)

@@ -90,13 +90,14 @@ def read_pivots(path: str | os.PathLike) -> list[Pivot]:
         rows = read_jsonl(p)
     except UnicodeDecodeError:
         raise PTSError(f"{p} is not a UTF-8 text file of JSON lines") from None
-    pivots = [_pivot(row, p, n) for n, row in enumerate(rows, 1)]
+    pivots = [pivot_from_row(row, p, n) for n, row in enumerate(rows, 1)]
     if not pivots:
         raise PTSError(f"{p} holds no pivotal-token records")
     return pivots
 
 
-def _pivot(row: dict[str, Any], path: Path, n: int) -> Pivot:
+def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivot:
+    """The pivot in record ``n`` (1-based) of ``path``; PTSError naming them when it is not one."""
     where = f"{path} record {n}"
     if "chosen" in row and "rejected" in row:
         raise PTSError(f"{where} is a DPO pair, not a pivotal token: export from the records `pts run` wrote")

@@ -1,0 +1,304 @@
+"""The report's data: every input file turned into plain JSON-ready rows the page renders.
+
+Nothing here is HTML: text stays text, and the page puts it into the DOM as
+text (never as markup). Queries are kept once in ``queries`` and referred to
+by index, so 10,000 records of a few queries stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from pts.errors import PTSError
+from pts.store import progress_path, read_jsonl
+from pts.view.shapes import KINDS, PIVOT_KINDS, ViewFile, read_view_file
+from pts.view.trajectories import (
+    PivotPlace, Trace, curve_from_pivots, read_traces, solution_from_trace, solutions_from_contexts, trace_path,
+)
+
+# Characters of context shown before a pivot or a DPO pair in lists.
+CONTEXT_TAIL = 160
+
+
+class ReportData:
+    """Rows of the report, built file by file with :meth:`add`; :meth:`to_dict` is what the page reads."""
+
+    def __init__(self) -> None:
+        self.files: list[dict[str, Any]] = []
+        self.queries: list[str] = []
+        self._query_index: dict[str, int] = {}
+        self.pivots: list[dict[str, Any]] = []
+        self.solutions: list[dict[str, Any]] = []
+        self.pairs: list[dict[str, Any]] = []
+        self.critical: list[dict[str, Any]] = []
+        self.contrast: list[dict[str, Any]] = []
+        self.traces: dict[tuple[str, int], Trace] = {}
+        # Pivot files wait for finish(): a trace named later on the command line still belongs to them.
+        self._pending: list[tuple[int, int, int, ViewFile, dict[tuple[str, int], Trace]]] = []
+
+    def query(self, text: Any) -> int:
+        """The index of ``text`` in :attr:`queries`, added on first sight."""
+        text = "" if text is None else str(text)
+        if text not in self._query_index:
+            self._query_index[text] = len(self.queries)
+            self.queries.append(text)
+        return self._query_index[text]
+
+    def add(self, view_file: ViewFile) -> None:
+        """Add the rows of one file (its search trace and progress sidecars too, when beside it)."""
+        file_index = len(self.files)
+        entry = {"path": str(view_file.path), "kind": view_file.kind, "what": KINDS[view_file.kind],
+                 "records": len(view_file.records), "settings": {}, "samples_spent": None, "queries": None,
+                 "trace": None}
+        self.files.append(entry)
+        if view_file.kind == "trace":
+            self.traces.update(read_traces(view_file.records, view_file.path))
+        elif view_file.kind in PIVOT_KINDS:
+            self._add_pivots(view_file, file_index, entry)
+        elif view_file.kind in ("dpo", "original_dpo"):
+            self.pairs += [pair_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)]
+        elif view_file.kind == "critical_tokens":
+            self.critical += [critical_row(r, view_file.path, n, file_index, self)
+                              for n, r in enumerate(view_file.records, 1)]
+        elif view_file.kind == "contrast_scores":
+            self.contrast += [contrast_row(r, view_file.path, n, file_index, self)
+                              for n, r in enumerate(view_file.records, 1)]
+
+    def _add_pivots(self, view_file: ViewFile, file_index: int, entry: dict[str, Any]) -> None:
+        from pts.export.records import pivot_from_row
+
+        first = len(self.pivots)
+        for n, record in enumerate(view_file.records, 1):
+            if view_file.kind == "steering":
+                # A steering line keeps the context ids but not the rollout counts of a full pts record.
+                pivot = pivot_from_row({k: v for k, v in record.items() if k != "pivot_context_ids"}, view_file.path, n)
+            else:
+                pivot = pivot_from_row(record, view_file.path, n)
+            self.pivots.append(pivot_row(pivot, record, file_index, self))
+        entry["settings"] = run_settings(view_file.path, view_file.records)
+        items = progress_items(view_file.path)
+        if items is not None:
+            rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
+            entry["samples_spent"] = sum(rollouts) if rollouts else None
+            entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
+        sidecar = trace_path(view_file.path)
+        traces = dict(self.traces)
+        if sidecar.is_file():
+            traces.update(read_traces(read_jsonl(sidecar), sidecar))
+            entry["trace"] = str(sidecar)
+        self._pending.append((file_index, first, len(self.pivots), view_file, traces))
+
+    def finish(self) -> None:
+        """Assemble the solutions once every file (and any trace given on the command line) is read."""
+        for file_index, first, last, view_file, traces in self._pending:
+            traces = {**self.traces, **traces}
+            groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
+            for i in range(first, last):
+                p = self.pivots[i]
+                groups[(p["item"], p["sol"])].append(i)
+            for (item, sol), members in groups.items():
+                trace = traces.get((item, sol if sol is not None else 0))
+                self._add_solutions(file_index, item, sol, members, view_file, trace)
+        self._pending = []
+
+    def _add_solutions(self, file_index: int, item: str, sol: int | None, members: list[int],
+                       view_file: ViewFile, trace: Trace | None) -> None:
+        places = [PivotPlace(index=i, position=self.pivots[i]["position"],
+                             context=view_file.records[self.pivots[i]["line"] - 1]["pivot_context"],
+                             token=self.pivots[i]["token"]) for i in members]
+        head = self.pivots[members[0]]
+        if trace is not None and all(p.position is not None for p in places):
+            built = [solution_from_trace(trace, places)]
+        else:
+            built = solutions_from_contexts(places, self.queries[head["q"]])
+            for s in built:
+                s.curve = curve_from_pivots([self.pivots[i] for i in s.pivots])
+        for s in built:
+            index = len(self.solutions)
+            for i in s.pivots:
+                self.pivots[i]["solution"] = index
+            self.solutions.append({
+                "file": file_index, "item": item, "sol": sol, "q": head["q"], "task": head["task"],
+                "segments": s.segments, "curve": s.curve, "curve_source": s.curve_source, "length": s.length,
+                "pivots": s.pivots,
+            })
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "queries": self.queries, "pivots": self.pivots, "solutions": self.solutions,
+                "pairs": self.pairs, "critical": self.critical, "contrast": self.contrast}
+
+
+def collect(paths: Sequence[str]) -> ReportData:
+    """Read every file of ``paths`` and build the report's rows; PTSError for the first bad one."""
+    data = ReportData()
+    for path in paths:
+        data.add(read_view_file(path))
+    data.finish()
+    return data
+
+
+def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
+    """The page's row for one pivotal token (a :class:`pts.export.records.Pivot` and its raw record)."""
+    context = pivot.pivot_context
+    verified = record.get("verified")
+    return {
+        "id": pivot.id, "file": file_index, "line": pivot.line, "q": data.query(pivot.query),
+        "task": pivot.task_type, "item": pivot.dataset_item_id, "model": pivot.model_id,
+        "sol": _int_or_none(record.get("solution_index")), "position": _int_or_none(record.get("position")),
+        "token": pivot.pivot_token, "token_id": pivot.pivot_token_id,
+        "before": pivot.prob_before, "after": pivot.prob_after, "delta": pivot.prob_delta,
+        "positive": pivot.is_positive,
+        "k_before": _int_or_none(record.get("successes_before")), "n_before": _int_or_none(record.get("samples_before")),
+        "k_after": _int_or_none(record.get("successes_after")), "n_after": _int_or_none(record.get("samples_after")),
+        "ci_before": _interval(record.get("ci_before")), "ci_after": _interval(record.get("ci_after")),
+        "alternatives": [[t.token, t.count, t.successes] for t in pivot.first_tokens],
+        "verified": verified if isinstance(verified, bool) else None,
+        "tail": context[-CONTEXT_TAIL:], "solution": None,
+        "pattern": record.get("reasoning_pattern"), "cluster": record.get("cluster_id"),
+    }
+
+
+def pair_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
+    """The page's row for one DPO pair, plain or conversational, pts's or the original tool's."""
+    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    prompt, chosen, rejected = (_text(record[k], f"{path} record {n}", k) for k in ("prompt", "chosen", "rejected"))
+    delta = _number(metadata.get("prob_delta"))
+    return {
+        "file": file_index, "line": n, "q": data.query(metadata.get("original_query", "")),
+        "tail": prompt[-CONTEXT_TAIL:], "chosen": chosen, "rejected": rejected,
+        "p_chosen": _number(metadata.get("prob_chosen")), "p_rejected": _number(metadata.get("prob_rejected")),
+        "n_chosen": _int_or_none((metadata.get("samples") or {}).get("chosen")),
+        "n_rejected": _int_or_none((metadata.get("samples") or {}).get("rejected")),
+        "delta": delta, "positive": metadata.get("is_positive", None if delta is None else delta > 0),
+        "task": str(metadata.get("task_type") or ""),
+        "verified": metadata.get("counterpart_verified") if isinstance(metadata.get("counterpart_verified"), bool)
+        else None,
+        "source": metadata.get("counterpart_source"),
+    }
+
+
+def critical_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
+    """The page's row for one critical-token record: its per-position scores and Pass@k with vs without."""
+    where = f"{path} record {n}"
+    scores = record.get("scores")
+    if not isinstance(scores, list) or not all(s is None or isinstance(s, (int, float)) for s in scores):
+        raise PTSError(f"{where}: scores must be a list of numbers or nulls")
+    response = _text(record.get("response", ""), where, "response")
+    position = _int_or_none(record.get("critical_position"))
+    token = record.get("critical_token")
+    return {
+        "file": file_index, "line": n, "q": data.query(record.get("query", "")), "task": str(record.get("task_type") or ""),
+        "item": str(record.get("dataset_item_id", "")), "trajectory": record.get("trajectory_index", 0),
+        "answer": str(record.get("answer", "")), "response": response,
+        "split": critical_split(response, record.get("critical_context", ""), token) if position is not None else None,
+        "position": position, "token": token, "rule": record.get("rule"), "score": _number(record.get("score")),
+        "scores": scores, "samples": _ints(record.get("score_samples")), "successes": _ints(record.get("score_successes")),
+        "terminal": [bool(t) for t in record.get("score_terminal") or []],
+        "mode": record.get("mode"), "rollouts": _int_or_none(record.get("rollouts")),
+        "p_initial": _number(record.get("p_initial")),
+        "pass_with": [_number(x) for x in record.get("pass_at_k_with") or []],
+        "pass_without": [_number(x) for x in record.get("pass_at_k_without") or []],
+        "samples_with": record.get("samples_with"), "successes_with": record.get("successes_with"),
+        "samples_without": record.get("samples_without"), "successes_without": record.get("successes_without"),
+        "alternatives": [[a.get("token", ""), a.get("count", 0), a.get("successes", 0)]
+                         for a in record.get("alternatives") or [] if isinstance(a, dict)],
+    }
+
+
+def contrast_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
+    """The page's row for one trajectory's contrastive scores s_t, one per response token."""
+    where = f"{path} record {n}"
+    tokens, scores = record.get("tokens"), record.get("scores")
+    if not isinstance(tokens, list) or not isinstance(scores, list) or len(tokens) != len(scores):
+        raise PTSError(f"{where}: tokens and scores must be lists of the same length")
+    return {
+        "file": file_index, "line": n, "q": data.query(record.get("query", "")), "task": str(record.get("task_type") or ""),
+        "item": str(record.get("dataset_item_id", "")), "correct": record.get("correct"),
+        "tokens": [_text(t, where, "tokens") for t in tokens], "scores": [_number(s) for s in scores],
+        "min_position": _int_or_none(record.get("min_score_position")), "beta": _number(record.get("beta")),
+    }
+
+
+def critical_split(response: str, context: Any, token: Any) -> list[str] | None:
+    """``[before, critical token, after]`` of ``response``, or None when the token cannot be placed in the text.
+
+    The critical context is the prompt text followed by the response before the
+    token, so the right place is an occurrence of the token whose preceding
+    response text ends the context.
+    """
+    if not isinstance(token, str) or not token or not isinstance(context, str):
+        return None
+    at = response.find(token)
+    while at >= 0:
+        if context.endswith(response[:at]):
+            return [response[:at], token, response[at + len(token):]]
+        at = response.find(token, at + 1)
+    return None
+
+
+def run_settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The run's settings as display text: the progress file's header when there is one, else the first record's
+    ``search``."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for k, v in _settings(path, records).items()}
+
+
+def _settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    progress = progress_path(path)
+    if progress.is_file():
+        try:
+            header = next((r for r in read_jsonl(progress) if r.get("kind") == "header"), None)
+        except (PTSError, UnicodeDecodeError):
+            header = None
+        if header and isinstance(header.get("settings"), dict):
+            return header["settings"]
+    first = records[0] if records else {}
+    settings = dict(first.get("search") or {}) if isinstance(first.get("search"), dict) else {}
+    for key in ("model_id", "dataset_id"):
+        if first.get(key):
+            settings.setdefault(key, first[key])
+    return settings
+
+
+def progress_items(path: Path) -> list[dict[str, Any]] | None:
+    """The per-query lines of a run's progress file (status, rollouts, ...); None without a readable one."""
+    progress = progress_path(path)
+    if not progress.is_file():
+        return None
+    try:
+        return [r for r in read_jsonl(progress) if r.get("kind") == "item"]
+    except (PTSError, UnicodeDecodeError):
+        return None
+
+
+def _text(value: Any, where: str, key: str) -> str:
+    """Text of a field; a conversation (list of messages) becomes its contents joined by newlines."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        return "\n".join(str(m.get("content", "")) for m in value)
+    raise PTSError(f"{where}: {key} must be text or a list of messages")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ints(value: Any) -> list[int]:
+    return [v if isinstance(v, int) else 0 for v in value] if isinstance(value, list) else []
+
+
+def _interval(value: Any) -> list[float] | None:
+    if isinstance(value, list) and len(value) == 2 and all(_number(v) is not None for v in value):
+        return [float(v) for v in value]
+    return None

@@ -1,0 +1,249 @@
+"""`pts view` in a real browser: Debian's Chromium driven by Playwright, with every network request refused.
+
+`make test` installs Chromium (apt) when /usr/bin/chromium is missing. Under CI (CI=true) a missing browser
+or Playwright fails these tests; elsewhere they are skipped with the reason.
+"""
+
+import json
+import os
+import random
+import re
+import time
+
+import pytest
+from test_e2e import TINY, pts_run
+from view_samples import HOSTILE_QUERY, HOSTILE_TOKEN, write_jsonl, write_planted
+
+from pts.store import read_jsonl
+from pts.view import build_report
+
+CHROMIUM = os.environ.get("PTS_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed (pip install -e '.[test]')"
+    if missing is None and not os.access(CHROMIUM, os.X_OK):
+        missing = f"no Chromium at {CHROMIUM} (make test installs it: apt-get install -y chromium)"
+    if missing:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+class Opened:
+    """A report open in a fresh page that may load nothing but the file itself; what went wrong is collected."""
+
+    def __init__(self, browser, path, fragment=""):
+        self.context = browser.new_context(viewport={"width": 1200, "height": 900})
+        self.page = self.context.new_page()
+        self.blocked, self.dialogs, self.errors = [], [], []
+        self.page.route("**/*", self._only_the_file)
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        started = time.perf_counter()
+        self.page.goto(path.as_uri() + fragment)
+        self.page.wait_for_selector("body[data-ready]", timeout=60_000)
+        self.load_seconds = time.perf_counter() - started
+
+    def _only_the_file(self, route):
+        if route.request.url.startswith(("file://", "data:")):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def render_ms(self) -> float:
+        return float(self.page.evaluate("document.body.dataset.renderMs"))
+
+    def close(self):
+        self.context.close()
+
+
+def wait_until(condition, timeout=10.0):
+    """Poll ``condition`` (which should ask the page, so that Playwright's events run) from Python: the report's
+    CSP forbids the string evaluation that ``wait_for_function`` uses."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def opened(browser):
+    pages = []
+
+    def open_report(path, fragment=""):
+        pages.append(Opened(browser, path, fragment))
+        return pages[-1]
+
+    yield open_report
+    for o in pages:
+        assert not o.blocked, f"the report tried to reach the network: {o.blocked}"
+        assert not o.dialogs, f"a dialog opened: {o.dialogs}"
+        assert not o.errors, f"script errors: {o.errors}"
+        o.close()
+
+
+def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened, tmp_path):
+    files = write_planted(tmp_path)
+    out = tmp_path / "report.html"
+    build_report([files[k] for k in ("pivotal_tokens", "dpo", "original_dpo", "critical_tokens", "contrast_scores")], out)
+    view = opened(out, "#view=trajectories")
+    page = view.page
+
+    assert page.locator(".solution .pivot").count() == 3
+    rise = page.locator('.pivot[data-id]:has-text(" 7")').first
+    assert "pos" in rise.get_attribute("class").split() and "s4" in rise.get_attribute("class").split()
+    assert rise.get_attribute("title").startswith("p(success) 0.20 → 0.90 (+0.70)")
+    assert "from 2/10 rollouts" in rise.get_attribute("title") and '" 8" 0/3' in rise.get_attribute("title")
+    fall = page.locator('.pivot:has-text(" answer")').first
+    assert "neg" in fall.get_attribute("class").split() and "(−0.40)" in fall.get_attribute("title")
+    # the traced solution draws the curve from its estimates
+    assert page.locator('svg.curve[aria-label*="search trace"] circle.estimate').count() == 6
+
+    # focus by keyboard shows the details: p before/after and the alternatives the rollouts took
+    rise.focus()
+    details = rise.locator("xpath=ancestor::section").locator(".details")
+    assert "▲" in details.inner_text() and "first token the rollouts took" in details.inner_text()
+    page.keyboard.press("ArrowLeft")
+    assert "answer" in page.evaluate("document.activeElement.textContent")
+
+    # the hostile record: its text is on the page as text, and nothing it holds ran
+    hostile = page.locator(".trajectory h2", has_text="window.__pwned")
+    assert hostile.count() == 1 and hostile.first.text_content() == HOSTILE_QUERY
+    assert page.locator(".solution .pivot", has_text="onerror").first.text_content() == HOSTILE_TOKEN
+    assert page.locator("main img, main script").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+    # a filter hides rows: negative pivots only, then a search
+    cards = page.locator(".trajectory")
+    before = cards.count()
+    page.select_option("#sign", "neg")
+    assert "sign=neg" in page.url
+    assert page.locator(".solution .pivot.pos:not(.dim)").count() == 0
+    page.select_option("#sign", "all")
+    page.select_option("#verified", "yes")  # only " answer" was verified
+    assert [page.locator(".solution .pivot:not(.dim)").nth(i).text_content()
+            for i in range(page.locator(".solution .pivot:not(.dim)").count())] == [" answer"]
+    page.select_option("#verified", "all")
+    page.fill("#q", "pwned")
+    wait_until(lambda: "q=pwned" in page.evaluate("location.hash"))
+    assert cards.count() == 1 < before and "q=pwned" in page.url
+
+    # the filtered view is a link: opening it again shows the same thing
+    again = opened(out, "#" + page.url.split("#", 1)[1])
+    assert again.page.locator(".trajectory").count() == 1
+    assert again.page.input_value("#q") == "pwned"
+
+    # the other views by key: pairs, critical tokens (strip with the critical position marked), contrast
+    page.fill("#q", "")
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("4")
+    assert page.locator("#pair-table tr.row").count() == 2
+    page.keyboard.press("5")
+    strip = page.locator("svg.strip").first
+    assert strip.locator("rect.critical-cell").count() == 1 and page.locator(".critical-card .critical").count() >= 1
+    page.keyboard.press("6")
+    assert page.locator(".contrast-card .shade").count() == 4
+    page.keyboard.press("1")
+    assert page.locator("#histogram rect.bin").count() == 20
+    page.screenshot(path=str(tmp_path / "planted.png"), full_page=True)
+    assert (tmp_path / "planted.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_run(opened, tmp_path):
+    out = tmp_path / "pivots.jsonl"
+    # test_e2e's tiny settings, a little wider so that a pivot is likely (not certain: see below)
+    proc = pts_run(*TINY, "--max-examples", "4", "--num-samples", "8", "--max-new-tokens", "64", "--seed", "42",
+                   "--output-path", str(out), "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_jsonl(out)
+    report = tmp_path / "report.html"
+    summary = build_report([out], report)
+    assert summary.pivots == len(records)
+    view = opened(report)
+    page = view.page
+    progress = [r for r in read_jsonl(f"{out}.progress") if r.get("kind") == "item"]
+    assert page.locator(".stat b").first.text_content() == str(len(records))
+    # the run's settings, the queries and the rollouts spent, from its progress file
+    assert "chain_sum" in page.locator("dl.settings").inner_text()
+    meta = page.locator(".card .meta").first.text_content()
+    assert f"{sum(r['rollouts'] for r in progress)} rollouts" in meta
+    assert f"{sum(r['status'] == 'searched' for r in progress)} searched" in meta
+    if records:  # a run this small can find no pivot: then the planted test carries the pivot assertions
+        page.keyboard.press("2")
+        spans = page.locator(".solution .pivot")
+        assert spans.count() == len(records)
+        by_id = {r["id"]: r for r in records}
+        for i in range(spans.count()):
+            span = spans.nth(i)
+            r = by_id[span.get_attribute("data-id")]
+            assert span.text_content() == r["pivot_token"]
+            assert ("pos" if r["is_positive"] else "neg") in span.get_attribute("class").split()
+            shown = re.match(r"p\(success\) ([\d.]+) → ([\d.]+)", span.get_attribute("title"))
+            assert shown, span.get_attribute("title")
+            assert abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
+    page.screenshot(path=str(tmp_path / "real.png"), full_page=True)
+
+
+def many_records(n: int, seed: int = 0) -> list[dict]:
+    """``n`` pivotal-token records over n/10 solutions, with contexts of a realistic length."""
+    rng = random.Random(seed)
+    words = "so the total is then we add carry one and get answer step first next".split()
+    rows = []
+    for s in range(n // 10):
+        item, query = str(s // 2), f"Question {s // 2}: what is {s} + {2 * s}?"
+        prompt = f"<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n"
+        tokens = [" " + rng.choice(words) for _ in range(120)]
+        for position in sorted(rng.sample(range(120), 10)):
+            before = rng.random()
+            after = min(1.0, max(0.0, before + rng.choice([-1, 1]) * rng.uniform(0.2, 0.8)))
+            rows.append({"model_id": "m", "query": query, "pivot_context": prompt + "".join(tokens[:position]),
+                         "pivot_token": tokens[position], "pivot_token_id": position, "prob_before": before,
+                         "prob_after": after, "prob_delta": after - before, "is_positive": after > before,
+                         "task_type": f"task{s % 7}", "dataset_id": "d", "dataset_item_id": item,
+                         "solution_index": s % 2, "position": position, "samples_before": 10, "samples_after": 10,
+                         "verified": rng.random() < 0.5})
+    return rows
+
+
+def test_ten_thousand_records_open_and_filter_without_freezing(opened, tmp_path):
+    path = write_jsonl(tmp_path / "many.jsonl", many_records(10_000))
+    out = tmp_path / "many.html"
+    started = time.perf_counter()
+    summary = build_report([path], out)
+    build_seconds = time.perf_counter() - started
+    assert summary.pivots == 10_000
+    view = opened(out)
+    page = view.page
+    timings = {"build_s": round(build_seconds, 2), "html_mb": round(out.stat().st_size / 1e6, 1),
+               "open_s": round(view.load_seconds, 2), "first_render_ms": view.render_ms()}
+    def key(name):
+        page.evaluate("document.activeElement.blur()")  # keys go to the page, not to a field
+        page.keyboard.press(name)
+
+    for name, action in [
+        ("sign_filter_ms", lambda: page.select_option("#sign", "neg")),
+        ("task_filter_ms", lambda: page.select_option("#task", "task3")),
+        ("pivot_table_ms", lambda: key("3")),
+        ("next_page_ms", lambda: (key("n"), wait_until(lambda: "page=2" in page.evaluate("location.hash")))),
+        ("trajectories_ms", lambda: key("2")),
+        ("search_ms", lambda: (page.fill("#q", "question 7"), wait_until(lambda: "q=question" in page.evaluate("location.hash")))),
+    ]:
+        action()
+        timings[name] = view.render_ms()
+    print("\n10,000 records:", json.dumps(timings))
+    assert timings["open_s"] < 15
+    assert all(v < 1000 for k, v in timings.items() if k.endswith("_ms")), timings
+    assert page.locator(".trajectory").count() > 0
