@@ -101,10 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=300)
     parser.add_argument("--num-samples", type=int, default=10)
     parser.add_argument("--max-generations", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true",
+                        help="also measure pooled+verified at other --verify-samples / --verify-confidence values")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    tallies = measure(range(args.seeds), MODES, num_samples=args.num_samples, max_generations=args.max_generations)
+    modes = dict(MODES)
+    if args.sweep:
+        for cap in (32, 48, 96, 128):
+            modes[f"pooled+verified, cap {cap}"] = dict(pool=True, verify=True, verify_samples=cap)
+        for level in (0.8, 0.9, 0.99):
+            modes[f"pooled+verified, confidence {level}"] = dict(pool=True, verify=True, verify_confidence=level)
+    tallies = measure(range(args.seeds), modes, num_samples=args.num_samples, max_generations=args.max_generations)
     rows = []
     print("| mode | records | precision | true pivots | recall | candidates | rollouts per query |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
