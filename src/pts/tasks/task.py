@@ -37,7 +37,9 @@ class Task:
     some datasets wrap the question in an instruction); ``answer`` is the gold
     answer as text, for records and display; ``reference`` is what the oracle
     receives (defaults to ``answer``; reasoning-gym passes its whole entry).
-    ``item_id`` is stable across reruns of the same dataset spec.
+    ``raw_prompt`` is the text a model continues when no chat template is
+    applied (a base model; defaults to ``prompt``): a code task gives the bare
+    function header there. ``item_id`` is stable across reruns of the same dataset spec.
     """
 
     query: str
@@ -49,10 +51,13 @@ class Task:
     prompt: str | None = None
     reference: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    raw_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if self.prompt is None:
             self.prompt = self.query
+        if self.raw_prompt is None:
+            self.raw_prompt = self.prompt
         if self.reference is None:
             self.reference = self.answer
 
