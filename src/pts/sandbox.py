@@ -5,8 +5,8 @@ allows:
 
 - **bubblewrap** (``bwrap``, preferred): new user, PID, network, IPC and UTS
   namespaces, a read-only view of the whole file system except the working
-  directory, a private ``/tmp``, the home directory hidden, and the sandbox
-  torn down with its parent;
+  directory, ``/tmp`` and the home directory empty (and read-only), and the
+  sandbox torn down with its parent;
 - else **unshare** (util-linux): new user, PID and network namespaces, the
   whole PID namespace killed with its parent; the file system is *not*
   read-only;
@@ -127,14 +127,21 @@ def _is_root() -> bool:
 def _wrapper(kind: str, workdir: Path, program: str | None = None) -> list[str]:
     """The command prefix that puts a program into isolation ``kind``, working in ``workdir``."""
     if kind == BUBBLEWRAP:
-        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        hidden = ["/tmp"]
         home = Path.home()
         # The home directory holds tokens (e.g. ~/.cache/huggingface); hide it unless the program needs it.
         needed = [workdir] + ([Path(program).resolve()] if program else [])
-        if str(home) != "/" and home.is_dir() and not any(p.is_relative_to(home) for p in needed):
-            args += ["--tmpfs", str(home)]
-        return args + ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--"]
+        if str(home) not in ("/", "/tmp") and home.is_dir() and not any(p.is_relative_to(home) for p in needed):
+            hidden.append(str(home))
+        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # Hidden folders become empty and read-only; the working directory is the one writable place.
+        for folder in hidden:
+            args += ["--tmpfs", folder]
+        args += ["--bind", str(workdir), str(workdir)]
+        for folder in hidden:
+            args += ["--remount-ro", folder]
+        return args + ["--chdir", str(workdir), "--"]
     if kind == UNSHARE:
         return ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--"]
     return []
