@@ -241,7 +241,7 @@ class CodeOracle(Oracle):
             return self.sandbox.run(command, {name: source})
 
     def judge_many(self, completions: Sequence[str], reference: Any) -> list[bool]:
-        """Verdicts for many completions of one task, run up to ``workers`` at a time; in order."""
+        """Verdicts for many completions of one task, in order, run up to ``workers`` at a time."""
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pts-code")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 
 class Oracle(ABC):
@@ -19,6 +19,10 @@ class Oracle(ABC):
     @abstractmethod
     def judge(self, completion: str, reference: Any) -> bool:
         """True when ``completion`` answers correctly."""
+
+    def judge_many(self, completions: Sequence[str], reference: Any) -> list[bool]:
+        """Verdicts for many completions of one task, in order; an oracle that runs programs does them in parallel."""
+        return [self.judge(c, reference) for c in completions]
 
     def answer_complete(self, completion: str) -> bool:
         """True once ``completion`` already holds its final answer, so sampling can stop.
@@ -63,3 +67,6 @@ class Task:
 
     def judge(self, completion: str) -> bool:
         return self.oracle.judge(completion, self.reference)
+
+    def judge_many(self, completions: Sequence[str]) -> list[bool]:
+        return self.oracle.judge_many(completions, self.reference)
