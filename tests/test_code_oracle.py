@@ -101,6 +101,11 @@ def test_verdicts_are_cached_by_program_text():
     assert oracle.judge("    return a + b\nprint('noise')\n", ADD) and oracle.stats()["executions"] == 2
 
 
+def test_judge_many_of_any_oracle_judges_each_in_order():
+    math = get_oracle("math")
+    assert math.judge_many(["The answer is 3.", "It is 4.", "3"], "3") == [True, False, True]
+
+
 def test_oracle_survives_pickling():
     import pickle
 
