@@ -34,8 +34,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from pts.errors import PTSError
 
 __all__ = ["Execution", "Limits", "Sandbox", "isolation"]
 
@@ -78,7 +80,7 @@ class Execution:
     stderr: str
     seconds: float
     timed_out: bool = False
-    isolation: str = field(default=RLIMITS)
+    isolation: str = RLIMITS
 
     @property
     def ok(self) -> bool:
@@ -101,17 +103,21 @@ class _UidPool:
     def __init__(self) -> None:
         self._free = list(range(_UID_SLOTS))
         self._cond = threading.Condition()
-        self._base = _UID_BASE + (os.getpid() % 1_000_000) * _UID_SLOTS
+
+    @staticmethod
+    def _base() -> int:
+        # Read at each call: a forked pts process gets a block of its own.
+        return _UID_BASE + (os.getpid() % 1_000_000) * _UID_SLOTS
 
     def acquire(self) -> int:
         with self._cond:
             while not self._free:
                 self._cond.wait()
-            return self._base + self._free.pop()
+            return self._base() + self._free.pop()
 
     def release(self, uid: int) -> None:
         with self._cond:
-            self._free.append(uid - self._base)
+            self._free.append(uid - self._base())
             self._cond.notify()
 
 
@@ -176,12 +182,13 @@ def isolation() -> str:
 
     Probed once per process (a trivial run under each, strongest first) and
     logged: at INFO for bubblewrap, as a WARNING naming what is missing otherwise.
+    Raises PTSError when ``prlimit`` is missing.
     """
     global _isolation
     with _isolation_lock:
         if _isolation is None:
             if shutil.which("prlimit") is None:
-                raise RuntimeError("the sandbox needs `prlimit` (util-linux) on PATH to set resource limits")
+                raise PTSError("the code sandbox needs `prlimit` (util-linux) to set resource limits")
             _isolation = next(k for k in (BUBBLEWRAP, UNSHARE, RLIMITS) if k == RLIMITS or _probe(k))
             who = "a uid of its own per run" if _is_root() else "the user's own uid"
             if _isolation == BUBBLEWRAP:
