@@ -6,7 +6,9 @@ once, mixed with correct completions that must still pass.
 """
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,8 +61,12 @@ def _body(code: str) -> str:
     return lines + "    return a + b\n"
 
 
-def _sandbox_processes() -> list[str]:
-    """Live processes that belong to a sandbox run: its working directory or (as root) its uid."""
+def _sandbox_processes(runs: Path) -> list[str]:
+    """Live processes of this test's sandbox runs: working directory under ``runs`` or (as root) their uids.
+
+    Other test workers may be running sandboxes of their own at the same time; their uids and folders differ.
+    """
+    uids = range(sandbox._uids._base(), sandbox._uids._base() + sandbox._UID_SLOTS)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -70,7 +76,7 @@ def _sandbox_processes() -> list[str]:
             uid = entry.stat().st_uid
         except OSError:
             continue
-        if "pts-sandbox-" in cwd or uid >= sandbox._UID_BASE:
+        if cwd.startswith(str(runs)) or uid in uids:
             found.append(f"{entry.name} {cwd} uid={uid}")
     return found
 
@@ -80,7 +86,17 @@ def test_isolation_in_force_is_bubblewrap_where_installed():
     assert sandbox.isolation() == sandbox.BUBBLEWRAP
 
 
-def test_hostile_programs_fail_within_limits_and_harm_nothing(victim, listener, monkeypatch):
+@pytest.fixture
+def runs(monkeypatch):
+    """A temporary folder of this test's own for the sandbox's runs (pytest's tmp_path is closed to other uids)."""
+    folder = Path(tempfile.mkdtemp(prefix="pts-test-runs-"))
+    folder.chmod(0o711)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_hostile_programs_fail_within_limits_and_harm_nothing(victim, listener, monkeypatch, runs):
     require(sandbox.isolation() == sandbox.BUBBLEWRAP, "bubblewrap isolation")
     monkeypatch.setenv("HF_TOKEN", "hf_secret_that_must_not_leak")
     stray = f"/tmp/pts-hostile-{os.getpid()}"
@@ -118,8 +134,8 @@ def test_hostile_programs_fail_within_limits_and_harm_nothing(victim, listener, 
     assert all((victim / n).read_text() == "original\n" for n in ("keep.txt", "delete-me.txt"))
     assert not Path(stray).exists()
     time.sleep(0.2)
-    assert _sandbox_processes() == []
-    assert not list(Path(sandbox.tempfile.gettempdir()).glob("pts-sandbox-*"))
+    assert _sandbox_processes(runs) == []
+    assert list(runs.iterdir()) == []
 
 
 def test_a_timeout_is_a_failure_within_the_wall_limit():
