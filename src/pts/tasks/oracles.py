@@ -557,23 +557,35 @@ class ExactMatchOracle(Oracle):
             return False
 
 
+def _code_oracle(language: str = "python") -> Oracle:
+    from pts.tasks.code import CodeOracle  # imports the sandbox only when code is judged
+
+    return CodeOracle(language)
+
+
 ORACLES: dict[str, Callable[[], Oracle]] = {
     "math": MathOracle,
     "gsm8k": MathOracle,
     "multiple_choice": MultipleChoiceOracle,
     "yes_no": YesNoOracle,
     "exact": ExactMatchOracle,
+    "code": _code_oracle,
+    "humaneval": _code_oracle,
 }
 
 
 def get_oracle(name: str) -> Oracle:
-    """Return a new oracle by name: one of ``ORACLES`` or ``rg:<reasoning-gym task>``.
+    """Return a new oracle by name: one of ``ORACLES``, ``rg:<reasoning-gym task>`` or
+    ``code:<language>`` (``code`` alone is Python).
 
     Raises PTSError for an unknown name.
     """
     if isinstance(name, str) and name.startswith("rg:"):
         return ReasoningGymOracle(name[3:])
+    if isinstance(name, str) and name.startswith("code:"):
+        return _code_oracle(name[len("code:"):])
     factory = ORACLES.get(name) if isinstance(name, str) else None
     if factory is None:
-        raise PTSError(f"unknown oracle {name!r}; valid names: {', '.join(ORACLES)}, rg:<reasoning-gym task>")
+        raise PTSError(f"unknown oracle {name!r}; valid names: {', '.join(ORACLES)}, rg:<reasoning-gym task>, "
+                       "code:<language>")
     return factory()

@@ -39,6 +39,8 @@ from pts.tasks.oracles import (
     get_oracle,
     math_gold_text,
 )
+from pts.tasks.code import CodeOracle
+from pts.tasks.code_data import HUMANEVAL, code_shape, code_task, read_humaneval, row_language
 from pts.tasks.task import Oracle, Task
 
 __all__ = ["DEFAULT_DATASET", "QUERY_KEYS", "ANSWER_KEYS", "ID_KEYS", "SOURCE_KINDS", "load_tasks"]
@@ -210,6 +212,8 @@ def _rg_dataset(task: str, options: dict[str, Any]):
 def _load_rg(request: LoadRequest) -> list[Task]:
     task, options = parse_rg_spec(request.spec, request.config)
     options = {"size": RG_DEFAULT_SIZE, "seed": request.seed, **options}
+    if _is_code_oracle(request.oracle):
+        raise PTSError(f"oracle {request.oracle!r} runs tests; reasoning-gym tasks have none")
     dataset = _rg_dataset(task, options)
     dataset_id = f"rg:{task}?" + "&".join(f"{k}={_encode_option_value(options[k])}" for k in sorted(options))
     if request.oracle is None or request.oracle.startswith("rg:"):
@@ -398,6 +402,9 @@ def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list
     spec = request.spec
     if len(rows.rows) == 0:
         raise PTSError(f"dataset {spec} is empty")
+    explicit_fields = request.query_key is not None or request.answer_key is not None
+    if _is_code_oracle(request.oracle) or (code_shape(rows.columns) and not explicit_fields):
+        return _code_rows_to_tasks(rows, request, dataset_id=dataset_id)
     query_key = _pick_key("query", request.query_key, QUERY_KEYS, rows, spec)
     answer_key = _pick_key("answer", request.answer_key, ANSWER_KEYS, rows, spec)
     id_key = next((k for k in ID_KEYS if k in rows.columns), None)
@@ -447,6 +454,45 @@ def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list
     if not tasks:
         raise PTSError(f"no usable rows in {spec}: every selected row lacks a {query_key!r} or {answer_key!r} value")
     return tasks
+
+
+def _is_code_oracle(name: str | None) -> bool:
+    return bool(name) and (name in ("code", "humaneval") or name.startswith("code:"))
+
+
+def _code_rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list[Task]:
+    """Tasks for HumanEval- or MBPP-shaped rows, each judged by running its tests (one oracle per language)."""
+    shape = code_shape(rows.columns)
+    if shape is None:
+        raise PTSError(f"oracle {request.oracle!r} runs tests, but {request.spec} has no code task shape: "
+                       "expected HumanEval's prompt/test/entry_point or MBPP's text/test_list; columns: "
+                       f"{', '.join(rows.columns)}")
+    id_key = next((k for k in ID_KEYS if k in rows.columns), None)
+    oracles: dict[str, CodeOracle] = {}
+    tasks, skipped = [], []
+    for i in _select(len(rows.rows), request):
+        row = rows.rows[i]
+        name = request.oracle if request.oracle not in (None, "humaneval") else f"code:{row_language(row)}"
+        if name not in oracles:
+            oracles[name] = get_oracle(name)
+            oracles[name].check()
+        item_id = str(row[id_key]) if id_key and row.get(id_key) is not None else str(i)
+        task = code_task(row, i, shape, oracles[name], dataset_id, item_id)
+        if task is None:
+            skipped.append(i)
+        else:
+            tasks.append(task)
+    if skipped:
+        logger.warning("skipped %d row(s) of %s without code or tests (first: row %d)", len(skipped), request.spec,
+                       skipped[0])
+    if not tasks:
+        raise PTSError(f"no usable rows in {request.spec}: every selected row lacks its code or tests")
+    return tasks
+
+
+def _load_humaneval(request: LoadRequest) -> list[Task]:
+    records = read_humaneval()
+    return _rows_to_tasks(Rows("humaneval", list(records[0]), records), request, dataset_id="humaneval")
 
 
 def _answer_text(value: Any) -> str:
@@ -524,6 +570,7 @@ def _short(error: BaseException) -> str:
 
 SOURCE_KINDS: tuple[SourceKind, ...] = (
     SourceKind("reasoning-gym", lambda spec: spec.startswith("rg:"), _load_rg),
+    SourceKind("humaneval (packaged)", lambda spec: spec.lower() == HUMANEVAL, _load_humaneval),
     SourceKind("local file", _is_file_spec, _load_file),
     SourceKind("hub or directory", _is_hub_or_dir_spec, _load_hub_or_dir),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 
 class Oracle(ABC):
@@ -19,6 +19,10 @@ class Oracle(ABC):
     @abstractmethod
     def judge(self, completion: str, reference: Any) -> bool:
         """True when ``completion`` answers correctly."""
+
+    def judge_many(self, completions: Sequence[str], reference: Any) -> list[bool]:
+        """Verdicts for many completions of one task, in order; an oracle that runs programs does them in parallel."""
+        return [self.judge(c, reference) for c in completions]
 
     def answer_complete(self, completion: str) -> bool:
         """True once ``completion`` already holds its final answer, so sampling can stop.
@@ -37,7 +41,9 @@ class Task:
     some datasets wrap the question in an instruction); ``answer`` is the gold
     answer as text, for records and display; ``reference`` is what the oracle
     receives (defaults to ``answer``; reasoning-gym passes its whole entry).
-    ``item_id`` is stable across reruns of the same dataset spec.
+    ``raw_prompt`` is the text a model continues when no chat template is
+    applied (a base model; defaults to ``prompt``): a code task gives the bare
+    function header there. ``item_id`` is stable across reruns of the same dataset spec.
     """
 
     query: str
@@ -49,12 +55,18 @@ class Task:
     prompt: str | None = None
     reference: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    raw_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if self.prompt is None:
             self.prompt = self.query
+        if self.raw_prompt is None:
+            self.raw_prompt = self.prompt
         if self.reference is None:
             self.reference = self.answer
 
     def judge(self, completion: str) -> bool:
         return self.oracle.judge(completion, self.reference)
+
+    def judge_many(self, completions: Sequence[str]) -> list[bool]:
+        return self.oracle.judge_many(completions, self.reference)
