@@ -299,7 +299,8 @@ def evaluate(engine: Engine, tasks: Sequence[Task], settings: EvalSettings, *,
             chunk = list(tasks[lo : lo + queries_per_call])
             prompts, prefixes, requests = [], [], []
             for task in chunk:
-                prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template)
+                prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template,
+                                              task.raw_prompt)
                 prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
                 prompts.append(prompt_ids)
                 prefixes.append(prefix)

@@ -1060,7 +1060,7 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     meta: list[tuple[int, int, int]] = []
     prefixes: list[str] = []
     for ti, task in enumerate(tasks):
-        prompt = tuple(build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template))
+        prompt = tuple(build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt))
         head = _judge_prefix(tok, prompt)
         prefixes.append(head)
         stop = None

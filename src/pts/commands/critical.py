@@ -359,7 +359,7 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
         return granted
 
     def job(task) -> Generator[list, None, _JobResult]:
-        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template)
+        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt)
         judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
         seed = stable_seed(config.seed, task.dataset_id, task.item_id)
         out = _JobResult(task.item_id, "analysed")

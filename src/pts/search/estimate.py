@@ -145,8 +145,7 @@ class SuccessEstimator:
         return [self.cache[p] for p in wanted], drawn
 
     def _score(self, est: Estimate, prefix: Prefix, rollouts: list[Rollout]) -> None:
-        for rollout in rollouts:
-            ok = self.judge_rollout(prefix, rollout)
+        for rollout, ok in zip(rollouts, self.judge_rollouts(prefix, rollouts)):
             est.samples += 1
             est.successes += ok
             if rollout.token_ids:
@@ -158,15 +157,19 @@ class SuccessEstimator:
         """The oracle's verdict on a whole response (not counted as a rollout)."""
         return self._judge(self.response_text(response_ids))
 
-    def judge_rollout(self, prefix: Prefix, rollout: Rollout) -> bool:
-        """The oracle's verdict on ``prefix`` + ``rollout``, counted in this estimator's totals."""
-        text = self.response_text(prefix + tuple(rollout.token_ids))
-        ok = self._judge(text)
-        self.rollouts += 1
-        self.rollout_tokens += len(rollout.token_ids)
-        if self.on_rollout is not None:
-            self.on_rollout(text, rollout, ok)
-        return ok
+    def judge_rollouts(self, prefix: Prefix, rollouts: Sequence[Rollout]) -> list[bool]:
+        """The oracle's verdicts on ``prefix`` + each rollout, counted in this estimator's totals.
+
+        All of them go to the oracle at once: one that runs programs runs them in parallel.
+        """
+        texts = [self.response_text(prefix + tuple(r.token_ids)) for r in rollouts]
+        verdicts = self.task.judge_many([self.judge_prefix + text for text in texts])
+        for rollout, text, ok in zip(rollouts, texts, verdicts):
+            self.rollouts += 1
+            self.rollout_tokens += len(rollout.token_ids)
+            if self.on_rollout is not None:
+                self.on_rollout(text, rollout, ok)
+        return verdicts
 
     def sample_more(self, n: int) -> list[Rollout]:
         """``n`` more full responses from the empty prefix, outside any estimate."""

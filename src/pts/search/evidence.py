@@ -150,5 +150,5 @@ class PooledEstimator(SuccessEstimator):
             requests = [self._request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
                         for prefix, n in missing]
             for (prefix, _), rollouts in zip(missing, self._call(requests)):
-                self.add(prefix, rollouts, [self.judge_rollout(prefix, r) for r in rollouts], fresh=True)
+                self.add(prefix, rollouts, self.judge_rollouts(prefix, rollouts), fresh=True)
         return [self._terminal(p) or self.evidence.estimate(p, exclude) for p in wanted]

@@ -82,13 +82,18 @@ class TaskResult:
 
 
 def build_prompt_ids(tokenizer: Any, prompt: str, system_prompt: str | None = None,
-                     chat_template: bool = True) -> list[int]:
-    """The prompt as token ids: the tokenizer's chat template when it has one, else the raw text."""
+                     chat_template: bool = True, raw_prompt: str | None = None) -> list[int]:
+    """The prompt as token ids: the tokenizer's chat template when it has one, else the raw text.
+
+    ``raw_prompt`` (default ``prompt``) is what a model without a chat template continues, e.g. a code
+    task's bare function header (``Task.raw_prompt``).
+    """
     if chat_template and getattr(tokenizer, "chat_template", None):
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages.append({"role": "user", "content": prompt})
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    prompt = prompt if raw_prompt is None else raw_prompt
     text = f"{system_prompt}\n\n{prompt}" if system_prompt else prompt
     return list(tokenizer(text, add_special_tokens=True)["input_ids"])
 
@@ -120,7 +125,7 @@ class PivotalTokenSearcher:
     def search(self, task: Task) -> TaskResult:
         s = self.settings
         tok = self.engine.tokenizer
-        prompt_ids = build_prompt_ids(tok, task.prompt, s.system_prompt, s.chat_template)
+        prompt_ids = build_prompt_ids(tok, task.prompt, s.system_prompt, s.chat_template, task.raw_prompt)
         prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
         common = dict(num_samples=s.num_samples, max_new_tokens=s.max_new_tokens,
                       seed=stable_seed(s.seed, task.dataset_id, task.item_id),

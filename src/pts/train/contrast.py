@@ -855,7 +855,7 @@ def read_trajectories(path: str, tokenizer, config: ContrastConfig) -> list[Traj
             from pts.search.searcher import build_prompt_ids
 
             prompt_ids = build_prompt_ids(tokenizer, task.prompt if task else query, config.system_prompt,
-                                          config.chat_template)
+                                          config.chat_template, task.raw_prompt if task else None)
         for name, ids in (("prompt_ids", prompt_ids), ("response_ids", response_ids)):
             if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
                 raise PTSError(f"{where}: {name} must be a list of token ids")
