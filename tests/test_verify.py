@@ -228,7 +228,7 @@ def test_resume_with_verification_gives_the_same_records(tmp_path):
     run(RunConfig(output_path=str(full), **options), engine(5), tasks)
     out = tmp_path / "out.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        run(RunConfig(output_path=str(out), parallel=2, **options), Interrupting(at=40, seed=5), tasks)
+        run(RunConfig(output_path=str(out), parallel=2, **options), Interrupting(at=10, seed=5), tasks)
     assert len(read_jsonl(out)) < len(read_jsonl(full))
     run(RunConfig(output_path=str(out), **options), engine(5), tasks)
 

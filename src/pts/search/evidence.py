@@ -133,22 +133,25 @@ class PooledEstimator(SuccessEstimator):
         return est
 
     def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,  # type: ignore[override]
-                 exclude: Outcome | None = None) -> list[Estimate]:
+                 exclude: Outcome | Sequence[Outcome | None] | None = None) -> list[Estimate]:
         """Estimates for ``prefixes`` (prefixes of the solutions) with at least ``samples`` rollouts each.
 
+        ``exclude`` is one rollout to leave out of every estimate, or one (or None) per prefix.
         All fresh rollouts still needed go to the engine in one call.
         """
         target = samples or self.num_samples
         wanted = [tuple(p) for p in prefixes]
-        missing: list[tuple[Prefix, int]] = []
-        for prefix in dict.fromkeys(wanted):
+        leave_out = list(exclude) if isinstance(exclude, (list, tuple)) else [exclude] * len(wanted)
+        short: dict[Prefix, int] = {}
+        for prefix, out in zip(wanted, leave_out):
             if self._terminal(prefix) is None:
-                have = self.evidence.estimate(prefix, exclude).samples
+                have = self.evidence.estimate(prefix, out).samples
                 if have < target:
-                    missing.append((prefix, target - have))
-        if missing:
+                    short[prefix] = max(short.get(prefix, 0), target - have)
+        if short:
+            missing = list(short.items())
             requests = [self._request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
                         for prefix, n in missing]
             for (prefix, _), rollouts in zip(missing, self._call(requests)):
                 self.add(prefix, rollouts, self.judge_rollouts(prefix, rollouts), fresh=True)
-        return [self._terminal(p) or self.evidence.estimate(p, exclude) for p in wanted]
+        return [self._terminal(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]

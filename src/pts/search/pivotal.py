@@ -177,6 +177,43 @@ def subdivide(
     return final, verdicts
 
 
+def find_pivots_many(
+    solutions: Sequence[Sequence[int]],
+    decide: PointDecider,
+    *,
+    split_at: SplitAt = "logprob",
+    logprobs: Sequence[Sequence[float] | None] | None = None,
+) -> list[list[Pivot]]:
+    """The pivotal tokens of several solutions, searched level by level together.
+
+    Positions are keys ``(k, i)``: position ``i`` of ``solutions[k]``. Every
+    estimate that one level of every solution needs goes to ``decide`` in one
+    call, so the engine gets few large calls instead of many small ones; each
+    solution's segments are the ones :func:`subdivide` finds for it alone.
+    """
+    logprobs = logprobs or [None] * len(solutions)
+    surprisal = [cumulative_surprisal(lp) if lp is not None and split_at == "logprob" else None for lp in logprobs]
+    verdicts: dict[tuple[tuple[int, int], tuple[int, int]], bool] = {}
+    level = [((k, 0), (k, len(sol))) for k, sol in enumerate(solutions) if sol]
+    final: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    while level:
+        verdicts.update(zip(level, decide(level)))
+        next_level = []
+        for (k, s), (_, e) in level:
+            if e - s <= 1 or not verdicts[((k, s), (k, e))]:
+                final.append(((k, s), (k, e)))
+            else:
+                m = split_point(s, e, split_at, surprisal[k])
+                next_level += [((k, s), (k, m)), ((k, m), (k, e))]
+        level = next_level
+    out: list[list[Pivot]] = [[] for _ in solutions]
+    for start, end in sorted(final):
+        (k, s), (_, e) = start, end
+        if e - s == 1 and verdicts[(start, end)]:
+            out[k].append(Pivot(s, solutions[k][s], decide.known[start], decide.known[end]))
+    return out
+
+
 def find_pivots(
     solution: Sequence[int],
     decide: PointDecider,

@@ -10,7 +10,7 @@ from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import FirstToken, PivotalToken, stable_seed
 from pts.search.estimate import Estimate, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
-from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots, interval
+from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots_many, interval
 from pts.search.verify import Candidate, Verdict, delta_interval, verify
 from pts.tasks.task import Task
 
@@ -149,21 +149,24 @@ class PivotalTokenSearcher:
                 estimators.append(pooled)
                 outcome = {id(r): Outcome(tuple(r.token_ids), est.judge_response(r.token_ids)) for r in root_rollouts}
                 pooled.add((), root_rollouts, [outcome[id(r)].ok for r in root_rollouts], fresh=True)
-            candidates: dict[tuple, tuple[int, Pivot]] = {}
-            for index, solution in enumerate(solutions):
-                ids = solution.token_ids
-                if s.pool:
-                    def estimate_positions(positions: list[int], samples: int, ids=ids, me=outcome[id(solution)]):
-                        return pooled.estimate([tuple(ids[:i]) for i in positions], samples=samples, exclude=me)
-                else:
-                    def estimate_positions(positions: list[int], samples: int, ids=ids):
-                        return est.estimate([tuple(ids[:i]) for i in positions], samples=samples)[0]
+            outcomes = [outcome[id(r)] for r in solutions] if s.pool else []
+            ids_of = [r.token_ids for r in solutions]
 
-                decide = s.decider(estimate_positions)
-                for p in find_pivots(ids, decide, split_at=s.split_at, logprobs=solution.logprobs):
+            def estimate_positions(keys: list[tuple[int, int]], samples: int):
+                prefixes = [tuple(ids_of[k][:i]) for k, i in keys]
+                if s.pool:
+                    return pooled.estimate(prefixes, samples=samples, exclude=[outcomes[k] for k, _ in keys])
+                return est.estimate(prefixes, samples=samples)[0]
+
+            decide = s.decider(estimate_positions)
+            found = find_pivots_many(ids_of, decide, split_at=s.split_at, logprobs=[r.logprobs for r in solutions])
+            candidates: dict[tuple, tuple[int, Pivot]] = {}
+            for index, pivots in enumerate(found):
+                for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
-                    candidates.setdefault((tuple(ids[:p.position]), p.token_id), (index, p))
-                result.traces.append(self._trace(task, prompt_ids, index, ids, decide.known))
+                    candidates.setdefault((tuple(ids_of[index][:p.position]), p.token_id), (index, p))
+                known = {i: e for (k, i), e in decide.known.items() if k == index}
+                result.traces.append(self._trace(task, prompt_ids, index, ids_of[index], known))
             result.candidates = len(candidates)
             if s.verify and candidates:
                 checker = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
