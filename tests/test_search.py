@@ -221,3 +221,26 @@ def test_adaptive_sampling_agrees_with_fixed_sampling_and_saves_rollouts():
         saved.append(1 - results[0.95][1] / results[None][1])
     # Proving a change exceeds 0.2 at 95% needs nearly the cap here; the savings are real but modest.
     assert min(saved) >= 0 and sum(saved) > 0, saved
+
+
+def test_searching_solutions_together_finds_what_each_finds_alone():
+    from pts.search.pivotal import find_pivots_many
+
+    rng = random.Random(1)
+    for _ in range(100):
+        solutions, tables = [], []
+        for _ in range(rng.randint(1, 4)):
+            n = rng.randint(1, 30)
+            solutions.append(list(range(n)))
+            tables.append([rng.choice([0.0, 0.1, 0.3, 0.5, 0.6, 0.8, 1.0]) for _ in range(n + 1)])
+        calls = []
+
+        def estimate(keys, samples=10):
+            calls.append(keys)
+            return [exact(tables[k][i]) for k, i in keys]
+
+        together = find_pivots_many(solutions, PointDecider(estimate, 0.2, 10), split_at="middle")
+        for k, solution in enumerate(solutions):
+            alone, _ = by_position(tables[k])
+            assert [p.position for p in together[k]] == [p.position for p in find_pivots(solution, alone, split_at="middle")]
+        assert len(calls) <= 6  # one call per level of the deepest solution

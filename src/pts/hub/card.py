@@ -409,6 +409,20 @@ _PIVOTAL_FIELDS = {
     "first_tokens.successes": "How many of them were judged correct.",
     "ci_before": "Wilson score interval `[low, high]` of `prob_before` at the search's confidence level.",
     "ci_after": "Wilson score interval `[low, high]` of `prob_after`.",
+    "pooled_before": "How many of `samples_before` were drawn from a shorter context and passed through "
+                     "`pivot_context` (the rest were drawn there).",
+    "pooled_after": "The same for `samples_after`.",
+    "verified": "True when the pivot was measured again, with rollouts drawn after the search flagged it, and "
+                "the change held beyond the threshold at `delta_ci_level`; the probabilities and counts are "
+                "then the verification's.",
+    "delta_ci": "Interval `[low, high]` of `prob_delta` (Newcombe's hybrid score interval).",
+    "delta_ci_level": "Confidence level of `delta_ci` (for verified pivots, the Bonferroni-corrected level of "
+                      "each verification look).",
+    "candidate": "For verified pivots, the search's own estimates that flagged the token.",
+    "candidate.prob_before": "p(success) before the token, as the search estimated it.",
+    "candidate.prob_after": "p(success) after the token, as the search estimated it.",
+    "candidate.samples_before": "Rollouts behind `candidate.prob_before`.",
+    "candidate.samples_after": "Rollouts behind `candidate.prob_after`.",
     "answer": "Reference answer the oracle judged against.",
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",
@@ -423,6 +437,10 @@ _PIVOTAL_FIELDS = {
     "search.min_p": "Min-p sampling of the rollouts.",
     "search.confidence": "Confidence level of the reported intervals (and of adaptive sampling).",
     "search.adaptive": "Whether estimates were sampled in rounds until their interval settled.",
+    "search.pool": "Whether estimates counted every rollout that passed through their prefix.",
+    "search.verify": "Whether candidates were measured again before being written.",
+    "search.verify_samples": "Most rollouts per end spent verifying one candidate.",
+    "search.verify_confidence": "Confidence of the verification's decision rule.",
     "id": "Stable id of the record (hash of model, dataset item, context ids and token).",
     "kind": "Record kind (`pivotal_token`).",
     "schema_version": "Version of the pts record schema.",
