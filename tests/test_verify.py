@@ -142,8 +142,9 @@ def test_verification_keeps_planted_pivots_and_drops_noise():
             if v.kept:
                 assert v.interval[0] >= 0.2 - 1e-9 or v.interval[1] <= -0.2 + 1e-9
                 assert v.before.samples >= 16 and v.after.samples >= 16
-    # Measured on these seeds: rise 29/30, small 0/30, flat 0/30.
-    assert kept["rise"] >= trials - 2 and kept["small"] == 0 and kept["flat"] == 0, kept
+    # Measured on these seeds: rise 27/30 (3 dropped as futile after 16 or 32 rollouts per end; 29/30 without the
+    # futility stop), small 0/30, flat 0/30.
+    assert kept["rise"] >= trials - 5 and kept["small"] == 0 and kept["flat"] == 0, kept
 
 
 def test_verification_pools_rollouts_that_took_the_pivot_token():
@@ -166,8 +167,8 @@ def test_verified_search_is_more_precise_than_todays_on_planted_pivots():
     bench = _bench()
     t = bench.measure(range(60), bench.MODES)
     today, pooled_only, verified = t["today"], t["pooled"], t["pooled+verified"]
-    # Measured on these seeds: precision 0.35 / 0.46 / 1.00, recall 0.77 / 0.79 / 0.59,
-    # rollouts per query 197 / 146 / 371.
+    # Measured on these seeds: precision 0.35 / 0.46 / 1.00, recall 0.77 / 0.79 / 0.58,
+    # rollouts per query 197 / 146 / 301.
     assert verified.precision >= 0.9 and verified.precision >= today.precision
     assert pooled_only.rollouts < today.rollouts and pooled_only.precision >= today.precision
     assert verified.recall > 0.4

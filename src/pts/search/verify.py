@@ -14,9 +14,11 @@ candidate is kept once the interval lies wholly at or beyond the threshold on
 one side, dropped once it lies wholly inside (-threshold, threshold), and
 otherwise gets more rollouts, doubling from ``FIRST_ROUND`` per end up to the
 cap. A candidate still undecided at the cap is dropped, and so is one that
-could not be kept even if the cap's rollouts bore out the most favourable
-change its interval still allows (futility: this only saves rollouts, it
-never keeps anything the full schedule would drop). The level of each look
+is unlikely to be kept by the cap (futility: at its current estimated change,
+the cap's interval would clear the threshold less than ``FUTILITY_POWER`` of
+the time; a fifth of that at the first look, whose 16 rollouts are noisy).
+Futility only ever drops, so it costs recall, never precision.
+The level of each look
 is Bonferroni-corrected over the looks, so for a candidate whose true change
 is below the threshold, the chance of being kept is at most ``1 - confidence``
 (up to the interval's approximation), however many looks it took.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 from pts.metrics import newcombe_interval, wilson_interval
@@ -34,6 +37,8 @@ from pts.search.evidence import PooledEstimator
 from pts.search.pivotal import interval
 
 FIRST_ROUND = 16
+# Drop a candidate once the chance of keeping it by the cap, at its current estimate, is below this.
+FUTILITY_POWER = 0.1
 
 # Float slack in comparisons with the threshold, as in pts.search.pivotal.
 _EPS = 1e-9
@@ -72,13 +77,22 @@ class Candidate:
     token_id: int
 
 
-def futile(before: Estimate, after: Estimate, low: float, high: float, threshold: float, cap: int,
-           level: float) -> bool:
-    """True when even the most favourable change in [low, high], measured with ``cap`` rollouts per end,
-    would leave an interval reaching below the threshold."""
-    best = max(abs(low), abs(high))
+def futile(before: Estimate, after: Estimate, threshold: float, cap: int, level: float,
+           power: float = 0.1) -> bool:
+    """True when the candidate is unlikely to be kept by the cap.
+
+    If the true change were the current estimate, the change measured with
+    ``cap`` rollouts per end would have to exceed the threshold by the cap's
+    interval half-width; futile when that happens less than ``power`` of the
+    time (normal approximation).
+    """
+    delta = abs(after.p - before.p)
     half = math.hypot(*(_half_width(e, cap, level) for e in (before, after)))
-    return best - half < threshold - _EPS
+    need = threshold - _EPS + half
+    if half == 0:
+        return delta < need
+    se = half / NormalDist().inv_cdf(0.5 + level / 2)
+    return 1 - NormalDist().cdf((need - delta) / se) < power
 
 
 def _half_width(est: Estimate, n: int, level: float) -> float:
@@ -137,7 +151,7 @@ def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, thres
                 reason = "small"
             elif look == len(looks):
                 reason = "cap"
-            elif futile(before, after, low, high, threshold, cap, level):
+            elif futile(before, after, threshold, cap, level, FUTILITY_POWER / (5 if look == 1 else 1)):
                 reason = "futile"
             else:
                 still.append(k)
