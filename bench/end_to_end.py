@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queries", type=int, default=4, help="first N queries of --dataset (default 4)")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="skip this many queries first (to judge more queries in several runs)")
     ap.add_argument("--dataset", default=None, help="dataset spec (default: pts.tasks.sources.DEFAULT_DATASET)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--num-samples", type=int, default=10)
@@ -103,9 +105,9 @@ def load_bench_tasks(args: argparse.Namespace):
     from pts.tasks.sources import DEFAULT_DATASET, load_tasks
 
     spec = args.dataset or DEFAULT_DATASET
-    tasks = load_tasks(spec, max_examples=args.queries, seed=args.seed)
+    tasks = load_tasks(spec, max_examples=args.offset + args.queries, seed=args.seed)[args.offset:]
     if len(tasks) < args.queries:
-        raise PTSError(f"{spec} has only {len(tasks)} rows; pass a larger dataset for --queries {args.queries}")
+        raise PTSError(f"{spec} has too few rows for --offset {args.offset} --queries {args.queries}")
     return spec, tasks
 
 
