@@ -82,6 +82,7 @@ class CriticalConfig:
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
         options.unit_interval(self, "min_prob")
         options.sampling(self)
         if not 0.0 <= self.low_threshold < 1.0:
