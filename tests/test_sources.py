@@ -331,3 +331,26 @@ def test_optillmbench_file_in_named_folder(tmp_path):
     row = {"id": "boolq_1", "category": "boolq", "question": "Is the sky blue?", "answer": "Yes"}
     (task,) = load_tasks(str(write_jsonl(directory / "train.jsonl", [row])))
     assert task.task_type == "optillmbench:boolq" and task.prompt.startswith("Answer this yes/no question")
+
+
+def test_rows_sharing_an_id_each_get_their_own_and_a_warning(tmp_path, caplog):
+    path = tmp_path / "dup.jsonl"
+    write_jsonl(path, [{"id": "x", "question": "1+1?", "answer": "2"}, {"id": "x", "question": "2+2?", "answer": "4"},
+                       {"id": "y", "question": "3+3?", "answer": "6"}])
+    tasks = load_tasks(str(path))
+    assert [t.item_id for t in tasks] == ["x", "x@row1", "y"]
+    assert [t.query for t in tasks] == ["1+1?", "2+2?", "3+3?"]
+    assert "1 selected row(s)" in caplog.text and "'x@row1'" in caplog.text
+    # A row keeps its id whatever is selected, so a resumed run with another --max-examples matches it.
+    assert [t.item_id for t in load_tasks(str(path), sample_size=3, seed=5) if t.query == "2+2?"] == ["x@row1"]
+
+
+def test_empty_and_structured_answers_warn(tmp_path, caplog):
+    path = tmp_path / "answers.jsonl"
+    write_jsonl(path, [{"question": "a?", "answer": ""}, {"question": "b?", "answer": "  "},
+                       {"question": "c?", "answer": ["1", "2"]}, {"question": "d?", "answer": {"x": 1}},
+                       {"question": "e?", "answer": ["7"]}, {"question": "f?", "answer": "8"}])
+    tasks = load_tasks(str(path))
+    assert [t.query for t in tasks] == ["c?", "d?", "e?", "f?"]
+    assert "skipped 2 row(s)" in caplog.text and "empty or missing" in caplog.text
+    assert "2 row(s)" in caplog.text and "list or object" in caplog.text

@@ -12,6 +12,7 @@ import sys
 import typing
 from typing import Any, Sequence
 
+from pts import options
 from pts.errors import PTSError
 
 RUN_HELP = {
@@ -32,7 +33,10 @@ RUN_HELP = {
     "device": "auto, cuda, mps or cpu",
     "dtype": "auto, float32, bfloat16 or float16",
     "batch_size": "rows decoded together (bounds memory)",
-    "parallel": "queries searched at once; their rollouts share engine calls",
+    "parallel": "queries searched at once (per Ray worker with --ray); their rollouts share engine calls",
+    "ray_workers": "with --ray: Ray actors, each holding one engine (one per GPU with vLLM)",
+    "ray_num_cpus": "with --ray: CPUs Ray reserves for each worker",
+    "ray_num_gpus": "with --ray: GPUs Ray reserves for each worker (1 for a vLLM worker per GPU)",
     "prob_threshold": "minimum change in p(success) that makes a token pivotal",
     "num_samples": "rollouts per estimate of p(success | prefix)",
     "max_new_tokens": "token budget of a whole response",
@@ -83,13 +87,19 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text:
                                 help=NEGATED[f.name])
         elif f.name == "resume":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True,
-                                help="skip items already finished in --output-path")
+                                help="skip items already finished in --output-path; --no-resume insists on a "
+                                     "fresh output and is refused when it holds finished items (see --overwrite)")
+        elif f.name == "ray":
+            parser.add_argument(flag, nargs="?", const="local", default=None, metavar="ADDRESS",
+                                help="search on Ray workers: alone, start a local Ray instance; 'auto' or "
+                                     "ray://HOST:PORT joins a running cluster (needs pts[ray])")
         elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=help_text.get(f.name, {
                 "overwrite": "start again: delete --output-path and its progress first",
                 "debug": "print every rollout with its verdict"}.get(f.name)))
         else:
             kind = _scalar_type(hints[f.name])
+            kind = options.finite_float if kind is float else kind
             choices = list(typing.get_args(hints[f.name])) if f.name == "split_at" else None
             parser.add_argument(flag, type=kind, default=default, choices=choices,
                                 help=(help_text.get(f.name, "") + f" (default: {default})").strip())

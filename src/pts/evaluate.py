@@ -63,6 +63,7 @@ class EvalSettings:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range."""
+        options.finite(self)
         options.at_least_one(self, "num_samples", "max_new_tokens")
         options.sampling(self)
         if self.greedy and self.num_samples > 1:

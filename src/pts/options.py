@@ -6,6 +6,9 @@ naming the CLI flag (``--field-name``). ``None`` means "not set" and passes.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import math
 from typing import Any
 
 from pts.errors import PTSError
@@ -39,3 +42,22 @@ def sampling(config: Any) -> None:
     unit_interval(config, "top_p", "min_p")
     if config.top_k < 0:
         raise PTSError(f"--top-k must be >= 0 (0 disables it), got {config.top_k}")
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` for every float option: a number, never ``nan`` or ``inf``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def finite(config: Any) -> None:
+    """Every float field of the dataclass ``config`` is a finite number (nan and inf pass no range check)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PTSError(f"{flag(f.name)} must be a finite number, got {value}")

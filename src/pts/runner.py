@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import threading
 import time
@@ -19,8 +20,8 @@ from typing import Any
 from pts import options
 from pts.engines.coalesce import CoalescingEngine
 from pts.errors import PTSError
-from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult
-from pts.store import RunStore, append_jsonl, check_writable, trace_path
+from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, build_prompt_ids
+from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import DEFAULT_DATASET, load_tasks
 from pts.tasks.task import Task
 
@@ -53,9 +54,14 @@ class RunConfig(SearchSettings):
     overwrite: bool = False
     debug: bool = False
     progress: bool = True
+    ray: str | None = None
+    ray_workers: int = 2
+    ray_num_cpus: float = 1.0
+    ray_num_gpus: float = 0.0
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
         options.unit_interval(self, "prob_threshold", "min_prob", "max_prob")
         options.sampling(self)
         if self.prob_threshold == 0:
@@ -73,7 +79,11 @@ class RunConfig(SearchSettings):
             raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
         if self.engine not in ("hf", "vllm"):
             raise PTSError(f"--engine must be 'hf' or 'vllm', got {self.engine!r}")
-        if self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        if self.ray is not None:
+            from pts.distributed import check_ray_options
+
+            check_ray_options(self)
+        elif self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
             from pts.engines.vllm import MISSING_VLLM
 
             raise PTSError(MISSING_VLLM)
@@ -95,6 +105,8 @@ class RunSummary:
     output_path: str
     searched: int = 0
     skipped: int = 0
+    too_long: int = 0
+    failed: list[str] = field(default_factory=list)
     resumed: int = 0
     pivots: int = 0
     positive: int = 0
@@ -122,8 +134,14 @@ class RunSummary:
             f"time: {self.seconds:.1f} s",
             f"output: {self.output_path}",
         ]
+        if self.too_long:
+            lines[0] += f", {self.too_long} too long for the model's context"
         if self.stopped_at_max_pairs:
             lines.insert(2, "stopped early: --max-pairs reached")
+        if self.failed:
+            lines.insert(1, f"failed: {len(self.failed)} queries killed their worker on every try and were "
+                            f"left for a later run (items {', '.join(self.failed[:5])}"
+                            f"{', ...' if len(self.failed) > 5 else ''})")
         return "\n".join(lines)
 
 
@@ -149,23 +167,44 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
 
     Bad options, datasets, models or output paths raise PTSError before any file
     is created. ``engine`` replaces the model given by ``config.model`` (an
-    engine built once and reused); ``tasks`` replaces ``config.dataset``.
+    engine built once and reused; with ``config.ray`` it is copied to every
+    worker); ``tasks`` replaces ``config.dataset``. One process writes an output
+    at a time: a second is refused while the first holds its lock.
     """
     config.validate()
     if tasks is None:
+        _check_not_dataset(config)
         tasks = load_tasks(config.dataset, config=config.config, split=config.split,
                            query_key=config.query_key, answer_key=config.answer_key,
                            sample_size=config.sample_size, max_examples=config.max_examples,
                            seed=config.seed, oracle=config.oracle)
     if not tasks:
         raise PTSError("the dataset has no rows to search")
+    _check_unique_ids(tasks)
     check_writable(config.output_path)
-    engine = engine or make_engine(config)
-    store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
-                     resume=config.resume, overwrite=config.overwrite)
-    shared = CoalescingEngine(engine)
-    searcher = PivotalTokenSearcher(shared, config.search_settings(),
-                                    on_rollout=_debug_printer() if config.debug else None)
+    check_free_space(config.output_path)
+    lock = OutputLock(config.output_path)
+    pool = store = None
+    try:
+        if config.ray is not None:
+            from pts.distributed import WorkerPool
+
+            pool = WorkerPool(config, engine)
+            model_id = pool.model_id
+        else:
+            engine = engine or make_engine(config)
+            model_id = engine.model_id
+        store = RunStore(config.output_path, config.result_settings(model_id, tasks[0].dataset_id),
+                         resume=config.resume, overwrite=config.overwrite, lock=lock)
+        return _search_into(store, config, tasks, engine, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+        lock.release()
+
+
+def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, pool) -> RunSummary:
+    """Search every task not yet done in ``store``, here (threads sharing ``engine``) or on ``pool``'s workers."""
     summary = RunSummary(config.output_path, verify=config.verify)
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
@@ -173,7 +212,46 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     bar = _progress(len(tasks), config.progress, initial=summary.resumed)
     ticker = _Ticker(bar, engine, summary, start) if config.progress else None
     traces = trace_path(config.output_path)
+    context = pool.context_length if pool is not None else context_length(engine)
 
+    def record(task: Task, result: TaskResult) -> None:
+        """Write one finished query: the only place records reach the store, whoever searched them."""
+        if result.status == "too_long":
+            log.warning("item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; "
+                        "skipped", task.item_id, config.max_new_tokens, context)
+        if config.max_pairs is not None:
+            room = config.max_pairs - summary.pivots
+            if room <= 0:
+                return  # not marked done: a later run with more room searches it
+            if len(result.pivots) >= room:
+                result.pivots = result.pivots[:room]
+                summary.stopped_at_max_pairs = True
+        # Traces first: an item whose records were written always has its trace (a rerun of an
+        # interrupted item appends it again; readers keep the last one per solution).
+        append_jsonl(traces, result.traces)
+        store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
+        _count(summary, result)
+        summary.seconds = time.perf_counter() - start
+        bar.update(1)
+
+    try:
+        if pool is not None:
+            summary.failed = pool.search(todo, record, stop=lambda: summary.stopped_at_max_pairs)
+        else:
+            _search_here(config, engine, context, todo, record, stop=lambda: summary.stopped_at_max_pairs)
+    finally:
+        if ticker is not None:
+            ticker.stop()
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _search_here(config: RunConfig, engine, context: int | None, todo: list[Task], record, stop) -> None:
+    """Search ``todo`` in this process, ``config.parallel`` queries at a time, handing each result to ``record``."""
+    shared = CoalescingEngine(engine)
+    searcher = PivotalTokenSearcher(shared, config.search_settings(),
+                                    on_rollout=_debug_printer() if config.debug else None)
     # Queries run in threads only so that their engine calls merge; all writing happens here.
     # A finished search leaves the shared engine only after its replacement has joined, so which
     # searches share a call never depends on thread timing.
@@ -182,12 +260,12 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     queue = iter(todo)
 
     def fill() -> None:
-        while len(running) < config.parallel and not summary.stopped_at_max_pairs:
+        while len(running) < config.parallel and not stop():
             task = next(queue, None)
             if task is None:
                 return
             shared.join()
-            running[pool.submit(searcher.search, task)] = task
+            running[pool.submit(search_one, searcher, task, context)] = task
 
     try:
         fill()
@@ -195,39 +273,53 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             finished = sorted(finished, key=lambda f: todo.index(running[f]))
             for future in finished:
-                task = running.pop(future)
-                result = future.result()
-                if config.max_pairs is not None:
-                    room = config.max_pairs - summary.pivots
-                    if room <= 0:
-                        continue  # not marked done: a later run with more room searches it
-                    if len(result.pivots) >= room:
-                        result.pivots = result.pivots[:room]
-                        summary.stopped_at_max_pairs = True
-                # Traces first: an item whose records were written always has its trace (a rerun of an
-                # interrupted item appends it again; readers keep the last one per solution).
-                append_jsonl(traces, result.traces)
-                store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
-                _count(summary, result)
-                summary.seconds = time.perf_counter() - start
-                bar.update(1)
+                record(running.pop(future), future.result())
             fill()
             for _ in finished:
                 shared.leave()
     finally:
         shared.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        if ticker is not None:
-            ticker.stop()
-        bar.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+
+
+def context_length(engine) -> int | None:
+    """The most tokens (prompt + response) ``engine``'s model takes, when the engine knows it."""
+    return getattr(engine, "context_length", None)
+
+
+def search_one(searcher: PivotalTokenSearcher, task: Task, context: int | None) -> TaskResult:
+    """Search one query, the unit of work everywhere; a prompt that leaves no room for a whole response
+    within the model's ``context`` is skipped before any sampling (status ``too_long``)."""
+    s = searcher.settings
+    if context is not None:
+        prompt = build_prompt_ids(searcher.engine.tokenizer, task.prompt, s.system_prompt, s.chat_template,
+                                  task.raw_prompt)
+        if len(prompt) + s.max_new_tokens > context:
+            return TaskResult(task.item_id, "too_long", 0.0)
+    return searcher.search(task)
+
+
+def _check_not_dataset(config: RunConfig) -> None:
+    """Refuse an output that is the dataset file itself: appending would corrupt the data being read."""
+    out, data = config.output_path, config.dataset
+    if os.path.exists(out) and os.path.exists(data) and os.path.samefile(out, data):
+        raise PTSError(f"--output-path {out} is the dataset file; choose another path")
+
+
+def _check_unique_ids(tasks: list[Task]) -> None:
+    seen: set[str] = set()
+    for t in tasks:
+        if t.item_id in seen:
+            raise PTSError(f"two tasks share the item id {t.item_id!r}; each needs its own to be resumed")
+        seen.add(t.item_id)
 
 
 def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.results.append(result)
     if result.status == "skipped":
         summary.skipped += 1
+    elif result.status == "too_long":
+        summary.too_long += 1
     else:
         summary.searched += 1
     summary.pivots += len(result.pivots)

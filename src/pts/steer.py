@@ -767,6 +767,7 @@ class SteerConfig:
 
     def validate(self) -> None:
         """Raise PTSError on options out of range, before anything is loaded."""
+        options.finite(self)
         if bool(self.steering_path) == bool(self.control_vector):
             raise PTSError("give exactly one of --steering-path FILE.jsonl and --control-vector FILE.gguf")
         if self.strength is not None and not math.isfinite(self.strength):

@@ -7,14 +7,23 @@ resume, a torn last line is cut off, records of items that never finished are
 dropped (the item is searched again), and finished items are skipped. Records
 are idempotent by their stable ``id``: one already in the file is not written
 twice.
+
+One run writes an output at a time: :class:`OutputLock` holds an exclusive
+``flock`` on ``<output>.lock`` for as long as the run lasts, so a second
+``pts run`` on the same output is refused instead of interleaving its records.
+A full disk stops the run with one line and leaves every file as it was
+before the failed write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +32,11 @@ from typing import IO, Any, Iterable, Iterator
 from pts.errors import PTSError
 
 log = logging.getLogger(__name__)
+
+# Below this much free space a run is refused before it loads a model: records of one query are kilobytes,
+# its traces tens of kilobytes, so this leaves room for thousands of queries.
+MIN_FREE_BYTES = 32 * 2**20
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def progress_path(path: str | os.PathLike) -> Path:
@@ -34,14 +48,60 @@ def trace_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + ".trace.jsonl")
 
 
+def lock_path(path: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(path)}.lock")
+
+
+def disk_full(path: str | os.PathLike) -> PTSError:
+    """The one-line error for a write that ran out of space (or quota)."""
+    return PTSError(f"the disk is full: cannot write {path}; free some space and run the same command again "
+                    "to resume (the output is left valid)")
+
+
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    """Append ``rows`` as whole lines and fsync them (a torn last line is cut on the next open of a store)."""
-    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if blob:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+    """Append ``rows`` as whole lines and fsync them (a torn last line is cut on the next open of a store).
+
+    On a full disk the file is cut back to its length before this call and PTSError is raised.
+    """
+    blob = ("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)).encode("utf-8")
+    if not blob:
+        return
+    # Unbuffered, so that a failed write leaves nothing in a buffer to be flushed (and fail) at close.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as e:
+            if e.errno not in _DISK_FULL:
+                raise
+            os.ftruncate(fd, before)
+            raise disk_full(path) from None
+    finally:
+        os.close(fd)
+
+
+def check_free_space(path: str | os.PathLike, need: int | None = None) -> None:
+    """Raise PTSError when the disk that will hold ``path`` has less than ``need`` bytes free (default
+    ``MIN_FREE_BYTES``): a run that cannot write its results is refused before it searches."""
+    need = MIN_FREE_BYTES if need is None else need
+    parent = Path(path).parent if str(Path(path).parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    if free < need:
+        raise PTSError(f"only {free / 2**20:.1f} MiB free on the disk of {path} (pts needs at least "
+                       f"{need / 2**20:.0f} MiB); free some space or choose another --output-path")
+
+
+def _check_parent(p: Path) -> Path:
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        if parent.exists():
+            raise PTSError(f"cannot write {p}: {parent} is a file, not a directory")
+        raise PTSError(f"cannot write {p}: directory {parent} does not exist")
+    return parent
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -49,9 +109,7 @@ def check_writable(path: str | os.PathLike) -> None:
     p = Path(path)
     if p.is_dir():
         raise PTSError(f"output path {p} is a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise PTSError(f"cannot write {p}: directory {parent} does not exist")
+    parent = _check_parent(p)
     for target in (p, progress_path(p)):
         if target.exists() and not os.access(target, os.W_OK):
             raise PTSError(f"cannot write {target}: permission denied")
@@ -80,9 +138,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise disk_full(target) from None
         raise
 
 
@@ -91,9 +151,7 @@ def check_output_path(path: str | os.PathLike) -> None:
     p = Path(path)
     if p.is_dir():
         raise PTSError(f"output path {p} is a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise PTSError(f"cannot write {p}: directory {parent} does not exist")
+    parent = _check_parent(p)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PTSError(f"cannot write {p}: directory {parent} is not writable")
 
@@ -135,28 +193,107 @@ def _cut_torn_tail(path: Path) -> None:
             f.truncate(keep)
 
 
+class OutputLock:
+    """An exclusive lock on one output for the life of a run: ``flock`` on ``<output>.lock``.
+
+    A second process asking for the same output gets PTSError at once (it does
+    not wait). The kernel drops the lock when its holder dies, so a killed run
+    never blocks the next one; the lock file is removed on :meth:`release`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.output = Path(path)
+        self.path = lock_path(path)
+        self._fd: int | None = None
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise PTSError(f"{self.output} is being written by another pts process (pid {holder}); wait for "
+                               "it to finish or choose another --output-path") from None
+            # A holder that released (and removed the file) between our open and flock leaves us a lock on a
+            # file nobody else will open: lock the current file instead.
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            self._fd = fd
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still holding it, so nobody locks a file about to vanish
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _foreign_record(row: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """Why ``row`` cannot be a record of this run (None when it can): pts records name their item,
+    dataset and model, and an adopted file must be of the same dataset and model."""
+    for key in ("dataset_item_id", "dataset_id", "model_id"):
+        if row.get(key) is None:
+            return f"it has no {key!r}, so it is not a pts record"
+    for key in ("dataset_id", "model_id"):
+        if key in settings and row[key] != settings[key]:
+            return f"its {key} is {row[key]!r}, this run's is {settings[key]!r}"
+    return None
+
+
 class RunStore:
     """The output of one ``pts run``: records plus progress, opened for resuming or from scratch.
 
     ``settings`` are the run options that change results; resuming a file made
     with different ones is refused rather than mixing two searches in one file.
+    ``resume=False`` starts an output that must not hold finished work yet;
+    ``overwrite`` deletes whatever is there. The store holds ``lock`` (an
+    :class:`OutputLock` taken earlier by the caller, or its own) until :meth:`close`.
     """
 
     def __init__(self, path: str | os.PathLike, settings: dict[str, Any], *,
-                 resume: bool = True, overwrite: bool = False) -> None:
+                 resume: bool = True, overwrite: bool = False, lock: OutputLock | None = None) -> None:
         self.path = Path(path)
         self.progress = progress_path(path)
         self.settings = settings
         self.done: dict[str, dict[str, Any]] = {}
         self.ids: set[str] = set()
         self.records_in_file = 0
-        # Progress without its output describes records that no longer exist.
-        if overwrite or not resume or not self.path.exists():
-            for p in (self.path, self.progress, trace_path(self.path)):
-                p.unlink(missing_ok=True)
-        self._open()
+        self.lock = lock or OutputLock(path)
+        try:
+            # Progress without its output describes records that no longer exist.
+            if overwrite or not self.path.exists():
+                for p in (self.path, self.progress, trace_path(self.path)):
+                    p.unlink(missing_ok=True)
+            self._open(resume)
+        except BaseException:
+            self.close()
+            raise
 
-    def _open(self) -> None:
+    def close(self) -> None:
+        """Release the output's lock; the files are complete after every :meth:`write_item`."""
+        self.lock.release()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, resume: bool) -> None:
         if self.path.exists() and self.path.stat().st_size:
             _cut_torn_tail(self.path)
         for side in (self.progress, trace_path(self.path)):
@@ -165,12 +302,23 @@ class RunStore:
         records = read_jsonl(self.path) if self.path.exists() else []
         progress = read_jsonl(self.progress) if self.progress.exists() else []
         header = next((r for r in progress if r.get("kind") == "header"), None)
+        finished = [r for r in progress if r.get("kind") == "item"]
         if header is not None:
             self._check_settings(header.get("settings", {}))
-            self.done = {r["dataset_item_id"]: r for r in progress if r.get("kind") == "item"}
+            self.done = {r["dataset_item_id"]: r for r in finished}
         elif records:
-            # A file without progress (older pts, or the original tool): items with records count as done.
-            self.done = {str(r.get("dataset_item_id")): {"status": "imported"} for r in records}
+            # A file without progress (older pts, or the original tool): items with records count as done,
+            # once every line is known to be a record of this dataset and model.
+            for n, row in enumerate(records, 1):
+                why = _foreign_record(row, self.settings)
+                if why is not None:
+                    raise PTSError(f"{self.path} holds data this run cannot add to (record {n}: {why}); choose "
+                                   "another --output-path, or pass --overwrite to replace the file")
+            self.done = {str(r["dataset_item_id"]): {"status": "imported"} for r in records}
+        if not resume and self.done:
+            raise PTSError(f"{self.path} already holds the results of {len(self.done)} finished item(s), which "
+                           "--no-resume would discard: pass --overwrite to delete them and start again, or drop "
+                           "--no-resume to continue that run")
         kept = [r for r in records if str(r.get("dataset_item_id")) in self.done]
         if len(kept) != len(records):
             log.warning("%s: dropping %d records of an item that did not finish; it will be searched again",
@@ -180,8 +328,8 @@ class RunStore:
         self.records_in_file = len(kept)
         if header is None:
             write_jsonl(self.progress, [{"kind": "header", "settings": self.settings},
-                                                *({"kind": "item", "dataset_item_id": k, **v}
-                                                  for k, v in self.done.items())])
+                                        *({"kind": "item", "dataset_item_id": k, **v}
+                                          for k, v in self.done.items())])
         self.path.touch()
 
     def _check_settings(self, previous: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pts import options
+
 NAME = "contrast"
 HELP = "contrastive estimation: train positive/negative LoRA models and score every token of trajectories"
 ORDER = 60
@@ -65,12 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"responses sampled per query (the paper: 64) (default: {c.num_trajectories})")
     g.add_argument("--max-new-tokens", type=int, default=c.max_new_tokens,
                    help=f"token budget of a response (default: {c.max_new_tokens})")
-    g.add_argument("--temperature", type=float, default=c.temperature,
+    g.add_argument("--temperature", type=options.finite_float, default=c.temperature,
                    help=f"sampling temperature; the authors tune it so that each query has ~10 wrong responses "
                         f"(default: {c.temperature})")
-    g.add_argument("--top-p", type=float, default=c.top_p, help=f"nucleus sampling (default: {c.top_p})")
+    g.add_argument("--top-p", type=options.finite_float, default=c.top_p, help=f"nucleus sampling (default: {c.top_p})")
     g.add_argument("--top-k", type=int, default=c.top_k, help=f"top-k sampling, 0 disables (default: {c.top_k})")
-    g.add_argument("--min-p", type=float, default=c.min_p, help=f"min-p sampling (default: {c.min_p})")
+    g.add_argument("--min-p", type=options.finite_float, default=c.min_p, help=f"min-p sampling (default: {c.min_p})")
     g.add_argument("--system-prompt", default=None, help=RUN_HELP["system_prompt"])
     g.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                    help="use the raw query instead of the chat template")
@@ -79,25 +81,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--positives-per-query", type=int, default=c.positives_per_query,
                    help=f"correct trajectories per query in the positive set, 0 = all "
                         f"(default: {c.positives_per_query}, as the authors' code)")
-    g.add_argument("--negative-top-p", type=float, default=c.negative_top_p,
+    g.add_argument("--negative-top-p", type=options.finite_float, default=c.negative_top_p,
                    help="negative set: wrong answers by decreasing frequency, one trajectory each, until they "
                         f"cover this share of the wrong responses (default: {c.negative_top_p})")
 
     g = parser.add_argument_group("LoRA training (TRL SFTTrainer, loss on response tokens)")
     g.add_argument("--lora-r", type=int, default=lo.r, help=f"LoRA rank (default: {lo.r})")
     g.add_argument("--lora-alpha", type=int, default=lo.alpha, help=f"LoRA alpha (default: {lo.alpha})")
-    g.add_argument("--lora-dropout", type=float, default=lo.dropout, help=f"LoRA dropout (default: {lo.dropout})")
+    g.add_argument("--lora-dropout", type=options.finite_float, default=lo.dropout, help=f"LoRA dropout (default: {lo.dropout})")
     g.add_argument("--lora-targets", default=",".join(lo.targets),
                    help=f"comma-separated module names, or all-linear (default: {','.join(lo.targets)})")
-    g.add_argument("--learning-rate", type=float, default=lo.learning_rate, help=f"(default: {lo.learning_rate})")
-    g.add_argument("--epochs", type=float, default=lo.epochs, help=f"training epochs (default: {lo.epochs:g})")
+    g.add_argument("--learning-rate", type=options.finite_float, default=lo.learning_rate, help=f"(default: {lo.learning_rate})")
+    g.add_argument("--epochs", type=options.finite_float, default=lo.epochs, help=f"training epochs (default: {lo.epochs:g})")
     g.add_argument("--max-steps", type=int, default=lo.max_steps,
                    help=f"stop after this many optimizer steps; -1 = run --epochs (default: {lo.max_steps})")
     g.add_argument("--train-batch-size", type=int, default=lo.batch_size,
                    help=f"trajectories per training step and device (default: {lo.batch_size})")
     g.add_argument("--gradient-accumulation-steps", type=int, default=lo.gradient_accumulation_steps,
                    help=f"(default: {lo.gradient_accumulation_steps})")
-    g.add_argument("--warmup-steps", type=float, default=lo.warmup_steps,
+    g.add_argument("--warmup-steps", type=options.finite_float, default=lo.warmup_steps,
                    help=f"linear warmup: steps, or a ratio of all steps when below 1 (default: {lo.warmup_steps})")
     g.add_argument("--lr-scheduler", default=lo.lr_scheduler, help=f"(default: {lo.lr_scheduler})")
     g.add_argument("--max-length", type=int, default=None,
@@ -105,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (large models)")
 
     g = parser.add_argument_group("scoring")
-    g.add_argument("--beta", type=float, default=c.beta, help=f"contrast strength beta (default: {c.beta:g})")
+    g.add_argument("--beta", type=options.finite_float, default=c.beta, help=f"contrast strength beta (default: {c.beta:g})")
     g.add_argument("--score", choices=["all", "incorrect", "correct"], default=c.score,
                    help=f"which trajectories to score (default: {c.score})")
     g.add_argument("--score-batch-size", type=int, default=c.score_batch_size,

@@ -82,6 +82,7 @@ class CriticalConfig:
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
         options.unit_interval(self, "min_prob")
         options.sampling(self)
         if not 0.0 <= self.low_threshold < 1.0:
@@ -316,7 +317,7 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
         next_token_source,
     )
     from pts.search.searcher import build_prompt_ids, opens_think_block
-    from pts.store import RunStore, check_writable
+    from pts.store import OutputLock, RunStore, check_free_space, check_writable
     from pts.tasks.sources import load_tasks
 
     config.validate()
@@ -331,13 +332,19 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
     if not tasks:
         raise PTSError("the dataset has no rows to analyse")
     check_writable(config.output_path)
-    engine = engine or make_engine(RunConfig(model=config.model, engine=config.engine, device=config.device,
-                                             dtype=config.dtype, batch_size=config.batch_size))
+    check_free_space(config.output_path)
+    lock = OutputLock(config.output_path)  # before the model loads: a second writer is refused at once
+    try:
+        engine = engine or make_engine(RunConfig(model=config.model, engine=config.engine, device=config.device,
+                                                 dtype=config.dtype, batch_size=config.batch_size))
+        store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
+                         resume=config.resume, overwrite=config.overwrite, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
     if settings.pass_at_k_samples and next_token_source(engine) is None:
         log.warning("engine %s gives no next-token distribution: Pass@k without the critical token is skipped",
                     type(engine).__name__)
-    store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
-                     resume=config.resume, overwrite=config.overwrite)
     params = config.sampling()
     tok = engine.tokenizer
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
@@ -470,6 +477,7 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
             active = [(key, gen) for key, gen in active if advance(key, gen)]
     finally:
         bar.close()
+        store.close()
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -41,10 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, nargs="+", default=None, metavar="K",
                         help="report pass@k only for these k (each at most --num-samples)")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (temperature 0, one sample per query)")
-    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default: 0.6)")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default: 0.95)")
+    parser.add_argument("--temperature", type=options.finite_float, default=0.6, help="sampling temperature (default: 0.6)")
+    parser.add_argument("--top-p", type=options.finite_float, default=0.95, help="nucleus sampling (default: 0.95)")
     parser.add_argument("--top-k", type=int, default=20, help="top-k sampling, 0 disables (default: 20)")
-    parser.add_argument("--min-p", type=float, default=0.0, help="min-p sampling (default: 0.0)")
+    parser.add_argument("--min-p", type=options.finite_float, default=0.0, help="min-p sampling (default: 0.0)")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="token budget of a response (default: 512)")
     parser.add_argument("--seed", type=int, default=42,
                         help="random seed: dataset sampling and each query's sampling stream (default: 42)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from pts import options
+
 NAME = "export"
 HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or a GGUF control vector (llama.cpp)"
 ORDER = 20
@@ -23,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="contexts per forward pass for steering/control-vector (default: 8); "
                         "rows decoded at once for --find-rejected-tokens (default: 64)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument("--min-prob-delta", type=float, default=0.1,
+    p.add_argument("--min-prob-delta", type=options.finite_float, default=0.1,
                    help="least |prob_delta| of an exported pivot, and least p(success) gap of a DPO pair (default: 0.1)")
 
     dpo = p.add_argument_group("dpo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pts import options
 from pts.train.config import TrainConfig
 
 NAME = "train"
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def opt(name: str, kind: type, **kw) -> None:
         default = getattr(d, name)
         suffix = f" (default: {default})" if default is not None and "required" not in kw else ""
+        kind = options.finite_float if kind is float else kind
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=_HELP[name] + suffix, **kw)
 
     def switch(name: str) -> None:

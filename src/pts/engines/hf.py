@@ -200,6 +200,8 @@ class HFEngine:
         self._newline = _newline_tokens(tokenizer, head.weight.shape[0] if head is not None else 0).to(self.device)
         self._buf: torch.Tensor | None = None  # float32 logits of bf16/fp16 models, reused across steps
         self.compact_below = compact_below
+        # Longest prompt + response the model was trained for (None when its config does not say).
+        self.context_length = getattr(model.config, "max_position_embeddings", None)
 
     @classmethod
     def from_loaded(cls, loaded, batch_size: int = 64, **kwargs) -> "HFEngine":

@@ -105,6 +105,7 @@ class VLLMEngine:
         if vllm_config.model_config.logprobs_mode != "raw_logprobs":
             raise ValueError(f"VLLMEngine needs logprobs_mode='raw_logprobs', got {vllm_config.model_config.logprobs_mode!r}")
         self.max_model_len = int(vllm_config.model_config.max_model_len)
+        self.context_length = self.max_model_len
         if eos_token_ids is None:
             eos_token_ids = _eos_ids(vllm_config.model_config.model, tokenizer)
         self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)

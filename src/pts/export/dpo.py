@@ -77,6 +77,7 @@ class DPOSettings:
     chat: bool = False
 
     def validate(self) -> None:
+        options.finite(self)
         if not 0.0 < self.min_prob_delta <= 1.0:
             raise PTSError(f"--min-prob-delta must be in (0, 1], got {self.min_prob_delta}")
         options.at_least_one(self, "min_counterpart_samples", "num_candidates", "max_pairs", "num_samples",

@@ -101,6 +101,7 @@ class SteeringSettings:
     seed: int = 42
 
     def validate(self) -> None:
+        options.finite(self)
         options.at_least_one(self, "num_clusters", "pca_components", "batch_size")
         options.unit_interval(self, "min_prob_delta")
 

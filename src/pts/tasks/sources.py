@@ -398,6 +398,34 @@ def _pick_key(kind: str, override: str | None, candidates: Sequence[str], rows: 
     )
 
 
+def _item_ids(rows: Rows, id_key: str | None, selected: Sequence[int], spec: str) -> dict[int, str]:
+    """The item id of each selected row: its id column, else its index; unique within the dataset.
+
+    A row whose id repeats an earlier row's is named ``<id>@row<index>``: decided over the whole file, so
+    a row keeps its name whatever ``--sample-size``/``--max-examples`` select, and a resumed run never
+    takes one row for another that finished.
+    """
+    if id_key is None:
+        return {i: str(i) for i in selected}
+    seen: set[str] = set()
+    ids: dict[int, str] = {}
+    renamed = []
+    # A Hub dataset hands over a whole column at once, far faster than row by row.
+    column = rows.rows[id_key] if hasattr(rows.rows, "column_names") else [r.get(id_key) for r in rows.rows]
+    for i, value in enumerate(column):
+        item_id = str(value) if value is not None else str(i)
+        if item_id in seen:
+            item_id = f"{item_id}@row{i}"
+            renamed.append(i)
+        seen.add(item_id)
+        ids[i] = item_id
+    picked = [i for i in renamed if i in set(selected)]
+    if picked:
+        logger.warning("%d selected row(s) of %s repeat an earlier row's %r; each is searched under its own id "
+                       "(first: row %d as %r)", len(picked), spec, id_key, picked[0], ids[picked[0]])
+    return {i: ids[i] for i in selected}
+
+
 def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list[Task]:
     spec = request.spec
     if len(rows.rows) == 0:
@@ -414,14 +442,18 @@ def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list
         raise PTSError(f"oracle {request.oracle!r} judges reasoning-gym entries; use it with an rg:<task> dataset")
     fixed_oracle = get_oracle(request.oracle) if request.oracle else None
 
-    tasks, skipped = [], []
-    for i in _select(len(rows.rows), request):
+    tasks, skipped, structured = [], [], []
+    selected = _select(len(rows.rows), request)
+    item_ids = _item_ids(rows, id_key, selected, spec)
+    for i in selected:
         row = rows.rows[i]
         query, raw_answer = row.get(query_key), row.get(answer_key)
-        if query is None or raw_answer is None:
+        answer_text = None if raw_answer is None else _answer_text(raw_answer)
+        if query is None or not str(query).strip() or not answer_text:
             skipped.append(i)
             continue
-        answer_text = _answer_text(raw_answer)
+        if isinstance(raw_answer, dict) or (isinstance(raw_answer, (list, tuple)) and len(raw_answer) != 1):
+            structured.append(i)
         if is_optillmbench:
             prompt, (gold, oracle, task_type) = _optillmbench_task(str(query), answer_text, row.get("category"))
         else:
@@ -440,7 +472,7 @@ def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list
             Task(
                 query=str(query),
                 answer=gold,
-                item_id=str(row[id_key]) if id_key and row.get(id_key) is not None else str(i),
+                item_id=item_ids[i],
                 dataset_id=dataset_id,
                 task_type=task_type,
                 oracle=oracle,
@@ -449,8 +481,12 @@ def _rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list
             )
         )
     if skipped:
-        logger.warning("skipped %d row(s) of %s with no %r or %r value (first: row %d)",
+        logger.warning("skipped %d row(s) of %s with an empty or missing %r or %r (first: row %d)",
                        len(skipped), spec, query_key, answer_key, skipped[0])
+    if structured:
+        logger.warning("%d row(s) of %s have a list or object as %r; each is judged against its text form %r "
+                       "(first: row %d); pass --answer-key to pick a plain field", len(structured), spec,
+                       answer_key, _answer_text(rows.rows[structured[0]][answer_key]), structured[0])
     if not tasks:
         raise PTSError(f"no usable rows in {spec}: every selected row lacks a {query_key!r} or {answer_key!r} value")
     return tasks
@@ -470,14 +506,15 @@ def _code_rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) ->
     id_key = next((k for k in ID_KEYS if k in rows.columns), None)
     oracles: dict[str, CodeOracle] = {}
     tasks, skipped = [], []
-    for i in _select(len(rows.rows), request):
+    selected = _select(len(rows.rows), request)
+    item_ids = _item_ids(rows, id_key, selected, request.spec)
+    for i in selected:
         row = rows.rows[i]
         name = request.oracle if request.oracle not in (None, "humaneval") else f"code:{row_language(row)}"
         if name not in oracles:
             oracles[name] = get_oracle(name)
             oracles[name].check()
-        item_id = str(row[id_key]) if id_key and row.get(id_key) is not None else str(i)
-        task = code_task(row, i, shape, oracles[name], dataset_id, item_id)
+        task = code_task(row, i, shape, oracles[name], dataset_id, item_ids[i])
         if task is None:
             skipped.append(i)
         else:

@@ -65,6 +65,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
         if self.loss not in ("dpo", "cdpo"):
             raise PTSError(f"--loss must be dpo or cdpo, got {self.loss!r}")
         if not self.input_path:

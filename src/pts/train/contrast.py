@@ -193,6 +193,7 @@ class LoraSettings:
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
+        options.finite(self)
         if self.r < 1:
             raise PTSError(f"--lora-r must be at least 1, got {self.r}")
         if self.alpha <= 0:
@@ -518,6 +519,7 @@ class ContrastConfig:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
+        options.finite(self)
         options.at_least_one(self, "num_trajectories", "max_new_tokens", "score_batch_size", "batch_size",
                              "sample_size", "max_examples")
         if self.positives_per_query < 0:
