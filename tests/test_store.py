@@ -174,15 +174,17 @@ def test_parallel_queries_merge_engine_calls_without_changing_results(tmp_path):
     assert calls[1] < calls[0]
 
 
+# A writer that holds its output until the file <output>.go exists, however slowly the test's other processes start.
 SLOW_WRITER = """
-import sys, time
+import os, sys, time
 from pts.engines.fake import FakeEngine, PassFailOracle, token
 from pts.runner import RunConfig, run
 from pts.tasks.task import Task
 
 class Slow(FakeEngine):
     def sample(self, requests, params):
-        time.sleep(0.05)
+        while not os.path.exists(sys.argv[1] + ".go"):
+            time.sleep(0.05)
         return super().sample(requests, params)
 
 script = [token(c) for c in "abcXdefYgh"]
@@ -217,6 +219,7 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
             lines = second.stderr.strip().splitlines()
             assert second.returncode == 2 and len(lines) == 1, second.stderr
             assert "being written by another pts process" in lines[0] and f"pid {first.pid}" in lines[0]
+        (tmp_path / "out.jsonl.go").touch()
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:
         if first.poll() is None:
@@ -398,7 +401,7 @@ def test_same_records_whatever_the_concurrency_the_selection_or_an_interruption(
 
     class Stopping(BranchingFakeEngine):
         def sample(self, requests, params):
-            self.calls_left = getattr(self, "calls_left", 40) - 1
+            self.calls_left = getattr(self, "calls_left", 12) - 1
             if self.calls_left == 0:
                 raise KeyboardInterrupt
             return super().sample(requests, params)
