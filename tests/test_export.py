@@ -34,6 +34,7 @@ from pts.export.steering import (
     pattern_scores,
     steering_records,
 )
+from pts.metrics import newcombe_interval, wilson_interval
 from pts.records import ORIGINAL_FIELDS, FirstToken
 from pts.runner import RunConfig, run
 from pts.store import read_jsonl
@@ -140,7 +141,7 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
         m = row["metadata"]
         rec = by_id[m["pivot_id"]]
         assert row["prompt"] == rec["pivot_context"] and m["prompt_token_ids"] == rec["pivot_context_ids"]
-        assert m["counterpart_verified"] and m["counterpart_source"] == "first_tokens"
+        assert m["counterpart_source"] == "first_tokens"
         other = m["rejected_token_id"] if rec["is_positive"] else m["chosen_token_id"]
         first = next(t for t in rec["first_tokens"] if t["token_id"] == other)
         p_other = first["successes"] / first["count"]
@@ -152,6 +153,14 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
             assert (row["rejected"], m["rejected_token_id"]) == (rec["pivot_token"], rec["pivot_token_id"])
             assert (m["prob_chosen"], m["prob_rejected"]) == (p_other, rec["prob_after"])
         assert m["prob_chosen"] - m["prob_rejected"] >= 0.1 - 1e-9 and first["count"] >= 2
+        # verified only when the gap's interval at the chosen confidence excludes zero, from the recorded counts
+        pivot_side = (rec["successes_after"], rec["samples_after"])
+        other_side = (first["successes"], first["count"])
+        better, worse = (pivot_side, other_side) if rec["is_positive"] else (other_side, pivot_side)
+        lo, hi = newcombe_interval(worse[0] / worse[1], wilson_interval(*worse, 0.9),
+                                   better[0] / better[1], wilson_interval(*better, 0.9))
+        assert m["gap_confidence"] == 0.9 and m["gap_interval"] == pytest.approx([lo, hi])
+        assert m["counterpart_verified"] == (lo > 0)
         assert tok.decode([m["chosen_token_id"]]) == row["chosen"] and tok.decode([m["rejected_token_id"]]) == row["rejected"]
         # the flag says whether TRL's own tokenization reproduces these ids (then EOS)
         trl_ids = tok(row["prompt"] + row["chosen"] + tok.eos_token)["input_ids"]
@@ -170,11 +179,12 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
     assert [r["metadata"]["pivot_id"] for r in read_jsonl(out)] == [rows[0]["metadata"]["pivot_id"]]
 
 
-def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp_path, capsys, model_cache_dir):
+def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys, model_cache_dir):
     from datasets import load_dataset
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
+    from pts.hub.card import TRL_IDS_TRAINER
     from pts.models import load_model
 
     plain, chat = tmp_path / "dpo.jsonl", tmp_path / "dpo_chat.jsonl"
@@ -182,23 +192,29 @@ def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp
     assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--chat", "--output-path", str(chat)]) == 0
     assert "wrote" in capsys.readouterr().out
     loaded = load_model("smollm2-135m", device="cpu", dtype="float32")  # a private copy: PEFT and Trainer modify it
+    tok = loaded.tokenizer
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
     args = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=2, max_steps=1, logging_steps=1,
-                     report_to="none", use_cpu=True, save_strategy="no", max_length=256)
-
-    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=loaded.tokenizer, peft_config=lora,
-                         train_dataset=load_dataset("json", data_files=str(plain), split="train"))
+                     report_to="none", use_cpu=True, save_strategy="no", max_length=None)
     rows = read_jsonl(plain)
-    eos = loaded.tokenizer.eos_token_id
-    for row, t in zip(rows, trainer.train_dataset):  # the flag says whether TRL trains on the measured ids
-        m = row["metadata"]
-        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
-                                         and t["chosen_ids"] == [m["chosen_token_id"], eos]
-                                         and t["rejected_ids"] == [m["rejected_token_id"], eos])
-    result = trainer.train()
-    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+    data = load_dataset("json", data_files=str(plain), split="train")
 
-    trainer = DPOTrainer(model=trainer.model, args=args, processing_class=loaded.tokenizer,
+    # Stock DPOTrainer on the same file tokenizes the text again and appends EOS (unless the token is EOS): the
+    # trade-off the docs describe.
+    stock = DPOTrainer(model=loaded.model, args=args, processing_class=tok, train_dataset=data)
+    eos = tok.eos_token_id
+
+    def with_eos(token_id):
+        return [token_id] if token_id == eos else [token_id, eos]
+
+    for row, t in zip(rows, stock.train_dataset):
+        m = row["metadata"]
+        assert t["chosen_ids"][-1] == eos and t["rejected_ids"][-1] == eos
+        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
+                                         and t["chosen_ids"] == with_eos(m["chosen_token_id"])
+                                         and t["rejected_ids"] == with_eos(m["rejected_token_id"]))
+
+    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=tok,
                          train_dataset=load_dataset("json", data_files=str(chat), split="train"))
     by_id = {r["id"]: r for r in real[1]}
     for row, t in zip(read_jsonl(chat), trainer.train_dataset):
@@ -210,6 +226,28 @@ def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp
                                          and t["chosen_ids"][: len(ids) - n + 1] == ids[n:] + [m["chosen_token_id"]]
                                          and t["rejected_ids"][: len(ids) - n + 1] == ids[n:] + [m["rejected_token_id"]])
     assert any(r["metadata"]["trl_tokens_match"] for r in read_jsonl(chat))
+
+    # The class the docs and every DPO card show, exactly as written there.
+    scope = {"DPOTrainer": DPOTrainer}
+    exec(TRL_IDS_TRAINER, scope)  # noqa: S102
+    trainer = scope["TokenIdsDPOTrainer"](model=loaded.model, args=args, processing_class=tok, peft_config=lora,
+                                          train_dataset=data)
+    for row, t in zip(rows, trainer.train_dataset, strict=True):
+        m = row["metadata"]
+        assert t == {"prompt_ids": m["prompt_token_ids"], "chosen_ids": [m["chosen_token_id"]],
+                     "rejected_ids": [m["rejected_token_id"]]}
+    # TRL's loss sums the log-probabilities where completion_mask is 1 (labels are -100 elsewhere): one position per
+    # sequence, the measured token right after the measured context, and nothing appended.
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+    for i, row in enumerate(rows):
+        m = row["metadata"]
+        for j, token_id in ((i, m["chosen_token_id"]), (i + len(rows), m["rejected_token_id"])):
+            ids, mask = batch["input_ids"][j], batch["completion_mask"][j]
+            (at,) = mask.nonzero()[:, 0].tolist()
+            assert at == len(m["prompt_token_ids"]) and ids[: at + 1].tolist() == m["prompt_token_ids"] + [token_id]
+            assert not batch["attention_mask"][j][at + 1:].any()  # padding only after it
+    result = trainer.train()
+    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
 
 
 class RankedFake(FakeEngine):
@@ -270,6 +308,22 @@ def test_counterparts_measured_with_the_oracle_pick_the_models_likeliest_qualify
     rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
                                tasks=match_tasks(pivots, [never]))
     assert rows == [] and report.no_counterpart == 2
+
+
+def test_counterpart_verified_only_when_the_gap_is_established():
+    p = fake_pivot("x", True)
+    p.prob_after, p.samples_after, p.successes_after = 0.5, 4, 2
+    p.first_tokens = [FirstToken(token("d"), "d", 4, 1)]  # one success in four fewer: 0.5 vs 0.25
+    (row,), report = build_pairs([p], None, DPOSettings())
+    assert row["metadata"]["counterpart_verified"] is False and row["metadata"]["gap_interval"][0] < 0
+    assert report.established == 0 and "gap established at 0.9 (counterpart_verified): 0 of 1 pairs" in report.format()
+    p.prob_after, p.samples_after, p.successes_after = 0.9, 40, 36
+    p.first_tokens = [FirstToken(token("d"), "d", 40, 10)]
+    (row,), report = build_pairs([p], None, DPOSettings())
+    assert row["metadata"]["counterpart_verified"] is True and report.established == 1
+    # a stricter level widens the interval
+    (row,), _ = build_pairs([p], None, DPOSettings(gap_confidence=0.9999999))
+    assert row["metadata"]["gap_interval"][0] < build_pairs([p], None, DPOSettings())[0][0]["metadata"]["gap_interval"][0]
 
 
 def test_recorded_first_tokens_need_enough_samples_and_margin():
@@ -623,6 +677,43 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
     with pytest.raises(PTSError, match="every record is positive"):
         export(ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf")))
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_repeng_reads_the_control_vector_and_steers_as_llama_cpp_does(real, embedded_loaded, tmp_path):
+    repeng_module = repeng()
+    out = tmp_path / "vector.gguf"
+    export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
+           loaded=embedded_loaded)
+    hint, directions = read_control_vector(out)
+    vector = repeng_module.ControlVector.import_gguf(str(out))
+    assert vector.model_type == hint and sorted(vector.directions) == [5, 18]
+    for layer, direction in directions.items():
+        np.testing.assert_array_equal(vector.directions[layer], direction)
+
+    model, tok = embedded_loaded.model, embedded_loaded.tokenizer
+    ids = torch.tensor([real[1][0]["pivot_context_ids"]])
+    coeff = 2.0
+    # llama.cpp's semantics: coeff * direction.L added to the output of decoder layer L at every position
+    added = [model.model.layers[layer].register_forward_hook(
+        lambda _m, _i, output, d=torch.tensor(direction): (output[0] + coeff * d,) + tuple(output[1:])
+        if isinstance(output, tuple) else output + coeff * d) for layer, direction in directions.items()]
+    try:
+        with torch.inference_mode():
+            expected = model(input_ids=ids).logits
+    finally:
+        for h in added:
+            h.remove()
+    controlled = repeng_module.ControlModel(model, [5, 18])
+    try:
+        controlled.set_control(vector, coeff)
+        with torch.inference_mode():
+            got = controlled(input_ids=ids).logits
+            controlled.reset()
+            plain = controlled(input_ids=ids).logits
+    finally:
+        controlled.unwrap()
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-3)
+    assert not np.allclose(got.numpy(), plain.numpy(), atol=1e-2)  # it does steer
 
 
 def test_control_vector_writer_matches_repengs_layout(tmp_path):

@@ -50,6 +50,8 @@ class ExportConfig:
     num_samples: int | None = None
     max_new_tokens: int | None = None
     chat: bool = False
+    gap_confidence: float = 0.9
+    progress: bool = True  # --find-rejected-tokens: a plan line and a progress bar with its time estimate on stderr
     # dataset whose oracle measures counterparts (as in `pts run`)
     dataset: str | None = None
     config: str | None = None
@@ -201,7 +203,8 @@ def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: 
     settings = DPOSettings(min_prob_delta=config.min_prob_delta, min_counterpart_samples=config.min_counterpart_samples,
                            balance=config.balance, max_pairs=config.max_pairs, seed=config.seed,
                            find_rejected_tokens=config.find_rejected_tokens, num_candidates=config.num_candidates,
-                           num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, chat=config.chat)
+                           num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, chat=config.chat,
+                           gap_confidence=config.gap_confidence, progress=config.progress)
     settings.validate()
     finder, by_pivot = None, None
     if settings.find_rejected_tokens:
