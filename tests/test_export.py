@@ -24,18 +24,24 @@ from pts.export.records import Pivot, attach_token_ids, chat_messages
 from pts.export.steering import (
     PATTERNS,
     UNKNOWN,
+    SteeringSettings,
     cluster,
     context_activations,
     default_layers,
     label_clusters,
+    merge_contexts,
     parse_layers,
     pattern_scores,
+    steering_records,
 )
+from pts.metrics import newcombe_interval, wilson_interval
 from pts.records import ORIGINAL_FIELDS, FirstToken
 from pts.runner import RunConfig, run
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Oracle, Task
+
+from consumers import optillm_steering, repeng
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3"
 OPTILLM_FIELDS = ("query", "pivot_context", "pivot_token", "pivot_token_id", "prob_before", "prob_after", "prob_delta",
@@ -135,7 +141,7 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
         m = row["metadata"]
         rec = by_id[m["pivot_id"]]
         assert row["prompt"] == rec["pivot_context"] and m["prompt_token_ids"] == rec["pivot_context_ids"]
-        assert m["counterpart_verified"] and m["counterpart_source"] == "first_tokens"
+        assert m["counterpart_source"] == "first_tokens"
         other = m["rejected_token_id"] if rec["is_positive"] else m["chosen_token_id"]
         first = next(t for t in rec["first_tokens"] if t["token_id"] == other)
         p_other = first["successes"] / first["count"]
@@ -147,6 +153,14 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
             assert (row["rejected"], m["rejected_token_id"]) == (rec["pivot_token"], rec["pivot_token_id"])
             assert (m["prob_chosen"], m["prob_rejected"]) == (p_other, rec["prob_after"])
         assert m["prob_chosen"] - m["prob_rejected"] >= 0.1 - 1e-9 and first["count"] >= 2
+        # verified only when the gap's interval at the chosen confidence excludes zero, from the recorded counts
+        pivot_side = (rec["successes_after"], rec["samples_after"])
+        other_side = (first["successes"], first["count"])
+        better, worse = (pivot_side, other_side) if rec["is_positive"] else (other_side, pivot_side)
+        lo, hi = newcombe_interval(worse[0] / worse[1], wilson_interval(*worse, 0.9),
+                                   better[0] / better[1], wilson_interval(*better, 0.9))
+        assert m["gap_confidence"] == 0.9 and m["gap_interval"] == pytest.approx([lo, hi])
+        assert m["counterpart_verified"] == (lo > 0)
         assert tok.decode([m["chosen_token_id"]]) == row["chosen"] and tok.decode([m["rejected_token_id"]]) == row["rejected"]
         # the flag says whether TRL's own tokenization reproduces these ids (then EOS)
         trl_ids = tok(row["prompt"] + row["chosen"] + tok.eos_token)["input_ids"]
@@ -165,11 +179,12 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
     assert [r["metadata"]["pivot_id"] for r in read_jsonl(out)] == [rows[0]["metadata"]["pivot_id"]]
 
 
-def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp_path, capsys, model_cache_dir):
+def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys, model_cache_dir):
     from datasets import load_dataset
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
+    from pts.hub.card import TRL_IDS_TRAINER
     from pts.models import load_model
 
     plain, chat = tmp_path / "dpo.jsonl", tmp_path / "dpo_chat.jsonl"
@@ -177,23 +192,29 @@ def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp
     assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--chat", "--output-path", str(chat)]) == 0
     assert "wrote" in capsys.readouterr().out
     loaded = load_model("smollm2-135m", device="cpu", dtype="float32")  # a private copy: PEFT and Trainer modify it
+    tok = loaded.tokenizer
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
     args = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=2, max_steps=1, logging_steps=1,
-                     report_to="none", use_cpu=True, save_strategy="no", max_length=256)
-
-    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=loaded.tokenizer, peft_config=lora,
-                         train_dataset=load_dataset("json", data_files=str(plain), split="train"))
+                     report_to="none", use_cpu=True, save_strategy="no", max_length=None)
     rows = read_jsonl(plain)
-    eos = loaded.tokenizer.eos_token_id
-    for row, t in zip(rows, trainer.train_dataset):  # the flag says whether TRL trains on the measured ids
-        m = row["metadata"]
-        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
-                                         and t["chosen_ids"] == [m["chosen_token_id"], eos]
-                                         and t["rejected_ids"] == [m["rejected_token_id"], eos])
-    result = trainer.train()
-    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+    data = load_dataset("json", data_files=str(plain), split="train")
 
-    trainer = DPOTrainer(model=trainer.model, args=args, processing_class=loaded.tokenizer,
+    # Stock DPOTrainer on the same file tokenizes the text again and appends EOS (unless the token is EOS): the
+    # trade-off the docs describe.
+    stock = DPOTrainer(model=loaded.model, args=args, processing_class=tok, train_dataset=data)
+    eos = tok.eos_token_id
+
+    def with_eos(token_id):
+        return [token_id] if token_id == eos else [token_id, eos]
+
+    for row, t in zip(rows, stock.train_dataset):
+        m = row["metadata"]
+        assert t["chosen_ids"][-1] == eos and t["rejected_ids"][-1] == eos
+        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
+                                         and t["chosen_ids"] == with_eos(m["chosen_token_id"])
+                                         and t["rejected_ids"] == with_eos(m["rejected_token_id"]))
+
+    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=tok,
                          train_dataset=load_dataset("json", data_files=str(chat), split="train"))
     by_id = {r["id"]: r for r in real[1]}
     for row, t in zip(read_jsonl(chat), trainer.train_dataset):
@@ -205,6 +226,28 @@ def test_plain_dpo_file_trains_one_step_in_trl_and_chat_form_tokenizes(real, tmp
                                          and t["chosen_ids"][: len(ids) - n + 1] == ids[n:] + [m["chosen_token_id"]]
                                          and t["rejected_ids"][: len(ids) - n + 1] == ids[n:] + [m["rejected_token_id"]])
     assert any(r["metadata"]["trl_tokens_match"] for r in read_jsonl(chat))
+
+    # The class the docs and every DPO card show, exactly as written there.
+    scope = {"DPOTrainer": DPOTrainer}
+    exec(TRL_IDS_TRAINER, scope)  # noqa: S102
+    trainer = scope["TokenIdsDPOTrainer"](model=loaded.model, args=args, processing_class=tok, peft_config=lora,
+                                          train_dataset=data)
+    for row, t in zip(rows, trainer.train_dataset, strict=True):
+        m = row["metadata"]
+        assert t == {"prompt_ids": m["prompt_token_ids"], "chosen_ids": [m["chosen_token_id"]],
+                     "rejected_ids": [m["rejected_token_id"]]}
+    # TRL's loss sums the log-probabilities where completion_mask is 1 (labels are -100 elsewhere): one position per
+    # sequence, the measured token right after the measured context, and nothing appended.
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+    for i, row in enumerate(rows):
+        m = row["metadata"]
+        for j, token_id in ((i, m["chosen_token_id"]), (i + len(rows), m["rejected_token_id"])):
+            ids, mask = batch["input_ids"][j], batch["completion_mask"][j]
+            (at,) = mask.nonzero()[:, 0].tolist()
+            assert at == len(m["prompt_token_ids"]) and ids[: at + 1].tolist() == m["prompt_token_ids"] + [token_id]
+            assert not batch["attention_mask"][j][at + 1:].any()  # padding only after it
+    result = trainer.train()
+    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
 
 
 class RankedFake(FakeEngine):
@@ -265,6 +308,22 @@ def test_counterparts_measured_with_the_oracle_pick_the_models_likeliest_qualify
     rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
                                tasks=match_tasks(pivots, [never]))
     assert rows == [] and report.no_counterpart == 2
+
+
+def test_counterpart_verified_only_when_the_gap_is_established():
+    p = fake_pivot("x", True)
+    p.prob_after, p.samples_after, p.successes_after = 0.5, 4, 2
+    p.first_tokens = [FirstToken(token("d"), "d", 4, 1)]  # one success in four fewer: 0.5 vs 0.25
+    (row,), report = build_pairs([p], None, DPOSettings())
+    assert row["metadata"]["counterpart_verified"] is False and row["metadata"]["gap_interval"][0] < 0
+    assert report.established == 0 and "gap established at 0.9 (counterpart_verified): 0 of 1 pairs" in report.format()
+    p.prob_after, p.samples_after, p.successes_after = 0.9, 40, 36
+    p.first_tokens = [FirstToken(token("d"), "d", 40, 10)]
+    (row,), report = build_pairs([p], None, DPOSettings())
+    assert row["metadata"]["counterpart_verified"] is True and report.established == 1
+    # a stricter level widens the interval
+    (row,), _ = build_pairs([p], None, DPOSettings(gap_confidence=0.9999999))
+    assert row["metadata"]["gap_interval"][0] < build_pairs([p], None, DPOSettings())[0][0]["metadata"]["gap_interval"][0]
 
 
 def test_recorded_first_tokens_need_enough_samples_and_margin():
@@ -389,28 +448,47 @@ def test_activation_is_read_where_the_pivot_is_predicted_whatever_the_padding(re
         np.testing.assert_allclose(baseline[layer], states.mean(0), rtol=1e-4, atol=1e-4)
 
 
-def test_steering_export_has_optillms_fields_and_reads_the_exact_ids(real, original, embedded_loaded, tmp_path):
+def steering_lines(records, tok):
+    """What the steering export should write for ``records``: one line per context with a response,
+    keyed by context ids, each with the pivots there and its sign (of their summed change)."""
+    groups = {}
+    for r in records:
+        response = tok.decode(r["pivot_context_ids"][r["prompt_length"]:], skip_special_tokens=False)
+        if response.strip():
+            groups.setdefault(tuple(r["pivot_context_ids"]), []).append(r)
+    return {ids: (rs, 1 if sum(r["prob_delta"] for r in rs) > 0 else -1) for ids, rs in groups.items()
+            if sum(r["prob_delta"] for r in rs) != 0}
+
+
+def test_steering_export_one_line_per_context_pointing_toward_success(real, original, embedded_loaded, tmp_path,
+                                                                      capsys):
     out = tmp_path / "steer.jsonl"
-    export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
-           loaded=embedded_loaded)
+    summary = export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
+                     loaded=embedded_loaded)
+    assert "target_layer=18" in summary.format_text()
     rows = read_jsonl(out)
-    model = embedded_loaded.model
+    model, tok = embedded_loaded.model, embedded_loaded.tokenizer
     layers = default_layers(model.config.num_hidden_layers)
     assert layers == [18, 23, 27]
-    assert len(rows) == len(real[1])
-    for row, rec in zip(rows, real[1]):
+    expected = steering_lines(real[1], tok)
+    assert [tuple(r["pivot_context_ids"]) for r in rows] == list(expected)  # input order, no duplicate context
+    for row in rows:
+        members, sign = expected[tuple(row["pivot_context_ids"])]
+        lead = max((r for r in members if (r["prob_delta"] > 0) == (sign > 0)), key=lambda r: abs(r["prob_delta"]))
         assert all(k in row for k in OPTILLM_FIELDS)
-        assert {k: row[k] for k in ORIGINAL_FIELDS if k in row} == {k: rec[k] for k in ORIGINAL_FIELDS if k in row}
+        assert {k: row[k] for k in ORIGINAL_FIELDS if k in row} == {k: lead[k] for k in ORIGINAL_FIELDS if k in row}
+        assert [q["pivot_id"] for q in row["pivots"]] == [r["id"] for r in members]
+        assert row["vector_sign"] == sign and row["adds_toward_success"] is True and row["is_positive"] == (sign > 0)
         assert row["steering_layer"] == 18 and sorted(row["layer_activations"], key=int) == ["18", "23", "27"]
-        assert row["activation_position"] == len(rec["pivot_context_ids"]) - 1
-        np.testing.assert_allclose(row["activation"], last_token_state(model, rec["pivot_context_ids"], 18),
+        assert row["activation_position"] == len(row["pivot_context_ids"]) - 1
+        np.testing.assert_allclose(row["activation"], last_token_state(model, row["pivot_context_ids"], 18),
                                    rtol=1e-4, atol=1e-4)
-        assert len(row["steering_vector"]) == model.config.hidden_size
     acts = np.array([r["activation"] for r in rows])
+    signs = np.array([r["vector_sign"] for r in rows])[:, None]
     steer = np.array([r["steering_vector"] for r in rows])
-    offset = acts - steer  # the same baseline for every row
+    offset = acts - steer * signs  # the same baseline for every line: the vector is sign * (activation - baseline)
     np.testing.assert_allclose(offset, np.broadcast_to(offset[0], offset.shape), atol=1e-3)
-    positive = np.array([r["is_positive"] for r in rows])
+    positive = signs[:, 0] > 0
     for c in {r["cluster_id"] for r in rows}:
         members = np.array([r["cluster_id"] == c for r in rows])
         np.testing.assert_allclose(rows[int(np.flatnonzero(members)[0])]["cluster_vector"], steer[members].mean(0),
@@ -418,24 +496,108 @@ def test_steering_export_has_optillms_fields_and_reads_the_exact_ids(real, origi
         assert len({r["reasoning_pattern"] for r, m in zip(rows, members) if m}) == 1
         row = rows[int(np.flatnonzero(members)[0])]
         mask = members if row["contrastive_scope"] == "cluster" else np.ones(len(rows), bool)
-        expected = acts[mask & positive].mean(0) - acts[mask & ~positive].mean(0)
-        np.testing.assert_allclose(row["contrastive_vector"], expected, rtol=1e-4, atol=1e-3)
-    assert {r["reasoning_pattern"] for r in rows} <= set(PATTERNS) | {UNKNOWN}
+        if row["contrastive_scope"] != "none":
+            want = acts[mask & positive].mean(0) - acts[mask & ~positive].mean(0)
+            np.testing.assert_allclose(row["contrastive_vector"], want, rtol=1e-4, atol=1e-3)
+    patterns = [r["reasoning_pattern"] for r in rows]
+    assert set(patterns) <= set(PATTERNS) | {UNKNOWN}
+    assert len(set(patterns)) > 1 or patterns[0] == UNKNOWN  # never one real label on every line
 
     # the original tool's file: the same contexts, tokenized again (same vectors where the ids agree)
     out2 = tmp_path / "steer_original.jsonl"
     export(ExportConfig(input_path=str(original[0]), format="steering", output_path=str(out2), num_clusters=4),
            loaded=embedded_loaded)
-    rows2 = read_jsonl(out2)
-    assert all(r["retokenized"] for r in rows2) and not any(r["retokenized"] for r in rows)
-    tok = embedded_loaded.tokenizer
-    for r1, r2, rec in zip(rows, rows2, real[1]):
-        if tok(rec["pivot_context"], add_special_tokens=False)["input_ids"] == rec["pivot_context_ids"]:
-            np.testing.assert_allclose(r1["activation"], r2["activation"], atol=1e-4)
+    rows2 = {r["pivot_context"]: r for r in read_jsonl(out2)}
+    assert all(r["retokenized"] for r in rows2.values()) and not any(r["retokenized"] for r in rows)
+    for r1 in rows:
+        if tok(r1["pivot_context"], add_special_tokens=False)["input_ids"] == r1["pivot_context_ids"]:
+            np.testing.assert_allclose(r1["activation"], rows2[r1["pivot_context"]]["activation"], atol=1e-4)
 
-    from datasets import load_dataset  # optillm loads the file with datasets
-    loaded = load_dataset("json", data_files=str(out), split="train")
-    assert loaded.num_rows == len(rows) and len(loaded[0]["steering_vector"]) == model.config.hidden_size
+
+def fake_line_pivot(ids, prompt_length, delta, name):
+    return Pivot(query="q", pivot_context=str(ids), pivot_token=name, pivot_token_id=len(name), prob_before=0.5,
+                 prob_after=0.5 + delta, prob_delta=delta, is_positive=delta > 0, model_id="m", task_type="t",
+                 dataset_id="d", dataset_item_id="0", timestamp="", id=name, source="pts", line=1,
+                 context_ids=list(ids), prompt_length=prompt_length)
+
+
+class CharTokenizer:
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(97 + i) if i < 26 else " " for i in ids)
+
+
+def test_pivots_sharing_a_context_merge_and_prompt_only_contexts_are_left_out():
+    pivots = [fake_line_pivot([1, 2, 3], 2, 0.4, "a"), fake_line_pivot([1, 2, 3], 2, -0.3, "b"),
+              fake_line_pivot([1, 2], 2, 0.5, "prompt"), fake_line_pivot([1, 2, 30], 2, 0.5, "blank"),
+              fake_line_pivot([1, 2, 4], 2, -0.2, "c"), fake_line_pivot([1, 2, 4], 2, 0.2, "d"),
+              fake_line_pivot([1, 2, 5], 2, -0.6, "e"), fake_line_pivot([1, 2, 5], 2, 0.1, "f")]
+    contexts, skipped = merge_contexts(pivots, CharTokenizer())
+    assert skipped == {"prompt_only": 2, "cancelled": 2}
+    assert [[p.id for p in c.pivots] for c in contexts] == [["a", "b"], ["e", "f"]]
+    assert [c.lead.id for c in contexts] == ["a", "e"]  # the strongest on the side of the net change
+    acts = {7: np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)}
+    rows = steering_records(contexts, CharTokenizer(), acts, {7: np.zeros(2, np.float32)}, 7,
+                            SteeringSettings(num_clusters=2))
+    assert [r["vector_sign"] for r in rows] == [1, -1] and [r["is_positive"] for r in rows] == [True, False]
+    assert rows[1]["steering_vector"] == [0.0, -1.0] and rows[1]["prob_delta"] == -0.6
+
+
+def test_optillm_loads_the_export_and_its_hook_steers_the_right_contexts_toward_success(real, embedded_loaded,
+                                                                                          tmp_path):
+    steering = optillm_steering()
+    folder = tmp_path / "vectors"  # optillm loads with datasets.load_dataset(NAME): a Hub id or a local folder
+    folder.mkdir()
+    out = folder / "steering.jsonl"
+    export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
+           loaded=embedded_loaded)
+    rows = read_jsonl(out)
+    model, tok = embedded_loaded.model, embedded_loaded.tokenizer
+    layer = rows[0]["steering_layer"]
+    manager = steering.SteeringVectorManager(str(folder), target_layer=layer, device="cpu")
+    assert len(manager.steering_vectors) == len(rows)
+    manager.create_tokenized_contexts(tok)
+    hooks = steering.install_steering_hooks(model, manager, tok)
+    assert len(hooks) == 1
+    hook = hooks[0][0]
+    seen = {}
+    capture = model.model.layers[layer].register_forward_hook(  # after optillm's: sees what it returns
+        lambda _m, _i, output: seen.__setitem__("h", (output[0] if isinstance(output, tuple) else output)[0, -1]))
+
+    def at(ids):
+        """As AutoThink's processor does once a request's tokens are known: reset, feed, match; then a forward."""
+        hook.reset()
+        hook.update_token_history(list(ids))
+        hook.update_context(tok.decode(list(ids)))
+        hook.try_match()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([list(ids)]))
+        return seen["h"].float().numpy().copy()
+
+    baseline = np.concatenate([hidden_states(model, r["pivot_context_ids"])[layer + 1][1:] for r in rows]).mean(0)
+    try:
+        for row in rows:
+            ids = row["pivot_context_ids"]
+            steered = at(ids)
+            assert hook.current_vector is not None and hook.current_vector["pivot_context"] == row["pivot_context"]
+            change = steered - last_token_state(model, ids, layer)
+            strength = min(max(manager.get_steering_strength(row["reasoning_pattern"]), 0.1), 2.0)
+            strength = min(max(strength * min(max(abs(row["prob_delta"]), 0.1), 2.0), 0.0), 3.0)
+            unit = np.array(row["steering_vector"]) / np.linalg.norm(row["steering_vector"])
+            np.testing.assert_allclose(change, strength * unit, atol=1e-3)
+            # toward success: along the context's own state (minus the mean) for a positive line, against it for
+            # a negative one; the line's sign is that of its pivots' summed change (checked above)
+            assert np.sign(change @ (last_token_state(model, ids, layer) - baseline)) == row["vector_sign"]
+        # an unrelated question, with and without AutoThink's "<think>" prefill, is not steered
+        for prefill in ("", "<think>\n"):
+            messages = [{"role": "user", "content": "Name a primary colour."}]
+            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefill
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            unsteered = at(ids)
+            assert not hook.match_found and hook.current_vector is None
+            np.testing.assert_allclose(unsteered, last_token_state(model, ids, layer), atol=1e-4)
+    finally:
+        capture.remove()
+        steering.remove_steering_hooks(hooks)
 
 
 def test_clustering_works_for_any_number_of_pivots():
@@ -458,6 +620,10 @@ def test_reasoning_patterns_match_whole_words_only():
     assert not pattern_scores("the cat sat")
     labels = label_clusters(["wait, so", "first step", "then next", "hello"], np.array([0, 1, 1, 2]))
     assert labels == {0: "depth_and_thoroughness", 1: "organization", 2: UNKNOWN}
+    # digits in every context label nothing; a cue only one cluster uses labels it; one cluster: nothing to tell
+    labels = label_clusters(["3 + 4 =", "so 3 + 4", "5 + 1 =", "7 - 2"], np.array([0, 1, 2, 2]))
+    assert labels == {0: UNKNOWN, 1: "depth_and_thoroughness", 2: UNKNOWN}
+    assert label_clusters(["first step", "then next"], np.array([0, 0])) == {0: UNKNOWN}
 
 
 def test_layer_numbers_accept_commas_spaces_and_ranges():
@@ -511,6 +677,43 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
     with pytest.raises(PTSError, match="every record is positive"):
         export(ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf")))
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_repeng_reads_the_control_vector_and_steers_as_llama_cpp_does(real, embedded_loaded, tmp_path):
+    repeng_module = repeng()
+    out = tmp_path / "vector.gguf"
+    export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
+           loaded=embedded_loaded)
+    hint, directions = read_control_vector(out)
+    vector = repeng_module.ControlVector.import_gguf(str(out))
+    assert vector.model_type == hint and sorted(vector.directions) == [5, 18]
+    for layer, direction in directions.items():
+        np.testing.assert_array_equal(vector.directions[layer], direction)
+
+    model, tok = embedded_loaded.model, embedded_loaded.tokenizer
+    ids = torch.tensor([real[1][0]["pivot_context_ids"]])
+    coeff = 2.0
+    # llama.cpp's semantics: coeff * direction.L added to the output of decoder layer L at every position
+    added = [model.model.layers[layer].register_forward_hook(
+        lambda _m, _i, output, d=torch.tensor(direction): (output[0] + coeff * d,) + tuple(output[1:])
+        if isinstance(output, tuple) else output + coeff * d) for layer, direction in directions.items()]
+    try:
+        with torch.inference_mode():
+            expected = model(input_ids=ids).logits
+    finally:
+        for h in added:
+            h.remove()
+    controlled = repeng_module.ControlModel(model, [5, 18])
+    try:
+        controlled.set_control(vector, coeff)
+        with torch.inference_mode():
+            got = controlled(input_ids=ids).logits
+            controlled.reset()
+            plain = controlled(input_ids=ids).logits
+    finally:
+        controlled.unwrap()
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-3)
+    assert not np.allclose(got.numpy(), plain.numpy(), atol=1e-2)  # it does steer
 
 
 def test_control_vector_writer_matches_repengs_layout(tmp_path):

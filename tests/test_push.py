@@ -35,7 +35,7 @@ from huggingface_hub import DatasetCard
 
 from pts.errors import PTSError
 from pts.hub import build_card, inspect_file, push_dataset, size_category
-from pts.hub.card import reconstructed_command
+from pts.hub.card import TRL_IDS_TRAINER, reconstructed_command
 from pts.records import ORIGINAL_FIELDS, FirstToken, PivotalToken
 
 TOKEN = "hf_test_token_123"
@@ -243,7 +243,7 @@ def original_file(tmp_path):
 def _pair(i: int, delta: float) -> dict:
     """A DPO row shaped like `pts export --format dpo` writes it."""
     return {"prompt": f"<|im_start|>user\nWhat is {i} + 2?<|im_end|>\n<|im_start|>assistant\nThe answer is",
-            "chosen": f" {i + 2}", "rejected": " 9",
+            "chosen": f" {i + 2}", "rejected": " 9", "prompt_ids": [1, 2, 3], "chosen_ids": [100 + i], "rejected_ids": [7],
             "metadata": {"original_query": f"What is {i} + 2?", "prob_chosen": 0.875, "prob_rejected": 0.125,
                          "prob_delta": delta, "prob_before": 0.5, "samples": {"chosen": 8, "rejected": 5},
                          "is_positive": delta > 0, "task_type": "chain_sum", "model_id": "smollm2-135m-instruct-q4_1",
@@ -429,6 +429,8 @@ def test_dpo_card_and_its_load_snippet_runs(dpo_file, tmp_path):
     train = next(b for b in blocks if "DPOTrainer" in b)
     assert 'model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"' in train  # the Hub id, not pts's quantized alias
     assert f'load_dataset("{REPO}", split="train")' in train and "processing_class=tokenizer" in train
+    # the rows carry the measured ids, so the card trains on them (tests/test_export.py trains with this class)
+    assert TRL_IDS_TRAINER in train and "trainer = TokenIdsDPOTrainer(" in train and "max_length=None" in train
     compile(train, "train-snippet", "exec")
     # The repo as the Hub would hold it: the data file and the card. `load_dataset` on that folder reads the
     # card's `configs` the way it does for a Hub repo; run the card's load snippet (and the loading line of the
@@ -442,7 +444,8 @@ def test_dpo_card_and_its_load_snippet_runs(dpo_file, tmp_path):
     scope: dict = {}
     exec(load, scope)  # noqa: S102 - the card's own snippet
     ds = scope["dataset"]
-    assert ds.num_rows == 3 and ds.column_names == ["prompt", "chosen", "rejected", "metadata"]
+    assert ds.num_rows == 3 and ds.column_names == ["prompt", "chosen", "rejected", "prompt_ids", "chosen_ids",
+                                                    "rejected_ids", "metadata"]
     assert ds[0]["chosen"] == " 3" and ds[0]["metadata"]["prob_chosen"] == 0.875
     line = next(x for x in train.splitlines() if "load_dataset(" in x and "=" in x)
     scope = {}
@@ -516,6 +519,23 @@ def test_critical_card(critical_file, tmp_path):
     assert "| `extra_field` | float | Not described by pts" in card2.text
 
 
+def llama_cpp_control_vectors(argv: list[str]) -> list[tuple[str, float]]:
+    """The (file, scale) pairs a llama.cpp command line adds, read as llama.cpp's common/arg.cpp reads them
+    (the llama.cpp that llama-cpp-python 0.3.36 vendors): ``--control-vector FNAME[,FNAME...]`` at scale 1,
+    ``--control-vector-scaled FNAME:SCALE[,...]`` as one argument. ValueError where llama.cpp refuses."""
+    out = []
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--control-vector":
+            out += [(name, 1.0) for name in value.split(",")]
+        elif flag == "--control-vector-scaled":
+            for item in value.split(","):
+                parts = item.split(":")
+                if len(parts) != 2:
+                    raise ValueError("control-vector-scaled format: FNAME:SCALE")
+                out.append((parts[0], float(parts[1])))
+    return out
+
+
 def test_control_vector_card(gguf_file):
     card, meta = _parse(build_card(gguf_file, repo_id=REPO))
     assert {"control-vector", "gguf", "llama.cpp"} <= set(meta["tags"])
@@ -527,7 +547,11 @@ def test_control_vector_card(gguf_file):
     assert meta["pretty_name"] == "Pivotal-token control vector (smollm2-135m-instruct-q4_1)"
     assert "| `pts.positive_pivots` | uint32 |" in card.text
     bash = "\n".join(_code_blocks(card.text, "bash"))
-    assert "--control-vector control_vector.gguf" in bash
+    commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("llama-cli")]
+    assert [llama_cpp_control_vectors(c) for c in commands] == [[("control_vector.gguf", 1.0)],
+                                                                [("control_vector.gguf", 0.5)]]
+    with pytest.raises(ValueError, match="FNAME:SCALE"):  # the form cards used to print
+        llama_cpp_control_vectors(["llama-cli", "--control-vector-scaled", "control_vector.gguf", "0.5"])
     reader_snippet = next(b for b in _code_blocks(card.text, "python") if "GGUFReader" in b)
     scope: dict = {}
     exec(reader_snippet.replace('"control_vector.gguf"', repr(str(gguf_file))), scope)  # noqa: S102

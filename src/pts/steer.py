@@ -13,7 +13,9 @@ Two kinds of vectors, in the formats other tools read:
   matches on its last ``max(4, len/2)`` tokens; the longest match wins), and
   the matched vector, normalised to unit length and times ``strength``, is
   added to the output of decoder layer ``steering_layer`` at the position being
-  processed; a negative pivot's vector (``is_positive: false``) is subtracted.
+  processed; a negative pivot's vector (``is_positive: false``) is subtracted,
+  unless the row says ``adds_toward_success: true`` (pts export's files: the
+  vector already points toward success, so it is always added, as optillm does).
   Where pts differs: optillm hooks one configured layer (``target_layer``) for
   every vector, multiplies the strength by ``|prob_delta|`` clipped to
   [0.1, 2] (``scale_by_delta`` here) and caps the product at 3; pts adds each
@@ -104,6 +106,7 @@ class SteeringVector:
     vector: list[float]
     layer: int | None
     is_positive: bool = True
+    adds_toward_success: bool = False  # the vector already points toward success: add it whatever the pivot's sign
     pivot_context: str = ""
     context_ids: list[int] | None = None
     pivot_token: str = ""
@@ -222,7 +225,8 @@ def load_steering_vectors(path: str | Path, vector_field: str = "steering_vector
                                                                    for t in ids)):
             raise PTSError(f"{where}: pivot_context_ids must be a list of token ids")
         out.append(SteeringVector(
-            vector=vec, layer=row_layer, is_positive=positive, pivot_context=str(row.get("pivot_context") or ""),
+            vector=vec, layer=row_layer, is_positive=positive, adds_toward_success=row.get("adds_toward_success") is True,
+            pivot_context=str(row.get("pivot_context") or ""),
             context_ids=ids or None, pivot_token=str(row.get("pivot_token") or ""), prob_delta=prob_delta,
             reasoning_pattern=str(row.get("reasoning_pattern") or "unknown"),
             cluster_id=_as_int(row.get("cluster_id"), where, "cluster_id") if row.get("cluster_id") is not None else -1,
@@ -412,7 +416,7 @@ class ContextSteering:
         s = self.strength
         if self.scale_by_delta:
             s *= min(max(abs(v.prob_delta), 0.1), 2.0)
-        return s if v.is_positive else -s
+        return s if v.is_positive or v.adds_toward_success else -s
 
     def start(self, prompt_ids: Sequence[int], enabled: bool) -> RowSteer:
         row = RowSteer(enabled, list(prompt_ids))

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="write TRL's conversational form (prompt messages, assistant completions)")
     dpo.add_argument("--balance", action="store_true", help="as many pairs from positive as from negative pivots")
     dpo.add_argument("--max-pairs", type=int, default=None, help="write at most this many pairs")
+    dpo.add_argument("--gap-confidence", type=float, default=0.9,
+                     help="confidence level at which a pair's p(success) gap must exclude zero for "
+                          "metadata.counterpart_verified (default: 0.9)")
+    dpo.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress bar while --find-rejected-tokens measures counterparts")
     dpo.add_argument("--min-counterpart-samples", type=int, default=2,
                      help="rollouts a recorded first token needs to serve as a counterpart (default: 2)")
     dpo.add_argument("--find-rejected-tokens", action="store_true",

@@ -50,6 +50,8 @@ class ExportConfig:
     num_samples: int | None = None
     max_new_tokens: int | None = None
     chat: bool = False
+    gap_confidence: float = 0.9
+    progress: bool = True  # --find-rejected-tokens: a plan line and a progress bar with its time estimate on stderr
     # dataset whose oracle measures counterparts (as in `pts run`)
     dataset: str | None = None
     config: str | None = None
@@ -201,7 +203,8 @@ def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: 
     settings = DPOSettings(min_prob_delta=config.min_prob_delta, min_counterpart_samples=config.min_counterpart_samples,
                            balance=config.balance, max_pairs=config.max_pairs, seed=config.seed,
                            find_rejected_tokens=config.find_rejected_tokens, num_candidates=config.num_candidates,
-                           num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, chat=config.chat)
+                           num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, chat=config.chat,
+                           gap_confidence=config.gap_confidence, progress=config.progress)
     settings.validate()
     finder, by_pivot = None, None
     if settings.find_rejected_tokens:
@@ -258,7 +261,6 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
         contrast,
         decoder_layers,
         default_layers,
-        steering_records,
     )
 
     settings = SteeringSettings(layer_nums=config.layer_nums, select_layer=config.select_layer,
@@ -285,17 +287,10 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
     if config.format == "control-vector" and 0 in layers:
         raise PTSError("llama.cpp rejects a control vector for layer 0 (direction.0); choose layers from 1 up")
     redone = attach_token_ids(kept, loaded.tokenizer)
-    acts, baseline = context_activations(loaded.model, [p.context_ids for p in kept], layers,
-                                         batch_size=settings.batch_size)
     note = f"{redone} contexts were tokenized again (no usable token ids recorded)" if redone else ""
     if config.format == "steering":
-        from pts.store import write_jsonl
-
-        records = steering_records(kept, loaded.tokenizer, acts, baseline, select, settings)
-        write_jsonl(output, records)
-        clusters = len({r["cluster_id"] for r in records})
-        details = f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), {clusters} clusters"
-        return ExportSummary("steering", output, len(records), "\n".join(filter(None, [details, note])))
+        return _write_steering(kept, output, loaded, layers, select, settings, note)
+    acts, _ = context_activations(loaded.model, [p.context_ids for p in kept], layers, batch_size=settings.batch_size)
 
     from pts.export.control_vector import write_control_vector
 
@@ -308,6 +303,31 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
     norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
     details = f"model_hint {hint}; {positive.sum()} positive vs {(~positive).sum()} negative pivots; norms {norms}"
     return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
+
+
+def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[int], select: int,
+                    settings: Any, note: str) -> ExportSummary:
+    """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
+    from pts.export.steering import context_activations, merge_contexts, steering_records
+    from pts.store import write_jsonl
+
+    contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
+    if not contexts:
+        raise PTSError(f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
+                       f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context")
+    acts, baseline = context_activations(loaded.model, [c.lead.context_ids for c in contexts], layers,
+                                         batch_size=settings.batch_size)
+    records = steering_records(contexts, loaded.tokenizer, acts, baseline, select, settings)
+    write_jsonl(output, records)
+    patterns = sorted({r["reasoning_pattern"] for r in records})
+    lines = [f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
+             f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
+             f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
+             f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
+             f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
+             f"the folder holding this file: datasets.load_dataset(FOLDER)",
+             note]
+    return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
 
 
 __all__ = ["DEFAULT_OUTPUT", "FORMATS", "ExportConfig", "ExportSummary", "Pivot", "export", "load_tokenizer",

@@ -20,17 +20,27 @@ Counterparts come from measurements only, never from likelihood alone:
 Among qualifying alternatives the one the model takes most often wins
 (most rollouts, or highest next-token probability), then the larger margin.
 
+``metadata.counterpart_verified`` is true only when the gap is established:
+the interval of ``prob_chosen - prob_rejected`` at ``gap_confidence``
+(Newcombe's hybrid score interval from the two Wilson intervals, as the
+search's own verification uses) lies above zero. The pivot's side uses the
+record's own counts, which for a verified record are its verification
+rollouts. A gap of one success in four rollouts is not established at 0.9.
+
 Output rows (JSONL) are ``{"prompt", "chosen", "rejected", "metadata"}``:
 
-- plain form: ``prompt`` is the exact decoded context (chat template text
-  included) and chosen/rejected the decoded tokens. It loads in
-  ``trl.DPOTrainer`` as is. Caveat: TRL tokenizes the text again and appends
-  the EOS token to chosen and rejected, so it may train on token sequences other
-  than the measured ones (a token can split in two, and EOS is always added).
-  ``metadata.trl_tokens_match`` says, per row, whether TRL's tokenization
-  reproduces the measured prompt ids and single token (EOS aside);
-  ``metadata.prompt_token_ids`` / ``chosen_token_id`` / ``rejected_token_id``
-  are the exact ids, for trainers that take pre-tokenized pairs.
+- plain form (the default): ``prompt_ids``, ``chosen_ids`` and
+  ``rejected_ids`` are the measured token ids under the names TRL's
+  ``DPOTrainer`` uses after tokenizing (one id each for chosen and rejected,
+  no end-of-sequence token), and ``prompt``/``chosen``/``rejected`` the same
+  as text. TRL 1.16 always tokenizes the text again and appends EOS to
+  chosen and rejected, and has no switch to keep given ids: right after a
+  pivot that EOS is most of each completion's log-probability, so the pair
+  would mostly teach "stop here". :data:`pts.hub.card.TRL_IDS_TRAINER` is the
+  few-line ``DPOTrainer`` subclass (in the docs and every DPO card) that
+  trains on the ids as they are. ``metadata.trl_tokens_match`` says, per row,
+  whether stock TRL's tokenization reproduces the measured prompt ids and
+  single token (EOS aside).
 - conversational form (``chat``): ``prompt`` is the messages the chat template
   rendered (``[{"role": "user", ...}]``, a system message when there was a
   non-default one) and chosen/rejected are one assistant message each: the
@@ -38,7 +48,9 @@ Output rows (JSONL) are ``{"prompt", "chosen", "rejected", "metadata"}``:
   generation prompt, so a partial assistant turn cannot sit in the prompt; the
   shared response prefix is in both completions instead. Under the sigmoid DPO
   loss its log-probabilities cancel between chosen and rejected, so the
-  preference is still the single token (TRL adds the end-of-turn after it).
+  preference is the single token, but the chat template closes each
+  completion with its end-of-turn token, which is trained too (the same
+  trade-off as stock TRL on the plain text).
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.export.records import Pivot, chat_messages
+from pts.metrics import newcombe_interval, wilson_interval
 from pts.records import stable_seed
 from pts.tasks.task import Task
 
@@ -75,11 +88,15 @@ class DPOSettings:
     num_samples: int | None = None
     max_new_tokens: int | None = None
     chat: bool = False
+    gap_confidence: float = 0.9
+    progress: bool = True
 
     def validate(self) -> None:
         options.finite(self)
         if not 0.0 < self.min_prob_delta <= 1.0:
             raise PTSError(f"--min-prob-delta must be in (0, 1], got {self.min_prob_delta}")
+        if not 0.0 < self.gap_confidence < 1.0:
+            raise PTSError(f"--gap-confidence must be in (0, 1), got {self.gap_confidence}")
         options.at_least_one(self, "min_counterpart_samples", "num_candidates", "max_pairs", "num_samples",
                              "max_new_tokens")
 
@@ -117,6 +134,8 @@ class DPOReport:
     dropped_by_balance_or_max: int = 0
     rollouts: int = 0
     skipped_for_chat: int = 0
+    established: int = 0
+    gap_confidence: float = 0.9
     notes: list[str] = field(default_factory=list)
 
     def skipped_text(self) -> str:
@@ -134,7 +153,9 @@ class DPOReport:
         lines = [(f"pairs: {self.pairs} ({self.positive} from positive pivots, {self.negative} from negative) "
                  f"out of {self.pivots} pivotal tokens"),
                  f"counterparts: {self.from_first_tokens} from recorded rollouts, {self.from_estimates} estimated now"
-                 + (f" ({self.rollouts} rollouts)" if self.rollouts else "")]
+                 + (f" ({self.rollouts} rollouts)" if self.rollouts else ""),
+                 f"gap established at {self.gap_confidence:g} (counterpart_verified): {self.established} of "
+                 f"{self.pairs} pairs"]
         if self.skipped_text():
             lines.append("skipped: " + self.skipped_text())
         return "\n".join(lines + self.notes)
@@ -193,6 +214,12 @@ class CounterpartFinder:
         special = getattr(engine.tokenizer, "all_special_ids", None) or []
         self.excluded = set(special) | set(engine.eos_token_ids)
 
+    def default_samples(self, pivot: Pivot) -> int:
+        """Rollouts per candidate when --num-samples is not given: the records' own search setting."""
+        from pts.search.searcher import SearchSettings
+
+        return int({**vars(SearchSettings()), **pivot.search}["num_samples"])
+
     def candidates(self, pivot: Pivot) -> list[tuple[int, float]]:
         """The ``num_candidates`` most likely next tokens other than the pivot, with their probabilities."""
         logprobs = self.engine.next_token_logprobs([pivot.context_ids])[0]
@@ -242,14 +269,15 @@ def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, 
     """DPO rows for ``pivots`` (token ids attached) and a report of what was skipped and why.
 
     ``finder`` and ``tasks`` (by pivot id, see :func:`match_tasks`) are needed
-    only with ``settings.find_rejected_tokens``.
+    only with ``settings.find_rejected_tokens``. Recorded counterparts are
+    taken first; then the pivots still without one are measured, with a
+    progress bar and its time estimate on stderr.
     """
     s = settings
-    report = DPOReport(pivots=len(pivots))
-    rows: list[tuple[Pivot, dict[str, Any]]] = []
-    for pivot in pivots:
-        if not s.balance and s.max_pairs is not None and len(rows) >= s.max_pairs:
-            break  # the rest would be cut anyway: do not spend rollouts on them
+    report = DPOReport(pivots=len(pivots), gap_confidence=s.gap_confidence)
+    found: dict[int, tuple[Pivot, dict[str, Any]]] = {}
+    pending: list[tuple[int, Pivot, Task]] = []
+    for i, pivot in enumerate(pivots):
         if abs(pivot.prob_delta) < s.min_prob_delta - _EPS:
             report.below_min_delta += 1
             continue
@@ -257,42 +285,83 @@ def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, 
             report.no_token_id += 1
             continue
         samples = pivot.samples_after or 0  # unknown (0) in the original tool's records
-        chosen_side = Measured(pivot.pivot_token_id, pivot.pivot_token, round(pivot.prob_after * samples), samples)
-        p_pivot, source = pivot.prob_after, "first_tokens"
-        other = pick_counterpart(pivot.is_positive, p_pivot,
+        successes = pivot.successes_after if pivot.successes_after is not None else round(pivot.prob_after * samples)
+        chosen_side = Measured(pivot.pivot_token_id, pivot.pivot_token, successes, samples)
+        other = pick_counterpart(pivot.is_positive, pivot.prob_after,
                                  first_token_alternatives(pivot, s.min_counterpart_samples), s.min_prob_delta)
-        if other is None and s.find_rejected_tokens:
-            task = (tasks or {}).get(pivot.id)
-            if task is None:
-                report.no_task += 1
-                continue
-            if pivot.prompt_length is None:
-                report.no_prompt_split += 1
-                continue
-            assert finder is not None
-            chosen_side, alternatives = finder.measure(pivot, task)
-            p_pivot, source = chosen_side.p, "estimated"
-            other = pick_counterpart(pivot.is_positive, p_pivot, alternatives, s.min_prob_delta)
-        if other is None:
+        if other is not None:
+            _add(found, i, pivot, chosen_side, pivot.prob_after, other, "first_tokens", tokenizer, s, report)
+        elif not s.find_rejected_tokens:
             report.no_counterpart += 1
-            continue
-        row = _row(pivot, chosen_side, p_pivot, other, source, tokenizer, s.chat)
-        if row is None:
-            report.skipped_for_chat += 1
-            continue
-        rows.append((pivot, row))
-        if source == "first_tokens":
-            report.from_first_tokens += 1
+        elif (task := (tasks or {}).get(pivot.id)) is None:
+            report.no_task += 1
+        elif pivot.prompt_length is None:
+            report.no_prompt_split += 1
         else:
-            report.from_estimates += 1
-    if finder is not None:
+            pending.append((i, pivot, task))
+    if pending:
+        assert finder is not None
+        _measure(pending, found, finder, tokenizer, s, report)
         report.rollouts = finder.rollouts
+    rows = [found[i] for i in sorted(found)]
     kept = _select(rows, s)
     report.dropped_by_balance_or_max = len(rows) - len(kept)
     report.pairs = len(kept)
     report.positive = sum(p.is_positive for p, _ in kept)
     report.negative = report.pairs - report.positive
+    report.established = sum(r["metadata"]["counterpart_verified"] for _, r in kept)
     return [r for _, r in kept], report
+
+
+def _measure(pending: list[tuple[int, Pivot, Task]], found: dict[int, tuple[Pivot, dict[str, Any]]],
+             finder: CounterpartFinder, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
+    """Measure candidates for the pivots in ``pending`` (input order), adding their rows to ``found``."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    per_pivot = (s.num_candidates + 1) * (s.num_samples or finder.default_samples(pending[0][1]))
+    if s.progress:
+        print(f"measuring counterparts of {len(pending)} pivots: up to {s.num_candidates + 1} tokens x "
+              f"{per_pivot // (s.num_candidates + 1)} rollouts each (~{per_pivot * len(pending)} rollouts)",
+              file=sys.stderr)
+    bar = tqdm(total=len(pending), desc="counterparts", unit="pivot", disable=not s.progress, file=sys.stderr,
+               dynamic_ncols=True)
+    try:
+        for i, pivot, task in pending:
+            if not s.balance and s.max_pairs is not None and sum(j < i for j in found) >= s.max_pairs:
+                break  # --max-pairs is already met by the pairs before this one: do not spend rollouts on it
+            chosen_side, alternatives = finder.measure(pivot, task)
+            other = pick_counterpart(pivot.is_positive, chosen_side.p, alternatives, s.min_prob_delta)
+            if other is None:
+                report.no_counterpart += 1
+            else:
+                _add(found, i, pivot, chosen_side, chosen_side.p, other, "estimated", tokenizer, s, report)
+            bar.update(1)
+            bar.set_postfix(rollouts=finder.rollouts, pairs=len(found), refresh=False)
+    finally:
+        bar.close()
+
+
+def _add(found: dict[int, tuple[Pivot, dict[str, Any]]], i: int, pivot: Pivot, chosen_side: Measured, p_pivot: float,
+         other: Measured, source: str, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
+    row = _row(pivot, chosen_side, p_pivot, other, source, tokenizer, s.chat, s.gap_confidence)
+    if row is None:
+        report.skipped_for_chat += 1
+        return
+    found[i] = (pivot, row)
+    if source == "first_tokens":
+        report.from_first_tokens += 1
+    else:
+        report.from_estimates += 1
+
+
+def gap_interval(better: Measured, worse: Measured, confidence: float) -> tuple[float, float]:
+    """Interval of ``better.p - worse.p`` at ``confidence``: Newcombe's, from each side's Wilson interval."""
+    def wilson(m: Measured) -> tuple[float, float]:
+        return wilson_interval(m.successes, m.samples, confidence)
+
+    return newcombe_interval(worse.p, wilson(worse), better.p, wilson(better))
 
 
 def _select(rows: list[tuple[Pivot, dict[str, Any]]], s: DPOSettings) -> list[tuple[Pivot, dict[str, Any]]]:
@@ -310,11 +379,13 @@ def _select(rows: list[tuple[Pivot, dict[str, Any]]], s: DPOSettings) -> list[tu
 
 
 def _row(pivot: Pivot, pivot_side: Measured, p_pivot: float, other: Measured, source: str, tok: Any,
-         chat: bool) -> dict[str, Any] | None:
+         chat: bool, gap_confidence: float) -> dict[str, Any] | None:
     if pivot.is_positive:
         chosen, rejected, p_chosen, p_rejected = pivot_side, other, p_pivot, other.p
     else:
         chosen, rejected, p_chosen, p_rejected = other, pivot_side, other.p, p_pivot
+    # The original tool's records have no counts: nothing can establish their gap.
+    gap = gap_interval(chosen, rejected, gap_confidence) if chosen.samples and rejected.samples else (-1.0, 1.0)
     ids = list(pivot.context_ids or [])
     metadata = {
         "original_query": pivot.query,
@@ -328,7 +399,9 @@ def _row(pivot: Pivot, pivot_side: Measured, p_pivot: float, other: Measured, so
         "model_id": pivot.model_id,
         "dataset_id": pivot.dataset_id,
         "dataset_item_id": pivot.dataset_item_id,
-        "counterpart_verified": True,
+        "counterpart_verified": gap[0] > 0,
+        "gap_interval": [float(gap[0]), float(gap[1])],
+        "gap_confidence": gap_confidence,
         "counterpart_source": source,
         "pivot_id": pivot.id,
         "pivot_token_id": pivot.pivot_token_id,
@@ -341,7 +414,8 @@ def _row(pivot: Pivot, pivot_side: Measured, p_pivot: float, other: Measured, so
     if not chat:
         row = {"prompt": pivot.pivot_context, "chosen": chosen.token, "rejected": rejected.token}
         metadata["trl_tokens_match"] = _plain_match(tok, row, ids, chosen.token_id, rejected.token_id)
-        return {**row, "metadata": metadata}
+        return {**row, "prompt_ids": ids, "chosen_ids": [chosen.token_id], "rejected_ids": [rejected.token_id],
+                "metadata": metadata}
     if pivot.prompt_length is None:
         return None
     prompt_ids, response_ids = ids[: pivot.prompt_length], ids[pivot.prompt_length:]

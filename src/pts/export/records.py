@@ -63,6 +63,7 @@ class Pivot:
     prompt_length: int | None = None
     samples_before: int | None = None
     samples_after: int | None = None
+    successes_after: int | None = None
     first_tokens: list[FirstToken] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
     retokenized: bool = False
@@ -141,6 +142,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
             raise PTSError(f"{where}: pivot_context_ids must be integers and prompt_length within them")
         return Pivot(**common, id=record.id, source="pts", context_ids=list(ids), prompt_length=record.prompt_length,
                      samples_before=record.samples_before, samples_after=record.samples_after,
+                     successes_after=record.successes_after,
                      first_tokens=list(record.first_tokens), search=dict(record.search))
     record_id = str(row.get("id") or stable_id("original", common["model_id"], common["dataset_id"],
                                                common["dataset_item_id"], common["pivot_context"], token_id))

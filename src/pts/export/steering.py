@@ -9,29 +9,48 @@ original tool's text contexts are tokenized again and marked ``retokenized``),
 batched with an attention mask and per-row position ids, so padding changes
 nothing.
 
+One line per context, written for optillm's AutoThink as it is (optillm
+0.4.0, ``autothink/steering.py``): it adds every vector it loads (it drops
+``is_positive``), normalised, at one ``target_layer``, once the generated
+tokens end like the vector's ``pivot_context``. So:
+
+- pivots that share a context (the same token ids: the activation is the
+  same) are merged into one line; the line's pivot fields are those of its
+  strongest pivot on the side of the net change (sum of ``prob_delta``), and
+  ``pivots`` lists every merged pivot. Contexts whose pivots cancel exactly
+  are left out;
+- a context that is only the prompt (no response token yet) is left out: its
+  ending is the chat template's, which every prompt shares, so optillm would
+  steer every question with it;
+- ``steering_vector`` already points toward success: the activation minus
+  the mean activation of all context tokens of the export (first token of each
+  context left out: its residual is an attention sink, orders of magnitude
+  larger), times ``vector_sign`` (+1 for a positive line, -1 for a negative
+  one). ``adds_toward_success: true`` says so: add it, never subtract it
+  (``pts steer`` reads the flag). A raw activation would be dominated by what
+  every position shares, and normalised it would point nearly the same way
+  for every pivot.
+
 Fields of each output line:
 
 - the original tool's ``query, pivot_context, pivot_token, pivot_token_id,
   prob_before, prob_after, prob_delta, is_positive, model_id, task_type``;
-- ``steering_vector``: the activation minus the mean activation of all
-  context tokens of the export (first token of each context left out: its
-  residual is an attention sink, orders of magnitude larger) at that layer.
-  optillm normalises the vector and adds it (subtracts it for a negative
-  pivot); a raw activation is dominated by what every position shares, so
-  normalised it points nearly the same way for every pivot;
-- ``activation``: the raw activation, ``layer_activations``: the raw
+- ``steering_vector``, ``vector_sign``, ``adds_toward_success`` (above);
+  ``activation``: the raw activation, ``layer_activations``: the raw
   activation at every exported layer (keys are layer numbers as text);
 - ``cluster_id`` / ``cluster_vector``: k-means (scikit-learn) on the steering
   vectors after PCA to ``pca_components`` dimensions; the cluster vector is the
-  mean steering vector of the cluster (in the full space). Fewer pivots than
+  mean steering vector of the cluster (in the full space). Fewer lines than
   ``num_clusters`` just give fewer clusters;
-- ``contrastive_vector``: mean activation of the cluster's positive pivots
+- ``contrastive_vector``: mean activation of the cluster's positive lines
   minus that of its negative ones; ``contrastive_scope`` says ``"cluster"``,
   ``"overall"`` (the cluster lacks one side, so the whole export's difference
   is used) or ``"none"`` (the export has only one side: null vector);
-- ``reasoning_pattern``: one of :data:`PATTERNS` or ``"unknown"``, the
-  cluster's most frequent cue (see :func:`pattern_scores`);
-- ``steering_layer`` and ``activation_position`` (index of the token read).
+- ``reasoning_pattern``: one of :data:`PATTERNS` or ``"unknown"``, see
+  :func:`label_clusters`. optillm picks its strength by this label;
+- ``steering_layer`` (optillm ignores it: its ``target_layer`` must be set to
+  this number) and ``activation_position`` (index of the token read);
+- ``pivots``: the pivots merged into the line.
 """
 
 from __future__ import annotations
@@ -285,15 +304,32 @@ def cue_text(pivot: Pivot, tokenizer: Any) -> str:
 
 
 def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
-    """The reasoning pattern of each cluster: its members' most frequent cue; ``unknown`` when none has one."""
-    totals: dict[int, Counter] = {}
-    for text, c in zip(texts, labels.tolist()):
-        totals.setdefault(c, Counter()).update(pattern_scores(text))
-    order = list(PATTERNS)
-    out = {}
-    for c, scores in totals.items():
-        best = max(order, key=lambda p: (scores[p], -order.index(p)))
-        out[c] = best if scores[best] > 0 else UNKNOWN
+    """The reasoning pattern of each cluster: the cue its members use more than the rest of the export does.
+
+    A pattern's share in a group is the fraction of its members whose cue text
+    has at least one of the pattern's cues. A cluster is labelled with the
+    pattern whose share in it is at least one half and exceeds its share among
+    the other clusters' members by the most; ``unknown`` when none does, and
+    always with a single cluster (there is nothing to tell it from). A cue that
+    every context has, such as digits in arithmetic, therefore labels nothing,
+    and no label can cover every record: no cluster can be above the export's
+    own share in all of them.
+    """
+    has = [set(pattern_scores(t)) for t in texts]
+    clusters = sorted(set(labels.tolist()))
+    out = {c: UNKNOWN for c in clusters}
+    if len(clusters) < 2:
+        return out
+    for c in clusters:
+        inside = [h for h, lab in zip(has, labels.tolist()) if lab == c]
+        outside = [h for h, lab in zip(has, labels.tolist()) if lab != c]
+        best, margin = UNKNOWN, 0.0
+        for pattern in PATTERNS:
+            share = sum(pattern in h for h in inside) / len(inside)
+            rest = sum(pattern in h for h in outside) / len(outside)
+            if share >= 0.5 and share - rest > margin + 1e-12:
+                best, margin = pattern, share - rest
+        out[c] = best
     return out
 
 
@@ -304,14 +340,66 @@ def contrast(acts: np.ndarray, positive: np.ndarray) -> np.ndarray | None:
     return (acts[positive].mean(axis=0) - acts[~positive].mean(axis=0)).astype(np.float32)
 
 
-def steering_records(pivots: Sequence[Pivot], tokenizer: Any, activations: dict[int, np.ndarray],
+def prompt_only(pivot: Pivot, tokenizer: Any) -> bool:
+    """Is the pivot's context only the prompt (its response so far empty or blank)?"""
+    if pivot.prompt_length is not None and pivot.context_ids is not None:
+        response = tokenizer.decode(pivot.context_ids[pivot.prompt_length:], skip_special_tokens=False)
+        return not response.strip()
+    from pts.export.records import generation_suffix
+
+    suffix = generation_suffix(tokenizer)
+    return bool(suffix) and pivot.pivot_context.rstrip().endswith(suffix.rstrip())
+
+
+@dataclass
+class Context:
+    """The pivots that share one context (the same token ids), merged into one steering line."""
+
+    pivots: list[Pivot]
+    index: int  # position of the first of them in the export's input
+
+    @property
+    def net_delta(self) -> float:
+        return sum(p.prob_delta for p in self.pivots)
+
+    @property
+    def lead(self) -> Pivot:
+        """The strongest pivot on the side of the net change: its fields describe the line."""
+        side = [p for p in self.pivots if (p.prob_delta > 0) == (self.net_delta > 0)]
+        return max(side, key=lambda p: abs(p.prob_delta))
+
+
+def merge_contexts(pivots: Sequence[Pivot], tokenizer: Any) -> tuple[list[Context], dict[str, int]]:
+    """One :class:`Context` per distinct context of ``pivots``, and how many pivots were left out and why.
+
+    Left out: pivots whose context is only the prompt (:func:`prompt_only`),
+    and contexts whose pivots' changes sum to zero (no side to steer toward).
+    """
+    groups: dict[tuple[int, ...], Context] = {}
+    skipped = {"prompt_only": 0, "cancelled": 0}
+    for i, p in enumerate(pivots):
+        if prompt_only(p, tokenizer):
+            skipped["prompt_only"] += 1
+            continue
+        groups.setdefault(tuple(p.context_ids), Context([], i)).pivots.append(p)
+    kept = []
+    for ctx in groups.values():
+        if abs(ctx.net_delta) < 1e-12:
+            skipped["cancelled"] += len(ctx.pivots)
+        else:
+            kept.append(ctx)
+    return kept, skipped
+
+
+def steering_records(contexts: Sequence[Context], tokenizer: Any, activations: dict[int, np.ndarray],
                      baseline: dict[int, np.ndarray], layer: int, settings: SteeringSettings) -> list[dict[str, Any]]:
-    """The output lines for ``pivots`` from their activations (see the module docstring)."""
+    """The output lines for ``contexts`` (activations row i belongs to context i; see the module docstring)."""
     acts = activations[layer]
-    steer = acts - baseline[layer]
+    positive = np.array([c.net_delta > 0 for c in contexts], dtype=bool)
+    sign = np.where(positive, 1.0, -1.0).astype(np.float32)
+    steer = (acts - baseline[layer]) * sign[:, None]
     labels = cluster(steer, settings.num_clusters, settings.pca_components, settings.seed)
-    patterns = label_clusters([cue_text(p, tokenizer) for p in pivots], labels)
-    positive = np.array([p.is_positive for p in pivots], dtype=bool)
+    patterns = label_clusters([cue_text(c.lead, tokenizer) for c in contexts], labels)
     overall = contrast(acts, positive)
     records = []
     for c in sorted(set(labels.tolist())):
@@ -320,10 +408,13 @@ def steering_records(pivots: Sequence[Pivot], tokenizer: Any, activations: dict[
         own = contrast(acts[members], positive[members])
         direction, scope = (own, "cluster") if own is not None else (overall, "overall" if overall is not None else "none")
         for i in np.flatnonzero(members):
-            p = pivots[i]
+            ctx = contexts[i]
+            p = ctx.lead
             records.append((i, {
                 **p.original_fields(),
                 "steering_vector": steer[i].tolist(),
+                "vector_sign": int(sign[i]),
+                "adds_toward_success": True,
                 "cluster_id": int(c),
                 "reasoning_pattern": patterns[c],
                 "cluster_vector": centre.tolist(),
@@ -338,5 +429,8 @@ def steering_records(pivots: Sequence[Pivot], tokenizer: Any, activations: dict[
                 "pivot_id": p.id,
                 "dataset_id": p.dataset_id,
                 "dataset_item_id": p.dataset_item_id,
+                "pivots": [{"pivot_id": q.id, "pivot_token": q.pivot_token, "pivot_token_id": q.pivot_token_id,
+                            "prob_after": q.prob_after, "prob_delta": q.prob_delta, "is_positive": q.is_positive}
+                           for q in ctx.pivots],
             }))
     return [r for _, r in sorted(records, key=lambda x: x[0])]

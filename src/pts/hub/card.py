@@ -116,6 +116,7 @@ class FileSummary:
     search: dict[str, Any] = field(default_factory=dict)
     original_tool: bool = False
     conversational: bool = False
+    tokenized: bool = False  # DPO rows carry prompt_ids/chosen_ids/rejected_ids
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -293,6 +294,7 @@ def _summarise(path: Path, fmt: str, rows: list[dict[str, Any]]) -> FileSummary:
         s.original_tool = "pivot_context_ids" not in s.fields
     elif fmt == DPO:
         s.conversational = isinstance(rows[0].get("prompt"), list)
+        s.tokenized = all(all(k in r for k in ("prompt_ids", "chosen_ids", "rejected_ids")) for r in rows)
         verified = [m.get("counterpart_verified") for m in meta if "counterpart_verified" in m]
         if verified:
             s.extra["verified"] = sum(bool(v) for v in verified)
@@ -450,6 +452,9 @@ _DPO_FIELDS = {
     "prompt": "Exact decoded context: the prompt (chat template applied) and the response up to the decision.",
     "chosen": "The continuation that measured better: a single token.",
     "rejected": "The continuation that measured worse: a single token.",
+    "prompt_ids": "Token ids of `prompt`, exactly as the model saw them (TRL's column name).",
+    "chosen_ids": "The chosen token's id, alone: no end-of-sequence token after it.",
+    "rejected_ids": "The rejected token's id, alone: no end-of-sequence token after it.",
     "metadata": "Where the pair came from and what was measured.",
     "metadata.original_query": "The task's question, before the chat template.",
     "metadata.prob_chosen": "Estimated p(success) after the chosen token.",
@@ -463,8 +468,10 @@ _DPO_FIELDS = {
     "metadata.model_id": "Model whose rollouts were measured.",
     "metadata.dataset_id": "Dataset the question came from.",
     "metadata.dataset_item_id": "Id of the question within that dataset.",
-    "metadata.counterpart_verified": "True when the counterpart token's p(success) was measured with the task's "
-                                     "oracle (rollouts), never assumed.",
+    "metadata.counterpart_verified": "True when the gap between `prob_chosen` and `prob_rejected` is established: "
+                                     "the interval of the difference at `metadata.gap_confidence` excludes zero.",
+    "metadata.gap_interval": "Interval of `prob_chosen - prob_rejected` (Newcombe's, from Wilson intervals).",
+    "metadata.gap_confidence": "Confidence level of `gap_interval`.",
     "metadata.counterpart_source": "How the counterpart was measured: `first_tokens` (the search's own rollouts "
                                    "from this context, grouped by first token) or `estimated` (the model's top "
                                    "next tokens, each sampled again and judged by the oracle).",
@@ -501,29 +508,42 @@ _STEERING_FIELDS = {
     "prob_before": "Estimated p(success) before the token.",
     "prob_after": "Estimated p(success) after the token.",
     "prob_delta": "`prob_after - prob_before`.",
-    "is_positive": "True when the token raises p(success): optillm adds positive vectors and subtracts "
-                   "negative ones.",
+    "is_positive": "True when the line's pivots raise p(success) (their summed `prob_delta` is positive). optillm "
+                   "ignores it: `steering_vector` already points toward success.",
+    "vector_sign": "+1 or -1: the factor applied to the activation so that `steering_vector` points toward "
+                   "success (-1 for a negative line).",
+    "adds_toward_success": "Always true: adding `steering_vector` (and `cluster_vector`, `contrastive_vector`) "
+                           "pushes toward success, as optillm does with every vector; never subtract it.",
+    "pivots": "Every pivot at this context (lines merge pivots that share a context).",
+    "pivots.pivot_id": "`id` of the pivotal-token record.",
+    "pivots.pivot_token": "The pivot token, decoded.",
+    "pivots.pivot_token_id": "Its token id.",
+    "pivots.prob_after": "Estimated p(success) after it.",
+    "pivots.prob_delta": "Its change of p(success).",
+    "pivots.is_positive": "Whether it raises p(success).",
     "model_id": "Model the activations were read from.",
     "task_type": "Kind of task.",
     "dataset_id": "Dataset the question came from.",
     "dataset_item_id": "Id of the question within that dataset.",
-    "steering_vector": "The vector optillm adds: the residual-stream activation at `steering_layer` at the "
-                       "position that predicts the pivot token, minus the mean activation over the context "
-                       "tokens of the export (what every position shares would otherwise dominate its direction).",
+    "steering_vector": "The vector optillm adds: `vector_sign` times the residual-stream activation at "
+                       "`steering_layer` at the position that predicts the pivot token, minus the mean activation "
+                       "over the context tokens of the export (what every position shares would otherwise dominate "
+                       "its direction).",
     "activation": "The raw residual-stream activation behind `steering_vector`.",
     "layer_activations": "The raw activation at every exported layer, keyed by layer number (as text).",
     "activation_position": "Index, in the context's token ids, of the token whose activation was read (the "
                            "last one, which predicts the pivot token).",
     "cluster_id": "Cluster of the vector (k-means over the steering vectors after PCA).",
     "reasoning_pattern": "Label of the cluster in optillm's vocabulary (depth_and_thoroughness, "
-                         "numerical_accuracy, self_correction, exploration, organization, or unknown), from the "
-                         "whole-word cues around its pivots.",
+                         "numerical_accuracy, self_correction, exploration, organization, or unknown): the cue "
+                         "words at least half its contexts use, more than the other clusters do. optillm picks "
+                         "its steering strength by it.",
     "cluster_vector": "Mean steering vector of the cluster.",
     "contrastive_vector": "Mean activation before positive pivots minus before negative ones, within the cluster "
                           "or overall (see `contrastive_scope`); null when the export has only one side.",
     "contrastive_scope": "`cluster`, `overall` (the cluster lacks positive or negative pivots) or `none`.",
-    "steering_layer": "Decoder layer (0-based, the output of `model.model.layers[L]`) the vectors were read at; "
-                      "optillm's `target_layer`.",
+    "steering_layer": "Decoder layer (0-based, the output of `model.model.layers[L]`) the vectors were read at. "
+                      "optillm ignores it and hooks its `target_layer` (default 19): set that to this number.",
     "retokenized": "True when the context's token ids were not recorded (a file of the original tool) and come "
                    "from tokenizing the text again.",
     "pivot_id": "`id` of the pivotal-token record the vector was read for.",
@@ -706,13 +726,16 @@ def _description(s: FileSummary, model: str | None) -> str:
                 f"tokens. For a positive pivot the pivot is `chosen` and `rejected` is an alternative next token "
                 f"measured to succeed less often; for a negative pivot the pivot is `rejected` and `chosen` an "
                 f"alternative measured to succeed more often. Counterparts come from measured rollouts, never "
-                f"from an assumed oracle (`metadata.counterpart_verified`).")
+                f"from an assumed oracle; `metadata.counterpart_verified` says whether the gap is established "
+                f"at `metadata.gap_confidence`."
+                + (" `prompt_ids`, `chosen_ids` and `rejected_ids` are the measured token ids: train on them "
+                   "(see Usage), not on the text." if s.tokenized else ""))
     if s.fmt == STEERING:
         return (f"Steering vectors{by} built by {pts} from the residual-stream activation at the position that "
                 f"predicts each pivotal token (the {phi4}), clustered into reasoning patterns. The fields are the "
-                f"ones [optillm](https://github.com/codelion/optillm)'s AutoThink reads: it adds a vector "
-                f"(subtracts it for `is_positive: false`) at `steering_layer` when the generated text ends like "
-                f"the vector's `pivot_context`.")
+                f"ones [optillm](https://github.com/codelion/optillm)'s AutoThink reads: it adds a vector at its "
+                f"`target_layer` when the generated tokens end like the vector's `pivot_context`. Every vector "
+                f"already points toward success (`adds_toward_success`), one line per context.")
     if s.fmt == CRITICAL:
         return (f"Critical tokens{by} found by {pts}: tokens of incorrect reasoning trajectories whose choice "
                 f"leads to wrong answers, in the sense of [cDPO]({CDPO_URL}).")
@@ -813,6 +836,22 @@ def _provenance(s: FileSummary, model: str | None, command: str | None) -> list[
     return lines
 
 
+# TRL 1.16's DPOTrainer always tokenizes a dataset's text again and appends the end-of-sequence token to chosen and
+# rejected; it has no option to keep given ids. This subclass skips that step, so the measured ids are trained as
+# they are. Cards and docs/exporting.md show it; tests/test_export.py trains with this very text.
+TRL_IDS_TRAINER = '''class TokenIdsDPOTrainer(DPOTrainer):
+    """DPO on the rows' prompt_ids/chosen_ids/rejected_ids as they are: no re-tokenization, no appended EOS."""
+
+    def _prepare_dataset(self, dataset, *args, **kwargs):
+        return dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])'''
+
+# llama.cpp's control-vector options, as in common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors:
+# `--control-vector FNAME[,FNAME...]` adds each at scale 1; `--control-vector-scaled FNAME:SCALE[,...]` (one
+# argument; older builds took FNAME and SCALE as two, which today's reject) adds it times SCALE.
+LLAMA_CPP_COMMANDS = ('llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
+                      'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker')
+
+
 def _usage(s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
     hub = hub_model_id(model) or "MODEL_ID"
     load = ["```python", "from datasets import load_dataset", "",
@@ -833,25 +872,34 @@ def _usage(s: FileSummary, repo_id: str, model: str | None, filename: str) -> li
                  'print(repr(row["prompt"][-80:]) if isinstance(row["prompt"], str) else row["prompt"][-1])',
                  'print("chosen:", repr(row["chosen"]), "rejected:", repr(row["rejected"]))',
                  "```"]
+        trainer = "TokenIdsDPOTrainer" if s.tokenized else "DPOTrainer"
+        config = 'DPOConfig(output_dir="dpo-pivotal-tokens"' + (", max_length=None" if s.tokenized else "") + ")"
         train = ["```python", "from datasets import load_dataset",
                  "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                 "from trl import DPOConfig, DPOTrainer", "",
-                 f'model_id = "{hub}"',
-                 f'dataset = load_dataset("{repo_id}", split="train")',
-                 "model = AutoModelForCausalLM.from_pretrained(model_id)",
-                 "tokenizer = AutoTokenizer.from_pretrained(model_id)",
-                 "trainer = DPOTrainer(",
-                 "    model=model,",
-                 '    args=DPOConfig(output_dir="dpo-pivotal-tokens"),  # add use_cpu=True on a machine without a GPU',
-                 "    train_dataset=dataset,",
-                 "    processing_class=tokenizer,",
-                 ")",
-                 "trainer.train()",
-                 "```", "",
-                 ("TRL tokenizes `prompt + chosen` and `prompt + rejected` again and appends the end-of-sequence "
-                  "token to both completions, so a single-token pair is trained as that token followed by EOS, "
-                  "and a token may be split differently than the model produced it. The exact token ids are in "
-                  "`metadata` where the file has them.")]
+                 "from trl import DPOConfig, DPOTrainer", ""]
+        if s.tokenized:
+            train += [*TRL_IDS_TRAINER.splitlines(), "", ""]
+        train += [f'model_id = "{hub}"',
+                  f'dataset = load_dataset("{repo_id}", split="train")',
+                  "model = AutoModelForCausalLM.from_pretrained(model_id)",
+                  "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+                  f"trainer = {trainer}(",
+                  "    model=model,",
+                  f"    args={config},  # add use_cpu=True on a machine without a GPU",
+                  "    train_dataset=dataset,",
+                  "    processing_class=tokenizer,",
+                  ")",
+                  "trainer.train()",
+                  "```", ""]
+        if s.tokenized:
+            train.append("Stock `DPOTrainer` (TRL 1.16) would tokenize `prompt + chosen` and `prompt + rejected` again "
+                         "and append the end-of-sequence token to both: right after a pivot that token carries most "
+                         "of each completion's log-probability, so the pair would mostly teach when to stop. "
+                         "`TokenIdsDPOTrainer` trains on the measured ids, one token each. `max_length=None`: "
+                         "truncation could cut the pivot token off a long context.")
+        else:
+            train.append("TRL tokenizes the completions again and closes each with an end-of-sequence or end-of-turn "
+                         "token, which is trained too; the exact token ids are in `metadata` where the file has them.")
         return ["### Load", ""] + load + ["", "### Train with TRL", ""] + train
     if s.fmt == STEERING:
         layer = s.extra.get("layer", "STEERING_LAYER")
@@ -863,20 +911,21 @@ def _usage(s: FileSummary, repo_id: str, model: str | None, filename: str) -> li
                    "tokenizer = AutoTokenizer.from_pretrained(model_id)",
                    'messages = [{"role": "user", "content": "What is 17 * 23? Think step by step."}]',
                    "response = autothink_decode(model, tokenizer, messages, {",
-                   f'    "steering_dataset": "{repo_id}",',
-                   f'    "target_layer": {layer},',
+                   f'    "steering_dataset": "{repo_id}",  # or a local folder holding only the JSONL file',
+                   f'    "target_layer": {layer},  # the vectors\' steering_layer: optillm ignores that field',
                    "})",
                    "print(response)",
                    "```"]
         return (["### Load", ""] + load + ["", "### Steer generation with optillm AutoThink", ""] + optillm
-                + ["", "`target_layer` must be the layer the vectors were read at (`steering_layer`)."])
+                + ["", "optillm (0.4.0) reads the vectors with `datasets.load_dataset(steering_dataset)` and adds "
+                   "each one (it ignores `is_positive`; these vectors already point toward success) at "
+                   "`target_layer`, which must be the layer the vectors were read at (`steering_layer`)."])
     if s.fmt == CRITICAL:
         return ["### Load", ""] + load + ["```"]
     # control vector
     lines = ["### Download", "", "```bash", f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
              "```", "", "### Steer generation with llama.cpp", "", "```bash",
-             f'llama-cli -m MODEL.gguf --control-vector {filename} -p "What is 17 * 23? Think step by step."',
-             f'llama-cli -m MODEL.gguf --control-vector-scaled {filename} 0.5 -p "..."   # weaker',
+             *(c.format(file=filename) for c in LLAMA_CPP_COMMANDS),
              "```", "",
              "`MODEL.gguf` must be the model the vector was built from"
              + (f" (`{model}`)" if model else "") + "; a negative scale steers the other way.",
