@@ -220,7 +220,7 @@ def child_ceiling(args: argparse.Namespace) -> None:
 
 
 def child_verify(args: argparse.Namespace) -> None:
-    """Re-estimate each reported pivot with verify_factor x num_samples rollouts on the pts HF engine."""
+    """Re-estimate each reported pivot with --judge-samples fresh rollouts per end on the pts HF engine."""
     import random
     from concurrent.futures import ThreadPoolExecutor
 
