@@ -209,7 +209,7 @@ def test_rg_is_deterministic_and_seeded():
 
 def test_default_dataset():
     tasks = load_tasks(DEFAULT_DATASET)
-    assert len(tasks) == 10 and tasks[0].task_type == "rg:chain_sum"
+    assert len(tasks) == 6 and tasks[0].task_type == "rg:chain_sum"
     assert all(len(t.reference["metadata"]["expression"].split()) == 3 for t in tasks)
 
 
