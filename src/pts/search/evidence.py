@@ -118,19 +118,20 @@ class PooledEstimator(SuccessEstimator):
         super().__init__(*args, **kwargs)
         self.evidence = PrefixEvidence(solutions)
         self.salt = salt
+        # Whether a prefix ends the response never changes: decode and ask the oracle once per prefix.
+        self._ends: dict[Prefix, Estimate | None] = {}
 
     def add(self, start: Prefix, rollouts: Sequence[Rollout], oks: Sequence[bool], *, fresh: bool) -> None:
         for rollout, ok in zip(rollouts, oks):
             self.evidence.add(start, rollout.token_ids, ok, fresh=fresh)
 
     def _terminal(self, prefix: Prefix) -> Estimate | None:
-        est = self.cache.get(prefix)
-        if est is None:
+        """The exact estimate of a prefix that ends the response, None for one that does not."""
+        if prefix not in self._ends:
             text = self.response_text(prefix)
-            if not self._is_terminal(prefix, text):
-                return None
-            est = self.cache[prefix] = Estimate(int(self._judge(text)), 1, terminal=True)
-        return est
+            self._ends[prefix] = (Estimate(int(self._judge(text)), 1, terminal=True)
+                                  if self._is_terminal(prefix, text) else None)
+        return self._ends[prefix]
 
     def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,  # type: ignore[override]
                  exclude: Outcome | Sequence[Outcome | None] | None = None) -> list[Estimate]:

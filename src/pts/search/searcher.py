@@ -226,7 +226,7 @@ class PivotalTokenSearcher:
         first = sorted(before.first_tokens.items(), key=lambda kv: (-kv[1][0], kv[0]))
         reported = s.confidence or REPORTED_CONFIDENCE
         delta = after.p - before.p
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any]
         if verdict is not None and search is not None:
             extra = dict(verified=True, delta_ci=list(verdict.interval), delta_ci_level=verdict.level,
                          candidate={"prob_before": search.before.p, "prob_after": search.after.p,

@@ -78,7 +78,7 @@ class Candidate:
 
 
 def futile(before: Estimate, after: Estimate, threshold: float, cap: int, level: float,
-           power: float = 0.1) -> bool:
+           power: float = FUTILITY_POWER) -> bool:
     """True when the candidate is unlikely to be kept by the cap.
 
     If the true change were the current estimate, the change measured with
@@ -140,6 +140,7 @@ def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, thres
         afters = [candidates[k].context + (candidates[k].token_id,) for k in pending]
         estimator.estimate(befores, samples=target)
         estimator.estimate(afters, samples=target)
+        # Read both ends again: one candidate's after can be another's before, topped up by the second call.
         still = []
         for k, before, after in zip(pending, estimator.estimate(befores, samples=target),
                                     estimator.estimate(afters, samples=target)):
