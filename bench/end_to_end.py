@@ -230,7 +230,7 @@ def child_verify(args: argparse.Namespace) -> None:
     from pts.records import stable_seed
     from pts.runner import RunConfig
     from pts.search.estimate import SuccessEstimator
-    from pts.metrics import wilson_interval
+    from pts.stats import wilson_interval
     from pts.search.searcher import SearchSettings, opens_think_block
     from pts.store import read_jsonl
 

@@ -18,9 +18,8 @@ from pts.evaluate import (
     compare,
     evaluate,
     load_model_or_adapter,
-    pass_at_k,
-    sign_test,
 )
+from pts.stats import pass_at_k, sign_test
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Task

@@ -34,7 +34,7 @@ from pts.export.steering import (
     pattern_scores,
     steering_records,
 )
-from pts.metrics import newcombe_interval, wilson_interval
+from pts.stats import newcombe_interval, wilson_interval
 from pts.records import ORIGINAL_FIELDS, FirstToken
 from pts.runner import RunConfig, run
 from pts.store import read_jsonl

@@ -26,9 +26,8 @@ from typing import Any
 from pts import options
 from pts.engines.base import GREEDY_BELOW, Engine, RolloutRequest, SamplingParams
 from pts.errors import PTSError
-from pts.metrics import pass_at_k
 from pts.records import stable_seed
-from pts.metrics import wilson_interval
+from pts.stats import paired_mean_interval, pass_at_k, sign_test, wilson_interval
 from pts.search.searcher import build_prompt_ids, opens_think_block
 from pts.tasks.task import Task
 
@@ -373,21 +372,11 @@ def compare(a: EvalResult, b: EvalResult) -> PairedComparison:
         raise PTSError("a paired comparison needs both models evaluated on the same queries")
     diffs = [qb.c / qb.n - qa.c / qa.n for qa, qb in zip(a.queries, b.queries)]
     n = len(diffs)
-    mean = sum(diffs) / n if n else 0.0
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
-    half = 1.959964 * sd / math.sqrt(n) if n else 0.0
+    mean, interval = paired_mean_interval(diffs, 0.95)
     better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    return PairedComparison(a.model_id, b.model_id, n, a.accuracy, b.accuracy, mean, (mean - half, mean + half),
+    return PairedComparison(a.model_id, b.model_id, n, a.accuracy, b.accuracy, mean, interval,
                             better, worse, n - better - worse, sign_test(better, worse))
 
-
-def sign_test(wins: int, losses: int) -> float:
-    """Exact two-sided binomial sign test p-value for ``wins`` vs ``losses`` (ties dropped)."""
-    m = wins + losses
-    if m == 0:
-        return 1.0
-    tail = sum(math.comb(m, i) for i in range(min(wins, losses) + 1)) / 2**m
-    return min(1.0, 2 * tail)
 
 
 def load_model_or_adapter(spec: str, device: str = "auto", dtype: str = "auto", *, base_model: str | None = None):

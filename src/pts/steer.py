@@ -51,7 +51,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from pts.errors import PTSError
 from pts.export.steering import decoder_layers
 from pts.records import stable_seed
 from pts.runner import DEFAULT_MODEL
+from pts.stats import paired_bootstrap_interval
 from pts.store import atomic_write, check_output_path, read_jsonl
 from pts.tasks.sources import DEFAULT_DATASET
 
@@ -956,21 +956,11 @@ class SteerReport:
         per_query: dict[int, list[float]] = {}
         for p in self.pairs:
             per_query.setdefault(p.task_index, []).append(float(bool(p.steered_correct)) - float(bool(p.base_correct)))
-        diffs = [(sum(d), len(d)) for d in per_query.values()]
-        if not diffs:
-            return 0.0, 0.0
-        rng = random.Random(self.seed)
-        stats = []
-        for _ in range(resamples):
-            pick = [diffs[rng.randrange(len(diffs))] for _ in diffs]
-            stats.append(sum(s for s, _ in pick) / sum(c for _, c in pick))
-        stats.sort()
-        lo = stats[math.floor((1 - confidence) / 2 * (resamples - 1))]
-        hi = stats[math.ceil((1 + confidence) / 2 * (resamples - 1))]
-        return lo, hi
+        groups = [(sum(d), len(d)) for d in per_query.values()]
+        return paired_bootstrap_interval(groups, resamples=resamples, confidence=confidence, seed=self.seed)
 
     def format(self) -> str:
-        from pts.metrics import wilson_interval
+        from pts.stats import wilson_interval
 
         b_lo, b_hi = wilson_interval(self.base_correct, self.n, CONFIDENCE)
         s_lo, s_hi = wilson_interval(self.steered_correct, self.n, CONFIDENCE)

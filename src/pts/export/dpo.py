@@ -65,7 +65,7 @@ from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.export.records import Pivot, chat_messages
-from pts.metrics import newcombe_interval, wilson_interval
+from pts.stats import newcombe_interval, wilson_interval
 from pts.records import stable_seed
 from pts.tasks.task import Task
 

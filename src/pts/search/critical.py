@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pts.engines.base import GREEDY_BELOW, Engine, Rollout, RolloutRequest, SamplingParams
-from pts.metrics import pass_at_k
+from pts.stats import pass_at_k
 from pts.records import stable_seed
 from pts.search.estimate import Estimate, Prefix, SuccessEstimator
 

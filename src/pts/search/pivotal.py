@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
-from pts.metrics import wilson_interval
+from pts.stats import wilson_interval
 from pts.search.estimate import Estimate
 
 SplitAt = Literal["logprob", "middle"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Sequence
 
-from pts.metrics import newcombe_interval, wilson_interval
+from pts.stats import newcombe_interval, wilson_interval
 from pts.search.estimate import Estimate, Prefix
 from pts.search.evidence import PooledEstimator
 from pts.search.pivotal import interval

@@ -1,8 +1,15 @@
-"""Small statistics shared by search, evaluation and reports."""
+"""The statistics of pts, in one place: pass@k, binomial intervals, paired tests.
+
+Search (Wilson, Newcombe), verification, evaluation (pass@k, paired mean
+interval, sign test) and steering (paired bootstrap) all use these; nothing
+here imports the rest of pts.
+"""
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Sequence
 from statistics import NormalDist
 
 
@@ -47,3 +54,40 @@ def newcombe_interval(p_before: float, ci_before: tuple[float, float],
     lo = d - math.hypot(p_after - ci_after[0], ci_before[1] - p_before)
     hi = d + math.hypot(ci_after[1] - p_after, p_before - ci_before[0])
     return max(-1.0, lo), min(1.0, hi)
+
+
+def paired_mean_interval(diffs: Sequence[float], confidence: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean of paired differences and its normal-approximation interval (t-free; many pairs assumed)."""
+    n = len(diffs)
+    mean = sum(diffs) / n if n else 0.0
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * sd / math.sqrt(n) if n else 0.0
+    return mean, (mean - half, mean + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial sign test p-value for ``wins`` vs ``losses`` (ties dropped)."""
+    m = wins + losses
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(wins, losses) + 1)) / 2**m
+    return min(1.0, 2 * tail)
+
+
+def paired_bootstrap_interval(groups: Sequence[tuple[float, int]], *, resamples: int, confidence: float,
+                              seed: int) -> tuple[float, float]:
+    """Percentile interval of a ratio of sums, resampling whole groups (e.g. queries with all their samples).
+
+    ``groups`` holds (sum of the paired differences, number of samples) per group;
+    the statistic is sum of differences / number of samples over the resample.
+    """
+    if not groups:
+        return 0.0, 0.0
+    rng = random.Random(seed)
+    stats = []
+    for _ in range(resamples):
+        pick = [groups[rng.randrange(len(groups))] for _ in groups]
+        stats.append(sum(s for s, _ in pick) / sum(c for _, c in pick))
+    stats.sort()
+    return (stats[math.floor((1 - confidence) / 2 * (resamples - 1))],
+            stats[math.ceil((1 + confidence) / 2 * (resamples - 1))])
