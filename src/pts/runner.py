@@ -28,58 +28,27 @@ from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = options.DEFAULT_MODEL
 
 
-@dataclass
-class RunConfig(SearchSettings):
+@options.config
+class RunConfig(SearchSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
+                options.ResumableOutputOptions, options.RayOptions):
     """Every option of ``pts run``; the CLI flags are these field names with dashes."""
 
-    model: str = DEFAULT_MODEL
-    dataset: str = DEFAULT_DATASET
-    config: str | None = None
-    split: str = "train"
-    query_key: str | None = None
-    answer_key: str | None = None
-    oracle: str | None = None
-    sample_size: int | None = None
-    max_examples: int | None = 100
-    max_pairs: int | None = None
-    output_path: str = "pivotal_tokens.jsonl"
-    engine: str = "hf"
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 64
-    parallel: int = 4
-    resume: bool = True
-    overwrite: bool = False
-    debug: bool = False
-    progress: bool = True
-    ray: str | None = None
-    ray_workers: int = 2
-    ray_num_cpus: float = 1.0
-    ray_num_gpus: float = 0.0
+    max_examples: int | None = options.override(100, help="search at most this many queries")
+    output_path: str = options.override("pivotal_tokens.jsonl", help="JSONL file the pivotal tokens are appended to")
+    max_pairs: int | None = options.option(None, "stop once this many pivotal tokens have been found",
+                                           check="count")
+    parallel: int = options.option(4, "queries searched at once (per Ray worker with --ray); their rollouts share "
+                                      "engine calls", check="count")
+    debug: bool = options.option(False, "print every rollout with its verdict")
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
-        options.finite(self)
-        options.unit_interval(self, "prob_threshold", "min_prob", "max_prob")
-        options.sampling(self)
-        if self.prob_threshold == 0:
-            raise PTSError("--prob-threshold must be greater than 0")
+        options.check(self)
         if self.min_prob > self.max_prob:
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
-        options.at_least_one(self, "num_samples", "max_new_tokens", "batch_size", "max_generations", "parallel",
-                             "sample_size", "max_examples", "max_pairs")
-        options.at_least_one(self, "verify_samples")
-        for name in ("confidence", "verify_confidence"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < value < 1.0:
-                raise PTSError(f"{options.flag(name)} must be between 0 and 1 (exclusive), got {value}")
-        if self.split_at not in ("logprob", "middle"):
-            raise PTSError(f"--split-at must be 'logprob' or 'middle', got {self.split_at!r}")
-        if self.engine not in ("hf", "vllm"):
-            raise PTSError(f"--engine must be 'hf' or 'vllm', got {self.engine!r}")
         if self.ray is not None:
             from pts.distributed import check_ray_options
 

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from pts import options
 from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import FirstToken, PivotalToken, stable_seed
 from pts.search.estimate import Estimate, SuccessEstimator
@@ -20,30 +21,33 @@ log = logging.getLogger(__name__)
 REPORTED_CONFIDENCE = 0.95
 
 
-@dataclass
-class SearchSettings:
+@options.config(group="search")
+class SearchSettings(options.SamplingOptions, options.PromptOptions):
     """Options of the search itself; names and defaults follow the original PTS tool."""
 
-    prob_threshold: float = 0.2
-    num_samples: int = 10
-    max_new_tokens: int = 512
-    max_generations: int = 10
-    min_prob: float = 0.2
-    max_prob: float = 0.8
-    split_at: SplitAt = "logprob"
-    early_stop: bool = True
-    system_prompt: str | None = None
-    chat_template: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
-    seed: int = 42
-    confidence: float | None = None
-    pool: bool = True
-    verify: bool = True
-    verify_samples: int = 64
-    verify_confidence: float = 0.95
+    prob_threshold: float = options.option(0.2, "minimum change in p(success) that makes a token pivotal",
+                                           check="half_open_unit")
+    num_samples: int = options.option(10, "rollouts per estimate of p(success | prefix)", check="count")
+    max_generations: int = options.option(10, "sampled solutions searched per query", check="count")
+    min_prob: float = options.option(0.2, "search only queries whose initial p(success) is at least this",
+                                     check="unit")
+    max_prob: float = options.option(0.8, "search only queries whose initial p(success) is at most this",
+                                     check="unit")
+    split_at: SplitAt = options.option("logprob", "where segments are split: cumulative log-prob midpoint (Phi-4) "
+                                                  "or token middle")
+    confidence: float | None = options.option(
+        None, "adaptive sampling: estimate in rounds until a Wilson interval at this level settles each segment "
+              "(--num-samples is then the cap); off when omitted", check="open_unit")
+    pool: bool = options.option(True, "count every rollout that passed through a prefix in its estimate "
+                                      "(--no-pool: only rollouts drawn there)")
+    verify: bool = options.option(True, "re-measure every candidate with fresh rollouts before writing it "
+                                        "(--no-verify: write every candidate the subdivision flags, the original "
+                                        "tool's way)")
+    verify_samples: int = options.option(64, "verification: the most rollouts per end (before and after the token) "
+                                             "spent on one candidate", check="count")
+    verify_confidence: float = options.option(
+        0.95, "verification: keep a candidate once the interval of its change at this level lies beyond the "
+              "threshold; drop it once it lies inside or the cap is reached", check="open_unit")
 
     def decider(self, estimate_positions) -> PointDecider:
         """Fixed ``num_samples`` per estimate, or adaptive rounds when a ``confidence`` is set."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pts import options
 from pts.errors import PTSError
 from pts.tasks.oracles import (
     ExactMatchOracle,
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 # Six easy one-digit sums: what the embedded model solves often but not always. Six keeps the default
 # `pts run` (about half of them in range, every candidate verified) to a few minutes on a 2-core CPU;
 # docs/benchmarks.md has the command for a larger run.
-DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=6"
+DEFAULT_DATASET = options.DEFAULT_DATASET
 
 QUERY_KEYS = ("question", "query", "instruction", "problem", "prompt")
 ANSWER_KEYS = ("answer", "output", "solution", "response", "canonical_solution")
