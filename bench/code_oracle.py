@@ -10,7 +10,7 @@ replaced by ``return None`` (328 distinct programs, so no cache hits) through a 
 rlimits only) and each pool size in ``--workers``: executions per second and the median
 time of one execution.
 
-Part 2, a real run: ``pts run`` (in-process, :func:`pts.runner.run`) on the HumanEval
+Part 2, a real run: ``pts run`` (in-process, :func:`pts.jobs.run.run`) on the HumanEval
 problems named by ``--ids`` with the embedded model, then the oracle's counters: rollouts
 judged, executions, cache hit rate, and the time spent executing (summed over the
 search threads) against the run's wall time.
@@ -79,7 +79,7 @@ def time_executions(isolation: str, workers: int) -> dict:
 
 def real_run(args: argparse.Namespace) -> dict:
     """A small ``pts run`` on HumanEval with the embedded model; the oracle's counters afterwards."""
-    from pts.runner import RunConfig, run
+    from pts.jobs.run import RunConfig, run
 
     sandbox._isolation = None
     wanted = args.ids.split(",")

@@ -135,7 +135,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def run_config(args: argparse.Namespace, mode: str, spec: str, output: Path):
     """The RunConfig of ``mode``; everything the bench does not set is RunConfig's default (what `pts run` does)."""
-    from pts.runner import RunConfig
+    from pts.jobs.run import RunConfig
 
     common = {"model": args.model, "dataset": spec, "max_examples": args.queries, "num_samples": args.num_samples,
               "max_new_tokens": args.max_new_tokens, "max_generations": args.max_generations,
@@ -174,7 +174,7 @@ def child_mode(args: argparse.Namespace, mode: str) -> None:
         engine = HFEngine.from_loaded(loaded, batch_size=config.batch_size)
     load_s = time.perf_counter() - t0
 
-    from pts.runner import run
+    from pts.jobs.run import run
 
     cpu0 = cpu_seconds()
     summary = run(config, engine=engine, tasks=tasks)
@@ -228,7 +228,7 @@ def child_verify(args: argparse.Namespace) -> None:
     from pts.engines.hf import HFEngine
     from pts.models import load_model
     from pts.records import stable_seed
-    from pts.runner import RunConfig
+    from pts.jobs.run import RunConfig
     from pts.search.estimate import SuccessEstimator
     from pts.stats import wilson_interval
     from pts.search.searcher import SearchSettings, opens_think_block

@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from pts.runner import RunConfig, run
+    from pts.jobs.run import RunConfig, run
 
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

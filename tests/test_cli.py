@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pts.cli import build_parser
-from pts.runner import RunConfig
+from pts.jobs.run import RunConfig
 
 
 def pts(*args, cwd):

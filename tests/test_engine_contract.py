@@ -275,7 +275,7 @@ def test_hf_location_gives_vllm_a_plain_hf_directory(embedded_loaded, tmp_path):
 
 
 def test_engine_option_is_validated():
-    from pts.runner import RunConfig
+    from pts.jobs.run import RunConfig
 
     with pytest.raises(PTSError, match="--engine"):
         RunConfig(engine="tgi").validate()
@@ -297,7 +297,7 @@ if not HAVE_VLLM:
 
     def test_missing_vllm_is_a_one_line_error(monkeypatch):
         from pts.engines.vllm import MISSING_VLLM, VLLMEngine
-        from pts.runner import RunConfig
+        from pts.jobs.run import RunConfig
 
         with pytest.raises(PTSError) as err:
             VLLMEngine.from_spec("smollm2-135m")
@@ -310,7 +310,7 @@ else:
     @pytest.mark.slow
     def test_vllm_search_end_to_end(vllm_case, tmp_path):
         """A small ``pts run`` on the vLLM engine: the search runs on it unchanged and writes records."""
-        from pts.runner import RunConfig, run
+        from pts.jobs.run import RunConfig, run
         from pts.store import read_jsonl
 
         out = tmp_path / "pivots.jsonl"

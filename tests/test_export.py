@@ -10,7 +10,9 @@ import torch
 from pts.cli import main as cli_main
 from pts.engines.fake import FakeEngine, PassFailOracle, token
 from pts.errors import PTSError
-from pts.export import ExportConfig, export, read_pivots
+from pts.export.records import read_pivots
+from pts.jobs.export import ExportConfig
+from pts.jobs.export import run as export
 from pts.export.control_vector import read_control_vector, write_control_vector
 from pts.export.dpo import (
     CounterpartFinder,
@@ -36,7 +38,7 @@ from pts.export.steering import (
 )
 from pts.stats import newcombe_interval, wilson_interval
 from pts.records import ORIGINAL_FIELDS, FirstToken
-from pts.runner import RunConfig, run
+from pts.jobs.run import RunConfig, run
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Oracle, Task
@@ -465,7 +467,7 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
     out = tmp_path / "steer.jsonl"
     summary = export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
                      loaded=embedded_loaded)
-    assert "target_layer=18" in summary.format_text()
+    assert "target_layer=18" in summary.format()
     rows = read_jsonl(out)
     model, tok = embedded_loaded.model, embedded_loaded.tokenizer
     layers = default_layers(model.config.num_hidden_layers)

@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 
 from pts.distributed import MAX_TRIES, WorkerPool
 from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario, token
-from pts.runner import RunConfig, run
+from pts.jobs.run import RunConfig, run
 from pts.store import progress_path, read_jsonl
 from pts.tasks.task import Task
 
@@ -118,7 +118,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import test_ray
 from ray import cloudpickle
-from pts.runner import run
+from pts.jobs.run import run
 cloudpickle.register_pickle_by_value(test_ray)
 run(test_ray.ray_config(sys.argv[1], sys.argv[2], ray_workers=2),
     test_ray.Engine(delay=0.05), test_ray.QUERIES)

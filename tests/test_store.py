@@ -13,7 +13,7 @@ import pytest
 
 from pts.engines.fake import BranchingFakeEngine, FakeEngine, PassFailOracle, planted_scenario, token
 from pts.errors import PTSError
-from pts.runner import RunConfig, run
+from pts.jobs.run import RunConfig, run
 from pts.store import OutputLock, RunStore, check_writable, lock_path, progress_path, read_jsonl
 from pts.tasks.task import Task
 
@@ -178,7 +178,7 @@ def test_parallel_queries_merge_engine_calls_without_changing_results(tmp_path):
 SLOW_WRITER = """
 import os, sys, time
 from pts.engines.fake import FakeEngine, PassFailOracle, token
-from pts.runner import RunConfig, run
+from pts.jobs.run import RunConfig, run
 from pts.tasks.task import Task
 
 class Slow(FakeEngine):

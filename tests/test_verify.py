@@ -11,7 +11,7 @@ import pytest
 from pts.engines.base import RolloutRequest, SamplingParams
 from pts.engines.fake import BranchingFakeEngine, PassFailOracle, token
 from pts.records import PivotalToken
-from pts.runner import RunConfig, run
+from pts.jobs.run import RunConfig, run
 from pts.search.evidence import Outcome, PooledEstimator, PrefixEvidence
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.search.verify import Candidate, rounds, settle, verify

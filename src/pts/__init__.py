@@ -7,7 +7,7 @@
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 from pts.records import PivotalToken
-from pts.runner import RunConfig, RunSummary, run
+from pts.jobs.run import RunConfig, RunSummary, run
 from pts.search.pivotal import find_pivots, subdivide
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.tasks.task import Oracle, Task

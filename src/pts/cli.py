@@ -18,7 +18,7 @@ from pts.errors import PTSError
 def __getattr__(name: str) -> Any:
     # Transitional: commands not yet declared with pts.options read run's help texts from RunConfig's fields.
     if name == "RUN_HELP":
-        from pts.runner import RunConfig
+        from pts.jobs.run import RunConfig
 
         return {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
     raise AttributeError(name)
@@ -71,7 +71,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, help_text:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pts.runner import RunConfig
+    from pts.jobs.run import RunConfig
 
     parser = _Parser(prog="pts", description="Pivotal Token Search: find the tokens where a model's "
                                              "reasoning succeeds or fails.")
@@ -112,7 +112,7 @@ def config_from(args: argparse.Namespace, cls: type) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pts.runner import RunConfig, run
+    from pts.jobs.run import RunConfig, run
 
     summary = run(options.config_from(args, RunConfig))
     print(summary.format())

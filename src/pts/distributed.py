@@ -22,7 +22,7 @@ import os
 from collections import Counter, deque
 from typing import Any, Callable
 
-from pts.errors import PTSError
+from pts.errors import PTSError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def connect(address: str) -> bool:
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise PTSError(f"cannot reach the Ray cluster at {address!r}: {first}") from None
     return True
 
 
 class SearchWorker:
-    """One engine and searcher in a Ray actor; ``search`` runs one query (see :func:`pts.runner.search_one`)."""
+    """One engine and searcher in a Ray actor; ``search`` runs one query (see :func:`pts.jobs.run.search_one`)."""
 
     def __init__(self, config: Any, engine: Any = None) -> None:
         from pts.engines.coalesce import CoalescingEngine
-        from pts.runner import context_length, make_engine
+        from pts.jobs.run import context_length, make_engine
         from pts.search.searcher import PivotalTokenSearcher
 
         # An error here is kept for describe(): Ray reports a failed constructor only as text, a failed
@@ -97,7 +97,7 @@ class SearchWorker:
                 "node_id": ray.get_runtime_context().get_node_id()}
 
     def search(self, task: Any) -> Any:
-        from pts.runner import search_one
+        from pts.jobs.run import search_one
 
         self.shared.join()
         try:
@@ -145,7 +145,7 @@ class WorkerPool:
         except self.ray.exceptions.RayTaskError as e:
             raise _cause(e) from None
         except self.ray.exceptions.RayActorError as e:
-            raise PTSError(f"a Ray worker could not start its engine: {_first_line(e)}") from None
+            raise PTSError(f"a Ray worker could not start its engine: {first_line(e)}") from None
 
     def search(self, tasks: list[Any], record: Callable[[Any, Any], None], stop: Callable[[], bool]) -> list[str]:
         """Search ``tasks`` on the workers, calling ``record(task, result)`` here as each finishes.
@@ -194,7 +194,7 @@ class WorkerPool:
         return failed
 
     def _replace(self, slot: int, error: BaseException) -> None:
-        log.warning("a Ray worker died (%s); starting a replacement", _first_line(error))
+        log.warning("a Ray worker died (%s); starting a replacement", first_line(error))
         self.ray.kill(self.workers[slot], no_restart=True)
         self.workers[slot] = self._new_worker()
         self.replaced += 1
@@ -217,6 +217,3 @@ def _cause(error: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else error
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -438,7 +438,6 @@ def make_engine(spec: str, *, engine: str = "hf", device: str = "auto", dtype: s
 
         loaded = load_model_or_adapter(spec, device, dtype, base_model=base_model)
         return HFEngine.from_loaded(loaded, batch_size=batch_size)
-    from pts.runner import RunConfig
-    from pts.runner import make_engine as make_run_engine
+    from pts.engines import create_engine
 
-    return make_run_engine(RunConfig(model=spec, engine=engine, device=device, dtype=dtype, batch_size=batch_size))
+    return create_engine(engine, spec, device=device, dtype=dtype, batch_size=batch_size)

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from pts.errors import PTSError
+from pts.errors import PTSError, first_line
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -228,8 +228,8 @@ def _from_pretrained(where: str, spec: str, hub: bool, dtype: torch.dtype):
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation="sdpa")
     except (OSError, ValueError) as e:
         if hub:
-            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {_first_line(e)}") from None
-        raise PTSError(f"could not load model directory '{spec}': {_first_line(e)}") from None
+            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {first_line(e)}") from None
+        raise PTSError(f"could not load model directory '{spec}': {first_line(e)}") from None
     return model, tok
 
 
@@ -243,7 +243,7 @@ def _load_gguf(path: Path, dtype: torch.dtype):
             tok = AutoTokenizer.from_pretrained(cached)
             model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation="sdpa")
         except (OSError, ValueError) as e:
-            msg = f"the cached copy of '{path}' at {cached} is unreadable ({_first_line(e)}); delete it to rebuild"
+            msg = f"the cached copy of '{path}' at {cached} is unreadable ({first_line(e)}); delete it to rebuild"
             raise PTSError(msg) from None
         return model, tok, cached
     try:
@@ -252,18 +252,13 @@ def _load_gguf(path: Path, dtype: torch.dtype):
     except ImportError as e:
         raise PTSError(f"loading GGUF '{path}' needs the gguf package: pip install gguf ({e})") from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise PTSError(f"could not load GGUF file '{path}': {_first_line(e)}") from None
+        raise PTSError(f"could not load GGUF file '{path}': {first_line(e)}") from None
     model = _unquantized_copy(gguf_model)
     try:
         _write_cache(model, tok, cached)
     except OSError as e:  # the cache only saves time; a read-only or full disk must not stop the run
         warnings.warn(f"could not cache the dequantized model in {cached.parent}: {e}")
     return model, tok, path
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _unquantized_copy(gguf_model):
@@ -353,7 +348,7 @@ def load_adapter(path: str | Path, device: str = "auto", dtype: str = "auto", me
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(base.model, str(p))
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise PTSError(f"could not apply adapter {p} to {base.model_id}: {str(e).strip().splitlines()[0]}") from None
+        raise PTSError(f"could not apply adapter {p} to {base.model_id}: {first_line(e)}") from None
     if merge:
         model = model.merge_and_unload()
     model = model.eval().requires_grad_(False)

@@ -208,21 +208,22 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=help_text)
             continue
         kwargs: dict[str, Any] = {"default": default, "metavar": meta.get("metavar")}
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs["required"] = True
         if typing.get_origin(kind) is typing.Literal:
             kwargs["choices"], kind = list(typing.get_args(kind)), str
         elif meta.get("choices") is not None:
             kwargs["choices"] = list(meta["choices"])
         kwargs["type"] = finite_float if kind is float else kind
-        if many:
-            kwargs["nargs"] = meta.get("nargs") or "+"
+        if many:  # repeated flags add up: --compare A --compare B
+            kwargs["nargs"], kwargs["action"] = meta.get("nargs") or "+", "extend"
         elif meta.get("nargs"):
             kwargs["nargs"], kwargs["const"] = meta["nargs"], meta.get("const")
         if default not in (None, [], ()) and "(default" not in help_text:
             help_text += f" (default: {default})"
         if meta.get("positional"):
-            kwargs.pop("metavar")
-            target.add_argument(f.name, help=help_text, metavar=meta.get("metavar") or f.name.upper(),
-                                **{k: v for k, v in kwargs.items() if k != "default" or many})
+            keep = {k: v for k, v in kwargs.items() if k in ("type", "nargs", "choices", "metavar")}
+            target.add_argument(f.name, help=help_text, **keep)
         else:
             target.add_argument(*flags, dest=f.name, help=help_text, **kwargs)
 
@@ -268,7 +269,7 @@ class EngineOptions:
 
 
 @config(group="data")
-class DataOptions:
+class DatasetOptions:
     dataset: str = option(DEFAULT_DATASET, "dataset: Hub name, local .jsonl/.json/.csv/.parquet, "
                           "rg:<task>[?option=value&...] (reasoning-gym), or humaneval")
     config: str | None = option(None, "Hub dataset config name; for rg: datasets, a JSON object of task options")
@@ -277,17 +278,13 @@ class DataOptions:
     answer_key: str | None = option(None, "field holding the reference answer (auto-detected when omitted)")
     oracle: str | None = option(None, "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, "
                                 "rg:<task>, code, code:<language>); default: chosen per dataset")
+
+
+@config(group="data")
+class DataOptions(DatasetOptions):
     sample_size: int | None = option(None, "randomly sample this many rows from the dataset (seeded)",
                                      check="count")
     max_examples: int | None = option(None, "use at most this many queries (default: all)", check="count")
-
-    def load_tasks(self, seed: int) -> list:
-        """The tasks these options name (see :func:`pts.tasks.sources.load_tasks`)."""
-        from pts.tasks.sources import load_tasks
-
-        return load_tasks(self.dataset, config=self.config, split=self.split, query_key=self.query_key,
-                          answer_key=self.answer_key, sample_size=self.sample_size, max_examples=self.max_examples,
-                          seed=seed, oracle=self.oracle)
 
 
 @config(group="prompt")
@@ -312,12 +309,16 @@ class SamplingOptions:
 @config(group="output")
 class OutputOptions:
     output_path: str | None = option(None, "output file")
-    overwrite: bool = option(False, "start again: delete --output-path (and its progress) first")
     progress: bool = option(True, "show a progress bar")
 
 
 @config(group="output")
-class ResumableOutputOptions(OutputOptions):
+class OverwritableOutputOptions(OutputOptions):
+    overwrite: bool = option(False, "start again: delete --output-path (and its progress) first")
+
+
+@config(group="output")
+class ResumableOutputOptions(OverwritableOutputOptions):
     resume: bool = option(True, "skip items already finished in --output-path; --no-resume insists on a fresh "
                                 "output and is refused when it holds finished items (see --overwrite)")
 

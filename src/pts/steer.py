@@ -62,7 +62,7 @@ from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.export.steering import decoder_layers
 from pts.records import stable_seed
-from pts.runner import DEFAULT_MODEL
+from pts.jobs.run import DEFAULT_MODEL
 from pts.stats import paired_bootstrap_interval
 from pts.store import atomic_write, check_output_path, read_jsonl
 from pts.tasks.sources import DEFAULT_DATASET

@@ -37,7 +37,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pts.cli import RUN_HELP
-    from pts.runner import DEFAULT_MODEL
+    from pts.jobs.run import DEFAULT_MODEL
     from pts.tasks.sources import DEFAULT_DATASET
     from pts.train.contrast import ContrastConfig, LoraSettings
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pts import options
 from pts.errors import PTSError
-from pts.runner import DEFAULT_MODEL
+from pts.jobs.run import DEFAULT_MODEL
 from pts.tasks.sources import ANSWER_KEYS, DEFAULT_DATASET
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def run_critical(config: CriticalConfig, engine=None, tasks: list[Any] | None = 
     ``tasks`` replaces ``config.dataset`` (not with ``--input-path``).
     """
     from pts.records import CriticalToken, FirstToken, stable_seed
-    from pts.runner import RunConfig, _progress, make_engine
+    from pts.jobs.run import RunConfig, _progress, make_engine
     from pts.search.critical import (
         CriticalTokenFinder,
         StagedEstimator,

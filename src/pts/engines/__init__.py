@@ -1,11 +1,41 @@
 """Rollout engines: the protocol lives in :mod:`pts.engines.base`, implementations beside it.
 
-``HFEngine`` is imported lazily so that importing the protocol does not load torch.
+Engines are registered by name (``--engine NAME``) in :data:`ENGINES` and
+imported only when created, so that importing the protocol does not load torch.
+To add one: implement :class:`pts.engines.base.Engine` in a module here, write a
+``create(model, *, device, dtype, batch_size)`` factory beside it, and register
+its import path (see docs/architecture.md).
 """
 
-from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
+from __future__ import annotations
 
-__all__ = ["Engine", "HFEngine", "Rollout", "RolloutRequest", "SamplingParams"]
+import importlib
+
+from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
+from pts.errors import PTSError
+
+__all__ = ["ENGINES", "Engine", "HFEngine", "Rollout", "RolloutRequest", "SamplingParams", "create_engine",
+           "register_engine"]
+
+ENGINES: dict[str, str] = {
+    "hf": "pts.engines.hf:create",  # pts's batched HF engine (CPU, CUDA, MPS)
+    "vllm": "pts.engines.vllm:create",  # vLLM (pts[vllm]); one per GPU
+}
+"""Engine name -> ``module:function`` of its factory."""
+
+
+def register_engine(name: str, factory: str) -> None:
+    """Make ``--engine name`` create engines with ``factory`` (``"package.module:function"``)."""
+    ENGINES[name] = factory
+
+
+def create_engine(name: str, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> Engine:
+    """Load ``model`` into the engine registered as ``name``; ``batch_size`` bounds the rows decoded at once."""
+    if name not in ENGINES:
+        raise PTSError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+    module, _, function = ENGINES[name].partition(":")
+    factory = getattr(importlib.import_module(module), function)
+    return factory(model, device=device, dtype=dtype, batch_size=batch_size)
 
 
 def __getattr__(name: str):

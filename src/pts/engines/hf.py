@@ -485,3 +485,10 @@ def _newline_tokens(tokenizer, size: int) -> torch.Tensor:
         if "\n" in token or "\u010a" in token or "<0x0A>" in token:
             flags[i] = True
     return flags
+
+
+def create(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> HFEngine:
+    """The ``hf`` entry of :data:`pts.engines.ENGINES`: load ``model`` (any pts model spec) and wrap it."""
+    from pts.models import load_model
+
+    return HFEngine.from_loaded(load_model(model, device=device, dtype=dtype), batch_size=batch_size)

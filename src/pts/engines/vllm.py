@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
-from pts.errors import PTSError
+from pts.errors import PTSError, first_line
 from pts.records import stable_seed
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class VLLMEngine:
         vllm = import_vllm()
         platform = _platform_type()
         _check_device(device, platform)
-        from pts.models import _first_line, resolve_dtype  # imports torch; vLLM has already
+        from pts.models import resolve_dtype  # imports torch; vLLM has already
 
         torch_dtype = resolve_dtype(dtype, platform)
         location, model_id = hf_location(model)
@@ -189,7 +189,7 @@ class VLLMEngine:
         try:
             llm = vllm.LLM(**args)
         except (ValueError, OSError, RuntimeError) as e:
-            raise PTSError(f"vLLM could not start on '{model}': {_first_line(e)}") from None
+            raise PTSError(f"vLLM could not start on '{model}': {first_line(e)}") from None
         return cls(llm, tokenizer, model_id)
 
     def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
@@ -362,12 +362,11 @@ def hf_location(spec: str) -> tuple[str, str]:
 def _load_tokenizer(location: str, spec: str):
     from transformers import AutoTokenizer
 
-    from pts.models import _first_line
 
     try:
         tok = AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as e:
-        raise PTSError(f"could not load the tokenizer of '{spec}': {_first_line(e)}") from None
+        raise PTSError(f"could not load the tokenizer of '{spec}': {first_line(e)}") from None
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -431,3 +430,9 @@ def _config_max_len(location: str) -> int | None:
         return None
 
 
+
+
+def create(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> VLLMEngine:
+    """The ``vllm`` entry of :data:`pts.engines.ENGINES`; ``batch_size`` bounds the sequences decoded at once,
+    as it bounds the HF engine's rows."""
+    return VLLMEngine.from_spec(model, device=device, dtype=dtype, max_num_seqs=batch_size)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pts.errors import PTSError
+from pts.errors import PTSError, first_line
 from pts.hub.card import CONTROL_VECTOR, FileSummary, build_card, inspect_file
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def check_repo_id(repo_id: str) -> str:
     try:
         validate_repo_id(rid)
     except HFValidationError as e:
-        reason = str(e).strip().splitlines()[0]
+        reason = first_line(e)
         raise PTSError(f"bad repo id {repo_id!r}: {reason}") from None
     return rid
 

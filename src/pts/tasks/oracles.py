@@ -574,6 +574,11 @@ ORACLES: dict[str, Callable[[], Oracle]] = {
 }
 
 
+def register_oracle(name: str, factory: Callable[[], Oracle]) -> None:
+    """Make ``--oracle name`` judge with a new ``factory()`` oracle (see docs/architecture.md)."""
+    ORACLES[name] = factory
+
+
 def get_oracle(name: str) -> Oracle:
     """Return a new oracle by name: one of ``ORACLES``, ``rg:<reasoning-gym task>`` or
     ``code:<language>`` (``code`` alone is Python).

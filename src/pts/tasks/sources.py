@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pts import options
-from pts.errors import PTSError
+from pts.errors import PTSError, first_line
 from pts.tasks.oracles import (
     ExactMatchOracle,
     MathOracle,
@@ -44,7 +44,7 @@ from pts.tasks.code import CodeOracle
 from pts.tasks.code_data import HUMANEVAL, code_shape, code_task, read_humaneval, row_language
 from pts.tasks.task import Oracle, Task
 
-__all__ = ["DEFAULT_DATASET", "QUERY_KEYS", "ANSWER_KEYS", "ID_KEYS", "SOURCE_KINDS", "load_tasks"]
+__all__ = ["DEFAULT_DATASET", "QUERY_KEYS", "ANSWER_KEYS", "ID_KEYS", "SOURCE_KINDS", "load_tasks", "load_tasks_from", "register_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,13 @@ class SourceKind:
     name: str
     accepts: Callable[[str], bool]
     load: Callable[[LoadRequest], list[Task]]
+
+
+def load_tasks_from(data: options.DatasetOptions, seed: int) -> list[Task]:
+    """The tasks a command's data options name (:class:`pts.options.DataOptions`; see :func:`load_tasks`)."""
+    return load_tasks(data.dataset, config=data.config, split=data.split, query_key=data.query_key,
+                      answer_key=data.answer_key, sample_size=getattr(data, "sample_size", None),
+                      max_examples=getattr(data, "max_examples", None), seed=seed, oracle=data.oracle)
 
 
 def load_tasks(
@@ -210,7 +217,7 @@ def _rg_dataset(task: str, options: dict[str, Any]):
     try:
         return reasoning_gym.create_dataset(task, **options)
     except (AssertionError, TypeError, ValueError) as e:
-        raise PTSError(f"invalid options for rg:{task} ({_short(e)})") from None
+        raise PTSError(f"invalid options for rg:{task} ({first_line(e)})") from None
 
 
 def _load_rg(request: LoadRequest) -> list[Task]:
@@ -230,7 +237,7 @@ def _load_rg(request: LoadRequest) -> list[Task]:
         try:
             entry = dataset[i]
         except Exception as e:  # generators can reject a config only when they run
-            raise PTSError(f"rg:{task} could not generate item {i} ({_short(e)})") from None
+            raise PTSError(f"rg:{task} could not generate item {i} ({first_line(e)})") from None
         answer = str(entry["answer"])
         tasks.append(
             Task(
@@ -338,7 +345,7 @@ def _load_file(request: LoadRequest) -> list[Task]:
     except PTSError:
         raise
     except Exception as e:  # unreadable or corrupt: OSError, UnicodeDecodeError, ArrowInvalid, csv.Error
-        raise PTSError(f"could not read {request.spec}: {_short(e)}") from None
+        raise PTSError(f"could not read {request.spec}: {first_line(e)}") from None
     bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping)), None)
     if bad is not None:
         raise PTSError(f"could not read {request.spec}: record {bad} is not an object with named fields")
@@ -377,7 +384,7 @@ def _load_hub_or_dir(request: LoadRequest) -> list[Task]:
     except Exception as e:  # no network, unknown name, bad split or config, unreadable files
         where = (f"dataset directory {request.spec!r}" if is_dir
                  else f"dataset {request.spec!r} from the Hugging Face Hub")
-        raise PTSError(f"could not load {where}: {_short(e)}") from None
+        raise PTSError(f"could not load {where}: {first_line(e)}") from None
     name = Path(location).name if is_dir else request.spec
     query = {"config": request.config, "split": request.split}
     dataset_id = request.spec + "?" + "&".join(f"{k}={v}" for k, v in query.items() if v is not None)
@@ -603,15 +610,17 @@ def _optillmbench_task(question: str, answer: str, category: Any) -> tuple[str, 
     return prompt, (*judged, task_type)
 
 
-def _short(error: BaseException) -> str:
-    """The first line of an exception message, capped, for one-line errors."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
 
-
-SOURCE_KINDS: tuple[SourceKind, ...] = (
+SOURCE_KINDS: list[SourceKind] = [
     SourceKind("reasoning-gym", lambda spec: spec.startswith("rg:"), _load_rg),
     SourceKind("humaneval (packaged)", lambda spec: spec.lower() == HUMANEVAL, _load_humaneval),
     SourceKind("local file", _is_file_spec, _load_file),
     SourceKind("hub or directory", _is_hub_or_dir_spec, _load_hub_or_dir),
-)
+]
+"""Dataset sources, tried in order; the first whose ``accepts(spec)`` is true loads the spec."""
+
+
+def register_source(kind: SourceKind) -> None:
+    """Add a dataset source, tried before the built-in ones (the catch-all Hub source comes last);
+    see docs/architecture.md."""
+    SOURCE_KINDS.insert(0, kind)

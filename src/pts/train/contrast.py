@@ -48,7 +48,7 @@ from typing import Any, Literal
 from pts import options
 from pts.errors import PTSError
 from pts.records import stable_id
-from pts.runner import DEFAULT_MODEL
+from pts.jobs.run import DEFAULT_MODEL
 from pts.tasks.sources import DEFAULT_DATASET
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from typing import Any
 
 from pts import options
 from pts.engines.coalesce import CoalescingEngine
+from pts.engines import create_engine
 from pts.errors import PTSError
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, build_prompt_ids
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
-from pts.tasks.sources import DEFAULT_DATASET, load_tasks
+from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
@@ -116,20 +117,9 @@ class RunSummary:
 
 
 def make_engine(config: RunConfig):
-    """Load the model and wrap it in the configured rollout engine: ``hf`` (default) or ``vllm``."""
-    if config.engine == "vllm":
-        from pts.engines.vllm import VLLMEngine
-
-        # --batch-size bounds the sequences vLLM decodes at once, as it bounds the HF engine's rows.
-        return VLLMEngine.from_spec(config.model, device=config.device, dtype=config.dtype,
-                                    max_num_seqs=config.batch_size)
-    if config.engine != "hf":
-        raise PTSError(f"unknown engine {config.engine!r}; available: hf, vllm")
-    from pts.engines.hf import HFEngine
-    from pts.models import load_model
-
-    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    return HFEngine.from_loaded(loaded, batch_size=config.batch_size)
+    """Load the model into the configured rollout engine (:func:`pts.engines.create_engine`)."""
+    return create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
+                         batch_size=config.batch_size)
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
@@ -144,10 +134,7 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     config.validate()
     if tasks is None:
         _check_not_dataset(config)
-        tasks = load_tasks(config.dataset, config=config.config, split=config.split,
-                           query_key=config.query_key, answer_key=config.answer_key,
-                           sample_size=config.sample_size, max_examples=config.max_examples,
-                           seed=config.seed, oracle=config.oracle)
+        tasks = load_tasks_from(config, config.seed)
     if not tasks:
         raise PTSError("the dataset has no rows to search")
     _check_unique_ids(tasks)

@@ -1,0 +1,119 @@
+"""``pts eval``: accuracy and pass@k of models on a dataset, paired on the same prompts and seeds.
+
+``run(EvalConfig(...)) -> EvalSummary``. Each model (``model`` and every
+``compare``) is evaluated in turn, one in memory at a time, on the same queries,
+prompts and per-query sampling seeds, so differences are paired query by query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pts import options
+from pts.options import option, override
+
+
+@options.config
+class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOptions, options.PromptOptions,
+                 options.SamplingOptions, options.OutputOptions):
+    """Every option of ``pts eval``."""
+
+    model: str = override(options.DEFAULT_MODEL, help="model to evaluate: alias (smollm2-135m, gemma3-270m), Hub id, "
+                          "local HF directory (e.g. a merged output), .gguf file, or a PEFT/LoRA adapter directory "
+                          "(adapter_config.json; its base model is loaded and the adapter applied)")
+    compare: list[str] = option(default_factory=list, help="more models evaluated on the same queries, prompts and "
+                                "sampling seeds, each compared with --model (and with each other) query by query "
+                                "(paired difference, sign test)", metavar="MODEL")
+    base_model: str | None = option(None, "base model of adapter directories (default: the one recorded in the "
+                                          "adapter)")
+    max_examples: int | None = override(None, help="evaluate at most this many queries (default: all)")
+    num_samples: int | None = option(None, "responses per query; pass@k is reported for k = 1..N "
+                                           "(default: 1 with --greedy, else 4)", check="count")
+    k: list[int] | None = option(None, "report pass@k only for these k (each at most --num-samples)", check="count",
+                                 metavar="K")
+    greedy: bool = option(False, "greedy decoding (temperature 0, one sample per query)")
+    engine: str = override("hf", help="generation engine")
+    output_path: str | None = override(None, help="JSONL file of every response with its token ids, extracted "
+                                       "answer and verdict (one row per sample and model; replaced atomically)")
+    summary_path: str | None = option(None, "JSON file of the summary (and comparisons)")
+
+    def settings(self):
+        """The generation and scoring settings of :func:`pts.evaluate.evaluate`."""
+        from pts.evaluate import EvalSettings
+
+        num_samples = self.num_samples if self.num_samples is not None else (1 if self.greedy else 4)
+        return EvalSettings(
+            num_samples=num_samples, max_new_tokens=self.max_new_tokens,
+            temperature=0.0 if self.greedy else self.temperature, top_p=self.top_p, top_k=self.top_k,
+            min_p=self.min_p, seed=self.seed, system_prompt=self.system_prompt, chat_template=self.chat_template,
+            early_stop=self.early_stop, ks=tuple(self.k) if self.k else None)
+
+    def validate(self) -> None:
+        """Raise PTSError on any option out of range, before anything is loaded or written."""
+        from pts.store import check_output_path
+
+        options.check(self)
+        self.settings().validate()
+        for path in (self.output_path, self.summary_path):
+            if path:
+                check_output_path(path)
+
+
+@dataclass
+class EvalSummary:
+    """Each model's result and the paired comparisons, in the order they were evaluated."""
+
+    results: list[Any] = field(default_factory=list)
+    comparisons: list[Any] = field(default_factory=list)
+    output_path: str | None = None
+    summary_path: str | None = None
+
+    def format(self) -> str:
+        parts = [] if len(self.results) > 1 else [self.results[0].format()]
+        if self.comparisons:
+            parts.append("paired comparison (same queries, prompts and seeds):\n"
+                         + "\n".join("  " + c.format() for c in self.comparisons))
+        if self.output_path:
+            parts.append(f"responses: {self.output_path}")
+        if self.summary_path:
+            parts.append(f"summary: {self.summary_path}")
+        return "\n".join(parts)
+
+
+def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None) -> EvalSummary:
+    """Evaluate ``config.model`` and every ``config.compare`` model; ``echo`` gets each result as it finishes."""
+    from pts.evaluate import compare, evaluate, make_engine
+    from pts.store import atomic_write
+    from pts.tasks.sources import load_tasks_from
+
+    config.validate()
+    settings = config.settings()
+    tasks = load_tasks_from(config, config.seed)
+    specs = list(dict.fromkeys([config.model, *config.compare]))
+    summary = EvalSummary(output_path=config.output_path, summary_path=config.summary_path)
+    for spec in specs:
+        engine = make_engine(spec, engine=config.engine, device=config.device, dtype=config.dtype,
+                             batch_size=config.batch_size, base_model=config.base_model)
+        summary.results.append(evaluate(engine, tasks, settings, progress=config.progress))
+        del engine  # one model in memory at a time
+        if len(specs) > 1 and echo is not None:
+            echo(summary.results[-1].format() + "\n")
+    # Each --compare model against --model, then the --compare models against each other.
+    results = summary.results
+    summary.comparisons = [compare(results[0], r) for r in results[1:]]
+    summary.comparisons += [compare(results[i], results[j])
+                            for i in range(1, len(results)) for j in range(i + 1, len(results))]
+    if config.output_path:
+        with atomic_write(config.output_path) as f:
+            for r in results:
+                for row in r.rows():
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if config.summary_path:
+        blob = {"results": [r.summary() for r in results], "comparisons": [asdict(c) for c in summary.comparisons]}
+        with atomic_write(config.summary_path) as f:
+            json.dump(blob, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    return summary
