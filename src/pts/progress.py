@@ -1,4 +1,4 @@
-"""The per-query progress bar every command shows on stderr (tqdm, imported when a bar is made)."""
+"""The progress bar every command shows on stderr (tqdm, imported when a bar is made)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sys
 from typing import Any
 
 
-def progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
-    """A tqdm bar over ``total`` queries starting at ``initial`` (already done); silent unless ``enabled``."""
+def progress_bar(total: int, enabled: bool, initial: int = 0, *, desc: str = "queries", unit: str = "query") -> Any:
+    """A tqdm bar over ``total`` items starting at ``initial`` (already done); silent unless ``enabled``."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="queries", unit="query", disable=not enabled,
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled,
                 file=sys.stderr, dynamic_ncols=True)
