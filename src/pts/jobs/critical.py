@@ -1,0 +1,438 @@
+"""The ``pts critical`` job: critical tokens of incorrect trajectories by rollout sampling (Lin et al., arXiv 2411.19943).
+
+Trajectories come from a dataset (pts samples ``num_trajectories`` responses
+per query and keeps the ones the oracle rejects) or from ``input_path``, a
+JSONL file of ``{query, answer, response}`` rows. Each is scored token by token
+(``mode="scan"``, the paper's K rollouts at every position, or
+``mode="search"``, the same token from far fewer rollouts) and its critical
+token, with Pass@k with and without it, is appended to ``output_path`` as a
+:class:`pts.records.CriticalToken`. From Python::
+
+    from pts.jobs.critical import CriticalConfig, run
+    summary = run(CriticalConfig(dataset="rg:chain_sum", max_examples=5, rollouts=16))
+    print(summary.format())
+
+The scoring itself is :mod:`pts.search.critical`; this module loads the
+queries, samples the trajectories, runs ``parallel`` queries side by side
+(their rollouts share engine calls), writes the records and resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Generator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pts import options
+from pts.errors import PTSError
+from pts.progress import progress_bar
+from pts.records import CriticalToken, FirstToken, stable_seed
+from pts.jobs.run import DEFAULT_MODEL, RunConfig, make_engine
+from pts.search.critical.alternatives import next_token_source
+from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
+from pts.search.critical.result import CriticalResult
+from pts.search.critical.rounds import run_rounds
+from pts.search.critical.settings import CriticalSettings
+from pts.search.critical.staged import Ask, StagedEstimator
+from pts.search.searcher import build_prompt_ids, opens_think_block
+from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
+from pts.tasks.sources import ANSWER_KEYS, DEFAULT_DATASET, load_tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CriticalConfig:
+    """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
+
+    model: str = DEFAULT_MODEL
+    dataset: str = DEFAULT_DATASET
+    input_path: str | None = None
+    response_key: str = "response"
+    config: str | None = None
+    split: str = "train"
+    query_key: str | None = None
+    answer_key: str | None = None
+    oracle: str | None = None
+    sample_size: int | None = None
+    max_examples: int | None = 100
+    num_trajectories: int = 8
+    max_trajectories: int | None = None
+    min_prob: float = 0.0
+    rollouts: int = 64
+    mode: str = "search"
+    low_threshold: float = 0.05
+    probe_samples: int | None = None
+    verify_stride: int = 1
+    verify_full: int = 2
+    pass_at_k: int | None = None
+    max_new_tokens: int = 512
+    system_prompt: str | None = None
+    chat_template: bool = True
+    early_stop: bool = True
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    seed: int = 42
+    output_path: str = "critical_tokens.jsonl"
+    engine: str = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+    parallel: int = 4
+    resume: bool = True
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
+        options.unit_interval(self, "min_prob")
+        options.sampling(self)
+        self.settings().validate()  # rollouts, mode, low_threshold, probes, verify_*, pass_at_k: checked there
+        options.at_least_one(self, "num_trajectories", "max_new_tokens", "batch_size", "parallel",
+                             "sample_size", "max_examples", "max_trajectories")
+        if self.input_path is not None:
+            path = Path(self.input_path).expanduser()
+            if not path.is_file():
+                raise PTSError(f"input file not found: {self.input_path}")
+            if path.suffix.lower() != ".jsonl":
+                raise PTSError(f"--input-path must be a .jsonl file of {{query, answer, response}} rows, "
+                               f"got {self.input_path}")
+
+    def settings(self) -> CriticalSettings:
+        # The search settings are the fields of the same names, as RunConfig.search_settings() does.
+        return CriticalSettings(**{f.name: getattr(self, f.name) for f in fields(CriticalSettings)})
+
+    def sampling(self):
+        from pts.engines.base import SamplingParams
+
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
+
+    def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
+        """The options that change what a run writes: resuming with other values is refused."""
+        keep = ("input_path", "response_key", "num_trajectories", "min_prob", "rollouts", "mode", "low_threshold",
+                "probe_samples", "verify_stride", "verify_full", "pass_at_k", "max_new_tokens", "system_prompt", "chat_template",
+                "early_stop", "temperature", "top_p", "top_k", "min_p", "seed")
+        return {"model_id": model_id, "dataset_id": dataset_id, **{k: getattr(self, k) for k in keep}}
+
+
+@dataclass
+class _QueryResult:
+    item_id: str
+    status: str  # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room
+    p_initial: float | None = None
+    records: list[CriticalToken] = field(default_factory=list)
+    rollouts: int = 0
+    rollout_tokens: int = 0
+    scoring_rollouts: int = 0
+    pass_at_k_rollouts: int = 0
+
+
+@dataclass
+class CriticalSummary:
+    """Counts of one ``pts critical`` run (this invocation only)."""
+
+    output_path: str
+    mode: str
+    rollouts_k: int
+    analysed: int = 0
+    no_incorrect: int = 0
+    skipped: int = 0
+    correct_inputs: int = 0
+    resumed: int = 0
+    trajectories: int = 0
+    rules: Counter = field(default_factory=Counter)
+    rollouts: int = 0
+    scoring_rollouts: int = 0
+    pass_at_k_rollouts: int = 0
+    rollout_tokens: int = 0
+    seconds: float = 0.0
+    stopped_at_max_trajectories: bool = False
+    with_curves: list[list[float]] = field(default_factory=list, repr=False)
+    without_curves: list[list[float]] = field(default_factory=list, repr=False)
+
+    @property
+    def found(self) -> int:
+        return self.trajectories - self.rules.get("none", 0)
+
+    def mean_pass_at_k(self, which: str) -> list[float]:
+        curves = [c for c in (self.with_curves if which == "with" else self.without_curves) if c]
+        if not curves:
+            return []
+        width = min(len(c) for c in curves)
+        return [sum(c[i] for c in curves) / len(curves) for i in range(width)]
+
+    def add(self, result: _QueryResult) -> None:
+        """Count one finished query."""
+        status = result.status
+        if status == "skipped":
+            self.skipped += 1
+        elif status == "no_incorrect":
+            self.no_incorrect += 1
+        elif status == "correct":
+            self.correct_inputs += 1
+        elif status == "analysed":
+            self.analysed += 1
+        self.trajectories += len(result.records)
+        for r in result.records:
+            self.rules[r.rule] += 1
+            if r.critical_position is not None and r.pass_at_k_with:
+                self.with_curves.append(r.pass_at_k_with)
+                self.without_curves.append(r.pass_at_k_without)
+        self.rollouts += result.rollouts
+        self.scoring_rollouts += result.scoring_rollouts
+        self.pass_at_k_rollouts += result.pass_at_k_rollouts
+        self.rollout_tokens += result.rollout_tokens
+
+    def format(self) -> str:
+        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
+        queries = f"queries: {self.analysed} analysed, {self.no_incorrect} with no incorrect trajectory"
+        if self.skipped:
+            queries += f", {self.skipped} skipped (success rate below --min-prob)"
+        if self.correct_inputs:
+            queries += f", {self.correct_inputs} input responses judged correct (skipped)"
+        lines = [
+            queries + f", {self.resumed} already done",
+            f"trajectories: {self.trajectories} incorrect trajectories scored ({self.mode}, K={self.rollouts_k})",
+            (f"critical tokens: {self.found} found ({self.rules.get('first_zero_then_low', 0)} first_zero_then_low, "
+             f"{self.rules.get('last_zero', 0)} last_zero), {self.rules.get('none', 0)} trajectories without one"),
+        ]
+        with_k, without_k = self.mean_pass_at_k("with"), self.mean_pass_at_k("without")
+        if with_k:
+            ks = sorted({k for k in (1, 4, 16, 64, len(with_k)) if k <= len(with_k)})
+            parts = []
+            for k in ks:
+                w = f"{with_k[k - 1]:.3f}"
+                wo = f"{without_k[k - 1]:.3f}" if len(without_k) >= k else "n/a"
+                parts.append(f"k={k} {w} / {wo}")
+            lines.append(f"Pass@k keeping / replacing the critical token (mean of {len(self.with_curves)}): "
+                         + ", ".join(parts))
+        lines += [
+            (f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
+             f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
+             f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"),
+            f"time: {self.seconds:.1f} s",
+            f"output: {self.output_path}",
+        ]
+        if self.stopped_at_max_trajectories:
+            lines.insert(2, "stopped early: --max-trajectories reached")
+        return "\n".join(lines)
+
+
+def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> CriticalSummary:
+    """Find critical tokens and append them to ``config.output_path``; see the module docstring.
+
+    Bad options, inputs, models or output paths raise PTSError before any file
+    is created. ``engine`` replaces the model given by ``config.model``;
+    ``tasks`` replaces ``config.dataset`` (not with ``input_path``).
+    """
+    config.validate()
+    settings = config.settings()
+    responses: dict[str, Any] | None = None
+    if config.input_path is not None:
+        tasks, responses = _load_input(config)
+    elif tasks is None:
+        tasks = load_tasks(config.dataset, config=config.config, split=config.split, query_key=config.query_key,
+                           answer_key=config.answer_key, sample_size=config.sample_size,
+                           max_examples=config.max_examples, seed=config.seed, oracle=config.oracle)
+    if not tasks:
+        raise PTSError("the dataset has no rows to analyse")
+    check_writable(config.output_path)
+    check_free_space(config.output_path)
+    lock = OutputLock(config.output_path)  # before the model loads: a second writer is refused at once
+    try:
+        engine = engine or make_engine(RunConfig(model=config.model, engine=config.engine, device=config.device,
+                                                 dtype=config.dtype, batch_size=config.batch_size))
+        store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
+                         resume=config.resume, overwrite=config.overwrite, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    if settings.pass_at_k_samples and next_token_source(engine) is None:
+        log.warning("engine %s gives no next-token distribution: Pass@k without the critical token is skipped",
+                    type(engine).__name__)
+    summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
+    queries = _Queries(config, settings, engine, responses, summary)
+    todo = [t for t in tasks if not store.is_done(t.item_id)]
+    summary.resumed = len(tasks) - len(todo)
+    bar = progress_bar(len(tasks), config.progress, summary.resumed)
+    start = time.perf_counter()
+
+    def finish(_: int, result: _QueryResult) -> None:
+        if result.status != "no_room":
+            store.write_item(result.item_id, [r.to_dict() for r in result.records],
+                             {"status": result.status, "p_initial": result.p_initial,
+                              "trajectories": len(result.records), "rollouts": result.rollouts})
+        summary.add(result)
+        summary.seconds = time.perf_counter() - start
+        bar.update(1)
+        bar.set_postfix_str(f"trajectories {summary.trajectories}, critical {summary.found}, "
+                            f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s")
+
+    try:
+        # Up to --parallel queries at a time, their rollouts in shared engine calls; none started once
+        # --max-trajectories is used up.
+        run_rounds(engine, (queries.steps(t) for t in todo), parallel=config.parallel,
+                   admit=lambda: not summary.stopped_at_max_trajectories, on_done=finish)
+    finally:
+        bar.close()
+        store.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+class _Queries:
+    """What the queries of one run share, and :meth:`steps`, the step generator of one query."""
+
+    def __init__(self, config: CriticalConfig, settings: CriticalSettings, engine: Any,
+                 responses: dict[str, Any] | None, summary: CriticalSummary) -> None:
+        self.config = config
+        self.settings = settings
+        self.engine = engine
+        self.tok = engine.tokenizer
+        self.params = config.sampling()
+        self.responses = responses  # item id -> input response (text or token ids); None: sample trajectories
+        self.summary = summary
+        self.room = config.max_trajectories  # trajectories still allowed; None = no limit
+        p = self.params
+        self.search_info = {"rollouts": settings.rollouts, "probe_samples": settings.probe,
+                            "verify_stride": settings.verify_stride, "verify_full": settings.verify_full,
+                            "low_threshold": settings.low_threshold,
+                            "pass_at_k": settings.pass_at_k_samples, "max_new_tokens": config.max_new_tokens,
+                            "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+                            "min_p": p.min_p, "early_stop": config.early_stop, "seed": config.seed}
+
+    def allocate(self, n: int) -> int:
+        """Up to ``n`` of the trajectories --max-trajectories still allows."""
+        if self.room is None:
+            return n
+        granted = min(n, self.room)
+        self.room -= granted
+        if self.room == 0:
+            self.summary.stopped_at_max_trajectories = True
+        return granted
+
+    def steps(self, task: Any) -> Generator[list[Ask], None, _QueryResult]:
+        """One query: its incorrect trajectories (sampled, or the input response), scored, as records."""
+        config, tok = self.config, self.tok
+        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt)
+        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
+        seed = stable_seed(config.seed, task.dataset_id, task.item_id)
+        out = _QueryResult(task.item_id, "analysed")
+        budget = config.max_new_tokens
+        if self.responses is None:
+            sampler = StagedEstimator(self.engine, task, prompt_ids, self.params, num_samples=config.num_trajectories,
+                                      max_new_tokens=budget, seed=stable_seed(seed, "trajectories"),
+                                      judge_prefix=judge_prefix, early_stop=config.early_stop, keep_rollouts=True)
+            yield [(sampler, {(): config.num_trajectories})]
+            out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
+            out.p_initial = sampler.cache[()].p
+            if out.p_initial < config.min_prob - 1e-9:
+                out.status = "skipped"
+                return out
+            trajectories = incorrect_trajectories(task, sampler.drawn.get((), []), judge_prefix,
+                                                  decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True))
+            if not trajectories:
+                out.status = "no_incorrect"
+                return out
+        else:
+            ids = _response_ids(tok, self.engine, self.responses[task.item_id])
+            if task.judge(judge_prefix + tok.decode(ids, skip_special_tokens=True)):
+                out.status = "correct"
+                return out
+            trajectories = [tuple(ids)]
+            budget = max(budget, len(ids))
+        granted = self.allocate(len(trajectories))
+        if granted == 0:
+            out.status = "no_room"
+            return out
+        finder = CriticalTokenFinder(self.engine, task, prompt_ids, self.params, self.settings, max_new_tokens=budget,
+                                     seed=seed, judge_prefix=judge_prefix, early_stop=config.early_stop)
+        results = yield from finder.steps(trajectories[:granted])
+        out.scoring_rollouts = finder.scores.rollouts
+        out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
+        out.rollouts += out.scoring_rollouts + out.pass_at_k_rollouts
+        out.rollout_tokens += sum(e.rollout_tokens for e in (finder.scores, *finder.pass_at_k_estimators))
+        out.records = [self._record(task, prompt_ids, index, r, out.p_initial) for index, r in enumerate(results)]
+        return out
+
+    def _record(self, task: Any, prompt_ids: list[int], index: int, r: CriticalResult,
+                p_initial: float | None) -> CriticalToken:
+        tok, settings = self.tok, self.settings
+        pos, ids = r.position, list(r.response_ids)
+        alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
+        return CriticalToken(
+            model_id=self.engine.model_id, query=task.query, answer=task.answer,
+            response=tok.decode(ids, skip_special_tokens=True), response_ids=ids,
+            prompt_ids=list(prompt_ids), prompt_length=len(prompt_ids), critical_position=pos,
+            critical_token=None if pos is None else tok.decode([ids[pos]], skip_special_tokens=False),
+            critical_token_id=r.token_id,
+            critical_context="" if pos is None else tok.decode(list(prompt_ids) + ids[:pos],
+                                                               skip_special_tokens=False),
+            rule=r.rule, score=r.score, scores=r.scores,
+            score_samples=[0 if e is None else e.samples for e in r.estimates],
+            score_successes=[0 if e is None else e.successes for e in r.estimates],
+            score_terminal=[e is not None and e.terminal for e in r.estimates],
+            low_threshold=settings.low_threshold, mode=settings.mode, rollouts=r.rollouts,
+            task_type=task.task_type, dataset_id=task.dataset_id, dataset_item_id=task.item_id,
+            trajectory_index=index, p_initial=p_initial,
+            pass_at_k_with=r.pass_at_k_with if pos is not None else [],
+            pass_at_k_without=r.pass_at_k_without if r.alternatives else [],
+            samples_with=r.samples_with, successes_with=r.successes_with,
+            samples_without=r.samples_without, successes_without=r.successes_without,
+            alternatives=alts, pass_at_k_rollouts=r.pass_at_k_rollouts,
+            search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
+        )
+
+
+def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
+    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id."""
+    rows = read_jsonl(Path(config.input_path).expanduser(), encoding="utf-8-sig")  # type: ignore[arg-type]
+    if not rows:
+        raise PTSError(f"{config.input_path} is empty")
+    columns = list(dict.fromkeys(k for r in rows[:100] for k in r))
+    if config.response_key not in columns:
+        raise PTSError(f"no {config.response_key!r} field in {config.input_path}; available columns: "
+                       f"{', '.join(columns)} (set --response-key)")
+    answer_key = config.answer_key
+    if answer_key is None:
+        answer_key = next((k for k in ANSWER_KEYS if k in columns and k != config.response_key), None)
+        if answer_key is None:
+            raise PTSError(f"no answer field in {config.input_path} (looked for "
+                           f"{', '.join(k for k in ANSWER_KEYS if k != config.response_key)}); name one with --answer-key")
+    tasks = load_tasks(config.input_path, query_key=config.query_key, answer_key=answer_key,  # type: ignore[arg-type]
+                       sample_size=config.sample_size, max_examples=config.max_examples, seed=config.seed,
+                       oracle=config.oracle)
+    responses: dict[str, Any] = {}
+    for task in tasks:
+        row = rows[task.metadata["source_index"]]
+        ids = row.get("response_ids")
+        if isinstance(ids, list) and ids and all(isinstance(i, int) for i in ids):
+            responses[task.item_id] = [int(i) for i in ids]
+        elif isinstance(row.get(config.response_key), str) and row[config.response_key].strip():
+            responses[task.item_id] = row[config.response_key]
+    missing = [t for t in tasks if t.item_id not in responses]
+    if missing:
+        log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path,
+                    config.response_key)
+    tasks = [t for t in tasks if t.item_id in responses]
+    if not tasks:
+        raise PTSError(f"no row of {config.input_path} has a {config.response_key!r} value")
+    return tasks, responses
+
+
+def _response_ids(tokenizer: Any, engine: Any, response: Any) -> list[int]:
+    """Token ids of an input response: tokenized after the prompt and closed with end-of-sequence."""
+    if isinstance(response, list):
+        return response
+    ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id in engine.eos_token_ids else min(engine.eos_token_ids)
+    if not ids or ids[-1] not in engine.eos_token_ids:
+        ids.append(eos)
+    return ids

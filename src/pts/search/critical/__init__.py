@@ -1,0 +1,44 @@
+"""Critical tokens by rollout sampling ("Critical Tokens Matter", Lin et al., arXiv 2411.19943, section 2).
+
+For an incorrect trajectory t_0..t_{L-1}, the score of token i is the share of
+K rollouts from prompt + t_0..t_i (the prefix that *includes* token i) that
+the oracle accepts. The paper's critical token is the first token whose score
+is 0 and after which no token scores above 5% (3 of 64); when every such
+candidate is followed by a higher score, the authors' code falls back to the
+last candidate.
+
+Two ways to get the scores:
+
+* ``scan`` (the paper): K rollouts at every position.
+* ``search``: success along a failing trajectory is near-monotone, so the first
+  zero is found by bisection, a zero needs all K rollouts but a nonzero score
+  usually shows itself in the first few (``probe_samples``), and the "later
+  tokens stay low" condition is checked with probes only. On a monotone
+  (non-increasing) score curve it returns the scan's token and rule.
+
+Both modes draw a position's K rollouts in the same two stages (``probe``
+then ``K - probe``) with seeds fixed by the prefix, so every score the search
+computes equals the scan's at that position: the modes differ only in which
+positions they look at.
+
+Everything here talks to the engine through asks (an estimator and the
+samples it wants per prefix) yielded by step generators, so many trajectories
+(and queries) share one engine call per round. One module per idea:
+
+==================  ==========================================================================
+``rule``            the paper's rule on a list of scores (:func:`critical_position`)
+``settings``        :class:`CriticalSettings`: K, mode, threshold, probes, Pass@k; their checks
+``staged``          :class:`StagedEstimator` (sampling in fixed stages) and :func:`fulfil`
+                    (many asks, one engine call per sampling params)
+``rounds``          the one stepping loop: :func:`rounds` and :func:`run_rounds`
+``scores``          :class:`TrajectoryScores`: one trajectory's scores as known so far
+``scan``, ``search``  the two modes, as step generators over a :class:`TrajectoryScores`
+``alternatives``    the sampler's next-token distribution without the critical token
+``passk``           Pass@k with and without the critical token
+``result``          :class:`CriticalResult`: what scoring one trajectory found
+``finder``          :class:`CriticalTokenFinder`: one query's trajectories, scored, plus Pass@k
+==================  ==========================================================================
+
+The ``pts critical`` pipeline (sampling trajectories, records, resuming) is
+:mod:`pts.jobs.critical`.
+"""

@@ -1,0 +1,90 @@
+"""Critical tokens of one query's incorrect trajectories: scored side by side on one estimator, then Pass@k."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+from pts.engines.base import Engine, Rollout, SamplingParams
+from pts.search.critical.alternatives import NextTokenLogprobs, next_token_source
+from pts.search.critical.passk import PassAtK
+from pts.search.critical.result import CriticalResult
+from pts.search.critical.rounds import rounds, run_rounds
+from pts.search.critical.scan import scan
+from pts.search.critical.scores import TrajectoryScores
+from pts.search.critical.search import search
+from pts.search.critical.settings import CriticalSettings
+from pts.search.critical.staged import Ask, StagedEstimator
+
+
+class CriticalTokenFinder:
+    """Critical tokens of one query's incorrect trajectories, scanned or searched, plus Pass@k.
+
+    ``prompt_ids`` is the exact prompt; trajectories are response token ids
+    after it. Rollouts are capped so prefix + continuation stays within
+    ``max_new_tokens`` (as in :class:`SuccessEstimator`). ``seed`` fixes every
+    rollout (scan and search draw the same ones at the positions both look
+    at). ``distribution`` gives next-token log-probs for the alternatives of
+    Pass@k (default: the engine's ``next_token_logprobs``; without one, only
+    the Pass@k that keeps the critical token is measured).
+    """
+
+    def __init__(self, engine: Engine, task: Any, prompt_ids: Sequence[int], params: SamplingParams,
+                 settings: CriticalSettings, *, max_new_tokens: int, seed: int | None = None,
+                 judge_prefix: str = "", early_stop: bool = True,
+                 distribution: NextTokenLogprobs | None = None) -> None:
+        settings.validate()
+        self.engine = engine
+        self.task = task
+        self.prompt_ids = tuple(prompt_ids)
+        self.params = params
+        self.settings = settings
+        self.seed = seed
+        self.distribution = distribution if distribution is not None else next_token_source(engine)
+        self._kw = {"max_new_tokens": max_new_tokens, "judge_prefix": judge_prefix, "early_stop": early_stop}
+        self.scores = self._estimator(seed, stages=(settings.probe, settings.rollouts))
+        self.pass_at_k = PassAtK(self._estimator, prompt_ids=self.prompt_ids, params=params,
+                                 samples=settings.pass_at_k_samples, seed=seed, distribution=self.distribution)
+
+    @property
+    def pass_at_k_estimators(self) -> list[StagedEstimator]:
+        """The estimators whose rollouts measured Pass@k (fresh ones keeping the token, then alternatives)."""
+        return self.pass_at_k.estimators
+
+    def _estimator(self, seed: int | None, **kw: Any) -> StagedEstimator:
+        return StagedEstimator(self.engine, self.task, self.prompt_ids, self.params,
+                               num_samples=self.settings.rollouts, seed=seed, **self._kw, **kw)
+
+    def steps(self, trajectories: Sequence[Sequence[int]]) -> Generator[list[Ask], None, list[CriticalResult]]:
+        """Step generator (see :func:`~pts.search.critical.rounds.rounds`) scoring every trajectory side by side;
+        returns their results."""
+        s = self.settings
+        views = [TrajectoryScores(self.scores, t, s) for t in trajectories]
+        mode = scan if s.mode == "scan" else search
+        found: dict[int, tuple[int | None, str]] = {}
+        # Every trajectory's asks of a round go out together, on the one shared estimator.
+        for targets in rounds([mode(v, s) for v in views], found.__setitem__):
+            yield [(self.scores, t) for t in targets]
+        results = [CriticalResult(v.response, *found[i], [v.get(j) for j in range(v.length)], v.rollouts(),
+                                  s.low_threshold) for i, v in enumerate(views)]
+        if s.pass_at_k_samples > 0:
+            yield from self.pass_at_k.steps(results)
+        return results
+
+    def find(self, trajectories: Sequence[Sequence[int]]) -> list[CriticalResult]:
+        """Score ``trajectories`` now, alone on the engine."""
+        return run_rounds(self.engine, [self.steps(trajectories)])[0]
+
+
+def incorrect_trajectories(task: Any, rollouts: Sequence[Rollout], judge_prefix: str = "",
+                           decode: Callable[[Sequence[int]], str] | None = None) -> list[tuple[int, ...]]:
+    """Distinct non-empty rollouts that the task's oracle rejects, in sampling order."""
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for r in rollouts:
+        ids = tuple(r.token_ids)
+        text = decode(ids) if decode is not None else r.text
+        if ids and ids not in seen and not task.judge(judge_prefix + text):
+            seen.add(ids)
+            out.append(ids)
+    return out
