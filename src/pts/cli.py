@@ -120,7 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad flag (2, its one line already printed): a code, not an exception
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":
         # Weight-loading bars of transformers/huggingface_hub would bury pts's own progress and summary.

@@ -31,7 +31,8 @@ from pts import options
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.records import CriticalToken, FirstToken, stable_seed
-from pts.jobs.run import DEFAULT_MODEL, RunConfig, make_engine
+from pts.engines import create_engine
+from pts.options import option, override
 from pts.search.critical.alternatives import next_token_source
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
@@ -40,63 +41,36 @@ from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
 from pts.search.searcher import build_prompt_ids, opens_think_block
 from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
-from pts.tasks.sources import ANSWER_KEYS, DEFAULT_DATASET, load_tasks
+from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class CriticalConfig:
+@options.config
+class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
+                     options.PromptOptions, options.SamplingOptions, options.ResumableOutputOptions):
     """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
 
-    model: str = DEFAULT_MODEL
-    dataset: str = DEFAULT_DATASET
-    input_path: str | None = None
-    response_key: str = "response"
-    config: str | None = None
-    split: str = "train"
-    query_key: str | None = None
-    answer_key: str | None = None
-    oracle: str | None = None
-    sample_size: int | None = None
-    max_examples: int | None = 100
-    num_trajectories: int = 8
-    max_trajectories: int | None = None
-    min_prob: float = 0.0
-    rollouts: int = 64
-    mode: str = "search"
-    low_threshold: float = 0.05
-    probe_samples: int | None = None
-    verify_stride: int = 1
-    verify_full: int = 2
-    pass_at_k: int | None = None
-    max_new_tokens: int = 512
-    system_prompt: str | None = None
-    chat_template: bool = True
-    early_stop: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
-    seed: int = 42
-    output_path: str = "critical_tokens.jsonl"
-    engine: str = "hf"
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 64
-    parallel: int = 4
-    resume: bool = True
-    overwrite: bool = False
-    progress: bool = True
+    input_path: str | None = option(None, "JSONL of {query, answer, response} rows to analyse instead of sampling "
+                                          "from --dataset (an optional response_ids list is used as the exact "
+                                          "tokens)")
+    response_key: str = option("response", "field of --input-path rows holding the incorrect response")
+    max_examples: int | None = override(100, help="analyse at most this many queries (or --input-path rows)")
+    num_trajectories: int = option(8, "responses sampled per query; the ones the oracle rejects are analysed",
+                                   check="count")
+    max_trajectories: int | None = option(None, "stop once this many incorrect trajectories have been analysed",
+                                          check="count")
+    min_prob: float = option(0.0, "analyse only queries whose sampled responses are correct at least this often "
+                                  "(0.1 with 8 samples: at least one correct, like the paper's DPO pairs)",
+                             check="unit")
+    max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
+    output_path: str = override("critical_tokens.jsonl", help="JSONL file the critical-token records are appended "
+                                "to")
+    parallel: int = option(4, "queries analysed at once; their rollouts share engine calls", check="count")
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
-        options.finite(self)
-        options.unit_interval(self, "min_prob")
-        options.sampling(self)
-        self.settings().validate()  # rollouts, mode, low_threshold, probes, verify_*, pass_at_k: checked there
-        options.at_least_one(self, "num_trajectories", "max_new_tokens", "batch_size", "parallel",
-                             "sample_size", "max_examples", "max_trajectories")
+        super().validate()  # every field's check, and the search's own bounds
         if self.input_path is not None:
             path = Path(self.input_path).expanduser()
             if not path.is_file():
@@ -238,17 +212,15 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     if config.input_path is not None:
         tasks, responses = _load_input(config)
     elif tasks is None:
-        tasks = load_tasks(config.dataset, config=config.config, split=config.split, query_key=config.query_key,
-                           answer_key=config.answer_key, sample_size=config.sample_size,
-                           max_examples=config.max_examples, seed=config.seed, oracle=config.oracle)
+        tasks = load_tasks_from(config, config.seed)
     if not tasks:
         raise PTSError("the dataset has no rows to analyse")
     check_writable(config.output_path)
     check_free_space(config.output_path)
     lock = OutputLock(config.output_path)  # before the model loads: a second writer is refused at once
     try:
-        engine = engine or make_engine(RunConfig(model=config.model, engine=config.engine, device=config.device,
-                                                 dtype=config.dtype, batch_size=config.batch_size))
+        engine = engine or create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
+                                         batch_size=config.batch_size)
         store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
                          resume=config.resume, overwrite=config.overwrite, lock=lock)
     except BaseException:

@@ -22,6 +22,7 @@ from pts import options
 from pts.engines.coalesce import CoalescingEngine
 from pts.engines import create_engine
 from pts.errors import PTSError
+from pts.progress import progress_bar
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, build_prompt_ids
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import load_tasks_from
@@ -166,7 +167,7 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, 
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
-    bar = _progress(len(tasks), config.progress, initial=summary.resumed)
+    bar = progress_bar(len(tasks), config.progress, initial=summary.resumed)
     ticker = _Ticker(bar, engine, summary, start) if config.progress else None
     traces = trace_path(config.output_path)
     context = pool.context_length if pool is not None else context_length(engine)
@@ -336,13 +337,6 @@ class _Ticker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _progress(total: int, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="queries", unit="query", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
 
 
 def _debug_printer():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from pts import options
@@ -11,7 +10,7 @@ from pts.errors import PTSError
 Mode = Literal["scan", "search"]
 
 
-@dataclass
+@options.config(group="critical-token search")
 class CriticalSettings:
     """How critical tokens are found and measured.
 
@@ -25,13 +24,23 @@ class CriticalSettings:
     measure Pass@k; ``None`` means K, 0 turns it off.
     """
 
-    rollouts: int = 64
-    mode: Mode = "search"
-    low_threshold: float = 0.05
-    probe_samples: int | None = None
-    verify_stride: int = 1
-    verify_full: int = 2
-    pass_at_k: int | None = None
+    rollouts: int = options.option(64, "K: rollouts behind each token's score (the paper uses 64)", check="count")
+    mode: Mode = options.option("search", "scan (the paper: K rollouts at every token) or search (bisection with "
+                                          "early stopping: the same token as the scan when scores fall "
+                                          "monotonically, far fewer rollouts)")
+    low_threshold: float = options.option(0.05, "the most a token after the critical one may score (the paper: 3 "
+                                                "of 64)")
+    probe_samples: int | None = options.option(None, "first-stage rollouts of every score; a success there settles "
+                                                     "'not zero' without the rest (default: rollouts/8)",
+                                               check="count")
+    verify_stride: int = options.option(1, "search: probe every N-th token after the candidate to check later "
+                                           "scores stay low", check="count")
+    verify_full: int = options.option(2, "search: score this many tokens right after the candidate with all K "
+                                         "rollouts (where a falling curve's later scores are highest)",
+                                      check="nonneg")
+    pass_at_k: int | None = options.option(None, "alternative tokens sampled at the critical position (one rollout "
+                                                 "each) and fresh rollouts keeping it, for Pass@k with vs without "
+                                                 "(default: --rollouts; 0 turns it off)", check="nonneg")
 
     @property
     def probe(self) -> int:
@@ -47,13 +56,6 @@ class CriticalSettings:
 
         :class:`pts.jobs.critical.CriticalConfig` runs these same checks on its fields of these names.
         """
-        options.finite(self)
+        options.check(self)
         if not 0.0 <= self.low_threshold < 1.0:
             raise PTSError(f"--low-threshold must be at least 0 and below 1, got {self.low_threshold}")
-        if self.mode not in ("scan", "search"):
-            raise PTSError(f"--mode must be 'scan' or 'search', got {self.mode!r}")
-        options.at_least_one(self, "rollouts", "verify_stride", "probe_samples")
-        if self.pass_at_k is not None and self.pass_at_k < 0:
-            raise PTSError(f"--pass-at-k must be >= 0 (0 turns it off), got {self.pass_at_k}")
-        if self.verify_full < 0:
-            raise PTSError(f"--verify-full must be >= 0, got {self.verify_full}")
