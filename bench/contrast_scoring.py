@@ -34,8 +34,9 @@ def main() -> None:
 
     from peft import LoraConfig, get_peft_model
 
+    from pts.contrast.score import ContrastiveScorer
+    from pts.contrast.trajectories import Trajectory
     from pts.models import load_model
-    from pts.train.contrast import ContrastiveScorer, Trajectory
 
     with open(args.trajectories, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()][: args.limit]

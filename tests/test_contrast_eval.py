@@ -7,23 +7,25 @@ import math
 import pytest
 import torch
 
+from pts.adapters import load_model_or_adapter
 from pts.cli import main as pts_main
+from pts.contrast.score import contrastive_scores
+from pts.contrast.select import select_training_sets
+from pts.contrast.trajectories import Trajectory
 from pts.engines.fake import FakeEngine, PassFailOracle
 from pts.evaluate import (
     EvalResult,
     EvalSample,
     EvalSettings,
     QueryResult,
-    canonical_answer,
     compare,
     evaluate,
-    load_model_or_adapter,
 )
 from pts.stats import pass_at_k, sign_test
 from pts.store import read_jsonl
+from pts.tasks.answers import canonical_answer
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Task
-from pts.train.contrast import Trajectory, contrastive_scores, select_training_sets
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=4"
 
@@ -244,7 +246,7 @@ def test_contrast_scores_match_an_unbatched_forward_pass(contrast_dir, embedded_
 
 @pytest.mark.slow
 def test_shared_prompt_scoring_equals_scoring_each_trajectory_alone(contrast_dir):
-    from pts.train.contrast import ContrastiveScorer
+    from pts.contrast.score import ContrastiveScorer
 
     rows = read_jsonl(contrast_dir / "scores.jsonl")
     trajectories = [Trajectory("q", "a", r["prompt_ids"], r["response_ids"], "", r["correct"], None, "d", str(n))

@@ -252,8 +252,9 @@ def tiny_dir(tmp_path, tokenizer):
 
 
 def test_full_fine_tuning_writes_a_model_directory_that_loads(tmp_path, tiny_dir):
+    from pts.jobs.train import TrainConfig
+    from pts.jobs.train import run as train
     from pts.models import load_model
-    from pts.train import TrainConfig, train
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in random_pairs(lambda n, g: [0.5] * n)) + "\n")
@@ -270,7 +271,8 @@ def test_full_fine_tuning_writes_a_model_directory_that_loads(tmp_path, tiny_dir
 
 
 def test_rows_whose_prompt_fills_max_length_leave_nothing_to_train(tmp_path, tiny_dir):
-    from pts.train import TrainConfig, train
+    from pts.jobs.train import TrainConfig
+    from pts.jobs.train import run as train
 
     data = tmp_path / "long.jsonl"
     data.write_text(json.dumps({"prompt_ids": [5, 6, 7, 8], "chosen_ids": [9], "rejected_ids": [10]}) + "\n")

@@ -17,7 +17,6 @@ This module imports no torch at import time; loading a model does.
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,8 +26,9 @@ from pts import options
 from pts.engines.base import GREEDY_BELOW, Engine, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 from pts.records import stable_seed
-from pts.stats import paired_mean_interval, pass_at_k, sign_test, wilson_interval
 from pts.search.searcher import build_prompt_ids, opens_think_block
+from pts.stats import paired_mean_interval, pass_at_k, sign_test, wilson_interval
+from pts.tasks.answers import extracted_answer
 from pts.tasks.task import Task
 
 
@@ -78,48 +78,6 @@ class EvalSettings:
 
     def k_values(self) -> list[int]:
         return sorted(set(self.ks)) if self.ks else list(range(1, self.num_samples + 1))
-
-
-_NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^[-+]?\.\d+$")
-
-
-def canonical_answer(text: str | None) -> str | None:
-    """An extracted answer in a form where equal answers compare equal: numbers as numbers, else trimmed lower case."""
-    if text is None:
-        return None
-    s = str(text).strip().strip("$").strip()
-    if _NUMBER_RE.match(s):
-        value = float(s.replace(",", ""))
-        return str(int(value)) if value.is_integer() else repr(value)
-    s = " ".join(s.lower().split())
-    return s or None
-
-
-def extracted_answer(task: Task, completion: str) -> str | None:
-    """The final answer the task's oracle reads in ``completion`` (canonical form), or None when there is none.
-
-    Uses the oracle's own extraction (math chain, reasoning-gym ``<answer>`` tags,
-    multiple-choice letter, yes/no); other oracles fall back to the last line.
-    """
-    from pts.tasks import oracles as o
-
-    answer = o.final_answer_text(completion)
-    if answer is None:
-        return None
-    oracle = task.oracle
-    if isinstance(oracle, o.ReasoningGymOracle):
-        found = oracle.extract_answer(answer)
-    elif isinstance(oracle, o.MathOracle):
-        found = o.extract_math_answer(answer)
-    elif isinstance(oracle, o.MultipleChoiceOracle):
-        found = o.extract_choice(answer)
-    elif isinstance(oracle, o.YesNoOracle):
-        value = o.yes_no_value(answer)
-        found = None if value is None else ("yes" if value else "no")
-    else:
-        lines = [line for line in answer.splitlines() if line.strip()]
-        found = o.normalize_text(lines[-1]) if lines else None
-    return canonical_answer(found)
 
 
 @dataclass
@@ -378,57 +336,10 @@ def compare(a: EvalResult, b: EvalResult) -> PairedComparison:
                             better, worse, n - better - worse, sign_test(better, worse))
 
 
-
-def load_model_or_adapter(spec: str, device: str = "auto", dtype: str = "auto", *, base_model: str | None = None):
-    """:func:`pts.models.load_model`, plus PEFT (LoRA) adapter directories (``adapter_config.json``).
-
-    An adapter is applied to its base model and merged in (a plain model every
-    engine runs at full speed); the base is ``base_model`` when given, else the
-    one the adapter records (see :func:`pts.train.adapter.adapter_base`).
-    ``model_id`` is ``spec``. Raises PTSError on any failure.
-    """
-    from pts.train.adapter import is_adapter_dir, load_trained
-
-    if base_model is None or not is_adapter_dir(spec):
-        import warnings
-
-        with warnings.catch_warnings():
-            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
-            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
-            return load_trained(spec, device=device, dtype=dtype)
-    from pts.models import load_model
-
-    loaded = load_model(base_model, device=device, dtype=dtype)
-    model = attach_adapter(loaded.model, spec).merge_and_unload()
-    loaded.model = model.eval().requires_grad_(False)
-    loaded.model_id = spec
-    loaded.source = f"{loaded.source} + adapter {spec}"
-    return loaded
-
-
-def attach_adapter(model, spec: str, adapter_name: str = "default"):
-    """Load the adapter in ``spec`` onto ``model`` (a plain model or a ``PeftModel``) under ``adapter_name``."""
-    import warnings
-
-    try:
-        from peft import PeftModel
-
-        with warnings.catch_warnings():
-            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
-            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
-            if isinstance(model, PeftModel):
-                model.load_adapter(spec, adapter_name=adapter_name)
-                return model
-            return PeftModel.from_pretrained(model, spec, adapter_name=adapter_name)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PTSError(f"could not apply adapter {spec} to its base model: {first}") from None
-
-
 def make_engine(spec: str, *, engine: str = "hf", device: str = "auto", dtype: str = "auto", batch_size: int = 64,
                 base_model: str | None = None):
     """A generation engine for ``spec``: what ``pts run`` builds, plus LoRA adapter directories (HF engine)."""
-    from pts.train.adapter import is_adapter_dir
+    from pts.adapters import is_adapter_dir, load_model_or_adapter
 
     if is_adapter_dir(spec):
         if engine != "hf":

@@ -37,9 +37,9 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pts.cli import RUN_HELP
+    from pts.jobs.contrast import ContrastConfig, LoraSettings
     from pts.jobs.run import DEFAULT_MODEL
     from pts.tasks.sources import DEFAULT_DATASET
-    from pts.train.contrast import ContrastConfig, LoraSettings
 
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from pts.train.contrast import ContrastConfig, LoraSettings
+    from pts.jobs.contrast import ContrastConfig, LoraSettings
 
     lora = LoraSettings(
         r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
@@ -144,8 +144,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from pts.train.contrast import run_contrast
+    from pts.jobs.contrast import run
 
-    summary = run_contrast(config_from_args(args))
+    summary = run(config_from_args(args))
     print(summary.format())
     return 0

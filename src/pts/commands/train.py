@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pts import options
-from pts.train.config import TrainConfig
+from pts.jobs.train import TrainConfig
 
 NAME = "train"
 HELP = "train a model with DPO or cDPO (token-weighted DPO) on pts preference data"
@@ -84,8 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pts.cli import config_from
-    from pts.train.runner import train
+    from pts.jobs.train import run
 
-    result = train(config_from(args, TrainConfig))
-    print(result.format())
+    summary = run(config_from(args, TrainConfig))
+    print(summary.format())
     return 0

@@ -1,7 +1,11 @@
-"""Training on pts data: DPO and cDPO (token-weighted DPO) on TRL, LoRA or full fine-tuning.
+"""Training on pts data with TRL: DPO on exact token ids, cDPO (token-weighted DPO), LoRA or full fine-tuning.
 
-    from pts.train import TrainConfig, train
-    train(TrainConfig(input_path="cdpo_pairs.jsonl", output_dir="cdpo-lora", loss="cdpo"))
+:mod:`~pts.train.data` turns preference files into trainer rows, :mod:`~pts.train.dpo`
+and :mod:`~pts.train.cdpo` are the trainers, :mod:`~pts.train.trainer` sets them up
+and writes their output. ``pts train`` itself is the job :mod:`pts.jobs.train`:
+
+    from pts.jobs.train import TrainConfig, run
+    run(TrainConfig(input_path="cdpo_pairs.jsonl", output_dir="cdpo-lora", loss="cdpo"))
 
 Names are imported lazily, so ``import pts.train`` does not load torch or TRL.
 """
@@ -12,21 +16,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TrainConfig": "pts.train.config",
-    "TrainResult": "pts.train.runner",
-    "train": "pts.train.runner",
     "PreTokenizedDPOTrainer": "pts.train.dpo",
     "CDPOConfig": "pts.train.cdpo",
     "CDPOTrainer": "pts.train.cdpo",
     "cdpo_loss": "pts.train.cdpo",
     "build_cdpo_rows": "pts.train.data",
-    "load_adapter": "pts.train.adapter",
-    "load_trained": "pts.train.adapter",
+    "load_adapter": "pts.adapters",
+    "load_trained": "pts.adapters",
 }
 
 __all__ = [
-    "CDPOConfig", "CDPOTrainer", "PreTokenizedDPOTrainer", "TrainConfig", "TrainResult", "build_cdpo_rows",
-    "cdpo_loss", "load_adapter", "load_trained", "train",
+    "CDPOConfig", "CDPOTrainer", "PreTokenizedDPOTrainer", "build_cdpo_rows", "cdpo_loss", "load_adapter",
+    "load_trained",
 ]
 
 

@@ -1,0 +1,254 @@
+"""``pts train`` as a job: :class:`TrainConfig` and :func:`run`, which returns a :class:`TrainSummary`.
+
+    from pts.jobs.train import TrainConfig, run
+    summary = run(TrainConfig(input_path="pairs.jsonl", output_dir="out", loss="cdpo", max_steps=10))
+
+DPO or cDPO (token-weighted DPO) with TRL, LoRA by default: preference file ->
+TRL trainer (:mod:`pts.train`) -> model directory. The output directory is
+written under a temporary name and renamed into place at the end, so an error
+or Ctrl-C never leaves a half-written model. This module imports nothing heavy
+at import time (the CLI reads the defaults from here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pts import options
+from pts.errors import PTSError
+from pts.store import read_jsonl
+
+DEFAULT_MODEL = "smollm2-135m"  # = pts.models.DEFAULT_MODEL, which imports torch
+LORA_LEARNING_RATE = 4e-5  # the authors' cDPO LoRA setting (r=16, alpha=32)
+FULL_LEARNING_RATE = 1e-6  # TRL's DPOConfig default, for full fine-tuning
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``pts train``; the CLI flags are these field names with dashes.
+
+    ``learning_rate`` None means 4e-5 with LoRA, 1e-6 for full fine-tuning.
+    ``max_steps`` None means ``epochs`` decides. ``beta`` is DPO's, ``gamma``
+    cDPO's (both scale the log-ratio margin).
+    """
+
+    input_path: str = ""
+    output_dir: str = ""
+    loss: Literal["dpo", "cdpo"] = "dpo"
+    model: str = DEFAULT_MODEL
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"
+    learning_rate: float | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 2
+    grad_accum: int = 1
+    beta: float = 0.1
+    gamma: float = 0.1
+    pairs_per_query: int = 1
+    max_length: int | None = 1024
+    seed: int = 42
+    device: str = "auto"
+    dtype: str = "auto"
+    merge: bool = False
+    gradient_checkpointing: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return LORA_LEARNING_RATE if self.lora else FULL_LEARNING_RATE
+
+    def target_modules(self) -> str | list[str]:
+        """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""
+        text = self.lora_targets.strip()
+        if text == "all-linear":
+            return text
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    def validate(self) -> None:
+        """Raise PTSError on any option out of range, before anything is loaded or written."""
+        options.finite(self)
+        if self.loss not in ("dpo", "cdpo"):
+            raise PTSError(f"--loss must be dpo or cdpo, got {self.loss!r}")
+        if not self.input_path:
+            raise PTSError("--input-path is required")
+        if not self.output_dir:
+            raise PTSError("--output-dir is required")
+        options.at_least_one(self, "lora_r", "batch_size", "grad_accum", "pairs_per_query", "max_steps")
+        if self.lora_alpha <= 0:
+            raise PTSError(f"--lora-alpha must be positive, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise PTSError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.target_modules():
+            raise PTSError("--lora-targets is empty (use all-linear or names such as q_proj,v_proj)")
+        for name in ("epochs", "beta", "gamma"):
+            if not getattr(self, name) > 0:
+                raise PTSError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise PTSError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.max_length is not None and self.max_length < 2:
+            raise PTSError(f"--max-length must be at least 2, got {self.max_length}")
+        if self.merge and not self.lora:
+            raise PTSError("--merge applies to LoRA training; full fine-tuning already writes the whole model")
+        src = Path(self.input_path)
+        if not src.is_file():
+            raise PTSError(f"input file {src} does not exist" if not src.exists() else f"input path {src} is not a file")
+        out = Path(self.output_dir)
+        parent = out.resolve().parent
+        if out.exists() and not out.is_dir():
+            raise PTSError(f"output path {out} exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()) and not self.overwrite:
+            raise PTSError(f"output directory {out} already exists; pass --overwrite to replace it")
+        if not parent.is_dir():
+            raise PTSError(f"cannot write {out}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PTSError(f"cannot write {out}: directory {parent} is not writable")
+
+
+@dataclass
+class TrainSummary:
+    """What a training run produced. ``merged_dir`` is set with ``--merge``."""
+
+    output_dir: str
+    loss: str
+    model_id: str
+    rows: int
+    exact_ids: bool
+    steps: int
+    train_loss: float
+    seconds: float
+    lora: bool
+    merged_dir: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def format(self) -> str:
+        kind = "LoRA adapter" if self.lora else "model"
+        tokens = "exact token ids" if self.exact_ids else "text, tokenized by TRL"
+        first = (f"{self.loss} on {self.rows} pairs ({tokens}): {self.steps} steps, "
+                 f"train loss {self.train_loss:.4f}, {self.seconds:.0f} s")
+        lines = [first, f"{kind} written to {self.output_dir}"]
+        if self.merged_dir:
+            lines.append(f"merged model written to {self.merged_dir}")
+        return "\n".join(lines)
+
+
+def run(config: TrainConfig) -> TrainSummary:
+    """Train with DPO or cDPO as ``config`` says and write the result to ``config.output_dir``.
+
+    Raises :class:`PTSError` (one line) on bad input, before any output exists.
+    """
+    config.validate()
+    from pts.train.data import cdpo_rows, check_vocab, preference_rows
+
+    source = Path(config.input_path).name
+    raw = read_jsonl(config.input_path)
+    if not raw:
+        raise PTSError(f"{config.input_path} has no rows")
+    # Rows are checked before the model loads, so a malformed file fails in a second, not after a model load.
+    if config.loss == "cdpo":
+        rows, exact = cdpo_rows(raw, source=source, max_pairs_per_query=config.pairs_per_query), True
+    else:
+        data = preference_rows(raw, source=source)
+        rows, exact = data.rows, data.exact
+
+    import torch
+    from datasets import Dataset
+
+    from pts.adapters import TRAIN_INFO
+    from pts.models import load_model, resolve_device
+    from pts.train.progress import datasets_bars
+    from pts.train.trainer import (
+        base_reference,
+        last_metrics,
+        library_versions,
+        make_trainer,
+        replace_dir,
+        save_trained,
+        training_dtype,
+    )
+
+    device = resolve_device(config.device)
+    if ":" in device:
+        raise PTSError(f"--device {device}: pick the GPU with CUDA_VISIBLE_DEVICES and pass --device cuda")
+    weights_dtype, bf16 = training_dtype(config.dtype, device)
+    loaded = load_model(config.model, device=device, dtype=weights_dtype)
+    model, tok = loaded.model, loaded.tokenizer
+    if exact:
+        check_vocab(rows, model.get_input_embeddings().num_embeddings, source)
+    dataset = Dataset.from_list(rows)
+
+    out = Path(config.output_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.resolve().parent))
+    started = time.time()
+    with warnings.catch_warnings(), datasets_bars(config.progress):
+        # transformers 5 renamed gradient checkpointing; TRL 1.16 still reads the old name on every step.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        try:
+            args = _trainer_args(config, device, bf16, work / "trainer")
+            trainer = make_trainer(config.loss, model, tok, dataset, args, beta=config.beta, gamma=config.gamma,
+                                   peft_config=_peft_config(config))
+            result = trainer.train()
+            steps = int(result.global_step)
+            if steps == 0:
+                raise PTSError("training ran no step (no row fits --max-length?)")
+            staged = work / "output"
+            metrics = last_metrics(trainer.state.log_history)
+            base_spec, hf_base = base_reference(config.model, loaded.source)
+            merged_dir = save_trained(trainer.model, tok, staged, lora=config.lora, merge=config.merge,
+                                      hf_base=hf_base)
+            info = {
+                "loss": config.loss, "base_model": base_spec,
+                "base_model_id": loaded.model_id, "lora": config.lora, "merged": merged_dir is not None,
+                "exact_token_ids": exact, "rows": len(dataset), "steps": steps,
+                "train_loss": float(result.training_loss), "config": asdict(config),
+                "log_history": trainer.state.log_history, "versions": library_versions(),
+                "input_path": str(Path(config.input_path).resolve()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            (staged / TRAIN_INFO).write_text(json.dumps(info, indent=2, default=str))
+            replace_dir(staged, out, config.overwrite)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    return TrainSummary(str(out), config.loss, loaded.model_id, len(dataset), exact, steps,
+                        float(result.training_loss), time.time() - started, config.lora,
+                        str(out / "merged") if merged_dir is not None else None, metrics)
+
+
+def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> dict[str, Any]:
+    """The TRL training arguments (shared by DPO and cDPO) that the options set."""
+    return {
+        "output_dir": str(work), "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum, "learning_rate": config.lr,
+        "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1, "max_length": config.max_length,
+        "seed": config.seed, "data_seed": config.seed, "bf16": bf16, "fp16": False, "use_cpu": device == "cpu",
+        "report_to": "none", "save_strategy": "no", "logging_steps": 10, "logging_first_step": True,
+        "disable_tqdm": not config.progress, "dataloader_num_workers": 0,
+        # TRL zeroes every dropout module, LoRA's included; keep them when a LoRA dropout was asked for.
+        "disable_dropout": not (config.lora and config.lora_dropout > 0),
+        "gradient_checkpointing": config.gradient_checkpointing,
+    }
+
+
+def _peft_config(config: TrainConfig):
+    """PEFT's LoraConfig of the options, or None for full fine-tuning (--no-lora)."""
+    if not config.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules(), bias="none", task_type="CAUSAL_LM")
