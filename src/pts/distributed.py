@@ -69,18 +69,20 @@ def connect(address: str) -> bool:
 
 
 class SearchWorker:
-    """One engine and searcher in a Ray actor; ``search`` runs one query (see :func:`pts.jobs.run.search_one`)."""
+    """One engine and searcher in a Ray actor; ``search`` runs one query (see :func:`pts.search.searcher.search_one`)."""
 
     def __init__(self, config: Any, engine: Any = None) -> None:
         from pts.engines.coalesce import CoalescingEngine
-        from pts.jobs.run import context_length, make_engine
+        from pts.engines import create_engine
+        from pts.search.searcher import context_length
         from pts.search.searcher import PivotalTokenSearcher
 
         # An error here is kept for describe(): Ray reports a failed constructor only as text, a failed
         # method call with the exception itself (so a PTSError reaches the user as its one line).
         self.error: BaseException | None = None
         try:
-            self.engine = engine if engine is not None else make_engine(config)
+            self.engine = engine if engine is not None else create_engine(
+                config.engine, config.model, device=config.device, dtype=config.dtype, batch_size=config.batch_size)
         except Exception as e:
             self.error = e
             return
@@ -97,7 +99,7 @@ class SearchWorker:
                 "node_id": ray.get_runtime_context().get_node_id()}
 
     def search(self, task: Any) -> Any:
-        from pts.jobs.run import search_one
+        from pts.search.searcher import search_one
 
         self.shared.join()
         try:

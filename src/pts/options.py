@@ -86,7 +86,7 @@ def finite(config: Any) -> None:
 _CHECKS: dict[str, Callable[[str, Any], str | None]] = {
     "count": lambda f, v: f"{f} must be at least 1, got {v}" if v < 1 else None,
     "nonneg": lambda f, v: f"{f} must be >= 0, got {v}" if v < 0 else None,
-    "positive": lambda f, v: f"{f} must be greater than 0, got {v}" if not v > 0 else None,
+    "positive": lambda f, v: f"{f} must be positive, got {v}" if not v > 0 else None,
     "unit": lambda f, v: f"{f} must be between 0 and 1, got {v}" if not 0.0 <= v <= 1.0 else None,
     "open_unit": lambda f, v: f"{f} must be between 0 and 1 (exclusive), got {v}" if not 0.0 < v < 1.0 else None,
     "half_open_unit": lambda f, v: f"{f} must be in (0, 1], got {v}" if not 0.0 < v <= 1.0 else None,
@@ -307,18 +307,22 @@ class SamplingOptions:
 
 
 @config(group="output")
-class OutputOptions:
-    output_path: str | None = option(None, "output file")
+class ProgressOptions:
     progress: bool = option(True, "show a progress bar")
 
 
 @config(group="output")
-class OverwritableOutputOptions(OutputOptions):
-    overwrite: bool = option(False, "start again: delete --output-path (and its progress) first")
+class OutputOptions(ProgressOptions):
+    output_path: str | None = option(None, "output file")
 
 
 @config(group="output")
-class ResumableOutputOptions(OverwritableOutputOptions):
+class OverwriteOptions:
+    overwrite: bool = option(False, "start again: replace the output (and its progress) first")
+
+
+@config(group="output")
+class ResumableOutputOptions(OutputOptions, OverwriteOptions):
     resume: bool = option(True, "skip items already finished in --output-path; --no-resume insists on a fresh "
                                 "output and is refused when it holds finished items (see --overwrite)")
 
@@ -335,10 +339,34 @@ class RayOptions:
                                  check="nonneg")
 
 
-@config(group="LoRA")
-class LoraOptions:
-    lora: bool = option(True, "train a LoRA adapter (--no-lora: full fine-tuning against a frozen copy)")
+@config(group="training")
+class TrainingOptions:
     lora_r: int = option(16, "LoRA rank", check="count")
-    lora_alpha: int = option(32, "LoRA alpha", check="count")
-    lora_dropout: float = option(0.0, "LoRA dropout", check="unit")
-    lora_targets: str = option("all-linear", "modules LoRA adapts: all-linear or a comma list (q_proj,v_proj,...)")
+    lora_alpha: int = option(32, "LoRA alpha (scale alpha/r)", check="positive")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: str = option("all-linear", "modules LoRA adapts: all-linear, or comma-separated names such as "
+                                             "q_proj,v_proj")
+    learning_rate: float | None = option(None, "learning rate", check="positive")
+    epochs: float = option(1.0, "passes over the data (ignored with --max-steps)", check="positive")
+    max_steps: int | None = option(None, "stop after this many optimizer steps (default: --epochs decides)",
+                                   check="count")
+    train_batch_size: int = option(2, "training examples per device per step", check="count")
+    grad_accum: int = option(1, "gradient accumulation steps", check="count",
+                             aliases=("--gradient-accumulation-steps",))
+    max_length: int | None = option(1024, "truncate training sequences to this many tokens")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, "
+                                                 "~20%% slower)")
+
+    def lora_target_list(self) -> str | list[str]:
+        """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""
+        text = self.lora_targets.strip()
+        return text if text == "all-linear" else [t.strip() for t in text.split(",") if t.strip()]
+
+    def check_training(self) -> None:
+        """The bounds no single field's check covers."""
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise PTSError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.lora_target_list():
+            raise PTSError("--lora-targets is empty (use all-linear or names such as q_proj,v_proj)")
+        if self.max_length is not None and self.max_length < 2:
+            raise PTSError(f"--max-length must be at least 2, got {self.max_length}")

@@ -28,8 +28,7 @@ from pts.contrast.trajectories import (
     trajectories_from_eval,
 )
 from pts.errors import PTSError
-from pts.jobs.run import DEFAULT_MODEL
-from pts.tasks.sources import DEFAULT_DATASET
+from pts.options import DEFAULT_MODEL, option, override
 
 log = logging.getLogger(__name__)
 
@@ -41,62 +40,68 @@ POSITIVE_ADAPTER = "positive-adapter"
 NEGATIVE_ADAPTER = "negative-adapter"
 
 
-@dataclass
-class ContrastConfig:
-    """Every option of ``pts contrast``; the CLI flags are these names with dashes."""
+@options.config
+class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
+                     options.TrainingOptions, options.EngineOptions, options.OverwriteOptions, options.ProgressOptions):
+    """Every option of ``pts contrast``; the CLI flags are these names with dashes.
 
-    model: str = DEFAULT_MODEL
-    dataset: str = DEFAULT_DATASET
-    config: str | None = None
-    split: str = "train"
-    query_key: str | None = None
-    answer_key: str | None = None
-    oracle: str | None = None
-    sample_size: int | None = None
-    max_examples: int | None = None
-    input_path: str | None = None
-    positive_model: str | None = None
-    negative_model: str | None = None
-    output_dir: str = "contrast"
-    num_trajectories: int = 16
-    max_new_tokens: int = 512
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
-    seed: int = 42
-    system_prompt: str | None = None
-    chat_template: bool = True
-    early_stop: bool = True
-    positives_per_query: int = 1
-    negative_top_p: float = 0.5
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    beta: float = 1.0
-    score: Literal["all", "incorrect", "correct"] = "all"
-    score_batch_size: int = 8
-    engine: str = "hf"
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 64
-    overwrite: bool = False
-    progress: bool = True
+    The training options shape the positive and negative LoRA models (the
+    authors' settings for the contrastive-estimation models, one epoch).
+    """
+
+    model: str = override(DEFAULT_MODEL, help="base model: samples the trajectories and is fine-tuned; "
+                          + options.MODEL_HELP.removeprefix("model: "))
+    dtype: str = override("auto", help="auto, float32, bfloat16 or float16; float32 gives exact scores on CPU")
+    batch_size: int = override(64, help="rows decoded together when sampling (bounds memory)")
+    positive_model: str | None = option(None, "use this positive model (LoRA adapter directory or full model) "
+                                              "instead of training one")
+    negative_model: str | None = option(None, "use this negative model instead of training one")
+    output_dir: str = option("contrast", "directory of every output")
+    overwrite: bool = override(False, help="replace outputs already in --output-dir")
+    input_path: str | None = option(None, "JSONL of trajectories to use instead of sampling: pts trajectories.jsonl, "
+                                          "pts eval --output-path, or rows {query, answer, response[, correct]}")
+    num_trajectories: int = option(16, "responses sampled per query (the paper: 64)", check="count")
+    temperature: float = override(0.6, help="sampling temperature; the authors tune it so that each query has ~10 "
+                                  "wrong responses")
+    positives_per_query: int = option(1, "correct trajectories per query in the positive set, 0 = all (1, as the "
+                                         "authors' code)", check="nonneg")
+    negative_top_p: float = option(0.5, "negative set: wrong answers by decreasing frequency, one trajectory each, "
+                                        "until they cover this share of the wrong responses", check="half_open_unit")
+    # The CE models' LoRA training: the authors' settings.
+    lora_r: int = override(8, help="LoRA rank")
+    lora_alpha: int = override(16, help="LoRA alpha (scale alpha/r)")
+    lora_dropout: float = override(0.1, help="LoRA dropout")
+    lora_targets: str = override("gate_proj,up_proj,down_proj", help="modules LoRA adapts: all-linear, or "
+                                 "comma-separated names such as q_proj,v_proj")
+    learning_rate: float | None = override(3e-4, help="learning rate")
+    train_batch_size: int = override(4, help="trajectories per training step and device")
+    max_length: int | None = override(None, help="truncate training sequences to this many tokens (default: no "
+                                      "truncation)")
+    warmup_steps: float = option(0.0, "linear warmup: steps, or a ratio of all steps when below 1", check="nonneg")
+    lr_scheduler: str = option("cosine", "learning-rate schedule (a transformers SchedulerType)")
+    beta: float = option(1.0, "contrast strength beta", check="nonneg")
+    score: Literal["all", "incorrect", "correct"] = option("all", "which trajectories to score")
+    score_batch_size: int = option(8, "trajectories per scoring forward pass", check="count")
+
+    @property
+    def lora(self) -> LoraSettings:
+        """The positive/negative models' fine-tuning settings."""
+        targets = self.lora_target_list()
+        return LoraSettings(
+            r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+            targets=(targets,) if isinstance(targets, str) else tuple(targets),
+            learning_rate=self.learning_rate if self.learning_rate is not None else 3e-4, epochs=self.epochs,
+            max_steps=-1 if self.max_steps is None else self.max_steps, batch_size=self.train_batch_size,
+            gradient_accumulation_steps=self.grad_accum, warmup_steps=self.warmup_steps,
+            lr_scheduler=self.lr_scheduler, max_length=self.max_length,
+            gradient_checkpointing=self.gradient_checkpointing)
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
-        options.finite(self)
-        options.at_least_one(self, "num_trajectories", "max_new_tokens", "score_batch_size", "batch_size",
-                             "sample_size", "max_examples")
-        if self.positives_per_query < 0:
-            raise PTSError(f"--positives-per-query must be >= 0 (0 takes all), got {self.positives_per_query}")
-        if not 0.0 < self.negative_top_p <= 1.0:
-            raise PTSError(f"--negative-top-p must be in (0, 1], got {self.negative_top_p}")
-        if self.beta < 0:
-            raise PTSError(f"--beta must be >= 0, got {self.beta}")
-        if self.score not in ("all", "incorrect", "correct"):
-            raise PTSError(f"--score must be all, incorrect or correct, got {self.score!r}")
+        options.check(self)
+        self.check_training()
         if self.temperature < 1e-5:
             raise PTSError("--temperature must be > 0: contrastive estimation needs varied trajectories")
-        options.sampling(self)
         if self.input_path is not None and not Path(self.input_path).is_file():
             raise PTSError(f"--input-path {self.input_path} does not exist")
         for name in ("positive_model", "negative_model"):
@@ -187,13 +192,10 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
     base = None  # (model, tokenizer, spec) of the base model, loaded once and shared by the phases
     if config.input_path is None:
         from pts.evaluate import evaluate, make_engine
-        from pts.tasks.sources import load_tasks
+        from pts.tasks.sources import load_tasks_from
 
         if tasks is None:
-            tasks = load_tasks(config.dataset, config=config.config, split=config.split,
-                               query_key=config.query_key, answer_key=config.answer_key,
-                               sample_size=config.sample_size, max_examples=config.max_examples,
-                               seed=config.seed, oracle=config.oracle)
+            tasks = load_tasks_from(config, config.seed)
         engine = engine or make_engine(config.model, engine=config.engine, device=config.device,
                                        dtype=config.dtype, batch_size=config.batch_size)
         log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))

@@ -23,7 +23,7 @@ from pts.engines.coalesce import CoalescingEngine
 from pts.engines import create_engine
 from pts.errors import PTSError
 from pts.progress import progress_bar
-from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, build_prompt_ids
+from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, context_length, search_one
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
@@ -255,23 +255,6 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         libc.mallopt(-8, arenas)  # M_ARENA_MAX
     except (OSError, AttributeError):
         pass
-
-
-def context_length(engine) -> int | None:
-    """The most tokens (prompt + response) ``engine``'s model takes, when the engine knows it."""
-    return getattr(engine, "context_length", None)
-
-
-def search_one(searcher: PivotalTokenSearcher, task: Task, context: int | None) -> TaskResult:
-    """Search one query, the unit of work everywhere; a prompt that leaves no room for a whole response
-    within the model's ``context`` is skipped before any sampling (status ``too_long``)."""
-    s = searcher.settings
-    if context is not None:
-        prompt = build_prompt_ids(searcher.engine.tokenizer, task.prompt, s.system_prompt, s.chat_template,
-                                  task.raw_prompt)
-        if len(prompt) + s.max_new_tokens > context:
-            return TaskResult(task.item_id, "too_long", 0.0)
-    return searcher.search(task)
 
 
 def _check_not_dataset(config: RunConfig) -> None:

@@ -24,15 +24,15 @@ from typing import Any, Literal
 
 from pts import options
 from pts.errors import PTSError
+from pts.options import DEFAULT_MODEL, option, override
 from pts.store import read_jsonl
 
-DEFAULT_MODEL = "smollm2-135m"  # = pts.models.DEFAULT_MODEL, which imports torch
 LORA_LEARNING_RATE = 4e-5  # the authors' cDPO LoRA setting (r=16, alpha=32)
 FULL_LEARNING_RATE = 1e-6  # TRL's DPOConfig default, for full fine-tuning
 
 
-@dataclass
-class TrainConfig:
+@options.config
+class TrainConfig(options.ModelOptions, options.TrainingOptions, options.OverwriteOptions, options.ProgressOptions):
     """Every option of ``pts train``; the CLI flags are these field names with dashes.
 
     ``learning_rate`` None means 4e-5 with LoRA, 1e-6 for full fine-tuning.
@@ -40,31 +40,28 @@ class TrainConfig:
     cDPO's (both scale the log-ratio margin).
     """
 
-    input_path: str = ""
-    output_dir: str = ""
-    loss: Literal["dpo", "cdpo"] = "dpo"
-    model: str = DEFAULT_MODEL
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: str = "all-linear"
-    learning_rate: float | None = None
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 2
-    grad_accum: int = 1
-    beta: float = 0.1
-    gamma: float = 0.1
-    pairs_per_query: int = 1
-    max_length: int | None = 1024
-    seed: int = 42
-    device: str = "auto"
-    dtype: str = "auto"
-    merge: bool = False
-    gradient_checkpointing: bool = False
-    overwrite: bool = False
-    progress: bool = True
+    input_path: str = option(help="JSONL file: DPO rows (text, or exact token ids), cDPO pairs, or scored "
+                                  "trajectories")
+    output_dir: str = option(help="directory to write (a LoRA adapter, or the whole model with --no-lora); "
+                                  "written atomically")
+    loss: Literal["dpo", "cdpo"] = option("dpo", "dpo: TRL's sigmoid DPO on `pts export --format dpo` rows; cdpo: "
+                                                 "token-weighted DPO (Lin et al. 2024) on pairs with per-token "
+                                                 "contrastive-estimation scores, or on scored trajectories")
+    model: str = override(DEFAULT_MODEL, help="base model: " + options.MODEL_HELP.removeprefix("model: "))
+    lora: bool = option(True, "train a LoRA adapter (--no-lora: full fine-tuning against a frozen copy of the model)")
+    learning_rate: float | None = override(None, help="learning rate (default: 4e-5 with LoRA, 1e-6 for full "
+                                           "fine-tuning)")
+    train_batch_size: int = override(2, help="pairs per device per step", aliases=("--batch-size",))
+    beta: float = option(0.1, "DPO beta (--loss dpo)", check="positive")
+    gamma: float = option(0.1, "cDPO gamma, the scale of the weighted log-ratio margin (--loss cdpo)",
+                          check="positive")
+    pairs_per_query: int = option(1, "cDPO on scored trajectories: pairs made per query, the i-th correct response "
+                                     "with the i-th incorrect one, most frequent wrong answer first (1: the authors' "
+                                     "selection)", check="count")
+    seed: int = option(42, "random seed (LoRA init, data order)")
+    dtype: str = override("auto", help="auto (bfloat16 on a CUDA GPU, else float32), float32 or bfloat16")
+    merge: bool = option(False, "also write the LoRA weights merged into the base model to OUTPUT_DIR/merged")
+    overwrite: bool = override(False, help="replace --output-dir if it exists")
 
     @property
     def lr(self) -> float:
@@ -72,36 +69,10 @@ class TrainConfig:
             return self.learning_rate
         return LORA_LEARNING_RATE if self.lora else FULL_LEARNING_RATE
 
-    def target_modules(self) -> str | list[str]:
-        """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""
-        text = self.lora_targets.strip()
-        if text == "all-linear":
-            return text
-        return [t.strip() for t in text.split(",") if t.strip()]
-
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
-        options.finite(self)
-        if self.loss not in ("dpo", "cdpo"):
-            raise PTSError(f"--loss must be dpo or cdpo, got {self.loss!r}")
-        if not self.input_path:
-            raise PTSError("--input-path is required")
-        if not self.output_dir:
-            raise PTSError("--output-dir is required")
-        options.at_least_one(self, "lora_r", "batch_size", "grad_accum", "pairs_per_query", "max_steps")
-        if self.lora_alpha <= 0:
-            raise PTSError(f"--lora-alpha must be positive, got {self.lora_alpha}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise PTSError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
-        if not self.target_modules():
-            raise PTSError("--lora-targets is empty (use all-linear or names such as q_proj,v_proj)")
-        for name in ("epochs", "beta", "gamma"):
-            if not getattr(self, name) > 0:
-                raise PTSError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise PTSError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.max_length is not None and self.max_length < 2:
-            raise PTSError(f"--max-length must be at least 2, got {self.max_length}")
+        options.check(self)
+        self.check_training()
         if self.merge and not self.lora:
             raise PTSError("--merge applies to LoRA training; full fine-tuning already writes the whole model")
         src = Path(self.input_path)
@@ -232,7 +203,7 @@ def run(config: TrainConfig) -> TrainSummary:
 def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> dict[str, Any]:
     """The TRL training arguments (shared by DPO and cDPO) that the options set."""
     return {
-        "output_dir": str(work), "per_device_train_batch_size": config.batch_size,
+        "output_dir": str(work), "per_device_train_batch_size": config.train_batch_size,
         "gradient_accumulation_steps": config.grad_accum, "learning_rate": config.lr,
         "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1, "max_length": config.max_length,
         "seed": config.seed, "data_seed": config.seed, "bf16": bf16, "fp16": False, "use_cpu": device == "cpu",
@@ -251,4 +222,4 @@ def _peft_config(config: TrainConfig):
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.target_modules(), bias="none", task_type="CAUSAL_LM")
+                      target_modules=config.lora_target_list(), bias="none", task_type="CAUSAL_LM")

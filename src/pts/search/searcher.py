@@ -273,3 +273,20 @@ class PivotalTokenSearcher:
                     "verify_confidence": s.verify_confidence},
             **extra,
         )
+
+
+def context_length(engine) -> int | None:
+    """The most tokens (prompt + response) ``engine``'s model takes, when the engine knows it."""
+    return getattr(engine, "context_length", None)
+
+
+def search_one(searcher: PivotalTokenSearcher, task: Task, context: int | None) -> TaskResult:
+    """Search one query, the unit of work everywhere; a prompt that leaves no room for a whole response
+    within the model's ``context`` is skipped before any sampling (status ``too_long``)."""
+    s = searcher.settings
+    if context is not None:
+        prompt = build_prompt_ids(searcher.engine.tokenizer, task.prompt, s.system_prompt, s.chat_template,
+                                  task.raw_prompt)
+        if len(prompt) + s.max_new_tokens > context:
+            return TaskResult(task.item_id, "too_long", 0.0)
+    return searcher.search(task)
