@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pts.errors import PTSError
-from pts.export.records import Pivot, attach_token_ids, default_model, read_pivots
+from pts.export.records import PivotRecord, attach_token_ids, default_model, read_pivots
 from pts.runner import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("dpo", "steering", "control-vector")
+# The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
+EXPORT_FORMATS = ("dpo", "steering", "control-vector")
 DEFAULT_OUTPUT = {"dpo": "dpo_dataset.jsonl", "steering": "steering_vectors.jsonl",
                   "control-vector": "control_vector.gguf"}
 
@@ -105,8 +106,8 @@ def export(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
     """
     from pts.store import check_output_path
 
-    if config.format not in FORMATS:
-        raise PTSError(f"unknown format {config.format!r}; choose one of {', '.join(FORMATS)}")
+    if config.format not in EXPORT_FORMATS:
+        raise PTSError(f"unknown format {config.format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     output = config.resolved_output()
     if config.hf_push and not config.hf_repo_id:
         raise PTSError("--hf-push needs --hf-repo-id USER/NAME")
@@ -141,14 +142,14 @@ def export(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
     return summary
 
 
-def _model_spec(config: ExportConfig, pivots: Sequence[Pivot]) -> str:
+def _model_spec(config: ExportConfig, pivots: Sequence[PivotRecord]) -> str:
     if config.model:
         return config.model
     named = default_model(pivots)
     return named or DEFAULT_MODEL
 
 
-def _load(config: ExportConfig, pivots: Sequence[Pivot], loaded: Any) -> Any:
+def _load(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) -> Any:
     if loaded is not None:
         return loaded
     from pts.models import load_model
@@ -184,13 +185,13 @@ def load_tokenizer(spec: str) -> Any:
     return models.load_model(spec, device="cpu", dtype="float32").tokenizer
 
 
-def _warn_model(pivots: Sequence[Pivot], model_id: str) -> None:
+def _warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
     others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
     if others:
         log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
 
 
-def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: Any, engine: Any,
+def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any, engine: Any,
                 tasks: Sequence[Any] | None) -> ExportSummary:
     from pts.export.dpo import (
         CounterpartFinder,
@@ -234,7 +235,7 @@ def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: 
     return ExportSummary("dpo", output, len(rows), report.format())
 
 
-def _load_tasks(config: ExportConfig, pivots: Sequence[Pivot]) -> list[Any]:
+def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any]:
     from pts.tasks.sources import load_tasks
 
     spec = config.dataset
@@ -251,7 +252,7 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[Pivot]) -> list[Any]:
                       answer_key=config.answer_key, seed=config.seed, oracle=config.oracle)
 
 
-def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, loaded: Any) -> ExportSummary:
+def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
     import numpy as np
 
     from pts.export.steering import (
@@ -305,10 +306,14 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
     return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
 
 
-def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[int], select: int,
+def _write_steering(pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int,
                     settings: Any, note: str) -> ExportSummary:
     """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
-    from pts.export.steering import context_activations, merge_contexts, steering_records
+    from pts.export.steering import (
+        context_activations,
+        merge_contexts,
+        steering_records,
+    )
     from pts.store import write_jsonl
 
     contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
@@ -330,5 +335,5 @@ def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[
     return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
 
 
-__all__ = ["DEFAULT_OUTPUT", "FORMATS", "ExportConfig", "ExportSummary", "Pivot", "export", "load_tokenizer",
-           "read_pivots"]
+__all__ = ["DEFAULT_OUTPUT", "EXPORT_FORMATS", "ExportConfig", "ExportSummary", "PivotRecord", "export",
+           "load_tokenizer", "read_pivots"]
