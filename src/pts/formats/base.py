@@ -111,9 +111,9 @@ class Format:
     name: str = ""
     aliases: tuple[str, ...] = ()  # other spellings accepted for ``name`` (lower case)
     what: str = ""  # what a file of it holds, in messages: "pivotal tokens"
-    shapes: Mapping[str, str] = {}
-    keys: tuple[str, ...] = ()
-    fields: Mapping[str, str] = {}
+    shapes: Mapping[str, str] = {}  # the variants pts view reports: key -> what, e.g. "pivotal tokens (pts run)"
+    keys: tuple[str, ...] = ()  # fields every record of the kind has
+    fields: Mapping[str, str] = {}  # glossary: field name ("a.b" when nested) -> what it means
     jsonl: bool = True  # JSON lines (else a binary file the dataset viewer cannot read)
     # Hub card
     title: str | None = None
@@ -130,7 +130,7 @@ class Format:
 
     # ---- recognition
 
-    def missing(self, row: Mapping[str, Any]) -> list[str]:
+    def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
         """The fields of :attr:`keys` that ``row`` lacks (it may be a row or a set of field names)."""
         return [k for k in self.keys if k not in row]
 
