@@ -22,7 +22,7 @@ from pts.export.dpo import (
     match_tasks,
     pick_counterpart,
 )
-from pts.export.records import Pivot, attach_token_ids, chat_messages
+from pts.export.records import PivotRecord, attach_token_ids, chat_messages
 from pts.export.steering import (
     PATTERNS,
     UNKNOWN,
@@ -186,7 +186,7 @@ def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys,
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from pts.hub.card import TRL_IDS_TRAINER
+    from pts.formats.dpo import TRL_IDS_TRAINER
     from pts.models import load_model
 
     plain, chat = tmp_path / "dpo.jsonl", tmp_path / "dpo_chat.jsonl"
@@ -271,11 +271,11 @@ RESPONSE = (token("a"), token("b"))
 P_AFTER = {"x": 0.8, "y": 0.3, "c": 0.9, "d": 0.2, "e": 0.5}
 
 
-def fake_pivot(tok: str, positive: bool) -> Pivot:
-    return Pivot(query="q?", pivot_context="q?ab", pivot_token=tok, pivot_token_id=token(tok),
-                 prob_before=0.5, prob_after=P_AFTER[tok], prob_delta=P_AFTER[tok] - 0.5, is_positive=positive,
-                 model_id="fake", task_type="pass_fail", dataset_id="d", dataset_item_id="0", timestamp="", id=tok,
-                 source="pts", line=1, context_ids=PROMPT + list(RESPONSE), prompt_length=len(PROMPT))
+def fake_pivot(tok: str, positive: bool) -> PivotRecord:
+    return PivotRecord(query="q?", pivot_context="q?ab", pivot_token=tok, pivot_token_id=token(tok),
+                       prob_before=0.5, prob_after=P_AFTER[tok], prob_delta=P_AFTER[tok] - 0.5, is_positive=positive,
+                       model_id="fake", task_type="pass_fail", dataset_id="d", dataset_item_id="0", timestamp="",
+                       id=tok, source="pts", line=1, context_ids=PROMPT + list(RESPONSE), prompt_length=len(PROMPT))
 
 
 def fake_p(response):
@@ -517,10 +517,10 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
 
 
 def fake_line_pivot(ids, prompt_length, delta, name):
-    return Pivot(query="q", pivot_context=str(ids), pivot_token=name, pivot_token_id=len(name), prob_before=0.5,
-                 prob_after=0.5 + delta, prob_delta=delta, is_positive=delta > 0, model_id="m", task_type="t",
-                 dataset_id="d", dataset_item_id="0", timestamp="", id=name, source="pts", line=1,
-                 context_ids=list(ids), prompt_length=prompt_length)
+    return PivotRecord(query="q", pivot_context=str(ids), pivot_token=name, pivot_token_id=len(name), prob_before=0.5,
+                       prob_after=0.5 + delta, prob_delta=delta, is_positive=delta > 0, model_id="m", task_type="t",
+                       dataset_id="d", dataset_item_id="0", timestamp="", id=name, source="pts", line=1,
+                       context_ids=list(ids), prompt_length=prompt_length)
 
 
 class CharTokenizer:

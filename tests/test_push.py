@@ -34,8 +34,9 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from pts.errors import PTSError
+from pts.formats.dpo import TRL_IDS_TRAINER
+from pts.formats.pivotal import reconstructed_command
 from pts.hub import build_card, inspect_file, push_dataset, size_category
-from pts.hub.card import TRL_IDS_TRAINER, reconstructed_command
 from pts.records import ORIGINAL_FIELDS, FirstToken, PivotalToken
 
 TOKEN = "hf_test_token_123"

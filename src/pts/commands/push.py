@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pts import formats
+
 NAME = "push"
 HELP = "upload a pts output file (pivotal tokens, DPO pairs, steering or control vectors) to a Hub dataset repo"
 ORDER = 60
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model to name in the card and its usage snippets (default: the records' model_id)")
     parser.add_argument("--format", dest="fmt", default=None,
-                        choices=["pivotal", "dpo", "steering", "critical", "control-vector"],
+                        choices=formats.names(published=True),
                         help="what the file holds (default: detected from its content)")
     parser.add_argument("--license", default="apache-2.0", help="license in the card's metadata (default: apache-2.0)")
     parser.add_argument("--command", dest="generating_command", default=None, metavar="COMMAND",
@@ -39,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     url = push_dataset(args.input_path, args.hf_repo, private=args.private, readme=args.readme, model=args.model,
                        fmt=summary.fmt, command=args.generating_command, license=args.license,
                        path_in_repo=args.path_in_repo, commit_message=args.commit_message, summary=summary)
-    unit = "layer directions" if summary.fmt == "control-vector" else "rows"
+    unit = formats.get(summary.fmt).unit
     card = " and a dataset card" if args.readme else ""
     print(f"pushed {args.input_path} ({summary.rows} {unit}, {summary.fmt}){card} to {url}")
     return 0

@@ -36,7 +36,7 @@ Output rows (JSONL) are ``{"prompt", "chosen", "rejected", "metadata"}``:
   as text. TRL 1.16 always tokenizes the text again and appends EOS to
   chosen and rejected, and has no switch to keep given ids: right after a
   pivot that EOS is most of each completion's log-probability, so the pair
-  would mostly teach "stop here". :data:`pts.hub.card.TRL_IDS_TRAINER` is the
+  would mostly teach "stop here". :data:`pts.formats.dpo.TRL_IDS_TRAINER` is the
   few-line ``DPOTrainer`` subclass (in the docs and every DPO card) that
   trains on the ids as they are. ``metadata.trl_tokens_match`` says, per row,
   whether stock TRL's tokenization reproduces the measured prompt ids and
@@ -64,9 +64,9 @@ from typing import Any
 from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.export.records import Pivot, chat_messages
-from pts.stats import newcombe_interval, wilson_interval
+from pts.export.records import PivotRecord, chat_messages
 from pts.records import stable_seed
+from pts.stats import newcombe_interval, wilson_interval
 from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class DPOReport:
         return "\n".join(lines + self.notes)
 
 
-def first_token_alternatives(pivot: Pivot, min_samples: int) -> list[Measured]:
+def first_token_alternatives(pivot: PivotRecord, min_samples: int) -> list[Measured]:
     """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples."""
     return [Measured(t.token_id, t.token, t.successes, t.count, likelihood=t.count)
             for t in pivot.first_tokens if t.token_id != pivot.pivot_token_id and t.count >= min_samples]
@@ -182,7 +182,7 @@ def pick_counterpart(is_positive: bool, p_pivot: float, alternatives: Sequence[M
     return min(ok, key=lambda a: (-a.likelihood, -sign * (p_pivot - a.p), a.token_id))
 
 
-def match_tasks(pivots: Sequence[Pivot], tasks: Sequence[Task]) -> dict[str, Task]:
+def match_tasks(pivots: Sequence[PivotRecord], tasks: Sequence[Task]) -> dict[str, Task]:
     """The task of each pivot (by pivot id): same dataset id and item id, else the same query text."""
     by_item = {(t.dataset_id, t.item_id): t for t in tasks}
     by_query: dict[str, list[Task]] = {}
@@ -214,13 +214,13 @@ class CounterpartFinder:
         special = getattr(engine.tokenizer, "all_special_ids", None) or []
         self.excluded = set(special) | set(engine.eos_token_ids)
 
-    def default_samples(self, pivot: Pivot) -> int:
+    def default_samples(self, pivot: PivotRecord) -> int:
         """Rollouts per candidate when --num-samples is not given: the records' own search setting."""
         from pts.search.searcher import SearchSettings
 
         return int({**vars(SearchSettings()), **pivot.search}["num_samples"])
 
-    def candidates(self, pivot: Pivot) -> list[tuple[int, float]]:
+    def candidates(self, pivot: PivotRecord) -> list[tuple[int, float]]:
         """The ``num_candidates`` most likely next tokens other than the pivot, with their probabilities."""
         logprobs = self.engine.next_token_logprobs([pivot.context_ids])[0]
         k = min(logprobs.shape[-1], self.settings.num_candidates + len(self.excluded) + 1)
@@ -231,7 +231,7 @@ class CounterpartFinder:
                 out.append((t, float(lp)))
         return out[: self.settings.num_candidates]
 
-    def measure(self, pivot: Pivot, task: Task) -> tuple[Measured, list[Measured]]:
+    def measure(self, pivot: PivotRecord, task: Task) -> tuple[Measured, list[Measured]]:
         """p(success) after the pivot and after each candidate, from new rollouts judged by ``task``'s oracle."""
         from math import exp
 
@@ -263,7 +263,7 @@ class CounterpartFinder:
         return chosen, alts
 
 
-def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, *,
+def build_pairs(pivots: Sequence[PivotRecord], tokenizer: Any, settings: DPOSettings, *,
                 finder: CounterpartFinder | None = None,
                 tasks: dict[str, Task] | None = None) -> tuple[list[dict[str, Any]], DPOReport]:
     """DPO rows for ``pivots`` (token ids attached) and a report of what was skipped and why.
@@ -275,8 +275,8 @@ def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, 
     """
     s = settings
     report = DPOReport(pivots=len(pivots), gap_confidence=s.gap_confidence)
-    found: dict[int, tuple[Pivot, dict[str, Any]]] = {}
-    pending: list[tuple[int, Pivot, Task]] = []
+    found: dict[int, tuple[PivotRecord, dict[str, Any]]] = {}
+    pending: list[tuple[int, PivotRecord, Task]] = []
     for i, pivot in enumerate(pivots):
         if abs(pivot.prob_delta) < s.min_prob_delta - _EPS:
             report.below_min_delta += 1
@@ -313,7 +313,7 @@ def build_pairs(pivots: Sequence[Pivot], tokenizer: Any, settings: DPOSettings, 
     return [r for _, r in kept], report
 
 
-def _measure(pending: list[tuple[int, Pivot, Task]], found: dict[int, tuple[Pivot, dict[str, Any]]],
+def _measure(pending: list[tuple[int, PivotRecord, Task]], found: dict[int, tuple[PivotRecord, dict[str, Any]]],
              finder: CounterpartFinder, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
     """Measure candidates for the pivots in ``pending`` (input order), adding their rows to ``found``."""
     import sys
@@ -343,8 +343,8 @@ def _measure(pending: list[tuple[int, Pivot, Task]], found: dict[int, tuple[Pivo
         bar.close()
 
 
-def _add(found: dict[int, tuple[Pivot, dict[str, Any]]], i: int, pivot: Pivot, chosen_side: Measured, p_pivot: float,
-         other: Measured, source: str, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
+def _add(found: dict[int, tuple[PivotRecord, dict[str, Any]]], i: int, pivot: PivotRecord, chosen_side: Measured,
+         p_pivot: float, other: Measured, source: str, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
     row = _row(pivot, chosen_side, p_pivot, other, source, tokenizer, s.chat, s.gap_confidence)
     if row is None:
         report.skipped_for_chat += 1
@@ -364,7 +364,7 @@ def gap_interval(better: Measured, worse: Measured, confidence: float) -> tuple[
     return newcombe_interval(worse.p, wilson(worse), better.p, wilson(better))
 
 
-def _select(rows: list[tuple[Pivot, dict[str, Any]]], s: DPOSettings) -> list[tuple[Pivot, dict[str, Any]]]:
+def _select(rows: list[tuple[PivotRecord, dict[str, Any]]], s: DPOSettings) -> list[tuple[PivotRecord, dict[str, Any]]]:
     """``--balance`` (as many pairs from positive as from negative pivots, a seeded sample) then ``--max-pairs``."""
     if s.balance:
         pos = [i for i, (p, _) in enumerate(rows) if p.is_positive]
@@ -378,7 +378,7 @@ def _select(rows: list[tuple[Pivot, dict[str, Any]]], s: DPOSettings) -> list[tu
     return rows[: s.max_pairs] if s.max_pairs is not None else rows
 
 
-def _row(pivot: Pivot, pivot_side: Measured, p_pivot: float, other: Measured, source: str, tok: Any,
+def _row(pivot: PivotRecord, pivot_side: Measured, p_pivot: float, other: Measured, source: str, tok: Any,
          chat: bool, gap_confidence: float) -> dict[str, Any] | None:
     if pivot.is_positive:
         chosen, rejected, p_chosen, p_rejected = pivot_side, other, p_pivot, other.p

@@ -21,18 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from pts.errors import PTSError
+from pts.formats import pivotal
 from pts.records import FirstToken, PivotalToken, stable_id
 from pts.store import read_jsonl
 
 log = logging.getLogger(__name__)
 
-# Fields without which a line is not a pivotal token at all.
-REQUIRED = ("pivot_context", "pivot_token")
-
 
 @dataclass
-class Pivot:
-    """One pivotal token, whatever wrote it.
+class PivotRecord:
+    """One pivotal-token record as exporters and ``pts view`` read it, whatever wrote it.
+
+    pts's own records (:class:`pts.records.PivotalToken`) and the original
+    tool's text-only ones both become one of these (:func:`pivot_from_row`).
+    Not to be confused with :class:`pts.search.pivotal.Pivot`, a pivot the
+    search has just found (a position and the estimates around it).
 
     ``context_ids`` are the token ids of ``pivot_context`` (prompt + response up
     to the pivot) and ``prompt_length`` how many of them are the prompt; either
@@ -78,7 +81,7 @@ class Pivot:
         }
 
 
-def read_pivots(path: str | os.PathLike) -> list[Pivot]:
+def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:
     """Every pivotal-token record in the JSONL file ``path`` (pts's or the original tool's).
 
     Raises PTSError naming the file and line for a missing file, a line that is
@@ -97,7 +100,7 @@ def read_pivots(path: str | os.PathLike) -> list[Pivot]:
     return pivots
 
 
-def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivot:
+def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> PivotRecord:
     """The pivot in record ``n`` (1-based) of ``path``; PTSError naming them when it is not one."""
     where = f"{path} record {n}"
     if "chosen" in row and "rejected" in row:
@@ -106,7 +109,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
         log.info("%s: reading a steering-vector record as a pivotal token", where)
     if row.get("kind") == "critical_token":
         raise PTSError(f"{where} is a critical-token record (`pts critical`), not a pivotal token")
-    missing = [k for k in REQUIRED if not isinstance(row.get(k), str)]
+    missing = [k for k in pivotal.FORMAT.keys if not isinstance(row.get(k), str)]
     if missing:
         raise PTSError(f"{where} is not a pivotal-token record (no text field {missing[0]!r})")
     try:
@@ -140,13 +143,13 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
         ids = record.pivot_context_ids
         if not all(isinstance(i, int) for i in ids) or not 0 <= record.prompt_length <= len(ids):
             raise PTSError(f"{where}: pivot_context_ids must be integers and prompt_length within them")
-        return Pivot(**common, id=record.id, source="pts", context_ids=list(ids), prompt_length=record.prompt_length,
-                     samples_before=record.samples_before, samples_after=record.samples_after,
-                     successes_after=record.successes_after,
-                     first_tokens=list(record.first_tokens), search=dict(record.search))
+        return PivotRecord(**common, id=record.id, source="pts", context_ids=list(ids),
+                           prompt_length=record.prompt_length, samples_before=record.samples_before,
+                           samples_after=record.samples_after, successes_after=record.successes_after,
+                           first_tokens=list(record.first_tokens), search=dict(record.search))
     record_id = str(row.get("id") or stable_id("original", common["model_id"], common["dataset_id"],
                                                common["dataset_item_id"], common["pivot_context"], token_id))
-    return Pivot(**common, id=record_id, source="original")
+    return PivotRecord(**common, id=record_id, source="original")
 
 
 def _prob(row: dict[str, Any], key: str, where: str) -> float:
@@ -158,13 +161,13 @@ def _prob(row: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
-def default_model(pivots: Sequence[Pivot]) -> str | None:
+def default_model(pivots: Sequence[PivotRecord]) -> str | None:
     """The model every record names, when they all name the same one."""
     ids = {p.model_id for p in pivots if p.model_id}
     return ids.pop() if len(ids) == 1 else None
 
 
-def attach_token_ids(pivots: Sequence[Pivot], tokenizer: Any) -> int:
+def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
     """Give every pivot token ids under ``tokenizer``; returns how many had to be tokenized again.
 
     Recorded ids are kept when they decode to ``pivot_context`` with this

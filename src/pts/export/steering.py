@@ -66,7 +66,7 @@ import numpy as np
 
 from pts import options
 from pts.errors import PTSError
-from pts.export.records import Pivot
+from pts.export.records import PivotRecord
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def pattern_scores(text: str) -> Counter:
     return scores
 
 
-def cue_text(pivot: Pivot, tokenizer: Any) -> str:
+def cue_text(pivot: PivotRecord, tokenizer: Any) -> str:
     """What a pivot's label is read from: the last words of the response before it, and the pivot token."""
     if pivot.context_ids is not None and pivot.prompt_length is not None:
         response = tokenizer.decode(pivot.context_ids[pivot.prompt_length:], skip_special_tokens=True)
@@ -340,7 +340,7 @@ def contrast(acts: np.ndarray, positive: np.ndarray) -> np.ndarray | None:
     return (acts[positive].mean(axis=0) - acts[~positive].mean(axis=0)).astype(np.float32)
 
 
-def prompt_only(pivot: Pivot, tokenizer: Any) -> bool:
+def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:
     """Is the pivot's context only the prompt (its response so far empty or blank)?"""
     if pivot.prompt_length is not None and pivot.context_ids is not None:
         response = tokenizer.decode(pivot.context_ids[pivot.prompt_length:], skip_special_tokens=False)
@@ -355,7 +355,7 @@ def prompt_only(pivot: Pivot, tokenizer: Any) -> bool:
 class Context:
     """The pivots that share one context (the same token ids), merged into one steering line."""
 
-    pivots: list[Pivot]
+    pivots: list[PivotRecord]
     index: int  # position of the first of them in the export's input
 
     @property
@@ -363,13 +363,13 @@ class Context:
         return sum(p.prob_delta for p in self.pivots)
 
     @property
-    def lead(self) -> Pivot:
+    def lead(self) -> PivotRecord:
         """The strongest pivot on the side of the net change: its fields describe the line."""
         side = [p for p in self.pivots if (p.prob_delta > 0) == (self.net_delta > 0)]
         return max(side, key=lambda p: abs(p.prob_delta))
 
 
-def merge_contexts(pivots: Sequence[Pivot], tokenizer: Any) -> tuple[list[Context], dict[str, int]]:
+def merge_contexts(pivots: Sequence[PivotRecord], tokenizer: Any) -> tuple[list[Context], dict[str, int]]:
     """One :class:`Context` per distinct context of ``pivots``, and how many pivots were left out and why.
 
     Left out: pivots whose context is only the prompt (:func:`prompt_only`),

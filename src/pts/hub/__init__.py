@@ -5,7 +5,6 @@
 """
 
 from pts.hub.card import (
-    FORMATS,
     FileSummary,
     build_card,
     detect_format,
@@ -15,6 +14,6 @@ from pts.hub.card import (
 from pts.hub.push import NO_TOKEN, check_repo_id, push_dataset, resolve_token
 
 __all__ = [
-    "FORMATS", "NO_TOKEN", "FileSummary", "build_card", "check_repo_id", "detect_format", "inspect_file",
+    "NO_TOKEN", "FileSummary", "build_card", "check_repo_id", "detect_format", "inspect_file",
     "push_dataset", "resolve_token", "size_category",
 ]

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pts import formats
 from pts.errors import PTSError, first_line
-from pts.hub.card import CONTROL_VECTOR, FileSummary, build_card, inspect_file
+from pts.formats import FileSummary
+from pts.hub.card import build_card, inspect_file
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ def push_dataset(path: str | os.PathLike, repo_id: str, *, private: bool = False
         card = build_card(path, summary.fmt, model, command, repo_id=repo_id, license=license,
                           path_in_repo=filename, summary=summary)
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
-    unit = "layer directions" if summary.fmt == CONTROL_VECTOR else "rows"
+    unit = formats.get(summary.fmt).unit
     message = commit_message or f"Upload {filename} ({summary.rows} {unit}, {summary.fmt}) with pts"
     with _hub_errors(f"upload {filename} to {repo_id}", repo_id, where):
         api.create_commit(repo_id, operations, commit_message=message, repo_type="dataset")

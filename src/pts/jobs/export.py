@@ -19,12 +19,13 @@ from typing import Any
 
 from pts import options
 from pts.errors import PTSError
-from pts.export.records import Pivot, attach_token_ids, default_model, read_pivots
+from pts.export.records import PivotRecord, attach_token_ids, default_model, read_pivots
 from pts.options import DEFAULT_MODEL, option, override
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("dpo", "steering", "control-vector")
+# The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
+EXPORT_FORMATS = ("dpo", "steering", "control-vector")
 DEFAULT_OUTPUT = {"dpo": "dpo_dataset.jsonl", "steering": "steering_vectors.jsonl",
                   "control-vector": "control_vector.gguf"}
 
@@ -34,7 +35,7 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
     """Every option of ``pts export``; the CLI flags are these names with dashes."""
 
     input_path: str = option(help="pivotal-token JSONL written by `pts run` or the original PTS tool")
-    format: str = option(help="what to write", choices=FORMATS)
+    format: str = option(help="what to write", choices=EXPORT_FORMATS)
     output_path: str | None = override(None, help="output file (default: dpo_dataset.jsonl, steering_vectors.jsonl "
                                        "or control_vector.gguf)")
     model: str | None = override(None, help="model for tokens, activations and counterpart rollouts (default: the "
@@ -120,8 +121,8 @@ def run(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
     """
     from pts.store import check_output_path
 
-    if config.format not in FORMATS:
-        raise PTSError(f"unknown format {config.format!r}; choose one of {', '.join(FORMATS)}")
+    if config.format not in EXPORT_FORMATS:
+        raise PTSError(f"unknown format {config.format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     options.check(config)
     output = config.resolved_output()
     if config.hf_push and not config.hf_repo_id:
@@ -157,14 +158,14 @@ def run(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
     return summary
 
 
-def _model_spec(config: ExportConfig, pivots: Sequence[Pivot]) -> str:
+def _model_spec(config: ExportConfig, pivots: Sequence[PivotRecord]) -> str:
     if config.model:
         return config.model
     named = default_model(pivots)
     return named or DEFAULT_MODEL
 
 
-def _load(config: ExportConfig, pivots: Sequence[Pivot], loaded: Any) -> Any:
+def _load(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) -> Any:
     if loaded is not None:
         return loaded
     from pts.models import load_model
@@ -200,13 +201,13 @@ def load_tokenizer(spec: str) -> Any:
     return models.load_model(spec, device="cpu", dtype="float32").tokenizer
 
 
-def _warn_model(pivots: Sequence[Pivot], model_id: str) -> None:
+def _warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
     others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
     if others:
         log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
 
 
-def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: Any, engine: Any,
+def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any, engine: Any,
                 tasks: Sequence[Any] | None) -> ExportSummary:
     from pts.export.dpo import (
         CounterpartFinder,
@@ -250,7 +251,7 @@ def _export_dpo(config: ExportConfig, pivots: list[Pivot], output: str, loaded: 
     return ExportSummary("dpo", output, len(rows), report.format())
 
 
-def _load_tasks(config: ExportConfig, pivots: Sequence[Pivot]) -> list[Any]:
+def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any]:
     from pts.tasks.sources import load_tasks
 
     spec = config.dataset
@@ -267,7 +268,7 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[Pivot]) -> list[Any]:
                       answer_key=config.answer_key, seed=config.seed, oracle=config.oracle)
 
 
-def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, loaded: Any) -> ExportSummary:
+def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
     import numpy as np
 
     from pts.export.steering import (
@@ -321,7 +322,7 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
     return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
 
 
-def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[int], select: int,
+def _write_steering(pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int,
                     settings: Any, note: str) -> ExportSummary:
     """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
     from pts.export.steering import context_activations, merge_contexts, steering_records
@@ -346,5 +347,5 @@ def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[
     return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
 
 
-__all__ = ["DEFAULT_OUTPUT", "FORMATS", "ExportConfig", "ExportSummary", "Pivot", "load_tokenizer", "run",
+__all__ = ["DEFAULT_OUTPUT", "EXPORT_FORMATS", "ExportConfig", "ExportSummary", "PivotRecord", "load_tokenizer", "run",
            "read_pivots"]

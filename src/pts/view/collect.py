@@ -17,7 +17,13 @@ from pts.errors import PTSError
 from pts.store import progress_path, read_jsonl
 from pts.view.shapes import KINDS, PIVOT_KINDS, ViewFile, read_view_file
 from pts.view.trajectories import (
-    PivotPlace, Trace, curve_from_pivots, read_traces, solution_from_trace, solutions_from_contexts, trace_path,
+    PivotPlace,
+    Trace,
+    curve_from_pivots,
+    read_traces,
+    solution_from_trace,
+    solutions_from_contexts,
+    trace_path,
 )
 
 # Characters of context shown before a pivot or a DPO pair in lists.
@@ -142,7 +148,7 @@ def collect(paths: Sequence[str]) -> ReportData:
 
 
 def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one pivotal token (a :class:`pts.export.records.Pivot` and its raw record)."""
+    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record)."""
     context = pivot.pivot_context
     verified = record.get("verified")
     return {

@@ -1,0 +1,189 @@
+"""What every record kind says about itself, and what one file of it holds.
+
+A :class:`Format` is one kind of file pts writes or reads: how to recognise
+its records from their fields, the shapes ``pts view`` tells apart within it,
+a glossary of its fields, and the facts of its dataset card on the Hub (title,
+tags, description, counts, usage snippets). Each kind subclasses it in its own
+module of :mod:`pts.formats`. A :class:`FileSummary` is what one file of a kind
+holds, as :func:`pts.hub.inspect_file` counts it; the card hooks read it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PTS_URL = "https://github.com/codelion/pts"
+PHI4_URL = "https://arxiv.org/abs/2412.08905"
+CDPO_URL = "https://arxiv.org/abs/2411.19943"
+OPTILLM_URL = "https://github.com/codelion/optillm"
+PTS_LINK = f"[pts]({PTS_URL})"
+PHI4_LINK = f"[Phi-4 technical report]({PHI4_URL})"
+
+# Fields whose values are objects keyed by data (layer numbers), not by field names: never expanded field by field.
+OPAQUE_FIELDS = frozenset({"layer_activations", "steering_vectors"})
+
+NOT_DESCRIBED = "Not described by pts (written by another tool)."
+
+
+@dataclass
+class FileSummary:
+    """What one file holds: its format, size and the counts shown on the card.
+
+    ``fmt`` is the name of its :class:`Format`. ``rows`` is the number of
+    records (for a control vector, of layer directions). ``positives``/``negatives``
+    count pivots by the sign of their effect; ``tasks`` the distinct questions
+    they come from. ``extra`` holds format-specific facts (clusters, layers,
+    vector size, GGUF metadata...), filled by :meth:`Format.summarise`.
+    """
+
+    path: Path
+    fmt: str
+    rows: int
+    fields: list[str] = field(default_factory=list)
+    nested: dict[str, list[str]] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
+    positives: int | None = None
+    negatives: int | None = None
+    tasks: int | None = None
+    task_types: Counter = field(default_factory=Counter)
+    datasets: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)
+    search: dict[str, Any] = field(default_factory=dict)
+    original_tool: bool = False
+    conversational: bool = False
+    tokenized: bool = False  # DPO rows carry prompt_ids/chosen_ids/rejected_ids
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str | None:
+        """The model most records name, if any."""
+        return self.models.most_common(1)[0][0] if self.models else None
+
+
+def type_name(value: Any) -> str:
+    """How a field's value reads in a glossary: ``string``, ``float``, ``list[int] (4096)``, ``object``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        if not value:
+            return "list"
+        inner = type_name(value[0])
+        if inner in ("float", "int") and len(value) > 8:
+            return f"list[{inner}] ({len(value)})"
+        if inner == "object":
+            return "list[object]"
+        return f"list[{inner}]"
+    return type(value).__name__
+
+
+def load_snippet(repo_id: str) -> list[str]:
+    """The opening lines of every card's Python load snippet (the code block is left open)."""
+    return ["```python", "from datasets import load_dataset", "", f'dataset = load_dataset("{repo_id}", split="train")']
+
+
+class Format:
+    """One kind of record file. Subclasses set the class attributes and override the hooks they need.
+
+    Recognition: a record is of this kind when it has every field of
+    :attr:`keys` (:meth:`matches`); :meth:`missing` names what a record lacks.
+    :attr:`shapes` are the variants ``pts view`` reports (key -> what it is),
+    :meth:`shape` picks one for a record.
+
+    Card: a kind with a :attr:`title` is published by ``pts push``; its card
+    shows :meth:`description`, :meth:`counts`, a glossary (:attr:`fields`,
+    :meth:`describe`) and :meth:`usage`.
+    """
+
+    name: str = ""
+    aliases: tuple[str, ...] = ()  # other spellings accepted for ``name`` (lower case)
+    what: str = ""  # what a file of it holds, in messages: "pivotal tokens"
+    shapes: Mapping[str, str] = {}  # the variants pts view reports: key -> what, e.g. "pivotal tokens (pts run)"
+    keys: tuple[str, ...] = ()  # fields every record of the kind has
+    fields: Mapping[str, str] = {}  # glossary: field name ("a.b" when nested) -> what it means
+    jsonl: bool = True  # JSON lines (else a binary file the dataset viewer cannot read)
+    # Hub card
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    noun: str = "rows"  # what one record is, counted on the card: "pivotal tokens"
+    sign_label: str = "Positive / negative"
+    unit: str = "rows"  # what pts push counts in its commit message and report
+    shows_search: bool = False  # the card lists the records' search settings
+
+    @property
+    def published(self) -> bool:
+        """Whether ``pts push`` writes a dataset card for this kind."""
+        return self.title is not None
+
+    # ---- recognition
+
+    def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
+        """The fields of :attr:`keys` that ``row`` lacks (it may be a row or a set of field names)."""
+        return [k for k in self.keys if k not in row]
+
+    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
+        """Whether a record with these fields (a row, or its field names) is of this kind."""
+        return bool(self.keys) and not self.missing(row)
+
+    def shape(self, row: Mapping[str, Any]) -> str:
+        """Which of :attr:`shapes` the record ``row`` (of this kind) has."""
+        return next(iter(self.shapes))
+
+    # ---- card hooks
+
+    def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
+        """Add this kind's own facts about ``rows`` to ``s`` (``meta``: each row's ``metadata`` object or {})."""
+
+    def describe(self, s: FileSummary, name: str) -> str | None:
+        """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown."""
+        return self.fields.get(name)
+
+    def field_type(self, s: FileSummary, name: str) -> str:
+        """The glossary's type of field ``name``, from its first value in the file."""
+        return type_name(s.samples.get(name))
+
+    def description(self, s: FileSummary, model: str | None) -> str:
+        """The card's opening paragraph."""
+        return ""
+
+    def counts(self, s: FileSummary) -> list[tuple[str, str]]:
+        """The rows of the card's Contents table: the kind's count, signs, questions, deltas, then
+        :meth:`extra_counts`, then task types, datasets and models."""
+        rows = [(self.noun.capitalize(), str(s.rows))]
+        if s.positives is not None:
+            rows.append((self.sign_label, f"{s.positives} / {s.negatives}"))
+        if s.tasks is not None:
+            rows.append(("Questions (tasks)", str(s.tasks)))
+        if "mean_abs_delta" in s.extra:
+            low, high = s.extra["min_abs_delta"], s.extra["max_abs_delta"]
+            rows.append(("abs(prob_delta): mean (min-max)", f"{s.extra['mean_abs_delta']:.3f} ({low:.3f}-{high:.3f})"))
+        rows += self.extra_counts(s)
+        for label, counter in (("Task types", s.task_types), ("Source datasets", s.datasets), ("Models", s.models)):
+            if counter:
+                rows.append((label, ", ".join(f"`{k}` ({v})" for k, v in counter.most_common(10))))
+        return rows
+
+    def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
+        """This kind's own rows of the Contents table (from ``s.extra``)."""
+        return []
+
+    def run_command(self, s: FileSummary) -> str | None:
+        """The command that made the file, when its records say enough to rebuild it."""
+        return None
+
+    def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
+        """The card's Usage section (markdown lines) for the file ``filename`` in ``repo_id``."""
+        return ["### Load", "", *load_snippet(repo_id), "```"]

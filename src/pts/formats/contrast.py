@@ -1,0 +1,64 @@
+"""Contrastive scores: what ``pts contrast`` writes to ``scores.jsonl``, one line per scored trajectory.
+
+Each line is a sampled response with one contrastive-estimation score
+``s_t`` per response token (Lin et al., "Critical Tokens Matter"):
+``softmax((1 + beta) log p_pos - beta log p_neg)`` at the token, from a model
+tuned on correct and one tuned on incorrect trajectories
+(:mod:`pts.train.contrast`). ``pts train --loss cdpo`` reads these lines;
+``pts view`` shows them. Recognised by ``kind: contrastive_scores`` or the
+fields ``tokens``, ``scores`` and ``logp_pos``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pts.formats.base import Format
+
+# What each field of a contrastive-score line means.
+FIELDS = {
+    "kind": "Record kind (`contrastive_scores`).",
+    "schema_version": "Version of the record schema.",
+    "id": "Stable id of the line (hash of the trajectory, both models and `beta`).",
+    "trajectory_id": "Stable id of the scored trajectory.",
+    "query": "The task's question, before the chat template.",
+    "answer": "Reference answer the oracle judged against.",
+    "correct": "Whether the oracle judged the response correct.",
+    "answer_key": "The final answer the oracle read from the response (null when it found none).",
+    "dataset_id": "Dataset the question came from.",
+    "dataset_item_id": "Id of the question within that dataset.",
+    "task_type": "Kind of task.",
+    "sample_index": "Which sampled response to the question this is.",
+    "prompt_ids": "Token ids of the exact prompt (chat template applied).",
+    "response_ids": "Token ids of the response.",
+    "response": "The response, decoded.",
+    "tokens": "Each of `response_ids` decoded on its own.",
+    "scores": "The contrastive score s_t of every response token, in (0, 1): low where the negative model "
+              "explains the token better than the positive one.",
+    "logp_pos": "Log-probability of each response token under the positive model.",
+    "logp_neg": "Log-probability of each response token under the negative model.",
+    "beta": "The `beta` of the score.",
+    "min_score_position": "Index of the lowest-scoring response token (null for an empty response).",
+    "min_score_token": "That token, decoded.",
+    "min_score": "Its score.",
+    "model_id": "Model that sampled the trajectory.",
+    "positive_model": "The model tuned on correct trajectories.",
+    "negative_model": "The model tuned on incorrect trajectories.",
+    "timestamp": "When the line was written (local time, ISO 8601).",
+}
+
+
+class ContrastScores(Format):
+    name = "contrast"
+    aliases = ("contrast-scores", "contrast_scores", "contrastive-scores", "contrastive_scores")
+    what = "contrastive scores"
+    shapes = {"contrast_scores": "contrastive scores (pts contrast)"}
+    keys = ("tokens", "scores", "logp_pos")
+    fields = FIELDS
+
+    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
+        return (isinstance(row, Mapping) and row.get("kind") == "contrastive_scores") or super().matches(row)
+
+
+FORMAT = ContrastScores()

@@ -1,0 +1,156 @@
+"""A GGUF control vector: what ``pts export --format control-vector`` writes, for llama.cpp.
+
+Not JSON lines: a GGUF file (architecture ``controlvector``) with one
+``direction.<layer>`` tensor per layer, the keys ``controlvector.model_hint``
+and ``controlvector.layer_count``, and pts's own ``pts.*`` metadata. It is
+recognised by the file's first bytes (:func:`is_gguf`) and summarised from its
+metadata (:func:`read_gguf`); :mod:`pts.export.control_vector` writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pts.errors import PTSError
+from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format
+
+# What each GGUF key of the file means (the direction.<layer> tensors are described by ControlVector.describe).
+FIELDS = {
+    "general.architecture": "`controlvector`: what llama.cpp and repeng expect of a control vector file.",
+    "controlvector.model_hint": "Architecture (model type) of the model the vector is for.",
+    "controlvector.layer_count": "Number of layer directions in the file.",
+    "pts.model_id": "Model the activations were read from.",
+    "pts.method": "How the directions were computed (`mean_difference`: mean activation before positive pivots "
+                  "minus mean before negative ones, at the position that predicts the pivot token).",
+    "pts.positive_pivots": "Positive pivots behind the directions.",
+    "pts.negative_pivots": "Negative pivots behind the directions.",
+}
+
+# llama.cpp's control-vector options, as in common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors:
+# `--control-vector FNAME[,FNAME...]` adds each at scale 1; `--control-vector-scaled FNAME:SCALE[,...]` (one
+# argument; older builds took FNAME and SCALE as two, which today's reject) adds it times SCALE.
+LLAMA_CPP_COMMANDS = ('llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
+                      'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker')
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether the file at ``path`` starts like a GGUF file (OSError when it cannot be read)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
+
+
+class ControlVector(Format):
+    name = "control-vector"
+    aliases = ("control_vector", "controlvector", "gguf")
+    what = "control vectors"
+    fields = FIELDS
+    jsonl = False
+    title = "Pivotal-token control vector"
+    tags = ("control-vector", "steering-vectors", "gguf", "llama.cpp", "interpretability")
+    noun = "layer directions"
+    unit = "layer directions"
+
+    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
+        return False  # a GGUF file, not records: see is_gguf
+
+    def describe(self, s: FileSummary, name: str) -> str | None:
+        if name.startswith("direction."):
+            layer = name.split(".", 1)[1]
+            return (f"Direction llama.cpp adds to the output of decoder block {layer} at every position "
+                    f"(L2 norm {s.extra['norms'][int(layer)]:.3g}).")
+        return super().describe(s, name)
+
+    def field_type(self, s: FileSummary, name: str) -> str:
+        if name.startswith("direction."):
+            return f"float32[{s.extra['dim']}]"
+        return "uint32" if isinstance(s.samples.get(name), int) else "string"
+
+    def description(self, s: FileSummary, model: str | None) -> str:
+        hint = s.extra.get("model_hint")
+        return (f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): the contrastive "
+                f"direction between the residual-stream activations before positive and negative pivotal tokens, one "
+                f"direction per layer, in the format repeng writes and llama.cpp loads with `--control-vector`"
+                + (f" (model architecture `{hint}`)." if hint else "."))
+
+    def counts(self, s: FileSummary) -> list[tuple[str, str]]:
+        rows = [(self.noun.capitalize(), str(s.rows)), ("Layers", ", ".join(map(str, s.extra["layers"]))),
+                ("Vector size", str(s.extra["dim"]))]
+        if s.extra.get("model_hint"):
+            rows.append(("Model architecture (hint)", f"`{s.extra['model_hint']}`"))
+        if s.positives is not None:
+            rows.append(("Pivots behind it (positive / negative)", f"{s.positives} / {s.negatives}"))
+        if s.models:
+            rows.append(("Model", ", ".join(f"`{k}`" for k in s.models)))
+        return rows
+
+    def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
+        return ["### Download", "", "```bash", f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
+                "```", "", "### Steer generation with llama.cpp", "", "```bash",
+                *(c.format(file=filename) for c in LLAMA_CPP_COMMANDS),
+                "```", "",
+                "`MODEL.gguf` must be the model the vector was built from"
+                + (f" (`{model}`)" if model else "") + "; a negative scale steers the other way.",
+                "", "### Read it in Python", "", "```python", "from gguf import GGUFReader", "",
+                f'reader = GGUFReader("{filename}")',
+                "directions = {int(t.name.split(\".\")[1]): t.data for t in reader.tensors}",
+                "print(sorted(directions))",
+                "```"]
+
+
+def read_gguf(path: Path) -> FileSummary:
+    """Summarise the GGUF control vector at ``path``; PTSError (one line) when it is not one."""
+    import numpy as np
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as e:  # noqa: BLE001 - gguf raises bare ValueError/struct errors on a damaged file
+        raise PTSError(f"{path} is not a readable GGUF file ({type(e).__name__}: {e})") from None
+
+    def field_value(name: str) -> Any:
+        f = reader.fields.get(name)
+        if f is None:
+            return None
+        try:
+            return f.contents()
+        except Exception:  # noqa: BLE001 - older gguf versions lack contents()
+            return None
+
+    arch = field_value("general.architecture")
+    directions: dict[int, Any] = {}
+    for t in reader.tensors:
+        name = t.name
+        if name.startswith("direction."):
+            try:
+                directions[int(name.split(".", 1)[1])] = t
+            except ValueError:
+                continue
+    if arch != "controlvector" or not directions:
+        raise PTSError(f"{path} is a GGUF file but not a control vector (architecture {arch!r}, "
+                       f"{len(directions)} direction.<layer> tensors)")
+    s = FileSummary(path=path, fmt=ControlVector.name, rows=len(directions))
+    pts_keys = [name for name in reader.fields if name.startswith("pts.")]
+    if isinstance(model_id := field_value("pts.model_id"), str) and model_id:
+        s.models[model_id] = 1
+    pos, neg = field_value("pts.positive_pivots"), field_value("pts.negative_pivots")
+    if isinstance(pos, int) and isinstance(neg, int):
+        s.positives, s.negatives = pos, neg
+    layers = sorted(directions)
+    first = directions[layers[0]]
+    s.extra.update({
+        "layers": layers,
+        "dim": int(first.n_elements),
+        "model_hint": field_value("controlvector.model_hint"),
+        "layer_count": field_value("controlvector.layer_count"),
+        "norms": {layer: float(np.linalg.norm(np.asarray(directions[layer].data, dtype=np.float64)))
+                  for layer in layers},
+    })
+    s.fields = ["general.architecture", "controlvector.model_hint", "controlvector.layer_count", *pts_keys]
+    s.fields += [f"direction.{layer}" for layer in layers]
+    s.samples = {name: field_value(name) for name in s.fields if not name.startswith("direction.")}
+    return s
+
+
+FORMAT = ControlVector()

@@ -1,0 +1,116 @@
+"""Critical tokens: what ``pts critical`` writes, one record per incorrect trajectory (cDPO's critical tokens).
+
+A record holds the trajectory, the score of every response prefix, the critical
+token the paper's rule picks from those scores (``critical_position`` and
+``critical_token``, null when none was found) and pass@k with and without it.
+Recognised by ``kind: critical_token`` or a ``critical_token`` or
+``critical_position`` field. The search itself is :mod:`pts.search.critical`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pts.formats import pivotal
+from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format
+
+# What each field of a critical-token record means.
+FIELDS = {
+    "model_id": "Model that wrote the trajectory and whose rollouts were measured.",
+    "query": "The task's question, before the chat template.",
+    "answer": "Reference answer the oracle judged against.",
+    "response": "The incorrect trajectory (the model's response), decoded.",
+    "response_ids": "Token ids of `response`.",
+    "prompt_ids": "Token ids of the exact prompt (chat template applied).",
+    "prompt_length": "Number of prompt tokens.",
+    "critical_position": "Index in `response_ids` of the critical token (null when none was found).",
+    "critical_token": "The critical token, decoded: the token after which rollouts (almost) never reach a "
+                      "correct answer (cDPO).",
+    "critical_token_id": "Its token id.",
+    "critical_context": "Decoded prompt and response before the critical token.",
+    "rule": "How the token was chosen: `first_zero_then_low` (the paper's rule: the first zero-score token "
+            "after which no token scores above `low_threshold`), `last_zero` (its fallback) or `none`.",
+    "score": "Score of the critical token: share of accepted rollouts from the prefix that includes it.",
+    "scores": "Score of every response prefix (the prefix including token i); null where not sampled.",
+    "score_samples": "Rollouts behind each score.",
+    "score_successes": "Accepted rollouts behind each score.",
+    "low_threshold": "Score below which later tokens count as low for the paper's rule.",
+    "mode": "How prefixes were scored (every token, or a search over them).",
+    "rollouts": "Rollouts spent on this trajectory.",
+    "task_type": "Kind of task.",
+    "dataset_id": "Dataset the question came from.",
+    "dataset_item_id": "Id of the question within that dataset.",
+    "trajectory_index": "Which incorrect trajectory of the question this is.",
+    "p_initial": "Estimated p(success) of the question from the bare prompt.",
+    "pass_at_k_with": "pass@k for k = 1..n of rollouts that keep the critical token.",
+    "pass_at_k_without": "pass@k for k = 1..n when the critical token is replaced by another token drawn from "
+                         "the model (one rollout each).",
+    "samples_with": "Rollouts behind `pass_at_k_with`.",
+    "successes_with": "Accepted ones among them.",
+    "samples_without": "Rollouts behind `pass_at_k_without`.",
+    "successes_without": "Accepted ones among them.",
+    "alternatives": "The replacement tokens drawn for `pass_at_k_without`, with draw counts and successes.",
+    "alternatives.token_id": "Token id.",
+    "alternatives.token": "Decoded token.",
+    "alternatives.count": "Times it was drawn.",
+    "alternatives.successes": "Accepted rollouts after it.",
+    "pass_at_k_rollouts": "Rollouts spent on the pass@k curves.",
+    "search": "Settings of the search that produced the record.",
+    "timestamp": "When the record was written (local time, ISO 8601).",
+    "id": "Stable id of the record.",
+    "kind": "Record kind (`critical_token`).",
+    "schema_version": "Version of the pts record schema.",
+}
+
+
+class CriticalTokens(Format):
+    name = "critical"
+    aliases = ("critical-tokens", "critical_tokens", "critical-token")
+    what = "critical tokens"
+    shapes = {"critical_tokens": "critical tokens (pts critical)"}
+    keys = ("critical_token",)
+    fields = FIELDS
+    title = "Critical tokens"
+    tags = ("critical-tokens", "cdpo", "reasoning")
+    noun = "incorrect trajectories"
+    shows_search = True
+
+    def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
+        return [] if "critical_token" in row or "critical_position" in row else ["critical_token"]
+
+    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
+        return (isinstance(row, Mapping) and row.get("kind") == "critical_token") or not self.missing(row)
+
+    def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
+        s.extra["found"] = sum(r.get("critical_position") is not None or r.get("critical_token") is not None
+                               for r in rows)
+        with_ = [r["pass_at_k_with"][0] for r in rows if r.get("pass_at_k_with")]
+        without = [r["pass_at_k_without"][0] for r in rows if r.get("pass_at_k_without")]
+        if with_ and without:
+            s.extra["pass1"] = (statistics.fmean(with_), statistics.fmean(without), len(with_), len(without))
+
+    def describe(self, s: FileSummary, name: str) -> str | None:
+        if name in self.fields:
+            return self.fields[name]
+        if name.startswith("search."):
+            return "Search setting."
+        return pivotal.FIELDS.get(name)
+
+    def description(self, s: FileSummary, model: str | None) -> str:
+        by = f" of `{model}`" if model else ""
+        return (f"Critical tokens{by} found by {PTS_LINK}: tokens of incorrect reasoning trajectories whose choice "
+                f"leads to wrong answers, in the sense of [cDPO]({CDPO_URL}).")
+
+    def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
+        rows = []
+        if "found" in s.extra:
+            rows.append(("Trajectories with a critical token", f"{s.extra['found']} of {s.rows}"))
+        if "pass1" in s.extra:
+            w, wo, nw, nwo = s.extra["pass1"]
+            rows.append(("pass@1 keeping / replacing the critical token (mean)", f"{w:.3f} ({nw}) / {wo:.3f} ({nwo})"))
+        return rows
+
+
+FORMAT = CriticalTokens()

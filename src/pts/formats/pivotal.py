@@ -1,0 +1,160 @@
+"""Pivotal tokens: the records ``pts run`` writes, and the original PTS tool's.
+
+A pts record (:class:`pts.records.PivotalToken`) carries the exact token ids of
+the context, where the prompt ends, the rollout counts behind each estimate and
+the first tokens rollouts took; the original tool's records carry the text
+fields only (:data:`pts.records.ORIGINAL_FIELDS`). Both are recognised by
+``pivot_context`` and ``pivot_token``; ``pivot_context_ids`` tells them apart.
+A steering line has these fields too, and a ``steering_vector``: it is its own
+kind (:mod:`pts.formats.steering`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format, load_snippet
+
+# What each field of a pivotal-token record means (pts's and the original tool's).
+FIELDS = {
+    "model_id": "Model whose rollouts were sampled (pts writes its alias or Hub id).",
+    "query": "The task's question, before the chat template.",
+    "pivot_context": "Exact decoded text the model had seen before the pivot token: the prompt (chat template "
+                     "applied) followed by the response so far.",
+    "pivot_token": "The pivotal token, decoded.",
+    "pivot_token_id": "Id of the pivotal token in the model's tokenizer.",
+    "prob_before": "Estimated p(success) of completions sampled from `pivot_context`.",
+    "prob_after": "Estimated p(success) of completions sampled from `pivot_context` + `pivot_token`.",
+    "prob_delta": "`prob_after - prob_before`: the token's effect on the chance of a correct answer.",
+    "is_positive": "True when the token raises p(success) (`prob_delta > 0`).",
+    "task_type": "Kind of task (e.g. the oracle or reasoning-gym task that judged the answers).",
+    "dataset_id": "Dataset the question came from.",
+    "dataset_item_id": "Id of the question within that dataset.",
+    "timestamp": "When the record was written (local time, ISO 8601).",
+    "pivot_context_ids": "Token ids of `pivot_context`, exactly as fed to the model (no re-tokenization needed).",
+    "prompt_length": "How many of `pivot_context_ids` are the prompt; the rest is the model's response.",
+    "samples_before": "Rollouts behind `prob_before`.",
+    "successes_before": "Correct rollouts among them.",
+    "samples_after": "Rollouts behind `prob_after`.",
+    "successes_after": "Correct rollouts among them.",
+    "first_tokens": "First tokens the rollouts from `pivot_context` actually took, each with how often "
+                    "(`count`) and how many of those rollouts succeeded (`successes`): measured alternatives "
+                    "to the pivot.",
+    "first_tokens.token_id": "Token id.",
+    "first_tokens.token": "Decoded token.",
+    "first_tokens.count": "Rollouts from `pivot_context` that began with this token.",
+    "first_tokens.successes": "How many of them were judged correct.",
+    "ci_before": "Wilson score interval `[low, high]` of `prob_before` at the search's confidence level.",
+    "ci_after": "Wilson score interval `[low, high]` of `prob_after`.",
+    "pooled_before": "How many of `samples_before` were drawn from a shorter context and passed through "
+                     "`pivot_context` (the rest were drawn there).",
+    "pooled_after": "The same for `samples_after`.",
+    "verified": "True when the pivot was measured again, with rollouts drawn after the search flagged it, and "
+                "the change held beyond the threshold at `delta_ci_level`; the probabilities and counts are "
+                "then the verification's.",
+    "delta_ci": "Interval `[low, high]` of `prob_delta` (Newcombe's hybrid score interval).",
+    "delta_ci_level": "Confidence level of `delta_ci` (for verified pivots, the Bonferroni-corrected level of "
+                      "each verification look).",
+    "candidate": "For verified pivots, the search's own estimates that flagged the token.",
+    "candidate.prob_before": "p(success) before the token, as the search estimated it.",
+    "candidate.prob_after": "p(success) after the token, as the search estimated it.",
+    "candidate.samples_before": "Rollouts behind `candidate.prob_before`.",
+    "candidate.samples_after": "Rollouts behind `candidate.prob_after`.",
+    "answer": "Reference answer the oracle judged against.",
+    "position": "Index of the pivot token within the response (0 = first response token).",
+    "solution_index": "Which of the sampled solutions to the question was searched.",
+    "search": "Search settings that produced the record.",
+    "search.prob_threshold": "Minimum |p(success) change| that makes a token pivotal.",
+    "search.num_samples": "Rollouts per p(success) estimate (the cap, with adaptive sampling).",
+    "search.max_new_tokens": "Token budget of a whole response.",
+    "search.split_at": "Where segments were split: cumulative log-prob midpoint (Phi-4) or token middle.",
+    "search.temperature": "Sampling temperature of the rollouts.",
+    "search.top_p": "Nucleus sampling of the rollouts.",
+    "search.top_k": "Top-k sampling of the rollouts (0 = off).",
+    "search.min_p": "Min-p sampling of the rollouts.",
+    "search.confidence": "Confidence level of the reported intervals (and of adaptive sampling).",
+    "search.adaptive": "Whether estimates were sampled in rounds until their interval settled.",
+    "search.pool": "Whether estimates counted every rollout that passed through their prefix.",
+    "search.verify": "Whether candidates were measured again before being written.",
+    "search.verify_samples": "Most rollouts per end spent verifying one candidate.",
+    "search.verify_confidence": "Confidence of the verification's decision rule.",
+    "id": "Stable id of the record (hash of model, dataset item, context ids and token).",
+    "kind": "Record kind (`pivotal_token`).",
+    "schema_version": "Version of the pts record schema.",
+}
+
+
+# `pts run` options recorded in every record's `search`, in the order the card shows them.
+_RUN_OPTIONS = ("prob_threshold", "num_samples", "max_new_tokens", "split_at", "temperature", "top_p", "top_k", "min_p")
+
+
+def reconstructed_command(s: FileSummary) -> str | None:
+    """The ``pts run`` options recorded in pivotal-token records (model, dataset, search settings), or None."""
+    if s.fmt != PivotalTokens.name or not s.search:
+        return None
+    parts = ["pts", "run"]
+    if s.model_id:
+        parts += ["--model", s.model_id]
+    if len(s.datasets) == 1:
+        parts += ["--dataset", next(iter(s.datasets))]
+    for key in _RUN_OPTIONS:
+        if s.search.get(key) is not None:
+            parts += [f"--{key.replace('_', '-')}", str(s.search[key])]
+    if s.search.get("adaptive") and s.search.get("confidence") is not None:
+        parts += ["--confidence", str(s.search["confidence"])]
+    return shlex.join(parts)
+
+
+class PivotalTokens(Format):
+    name = "pivotal"
+    aliases = ("pivotal-tokens", "pivotal_tokens", "pivotal-token", "pts")
+    what = "pivotal tokens"
+    shapes = {"pivotal_tokens": "pivotal tokens (pts run)",
+              "original_pivotal_tokens": "pivotal tokens (original PTS tool)"}
+    keys = ("pivot_context", "pivot_token")
+    fields = FIELDS
+    title = "Pivotal tokens"
+    tags = ("reasoning", "interpretability")
+    noun = "pivotal tokens"
+    shows_search = True
+
+    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
+        return super().matches(row) and "steering_vector" not in row
+
+    def shape(self, row: Mapping[str, Any]) -> str:
+        return "pivotal_tokens" if "pivot_context_ids" in row else "original_pivotal_tokens"
+
+    def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
+        s.original_tool = "pivot_context_ids" not in s.fields
+
+    def description(self, s: FileSummary, model: str | None) -> str:
+        by = f" of `{model}`" if model else ""
+        text = (f"Pivotal tokens found by {PTS_LINK} in the reasoning{by}. A pivotal token is a single token of a "
+                f"model's own response whose choice changes the probability that the response ends in a correct "
+                f"answer by at least a threshold (the Pivotal Token Search of the {PHI4_LINK}). For each one, "
+                f"p(success) was estimated by sampling completions from the context before and after the token "
+                f"and judging their answers with the task's oracle.")
+        if s.original_tool:
+            text += (" The records have the shape written by the original PTS tool (no token ids or sample "
+                     "counts).")
+        return text
+
+    def run_command(self, s: FileSummary) -> str | None:
+        return reconstructed_command(s)
+
+    def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
+        return ["### Load", "", *load_snippet(repo_id),
+                'positive = dataset.filter(lambda r: r["is_positive"])',
+                'print(len(dataset), "pivotal tokens,", len(positive), "positive")',
+                'row = dataset[0]',
+                'print(repr(row["pivot_context"][-80:]), "->", repr(row["pivot_token"]), row["prob_delta"])',
+                "```", "",
+                "Turn them into DPO pairs or steering vectors with pts:", "", "```bash",
+                f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
+                f"pts export --input-path {filename} --format dpo --output-path dpo_pairs.jsonl",
+                "```"]
+
+
+FORMAT = PivotalTokens()

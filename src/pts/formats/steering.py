@@ -1,0 +1,159 @@
+"""Steering vectors: what ``pts export --format steering`` writes, in the fields optillm's AutoThink reads.
+
+One line per pivot context: the context and its pivots, the residual-stream
+vector to add (``steering_vector``, pointing toward success), the cluster it
+belongs to and the reasoning pattern named after it. Recognised by
+``steering_vector``; the original PTS tool's steering files have it too (with
+the raw activation as the vector). The vectors are computed in
+:mod:`pts.export.steering`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pts.aliases import hub_model_id
+from pts.formats.base import (
+    OPTILLM_URL,
+    PHI4_LINK,
+    PTS_LINK,
+    FileSummary,
+    Format,
+    load_snippet,
+)
+
+# What each field of a steering line means.
+FIELDS = {
+    "query": "The task's question, before the chat template.",
+    "pivot_context": "Exact decoded context before the pivot token; optillm matches the end of the generated "
+                     "text against it to decide when to steer.",
+    "pivot_token": "The pivotal token, decoded.",
+    "pivot_token_id": "Its token id.",
+    "prob_before": "Estimated p(success) before the token.",
+    "prob_after": "Estimated p(success) after the token.",
+    "prob_delta": "`prob_after - prob_before`.",
+    "is_positive": "True when the line's pivots raise p(success) (their summed `prob_delta` is positive). optillm "
+                   "ignores it: `steering_vector` already points toward success.",
+    "vector_sign": "+1 or -1: the factor applied to the activation so that `steering_vector` points toward "
+                   "success (-1 for a negative line).",
+    "adds_toward_success": "Always true: adding `steering_vector` (and `cluster_vector`, `contrastive_vector`) "
+                           "pushes toward success, as optillm does with every vector; never subtract it.",
+    "pivots": "Every pivot at this context (lines merge pivots that share a context).",
+    "pivots.pivot_id": "`id` of the pivotal-token record.",
+    "pivots.pivot_token": "The pivot token, decoded.",
+    "pivots.pivot_token_id": "Its token id.",
+    "pivots.prob_after": "Estimated p(success) after it.",
+    "pivots.prob_delta": "Its change of p(success).",
+    "pivots.is_positive": "Whether it raises p(success).",
+    "model_id": "Model the activations were read from.",
+    "task_type": "Kind of task.",
+    "dataset_id": "Dataset the question came from.",
+    "dataset_item_id": "Id of the question within that dataset.",
+    "steering_vector": "The vector optillm adds: `vector_sign` times the residual-stream activation at "
+                       "`steering_layer` at the position that predicts the pivot token, minus the mean activation "
+                       "over the context tokens of the export (what every position shares would otherwise dominate "
+                       "its direction).",
+    "activation": "The raw residual-stream activation behind `steering_vector`.",
+    "layer_activations": "The raw activation at every exported layer, keyed by layer number (as text).",
+    "activation_position": "Index, in the context's token ids, of the token whose activation was read (the "
+                           "last one, which predicts the pivot token).",
+    "cluster_id": "Cluster of the vector (k-means over the steering vectors after PCA).",
+    "reasoning_pattern": "Label of the cluster in optillm's vocabulary (depth_and_thoroughness, "
+                         "numerical_accuracy, self_correction, exploration, organization, or unknown): the cue "
+                         "words at least half its contexts use, more than the other clusters do. optillm picks "
+                         "its steering strength by it.",
+    "cluster_vector": "Mean steering vector of the cluster.",
+    "contrastive_vector": "Mean activation before positive pivots minus before negative ones, within the cluster "
+                          "or overall (see `contrastive_scope`); null when the export has only one side.",
+    "contrastive_scope": "`cluster`, `overall` (the cluster lacks positive or negative pivots) or `none`.",
+    "steering_layer": "Decoder layer (0-based, the output of `model.model.layers[L]`) the vectors were read at. "
+                      "optillm ignores it and hooks its `target_layer` (default 19): set that to this number.",
+    "retokenized": "True when the context's token ids were not recorded (a file of the original tool) and come "
+                   "from tokenizing the text again.",
+    "pivot_id": "`id` of the pivotal-token record the vector was read for.",
+    "id": "Stable id of the record.",
+    "kind": "Record kind.",
+    "schema_version": "Version of the pts record schema.",
+}
+
+# How the original tool's `steering_vector` reads (its files have no separate `activation`).
+ORIGINAL_STEERING_VECTOR = ("Activation vector at `steering_layer` for the pivot, as the tool that wrote the file "
+                            "computed it (the original PTS tool stored the raw residual-stream activation); optillm "
+                            "normalises it and adds it.")
+
+
+class SteeringVectors(Format):
+    name = "steering"
+    aliases = ("steering-vectors", "steering_vectors")
+    what = "steering vectors"
+    shapes = {"steering": "steering vectors (pts export --format steering)"}
+    keys = ("steering_vector",)
+    fields = FIELDS
+    title = "Pivotal-token steering vectors"
+    tags = ("steering-vectors", "activation-steering", "optillm", "reasoning", "interpretability")
+    noun = "steering vectors"
+
+    def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
+        dims = Counter(len(r["steering_vector"]) for r in rows if isinstance(r.get("steering_vector"), list))
+        if dims:
+            s.extra["dim"] = dims.most_common(1)[0][0]
+        layers = Counter(r["steering_layer"] for r in rows if isinstance(r.get("steering_layer"), int))
+        if layers:
+            s.extra["layers"] = sorted(layers)
+            s.extra["layer"] = layers.most_common(1)[0][0]
+        clusters = {r["cluster_id"] for r in rows if r.get("cluster_id") is not None}
+        if clusters:
+            s.extra["clusters"] = len(clusters)
+        patterns = Counter(str(r["reasoning_pattern"]) for r in rows if r.get("reasoning_pattern"))
+        if patterns:
+            s.extra["patterns"] = patterns
+
+    def describe(self, s: FileSummary, name: str) -> str | None:
+        if name == "steering_vector" and "activation" not in s.fields:
+            return ORIGINAL_STEERING_VECTOR
+        return super().describe(s, name)
+
+    def description(self, s: FileSummary, model: str | None) -> str:
+        by = f" of `{model}`" if model else ""
+        return (f"Steering vectors{by} built by {PTS_LINK} from the residual-stream activation at the position that "
+                f"predicts each pivotal token (the {PHI4_LINK}), clustered into reasoning patterns. The fields are the "
+                f"ones [optillm]({OPTILLM_URL})'s AutoThink reads: it adds a vector at its "
+                f"`target_layer` when the generated tokens end like the vector's `pivot_context`. Every vector "
+                f"already points toward success (`adds_toward_success`), one line per context.")
+
+    def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
+        rows = []
+        if "dim" in s.extra:
+            rows.append(("Vector size", str(s.extra["dim"])))
+        if "layers" in s.extra:
+            rows.append(("Steering layer(s)", ", ".join(map(str, s.extra["layers"]))))
+        if "clusters" in s.extra:
+            rows.append(("Clusters", str(s.extra["clusters"])))
+        if "patterns" in s.extra:
+            rows.append(("Reasoning patterns", ", ".join(f"{k} ({v})" for k, v in s.extra["patterns"].most_common())))
+        return rows
+
+    def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
+        layer = s.extra.get("layer", "STEERING_LAYER")
+        load = [*load_snippet(repo_id), 'print(dataset[0]["reasoning_pattern"], len(dataset[0]["steering_vector"]))',
+                "```"]
+        optillm = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                   "from optillm.autothink import autothink_decode", "",
+                   f'model_id = "{hub_model_id(model) or "MODEL_ID"}"',
+                   "model = AutoModelForCausalLM.from_pretrained(model_id)",
+                   "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+                   'messages = [{"role": "user", "content": "What is 17 * 23? Think step by step."}]',
+                   "response = autothink_decode(model, tokenizer, messages, {",
+                   f'    "steering_dataset": "{repo_id}",  # or a local folder holding only the JSONL file',
+                   f'    "target_layer": {layer},  # the vectors\' steering_layer: optillm ignores that field',
+                   "})",
+                   "print(response)",
+                   "```"]
+        return (["### Load", ""] + load + ["", "### Steer generation with optillm AutoThink", ""] + optillm
+                + ["", "optillm (0.4.0) reads the vectors with `datasets.load_dataset(steering_dataset)` and adds "
+                   "each one (it ignores `is_positive`; these vectors already point toward success) at "
+                   "`target_layer`, which must be the layer the vectors were read at (`steering_layer`)."])
+
+
+FORMAT = SteeringVectors()

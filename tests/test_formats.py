@@ -1,0 +1,64 @@
+"""The format registry (pts.formats) and the model alias table (pts.aliases): names, recognition, cheap imports."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from view_samples import write_planted
+
+from pts import aliases, formats
+from pts.errors import PTSError
+from pts.view.shapes import KINDS
+
+
+def test_names_and_spellings():
+    assert formats.names() == ("pivotal", "dpo", "steering", "critical", "control-vector", "contrast", "trace")
+    assert formats.names(published=True) == ("pivotal", "dpo", "steering", "critical", "control-vector")
+    assert formats.get(" Pivotal-Tokens ").name == "pivotal" and formats.get("gguf").name == "control-vector"
+    with pytest.raises(PTSError, match="unknown format 'parquet': expected one of pivotal, dpo, .*, trace"):
+        formats.get("parquet")
+    with pytest.raises(PTSError, match="unknown format 'trace': expected one of .*control-vector$"):
+        formats.get("trace", published=True)
+    with pytest.raises(ValueError, match="taken"):
+        formats.register(formats.get("dpo"))
+
+
+def test_every_planted_file_is_detected_by_its_first_record(tmp_path):
+    files = write_planted(tmp_path)
+    assert set(KINDS) == set(formats.shapes()) == set(files)
+    for kind, path in files.items():
+        row = json.loads(path.read_text().splitlines()[0])
+        fmt = formats.detect(row)
+        assert fmt is not None and fmt.shape(row) == kind, kind
+    assert formats.detect({"question": "q", "answer": "a"}) is None
+    # Field names alone do as well as a record.
+    assert formats.detect(["pivot_context", "pivot_token", "prob_delta"]).name == "pivotal"
+    assert formats.detect({"pivot_context", "pivot_token", "steering_vector"}).name == "steering"
+
+
+def test_published_formats_have_card_facts():
+    for name in formats.names(published=True):
+        fmt = formats.get(name)
+        assert fmt.title and fmt.tags and fmt.fields and fmt.noun, name
+        assert all(isinstance(text, str) and text.endswith((".", ")")) for text in fmt.fields.values()), name
+    for name in ("contrast", "trace"):
+        assert not formats.get(name).published and formats.get(name).fields
+
+
+def test_importing_formats_aliases_and_the_card_is_cheap():
+    code = ("import sys, pts.formats, pts.aliases, pts.hub.card, pts.view.shapes, pts.commands.push; "
+            "print(sorted({'torch', 'transformers', 'datasets', 'huggingface_hub'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_alias_table_matches_the_model_loader():
+    from pts import models
+
+    assert aliases.DEFAULT_MODEL == models.DEFAULT_MODEL
+    assert aliases.ALIAS_MODEL_IDS == {name: a.model_id for name, a in models.ALIASES.items()}
+    for name, a in models.ALIASES.items():
+        hub = aliases.hub_model_id(name)
+        assert hub == aliases.hub_model_id(a.model_id) and hub in a.origin, name
+    assert aliases.hub_model_id("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B" and aliases.hub_model_id(None) is None
