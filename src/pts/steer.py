@@ -632,11 +632,11 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
     import torch
     from transformers import DynamicCache
 
-    from pts.engines.hf import GREEDY_BELOW, _eos_ids, _sample, cache_keyword
+    from pts.engines.hf import GREEDY_BELOW, cache_keyword, eos_ids, sample_tokens
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    eos = frozenset(_eos_ids(model, tokenizer))
+    eos = frozenset(eos_ids(model, tokenizer))
     greedy = params.temperature < GREEDY_BELOW
 
     def start_row(r: GenerationRequest) -> RowSteer:
@@ -683,7 +683,7 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
 
     live = rows
     while True:
-        tok, _ = _sample(logits, params, [r.gen for r in live])
+        tok, _ = sample_tokens(logits, params, [r.gen for r in live])
         for r, t in zip(live, tok.tolist()):
             _append(r, t, eos, max_new_tokens, tokenizer, steering)
         keep = [i for i, r in enumerate(live) if r.done is None]
