@@ -75,11 +75,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pts.export import ExportConfig, export
-    from pts.export.steering import parse_layers
+    from pts.steering.layers import parse_layers
 
     names = ExportConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in names}
-    values["layer_nums"] = parse_layers(args.layer_nums)
+    values["layer_nums"] = parse_layers(args.layer_nums, "--layer-nums")
     values["command"] = command_line(values)
     summary = export(ExportConfig(**values))
     print(summary.format_text())

@@ -4,8 +4,9 @@
     summary = export(ExportConfig(input_path="pivotal_tokens.jsonl", format="dpo", output_path="dpo.jsonl"))
 
 Formats: ``dpo`` (:mod:`pts.export.dpo`), ``steering`` (:mod:`pts.export.steering`),
-``control-vector`` (:mod:`pts.export.control_vector`). Every format reads pts
-records and the original PTS tool's files (:mod:`pts.export.records`).
+``control-vector`` (:func:`_export_vectors`, written as a
+:class:`pts.steering.vectors.ControlVector`). Every format reads pts records and
+the original PTS tool's files (:mod:`pts.export.records`).
 """
 
 from __future__ import annotations
@@ -252,16 +253,24 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[Pivot]) -> list[Any]:
 
 
 def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, loaded: Any) -> ExportSummary:
+    """The steering file, or the control vector: per layer, the contrastive direction of the pivots.
+
+    A control vector's direction at each layer is the mean activation before
+    positive pivots minus the mean before negative ones (at the position that
+    predicts the pivot token, see :mod:`pts.export.steering`). It is not
+    normalised: strength 1 moves the average negative-pivot state to the
+    average positive one at that layer, and llama.cpp adds it at every layer
+    listed, so the effects add up along the residual stream.
+    """
     import numpy as np
 
     from pts.export.steering import (
         SteeringSettings,
-        check_layers,
         context_activations,
         contrast,
-        decoder_layers,
         default_layers,
     )
+    from pts.steering.layers import check_layers, decoder_layers
 
     settings = SteeringSettings(layer_nums=config.layer_nums, select_layer=config.select_layer,
                                 num_clusters=config.num_clusters, pca_components=config.pca_components,
@@ -292,12 +301,12 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
         return _write_steering(kept, output, loaded, layers, select, settings, note)
     acts, _ = context_activations(loaded.model, [p.context_ids for p in kept], layers, batch_size=settings.batch_size)
 
-    from pts.export.control_vector import write_control_vector
+    from pts.steering.vectors import ControlVector
 
     positive = np.array([p.is_positive for p in kept], dtype=bool)
     directions = {layer: contrast(acts[layer], positive) for layer in layers}
     hint = getattr(loaded.model.config, "model_type", "") or ""
-    write_control_vector(output, directions, hint, extra={
+    ControlVector(directions, hint).to_gguf(output, extra={
         "model_id": loaded.model_id, "method": "mean_difference", "positive_pivots": int(positive.sum()),
         "negative_pivots": int((~positive).sum())})
     norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
@@ -308,7 +317,11 @@ def _export_vectors(config: ExportConfig, pivots: list[Pivot], output: str, load
 def _write_steering(pivots: list[Pivot], output: str, loaded: Any, layers: list[int], select: int,
                     settings: Any, note: str) -> ExportSummary:
     """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
-    from pts.export.steering import context_activations, merge_contexts, steering_records
+    from pts.export.steering import (
+        context_activations,
+        merge_contexts,
+        steering_records,
+    )
     from pts.store import write_jsonl
 
     contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
