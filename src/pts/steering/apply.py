@@ -53,7 +53,7 @@ class RowSteer:
 
 
 class ContextSteering:
-    """Steering vectors applied where the generated context matches their pivot context (see module doc).
+    """Steering vectors applied where the generated context matches their pivot context (see :mod:`pts.steering`).
 
     ``vectors[k]`` is added at ``layers_of[k]`` as ``sign * scale * v / |v|``:
     sign -1 for negative pivots, scale ``strength`` (times ``|prob_delta|``

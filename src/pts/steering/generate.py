@@ -1,16 +1,17 @@
 """Sampling replies with steering: a batched decode loop with the steering hooks installed.
 
-Why not :class:`pts.engines.hf.HFEngine`'s loop: a steered row and its
-unsteered twin must draw the same random numbers (each row's generator is
-seeded with its request's seed alone, where the engine mixes in the prefix and
-the sample index), the hooks need the rows' steering state before every
-forward (the engine's continuous batching admits and drops rows inside its own
-loop), context steering adds at the last prompt position only (the engine
-prefills in cached blocks of 32 tokens, shared by steered and unsteered rows),
-and the early-stop test runs after every token here (the engine runs it every
-8 tokens or at a newline). Sampling itself is the engine's
-(:func:`pts.engines.hf.sample_tokens`), so temperature, top-k, top-p and
-min-p mean the same in both.
+Why not :class:`pts.engines.hf.HFEngine`'s loop: running there would change
+every steered result, and the engine would need steering inside its hot path.
+Each row's generator here is seeded with its request's seed alone (the
+engine's with a digest of seed, prefix and sample index); the early-stop test
+runs after every token (the engine's every 8 tokens or at a newline); the
+hooks need every row's steering state before every forward (the engine admits
+and drops rows inside its own loop, in an order the caller does not see); and
+context steering adds at the last prompt position only, while the engine
+prefills in blocks of 32 tokens cached by token ids alone, so a steered row
+would add at the end of every block and share its prefill with its unsteered
+twin. Sampling itself is the engine's (:func:`pts.engines.hf.sample_tokens`),
+so temperature, top-k, top-p and min-p mean the same in both.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def generate(model: Any, tokenizer: Any, requests: Sequence[GenerationRequest], 
     positions); each distinct (prompt, steer) pair is prefilled once and its
     cache shared by its rows; finished rows leave the batch. Each row samples
     from its own generator seeded with its request's seed (temperature, top-k,
-    top-p, min-p as in :mod:`pts.engines.hf`). ``on_done(k)`` is called as rows
-    finish. Returns the generations in request order.
+    top-p, min-p by :func:`pts.engines.hf.sample_tokens`). ``on_done(k)`` is
+    called as rows finish. Returns the generations in request order.
     """
     import torch
 
