@@ -13,7 +13,6 @@ from pts.errors import PTSError
 from pts.export.records import read_pivots
 from pts.jobs.export import ExportConfig
 from pts.jobs.export import run as export
-from pts.export.control_vector import read_control_vector, write_control_vector
 from pts.export.dpo import (
     CounterpartFinder,
     DPOSettings,
@@ -32,13 +31,14 @@ from pts.export.steering import (
     default_layers,
     label_clusters,
     merge_contexts,
-    parse_layers,
     pattern_scores,
     steering_records,
 )
 from pts.stats import newcombe_interval, wilson_interval
 from pts.records import ORIGINAL_FIELDS, FirstToken
 from pts.jobs.run import RunConfig, run
+from pts.steering.layers import parse_layers
+from pts.steering.vectors import ControlVector
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Oracle, Task
@@ -46,6 +46,18 @@ from pts.tasks.task import Oracle, Task
 from consumers import optillm_steering, repeng
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3"
+
+
+def read_control_vector(path):
+    """``(model_hint, {layer: direction})`` of a GGUF control vector, read by the class pts steer uses too."""
+    vector = ControlVector.from_gguf(path)
+    return vector.model_hint, vector.directions
+
+
+def write_control_vector(path, directions, model_hint, extra=None):
+    ControlVector(dict(directions), model_hint).to_gguf(path, extra)
+
+
 OPTILLM_FIELDS = ("query", "pivot_context", "pivot_token", "pivot_token_id", "prob_before", "prob_after", "prob_delta",
                   "is_positive", "model_id", "task_type", "steering_vector", "cluster_id", "reasoning_pattern",
                   "cluster_vector", "steering_layer")

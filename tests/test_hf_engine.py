@@ -7,7 +7,7 @@ import torch
 
 from pts.engines import Engine, HFEngine
 from pts.engines.base import RolloutRequest, SamplingParams
-from pts.engines.hf import _sample
+from pts.engines.hf import sample_tokens as _sample
 
 GREEDY = SamplingParams(temperature=0.0)
 SEEDED = SamplingParams(temperature=0.8, top_p=0.95, top_k=20, seed=1234)

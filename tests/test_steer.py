@@ -12,28 +12,17 @@ import torch
 
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.steer import (
-    ContextSteering,
-    ControlSteering,
-    ControlVector,
-    Generation,
-    GenerationRequest,
-    PairedSample,
-    SteerConfig,
-    SteeringHooks,
-    SteeringVector,
-    SteerReport,
-    SuffixMatcher,
-    build_steering,
-    evaluate,
-    format_query_pairs,
-    generate,
-    load_control_vector,
-    load_steering_vectors,
-    parse_layers,
-    steer_query,
-)
+from pts.jobs.steer import SteerConfig, evaluate, steer_query
+from pts.steering.apply import ContextSteering, ControlSteering, build_steering
+from pts.steering.evaluate import PairedSample, SteerReport, format_query_pairs
+from pts.steering.generate import Generation, GenerationRequest, generate
+from pts.steering.hooks import SteeringHooks
+from pts.steering.layers import parse_layers
+from pts.steering.matching import SuffixMatcher
+from pts.steering.vectors import ControlVector, SteeringVector, load_steering_vectors
 from pts.store import read_jsonl
+
+load_control_vector = ControlVector.from_gguf  # the GGUF reader shared with pts export
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=2"
 HIDDEN = 576  # SmolLM2-135M

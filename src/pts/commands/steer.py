@@ -40,18 +40,13 @@ STEER_HELP = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pts.steer import SteerConfig
+    from pts.jobs.steer import SteerConfig
 
     add_dataclass_options(parser, SteerConfig, STEER_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
-    from pts.steer import SteerConfig, evaluate, format_query_pairs, steer_query
+    from pts.jobs.steer import SteerConfig, run
 
-    config = config_from(args, SteerConfig)
-    if config.query is not None:
-        description, pairs = steer_query(config)
-        print(format_query_pairs(description, config.query, pairs))
-        return 0
-    print(evaluate(config).format())
+    print(run(config_from(args, SteerConfig)).format())
     return 0

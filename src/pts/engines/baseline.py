@@ -32,7 +32,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
-from pts.engines.hf import _eos_ids  # the same end-of-sequence ids as the HF engine
+from pts.engines.hf import eos_ids  # the same end-of-sequence ids as the HF engine
 
 
 class OriginalStyleEngine:
@@ -54,7 +54,7 @@ class OriginalStyleEngine:
         self.model_id = model_id
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
+        self.eos_token_ids = frozenset(eos_ids(model, tokenizer))
         self.calls = 0
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else min(self.eos_token_ids)  # the original: pad = eos

@@ -195,7 +195,7 @@ class HFEngine:
         self.batch_size = batch_size
         self.stop_every = max(1, stop_every)
         self.device = next(model.parameters()).device
-        self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
+        self.eos_token_ids = frozenset(eos_ids(model, tokenizer))
         head = model.get_output_embeddings()
         self._newline = _newline_tokens(tokenizer, head.weight.shape[0] if head is not None else 0).to(self.device)
         self._buf: torch.Tensor | None = None  # float32 logits of bf16/fp16 models, reused across steps
@@ -297,7 +297,7 @@ class HFEngine:
         for p in dict.fromkeys(r.prefix for r in rows):
             if p not in prefills:
                 prefills[p] = self._prefill(p)
-        tok, lp = _sample(torch.stack([prefills[r.prefix][1] for r in rows]), params, [r.gen for r in rows])
+        tok, lp = sample_tokens(torch.stack([prefills[r.prefix][1] for r in rows]), params, [r.gen for r in rows])
         self._record(rows, tok, lp, results)
         keep = [i for i, r in enumerate(rows) if not r.done]
         live = batch is not None and batch.alive > 0
@@ -326,7 +326,7 @@ class HFEngine:
             **{self.cache_kw: batch.cache},
             use_cache=True,
         )
-        tok, lp = _sample(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
+        tok, lp = sample_tokens(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
         self._record(batch.rows, tok, lp, results)
         batch.next_tok, batch.pos = tok, batch.pos + 1
         alive = batch.alive
@@ -418,12 +418,15 @@ def _runs(items: list) -> list[tuple]:
     return [tuple(o) for o in out]
 
 
-def _sample(logits: torch.Tensor, params: SamplingParams, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_tokens(logits: torch.Tensor, params: SamplingParams, gens: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row of float32 ``logits`` [rows, vocab] (overwritten); return it and its raw log-prob.
 
     Order: temperature, top-k, top-p, min-p (as in HF generate). Sampling is by
-    inverse CDF with one uniform draw from each row's own generator. The
-    log-prob is under the unmodified logits (before temperature and truncation).
+    inverse CDF with one uniform draw from each row's own generator in ``gens``
+    (unused when greedy). The log-prob is under the unmodified logits (before
+    temperature and truncation). Public because steered generation
+    (:mod:`pts.steering.generate`) samples with it, so sampling options mean
+    the same there.
     """
     if params.temperature < GREEDY_BELOW:
         tok = logits.argmax(dim=-1)
@@ -463,7 +466,8 @@ def _generator(key: bytes, k: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(seed, "little") & (2**63 - 1))
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
+    """Token ids that end a reply: the generation config's (else the model config's) EOS ids and the tokenizer's."""
     ids: set[int] = set()
     for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
         eos = getattr(src, "eos_token_id", None)

@@ -67,6 +67,7 @@ import numpy as np
 from pts import options
 from pts.errors import PTSError
 from pts.export.records import PivotRecord
+from pts.steering.layers import check_layers, decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -125,50 +126,10 @@ class SteeringSettings:
         options.unit_interval(self, "min_prob_delta")
 
 
-def parse_layers(values: Sequence[str] | str | None) -> list[int] | None:
-    """Layer numbers from ``19,23,27``, ``19 23 27`` (several arguments) or ranges like ``10-20``."""
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    out: list[int] = []
-    for value in values:
-        for part in filter(None, re.split(r"[,\s]+", value.strip())):
-            lo, dash, hi = part.partition("-")
-            try:
-                span = range(int(lo), int(hi) + 1) if dash and lo else [int(part)]
-            except ValueError:
-                raise PTSError(f"--layer-nums: {part!r} is not a layer number or range (write 19,23,27 or 10-20)") from None
-            out.extend(span)
-    if not out:
-        raise PTSError("--layer-nums is empty")
-    return list(dict.fromkeys(out))
-
-
-def decoder_layers(model: Any) -> Sequence[Any]:
-    """The model's decoder blocks, in order (the modules whose outputs are the residual stream)."""
-    for path in ("model.layers", "model.language_model.layers", "model.decoder.layers", "transformer.h",
-                 "gpt_neox.layers", "layers"):
-        obj = model
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is not None and hasattr(obj, "__len__") and len(obj) > 0:
-            return obj
-    raise PTSError(f"cannot find the decoder layers of {type(model).__name__}")
-
-
 def default_layers(num_layers: int) -> list[int]:
     """:data:`DEFAULT_LAYER_FRACTIONS` of the depth, as layer numbers in 1..num_layers-1."""
     top = max(1, num_layers - 1)
     return list(dict.fromkeys(min(top, max(1, int(f * num_layers + 0.5))) for f in DEFAULT_LAYER_FRACTIONS))
-
-
-def check_layers(layers: Sequence[int], num_layers: int) -> None:
-    bad = [layer for layer in layers if not 0 <= layer < num_layers]
-    if bad:
-        raise PTSError(f"layer {bad[0]} does not exist: this model has layers 0..{num_layers - 1}")
 
 
 class _Enough(Exception):

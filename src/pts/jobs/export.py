@@ -80,11 +80,11 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
 
     def layers(self) -> list[int] | None:
         """``layer_nums`` as layer numbers (each entry may be a comma list or a range)."""
-        from pts.export.steering import parse_layers
+        from pts.steering.layers import parse_layers
 
         if self.layer_nums is None or all(isinstance(x, int) for x in self.layer_nums):
             return self.layer_nums  # type: ignore[return-value]
-        return parse_layers([str(x) for x in self.layer_nums])
+        return parse_layers([str(x) for x in self.layer_nums], "--layer-nums")
 
     def resolved_output(self) -> str:
         return self.output_path or DEFAULT_OUTPUT[self.format]
@@ -269,16 +269,24 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
 
 
 def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
+    """The steering file, or the control vector: per layer, the contrastive direction of the pivots.
+
+    A control vector's direction at each layer is the mean activation before
+    positive pivots minus the mean before negative ones (at the position that
+    predicts the pivot token, see :mod:`pts.export.steering`). It is not
+    normalised: strength 1 moves the average negative-pivot state to the
+    average positive one at that layer, and llama.cpp adds it at every layer
+    listed, so the effects add up along the residual stream.
+    """
     import numpy as np
 
     from pts.export.steering import (
         SteeringSettings,
-        check_layers,
         context_activations,
         contrast,
-        decoder_layers,
         default_layers,
     )
+    from pts.steering.layers import check_layers, decoder_layers
 
     settings = SteeringSettings(layer_nums=config.layers(), select_layer=config.select_layer,
                                 num_clusters=config.num_clusters, pca_components=config.pca_components,
@@ -309,12 +317,12 @@ def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str
         return _write_steering(kept, output, loaded, layers, select, settings, note)
     acts, _ = context_activations(loaded.model, [p.context_ids for p in kept], layers, batch_size=settings.batch_size)
 
-    from pts.export.control_vector import write_control_vector
+    from pts.steering.vectors import ControlVector
 
     positive = np.array([p.is_positive for p in kept], dtype=bool)
     directions = {layer: contrast(acts[layer], positive) for layer in layers}
     hint = getattr(loaded.model.config, "model_type", "") or ""
-    write_control_vector(output, directions, hint, extra={
+    ControlVector(directions, hint).to_gguf(output, extra={
         "model_id": loaded.model_id, "method": "mean_difference", "positive_pivots": int(positive.sum()),
         "negative_pivots": int((~positive).sum())})
     norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
