@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import torch
 
+from pts.aliases import DEFAULT_MODEL
 from pts.errors import PTSError, first_line
 
-DEFAULT_MODEL = "smollm2-135m"
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,

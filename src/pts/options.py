@@ -29,6 +29,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from pts.aliases import DEFAULT_MODEL
 from pts.errors import PTSError
 
 
@@ -97,17 +98,18 @@ _CHECKS: dict[str, Callable[[str, Any], str | None]] = {
 def option(default: Any = dataclasses.MISSING, help: str = "", *, check: str | None = None,
            choices: tuple | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
            nargs: str | None = None, const: Any = None, positional: bool = False,
-           default_factory: Any = dataclasses.MISSING, cli: bool = True) -> Any:
+           default_factory: Any = dataclasses.MISSING, cli: bool = True, flag: str | None = None) -> Any:
     """A config field with what the CLI and the checks need.
 
     ``help`` is required for every field the CLI shows; ``check`` names one of
     :data:`_CHECKS`; ``aliases`` are extra flag spellings (old names keep
-    working); ``cli=False`` keeps a field out of the command line (Python only).
+    working); ``flag`` replaces the flag made from the field's name; ``cli=False``
+    keeps a field out of the command line (Python only).
     """
     if check is not None and check not in _CHECKS:
         raise ValueError(f"unknown check {check!r}; valid: {', '.join(_CHECKS)}")
     meta = {"help": help, "check": check, "choices": choices, "aliases": tuple(aliases), "metavar": metavar,
-            "nargs": nargs, "const": const, "positional": positional, "cli": cli}
+            "nargs": nargs, "const": const, "positional": positional, "cli": cli, "flag": flag}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -202,7 +204,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         kind, many = _base_type(hints[f.name])
         help_text = meta["help"]
-        flags = [flag(f.name), *meta["aliases"]]
+        flags = [meta.get("flag") or flag(f.name), *meta["aliases"]]
         if kind is bool:
             target.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
@@ -246,8 +248,6 @@ def _unwrap(hint: Any) -> Any:
 
 # --- the option groups shared by the commands ------------------------------------------------------------------------
 
-DEFAULT_MODEL = "smollm2-135m"
-"""The embedded model every command uses when ``--model`` is not given."""
 DEFAULT_DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=6"
 """Six one-digit sums from reasoning-gym: small enough for a first run on a laptop CPU."""
 

@@ -30,7 +30,6 @@ from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = options.DEFAULT_MODEL
 
 
 @options.config

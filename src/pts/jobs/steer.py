@@ -14,18 +14,16 @@ and added: :mod:`pts.steering`.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.records import stable_seed
-from pts.runner import DEFAULT_MODEL
+from pts.options import option, override
 from pts.steering.apply import (
     MATCH_MODES,
     MATCH_ON,
@@ -40,69 +38,57 @@ from pts.steering.hooks import SteeringHooks
 from pts.steering.layers import parse_layers
 from pts.steering.vectors import ControlVector, SteeringVector, load_steering_vectors
 from pts.store import atomic_write, check_output_path
-from pts.tasks.sources import DEFAULT_DATASET
 
 if TYPE_CHECKING:
     from pts.models import LoadedModel
     from pts.tasks.task import Task
 
 
-@dataclass
-class SteerConfig:
+@options.config
+class SteerConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
+                  options.OutputOptions):
     """Every option of ``pts steer``; the CLI flags are these field names with dashes."""
 
-    steering_path: str | None = None
-    control_vector: str | None = None
-    strength: float | None = None
-    layer: str | None = None
-    match: str = "continuous"
-    match_on: str = "auto"
-    vector_field: str = "steering_vector"
-    scale_by_delta: bool = False
-    query: str | None = None
-    model: str = DEFAULT_MODEL
-    dataset: str = DEFAULT_DATASET
-    config: str | None = None
-    split: str = "train"
-    query_key: str | None = None
-    answer_key: str | None = None
-    oracle: str | None = None
-    sample_size: int | None = None
-    max_examples: int | None = 10
-    num_samples: int = 4
-    max_new_tokens: int = 512
-    system_prompt: str | None = None
-    chat_template: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
-    seed: int = 42
-    early_stop: bool = True
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 64
-    output_path: str | None = None
-    progress: bool = True
+    steering_path: str | None = option(None, "JSONL of steering vectors in optillm's autothink shape (pts export "
+                                             "--format steering)")
+    control_vector: str | None = option(None, "GGUF control vector (repeng / llama.cpp: arch controlvector, tensors "
+                                              "direction.<layer>)")
+    strength: float | None = option(None, "scale of the added vector: steering vectors are normalised to unit "
+                                          "length first (default 2.0, optillm's); a control vector's directions "
+                                          "are used as stored (default 1.0, llama.cpp's)")
+    layer: str | None = option(None, "decoder layer (0-based, the output of model.layers[N]): for steering vectors, "
+                                     "where to add them instead of their steering_layer; for a control vector, which "
+                                     "of its layers to apply (e.g. 10,12,14)")
+    match: str = option("continuous", "continuous: re-match the context after every token, the latest match stays "
+                                      "active; once: match the prompt only and keep that vector (optillm autothink); "
+                                      "local: add a vector only where the context matches its pivot context",
+                        choices=MATCH_MODES)
+    match_on: str = option("auto", "match pivot contexts as token ids (pivot_context_ids of pts records) or "
+                                   "re-tokenized pivot_context text (optillm); auto: ids where present",
+                           choices=MATCH_ON)
+    vector_field: str = option("steering_vector", "field holding the vector: steering_vector, cluster_vector, or "
+                                                  "another field of the file")
+    scale_by_delta: bool = option(False, "multiply the strength by |prob_delta| clipped to [0.1, 2], as optillm does")
+    query: str | None = option(None, "steer one prompt and print the unsteered and steered replies instead of "
+                                     "evaluating a dataset")
+    max_examples: int | None = override(10, help="evaluate at most this many queries")
+    num_samples: int = option(4, "completions per query and arm (each steered completion has an unsteered twin "
+                                 "with its seed)", check="count")
+    max_new_tokens: int = override(512, help="token budget of each reply")
+    batch_size: int = option(64, "rows decoded together (bounds memory)", check="count")
+    output_path: str | None = override(None, help="JSONL of every completion pair (base and steered, with "
+                                       "verdicts); none when omitted")
 
     def validate(self) -> None:
         """Raise PTSError on options out of range, before anything is loaded."""
-        options.finite(self)
+        options.check(self)
         if bool(self.steering_path) == bool(self.control_vector):
             raise PTSError("give exactly one of --steering-path FILE.jsonl and --control-vector FILE.gguf")
-        if self.strength is not None and not math.isfinite(self.strength):
-            raise PTSError(f"--strength must be a finite number, got {self.strength}")
-        if self.match not in MATCH_MODES:
-            raise PTSError(f"--match must be one of {', '.join(MATCH_MODES)}, got {self.match!r}")
-        if self.match_on not in MATCH_ON:
-            raise PTSError(f"--match-on must be one of {', '.join(MATCH_ON)}, got {self.match_on!r}")
         layers = parse_layers(self.layer)
         if layers is not None and any(n < 0 for n in layers):
             raise PTSError(f"--layer must be non-negative layer numbers, got {self.layer!r}")
         if layers is not None and self.steering_path and len(layers) != 1:
             raise PTSError("--layer takes one layer for steering vectors")
-        options.at_least_one(self, "num_samples", "max_new_tokens", "batch_size", "sample_size", "max_examples")
-        options.sampling(self)
         if self.query is not None and not self.query.strip():
             raise PTSError("--query is empty")
 
@@ -139,16 +125,14 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     generation.
     """
     from pts.search.searcher import build_prompt_ids
-    from pts.tasks.sources import load_tasks
+    from pts.tasks.sources import load_tasks_from
 
     config.validate()
     vectors = read_vectors(config)
     if config.output_path:
         check_output_path(config.output_path)
     if tasks is None:
-        tasks = load_tasks(config.dataset, config=config.config, split=config.split, query_key=config.query_key,
-                           answer_key=config.answer_key, sample_size=config.sample_size,
-                           max_examples=config.max_examples, seed=config.seed, oracle=config.oracle)
+        tasks = load_tasks_from(config, config.seed)
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
     loaded = _load(config, loaded)
