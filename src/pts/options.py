@@ -263,8 +263,8 @@ class ModelOptions:
 
 @config(group="engine")
 class EngineOptions:
-    engine: str = option("hf", "rollout engine: hf (pts's batched HF engine) or vllm (needs vLLM installed)",
-                         choices=("hf", "vllm"))
+    engine: str = option("hf", "rollout engine: hf (pts's batched HF engine), vllm (needs vLLM installed), or one "
+                               "registered in pts.engines.ENGINES")
     batch_size: int = option(64, "rows decoded together (bounds memory)", check="count")
 
 

@@ -14,7 +14,7 @@ import importlib
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 
-__all__ = ["ENGINES", "Engine", "HFEngine", "Rollout", "RolloutRequest", "SamplingParams", "create_engine",
+__all__ = ["ENGINES", "Engine", "HFEngine", "Rollout", "RolloutRequest", "SamplingParams", "check_engine", "create_engine",
            "register_engine"]
 
 ENGINES: dict[str, str] = {
@@ -29,10 +29,15 @@ def register_engine(name: str, factory: str) -> None:
     ENGINES[name] = factory
 
 
-def create_engine(name: str, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> Engine:
-    """Load ``model`` into the engine registered as ``name``; ``batch_size`` bounds the rows decoded at once."""
+def check_engine(name: str) -> None:
+    """PTSError naming the registered engines unless ``name`` is one; nothing is imported."""
     if name not in ENGINES:
         raise PTSError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+
+
+def create_engine(name: str, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> Engine:
+    """Load ``model`` into the engine registered as ``name``; ``batch_size`` bounds the rows decoded at once."""
+    check_engine(name)
     module, _, function = ENGINES[name].partition(":")
     factory = getattr(importlib.import_module(module), function)
     return factory(model, device=device, dtype=dtype, batch_size=batch_size)

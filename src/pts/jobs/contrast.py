@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pts import options
+from pts.engines import check_engine
 from pts.contrast.score import load_scorer, score_record
 from pts.contrast.select import select_training_sets, training_rows
 from pts.contrast.training import LoraSettings, train_lora
@@ -99,6 +100,7 @@ class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOp
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
         options.check(self)
+        check_engine(self.engine)
         self.check_training()
         if self.temperature < 1e-5:
             raise PTSError("--temperature must be > 0: contrastive estimation needs varied trajectories")

@@ -31,7 +31,7 @@ from pts import options
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.records import CriticalToken, FirstToken, stable_seed
-from pts.engines import create_engine
+from pts.engines import check_engine, create_engine
 from pts.options import option, override
 from pts.search.critical.alternatives import next_token_source
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
@@ -71,6 +71,7 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
         super().validate()  # every field's check, and the search's own bounds
+        check_engine(self.engine)
         if self.input_path is not None:
             path = Path(self.input_path).expanduser()
             if not path.is_file():

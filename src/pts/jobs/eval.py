@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pts import options
+from pts.engines import check_engine
 from pts.options import option, override
 
 
@@ -56,6 +57,7 @@ class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOption
         from pts.store import check_output_path
 
         options.check(self)
+        check_engine(self.engine)
         self.settings().validate()
         for path in (self.output_path, self.summary_path):
             if path:

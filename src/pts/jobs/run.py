@@ -20,7 +20,7 @@ from typing import Any
 
 from pts import options
 from pts.engines.coalesce import CoalescingEngine
-from pts.engines import create_engine
+from pts.engines import check_engine, create_engine
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, context_length, search_one
@@ -48,6 +48,7 @@ class RunConfig(SearchSettings, options.ModelOptions, options.DataOptions, optio
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
         options.check(self)
+        check_engine(self.engine)
         if self.min_prob > self.max_prob:
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
         if self.ray is not None:
