@@ -6,7 +6,7 @@ The layers, from the bottom (a module may import its own layer and the ones belo
 1. records, formats, engines, tasks, models, adapters, sandbox: what the algorithms work on
 2. search, export, steering, train, contrast, evaluate, view, hub, distributed: the algorithms and exports
 3. jobs: one module per command (Config, run(config) -> Summary)
-4. cli, commands, __main__: the command line over the jobs
+4. cli, __main__: the command line, a generic layer over the jobs
 
 ``pts/__init__.py`` re-exports the public API and is exempt.
 """
@@ -30,7 +30,7 @@ LAYERS = {
     **dict.fromkeys(["search", "export", "steering", "train", "contrast", "evaluate", "view", "hub",
                      "distributed"], 2),
     "jobs": 3,
-    **dict.fromkeys(["commands", "cli", "__main__"], 4),
+    **dict.fromkeys(["cli", "__main__"], 4),
 }
 
 
@@ -97,11 +97,9 @@ def test_every_command_is_a_job_with_its_options_declared_once():
 
     for name in _subparsers():
         job = importlib.import_module(f"pts.jobs.{name}")
-        configs = [v for v in vars(job).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
-                   and v.__module__ == job.__name__ and v.__name__.endswith("Config")]
-        assert len(configs) == 1 and callable(job.run), name
-        for f in dataclasses.fields(configs[0]):  # declared with options.option, so the CLI and checks read it
-            assert "help" in f.metadata, f"{configs[0].__name__}.{f.name}"
+        assert job.HELP and callable(job.run) and dataclasses.is_dataclass(job.CONFIG), name
+        for f in dataclasses.fields(job.CONFIG):  # declared with options.option, so the CLI and checks read it
+            assert "help" in f.metadata, f"{job.CONFIG.__name__}.{f.name}"
 
 
 @pytest.mark.parametrize("argv, old, new", [

@@ -1,15 +1,17 @@
-"""The ``pts`` command. Thin: parses options into config dataclasses and calls the library."""
+"""The ``pts`` command: a generic layer over the jobs. Flags come from each job's Config, the job runs, its
+summary is printed; a PTSError becomes one line and exit status 2."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
-import pkgutil
 import sys
 from typing import Any, Sequence
 
+from pts import options
 from pts.errors import PTSError
 
 
@@ -18,35 +20,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+COMMANDS = ("run", "view", "critical", "export", "steer", "train", "contrast", "push", "eval")
+"""Every command, in ``pts --help`` order: each is the job :mod:`pts.jobs.<name>` (HELP, CONFIG, run)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Flags for every job, from its Config (:func:`pts.options.add_options`); nothing heavy is imported."""
     parser = _Parser(prog="pts", description="Pivotal Token Search: find the tokens where a model's "
                                              "reasoning succeeds or fails.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    parsers = []
-    for module in _command_modules():
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(func=module.main)
-        parsers.append(p)
-    for p in parsers:
+    for name in COMMANDS:
+        job = importlib.import_module(f"pts.jobs.{name}")
+        description = getattr(job, "DESCRIPTION", None)
+        p = sub.add_parser(name, help=job.HELP, description=description or job.HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter if description
+                           else argparse.HelpFormatter)
+        options.add_options(p, job.CONFIG)
         p.add_argument("--log-level", default="WARNING", type=str.upper,
                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                        help="how much pts and its libraries log on stderr (default: WARNING)")
+        p.set_defaults(job=job)
     return parser
 
 
-def _command_modules() -> list[Any]:
-    """Every module of :mod:`pts.commands`, in the order of its ``ORDER`` (then name).
-
-    A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-    ``main(args) -> int``, and imports nothing heavy (torch, transformers) at
-    module level so that ``pts --help`` stays fast.
-    """
-    import pts.commands
-
-    modules = [importlib.import_module(f"pts.commands.{m.name}")
-               for m in pkgutil.iter_modules(pts.commands.__path__) if not m.name.startswith("_")]
-    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+def run_job(job: Any, args: argparse.Namespace) -> int:
+    """Build the job's config from the flags, run it, print its summary."""
+    config = options.config_from(args, job.CONFIG)
+    extra = {"echo": lambda text: print(text, flush=True)} if "echo" in inspect.signature(job.run).parameters else {}
+    text = job.run(config, **extra).format()
+    if text:
+        print(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Weight-loading bars of transformers/huggingface_hub would bury pts's own progress and summary.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        return args.func(args)
+        return run_job(args.job, args)
     except PTSError as e:
         print(f"pts {args.command}: error: {e}", file=sys.stderr)
         return 2

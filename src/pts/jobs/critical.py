@@ -45,6 +45,10 @@ from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
 
 log = logging.getLogger(__name__)
 
+HELP = "find critical tokens in incorrect trajectories by rollout sampling (cDPO, Lin et al. 2024)"
+"""The command's one line in ``pts --help``."""
+
+
 
 @options.config
 class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
@@ -409,3 +413,7 @@ def _response_ids(tokenizer: Any, engine: Any, response: Any) -> list[int]:
     if not ids or ids[-1] not in engine.eos_token_ids:
         ids.append(eos)
     return ids
+
+
+CONFIG = CriticalConfig
+"""The options of this command (the CLI makes its flags from it)."""

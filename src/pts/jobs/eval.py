@@ -17,6 +17,11 @@ from pts.engines import check_engine
 from pts.options import option, override
 
 
+
+HELP = ("accuracy and pass@k of a model (alias, Hub id, HF directory, .gguf, LoRA adapter directory) on a "
+        "dataset, judged by each task's oracle; --compare for a paired comparison on the same prompts and seeds")
+"""The command's one line in ``pts --help``."""
+
 @options.config
 class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOptions, options.PromptOptions,
                  options.SamplingOptions, options.OutputOptions):
@@ -119,3 +124,7 @@ def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None) -> Eva
             json.dump(blob, f, indent=2, ensure_ascii=False)
             f.write("\n")
     return summary
+
+
+CONFIG = EvalConfig
+"""The options of this command (the CLI makes its flags from it)."""

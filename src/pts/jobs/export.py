@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ from pts.export.records import PivotRecord, attach_token_ids, default_model, rea
 from pts.options import DEFAULT_MODEL, option, override
 
 log = logging.getLogger(__name__)
+
+HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or a GGUF control vector (llama.cpp)"
+"""The command's one line in ``pts --help``."""
+
 
 # The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
 EXPORT_FORMATS = ("dpo", "steering", "control-vector")
@@ -152,7 +157,7 @@ def run(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
         try:
             summary.url = push_dataset(output, config.hf_repo_id, private=config.private,
                                        model=config.model or default_model(pivots), fmt=config.format,
-                                       command=config.command)
+                                       command=config.command or command_line(config))
         except PTSError as e:
             raise PTSError(f"{e} (the export itself is written: {output})") from None
     return summary
@@ -357,3 +362,26 @@ def _write_steering(pivots: list[PivotRecord], output: str, loaded: Any, layers:
 
 __all__ = ["DEFAULT_OUTPUT", "EXPORT_FORMATS", "ExportConfig", "ExportSummary", "PivotRecord", "load_tokenizer", "run",
            "read_pivots"]
+
+
+
+def command_line(config) -> str:
+    """The ``pts export`` command that gives this config (defaults left out), for the dataset card."""
+    defaults = ExportConfig(input_path="", format="")
+    parts = ["pts", "export"]
+    for key, value in vars(config).items():
+        if key == "command" or value is None or value is False:
+            continue
+        if key not in ("input_path", "format") and value == getattr(defaults, key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, ",".join(map(str, value))]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+CONFIG = ExportConfig
+"""The options of this command (the CLI makes its flags from it)."""

@@ -12,6 +12,10 @@ from pts import formats, options
 from pts.options import option
 
 
+
+HELP = "upload a pts output file (pivotal tokens, DPO pairs, steering or control vectors) to a Hub dataset repo"
+"""The command's one line in ``pts --help``."""
+
 @options.config
 class PushConfig:
     """Every option of ``pts push``."""
@@ -59,3 +63,7 @@ def run(config: PushConfig) -> PushSummary:
                        license=config.license, path_in_repo=config.path_in_repo,
                        commit_message=config.commit_message, summary=summary)
     return PushSummary(config.input_path, summary.rows, formats.get(summary.fmt).unit, summary.fmt, config.readme, url)
+
+
+CONFIG = PushConfig
+"""The options of this command (the CLI makes its flags from it)."""

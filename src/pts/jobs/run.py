@@ -30,6 +30,10 @@ from pts.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
+HELP = "search a dataset for pivotal tokens"
+"""The command's one line in ``pts --help``."""
+
+
 
 
 @options.config
@@ -328,3 +332,7 @@ def _debug_printer():
         print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}",
               file=sys.stderr)
     return show
+
+
+CONFIG = RunConfig
+"""The options of this command (the CLI makes its flags from it)."""

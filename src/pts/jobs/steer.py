@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from pts.tasks.task import Task
 
 
+
+HELP = "generate with steering vectors or a control vector; compare accuracy with and without"
+"""The command's one line in ``pts --help``."""
+
 @options.config
 class SteerConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
                   options.OutputOptions):
@@ -238,3 +242,7 @@ def _load(config: SteerConfig, loaded: LoadedModel | None) -> LoadedModel:
     from pts.models import load_model
 
     return load_model(config.model, device=config.device, dtype=config.dtype)
+
+
+CONFIG = SteerConfig
+"""The options of this command (the CLI makes its flags from it)."""

@@ -31,6 +31,10 @@ LORA_LEARNING_RATE = 4e-5  # the authors' cDPO LoRA setting (r=16, alpha=32)
 FULL_LEARNING_RATE = 1e-6  # TRL's DPOConfig default, for full fine-tuning
 
 
+
+HELP = "train a model with DPO or cDPO (token-weighted DPO) on pts preference data"
+"""The command's one line in ``pts --help``."""
+
 @options.config
 class TrainConfig(options.ModelOptions, options.TrainingOptions, options.OverwriteOptions, options.ProgressOptions):
     """Every option of ``pts train``; the CLI flags are these field names with dashes.
@@ -223,3 +227,7 @@ def _peft_config(config: TrainConfig):
 
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.lora_target_list(), bias="none", task_type="CAUSAL_LM")
+
+
+CONFIG = TrainConfig
+"""The options of this command (the CLI makes its flags from it)."""

@@ -6,11 +6,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pts import options
 from pts.errors import PTSError
 from pts.options import option
 
+if TYPE_CHECKING:
+    from pts.view import ReportSummary
+
+
+
+HELP = "see pivotal tokens, trajectories, DPO pairs, critical tokens and contrast scores in the browser (offline)"
+"""The command's one line in ``pts --help``."""
 
 @options.config
 class ViewConfig:
@@ -32,7 +40,7 @@ class ViewConfig:
             raise PTSError(f"--port must be between 0 and 65535, got {self.port}")
 
 
-def run(config: ViewConfig, *, echo: Callable[[str], None] = print):
+def run(config: ViewConfig, *, echo: Callable[[str], None] = print) -> ReportSummary | Served:
     """Write the report (or serve it until Ctrl-C); ``echo`` gets the summary and the address before serving."""
     from pts.view import DEFAULT_OUTPUT, build_report, check_report_path, render_report, write_page
     from pts.view.serve import DEFAULT_PORT, serve
@@ -48,4 +56,15 @@ def run(config: ViewConfig, *, echo: Callable[[str], None] = print):
         summary.output_path = config.output
     echo(summary.format())
     serve(page, DEFAULT_PORT if config.port is None else config.port, announce=echo)
-    return summary
+    return Served()
+
+
+class Served:
+    """What ``pts view --serve`` says once Ctrl-C stops the server (its summary was printed before serving)."""
+
+    def format(self) -> str:
+        return "stopped serving the report"
+
+
+CONFIG = ViewConfig
+"""The options of this command (the CLI makes its flags from it)."""
