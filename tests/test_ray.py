@@ -210,3 +210,31 @@ def test_the_embedded_model_on_two_workers_gives_the_records_of_one_process(clus
     assert records(out) == records(one)
     traces = lambda p: sorted(json.dumps(t, sort_keys=True) for t in read_jsonl(f"{p}.trace.jsonl"))  # noqa: E731
     assert traces(one) and traces(out) == traces(one)
+
+
+def test_max_pairs_keeps_the_same_queries_whoever_finishes_first(cluster, tmp_path):
+    """--max-pairs commits results in dataset order, so which queries fill the quota is not a race."""
+    limit = dict(SETTINGS, max_pairs=5)
+    local = tmp_path / "local.jsonl"
+    run(RunConfig(output_path=str(local), **{**limit, "parallel": 3}), Engine(), QUERIES)
+    assert len(read_jsonl(local)) == 5
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.jsonl"
+        # a slow engine so that the two workers' queries interleave
+        summary = run(ray_config(out, cluster.address, ray_workers=workers, parallel=2, max_pairs=5),
+                      Engine(delay=0.01), QUERIES)
+        assert summary.stopped_at_max_pairs and records(out) == records(local), workers
+        assert done_items(out) == done_items(local), workers
+
+
+def test_a_worker_ray_cannot_place_is_one_line_not_a_silent_wait(cluster, tmp_path, monkeypatch):
+    import pts.distributed as distributed
+    from pts.errors import PTSError
+
+    monkeypatch.setattr(distributed, "PLACEMENT_TIMEOUT", 5.0)
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    with pytest.raises(PTSError, match="no Ray worker started within 5 s: the cluster has no room for a worker "
+                                       "with --ray-num-cpus 1 --ray-num-gpus 1"):
+        run(ray_config(out, cluster.address, ray_num_gpus=1.0), Engine(), QUERIES)
+    assert time.monotonic() - started < 60 and not out.exists()

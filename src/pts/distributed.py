@@ -30,6 +30,9 @@ MISSING_RAY = "--ray needs Ray, which is not installed: pip install 'pts[ray]'"
 # Tries of one query on workers that died under it before it is skipped: a query that kills its worker
 # (out of memory on a huge prompt, a crashing oracle) would otherwise take down every replacement in turn.
 MAX_TRIES = 3
+# Seconds a new worker may wait for Ray to place it (a cluster without the CPUs/GPUs --ray-num-* asks for
+# would otherwise leave the run waiting forever, silently).
+PLACEMENT_TIMEOUT = 300.0
 
 
 def check_ray_options(config: Any) -> None:
@@ -143,17 +146,23 @@ class WorkerPool:
 
     def _ready(self, worker: Any) -> dict[str, Any]:
         try:
-            return self.ray.get(worker.describe.remote())
+            return self.ray.get(worker.describe.remote(), timeout=PLACEMENT_TIMEOUT)
+        except self.ray.exceptions.GetTimeoutError:
+            c = self.config
+            raise PTSError(f"no Ray worker started within {PLACEMENT_TIMEOUT:.0f} s: the cluster has no room for "
+                           f"a worker with --ray-num-cpus {c.ray_num_cpus:g} --ray-num-gpus {c.ray_num_gpus:g} "
+                           f"(see `ray status`)") from None
         except self.ray.exceptions.RayTaskError as e:
             raise _cause(e) from None
         except self.ray.exceptions.RayActorError as e:
             raise PTSError(f"a Ray worker could not start its engine: {first_line(e)}") from None
 
-    def search(self, tasks: list[Any], record: Callable[[Any, Any], None], stop: Callable[[], bool]) -> list[str]:
+    def search(self, tasks: list[Any], record: Callable[[Any, Any], None], stop: Callable[[], bool],
+               on_failure: Callable[[Any], None] | None = None) -> list[str]:
         """Search ``tasks`` on the workers, calling ``record(task, result)`` here as each finishes.
 
         Stops handing out queries once ``stop()`` is true. Returns the item ids of queries
-        skipped after ``MAX_TRIES`` dead workers.
+        skipped after ``MAX_TRIES`` dead workers (each also passed to ``on_failure``).
         """
         ray = self.ray
         queue = deque(tasks)
@@ -188,6 +197,8 @@ class WorkerPool:
                     log.warning("item %s: skipped after %d workers died searching it; a later run tries it again",
                                 task.item_id, MAX_TRIES)
                     failed.append(task.item_id)
+                    if on_failure is not None:
+                        on_failure(task)
                 else:
                     queue.appendleft(task)
             else:
@@ -199,6 +210,7 @@ class WorkerPool:
         log.warning("a Ray worker died (%s); starting a replacement", first_line(error))
         self.ray.kill(self.workers[slot], no_restart=True)
         self.workers[slot] = self._new_worker()
+        self._ready(self.workers[slot])  # placed and loaded, or a one-line error after PLACEMENT_TIMEOUT
         self.replaced += 1
 
     def close(self) -> None:

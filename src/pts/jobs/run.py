@@ -196,17 +196,43 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, 
         summary.seconds = time.perf_counter() - start
         bar.update(1)
 
+    # With --max-pairs, which queries fill the quota must not depend on which finished first (on Ray that is
+    # timing): results are committed in dataset order. Without it each is written as soon as it finishes.
+    commit = record if config.max_pairs is None else InOrder(todo, record)
     try:
         if pool is not None:
-            summary.failed = pool.search(todo, record, stop=lambda: summary.stopped_at_max_pairs)
+            summary.failed = pool.search(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
+                                         on_failure=getattr(commit, "skip", None))
         else:
-            _search_here(config, engine, context, todo, record, stop=lambda: summary.stopped_at_max_pairs)
+            _search_here(config, engine, context, todo, commit, stop=lambda: summary.stopped_at_max_pairs)
     finally:
         if ticker is not None:
             ticker.stop()
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+class InOrder:
+    """``record`` called in the order of ``tasks`` whatever order results arrive in (later ones wait)."""
+
+    def __init__(self, tasks: list[Task], record) -> None:
+        self.position = {t.item_id: i for i, t in enumerate(tasks)}
+        self.record = record
+        self.waiting: dict[int, tuple[Task, TaskResult | None]] = {}
+        self.next = 0
+
+    def __call__(self, task: Task, result: TaskResult | None) -> None:
+        self.waiting[self.position[task.item_id]] = (task, result)
+        while self.next in self.waiting:
+            task, result = self.waiting.pop(self.next)
+            if result is not None:
+                self.record(task, result)
+            self.next += 1
+
+    def skip(self, task: Task) -> None:
+        """``task`` will never have a result (its workers kept dying): do not wait for it."""
+        self(task, None)
 
 
 def _search_here(config: RunConfig, engine, context: int | None, todo: list[Task], record, stop) -> None:
