@@ -144,14 +144,18 @@ class PivotalTokenSearcher:
             log.info("item %s: p(success)=%.2f outside [%.2f, %.2f], skipped",
                      task.item_id, root.p, s.min_prob, s.max_prob)
         else:
-            root_rollouts = list(drawn.get((), [])) + self._more_solutions(est, len(drawn.get((), [])))
+            judged = drawn.get((), [])
+            more = self._more_solutions(est, len(judged))
+            root_rollouts = [r for r, _ in judged] + more
             solutions = self._solutions(root_rollouts)
             result.solutions = len(solutions)
             if s.pool:
                 pooled = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
                                          solutions=[r.token_ids for r in solutions], salt="search")
                 estimators.append(pooled)
-                outcome = {id(r): Outcome(tuple(r.token_ids), est.judge_response(r.token_ids)) for r in root_rollouts}
+                # The initial estimate's rollouts keep the verdicts it judged them with; only more are judged here.
+                oks = [ok for _, ok in judged] + [est.judge_response(r.token_ids) for r in more]
+                outcome = {id(r): Outcome(tuple(r.token_ids), ok) for r, ok in zip(root_rollouts, oks)}
                 pooled.add((), root_rollouts, [outcome[id(r)].ok for r in root_rollouts], fresh=True)
             outcomes = [outcome[id(r)] for r in solutions] if s.pool else []
             ids_of = [r.token_ids for r in solutions]
