@@ -11,10 +11,23 @@ import time
 
 import pytest
 
-from pts.engines.fake import BranchingFakeEngine, FakeEngine, PassFailOracle, planted_scenario, token
+from pts.engines.fake import (
+    BranchingFakeEngine,
+    FakeEngine,
+    PassFailOracle,
+    planted_scenario,
+    token,
+)
 from pts.errors import PTSError
 from pts.jobs.run import RunConfig, run
-from pts.store import OutputLock, RunStore, check_writable, lock_path, progress_path, read_jsonl
+from pts.store import (
+    OutputLock,
+    RunStore,
+    check_writable,
+    lock_path,
+    progress_path,
+    read_jsonl,
+)
 from pts.tasks.task import Task
 
 PROMPT = "q?"
@@ -371,6 +384,21 @@ def test_prompts_too_long_for_the_context_are_skipped_before_sampling(tmp_path, 
     assert all(len(p) < 35 for p in eng.prefixes)  # never sampled
     assert "item long: its prompt and --max-new-tokens 10 do not fit the model's context of 40" in caplog.text
 
+
+
+def test_each_prompt_is_tokenized_once_with_a_context_length(tmp_path, monkeypatch):
+    eng = LongContext(step_p, SCRIPT, prompt_length=len(PROMPT), exact=False, seed=1)
+    texts, tokenize = [], type(eng.tokenizer).__call__
+
+    def counted(self, text, *args, **kwargs):
+        texts.append(text)
+        return tokenize(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(eng.tokenizer), "__call__", counted)
+    queries = tasks(3)
+    summary = run(config(tmp_path / "out.jsonl", max_new_tokens=10), eng, queries)
+    assert summary.searched + summary.skipped == 3
+    assert sorted(texts) == sorted(t.prompt for t in queries)  # the length check's ids are the search's
 
 def _records(path):
     """Records without their write time: what must not depend on how the run was scheduled."""

@@ -10,8 +10,9 @@ import pytest
 
 from pts.engines.base import RolloutRequest, SamplingParams
 from pts.engines.fake import BranchingFakeEngine, PassFailOracle, token
-from pts.records import PivotalToken
 from pts.jobs.run import RunConfig, run
+from pts.records import PivotalToken
+from pts.search.estimate import SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator, PrefixEvidence
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.search.verify import Candidate, rounds, settle, verify
@@ -208,6 +209,50 @@ def test_summary_counts_candidates_kept_and_dropped():
     result = search(engine(2))
     assert result.candidates == len(result.pivots) + result.dropped
     assert result.summary()["candidates"] == result.candidates
+
+
+class CountingOracle(PassFailOracle):
+    """Counts the completions judged: one at a time (``judge``) and in batches (``judge_many``)."""
+
+    def __init__(self):
+        self.single = self.batches = self.batched = 0
+
+    def judge(self, completion, reference):
+        self.single += 1
+        return super().judge(completion, reference)
+
+    def judge_many(self, completions, reference):
+        self.batches += 1
+        self.batched += len(completions)
+        return [PassFailOracle.judge(self, c, reference) for c in completions]
+
+
+@pytest.mark.parametrize("num_samples, max_generations, calls", [
+    # Measured for one query: (one at a time, batches, in batches). Before the pooled search reused the initial
+    # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5.
+    (10, 3, (5, 19, 177)),
+    (4, 6, None),  # two more solutions than the initial estimate drew: judged once each, for the pool
+])
+def test_each_rollout_is_judged_once(monkeypatch, num_samples, max_generations, calls):
+    ends = []
+    terminal = SuccessEstimator.terminal
+
+    def counted(self, prefix, text=None):
+        est = terminal(self, prefix, text)
+        ends.append(est is not None)  # a terminal prefix is judged once, one at a time
+        return est
+
+    monkeypatch.setattr(SuccessEstimator, "terminal", counted)
+    oracle = CountingOracle()
+    settings = SearchSettings(num_samples=num_samples, max_generations=max_generations, split_at="middle",
+                              min_prob=0.0, max_prob=1.0, max_new_tokens=64)
+    result = PivotalTokenSearcher(engine(0), settings).search(Task(PROMPT, "PASS", "0", "fake", "fake", oracle))
+    more = max(0, max_generations - num_samples)
+    assert result.status == "searched" and result.candidates
+    assert oracle.batched == result.rollouts - more
+    assert oracle.single == sum(ends) + more
+    if calls is not None:
+        assert (oracle.single, oracle.batches, oracle.batched) == calls
 
 
 class Interrupting(BranchingFakeEngine):

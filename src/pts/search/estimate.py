@@ -50,6 +50,11 @@ class SuccessEstimator:
     With a ``seed``, each request gets a seed derived from it, the prefix and the
     samples already drawn there: a rerun draws the same samples, whatever order
     or batching the estimates are asked in.
+
+    Estimators that sample on their own terms (pooled, staged) build on
+    :meth:`terminal` and :meth:`shortfall` (what a prefix still needs),
+    :meth:`request` and :meth:`sample` (seeded requests, one counted engine
+    call) and :meth:`score` (judge rollouts into an estimate).
     """
 
     def __init__(
@@ -81,27 +86,15 @@ class SuccessEstimator:
         self.rollouts = 0
         self.rollout_tokens = 0
 
-    def _request(self, prefix: Prefix, n: int, text: str, *salt: object) -> RolloutRequest:
+    def request(self, prefix: Prefix, n: int, text: str, *salt: object) -> RolloutRequest:
+        """A request for ``n`` rollouts from ``prefix`` (decoded: ``text``), within the response's token budget.
+
+        With a ``seed``, the request's seed is derived from it, the prefix and ``salt``
+        (e.g. the samples already drawn there), so the same ask draws the same rollouts.
+        """
         seed = None if self.seed is None else stable_seed(self.seed, prefix, *salt)
         return RolloutRequest(self.prompt_ids + prefix, n, self.max_new_tokens - len(prefix),
                               stop=self._stop_test(text), seed=seed)
-
-    def _call(self, requests: list[RolloutRequest]) -> list[list[Rollout]]:
-        self.engine_calls += 1
-        return self.engine.sample(requests, self.params)
-
-    def response_text(self, response_ids: Sequence[int]) -> str:
-        return self.engine.tokenizer.decode(list(response_ids), skip_special_tokens=True)
-
-    def _judge(self, text: str) -> bool:
-        return self.task.judge(self.judge_prefix + text)
-
-    def _is_terminal(self, prefix: Prefix, text: str) -> bool:
-        if prefix and prefix[-1] in self.engine.eos_token_ids:
-            return True
-        if len(prefix) >= self.max_new_tokens:
-            return True
-        return self.early_stop and self.task.oracle.answer_complete(self.judge_prefix + text)
 
     def _stop_test(self, prefix_text: str) -> Callable[[str], bool] | None:
         if not self.early_stop:
@@ -110,48 +103,86 @@ class SuccessEstimator:
         head = self.judge_prefix + prefix_text
         return lambda continuation: complete(head + continuation)
 
+    def sample(self, requests: list[RolloutRequest]) -> list[list[Rollout]]:
+        """The engine's rollouts for ``requests``, in one call (counted in ``engine_calls``)."""
+        self.engine_calls += 1
+        return self.engine.sample(requests, self.params)
+
+    def response_text(self, response_ids: Sequence[int]) -> str:
+        """Response token ids decoded as the oracle reads them (without ``judge_prefix``)."""
+        return self.engine.tokenizer.decode(list(response_ids), skip_special_tokens=True)
+
+    def _judge(self, text: str) -> bool:
+        return self.task.judge(self.judge_prefix + text)
+
+    def terminal(self, prefix: Prefix, text: str | None = None) -> Estimate | None:
+        """The exact estimate of a prefix that already ends the response; None for one that does not.
+
+        A response ends with an end-of-sequence token, when its token budget is used up,
+        or (with ``early_stop``) once the oracle calls its answer complete; such a prefix
+        is judged directly (one oracle call), never sampled. ``text`` is the prefix
+        decoded, when the caller has it.
+        """
+        text = self.response_text(prefix) if text is None else text
+        ends = ((bool(prefix) and prefix[-1] in self.engine.eos_token_ids) or len(prefix) >= self.max_new_tokens
+                or (self.early_stop and self.task.oracle.answer_complete(self.judge_prefix + text)))
+        return Estimate(int(self._judge(text)), 1, terminal=True) if ends else None
+
+    def shortfall(self, prefix: Prefix, target: int) -> tuple[Estimate, str | None]:
+        """The memo entry of ``prefix``, and the prefix decoded when the entry holds fewer than ``target`` samples.
+
+        The entry is made on the first ask: judged when the prefix ends the response
+        (:meth:`terminal`), else empty. The text is None when the entry needs no more
+        samples (it is terminal or has ``target``); otherwise it is what :meth:`request` takes.
+        """
+        est = self.cache.get(prefix)
+        text: str | None = None
+        if est is None:
+            text = self.response_text(prefix)
+            est = self.cache[prefix] = self.terminal(prefix, text) or Estimate(0, 0)
+        if est.terminal or est.samples >= target:
+            return est, None
+        return est, text if text is not None else self.response_text(prefix)
+
     def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,
-                 keep_rollouts: bool = False) -> tuple[list[Estimate], dict[Prefix, list[Rollout]]]:
+                 keep_rollouts: bool = False) -> tuple[list[Estimate], dict[Prefix, list[tuple[Rollout, bool]]]]:
         """Estimates for all ``prefixes`` with at least ``samples`` rollouts each (default ``num_samples``).
 
         Memoized prefixes are topped up rather than sampled again; everything still
         missing goes to the engine in one call. Returns the estimates in order and
-        (with ``keep_rollouts``) the rollouts drawn by this call, keyed by prefix.
+        (with ``keep_rollouts``) the rollouts drawn by this call with the oracle's
+        verdict on each, keyed by prefix.
         """
         target = samples or self.num_samples
         wanted = [tuple(p) for p in prefixes]
         missing: list[tuple[Prefix, int]] = []
         texts: dict[Prefix, str] = {}
         for prefix in dict.fromkeys(wanted):
-            est = self.cache.get(prefix)
-            if est is None:
-                text = self.response_text(prefix)
-                if self._is_terminal(prefix, text):
-                    self.cache[prefix] = Estimate(int(self._judge(text)), 1, terminal=True)
-                    continue
-                est = self.cache[prefix] = Estimate(0, 0)
+            est, text = self.shortfall(prefix, target)
+            if text is not None:
                 texts[prefix] = text
-            if not est.terminal and est.samples < target:
-                texts.setdefault(prefix, self.response_text(prefix))
                 missing.append((prefix, target - est.samples))
-        drawn: dict[Prefix, list[Rollout]] = {}
+        drawn: dict[Prefix, list[tuple[Rollout, bool]]] = {}
         if missing:
-            requests = [self._request(prefix, n, texts[prefix], self.cache[prefix].samples)
+            requests = [self.request(prefix, n, texts[prefix], self.cache[prefix].samples)
                         for prefix, n in missing]
-            for (prefix, _), rollouts in zip(missing, self._call(requests)):
-                self._score(self.cache[prefix], prefix, rollouts)
+            for (prefix, _), rollouts in zip(missing, self.sample(requests)):
+                verdicts = self.score(self.cache[prefix], prefix, rollouts)
                 if keep_rollouts:
-                    drawn[prefix] = rollouts
+                    drawn[prefix] = list(zip(rollouts, verdicts))
         return [self.cache[p] for p in wanted], drawn
 
-    def _score(self, est: Estimate, prefix: Prefix, rollouts: list[Rollout]) -> None:
-        for rollout, ok in zip(rollouts, self.judge_rollouts(prefix, rollouts)):
+    def score(self, est: Estimate, prefix: Prefix, rollouts: list[Rollout]) -> list[bool]:
+        """Judge ``rollouts`` drawn from ``prefix`` and count them in ``est``; returns the verdicts."""
+        verdicts = self.judge_rollouts(prefix, rollouts)
+        for rollout, ok in zip(rollouts, verdicts):
             est.samples += 1
             est.successes += ok
             if rollout.token_ids:
                 counts = est.first_tokens.setdefault(rollout.token_ids[0], [0, 0])
                 counts[0] += 1
                 counts[1] += ok
+        return verdicts
 
     def judge_response(self, response_ids: Sequence[int]) -> bool:
         """The oracle's verdict on a whole response (not counted as a rollout)."""
@@ -173,7 +204,7 @@ class SuccessEstimator:
 
     def sample_more(self, n: int) -> list[Rollout]:
         """``n`` more full responses from the empty prefix, outside any estimate."""
-        (rollouts,) = self._call([self._request((), n, "", "solutions")])
+        (rollouts,) = self.sample([self.request((), n, "", "solutions")])
         self.rollouts += len(rollouts)
         self.rollout_tokens += sum(len(r.token_ids) for r in rollouts)
         return rollouts

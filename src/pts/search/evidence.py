@@ -125,12 +125,10 @@ class PooledEstimator(SuccessEstimator):
         for rollout, ok in zip(rollouts, oks):
             self.evidence.add(start, rollout.token_ids, ok, fresh=fresh)
 
-    def _terminal(self, prefix: Prefix) -> Estimate | None:
-        """The exact estimate of a prefix that ends the response, None for one that does not."""
+    def terminal(self, prefix: Prefix, text: str | None = None) -> Estimate | None:
+        """:meth:`SuccessEstimator.terminal`, decided (and judged) once per prefix."""
         if prefix not in self._ends:
-            text = self.response_text(prefix)
-            self._ends[prefix] = (Estimate(int(self._judge(text)), 1, terminal=True)
-                                  if self._is_terminal(prefix, text) else None)
+            self._ends[prefix] = super().terminal(prefix, text)
         return self._ends[prefix]
 
     def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,  # type: ignore[override]
@@ -145,14 +143,14 @@ class PooledEstimator(SuccessEstimator):
         leave_out = list(exclude) if isinstance(exclude, (list, tuple)) else [exclude] * len(wanted)
         short: dict[Prefix, int] = {}
         for prefix, out in zip(wanted, leave_out):
-            if self._terminal(prefix) is None:
+            if self.terminal(prefix) is None:
                 have = self.evidence.estimate(prefix, out).samples
                 if have < target:
                     short[prefix] = max(short.get(prefix, 0), target - have)
         if short:
             missing = list(short.items())
-            requests = [self._request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
+            requests = [self.request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
                         for prefix, n in missing]
-            for (prefix, _), rollouts in zip(missing, self._call(requests)):
+            for (prefix, _), rollouts in zip(missing, self.sample(requests)):
                 self.add(prefix, rollouts, self.judge_rollouts(prefix, rollouts), fresh=True)
-        return [self._terminal(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]
+        return [self.terminal(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]

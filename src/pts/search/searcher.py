@@ -11,7 +11,14 @@ from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import FirstToken, PivotalToken, stable_seed
 from pts.search.estimate import Estimate, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
-from pts.search.pivotal import IntervalDecider, Pivot, PointDecider, SplitAt, find_pivots_many, interval
+from pts.search.pivotal import (
+    IntervalDecider,
+    Pivot,
+    PointDecider,
+    SplitAt,
+    find_pivots_many,
+    interval,
+)
 from pts.search.verify import Candidate, Verdict, delta_interval, verify
 from pts.tasks.task import Task
 
@@ -65,7 +72,7 @@ class TaskResult:
     """What searching one query produced and cost."""
 
     item_id: str
-    status: str  # "searched" or "skipped" (initial p outside [min_prob, max_prob])
+    status: str  # "searched", "skipped" (initial p outside [min_prob, max_prob]) or "too_long" (search_one)
     p_initial: float
     pivots: list[PivotalToken] = field(default_factory=list)
     solutions: int = 0
@@ -126,11 +133,16 @@ class PivotalTokenSearcher:
         self.settings = settings
         self.on_rollout = on_rollout
 
-    def search(self, task: Task) -> TaskResult:
+    def prompt_ids(self, task: Task) -> list[int]:
+        """``task``'s prompt as the token ids the search samples after (:func:`build_prompt_ids`)."""
         s = self.settings
-        tok = self.engine.tokenizer
-        prompt_ids = build_prompt_ids(tok, task.prompt, s.system_prompt, s.chat_template, task.raw_prompt)
-        prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
+        return build_prompt_ids(self.engine.tokenizer, task.prompt, s.system_prompt, s.chat_template, task.raw_prompt)
+
+    def search(self, task: Task, prompt_ids: Sequence[int] | None = None) -> TaskResult:
+        """Search one query; ``prompt_ids`` is its prompt when already tokenized (:meth:`prompt_ids`)."""
+        s = self.settings
+        prompt_ids = self.prompt_ids(task) if prompt_ids is None else list(prompt_ids)
+        prompt_text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
         common = dict(num_samples=s.num_samples, max_new_tokens=s.max_new_tokens,
                       seed=stable_seed(s.seed, task.dataset_id, task.item_id),
                       judge_prefix="<think>" if opens_think_block(prompt_text) else "",
@@ -144,14 +156,18 @@ class PivotalTokenSearcher:
             log.info("item %s: p(success)=%.2f outside [%.2f, %.2f], skipped",
                      task.item_id, root.p, s.min_prob, s.max_prob)
         else:
-            root_rollouts = list(drawn.get((), [])) + self._more_solutions(est, len(drawn.get((), [])))
+            judged = drawn.get((), [])
+            more = self._more_solutions(est, len(judged))
+            root_rollouts = [r for r, _ in judged] + more
             solutions = self._solutions(root_rollouts)
             result.solutions = len(solutions)
             if s.pool:
                 pooled = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
                                          solutions=[r.token_ids for r in solutions], salt="search")
                 estimators.append(pooled)
-                outcome = {id(r): Outcome(tuple(r.token_ids), est.judge_response(r.token_ids)) for r in root_rollouts}
+                # The initial estimate's rollouts keep the verdicts it judged them with; only more are judged here.
+                oks = [ok for _, ok in judged] + [est.judge_response(r.token_ids) for r in more]
+                outcome = {id(r): Outcome(tuple(r.token_ids), ok) for r, ok in zip(root_rollouts, oks)}
                 pooled.add((), root_rollouts, [outcome[id(r)].ok for r in root_rollouts], fresh=True)
             outcomes = [outcome[id(r)] for r in solutions] if s.pool else []
             ids_of = [r.token_ids for r in solutions]
@@ -283,10 +299,7 @@ def context_length(engine) -> int | None:
 def search_one(searcher: PivotalTokenSearcher, task: Task, context: int | None) -> TaskResult:
     """Search one query, the unit of work everywhere; a prompt that leaves no room for a whole response
     within the model's ``context`` is skipped before any sampling (status ``too_long``)."""
-    s = searcher.settings
-    if context is not None:
-        prompt = build_prompt_ids(searcher.engine.tokenizer, task.prompt, s.system_prompt, s.chat_template,
-                                  task.raw_prompt)
-        if len(prompt) + s.max_new_tokens > context:
-            return TaskResult(task.item_id, "too_long", 0.0)
-    return searcher.search(task)
+    prompt_ids = searcher.prompt_ids(task)
+    if context is not None and len(prompt_ids) + searcher.settings.max_new_tokens > context:
+        return TaskResult(task.item_id, "too_long", 0.0)
+    return searcher.search(task, prompt_ids)

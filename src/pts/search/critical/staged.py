@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
-from pts.search.estimate import Estimate, Prefix, SuccessEstimator
+from pts.search.estimate import Prefix, SuccessEstimator
 
 
 class StagedEstimator(SuccessEstimator):
@@ -31,27 +31,19 @@ class StagedEstimator(SuccessEstimator):
         out: list[tuple[Prefix, RolloutRequest]] = []
         for raw, target in targets.items():
             prefix = tuple(raw)
-            est = self.cache.get(prefix)
-            text: str | None = None
-            if est is None:
-                text = self.response_text(prefix)
-                if self._is_terminal(prefix, text):
-                    self.cache[prefix] = Estimate(int(self._judge(text)), 1, terminal=True)
-                    continue
-                est = self.cache[prefix] = Estimate(0, 0)
-            if est.terminal or est.samples >= target:
+            est, text = self.shortfall(prefix, target)
+            if text is None:
                 continue
-            text = text if text is not None else self.response_text(prefix)
             have = est.samples
             for edge in [s for s in self.stages if have < s < target] + [target]:
-                out.append((prefix, self._request(prefix, edge - have, text, have)))
+                out.append((prefix, self.request(prefix, edge - have, text, have)))
                 have = edge
         return out
 
     def absorb(self, planned: Sequence[tuple[Prefix, RolloutRequest]], results: Sequence[list[Rollout]]) -> None:
         """Score the rollouts the engine returned for :meth:`plan`'s requests."""
         for (prefix, _), rollouts in zip(planned, results):
-            self._score(self.cache[prefix], prefix, rollouts)
+            self.score(self.cache[prefix], prefix, rollouts)
             if self.keep_rollouts:
                 self.drawn.setdefault(prefix, []).extend(rollouts)
 
