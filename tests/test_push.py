@@ -454,6 +454,109 @@ def test_dpo_card_and_its_load_snippet_runs(dpo_file, tmp_path):
     assert scope["dataset"].num_rows == 3
 
 
+def _embedded_pivot(tok, question: str, pivot: str, counterpart: str, positive: bool) -> PivotalToken:
+    """A pivotal-token record on the embedded model's own token ids: its chat prompt for ``question``, the response
+    "The answer is " so far, then the single digit token ``pivot``; the search's rollouts also began with the digit
+    ``counterpart`` (the measured alternative pts export pairs it with)."""
+    prompt = list(tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                          return_dict=False))
+    ids = prompt + tok.encode("The answer is ", add_special_tokens=False)
+    (pivot_id,), (counterpart_id,) = (tok.encode(t, add_special_tokens=False) for t in (pivot, counterpart))
+    after, other = (7, 0) if positive else (1, 6)  # successes of 8 rollouts after the pivot, of 6 after the other
+    return PivotalToken(
+        model_id="smollm2-135m-instruct-q4_1", query=question, pivot_context=tok.decode(ids, skip_special_tokens=False),
+        pivot_token=pivot, pivot_token_id=pivot_id, prob_before=0.5, prob_after=after / 8, prob_delta=after / 8 - 0.5,
+        is_positive=positive, task_type="chain_sum", dataset_id="rg:chain_sum", dataset_item_id=question,
+        pivot_context_ids=ids, prompt_length=len(prompt), samples_before=8, successes_before=4, samples_after=8,
+        successes_after=after, first_tokens=[FirstToken(pivot_id, pivot, 8, after),
+                                             FirstToken(counterpart_id, counterpart, 6, other)],
+        position=len(ids) - len(prompt))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chat", [False, True], ids=["token-ids", "conversational"])
+def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, monkeypatch, chat):
+    """The DPO card's "Train with TRL" snippet, executed whole as the card prints it, on a file `pts export` wrote
+    (plain with token ids, or `--chat`) from records in the embedded model's token ids. Only three things change,
+    each textually and exactly once: the Hub dataset repo becomes a local folder laid out as that repo, the Hub
+    model id the embedded model's local Hugging Face directory (the same SmolLM2-135M-Instruct weights, dequantized
+    from pts's GGUF), and DPOConfig gets what one offline CPU step needs."""
+    from trl import DPOTrainer
+
+    from pts.jobs.export import ExportConfig
+    from pts.jobs.export import run as export
+    from pts.models import gguf_cache_dir, resolve_alias
+    from pts.store import read_jsonl
+
+    tok = embedded_loaded.tokenizer
+    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    pivots = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    data = tmp_path / "dpo_pairs.jsonl"
+    export(ExportConfig(input_path=str(pivots), format="dpo", output_path=str(data), chat=chat), loaded=embedded_loaded)
+    rows = read_jsonl(data)
+    assert [(m["chosen_token_id"], m["rejected_token_id"]) for m in (r["metadata"] for r in rows)] == [
+        tuple(tok.convert_tokens_to_ids(t) for t in pair) for pair in (("3", "9"), ("4", "5"))]
+
+    card, _ = _parse(build_card(data, repo_id=REPO))
+    train = next(b for b in _code_blocks(card.text, "python") if "DPOTrainer" in b)
+    assert ("trainer = TokenIdsDPOTrainer(" in train) != chat
+    repo = tmp_path / "repo"  # the dataset repo as the Hub would hold it: the data file and the card
+    repo.mkdir()
+    (repo / data.name).write_bytes(data.read_bytes())
+    (repo / "README.md").write_text(str(card))
+    model_dir = gguf_cache_dir(resolve_alias("smollm2-135m").locate())  # written by load_model (embedded_loaded)
+    assert (model_dir / "config.json").is_file()
+    # save_strategy="no": at the last step Trainer would otherwise save a checkpoint (weights and optimizer state,
+    # over 1 GB) that nothing here reads. Nothing else is needed offline: the reference model TRL builds is loaded
+    # from the model's own path, the local directory.
+    config = (f"DPOConfig(output_dir={str(tmp_path / 'trl')!r}, max_steps=1, use_cpu=True, report_to=[], "
+              f"per_device_train_batch_size=2, save_strategy='no', logging_steps=1")
+    for old, new in ((f'load_dataset("{REPO}"', f"load_dataset({str(repo)!r}"),
+                     ('model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"', f"model_id = {str(model_dir)!r}"),
+                     ('DPOConfig(output_dir="dpo-pivotal-tokens"', config)):
+        assert train.count(old) == 1, old
+        train = train.replace(old, new)
+
+    batches = []  # what TRL's loss was computed on: input_ids and completion_mask of each training batch
+    compute_loss = DPOTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        batches.append({k: inputs[k].detach().clone() for k in ("input_ids", "completion_mask")})
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "compute_loss", recording)
+    scope: dict = {}
+    exec(train, scope)  # noqa: S102 - the card's own snippet, trainer.train() included
+    trainer = scope["trainer"]
+    assert trainer.args.use_cpu and trainer.args.max_steps == 1
+    assert trainer.state.global_step == 1 and np.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+    # One batch of both pairs (in the sampler's order: chosen sequences, then their rejected ones). Each sequence is
+    # a prompt, then the completion TRL's loss covers (completion_mask 1), then padding.
+    (batch,) = batches
+    seqs = []
+    for ids, mask in zip(batch["input_ids"].tolist(), batch["completion_mask"].tolist()):
+        on = [i for i, m in enumerate(mask) if m]
+        assert on == list(range(on[0], on[-1] + 1))
+        seqs.append((ids[: on[0]], ids[on[0]: on[-1] + 1]))
+    # The measured ids: a plain row's prompt is the whole context; a conversational row's prompt is the chat prompt,
+    # and its completions start with the response so far.
+    prompt_len, response = (len(records[0].pivot_context_ids), []) if not chat else (
+        records[0].prompt_length, records[0].pivot_context_ids[records[0].prompt_length:])
+    expected = {(tuple(rec.pivot_context_ids[:prompt_len]), tuple(response + [m["chosen_token_id"]]),
+                 tuple(response + [m["rejected_token_id"]])) for rec, m in zip(records, (r["metadata"] for r in rows))}
+    k = len(response) + 1
+    got = {(tuple(seqs[j][0]), tuple(seqs[j][1][:k]), tuple(seqs[j + 2][1][:k])) for j in (0, 1)}
+    assert seqs[0][0] == seqs[2][0] and seqs[1][0] == seqs[3][0] and got == expected
+    if not chat:  # TokenIdsDPOTrainer: the loss covers exactly the measured single token, nothing appended
+        assert type(trainer).__name__ == "TokenIdsDPOTrainer" and trainer.args.max_length is None
+        assert [len(c) for _, c in seqs] == [1, 1, 1, 1]
+    else:  # stock DPOTrainer: the card says each completion is closed with an end-of-turn token, trained too
+        assert type(trainer) is DPOTrainer and all(r["metadata"]["trl_tokens_match"] for r in rows)
+        assert all(len(c) > k and tok.eos_token_id in c[k:] for _, c in seqs)
+
+
 @pytest.fixture
 def dpo_chat_file(tmp_path):
     """The conversational form `pts export --format dpo --chat` writes."""
