@@ -11,11 +11,13 @@ through the LFS batch API (``POST /datasets/{repo}.git/info/lfs/objects/batch``)
 and a basic-transfer PUT before the commit names them by sha256. The real Hub
 would take LFS files over Xet (hf_xet's own storage protocol, not faked here),
 so the tests turn Xet off (``HF_HUB_DISABLE_XET``) and huggingface_hub falls back
-to LFS.
+to LFS. For the download commands cards print (``hf download``) it also serves
+committed files: ``HEAD`` and ``GET /datasets/{repo}/resolve/{rev}/{path}``.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from consumers import optillm_autothink
 from huggingface_hub import DatasetCard
 
 from pts.errors import PTSError
@@ -93,6 +96,9 @@ def _handler(hub: FakeHub):
             for pattern, (status, message) in hub.fail.items():
                 if re.search(pattern, path):
                     return self._send(status, {"error": message}, {"X-Error-Message": message})
+            m = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            if method in ("HEAD", "GET") and m:  # a file download (`hf download`, hf_hub_download)
+                return self._resolve(method, m.group(1), m.group(3))
             if method == "PUT" and path.startswith("/lfs-upload/"):  # a presigned storage URL: no Hub token
                 oid = path.rsplit("/", 1)[1]
                 assert hashlib.sha256(body).hexdigest() == oid
@@ -154,6 +160,27 @@ def _handler(hub: FakeHub):
                 oid = f"{len(hub.commits):040x}"
                 return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{oid}", "commitOid": oid})
             return self._send(404, {"error": f"no such endpoint {method} {path}"})
+
+        def _resolve(self, method: str, repo: str, name: str) -> None:
+            """A committed file as the Hub serves it: HEAD gives the commit, ETag and size; GET the bytes. A public
+            repo needs no token; a private one answers 404 without it, as the Hub does."""
+            if repo not in hub.repos or (hub.repos[repo]["private"]
+                                         and self.headers.get("Authorization") != f"Bearer {TOKEN}"):
+                return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            if name not in hub.files[repo]:
+                return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+            data = hub.files[repo][name]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("X-Repo-Commit", f"{len(hub.commits):040x}")
+            self.end_headers()
+            if method == "GET":
+                self.wfile.write(data)
+
+        def do_HEAD(self) -> None:
+            self._handle("HEAD")
 
         def do_GET(self) -> None:
             self._handle("GET")
@@ -599,15 +626,54 @@ def test_steering_card(steering_file, tmp_path):
     assert len(ds[0]["steering_vector"]) == 8
 
 
-def test_pivotal_load_snippet_runs(pivotal_file, tmp_path):
-    card = build_card(pivotal_file, repo_id=REPO)
+def test_steering_card_optillm_call_matches_optillm(steering_file):
+    """The card's optillm snippet cannot run here (see consumers.optillm_autothink), so its call is checked against
+    the source of the optillm the card names: autothink_decode(model, tokenizer, messages, request_config), and every
+    key of the request config one AutoThink reads, with a value of its default's type."""
+    card, _ = _parse(build_card(steering_file, repo_id=REPO))
+    optillm = next(b for b in _code_blocks(card.text, "python") if "autothink_decode" in b)
+    autothink = optillm_autothink()
+    assert f"optillm ({autothink['version']})" in card.text and "autothink_decode" in autothink["exports"]
+    assert "from optillm.autothink import autothink_decode" in optillm
+    (call,) = [n for n in ast.walk(ast.parse(optillm)) if isinstance(n, ast.Call)
+               and getattr(n.func, "id", None) == "autothink_decode"]
+    assert autothink["params"] == ["model", "tokenizer", "messages", "request_config"] and not call.keywords
+    assert [getattr(a, "id", None) for a in call.args[:3]] == ["model", "tokenizer", "messages"]
+    request = ast.literal_eval(call.args[3])
+    assert request == {"steering_dataset": REPO, "target_layer": 20} and set(request) <= set(autothink["config"])
+    assert all(type(value) is type(autothink["config"][key]) for key, value in request.items())
+
+
+def _run_load_snippet(path: Path, tmp_path: Path) -> dict:
+    """Run the card's load snippet (its first Python block) against a folder laid out as the Hub repo would be
+    (the file and the card as README.md): the Hub repo id is the only thing replaced. Returns its variables."""
+    card = build_card(path, repo_id=REPO)
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / pivotal_file.name).write_bytes(pivotal_file.read_bytes())
+    (repo / path.name).write_bytes(path.read_bytes())
     (repo / "README.md").write_text(str(card))
+    load = _code_blocks(card.text, "python")[0]
+    assert load.count(f'"{REPO}"') == 1
     scope: dict = {}
-    exec(_code_blocks(card.text, "python")[0].replace(REPO, str(repo)), scope)  # noqa: S102
-    assert scope["dataset"].num_rows == 3 and scope["positive"].num_rows == 2
+    exec(load.replace(f'"{REPO}"', repr(str(repo))), scope)  # noqa: S102 - the card's own snippet
+    return scope
+
+
+@pytest.mark.parametrize("fixture, rows, positive", [("pivotal_file", 3, 2), ("original_file", 2, 1)])
+def test_pivotal_load_snippet_runs(request, tmp_path, fixture, rows, positive):
+    scope = _run_load_snippet(request.getfixturevalue(fixture), tmp_path)
+    assert scope["dataset"].num_rows == rows and scope["positive"].num_rows == positive
+
+
+def test_dpo_conversational_load_snippet_runs(dpo_chat_file, tmp_path, capsys):
+    scope = _run_load_snippet(dpo_chat_file, tmp_path)
+    assert scope["dataset"].num_rows == 2 and scope["row"]["prompt"] == [{"role": "user", "content": "What is 1 + 2?"}]
+    assert "{'role': 'user', 'content': 'What is 1 + 2?'}" in capsys.readouterr().out
+
+
+def test_critical_load_snippet_runs(critical_file, tmp_path):
+    ds = _run_load_snippet(critical_file, tmp_path)["dataset"]
+    assert ds.num_rows == 3 and ds[0]["critical_token"] == " 9" and ds[2]["critical_position"] is None
 
 
 def test_critical_card(critical_file, tmp_path):
@@ -812,6 +878,76 @@ def test_push_path_in_repo(hub, online, dpo_file):
     assert set(hub.files[REPO]) == {"data/train.jsonl", "README.md"}
     _, meta = _parse(hub.files[REPO]["README.md"].decode())
     assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train.jsonl"}]
+
+
+# --------------------------------------------------------------------------------------------------
+# The cards' shell commands, run as printed against the fake Hub
+
+
+def _usage_commands(card) -> list[list[str]]:
+    """The command lines of the bash blocks in a card's Usage section, split as a shell splits them."""
+    usage = card.text.split("## Usage")[1]
+    return [shlex.split(line, comments=True) for block in _code_blocks(usage, "bash") for line in block.splitlines()
+            if line.strip()]
+
+
+def _run_card_command(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run one of a card's commands as printed, its program this environment's: `hf` (huggingface_hub's CLI, the
+    script installed beside this Python) or `pts` (``python -m pts``, this checkout)."""
+    hf = Path(sys.executable).parent / "hf"
+    program = {"hf": [str(hf) if hf.is_file() else "hf"], "pts": [sys.executable, "-m", "pts"]}[argv[0]]
+    return subprocess.run(program + argv[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+@pytest.mark.slow
+def test_pivotal_card_commands_download_and_export(hub, online, tmp_path, embedded_loaded):
+    """The pivotal card's bash block, run line by line as printed, in an empty folder, as a reader would: `hf
+    download` fetches the pushed file from the (fake) Hub, then `pts export` turns it into DPO pairs. The records
+    are in the embedded model's token ids, so the export pairs the measured tokens. (`embedded_loaded` leaves the
+    dequantized model in the session's pts cache, where `pts export` finds the tokenizer fast.)"""
+    from pts.store import read_jsonl
+
+    tok = embedded_loaded.tokenizer
+    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    path = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    push_dataset(path, REPO, token=TOKEN, endpoint=hub.url)
+    card, _ = _parse(hub.files[REPO]["README.md"].decode())
+    commands = _usage_commands(card)
+    assert [c[:2] for c in commands] == [["hf", "download"], ["pts", "export"]]
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    env = _env(tmp_path, HF_ENDPOINT=hub.url)  # no token: the repo is public
+    before = len(hub.requests)
+    for argv in commands:
+        r = _run_card_command(argv, reader, env)
+        assert r.returncode == 0, (argv, r.stdout, r.stderr)
+    assert (reader / "pivotal_tokens.jsonl").read_bytes() == path.read_bytes()
+    rows = read_jsonl(reader / "dpo_pairs.jsonl")
+    assert [(r["chosen_ids"], r["rejected_ids"]) for r in rows] == [
+        ([tok.convert_tokens_to_ids(a)], [tok.convert_tokens_to_ids(b)]) for a, b in (("3", "9"), ("4", "5"))]
+    assert [r["prompt_ids"] for r in rows] == [r.pivot_context_ids for r in records]
+    # Only the download reached the Hub (besides huggingface_hub's own agent-registry request); pts export did not.
+    ours = [(m, p) for m, p in hub.requests[before:] if p != "/api/agent-harnesses"]
+    assert {p for _, p in ours} == {f"/datasets/{REPO}/resolve/main/pivotal_tokens.jsonl"}
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")  # huggingface_hub's LFS PUT, not ours
+def test_control_vector_card_download_command(hub, online, tmp_path, gguf_file):
+    """The control-vector card's `hf download`, run as printed, fetches the pushed GGUF; its llama.cpp commands need
+    a llama.cpp build and a GGUF model, and are checked against llama.cpp's argument rules instead
+    (test_control_vector_card)."""
+    push_dataset(gguf_file, REPO, token=TOKEN, endpoint=hub.url)
+    card, _ = _parse(hub.files[REPO]["README.md"].decode())
+    commands = _usage_commands(card)
+    assert [c[0] for c in commands] == ["hf", "llama-cli", "llama-cli"]
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    r = _run_card_command(commands[0], reader, _env(tmp_path, HF_ENDPOINT=hub.url))
+    assert r.returncode == 0, r.stderr
+    assert (reader / "control_vector.gguf").read_bytes() == gguf_file.read_bytes()
+    assert llama_cpp_control_vectors(commands[1]) == [("control_vector.gguf", 1.0)]
 
 
 # --------------------------------------------------------------------------------------------------
