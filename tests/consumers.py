@@ -39,6 +39,37 @@ def optillm_steering() -> ModuleType:
     return module
 
 
+def optillm_autothink() -> dict:
+    """What optillm's AutoThink entry point accepts, read from its installed source without importing it (importing
+    ``optillm`` starts its server module, whose web stack is not installed; AutoThink itself then installs the
+    ``adaptive-classifier`` package with pip and downloads a classifier model from the Hub).
+
+    Returns ``version`` (optillm's), ``exports`` (the names ``optillm.autothink`` exports), ``params``
+    (``autothink_decode``'s parameter names, in order) and ``config`` (the processor's ``DEFAULT_CONFIG``: the
+    settings AutoThink reads and their defaults, each overridable through the request config).
+    """
+    import ast
+    from importlib.metadata import version
+
+    spec = importlib.util.find_spec("optillm")
+    if spec is None or not spec.submodule_search_locations:
+        missing("optillm")
+    root = os.path.join(next(iter(spec.submodule_search_locations)), "autothink")
+
+    def parse(name: str) -> ast.Module:
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            return ast.parse(f.read())
+
+    init = parse("__init__.py")
+    exports = {alias.asname or alias.name for node in ast.walk(init) if isinstance(node, ast.ImportFrom)
+               for alias in node.names}
+    (decode,) = [n for n in parse("autothink.py").body if isinstance(n, ast.FunctionDef) and n.name == "autothink_decode"]
+    (default,) = [n.value for n in parse("processor.py").body if isinstance(n, ast.Assign)
+                  and [getattr(t, "id", None) for t in n.targets] == ["DEFAULT_CONFIG"]]
+    return {"version": version("optillm"), "exports": exports, "params": [a.arg for a in decode.args.args],
+            "config": ast.literal_eval(default)}
+
+
 def repeng() -> ModuleType:
     """repeng, importable on numpy 2.
 

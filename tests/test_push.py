@@ -11,11 +11,13 @@ through the LFS batch API (``POST /datasets/{repo}.git/info/lfs/objects/batch``)
 and a basic-transfer PUT before the commit names them by sha256. The real Hub
 would take LFS files over Xet (hf_xet's own storage protocol, not faked here),
 so the tests turn Xet off (``HF_HUB_DISABLE_XET``) and huggingface_hub falls back
-to LFS.
+to LFS. For the download commands cards print (``hf download``) it also serves
+committed files: ``HEAD`` and ``GET /datasets/{repo}/resolve/{rev}/{path}``.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from consumers import optillm_autothink
 from huggingface_hub import DatasetCard
 
 from pts.errors import PTSError
@@ -93,6 +96,9 @@ def _handler(hub: FakeHub):
             for pattern, (status, message) in hub.fail.items():
                 if re.search(pattern, path):
                     return self._send(status, {"error": message}, {"X-Error-Message": message})
+            m = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            if method in ("HEAD", "GET") and m:  # a file download (`hf download`, hf_hub_download)
+                return self._resolve(method, m.group(1), m.group(3))
             if method == "PUT" and path.startswith("/lfs-upload/"):  # a presigned storage URL: no Hub token
                 oid = path.rsplit("/", 1)[1]
                 assert hashlib.sha256(body).hexdigest() == oid
@@ -154,6 +160,27 @@ def _handler(hub: FakeHub):
                 oid = f"{len(hub.commits):040x}"
                 return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{oid}", "commitOid": oid})
             return self._send(404, {"error": f"no such endpoint {method} {path}"})
+
+        def _resolve(self, method: str, repo: str, name: str) -> None:
+            """A committed file as the Hub serves it: HEAD gives the commit, ETag and size; GET the bytes. A public
+            repo needs no token; a private one answers 404 without it, as the Hub does."""
+            if repo not in hub.repos or (hub.repos[repo]["private"]
+                                         and self.headers.get("Authorization") != f"Bearer {TOKEN}"):
+                return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            if name not in hub.files[repo]:
+                return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+            data = hub.files[repo][name]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("X-Repo-Commit", f"{len(hub.commits):040x}")
+            self.end_headers()
+            if method == "GET":
+                self.wfile.write(data)
+
+        def do_HEAD(self) -> None:
+            self._handle("HEAD")
 
         def do_GET(self) -> None:
             self._handle("GET")
@@ -454,6 +481,109 @@ def test_dpo_card_and_its_load_snippet_runs(dpo_file, tmp_path):
     assert scope["dataset"].num_rows == 3
 
 
+def _embedded_pivot(tok, question: str, pivot: str, counterpart: str, positive: bool) -> PivotalToken:
+    """A pivotal-token record on the embedded model's own token ids: its chat prompt for ``question``, the response
+    "The answer is " so far, then the single digit token ``pivot``; the search's rollouts also began with the digit
+    ``counterpart`` (the measured alternative pts export pairs it with)."""
+    prompt = list(tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                          return_dict=False))
+    ids = prompt + tok.encode("The answer is ", add_special_tokens=False)
+    (pivot_id,), (counterpart_id,) = (tok.encode(t, add_special_tokens=False) for t in (pivot, counterpart))
+    after, other = (7, 0) if positive else (1, 6)  # successes of 8 rollouts after the pivot, of 6 after the other
+    return PivotalToken(
+        model_id="smollm2-135m-instruct-q4_1", query=question, pivot_context=tok.decode(ids, skip_special_tokens=False),
+        pivot_token=pivot, pivot_token_id=pivot_id, prob_before=0.5, prob_after=after / 8, prob_delta=after / 8 - 0.5,
+        is_positive=positive, task_type="chain_sum", dataset_id="rg:chain_sum", dataset_item_id=question,
+        pivot_context_ids=ids, prompt_length=len(prompt), samples_before=8, successes_before=4, samples_after=8,
+        successes_after=after, first_tokens=[FirstToken(pivot_id, pivot, 8, after),
+                                             FirstToken(counterpart_id, counterpart, 6, other)],
+        position=len(ids) - len(prompt))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chat", [False, True], ids=["token-ids", "conversational"])
+def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, monkeypatch, chat):
+    """The DPO card's "Train with TRL" snippet, executed whole as the card prints it, on a file `pts export` wrote
+    (plain with token ids, or `--chat`) from records in the embedded model's token ids. Only three things change,
+    each textually and exactly once: the Hub dataset repo becomes a local folder laid out as that repo, the Hub
+    model id the embedded model's local Hugging Face directory (the same SmolLM2-135M-Instruct weights, dequantized
+    from pts's GGUF), and DPOConfig gets what one offline CPU step needs."""
+    from trl import DPOTrainer
+
+    from pts.jobs.export import ExportConfig
+    from pts.jobs.export import run as export
+    from pts.models import gguf_cache_dir, resolve_alias
+    from pts.store import read_jsonl
+
+    tok = embedded_loaded.tokenizer
+    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    pivots = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    data = tmp_path / "dpo_pairs.jsonl"
+    export(ExportConfig(input_path=str(pivots), format="dpo", output_path=str(data), chat=chat), loaded=embedded_loaded)
+    rows = read_jsonl(data)
+    assert [(m["chosen_token_id"], m["rejected_token_id"]) for m in (r["metadata"] for r in rows)] == [
+        tuple(tok.convert_tokens_to_ids(t) for t in pair) for pair in (("3", "9"), ("4", "5"))]
+
+    card, _ = _parse(build_card(data, repo_id=REPO))
+    train = next(b for b in _code_blocks(card.text, "python") if "DPOTrainer" in b)
+    assert ("trainer = TokenIdsDPOTrainer(" in train) != chat
+    repo = tmp_path / "repo"  # the dataset repo as the Hub would hold it: the data file and the card
+    repo.mkdir()
+    (repo / data.name).write_bytes(data.read_bytes())
+    (repo / "README.md").write_text(str(card))
+    model_dir = gguf_cache_dir(resolve_alias("smollm2-135m").locate())  # written by load_model (embedded_loaded)
+    assert (model_dir / "config.json").is_file()
+    # save_strategy="no": at the last step Trainer would otherwise save a checkpoint (weights and optimizer state,
+    # over 1 GB) that nothing here reads. Nothing else is needed offline: the reference model TRL builds is loaded
+    # from the model's own path, the local directory.
+    config = (f"DPOConfig(output_dir={str(tmp_path / 'trl')!r}, max_steps=1, use_cpu=True, report_to=[], "
+              f"per_device_train_batch_size=2, save_strategy='no', logging_steps=1")
+    for old, new in ((f'load_dataset("{REPO}"', f"load_dataset({str(repo)!r}"),
+                     ('model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"', f"model_id = {str(model_dir)!r}"),
+                     ('DPOConfig(output_dir="dpo-pivotal-tokens"', config)):
+        assert train.count(old) == 1, old
+        train = train.replace(old, new)
+
+    batches = []  # what TRL's loss was computed on: input_ids and completion_mask of each training batch
+    compute_loss = DPOTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        batches.append({k: inputs[k].detach().clone() for k in ("input_ids", "completion_mask")})
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "compute_loss", recording)
+    scope: dict = {}
+    exec(train, scope)  # noqa: S102 - the card's own snippet, trainer.train() included
+    trainer = scope["trainer"]
+    assert trainer.args.use_cpu and trainer.args.max_steps == 1
+    assert trainer.state.global_step == 1 and np.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+    # One batch of both pairs (in the sampler's order: chosen sequences, then their rejected ones). Each sequence is
+    # a prompt, then the completion TRL's loss covers (completion_mask 1), then padding.
+    (batch,) = batches
+    seqs = []
+    for ids, mask in zip(batch["input_ids"].tolist(), batch["completion_mask"].tolist()):
+        on = [i for i, m in enumerate(mask) if m]
+        assert on == list(range(on[0], on[-1] + 1))
+        seqs.append((ids[: on[0]], ids[on[0]: on[-1] + 1]))
+    # The measured ids: a plain row's prompt is the whole context; a conversational row's prompt is the chat prompt,
+    # and its completions start with the response so far.
+    prompt_len, response = (len(records[0].pivot_context_ids), []) if not chat else (
+        records[0].prompt_length, records[0].pivot_context_ids[records[0].prompt_length:])
+    expected = {(tuple(rec.pivot_context_ids[:prompt_len]), tuple(response + [m["chosen_token_id"]]),
+                 tuple(response + [m["rejected_token_id"]])) for rec, m in zip(records, (r["metadata"] for r in rows))}
+    k = len(response) + 1
+    got = {(tuple(seqs[j][0]), tuple(seqs[j][1][:k]), tuple(seqs[j + 2][1][:k])) for j in (0, 1)}
+    assert seqs[0][0] == seqs[2][0] and seqs[1][0] == seqs[3][0] and got == expected
+    if not chat:  # TokenIdsDPOTrainer: the loss covers exactly the measured single token, nothing appended
+        assert type(trainer).__name__ == "TokenIdsDPOTrainer" and trainer.args.max_length is None
+        assert [len(c) for _, c in seqs] == [1, 1, 1, 1]
+    else:  # stock DPOTrainer: the card says each completion is closed with an end-of-turn token, trained too
+        assert type(trainer) is DPOTrainer and all(r["metadata"]["trl_tokens_match"] for r in rows)
+        assert all(len(c) > k and tok.eos_token_id in c[k:] for _, c in seqs)
+
+
 @pytest.fixture
 def dpo_chat_file(tmp_path):
     """The conversational form `pts export --format dpo --chat` writes."""
@@ -496,15 +626,54 @@ def test_steering_card(steering_file, tmp_path):
     assert len(ds[0]["steering_vector"]) == 8
 
 
-def test_pivotal_load_snippet_runs(pivotal_file, tmp_path):
-    card = build_card(pivotal_file, repo_id=REPO)
+def test_steering_card_optillm_call_matches_optillm(steering_file):
+    """The card's optillm snippet cannot run here (see consumers.optillm_autothink), so its call is checked against
+    the source of the optillm the card names: autothink_decode(model, tokenizer, messages, request_config), and every
+    key of the request config one AutoThink reads, with a value of its default's type."""
+    card, _ = _parse(build_card(steering_file, repo_id=REPO))
+    optillm = next(b for b in _code_blocks(card.text, "python") if "autothink_decode" in b)
+    autothink = optillm_autothink()
+    assert f"optillm ({autothink['version']})" in card.text and "autothink_decode" in autothink["exports"]
+    assert "from optillm.autothink import autothink_decode" in optillm
+    (call,) = [n for n in ast.walk(ast.parse(optillm)) if isinstance(n, ast.Call)
+               and getattr(n.func, "id", None) == "autothink_decode"]
+    assert autothink["params"] == ["model", "tokenizer", "messages", "request_config"] and not call.keywords
+    assert [getattr(a, "id", None) for a in call.args[:3]] == ["model", "tokenizer", "messages"]
+    request = ast.literal_eval(call.args[3])
+    assert request == {"steering_dataset": REPO, "target_layer": 20} and set(request) <= set(autothink["config"])
+    assert all(type(value) is type(autothink["config"][key]) for key, value in request.items())
+
+
+def _run_load_snippet(path: Path, tmp_path: Path) -> dict:
+    """Run the card's load snippet (its first Python block) against a folder laid out as the Hub repo would be
+    (the file and the card as README.md): the Hub repo id is the only thing replaced. Returns its variables."""
+    card = build_card(path, repo_id=REPO)
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / pivotal_file.name).write_bytes(pivotal_file.read_bytes())
+    (repo / path.name).write_bytes(path.read_bytes())
     (repo / "README.md").write_text(str(card))
+    load = _code_blocks(card.text, "python")[0]
+    assert load.count(f'"{REPO}"') == 1
     scope: dict = {}
-    exec(_code_blocks(card.text, "python")[0].replace(REPO, str(repo)), scope)  # noqa: S102
-    assert scope["dataset"].num_rows == 3 and scope["positive"].num_rows == 2
+    exec(load.replace(f'"{REPO}"', repr(str(repo))), scope)  # noqa: S102 - the card's own snippet
+    return scope
+
+
+@pytest.mark.parametrize("fixture, rows, positive", [("pivotal_file", 3, 2), ("original_file", 2, 1)])
+def test_pivotal_load_snippet_runs(request, tmp_path, fixture, rows, positive):
+    scope = _run_load_snippet(request.getfixturevalue(fixture), tmp_path)
+    assert scope["dataset"].num_rows == rows and scope["positive"].num_rows == positive
+
+
+def test_dpo_conversational_load_snippet_runs(dpo_chat_file, tmp_path, capsys):
+    scope = _run_load_snippet(dpo_chat_file, tmp_path)
+    assert scope["dataset"].num_rows == 2 and scope["row"]["prompt"] == [{"role": "user", "content": "What is 1 + 2?"}]
+    assert "{'role': 'user', 'content': 'What is 1 + 2?'}" in capsys.readouterr().out
+
+
+def test_critical_load_snippet_runs(critical_file, tmp_path):
+    ds = _run_load_snippet(critical_file, tmp_path)["dataset"]
+    assert ds.num_rows == 3 and ds[0]["critical_token"] == " 9" and ds[2]["critical_position"] is None
 
 
 def test_critical_card(critical_file, tmp_path):
@@ -709,6 +878,76 @@ def test_push_path_in_repo(hub, online, dpo_file):
     assert set(hub.files[REPO]) == {"data/train.jsonl", "README.md"}
     _, meta = _parse(hub.files[REPO]["README.md"].decode())
     assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train.jsonl"}]
+
+
+# --------------------------------------------------------------------------------------------------
+# The cards' shell commands, run as printed against the fake Hub
+
+
+def _usage_commands(card) -> list[list[str]]:
+    """The command lines of the bash blocks in a card's Usage section, split as a shell splits them."""
+    usage = card.text.split("## Usage")[1]
+    return [shlex.split(line, comments=True) for block in _code_blocks(usage, "bash") for line in block.splitlines()
+            if line.strip()]
+
+
+def _run_card_command(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run one of a card's commands as printed, its program this environment's: `hf` (huggingface_hub's CLI, the
+    script installed beside this Python) or `pts` (``python -m pts``, this checkout)."""
+    hf = Path(sys.executable).parent / "hf"
+    program = {"hf": [str(hf) if hf.is_file() else "hf"], "pts": [sys.executable, "-m", "pts"]}[argv[0]]
+    return subprocess.run(program + argv[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+@pytest.mark.slow
+def test_pivotal_card_commands_download_and_export(hub, online, tmp_path, embedded_loaded):
+    """The pivotal card's bash block, run line by line as printed, in an empty folder, as a reader would: `hf
+    download` fetches the pushed file from the (fake) Hub, then `pts export` turns it into DPO pairs. The records
+    are in the embedded model's token ids, so the export pairs the measured tokens. (`embedded_loaded` leaves the
+    dequantized model in the session's pts cache, where `pts export` finds the tokenizer fast.)"""
+    from pts.store import read_jsonl
+
+    tok = embedded_loaded.tokenizer
+    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    path = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    push_dataset(path, REPO, token=TOKEN, endpoint=hub.url)
+    card, _ = _parse(hub.files[REPO]["README.md"].decode())
+    commands = _usage_commands(card)
+    assert [c[:2] for c in commands] == [["hf", "download"], ["pts", "export"]]
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    env = _env(tmp_path, HF_ENDPOINT=hub.url)  # no token: the repo is public
+    before = len(hub.requests)
+    for argv in commands:
+        r = _run_card_command(argv, reader, env)
+        assert r.returncode == 0, (argv, r.stdout, r.stderr)
+    assert (reader / "pivotal_tokens.jsonl").read_bytes() == path.read_bytes()
+    rows = read_jsonl(reader / "dpo_pairs.jsonl")
+    assert [(r["chosen_ids"], r["rejected_ids"]) for r in rows] == [
+        ([tok.convert_tokens_to_ids(a)], [tok.convert_tokens_to_ids(b)]) for a, b in (("3", "9"), ("4", "5"))]
+    assert [r["prompt_ids"] for r in rows] == [r.pivot_context_ids for r in records]
+    # Only the download reached the Hub (besides huggingface_hub's own agent-registry request); pts export did not.
+    ours = [(m, p) for m, p in hub.requests[before:] if p != "/api/agent-harnesses"]
+    assert {p for _, p in ours} == {f"/datasets/{REPO}/resolve/main/pivotal_tokens.jsonl"}
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")  # huggingface_hub's LFS PUT, not ours
+def test_control_vector_card_download_command(hub, online, tmp_path, gguf_file):
+    """The control-vector card's `hf download`, run as printed, fetches the pushed GGUF; its llama.cpp commands need
+    a llama.cpp build and a GGUF model, and are checked against llama.cpp's argument rules instead
+    (test_control_vector_card)."""
+    push_dataset(gguf_file, REPO, token=TOKEN, endpoint=hub.url)
+    card, _ = _parse(hub.files[REPO]["README.md"].decode())
+    commands = _usage_commands(card)
+    assert [c[0] for c in commands] == ["hf", "llama-cli", "llama-cli"]
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    r = _run_card_command(commands[0], reader, _env(tmp_path, HF_ENDPOINT=hub.url))
+    assert r.returncode == 0, r.stderr
+    assert (reader / "control_vector.gguf").read_bytes() == gguf_file.read_bytes()
+    assert llama_cpp_control_vectors(commands[1]) == [("control_vector.gguf", 1.0)]
 
 
 # --------------------------------------------------------------------------------------------------
