@@ -1,6 +1,8 @@
-"""`pts run --ray` on a real two-node Ray cluster (Ray's own ray.cluster_utils.Cluster, on this machine)."""
+"""`--ray` (pts run, critical, eval, contrast sampling) on a real two-node Ray cluster (Ray's own
+ray.cluster_utils.Cluster, on this machine)."""
 
 import json
+import math
 import os
 import random
 import signal
@@ -31,18 +33,36 @@ class Engine(BranchingFakeEngine):
     killing its own worker process on the first sample of one query (``kill_item``), once per ``marker``
     file or, without one, every time."""
 
-    def __init__(self, delay=0.0, kill_item=None, marker=None):
-        super().__init__(P_SCRIPT, SCRIPT, prompt_length=3, follow=FOLLOW, seed=0)
+    def __init__(self, delay=0.0, kill_item=None, marker=None, seed=0):
+        super().__init__(P_SCRIPT, SCRIPT, prompt_length=3, follow=FOLLOW, seed=seed)
         self.delay, self.kill_item, self.marker = delay, kill_item, marker
 
     def sample(self, requests, params):
-        if self.kill_item is not None and requests[0].prefix_ids[:3] == tuple(token(c) for c in f"q{self.kill_item}?"):
+        prompt = tuple(token(c) for c in f"q{self.kill_item}?")
+        if self.kill_item is not None and any(r.prefix_ids[:3] == prompt for r in requests):
             if self.marker is None or not os.path.exists(self.marker):
                 if self.marker is not None:
                     open(self.marker, "w").close()
                 os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(self.delay)
         return super().sample(requests, params)
+
+
+class DistributionEngine(Engine):
+    """With a next-token distribution (a fixed random one per prefix), so that `pts critical` measures Pass@k
+    without the critical token too."""
+
+    def next_token_logprobs(self, prefixes):
+        rows = []
+        for prefix in prefixes:
+            rng = random.Random(str(list(prefix)))
+            weights = {token(c): rng.random() + 0.1 for c in "abcdefgh"}
+            total = sum(weights.values())
+            row = [-math.inf] * 144
+            for t, w in weights.items():
+                row[t] = math.log(w / total)
+            rows.append(row)
+        return rows
 
 
 def records(path):
@@ -238,3 +258,171 @@ def test_a_worker_ray_cannot_place_is_one_line_not_a_silent_wait(cluster, tmp_pa
                                        "with --ray-num-cpus 1 --ray-num-gpus 1"):
         run(ray_config(out, cluster.address, ray_num_gpus=1.0), Engine(), QUERIES)
     assert time.monotonic() - started < 60 and not out.exists()
+
+
+# --- pts critical, pts eval and the sampling of pts contrast ------------------------------------------------------
+
+CRITICAL = dict(num_trajectories=4, rollouts=8, pass_at_k=4, max_new_tokens=24, seed=1, progress=False)
+
+
+def critical_config(out, **kw):
+    from pts.jobs.critical import CriticalConfig
+
+    return CriticalConfig(output_path=str(out), **{**CRITICAL, **kw})
+
+
+def run_critical(out, engine, **kw):
+    from pts.jobs.critical import run as critical
+
+    return critical(critical_config(out, **kw), engine, QUERIES)
+
+
+@pytest.fixture(scope="module")
+def critical_reference(tmp_path_factory):
+    """`pts critical` in one process: without a quota, and with one that cuts a query's trajectories short."""
+    from collections import Counter
+
+    base = tmp_path_factory.mktemp("critical-one-process")
+    run_critical(base / "all.jsonl", DistributionEngine(), parallel=4)
+    run_critical(base / "max5.jsonl", DistributionEngine(), parallel=1, max_trajectories=5)
+    every = Counter(json.loads(r)["dataset_item_id"] for r in records(base / "all.jsonl"))
+    kept = Counter(json.loads(r)["dataset_item_id"] for r in records(base / "max5.jsonl"))
+    assert sum(every.values()) > 5 and any(json.loads(r)["alternatives"] for r in records(base / "all.jsonl"))
+    # the quota ends inside a query: the last one written keeps only some of its trajectories
+    assert sum(kept.values()) == 5 and any(0 < kept[i] < every[i] for i in kept), (every, kept)
+    return {"all": (records(base / "all.jsonl"), done_items(base / "all.jsonl")),
+            "max5": (records(base / "max5.jsonl"), done_items(base / "max5.jsonl"))}
+
+
+def test_critical_on_one_and_two_workers_writes_the_records_of_one_process(cluster, critical_reference, tmp_path):
+    for workers, parallel in ((1, 1), (2, 2)):
+        out = tmp_path / f"w{workers}.jsonl"
+        summary = run_critical(out, DistributionEngine(), ray=cluster.address, ray_workers=workers, parallel=parallel)
+        assert not summary.failed and summary.analysed == len(QUERIES)
+        assert (records(out), done_items(out)) == critical_reference["all"], workers
+
+
+def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_workers(cluster, critical_reference,
+                                                                                     tmp_path, monkeypatch):
+    """The query that fills the quota is analysed again with the room left, as a local run analyses it."""
+    from pts.jobs.critical import InOrderQuota
+
+    again = []
+    commit = InOrderQuota.__call__
+
+    def spy(self, unit, result):
+        more = commit(self, unit, result)
+        again.extend((u[0].item_id, u[2]) for u in more)
+        return more
+
+    monkeypatch.setattr(InOrderQuota, "__call__", spy)
+    for workers in (1, 2):
+        again.clear()
+        out = tmp_path / f"w{workers}.jsonl"
+        # a slow engine so that the workers' queries interleave and finish out of order
+        summary = run_critical(out, DistributionEngine(delay=0.01), ray=cluster.address, ray_workers=workers,
+                               parallel=2, max_trajectories=5)
+        assert summary.stopped_at_max_trajectories and summary.trajectories == 5
+        assert (records(out), done_items(out)) == critical_reference["max5"], workers
+        assert again == [("2", 1)], workers  # item 2 found 2 incorrect trajectories; 1 was left
+
+
+def test_critical_worker_killed_by_a_query_is_replaced_and_the_query_retried(cluster, critical_reference, tmp_path,
+                                                                             caplog):
+    marker = tmp_path / "killed-once"
+    out = tmp_path / "out.jsonl"
+    summary = run_critical(out, DistributionEngine(kill_item=3, marker=str(marker)), ray=cluster.address,
+                           ray_workers=2, parallel=1)
+    assert marker.exists() and "a Ray worker died" in caplog.text and not summary.failed
+    assert (records(out), done_items(out)) == critical_reference["all"]
+
+
+def eval_outputs(out):
+    """The rows and the summary of `pts eval`, without the seconds it took."""
+    summary = json.loads((out / "summary.json").read_text())
+    for r in summary["results"]:
+        r.pop("seconds")
+    return (out / "rows.jsonl").read_text(), summary
+
+
+def run_eval(out, engines, **kw):
+    from pts.jobs.eval import EvalConfig
+    from pts.jobs.eval import run as evaluate
+
+    out.mkdir()
+    config = EvalConfig(model="a", compare=["b"], num_samples=4, max_new_tokens=24, seed=5, progress=False,
+                        output_path=str(out / "rows.jsonl"), summary_path=str(out / "summary.json"), **kw)
+    return evaluate(config, engines=engines, tasks=QUERIES)
+
+
+def eval_engines(**kw):
+    """Two models (the fake engine with two seeds), with batches of 2 queries (2 x batch size 4 / 4 samples)."""
+    engines = {"a": Engine(**kw), "b": Engine(seed=1)}
+    for e in engines.values():
+        e.batch_size = 4
+    return engines
+
+
+def test_eval_on_one_and_two_workers_gives_the_rows_and_summary_of_one_process(cluster, tmp_path):
+    run_eval(tmp_path / "local", eval_engines())
+    reference = eval_outputs(tmp_path / "local")
+    assert len(reference[0].splitlines()) == 2 * 8 * 4 and len(reference[1]["comparisons"]) == 1
+    for workers in (1, 2):
+        summary = run_eval(tmp_path / f"w{workers}", eval_engines(), ray=cluster.address, ray_workers=workers)
+        assert not summary.failed
+        assert eval_outputs(tmp_path / f"w{workers}") == reference, workers
+
+
+def test_eval_batch_that_keeps_killing_workers_is_left_out_of_every_model(cluster, tmp_path):
+    """Batches are 2 queries: items 4 and 5 go together, and leave both models' results (paired)."""
+    summary = run_eval(tmp_path / "ray", eval_engines(kill_item=5), ray=cluster.address, ray_workers=2)
+    assert summary.failed == ["4", "5"] and "skipped: 2 queries" in summary.format()
+    rows, blob = eval_outputs(tmp_path / "ray")
+    kept = [str(i) for i in range(8) if i not in (4, 5)]
+    assert sorted({json.loads(r)["dataset_item_id"] for r in rows.splitlines()}) == kept
+    assert [r["queries"] for r in blob["results"]] == [6, 6] and blob["comparisons"][0]["queries"] == 6
+    local = QUERIES[:4] + QUERIES[6:]
+    from pts.jobs.eval import EvalConfig
+    from pts.jobs.eval import run as evaluate
+
+    (tmp_path / "local").mkdir()
+    config = EvalConfig(model="a", compare=["b"], num_samples=4, max_new_tokens=24, seed=5, progress=False,
+                        output_path=str(tmp_path / "local" / "rows.jsonl"))
+    evaluate(config, engines=eval_engines(), tasks=local)
+    assert rows == (tmp_path / "local" / "rows.jsonl").read_text()
+
+
+def test_contrast_sampling_on_one_and_two_workers_gives_the_trajectories_of_one_process(cluster, tmp_path):
+    from pts.jobs.contrast import ContrastConfig, sample_trajectories
+
+    settings = dict(num_trajectories=4, max_new_tokens=24, seed=2, progress=False, batch_size=4,
+                    output_dir=str(tmp_path / "ce"))
+    engine = Engine()
+    engine.batch_size = 4
+    local, here, failed = sample_trajectories(ContrastConfig(**settings), engine, QUERIES)
+    reference = [t.to_dict() for t in local]
+    assert here is engine and not failed and len(reference) == 8 * 4
+    assert {t["correct"] for t in reference} == {True, False}
+    for workers in (1, 2):
+        got, here, failed = sample_trajectories(ContrastConfig(ray=cluster.address, ray_workers=workers, **settings),
+                                                engine, QUERIES)
+        assert here is None and not failed
+        assert [t.to_dict() for t in got] == reference, workers
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--output-path", "{out}/rows.jsonl"],
+    ["critical", "--output-path", "{out}/critical.jsonl"],
+    ["contrast", "--output-dir", "{out}/ce"],
+])
+def test_without_ray_every_ray_flag_is_one_line_exit_2(tmp_path, command):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "What is 1+1?", "answer": "2"}) + "\n")
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+            "from pts.cli import main; sys.exit(main(sys.argv[1:]))")
+    args = [a.format(out=tmp_path) for a in command]
+    proc = subprocess.run([sys.executable, "-c", code, *args, "--ray", "--dataset", str(data)],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "pip install 'pts[ray]'" in lines[0], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.jsonl"]

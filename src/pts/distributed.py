@@ -1,17 +1,23 @@
-"""``pts run --ray``: queries searched by Ray actors, records written by the driver alone.
+"""``--ray``: units of work done by Ray actors, every record written by the driver alone.
 
-Each worker is a Ray actor holding one engine (HF on a CPU node, vLLM on a GPU
-node) and a searcher; it searches one query per call, up to ``--parallel`` at
-once with their rollouts merged as in a single process. The driver hands out
-queries one at a time, so a slow query holds nothing else up, and writes every
-finished one through the same locked store as a local run. Each query carries
-its own seed (from the dataset and item id), so which worker searches it, and
-with which others, never changes its records.
+``pts run``, ``pts critical``, ``pts eval`` and the sampling phase of ``pts
+contrast`` share one :class:`WorkerPool`. Each worker is a Ray actor holding one
+engine (HF on a CPU node, vLLM on a GPU node) and what a command builds on it
+(a searcher, a critical-token analyser); a :class:`Work` says how a worker loads
+its engine, what it builds on it and which function does one unit of work. The
+units: one query for ``pts run`` and ``pts critical`` (up to ``--parallel`` at
+once per worker, their engine calls merged as in a single process), one batch
+of queries (the queries a local run sends in one engine call) for ``pts eval``
+and contrast sampling. The driver hands out units one at a time, so a slow one
+holds nothing else up, and the command writes every result through the same
+store as a local run. Each query carries its own seed (from the dataset and
+item id), so which worker does it, and with which others, never changes its
+records.
 
 A worker that dies (killed, out of memory, its node lost) is replaced by a new
-actor and its unfinished queries are sent out again; a query that has been on a
-dying worker ``MAX_TRIES`` times is reported and left for a later run. A killed
-driver takes its actors with it; rerunning the command resumes from the store.
+actor and its unfinished units are sent out again; a unit that has been on a
+dying worker ``MAX_TRIES`` times is reported and skipped. A killed driver takes
+its actors with it; rerunning a resumable command resumes from its store.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ import logging
 import math
 import os
 from collections import Counter, deque
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from pts.errors import PTSError, first_line
 
@@ -71,60 +81,180 @@ def connect(address: str) -> bool:
     return True
 
 
-class SearchWorker:
-    """One engine and searcher in a Ray actor; ``search`` runs one query (see :func:`pts.search.searcher.search_one`)."""
+@contextmanager
+def session(address: str) -> Iterator[None]:
+    """Connected to the Ray cluster at ``address`` for the block (see :func:`connect`); the pools made inside
+    share the connection, which ends with the block when this call started it."""
+    started = connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            _import_ray().shutdown()
 
-    def __init__(self, config: Any, engine: Any = None) -> None:
-        from pts.engines.coalesce import CoalescingEngine
-        from pts.engines import create_engine
-        from pts.search.searcher import context_length
-        from pts.search.searcher import PivotalTokenSearcher
 
+@dataclass(frozen=True)
+class Work:
+    """What the workers of a pool do; ``load``, ``setup`` and ``call`` travel to them (module-level functions or
+    partials of them, nothing defined in a function).
+
+    ``load()`` makes a worker's engine (unless the pool was given one), ``setup(engine)`` what the worker keeps
+    (a searcher, an analyser...), ``call(state, unit)`` does one unit of work and returns its result, up to
+    ``concurrency`` units at once per worker. ``key(unit)``, on the driver, names a unit in reports and counts
+    its tries.
+    """
+
+    load: Callable[[], Any]
+    setup: Callable[[Any], Any]
+    call: Callable[[Any, Any], Any]
+    concurrency: int = 1
+    key: Callable[[Any], str] = str
+
+
+class Worker:
+    """One engine and what :class:`Work` builds on it, in a Ray actor; ``run`` does one unit."""
+
+    def __init__(self, load: Callable[[], Any], setup: Callable[[Any], Any], call: Callable[[Any, Any], Any],
+                 engine: Any = None) -> None:
         # An error here is kept for describe(): Ray reports a failed constructor only as text, a failed
         # method call with the exception itself (so a PTSError reaches the user as its one line).
         self.error: BaseException | None = None
+        self.call = call
         try:
-            self.engine = engine if engine is not None else create_engine(
-                config.engine, config.model, device=config.device, dtype=config.dtype, batch_size=config.batch_size)
+            self.engine = engine if engine is not None else load()
+            self.state = setup(self.engine)
         except Exception as e:
             self.error = e
-            return
-        self.context = context_length(self.engine)
-        self.shared = CoalescingEngine(self.engine)
-        self.searcher = PivotalTokenSearcher(self.shared, config.search_settings())
 
     def describe(self) -> dict[str, Any]:
         import ray
 
+        from pts.search.searcher import context_length
+
         if self.error is not None:
             raise self.error
-        return {"model_id": self.engine.model_id, "context_length": self.context, "pid": os.getpid(),
-                "node_id": ray.get_runtime_context().get_node_id()}
+        return {"model_id": self.engine.model_id, "context_length": context_length(self.engine),
+                "batch_size": getattr(self.engine, "batch_size", None),
+                "next_token_logprobs": callable(getattr(self.engine, "next_token_logprobs", None)),
+                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
-    def search(self, task: Any) -> Any:
-        from pts.search.searcher import search_one
+    def run(self, unit: Any) -> Any:
+        return self.call(self.state, unit)
 
-        self.shared.join()
-        try:
-            return search_one(self.searcher, task, self.context)
-        finally:
-            self.shared.leave()
+
+# --- the work of each command: loaded, set up and called on the workers ---------------------------------------------
+
+def load_engine(config: Any) -> Any:
+    """The engine ``config`` names (``pts run``/``pts critical`` options: engine, model, device, dtype, batch size)."""
+    from pts.engines import create_engine
+
+    return create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
+                         batch_size=config.batch_size)
+
+
+def search_work(config: Any) -> Work:
+    """``pts run``: a unit is one query (a :class:`~pts.tasks.task.Task`), searched to the end."""
+    return Work(partial(load_engine, config), partial(_search_state, config), _search_one,
+                concurrency=config.parallel, key=_item)
+
+
+def _search_state(config: Any, engine: Any) -> tuple[Any, Any, int | None]:
+    from pts.engines.coalesce import CoalescingEngine
+    from pts.search.searcher import PivotalTokenSearcher, context_length
+
+    shared = CoalescingEngine(engine)
+    return shared, PivotalTokenSearcher(shared, config.search_settings()), context_length(engine)
+
+
+def _search_one(state: tuple[Any, Any, int | None], task: Any) -> Any:
+    from pts.search.searcher import search_one
+
+    shared, searcher, context = state
+    shared.join()
+    try:
+        return search_one(searcher, task, context)
+    finally:
+        shared.leave()
+
+
+def critical_work(config: Any) -> Work:
+    """``pts critical``: a unit is ``(task, response, limit)``, one query analysed to the end (see
+    :func:`pts.search.critical.query.analyse`); up to ``--parallel`` at once, their engine calls merged."""
+    return Work(partial(load_engine, config), partial(_critical_state, config), _analyse_one,
+                concurrency=config.parallel, key=_first_item)
+
+
+def _critical_state(config: Any, engine: Any) -> tuple[Any, Any]:
+    from pts.engines.coalesce import CoalescingEngine
+    from pts.search.critical.query import QueryAnalyser
+
+    shared = CoalescingEngine(engine)
+    return shared, QueryAnalyser(config, config.settings(), shared)
+
+
+def _analyse_one(state: tuple[Any, Any], unit: tuple[Any, Any, int | None]) -> Any:
+    from pts.search.critical.query import analyse
+
+    shared, analyser = state
+    task, response, limit = unit
+    shared.join()
+    try:
+        return analyse(analyser, task, response, limit)
+    finally:
+        shared.leave()
+
+
+def eval_work(spec: str, config: Any, settings: Any) -> Work:
+    """``pts eval`` and contrast sampling: a unit is ``(start, tasks)``, a batch of queries generated and judged
+    in one engine call (:func:`pts.evaluate.evaluate_batch`); ``spec`` is loaded as :func:`pts.evaluate.make_engine`
+    does (LoRA adapter directories too)."""
+    from pts.evaluate import make_engine
+
+    load = partial(make_engine, spec, engine=config.engine, device=config.device, dtype=config.dtype,
+                   batch_size=config.batch_size, base_model=getattr(config, "base_model", None))
+    return Work(load, _engine_itself, partial(_evaluate_batch, settings), key=_batch)
+
+
+def _engine_itself(engine: Any) -> Any:
+    return engine
+
+
+def _evaluate_batch(settings: Any, engine: Any, unit: tuple[int, list[Any]]) -> tuple[list[tuple[Any, Any]], int]:
+    from pts.evaluate import evaluate_batch
+
+    queries, tokens = evaluate_batch(engine, unit[1], settings)
+    return [(q.prompt_ids, q.samples) for q in queries], tokens  # the driver keeps its own tasks
+
+
+def _item(task: Any) -> str:
+    return f"item {task.item_id}"
+
+
+def _first_item(unit: tuple[Any, ...]) -> str:
+    return _item(unit[0])
+
+
+def _batch(unit: tuple[int, list[Any]]) -> str:
+    tasks = unit[1]
+    return f"items {tasks[0].item_id}..{tasks[-1].item_id}" if len(tasks) > 1 else _item(tasks[0])
 
 
 class WorkerPool:
-    """``config.ray_workers`` :class:`SearchWorker` actors on the Ray cluster named by ``config.ray``.
+    """``config.ray_workers`` :class:`Worker` actors doing ``work`` (default: :func:`search_work`) on the Ray
+    cluster named by ``config.ray``.
 
     ``engine``, when given, is copied to every worker instead of each loading
-    ``config.model``. Creating the pool waits until every worker has its engine,
-    so a model that cannot be loaded is reported before any file is opened.
+    its own. Creating the pool waits until every worker has its engine, so a
+    model that cannot be loaded is reported before any file is opened.
     """
 
-    def __init__(self, config: Any, engine: Any = None) -> None:
+    def __init__(self, config: Any, engine: Any = None, work: Work | None = None) -> None:
         self.ray = ray = _import_ray()
         self.config = config
+        self.work = work if work is not None else search_work(config)
         self.started = connect(config.ray)
         self._engine = ray.put(engine) if engine is not None else None
-        self._actor_class = ray.remote(SearchWorker)
+        self._actor_class = ray.remote(Worker)
         self.workers: list[Any] = []
         self.replaced = 0
         try:
@@ -135,14 +265,16 @@ class WorkerPool:
             raise
         self.model_id = info[0]["model_id"]
         self.context_length = info[0]["context_length"]
+        self.batch_size = info[0]["batch_size"]
+        self.next_token_logprobs = info[0]["next_token_logprobs"]
         self.nodes = {i["node_id"] for i in info}
 
     def _new_worker(self) -> Any:
-        c = self.config
+        c, w = self.config, self.work
         return self._actor_class.options(
-            num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=c.parallel,
+            num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=w.concurrency,
             scheduling_strategy="SPREAD", max_restarts=0,
-        ).remote(c, self._engine)
+        ).remote(w.load, w.setup, w.call, self._engine)
 
     def _ready(self, worker: Any) -> dict[str, Any]:
         try:
@@ -157,52 +289,56 @@ class WorkerPool:
         except self.ray.exceptions.RayActorError as e:
             raise PTSError(f"a Ray worker could not start its engine: {first_line(e)}") from None
 
-    def search(self, tasks: list[Any], record: Callable[[Any, Any], None], stop: Callable[[], bool],
-               on_failure: Callable[[Any], None] | None = None) -> list[str]:
-        """Search ``tasks`` on the workers, calling ``record(task, result)`` here as each finishes.
+    def map(self, units: Iterable[Any], record: Callable[[Any, Any], Iterable[Any] | None],
+            stop: Callable[[], bool] = lambda: False,
+            on_failure: Callable[[Any], Iterable[Any] | None] | None = None) -> list[Any]:
+        """Do ``units`` on the workers, calling ``record(unit, result)`` here as each finishes.
 
-        Stops handing out queries once ``stop()`` is true. Returns the item ids of queries
-        skipped after ``MAX_TRIES`` dead workers (each also passed to ``on_failure``).
+        Stops handing out units once ``stop()`` is true. ``record`` and ``on_failure`` may return more units
+        (a query to analyse again with other limits); those go out first, even once ``stop()`` is true.
+        Returns the units skipped after ``MAX_TRIES`` dead workers (each also passed to ``on_failure``).
         """
         ray = self.ray
-        queue = deque(tasks)
+        queue = deque(units)
+        urgent: deque[Any] = deque()
         tries: Counter[str] = Counter()
-        failed: list[str] = []
-        running: dict[Any, tuple[Any, int, Any]] = {}  # call -> (task, worker slot, the actor called)
+        failed: list[Any] = []
+        running: dict[Any, tuple[Any, int, Any, bool]] = {}  # call -> (unit, worker slot, the actor called, urgent)
         load = [0] * len(self.workers)
 
         def fill() -> None:
-            while queue and not stop():
+            while urgent or (queue and not stop()):
                 slot = min(range(len(self.workers)), key=lambda i: load[i])
-                if load[slot] >= self.config.parallel:
+                if load[slot] >= self.work.concurrency:
                     return
-                task, worker = queue.popleft(), self.workers[slot]
-                running[worker.search.remote(task)] = (task, slot, worker)
+                first = bool(urgent)
+                unit, worker = (urgent if first else queue).popleft(), self.workers[slot]
+                running[worker.run.remote(unit)] = (unit, slot, worker, first)
                 load[slot] += 1
 
         fill()
         while running:
             (call,), _ = ray.wait(list(running), num_returns=1)
-            task, slot, worker = running.pop(call)
+            unit, slot, worker, first = running.pop(call)
             load[slot] -= 1
             try:
                 result = ray.get(call)
             except ray.exceptions.RayTaskError as e:
                 raise _cause(e) from None
             except ray.exceptions.RayActorError as e:
-                tries[task.item_id] += 1
+                name = self.work.key(unit)
+                tries[name] += 1
                 if self.workers[slot] is worker:  # the first of its calls to fail replaces it
                     self._replace(slot, e)
-                if tries[task.item_id] >= MAX_TRIES:
-                    log.warning("item %s: skipped after %d workers died searching it; a later run tries it again",
-                                task.item_id, MAX_TRIES)
-                    failed.append(task.item_id)
+                if tries[name] >= MAX_TRIES:
+                    log.warning("%s: skipped after %d Ray workers died on it", name, MAX_TRIES)
+                    failed.append(unit)
                     if on_failure is not None:
-                        on_failure(task)
+                        urgent.extend(on_failure(unit) or ())
                 else:
-                    queue.appendleft(task)
+                    (urgent if first else queue).appendleft(unit)
             else:
-                record(task, result)
+                urgent.extend(record(unit, result) or ())
             fill()
         return failed
 
@@ -223,6 +359,59 @@ class WorkerPool:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *,
+             progress: bool = False) -> tuple[Any, list[Any]]:
+    """:func:`pts.evaluate.evaluate` on ``pool``'s workers (made with :func:`eval_work`).
+
+    The batches are the ones a local run sends to the engine in one call
+    (:func:`pts.evaluate.call_size` of the workers' batch size), so the
+    result, merged in task order, is a local run's. Returns the
+    :class:`~pts.evaluate.EvalResult` and the tasks of batches skipped after
+    ``MAX_TRIES`` dead workers (absent from the result).
+    """
+    import time
+
+    from pts.evaluate import EvalResult, QueryResult, call_size
+    from pts.progress import progress_bar
+
+    settings.validate()
+    if not tasks:
+        raise PTSError("the dataset has no rows to evaluate")
+    size = call_size(pool.batch_size, settings)
+    batches = [(lo, list(tasks[lo:lo + size])) for lo in range(0, len(tasks), size)]
+    result = EvalResult(pool.model_id, settings)
+    done: dict[int, list[Any]] = {}
+    start = time.perf_counter()
+    bar = progress_bar(len(tasks), progress, desc="eval")
+
+    def record(unit: tuple[int, list[Any]], part: tuple[list[tuple[Any, Any]], int]) -> None:
+        lo, batch = unit
+        done[lo] = [QueryResult(t, prompt_ids, samples) for t, (prompt_ids, samples) in zip(batch, part[0])]
+        result.generated_tokens += part[1]
+        bar.update(len(batch))
+
+    try:
+        failed = pool.map(batches, record)
+    finally:
+        bar.close()
+    result.queries = [q for lo in sorted(done) for q in done[lo]]
+    result.seconds = time.perf_counter() - start
+    return result, [t for _, batch in failed for t in batch]
+
+
+def evaluate_on_workers(config: Any, spec: str, tasks: Sequence[Any], settings: Any, *,
+                        engine: Any = None) -> tuple[Any, list[Any]]:
+    """:func:`evaluate` with a pool of its own loading ``spec`` (or a copy of ``engine``) on every worker."""
+    settings.validate()
+    if not tasks:
+        raise PTSError("the dataset has no rows to evaluate")
+    pool = WorkerPool(config, engine, eval_work(spec, config, settings))
+    try:
+        return evaluate(pool, tasks, settings, progress=config.progress)
+    finally:
+        pool.close()
 
 
 def _cause(error: BaseException) -> BaseException:

@@ -232,53 +232,73 @@ def query_seed(settings: EvalSettings, task: Task) -> int:
     return stable_seed(settings.seed, "eval", task.dataset_id, task.item_id)
 
 
+def call_size(batch_size: int | None, settings: EvalSettings) -> int:
+    """Queries :func:`evaluate` sends to an engine of ``batch_size`` in one call: enough for two batches."""
+    return max(1, math.ceil(2 * (64 if batch_size is None else batch_size) / settings.num_samples))
+
+
 def evaluate(engine: Engine, tasks: Sequence[Task], settings: EvalSettings, *,
              progress: bool = False, queries_per_call: int | None = None) -> EvalResult:
     """Generate ``settings.num_samples`` responses per task with ``engine`` and judge each with the task's oracle.
 
     Returns an :class:`EvalResult` holding every sample (in task order). Queries
     are sent to the engine in groups of ``queries_per_call`` (default: enough
-    for two batches of the engine's ``batch_size``).
+    for two batches of the engine's ``batch_size``, :func:`call_size`).
     """
     import time
 
     settings.validate()
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
-    tok = engine.tokenizer
-    params = settings.sampling()
-    if queries_per_call is None:
-        queries_per_call = max(1, math.ceil(2 * getattr(engine, "batch_size", 64) / settings.num_samples))
+    size = queries_per_call or call_size(getattr(engine, "batch_size", 64), settings)
     result = EvalResult(engine.model_id, settings)
     start = time.perf_counter()
     bar = _progress(len(tasks), progress)
     try:
-        for lo in range(0, len(tasks), queries_per_call):
-            chunk = list(tasks[lo : lo + queries_per_call])
-            prompts, prefixes, requests = [], [], []
-            for task in chunk:
-                prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template,
-                                              task.raw_prompt)
-                prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
-                prompts.append(prompt_ids)
-                prefixes.append(prefix)
-                requests.append(RolloutRequest(tuple(prompt_ids), settings.num_samples, settings.max_new_tokens,
-                                               stop=_stop_test(task, prefix) if settings.early_stop else None,
-                                               seed=query_seed(settings, task)))
-            for task, prompt_ids, prefix, rollouts in zip(chunk, prompts, prefixes, engine.sample(requests, params)):
-                samples = []
-                for j, r in enumerate(rollouts):
-                    text = prefix + r.text
-                    samples.append(EvalSample(j, r.text, list(r.token_ids), r.finish_reason, bool(task.judge(text)),
-                                              extracted_answer(task, text)))
-                    result.generated_tokens += len(r.token_ids)
-                result.queries.append(QueryResult(task, list(prompt_ids), samples))
-                bar.update(1)
+        for lo in range(0, len(tasks), size):
+            queries, tokens = evaluate_batch(engine, tasks[lo : lo + size], settings)
+            result.queries += queries
+            result.generated_tokens += tokens
+            bar.update(len(queries))
             bar.set_postfix_str(f"accuracy {result.accuracy:.3f}")
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def evaluate_batch(engine: Engine, tasks: Sequence[Task], settings: EvalSettings) -> tuple[list[QueryResult], int]:
+    """One engine call: ``settings.num_samples`` responses for each of ``tasks``, judged; returns the queries'
+    results and the tokens generated.
+
+    Every query's samples come from its own seed (:func:`query_seed`), never from
+    the batch it is in: on the fake engine and in float32 a query's samples are
+    the same in any batch (``pts eval --ray`` relies on it). In bf16 a decode is
+    not bit-identical across batch compositions, which is why ``--ray`` sends
+    the batches a local run would.
+    """
+    tok = engine.tokenizer
+    prompts, prefixes, requests = [], [], []
+    for task in tasks:
+        prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template,
+                                      task.raw_prompt)
+        prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
+        prompts.append(prompt_ids)
+        prefixes.append(prefix)
+        requests.append(RolloutRequest(tuple(prompt_ids), settings.num_samples, settings.max_new_tokens,
+                                       stop=_stop_test(task, prefix) if settings.early_stop else None,
+                                       seed=query_seed(settings, task)))
+    queries, tokens = [], 0
+    for task, prompt_ids, prefix, rollouts in zip(tasks, prompts, prefixes,
+                                                  engine.sample(requests, settings.sampling())):
+        samples = []
+        for j, r in enumerate(rollouts):
+            text = prefix + r.text
+            samples.append(EvalSample(j, r.text, list(r.token_ids), r.finish_reason, bool(task.judge(text)),
+                                      extracted_answer(task, text)))
+            tokens += len(r.token_ids)
+        queries.append(QueryResult(task, list(prompt_ids), samples))
+    return queries, tokens
 
 
 def _stop_test(task: Task, prefix: str) -> Callable[[str], bool]:

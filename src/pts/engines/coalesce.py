@@ -34,7 +34,9 @@ class CoalescingEngine:
     """An :class:`Engine` shared by searches in threads.
 
     Register each search with :meth:`join` before its thread starts (so the first
-    call already waits for it) and call :meth:`leave` once it has ended.
+    call already waits for it) and call :meth:`leave` once it has ended. An
+    engine's ``next_token_logprobs`` (Pass@k of ``pts critical``) is passed
+    through, one call at a time.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -47,6 +49,20 @@ class CoalescingEngine:
         self._workers = 0
         self._waiting: list[_Waiting] = []
         self._cancelled = False
+        distribution = getattr(engine, "next_token_logprobs", None)
+        if callable(distribution):
+            self.next_token_logprobs = self._one_at_a_time(distribution)
+
+    def _one_at_a_time(self, distribution):
+        """The wrapped engine's ``next_token_logprobs``, one caller at a time. It never overlaps a merged
+        ``sample`` call either: that runs only once every registered search is waiting in ``sample``."""
+        lock = threading.Lock()
+
+        def next_token_logprobs(prefixes):
+            with lock:
+                return distribution(prefixes)
+
+        return next_token_logprobs
 
     def join(self) -> None:
         """Count one more search that may call :meth:`sample`."""

@@ -71,7 +71,8 @@ NEGATIVE_ADAPTER = "negative-adapter"
 
 @options.config
 class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
-                     options.TrainingOptions, options.EngineOptions, options.OverwriteOptions, options.ProgressOptions):
+                     options.TrainingOptions, options.EngineOptions, options.OverwriteOptions, options.ProgressOptions,
+                     options.RayOptions):
     """Every option of ``pts contrast``; the CLI flags are these names with dashes.
 
     The training options shape the positive and negative LoRA models (the
@@ -111,6 +112,9 @@ class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOp
     beta: float = option(1.0, "contrast strength beta", check="nonneg")
     score: Literal["all", "incorrect", "correct"] = option("all", "which trajectories to score")
     score_batch_size: int = option(8, "trajectories per scoring forward pass", check="count")
+    ray: str | None = override(None, help="sample the trajectories on Ray workers (training and scoring stay "
+                               "here): alone, start a local Ray instance; 'auto' or ray://HOST:PORT joins a running "
+                               "cluster (needs pts[ray])")
 
     @property
     def lora(self) -> LoraSettings:
@@ -139,6 +143,13 @@ class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOp
             if spec is not None and spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
                 raise PTSError(f"--{name.replace('_', '-')} {spec} does not exist")
         self.lora.validate()
+        if self.ray is not None:
+            from pts.distributed import check_ray_options
+
+            if self.input_path is not None:
+                raise PTSError("--ray samples the trajectories on Ray workers; with --input-path there is nothing "
+                               "to sample (training and scoring run here)")
+            check_ray_options(self)
 
     def eval_settings(self):
         from pts.evaluate import EvalSettings
@@ -173,6 +184,7 @@ class ContrastSummary:
     negative_model: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         how = "sampled" if self.sampled else "read"
@@ -181,6 +193,9 @@ class ContrastSummary:
         lines = [head]
         if "trajectories" in self.files:
             lines[-1] += f" -> {self.files['trajectories']}"
+        if self.failed:
+            lines.append(f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try "
+                         f"(items {', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''})")
         if "positive" in self.files:
             lines.append(f"training sets: {self.positives} positive, {self.negatives} negative -> "
                          f"{self.files['positive']}, {self.files['negative']}")
@@ -221,16 +236,7 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
 
     base = None  # (model, tokenizer, spec) of the base model, loaded once and shared by the phases
     if config.input_path is None:
-        from pts.evaluate import evaluate, make_engine
-        from pts.tasks.sources import load_tasks_from
-
-        if tasks is None:
-            tasks = load_tasks_from(config, config.seed)
-        engine = engine or make_engine(config.model, engine=config.engine, device=config.device,
-                                       dtype=config.dtype, batch_size=config.batch_size)
-        log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
-        result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
-        trajectories = trajectories_from_eval(result)
+        trajectories, engine, summary.failed = sample_trajectories(config, engine, tasks)
         summary.sampled = True
         if hasattr(engine, "model"):
             base = (engine.model, engine.tokenizer, config.model)
@@ -298,6 +304,32 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
         setattr(summary, label, sum(values) / len(values) if values else None)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tuple[list[Any], Any, list[str]]:
+    """Phase 1: ``config.num_trajectories`` responses per query, judged (:func:`pts.evaluate.evaluate`).
+
+    Here on ``engine`` (else ``config.model``), or with ``config.ray`` on Ray
+    workers in batches of queries (``engine``, when given, copied to each),
+    with the same trajectories either way. Returns the trajectories, the local
+    engine (None with Ray) and the item ids of queries left out because their
+    batch killed its Ray worker on every try.
+    """
+    from pts.evaluate import evaluate, make_engine
+    from pts.tasks.sources import load_tasks_from
+
+    if tasks is None:
+        tasks = load_tasks_from(config, config.seed)
+    log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
+    if config.ray is not None:
+        from pts.distributed import evaluate_on_workers
+
+        result, lost = evaluate_on_workers(config, config.model, tasks, config.eval_settings(), engine=engine)
+        return trajectories_from_eval(result), None, [t.item_id for t in lost]
+    engine = engine or make_engine(config.model, engine=config.engine, device=config.device,
+                                   dtype=config.dtype, batch_size=config.batch_size)
+    result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
+    return trajectories_from_eval(result), engine, []
 
 
 def _planned_outputs(config: ContrastConfig, out: Path) -> list[Path]:

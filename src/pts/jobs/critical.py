@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Generator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,12 @@ from typing import Any
 from pts import options
 from pts.errors import PTSError
 from pts.progress import progress_bar
-from pts.records import CriticalToken, FirstToken, stable_seed
 from pts.engines import check_engine, create_engine
 from pts.options import option, override
 from pts.search.critical.alternatives import next_token_source
-from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
-from pts.search.critical.result import CriticalResult
+from pts.search.critical.query import QueryAnalyser, QueryOutcome
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.settings import CriticalSettings
-from pts.search.critical.staged import Ask, StagedEstimator
-from pts.search.searcher import build_prompt_ids, opens_think_block
 from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
 from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
 
@@ -52,7 +47,8 @@ HELP = "find critical tokens in incorrect trajectories by rollout sampling (cDPO
 
 @options.config
 class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
-                     options.PromptOptions, options.SamplingOptions, options.ResumableOutputOptions):
+                     options.PromptOptions, options.SamplingOptions, options.ResumableOutputOptions,
+                     options.RayOptions):
     """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
 
     input_path: str | None = option(None, "JSONL of {query, answer, response} rows to analyse instead of sampling "
@@ -70,7 +66,8 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
     max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
     output_path: str = override("critical_tokens.jsonl", help="JSONL file the critical-token records are appended "
                                 "to")
-    parallel: int = option(4, "queries analysed at once; their rollouts share engine calls", check="count")
+    parallel: int = option(4, "queries analysed at once (per Ray worker with --ray); their rollouts share engine "
+                              "calls", check="count")
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
@@ -83,6 +80,10 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
             if path.suffix.lower() != ".jsonl":
                 raise PTSError(f"--input-path must be a .jsonl file of {{query, answer, response}} rows, "
                                f"got {self.input_path}")
+        if self.ray is not None:
+            from pts.distributed import check_ray_options
+
+            check_ray_options(self)
 
     def settings(self) -> CriticalSettings:
         # The search settings are the fields of the same names, as RunConfig.search_settings() does.
@@ -99,18 +100,6 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
                 "probe_samples", "verify_stride", "verify_full", "pass_at_k", "max_new_tokens", "system_prompt", "chat_template",
                 "early_stop", "temperature", "top_p", "top_k", "min_p", "seed")
         return {"model_id": model_id, "dataset_id": dataset_id, **{k: getattr(self, k) for k in keep}}
-
-
-@dataclass
-class _QueryResult:
-    item_id: str
-    status: str  # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room
-    p_initial: float | None = None
-    records: list[CriticalToken] = field(default_factory=list)
-    rollouts: int = 0
-    rollout_tokens: int = 0
-    scoring_rollouts: int = 0
-    pass_at_k_rollouts: int = 0
 
 
 @dataclass
@@ -133,6 +122,7 @@ class CriticalSummary:
     rollout_tokens: int = 0
     seconds: float = 0.0
     stopped_at_max_trajectories: bool = False
+    failed: list[str] = field(default_factory=list)
     with_curves: list[list[float]] = field(default_factory=list, repr=False)
     without_curves: list[list[float]] = field(default_factory=list, repr=False)
 
@@ -147,7 +137,7 @@ class CriticalSummary:
         width = min(len(c) for c in curves)
         return [sum(c[i] for c in curves) / len(curves) for i in range(width)]
 
-    def add(self, result: _QueryResult) -> None:
+    def add(self, result: QueryOutcome) -> None:
         """Count one finished query."""
         status = result.status
         if status == "skipped":
@@ -201,6 +191,10 @@ class CriticalSummary:
         ]
         if self.stopped_at_max_trajectories:
             lines.insert(2, "stopped early: --max-trajectories reached")
+        if self.failed:
+            lines.insert(1, f"failed: {len(self.failed)} queries killed their worker on every try and were "
+                            f"left for a later run (items {', '.join(self.failed[:5])}"
+                            f"{', ...' if len(self.failed) > 5 else ''})")
         return "\n".join(lines)
 
 
@@ -208,8 +202,9 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     """Find critical tokens and append them to ``config.output_path``; see the module docstring.
 
     Bad options, inputs, models or output paths raise PTSError before any file
-    is created. ``engine`` replaces the model given by ``config.model``;
-    ``tasks`` replaces ``config.dataset`` (not with ``input_path``).
+    is created. ``engine`` replaces the model given by ``config.model`` (with
+    ``config.ray`` it is copied to every worker); ``tasks`` replaces
+    ``config.dataset`` (not with ``input_path``).
     """
     config.validate()
     settings = config.settings()
@@ -223,25 +218,34 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     check_writable(config.output_path)
     check_free_space(config.output_path)
     lock = OutputLock(config.output_path)  # before the model loads: a second writer is refused at once
+    pool = None
     try:
-        engine = engine or create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
-                                         batch_size=config.batch_size)
-        store = RunStore(config.output_path, config.result_settings(engine.model_id, tasks[0].dataset_id),
+        if config.ray is not None:
+            from pts.distributed import WorkerPool, critical_work
+
+            pool = WorkerPool(config, engine, critical_work(config))
+            model_id, distribution = pool.model_id, pool.next_token_logprobs
+        else:
+            engine = engine or create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
+                                             batch_size=config.batch_size)
+            model_id, distribution = engine.model_id, next_token_source(engine) is not None
+        store = RunStore(config.output_path, config.result_settings(model_id, tasks[0].dataset_id),
                          resume=config.resume, overwrite=config.overwrite, lock=lock)
     except BaseException:
+        if pool is not None:
+            pool.close()
         lock.release()
         raise
-    if settings.pass_at_k_samples and next_token_source(engine) is None:
+    if settings.pass_at_k_samples and not distribution:
         log.warning("engine %s gives no next-token distribution: Pass@k without the critical token is skipped",
-                    type(engine).__name__)
+                    model_id)
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
-    queries = _Queries(config, settings, engine, responses, summary)
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
     bar = progress_bar(len(tasks), config.progress, summary.resumed)
     start = time.perf_counter()
 
-    def finish(_: int, result: _QueryResult) -> None:
+    def finish(_: Any, result: QueryOutcome) -> None:
         if result.status != "no_room":
             store.write_item(result.item_id, [r.to_dict() for r in result.records],
                              {"status": result.status, "p_initial": result.p_initial,
@@ -252,38 +256,38 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
         bar.set_postfix_str(f"trajectories {summary.trajectories}, critical {summary.found}, "
                             f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s")
 
+    def response(task: Any) -> Any:
+        return None if responses is None else responses[task.item_id]
+
     try:
-        # Up to --parallel queries at a time, their rollouts in shared engine calls; none started once
-        # --max-trajectories is used up.
-        run_rounds(engine, (queries.steps(t) for t in todo), parallel=config.parallel,
-                   admit=lambda: not summary.stopped_at_max_trajectories, on_done=finish)
+        if pool is not None:
+            commit = InOrderQuota(todo, config.max_trajectories, finish, summary)
+            failed = pool.map([(t, response(t), None) for t in todo], commit, stop=commit.stop,
+                              on_failure=commit.skip)
+            summary.failed = [unit[0].item_id for unit in failed]
+        else:
+            # Up to --parallel queries at a time, their rollouts in shared engine calls; none started once
+            # --max-trajectories is used up. Queries take their share of it as they reach it, in dataset order.
+            quota = Quota(config.max_trajectories, summary)
+            analyser = QueryAnalyser(config, settings, engine)
+            run_rounds(engine, (analyser.steps(t, response(t), quota.allocate) for t in todo),
+                       parallel=config.parallel, admit=lambda: not summary.stopped_at_max_trajectories,
+                       on_done=finish)
     finally:
         bar.close()
         store.close()
+        if pool is not None:
+            pool.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-class _Queries:
-    """What the queries of one run share, and :meth:`steps`, the step generator of one query."""
+class Quota:
+    """What is left of --max-trajectories (None: no limit); sets the summary's flag once it is used up."""
 
-    def __init__(self, config: CriticalConfig, settings: CriticalSettings, engine: Any,
-                 responses: dict[str, Any] | None, summary: CriticalSummary) -> None:
-        self.config = config
-        self.settings = settings
-        self.engine = engine
-        self.tok = engine.tokenizer
-        self.params = config.sampling()
-        self.responses = responses  # item id -> input response (text or token ids); None: sample trajectories
+    def __init__(self, limit: int | None, summary: CriticalSummary) -> None:
+        self.room = limit
         self.summary = summary
-        self.room = config.max_trajectories  # trajectories still allowed; None = no limit
-        p = self.params
-        self.search_info = {"rollouts": settings.rollouts, "probe_samples": settings.probe,
-                            "verify_stride": settings.verify_stride, "verify_full": settings.verify_full,
-                            "low_threshold": settings.low_threshold,
-                            "pass_at_k": settings.pass_at_k_samples, "max_new_tokens": config.max_new_tokens,
-                            "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
-                            "min_p": p.min_p, "early_stop": config.early_stop, "seed": config.seed}
 
     def allocate(self, n: int) -> int:
         """Up to ``n`` of the trajectories --max-trajectories still allows."""
@@ -295,77 +299,55 @@ class _Queries:
             self.summary.stopped_at_max_trajectories = True
         return granted
 
-    def steps(self, task: Any) -> Generator[list[Ask], None, _QueryResult]:
-        """One query: its incorrect trajectories (sampled, or the input response), scored, as records."""
-        config, tok = self.config, self.tok
-        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt)
-        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
-        seed = stable_seed(config.seed, task.dataset_id, task.item_id)
-        out = _QueryResult(task.item_id, "analysed")
-        budget = config.max_new_tokens
-        if self.responses is None:
-            sampler = StagedEstimator(self.engine, task, prompt_ids, self.params, num_samples=config.num_trajectories,
-                                      max_new_tokens=budget, seed=stable_seed(seed, "trajectories"),
-                                      judge_prefix=judge_prefix, early_stop=config.early_stop, keep_rollouts=True)
-            yield [(sampler, {(): config.num_trajectories})]
-            out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
-            out.p_initial = sampler.cache[()].p
-            if out.p_initial < config.min_prob - 1e-9:
-                out.status = "skipped"
-                return out
-            trajectories = incorrect_trajectories(task, sampler.drawn.get((), []), judge_prefix,
-                                                  decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True))
-            if not trajectories:
-                out.status = "no_incorrect"
-                return out
-        else:
-            ids = _response_ids(tok, self.engine, self.responses[task.item_id])
-            if task.judge(judge_prefix + tok.decode(ids, skip_special_tokens=True)):
-                out.status = "correct"
-                return out
-            trajectories = [tuple(ids)]
-            budget = max(budget, len(ids))
-        granted = self.allocate(len(trajectories))
-        if granted == 0:
-            out.status = "no_room"
-            return out
-        finder = CriticalTokenFinder(self.engine, task, prompt_ids, self.params, self.settings, max_new_tokens=budget,
-                                     seed=seed, judge_prefix=judge_prefix, early_stop=config.early_stop)
-        results = yield from finder.steps(trajectories[:granted])
-        out.scoring_rollouts = finder.scores.rollouts
-        out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
-        out.rollouts += out.scoring_rollouts + out.pass_at_k_rollouts
-        out.rollout_tokens += sum(e.rollout_tokens for e in (finder.scores, *finder.pass_at_k_estimators))
-        out.records = [self._record(task, prompt_ids, index, r, out.p_initial) for index, r in enumerate(results)]
-        return out
 
-    def _record(self, task: Any, prompt_ids: list[int], index: int, r: CriticalResult,
-                p_initial: float | None) -> CriticalToken:
-        tok, settings = self.tok, self.settings
-        pos, ids = r.position, list(r.response_ids)
-        alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
-        return CriticalToken(
-            model_id=self.engine.model_id, query=task.query, answer=task.answer,
-            response=tok.decode(ids, skip_special_tokens=True), response_ids=ids,
-            prompt_ids=list(prompt_ids), prompt_length=len(prompt_ids), critical_position=pos,
-            critical_token=None if pos is None else tok.decode([ids[pos]], skip_special_tokens=False),
-            critical_token_id=r.token_id,
-            critical_context="" if pos is None else tok.decode(list(prompt_ids) + ids[:pos],
-                                                               skip_special_tokens=False),
-            rule=r.rule, score=r.score, scores=r.scores,
-            score_samples=[0 if e is None else e.samples for e in r.estimates],
-            score_successes=[0 if e is None else e.successes for e in r.estimates],
-            score_terminal=[e is not None and e.terminal for e in r.estimates],
-            low_threshold=settings.low_threshold, mode=settings.mode, rollouts=r.rollouts,
-            task_type=task.task_type, dataset_id=task.dataset_id, dataset_item_id=task.item_id,
-            trajectory_index=index, p_initial=p_initial,
-            pass_at_k_with=r.pass_at_k_with if pos is not None else [],
-            pass_at_k_without=r.pass_at_k_without if r.alternatives else [],
-            samples_with=r.samples_with, successes_with=r.successes_with,
-            samples_without=r.samples_without, successes_without=r.successes_without,
-            alternatives=alts, pass_at_k_rollouts=r.pass_at_k_rollouts,
-            search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
-        )
+class InOrderQuota:
+    """``pts critical --ray``: results of units ``(task, response, limit)`` written in the order of ``tasks``,
+    --max-trajectories taken as a local run takes it, whatever order the workers finish in.
+
+    A local run gives each query, in dataset order, the trajectories still
+    allowed when it gets there; a worker analyses all of a query's incorrect
+    trajectories (it cannot know what earlier queries will take). So results
+    wait here for the ones before them, and the query that would get only part
+    of what it found is sent out again with that part as its limit: its
+    trajectories share one estimator, so a score may rest on rollouts drawn for
+    a trajectory that is then left out, and cutting its records would not be
+    exact in general. Once the quota is used up nothing more is written: the
+    queries in flight then, and the trajectories past the quota, were analysed
+    for nothing (and no query is handed out while that last one is out again).
+    """
+
+    def __init__(self, tasks: list[Any], limit: int | None, write, summary: CriticalSummary) -> None:
+        self.position = {t.item_id: i for i, t in enumerate(tasks)}
+        self.quota = Quota(limit, summary)
+        self.write = write
+        self.summary = summary
+        self.waiting: dict[int, tuple[Any, QueryOutcome | None]] = {}
+        self.next = 0
+        self.again = False  # a query is out again with the room left as its limit
+
+    def stop(self) -> bool:
+        """Hand out no more queries: the quota is used up, or the one query that uses it up is out again."""
+        return self.summary.stopped_at_max_trajectories or self.again
+
+    def __call__(self, unit: tuple[Any, Any, int | None], result: QueryOutcome | None) -> list[Any]:
+        self.waiting[self.position[unit[0].item_id]] = (unit, result)
+        while self.next in self.waiting and not self.summary.stopped_at_max_trajectories:
+            unit, result = self.waiting.pop(self.next)
+            if result is not None and result.incorrect and self.quota.room is not None:
+                share = min(result.incorrect, self.quota.room)
+                if len(result.records) != share:
+                    self.again = True
+                    return [(unit[0], unit[1], share)]
+                self.quota.allocate(share)
+            self.again = False
+            if result is not None:
+                self.write(unit, result)
+            self.next += 1
+        return []
+
+    def skip(self, unit: tuple[Any, Any, int | None]) -> list[Any]:
+        """``unit`` will never have a result (its workers kept dying): do not wait for it."""
+        return self(unit, None)
 
 
 def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
@@ -402,17 +384,6 @@ def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
     if not tasks:
         raise PTSError(f"no row of {config.input_path} has a {config.response_key!r} value")
     return tasks, responses
-
-
-def _response_ids(tokenizer: Any, engine: Any, response: Any) -> list[int]:
-    """Token ids of an input response: tokenized after the prompt and closed with end-of-sequence."""
-    if isinstance(response, list):
-        return response
-    ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id in engine.eos_token_ids else min(engine.eos_token_ids)
-    if not ids or ids[-1] not in engine.eos_token_ids:
-        ids.append(eos)
-    return ids
 
 
 CONFIG = CriticalConfig

@@ -8,7 +8,8 @@ prompts and per-query sampling seeds, so differences are paired query by query.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ HELP = ("accuracy and pass@k of a model (alias, Hub id, HF directory, .gguf, LoR
 
 @options.config
 class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOptions, options.PromptOptions,
-                 options.SamplingOptions, options.OutputOptions):
+                 options.SamplingOptions, options.OutputOptions, options.RayOptions):
     """Every option of ``pts eval``."""
 
     model: str = override(options.DEFAULT_MODEL, help="model to evaluate: alias (smollm2-135m, gemma3-270m), Hub id, "
@@ -67,6 +68,10 @@ class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOption
         for path in (self.output_path, self.summary_path):
             if path:
                 check_output_path(path)
+        if self.ray is not None:
+            from pts.distributed import check_ray_options
+
+            check_ray_options(self)
 
 
 @dataclass
@@ -77,9 +82,14 @@ class EvalSummary:
     comparisons: list[Any] = field(default_factory=list)
     output_path: str | None = None
     summary_path: str | None = None
+    failed: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         parts = [] if len(self.results) > 1 else [self.results[0].format()]
+        if self.failed:
+            parts.append(f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try, "
+                         f"left out of every model's result (items {', '.join(self.failed[:5])}"
+                         f"{', ...' if len(self.failed) > 5 else ''})")
         if self.comparisons:
             parts.append("paired comparison (same queries, prompts and seeds):\n"
                          + "\n".join("  " + c.format() for c in self.comparisons))
@@ -90,24 +100,48 @@ class EvalSummary:
         return "\n".join(parts)
 
 
-def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None) -> EvalSummary:
-    """Evaluate ``config.model`` and every ``config.compare`` model; ``echo`` gets each result as it finishes."""
+def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None,
+        engines: Mapping[str, Any] | None = None, tasks: list[Any] | None = None) -> EvalSummary:
+    """Evaluate ``config.model`` and every ``config.compare`` model; ``echo`` gets each result as it finishes.
+
+    ``engines`` maps model specs to engines used instead of loading them (with
+    ``config.ray``, copied to every worker); ``tasks`` replaces ``config.dataset``.
+    With ``config.ray`` each model's batches of queries are generated on Ray
+    workers, one model at a time; queries whose batch kept killing its workers
+    are left out of every model's result, so the comparisons stay paired.
+    """
     from pts.evaluate import compare, evaluate, make_engine
     from pts.store import atomic_write
     from pts.tasks.sources import load_tasks_from
 
     config.validate()
     settings = config.settings()
-    tasks = load_tasks_from(config, config.seed)
+    if tasks is None:
+        tasks = load_tasks_from(config, config.seed)
+    engines = engines or {}
     specs = list(dict.fromkeys([config.model, *config.compare]))
     summary = EvalSummary(output_path=config.output_path, summary_path=config.summary_path)
-    for spec in specs:
-        engine = make_engine(spec, engine=config.engine, device=config.device, dtype=config.dtype,
-                             batch_size=config.batch_size, base_model=config.base_model)
-        summary.results.append(evaluate(engine, tasks, settings, progress=config.progress))
-        del engine  # one model in memory at a time
-        if len(specs) > 1 and echo is not None:
-            echo(summary.results[-1].format() + "\n")
+    failed: set[str] = set()
+    with _cluster(config):
+        for spec in specs:
+            if config.ray is not None:
+                from pts.distributed import evaluate_on_workers
+
+                result, lost = evaluate_on_workers(config, spec, tasks, settings, engine=engines.get(spec))
+                failed.update(t.item_id for t in lost)
+            else:
+                engine = engines.get(spec) or make_engine(spec, engine=config.engine, device=config.device,
+                                                          dtype=config.dtype, batch_size=config.batch_size,
+                                                          base_model=config.base_model)
+                result = evaluate(engine, tasks, settings, progress=config.progress)
+                del engine  # one model in memory at a time
+            summary.results.append(result)
+            if len(specs) > 1 and echo is not None:
+                echo(summary.results[-1].format() + "\n")
+    if failed:
+        summary.failed = [t.item_id for t in tasks if t.item_id in failed]
+        for r in summary.results:
+            r.queries = [q for q in r.queries if q.task.item_id not in failed]
     # Each --compare model against --model, then the --compare models against each other.
     results = summary.results
     summary.comparisons = [compare(results[0], r) for r in results[1:]]
@@ -124,6 +158,15 @@ def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None) -> Eva
             json.dump(blob, f, indent=2, ensure_ascii=False)
             f.write("\n")
     return summary
+
+
+def _cluster(config: EvalConfig):
+    """Connected to the Ray cluster for the whole run with ``--ray`` (one connection for every model)."""
+    if config.ray is None:
+        return nullcontext()
+    from pts.distributed import session
+
+    return session(config.ray)
 
 
 CONFIG = EvalConfig

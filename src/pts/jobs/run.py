@@ -201,8 +201,9 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, 
     commit = record if config.max_pairs is None else InOrder(todo, record)
     try:
         if pool is not None:
-            summary.failed = pool.search(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
-                                         on_failure=getattr(commit, "skip", None))
+            failed = pool.map(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
+                              on_failure=getattr(commit, "skip", None))
+            summary.failed = [t.item_id for t in failed]
         else:
             _search_here(config, engine, context, todo, commit, stop=lambda: summary.stopped_at_max_pairs)
     finally:

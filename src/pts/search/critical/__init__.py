@@ -37,8 +37,10 @@ samples it wants per prefix) yielded by step generators, so many trajectories
 ``passk``           Pass@k with and without the critical token
 ``result``          :class:`CriticalResult`: what scoring one trajectory found
 ``finder``          :class:`CriticalTokenFinder`: one query's trajectories, scored, plus Pass@k
+``query``           :class:`QueryAnalyser`: one query of ``pts critical``, from sampling its
+                    trajectories to its records (the unit of work of ``--ray``)
 ==================  ==========================================================================
 
-The ``pts critical`` pipeline (sampling trajectories, records, resuming) is
+The ``pts critical`` pipeline (the queries, writing, resuming, Ray) is
 :mod:`pts.jobs.critical`.
 """

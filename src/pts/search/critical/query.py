@@ -1,0 +1,158 @@
+"""One query of ``pts critical``: its incorrect trajectories (sampled, or an input response), scored, as records.
+
+:class:`QueryAnalyser` holds what the queries of a run share; its
+:meth:`~QueryAnalyser.steps` is the step generator of one query (driven by
+:func:`~pts.search.critical.rounds.run_rounds`, many side by side), and
+:func:`analyse` runs one query alone to the end, the unit of work of ``pts
+critical --ray``. Every rollout of a query is seeded from the run's seed, the
+dataset and the item id, so a query's records never depend on which queries
+shared its engine calls or which process analysed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pts.records import CriticalToken, FirstToken, stable_seed
+from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
+from pts.search.critical.result import CriticalResult
+from pts.search.critical.rounds import run_rounds
+from pts.search.critical.settings import CriticalSettings
+from pts.search.critical.staged import Ask, StagedEstimator
+from pts.search.searcher import build_prompt_ids, opens_think_block
+
+
+@dataclass
+class QueryOutcome:
+    """What analysing one query gave."""
+
+    item_id: str
+    status: str  # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room
+    p_initial: float | None = None
+    records: list[CriticalToken] = field(default_factory=list)
+    rollouts: int = 0
+    rollout_tokens: int = 0
+    scoring_rollouts: int = 0
+    pass_at_k_rollouts: int = 0
+    incorrect: int = 0  # incorrect trajectories found, before any limit took its share (records: those analysed)
+
+
+class QueryAnalyser:
+    """What the queries of one run share, and :meth:`steps`, the step generator of one query.
+
+    ``config`` holds the options of ``pts critical`` (a
+    :class:`~pts.jobs.critical.CriticalConfig`: prompt, sampling, trajectories,
+    ``min_prob``, ``seed``); ``settings`` the scoring's.
+    """
+
+    def __init__(self, config: Any, settings: CriticalSettings, engine: Any) -> None:
+        self.config = config
+        self.settings = settings
+        self.engine = engine
+        self.tok = engine.tokenizer
+        self.params = config.sampling()
+        p = self.params
+        self.search_info = {"rollouts": settings.rollouts, "probe_samples": settings.probe,
+                            "verify_stride": settings.verify_stride, "verify_full": settings.verify_full,
+                            "low_threshold": settings.low_threshold,
+                            "pass_at_k": settings.pass_at_k_samples, "max_new_tokens": config.max_new_tokens,
+                            "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
+                            "min_p": p.min_p, "early_stop": config.early_stop, "seed": config.seed}
+
+    def steps(self, task: Any, response: Any = None, allocate: Callable[[int], int] | None = None,
+              ) -> Generator[list[Ask], None, QueryOutcome]:
+        """One query: its incorrect trajectories (sampled, or ``response``: text or token ids), scored.
+
+        ``allocate(n)`` says how many of the ``n`` incorrect trajectories to
+        analyse (the first ones; default: all); 0 gives status ``no_room``.
+        """
+        config, tok = self.config, self.tok
+        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt)
+        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
+        seed = stable_seed(config.seed, task.dataset_id, task.item_id)
+        out = QueryOutcome(task.item_id, "analysed")
+        budget = config.max_new_tokens
+        if response is None:
+            sampler = StagedEstimator(self.engine, task, prompt_ids, self.params, num_samples=config.num_trajectories,
+                                      max_new_tokens=budget, seed=stable_seed(seed, "trajectories"),
+                                      judge_prefix=judge_prefix, early_stop=config.early_stop, keep_rollouts=True)
+            yield [(sampler, {(): config.num_trajectories})]
+            out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
+            out.p_initial = sampler.cache[()].p
+            if out.p_initial < config.min_prob - 1e-9:
+                out.status = "skipped"
+                return out
+            trajectories = incorrect_trajectories(task, sampler.drawn.get((), []), judge_prefix,
+                                                  decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True))
+            if not trajectories:
+                out.status = "no_incorrect"
+                return out
+        else:
+            ids = response_ids(tok, self.engine, response)
+            if task.judge(judge_prefix + tok.decode(ids, skip_special_tokens=True)):
+                out.status = "correct"
+                return out
+            trajectories = [tuple(ids)]
+            budget = max(budget, len(ids))
+        out.incorrect = len(trajectories)
+        granted = len(trajectories) if allocate is None else allocate(len(trajectories))
+        if granted == 0:
+            out.status = "no_room"
+            return out
+        finder = CriticalTokenFinder(self.engine, task, prompt_ids, self.params, self.settings, max_new_tokens=budget,
+                                     seed=seed, judge_prefix=judge_prefix, early_stop=config.early_stop)
+        results = yield from finder.steps(trajectories[:granted])
+        out.scoring_rollouts = finder.scores.rollouts
+        out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
+        out.rollouts += out.scoring_rollouts + out.pass_at_k_rollouts
+        out.rollout_tokens += sum(e.rollout_tokens for e in (finder.scores, *finder.pass_at_k_estimators))
+        out.records = [self._record(task, prompt_ids, index, r, out.p_initial) for index, r in enumerate(results)]
+        return out
+
+    def _record(self, task: Any, prompt_ids: list[int], index: int, r: CriticalResult,
+                p_initial: float | None) -> CriticalToken:
+        tok, settings = self.tok, self.settings
+        pos, ids = r.position, list(r.response_ids)
+        alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
+        return CriticalToken(
+            model_id=self.engine.model_id, query=task.query, answer=task.answer,
+            response=tok.decode(ids, skip_special_tokens=True), response_ids=ids,
+            prompt_ids=list(prompt_ids), prompt_length=len(prompt_ids), critical_position=pos,
+            critical_token=None if pos is None else tok.decode([ids[pos]], skip_special_tokens=False),
+            critical_token_id=r.token_id,
+            critical_context="" if pos is None else tok.decode(list(prompt_ids) + ids[:pos],
+                                                               skip_special_tokens=False),
+            rule=r.rule, score=r.score, scores=r.scores,
+            score_samples=[0 if e is None else e.samples for e in r.estimates],
+            score_successes=[0 if e is None else e.successes for e in r.estimates],
+            score_terminal=[e is not None and e.terminal for e in r.estimates],
+            low_threshold=settings.low_threshold, mode=settings.mode, rollouts=r.rollouts,
+            task_type=task.task_type, dataset_id=task.dataset_id, dataset_item_id=task.item_id,
+            trajectory_index=index, p_initial=p_initial,
+            pass_at_k_with=r.pass_at_k_with if pos is not None else [],
+            pass_at_k_without=r.pass_at_k_without if r.alternatives else [],
+            samples_with=r.samples_with, successes_with=r.successes_with,
+            samples_without=r.samples_without, successes_without=r.successes_without,
+            alternatives=alts, pass_at_k_rollouts=r.pass_at_k_rollouts,
+            search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
+        )
+
+
+def analyse(analyser: QueryAnalyser, task: Any, response: Any = None, limit: int | None = None) -> QueryOutcome:
+    """One query analysed to the end on the analyser's engine, at most ``limit`` of its incorrect trajectories
+    (the first ones): what a local run with that much of ``--max-trajectories`` left writes for it."""
+    allocate = None if limit is None else (lambda n: min(n, limit))
+    return run_rounds(analyser.engine, [analyser.steps(task, response, allocate)])[0]
+
+
+def response_ids(tokenizer: Any, engine: Any, response: Any) -> list[int]:
+    """Token ids of an input response: tokenized after the prompt and closed with end-of-sequence."""
+    if isinstance(response, list):
+        return response
+    ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id in engine.eos_token_ids else min(engine.eos_token_ids)
+    if not ids or ids[-1] not in engine.eos_token_ids:
+        ids.append(eos)
+    return ids
