@@ -33,7 +33,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.sandbox import SANDBOX_PATH, Limits, Sandbox
-from pts.tasks.oracles import final_answer_text
+from pts.tasks.oracles.extract import final_answer_text
 from pts.tasks.task import Oracle
 
 __all__ = ["LANGUAGES", "CodeOracle", "CodeReference", "Language", "split_code"]
