@@ -369,7 +369,10 @@ def command_line(config) -> str:
     """The ``pts export`` command that gives this config (defaults left out), for the dataset card."""
     defaults = ExportConfig(input_path="", format="")
     parts = ["pts", "export"]
-    for key, value in vars(config).items():
+    first = ("input_path", "format", "output_path")  # what a reader looks for, then the options as declared
+    values = vars(config)
+    for key in (*first, *(k for k in values if k not in first)):
+        value = values[key]
         if key == "command" or value is None or value is False:
             continue
         if key not in ("input_path", "format") and value == getattr(defaults, key):
@@ -382,6 +385,7 @@ def command_line(config) -> str:
         else:
             parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
+
 
 CONFIG = ExportConfig
 """The options of this command (the CLI makes its flags from it)."""
