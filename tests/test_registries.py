@@ -42,7 +42,7 @@ def test_an_engine_registered_by_name_is_what_pts_run_samples_with(registered, t
     tasks = [Task(query="query", answer="PASS", item_id="q0", dataset_id="d", task_type="t", oracle=PassFailOracle())]
     config = RunConfig(engine="mine", model="m", batch_size=7, output_path=str(tmp_path / "out.jsonl"),
                        num_samples=8, max_new_tokens=3, min_prob=0.0, max_prob=1.0, progress=False)
-    with pytest.raises(PTSError, match="unknown engine 'nowhere'; available: hf, vllm, mine"):
+    with pytest.raises(PTSError, match="unknown --engine 'nowhere'; available: hf, vllm, mine"):
         RunConfig(engine="nowhere").validate()
     summary = run(config, tasks=tasks)
     assert made == [("m", "auto", "auto", 7)] and summary.searched == 1
@@ -50,7 +50,7 @@ def test_an_engine_registered_by_name_is_what_pts_run_samples_with(registered, t
 
 
 def test_create_engine_names_the_registered_engines_for_an_unknown_one():
-    with pytest.raises(PTSError, match="unknown engine 'nope'; available: hf, vllm"):
+    with pytest.raises(PTSError, match="unknown --engine 'nope'; available: hf, vllm"):
         engines.create_engine("nope", "m")
 
 

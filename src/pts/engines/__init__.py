@@ -32,7 +32,7 @@ def register_engine(name: str, factory: str) -> None:
 def check_engine(name: str) -> None:
     """PTSError naming the registered engines unless ``name`` is one; nothing is imported."""
     if name not in ENGINES:
-        raise PTSError(f"unknown engine {name!r}; available: {', '.join(ENGINES)}")
+        raise PTSError(f"unknown --engine {name!r}; available: {', '.join(ENGINES)}")
 
 
 def create_engine(name: str, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> Engine:
