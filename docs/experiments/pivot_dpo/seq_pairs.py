@@ -2,9 +2,10 @@
 
 python seq_pairs.py SAMPLES.jsonl NUM_PAIRS OUT.jsonl
 
-For each question with at least one correct and one incorrect sampled response, pair them (the
-i-th correct with the i-th incorrect), as token ids exactly as sampled, round-robin over questions
-until NUM_PAIRS pairs: the same number of pairs, hence the same training steps, as the pivot arm.
+For each question with at least one correct and one incorrect sampled response, pair them as token
+ids exactly as sampled: round i takes, for every such question in turn, its i-th (correct, incorrect)
+combination (correct responses cycling fastest), until NUM_PAIRS pairs: the same number of pairs,
+hence the same training steps, as the pivot arm. No pair repeats.
 """
 
 import json
@@ -19,11 +20,12 @@ def main(samples_path: str, num_pairs: str, out_path: str) -> None:
             row = json.loads(line)
             by_query[row["dataset_item_id"]][bool(row["correct"])].append(row)
     mixed = [q for q in by_query.values() if q[True] and q[False]]
+    combos = [[(c, w) for w in q[False] for c in q[True]] for q in mixed]
     pairs = []
-    for i in range(max((min(len(q[True]), len(q[False])) for q in mixed), default=0)):
-        for q in mixed:
-            if i < len(q[True]) and i < len(q[False]) and len(pairs) < int(num_pairs):
-                good, bad = q[True][i], q[False][i]
+    for i in range(max((len(c) for c in combos), default=0)):
+        for q in combos:
+            if i < len(q) and len(pairs) < int(num_pairs):
+                good, bad = q[i]
                 pairs.append({"prompt_ids": good["prompt_ids"], "chosen_ids": good["response_ids"],
                               "rejected_ids": bad["response_ids"], "prompt": good["query"],
                               "chosen": good["response"], "rejected": bad["response"]})
