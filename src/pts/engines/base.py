@@ -70,3 +70,17 @@ class Engine(Protocol):
     def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
         """Return, for each request in order, exactly ``request.n`` rollouts."""
         ...
+
+
+def eos_token_ids(configs, tokenizer) -> set[int]:
+    """Token ids that end a reply: the first config's EOS ids that has any (a generation config before the model
+    config, as transformers' ``generate`` reads them), plus the tokenizer's. ``configs`` may yield None."""
+    ids: set[int] = set()
+    for config in configs:
+        eos = getattr(config, "eos_token_id", None)
+        if eos is not None:
+            ids.update([eos] if isinstance(eos, int) else eos)
+            break
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

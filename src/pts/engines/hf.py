@@ -35,7 +35,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams, eos_token_ids
 
 
 def cache_keyword(model) -> str:
@@ -468,15 +468,7 @@ def _generator(key: bytes, k: int) -> torch.Generator:
 
 def eos_ids(model, tokenizer) -> set[int]:
     """Token ids that end a reply: the generation config's (else the model config's) EOS ids and the tokenizer's."""
-    ids: set[int] = set()
-    for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
-        eos = getattr(src, "eos_token_id", None)
-        if eos is not None:
-            ids.update([eos] if isinstance(eos, int) else eos)
-            break
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
+    return eos_token_ids((getattr(model, "generation_config", None), getattr(model, "config", None)), tokenizer)
 
 
 def _newline_tokens(tokenizer, size: int) -> torch.Tensor:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams, eos_token_ids
 from pts.errors import PTSError, first_line
 from pts.records import stable_seed
 
@@ -376,18 +376,14 @@ def _eos_ids(location: str, tokenizer) -> set[int]:
     """End-of-sequence ids as vLLM and the HF engine see them: the generation config's, plus the tokenizer's."""
     from transformers import AutoConfig, GenerationConfig
 
-    ids: set[int] = set()
-    for load in (GenerationConfig.from_pretrained, AutoConfig.from_pretrained):
-        try:
-            eos = getattr(load(location), "eos_token_id", None)
-        except (OSError, ValueError):
-            continue
-        if eos is not None:
-            ids.update([eos] if isinstance(eos, int) else eos)
-            break
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
+    def configs():
+        for load in (GenerationConfig.from_pretrained, AutoConfig.from_pretrained):
+            try:
+                yield load(location)
+            except (OSError, ValueError):
+                continue
+
+    return eos_token_ids(configs(), tokenizer)
 
 
 def _supports_raw_logprobs(vllm) -> bool:

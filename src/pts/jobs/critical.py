@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pts import options
+from pts.distributed import failed_line
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.engines import check_engine, create_engine
@@ -192,9 +193,7 @@ class CriticalSummary:
         if self.stopped_at_max_trajectories:
             lines.insert(2, "stopped early: --max-trajectories reached")
         if self.failed:
-            lines.insert(1, f"failed: {len(self.failed)} queries killed their worker on every try and were "
-                            f"left for a later run (items {', '.join(self.failed[:5])}"
-                            f"{', ...' if len(self.failed) > 5 else ''})")
+            lines.insert(1, failed_line(self.failed))
         return "\n".join(lines)
 
 

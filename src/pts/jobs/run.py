@@ -21,6 +21,7 @@ from typing import Any
 from pts import options
 from pts.engines.coalesce import CoalescingEngine
 from pts.engines import check_engine, create_engine
+from pts.distributed import failed_line
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, context_length, search_one
@@ -115,9 +116,7 @@ class RunSummary:
         if self.stopped_at_max_pairs:
             lines.insert(2, "stopped early: --max-pairs reached")
         if self.failed:
-            lines.insert(1, f"failed: {len(self.failed)} queries killed their worker on every try and were "
-                            f"left for a later run (items {', '.join(self.failed[:5])}"
-                            f"{', ...' if len(self.failed) > 5 else ''})")
+            lines.insert(1, failed_line(self.failed))
         return "\n".join(lines)
 
 
