@@ -18,10 +18,12 @@ step pts run --dataset "$OUT/data/train.jsonl" --max-examples "$NQ" --output-pat
   --no-pool --no-verify --no-progress
 
 # 3. DPO pairs: counterparts from the searches' own first tokens (no extra sampling); the unverified arm
-#    keeps as many pairs as the verified one has, so the arms differ in which pairs, not how many
+#    keeps as many pairs as the verified one has, a seeded random sample of all of its pairs (so that it
+#    covers as many questions), so the arms differ in which pairs, not how many
 step pts export --format dpo --input-path "$OUT/verified.jsonl" --output-path "$OUT/pairs_verified.jsonl"
 N=$(wc -l < "$OUT/pairs_verified.jsonl")
-step pts export --format dpo --input-path "$OUT/unverified.jsonl" --output-path "$OUT/pairs_unverified.jsonl" --max-pairs "$N"
+step pts export --format dpo --input-path "$OUT/unverified.jsonl" --output-path "$OUT/pairs_unverified_all.jsonl"
+step python "$HERE/sample_pairs.py" "$OUT/pairs_unverified_all.jsonl" "$N" "$OUT/pairs_unverified.jsonl"
 
 # 4. Sequence-level control: 8 sampled responses per training question, correct vs incorrect, N pairs
 step pts eval --dataset "$OUT/data/train.jsonl" --max-examples "$NQ" --num-samples 8 --seed 11 \
