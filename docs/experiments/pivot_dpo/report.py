@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-ARMS = {"smollm2-135m": "base", "dpo_verified": "DPO, verified pivot pairs", "dpo_unverified":
+ARMS = {"smollm2-135m": "base", "smollm2-135m-instruct-q4_1": "base", "dpo_verified": "DPO, verified pivot pairs", "dpo_unverified":
         "DPO, unverified pivot pairs (--no-pool --no-verify)", "dpo_sequence": "DPO, whole responses (control)"}
 
 
