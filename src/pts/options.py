@@ -232,7 +232,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from(args: argparse.Namespace, cls: type) -> Any:
     """An instance of the option dataclass ``cls`` from the parsed flags that name its fields."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}  # not the subcommand's name
     values = {k: v for k, v in vars(args).items() if k in names}
     hints = typing.get_type_hints(cls)
     for name, value in values.items():  # argparse gives lists; tuple fields keep their type
