@@ -222,9 +222,7 @@ def child_ceiling(args: argparse.Namespace) -> None:
 def child_verify(args: argparse.Namespace) -> None:
     """Re-estimate each reported pivot with --judge-samples fresh rollouts per end on the pts HF engine."""
     import random
-    from concurrent.futures import ThreadPoolExecutor
 
-    from pts.engines.coalesce import CoalescingEngine
     from pts.engines.hf import HFEngine
     from pts.models import load_model
     from pts.records import stable_seed
@@ -233,6 +231,7 @@ def child_verify(args: argparse.Namespace) -> None:
     from pts.stats import wilson_interval
     from pts.search.searcher import SearchSettings, opens_think_block
     from pts.store import read_jsonl
+    from pts.work import LocalPool, Work
 
     out_dir = Path(args.output_dir)
     _, tasks = load_bench_tasks(args)
@@ -264,27 +263,23 @@ def child_verify(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"item {r['dataset_item_id']}: the modes' prompts differ")
             response = tuple(ids[n:])
             wanted.setdefault(r["dataset_item_id"], set()).update({response, response + (r["pivot_token_id"],)})
-    shared = CoalescingEngine(engine)
+    pool = LocalPool(Work(lambda: engine, lambda shared: shared, lambda shared, item: judge(item),
+                          concurrency=max(1, len(prompts)), merge=True), engine)
     estimators = {}
     for item, prompt in prompts.items():
         prompt_text = tok.decode(prompt, skip_special_tokens=False)
         estimators[item] = SuccessEstimator(
-            shared, by_id[item], prompt, sampling, num_samples=samples, max_new_tokens=args.max_new_tokens,
+            pool.state, by_id[item], prompt, sampling, num_samples=samples, max_new_tokens=args.max_new_tokens,
             seed=stable_seed(args.seed, "independent judge", by_id[item].dataset_id, item),
             judge_prefix="<think>" if opens_think_block(prompt_text) else "", early_stop=True)
 
     def judge(item: str):
-        try:
-            prefixes = sorted(wanted[item], key=lambda p: (len(p), p))
-            estimates, _ = estimators[item].estimate(prefixes, samples=samples)
-            return dict(zip(prefixes, estimates))
-        finally:
-            shared.leave()
+        prefixes = sorted(wanted[item], key=lambda p: (len(p), p))
+        estimates, _ = estimators[item].estimate(prefixes, samples=samples)
+        return dict(zip(prefixes, estimates))
 
-    for _ in estimators:
-        shared.join()
-    with ThreadPoolExecutor(max_workers=max(1, len(estimators))) as pool:
-        found = dict(zip(estimators, pool.map(judge, list(estimators))))
+    found: dict[str, Any] = {}
+    pool.map(list(estimators), found.__setitem__)
     judge_s = time.perf_counter() - t0
 
     result: dict[str, Any] = {"samples": samples, "judge_dtype": loaded.dtype, "judge_s": judge_s,

@@ -305,17 +305,17 @@ def test_critical_on_one_and_two_workers_writes_the_records_of_one_process(clust
 def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_workers(cluster, critical_reference,
                                                                                      tmp_path, monkeypatch):
     """The query that fills the quota is analysed again with the room left, as a local run analyses it."""
-    from pts.jobs.critical import InOrderQuota
+    from pts.jobs.critical import TakeQuota
 
     again = []
-    commit = InOrderQuota.__call__
+    commit = TakeQuota.__call__
 
     def spy(self, unit, result):
         more = commit(self, unit, result)
         again.extend((u[0].item_id, u[2]) for u in more)
         return more
 
-    monkeypatch.setattr(InOrderQuota, "__call__", spy)
+    monkeypatch.setattr(TakeQuota, "__call__", spy)
     for workers in (1, 2):
         again.clear()
         out = tmp_path / f"w{workers}.jsonl"

@@ -28,11 +28,10 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from pts.errors import PTSError, first_line
+from pts.work import Work, eval_work, search_work
 
 log = logging.getLogger(__name__)
 
@@ -100,36 +99,27 @@ def session(address: str) -> Iterator[None]:
             _import_ray().shutdown()
 
 
-@dataclass(frozen=True)
-class Work:
-    """What the workers of a pool do; ``load``, ``setup`` and ``call`` travel to them (module-level functions or
-    partials of them, nothing defined in a function).
+class Worker:
+    """One engine and what a :class:`~pts.work.Work` builds on it, in a Ray actor; ``run`` does one unit.
 
-    ``load()`` makes a worker's engine (unless the pool was given one), ``setup(engine)`` what the worker keeps
-    (a searcher, an analyser...), ``call(state, unit)`` does one unit of work and returns its result, up to
-    ``concurrency`` units at once per worker. ``key(unit)``, on the driver, names a unit in reports and counts
-    its tries.
+    With ``work.merge`` the units running at once (Ray calls ``run`` from up to ``work.concurrency`` threads)
+    share a :class:`~pts.engines.coalesce.CoalescingEngine`, as on a :class:`~pts.work.LocalPool`; which units
+    are in flight together is timing here, which each query's own seed makes harmless (bf16 aside).
     """
 
-    load: Callable[[], Any]
-    setup: Callable[[Any], Any]
-    call: Callable[[Any, Any], Any]
-    concurrency: int = 1
-    key: Callable[[Any], str] = str
-
-
-class Worker:
-    """One engine and what :class:`Work` builds on it, in a Ray actor; ``run`` does one unit."""
-
-    def __init__(self, load: Callable[[], Any], setup: Callable[[Any], Any], call: Callable[[Any, Any], Any],
-                 engine: Any = None) -> None:
+    def __init__(self, work: Work, engine: Any = None) -> None:
         # An error here is kept for describe(): Ray reports a failed constructor only as text, a failed
         # method call with the exception itself (so a PTSError reaches the user as its one line).
         self.error: BaseException | None = None
-        self.call = call
+        self.call = work.call
+        self.shared = None
         try:
-            self.engine = engine if engine is not None else load()
-            self.state = setup(self.engine)
+            self.engine = engine if engine is not None else work.load()
+            if work.merge:
+                from pts.engines.coalesce import CoalescingEngine
+
+                self.shared = CoalescingEngine(self.engine)
+            self.state = work.setup(self.shared or self.engine)
         except Exception as e:
             self.error = e
 
@@ -146,104 +136,13 @@ class Worker:
                 "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
     def run(self, unit: Any) -> Any:
-        return self.call(self.state, unit)
-
-
-# --- the work of each command: loaded, set up and called on the workers ---------------------------------------------
-
-def load_engine(config: Any) -> Any:
-    """The engine ``config`` names (``pts run``/``pts critical`` options: engine, model, device, dtype, batch size)."""
-    from pts.engines import create_engine
-
-    return create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
-                         batch_size=config.batch_size)
-
-
-def search_work(config: Any) -> Work:
-    """``pts run``: a unit is one query (a :class:`~pts.tasks.task.Task`), searched to the end."""
-    return Work(partial(load_engine, config), partial(_search_state, config), _search_one,
-                concurrency=config.parallel, key=_item)
-
-
-def _search_state(config: Any, engine: Any) -> tuple[Any, Any, int | None]:
-    from pts.engines.coalesce import CoalescingEngine
-    from pts.search.searcher import PivotalTokenSearcher, context_length
-
-    shared = CoalescingEngine(engine)
-    return shared, PivotalTokenSearcher(shared, config.search_settings()), context_length(engine)
-
-
-def _search_one(state: tuple[Any, Any, int | None], task: Any) -> Any:
-    from pts.search.searcher import search_one
-
-    shared, searcher, context = state
-    shared.join()
-    try:
-        return search_one(searcher, task, context)
-    finally:
-        shared.leave()
-
-
-def critical_work(config: Any) -> Work:
-    """``pts critical``: a unit is ``(task, response, limit)``, one query analysed to the end (see
-    :func:`pts.search.critical.query.analyse`); up to ``--parallel`` at once, their engine calls merged."""
-    return Work(partial(load_engine, config), partial(_critical_state, config), _analyse_one,
-                concurrency=config.parallel, key=_first_item)
-
-
-def _critical_state(config: Any, engine: Any) -> tuple[Any, Any]:
-    from pts.engines.coalesce import CoalescingEngine
-    from pts.search.critical.query import QueryAnalyser
-
-    shared = CoalescingEngine(engine)
-    return shared, QueryAnalyser(config, config.settings(), shared)
-
-
-def _analyse_one(state: tuple[Any, Any], unit: tuple[Any, Any, int | None]) -> Any:
-    from pts.search.critical.query import analyse
-
-    shared, analyser = state
-    task, response, limit = unit
-    shared.join()
-    try:
-        return analyse(analyser, task, response, limit)
-    finally:
-        shared.leave()
-
-
-def eval_work(spec: str, config: Any, settings: Any) -> Work:
-    """``pts eval`` and contrast sampling: a unit is ``(start, tasks)``, a batch of queries generated and judged
-    in one engine call (:func:`pts.evaluate.evaluate_batch`); ``spec`` is loaded as :func:`pts.evaluate.make_engine`
-    does (LoRA adapter directories too)."""
-    from pts.evaluate import make_engine
-
-    load = partial(make_engine, spec, engine=config.engine, device=config.device, dtype=config.dtype,
-                   batch_size=config.batch_size, base_model=getattr(config, "base_model", None))
-    return Work(load, _engine_itself, partial(_evaluate_batch, settings), key=_batch)
-
-
-def _engine_itself(engine: Any) -> Any:
-    return engine
-
-
-def _evaluate_batch(settings: Any, engine: Any, unit: tuple[int, list[Any]]) -> tuple[list[tuple[Any, Any]], int]:
-    from pts.evaluate import evaluate_batch
-
-    queries, tokens = evaluate_batch(engine, unit[1], settings)
-    return [(q.prompt_ids, q.samples) for q in queries], tokens  # the driver keeps its own tasks
-
-
-def _item(task: Any) -> str:
-    return f"item {task.item_id}"
-
-
-def _first_item(unit: tuple[Any, ...]) -> str:
-    return _item(unit[0])
-
-
-def _batch(unit: tuple[int, list[Any]]) -> str:
-    tasks = unit[1]
-    return f"items {tasks[0].item_id}..{tasks[-1].item_id}" if len(tasks) > 1 else _item(tasks[0])
+        if self.shared is None:
+            return self.call(self.state, unit)
+        self.shared.join()
+        try:
+            return self.call(self.state, unit)
+        finally:
+            self.shared.leave()
 
 
 class WorkerPool:
@@ -281,7 +180,7 @@ class WorkerPool:
         return self._actor_class.options(
             num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=w.concurrency,
             scheduling_strategy="SPREAD", max_restarts=0,
-        ).remote(w.load, w.setup, w.call, self._engine)
+        ).remote(w, self._engine)
 
     def _ready(self, worker: Any) -> dict[str, Any]:
         try:

@@ -30,14 +30,13 @@ from pts import options
 from pts.distributed import failed_line
 from pts.errors import PTSError
 from pts.progress import progress_bar
-from pts.engines import check_engine, create_engine
+from pts.engines import check_engine
 from pts.options import option, override
-from pts.search.critical.alternatives import next_token_source
-from pts.search.critical.query import QueryAnalyser, QueryOutcome
-from pts.search.critical.rounds import run_rounds
+from pts.search.critical.query import QueryOutcome
 from pts.search.critical.settings import CriticalSettings
 from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
 from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
+from pts.work import InOrder, LocalPool, critical_work
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +219,12 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     pool = None
     try:
         if config.ray is not None:
-            from pts.distributed import WorkerPool, critical_work
+            from pts.distributed import WorkerPool
 
             pool = WorkerPool(config, engine, critical_work(config))
-            model_id, distribution = pool.model_id, pool.next_token_logprobs
         else:
-            engine = engine or create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
-                                             batch_size=config.batch_size)
-            model_id, distribution = engine.model_id, next_token_source(engine) is not None
+            pool = LocalPool(critical_work(config), engine)
+        model_id, distribution = pool.model_id, pool.next_token_logprobs
         store = RunStore(config.output_path, config.result_settings(model_id, tasks[0].dataset_id),
                          resume=config.resume, overwrite=config.overwrite, lock=lock)
     except BaseException:
@@ -258,25 +255,19 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     def response(task: Any) -> Any:
         return None if responses is None else responses[task.item_id]
 
+    # Up to --parallel queries at a time (per worker with --ray), their rollouts in shared engine calls.
+    # Results are written in dataset order, each query taking what is left of --max-trajectories.
+    units = [(t, response(t), None) for t in todo]
+    take = TakeQuota(config.max_trajectories, finish, summary)
+    commit = InOrder(units, take, key=lambda unit: unit[0].item_id)
     try:
-        if pool is not None:
-            commit = InOrderQuota(todo, config.max_trajectories, finish, summary)
-            failed = pool.map([(t, response(t), None) for t in todo], commit, stop=commit.stop,
-                              on_failure=commit.skip)
-            summary.failed = [unit[0].item_id for unit in failed]
-        else:
-            # Up to --parallel queries at a time, their rollouts in shared engine calls; none started once
-            # --max-trajectories is used up. Queries take their share of it as they reach it, in dataset order.
-            quota = Quota(config.max_trajectories, summary)
-            analyser = QueryAnalyser(config, settings, engine)
-            run_rounds(engine, (analyser.steps(t, response(t), quota.allocate) for t in todo),
-                       parallel=config.parallel, admit=lambda: not summary.stopped_at_max_trajectories,
-                       on_done=finish)
+        failed = pool.map(units, commit, stop=lambda: summary.stopped_at_max_trajectories or commit.out_again,
+                          on_failure=commit.skip)
+        summary.failed = [unit[0].item_id for unit in failed]
     finally:
         bar.close()
         store.close()
-        if pool is not None:
-            pool.close()
+        pool.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -299,54 +290,36 @@ class Quota:
         return granted
 
 
-class InOrderQuota:
-    """``pts critical --ray``: results of units ``(task, response, limit)`` written in the order of ``tasks``,
-    --max-trajectories taken as a local run takes it, whatever order the workers finish in.
+class TakeQuota:
+    """Writes each query's result, in dataset order (under :class:`~pts.work.InOrder`), taking what is left
+    of --max-trajectories.
 
-    A local run gives each query, in dataset order, the trajectories still
-    allowed when it gets there; a worker analyses all of a query's incorrect
-    trajectories (it cannot know what earlier queries will take). So results
-    wait here for the ones before them, and the query that would get only part
+    A query analyses all of its incorrect trajectories, since it cannot know
+    what the queries before it will take. The query that would get only part
     of what it found is sent out again with that part as its limit: its
-    trajectories share one estimator, so a score may rest on rollouts drawn for
-    a trajectory that is then left out, and cutting its records would not be
-    exact in general. Once the quota is used up nothing more is written: the
-    queries in flight then, and the trajectories past the quota, were analysed
-    for nothing (and no query is handed out while that last one is out again).
+    trajectories share one estimator, so a score may rest on rollouts drawn
+    for a trajectory that is then left out, and cutting its records would not
+    be exact in general. Once the quota is used up nothing more is written:
+    the queries in flight then, and the trajectories past the quota, were
+    analysed for nothing. Whatever the number of workers and their timing, the
+    records are those of one query at a time in dataset order.
     """
 
-    def __init__(self, tasks: list[Any], limit: int | None, write, summary: CriticalSummary) -> None:
-        self.position = {t.item_id: i for i, t in enumerate(tasks)}
+    def __init__(self, limit: int | None, write, summary: CriticalSummary) -> None:
         self.quota = Quota(limit, summary)
         self.write = write
         self.summary = summary
-        self.waiting: dict[int, tuple[Any, QueryOutcome | None]] = {}
-        self.next = 0
-        self.again = False  # a query is out again with the room left as its limit
 
-    def stop(self) -> bool:
-        """Hand out no more queries: the quota is used up, or the one query that uses it up is out again."""
-        return self.summary.stopped_at_max_trajectories or self.again
-
-    def __call__(self, unit: tuple[Any, Any, int | None], result: QueryOutcome | None) -> list[Any]:
-        self.waiting[self.position[unit[0].item_id]] = (unit, result)
-        while self.next in self.waiting and not self.summary.stopped_at_max_trajectories:
-            unit, result = self.waiting.pop(self.next)
-            if result is not None and result.incorrect and self.quota.room is not None:
-                share = min(result.incorrect, self.quota.room)
-                if len(result.records) != share:
-                    self.again = True
-                    return [(unit[0], unit[1], share)]
-                self.quota.allocate(share)
-            self.again = False
-            if result is not None:
-                self.write(unit, result)
-            self.next += 1
+    def __call__(self, unit: tuple[Any, Any, int | None], result: QueryOutcome) -> list[Any]:
+        if self.summary.stopped_at_max_trajectories:
+            return []
+        if result.incorrect and self.quota.room is not None:
+            share = min(result.incorrect, self.quota.room)
+            if len(result.records) != share:
+                return [(unit[0], unit[1], share)]
+            self.quota.allocate(share)
+        self.write(unit, result)
         return []
-
-    def skip(self, unit: tuple[Any, Any, int | None]) -> list[Any]:
-        """``unit`` will never have a result (its workers kept dying): do not wait for it."""
-        return self(unit, None)
 
 
 def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:

@@ -7,27 +7,24 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import os
-import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pts import options
-from pts.engines.coalesce import CoalescingEngine
-from pts.engines import check_engine, create_engine
 from pts.distributed import failed_line
+from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.progress import progress_bar
-from pts.search.searcher import PivotalTokenSearcher, SearchSettings, TaskResult, context_length, search_one
+from pts.search.searcher import SearchSettings, TaskResult
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
+from pts.work import InOrder, LocalPool, search_work
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +117,6 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def make_engine(config: RunConfig):
-    """Load the model into the configured rollout engine (:func:`pts.engines.create_engine`)."""
-    return create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
-                         batch_size=config.batch_size)
-
-
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
     """Search the dataset for pivotal tokens and append them to ``config.output_path``.
 
@@ -145,38 +136,36 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     check_writable(config.output_path)
     check_free_space(config.output_path)
     lock = OutputLock(config.output_path)
-    pool = store = None
+    pool = None
     try:
         if config.ray is not None:
             from pts.distributed import WorkerPool
 
             pool = WorkerPool(config, engine)
-            model_id = pool.model_id
         else:
-            engine = engine or make_engine(config)
-            model_id = engine.model_id
-        store = RunStore(config.output_path, config.result_settings(model_id, tasks[0].dataset_id),
+            pool = LocalPool(search_work(config), engine)
+        store = RunStore(config.output_path, config.result_settings(pool.model_id, tasks[0].dataset_id),
                          resume=config.resume, overwrite=config.overwrite, lock=lock)
-        return _search_into(store, config, tasks, engine, pool)
+        return _search_into(store, config, tasks, pool)
     finally:
         if pool is not None:
             pool.close()
         lock.release()
 
 
-def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, pool) -> RunSummary:
-    """Search every task not yet done in ``store``, here (threads sharing ``engine``) or on ``pool``'s workers."""
+def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) -> RunSummary:
+    """Search every task not yet done in ``store`` on ``pool`` (:mod:`pts.work`: here or on Ray workers)."""
     summary = RunSummary(config.output_path, verify=config.verify)
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = progress_bar(len(tasks), config.progress, initial=summary.resumed)
-    ticker = _Ticker(bar, engine, summary, start) if config.progress else None
+    ticker = _Ticker(bar, getattr(pool, "engine", None), summary, start) if config.progress else None
     traces = trace_path(config.output_path)
-    context = pool.context_length if pool is not None else context_length(engine)
+    context = pool.context_length
 
     def record(task: Task, result: TaskResult) -> None:
-        """Write one finished query: the only place records reach the store, whoever searched them."""
+        """Write one finished query: the only place records reach the store, wherever it was searched."""
         if result.status == "too_long":
             log.warning("item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; "
                         "skipped", task.item_id, config.max_new_tokens, context)
@@ -197,94 +186,17 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], engine, 
 
     # With --max-pairs, which queries fill the quota must not depend on which finished first (on Ray that is
     # timing): results are committed in dataset order. Without it each is written as soon as it finishes.
-    commit = record if config.max_pairs is None else InOrder(todo, record)
+    commit = record if config.max_pairs is None else InOrder(todo, record, key=lambda t: t.item_id)
     try:
-        if pool is not None:
-            failed = pool.map(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
-                              on_failure=getattr(commit, "skip", None))
-            summary.failed = [t.item_id for t in failed]
-        else:
-            _search_here(config, engine, context, todo, commit, stop=lambda: summary.stopped_at_max_pairs)
+        failed = pool.map(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
+                          on_failure=getattr(commit, "skip", None))
+        summary.failed = [t.item_id for t in failed]
     finally:
         if ticker is not None:
             ticker.stop()
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-class InOrder:
-    """``record`` called in the order of ``tasks`` whatever order results arrive in (later ones wait)."""
-
-    def __init__(self, tasks: list[Task], record) -> None:
-        self.position = {t.item_id: i for i, t in enumerate(tasks)}
-        self.record = record
-        self.waiting: dict[int, tuple[Task, TaskResult | None]] = {}
-        self.next = 0
-
-    def __call__(self, task: Task, result: TaskResult | None) -> None:
-        self.waiting[self.position[task.item_id]] = (task, result)
-        while self.next in self.waiting:
-            task, result = self.waiting.pop(self.next)
-            if result is not None:
-                self.record(task, result)
-            self.next += 1
-
-    def skip(self, task: Task) -> None:
-        """``task`` will never have a result (its workers kept dying): do not wait for it."""
-        self(task, None)
-
-
-def _search_here(config: RunConfig, engine, context: int | None, todo: list[Task], record, stop) -> None:
-    """Search ``todo`` in this process, ``config.parallel`` queries at a time, handing each result to ``record``."""
-    shared = CoalescingEngine(engine)
-    searcher = PivotalTokenSearcher(shared, config.search_settings(),
-                                    on_rollout=_debug_printer() if config.debug else None)
-    # Queries run in threads only so that their engine calls merge; all writing happens here.
-    # A finished search leaves the shared engine only after its replacement has joined, so which
-    # searches share a call never depends on thread timing.
-    limit_malloc_arenas()
-    pool = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="pts-search")
-    running: dict[Future, Task] = {}
-    queue = iter(todo)
-
-    def fill() -> None:
-        while len(running) < config.parallel and not stop():
-            task = next(queue, None)
-            if task is None:
-                return
-            shared.join()
-            running[pool.submit(search_one, searcher, task, context)] = task
-
-    try:
-        fill()
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            finished = sorted(finished, key=lambda f: todo.index(running[f]))
-            for future in finished:
-                record(running.pop(future), future.result())
-            fill()
-            for _ in finished:
-                shared.leave()
-    finally:
-        shared.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas for threads started from now on.
-
-    glibc gives each new thread its own arena; merged engine calls run in
-    whichever search thread arrives last, so tensors of every shape get
-    allocated and freed across several arenas, whose freed pages are rarely
-    returned (the default cap is 8 per core). Elsewhere than glibc this does
-    nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
 
 
 def _check_not_dataset(config: RunConfig) -> None:
@@ -350,14 +262,6 @@ class _Ticker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _debug_printer():
-    def show(text: str, rollout, ok: bool) -> None:
-        verdict = "PASS" if ok else "FAIL"
-        print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}",
-              file=sys.stderr)
-    return show
 
 
 CONFIG = RunConfig

@@ -23,14 +23,14 @@ positions they look at.
 
 Everything here talks to the engine through asks (an estimator and the
 samples it wants per prefix) yielded by step generators, so many trajectories
-(and queries) share one engine call per round. One module per idea:
+share one engine call per round (many queries at once: :mod:`pts.work`). One module per idea:
 
 ==================  ==========================================================================
 ``rule``            the paper's rule on a list of scores (:func:`critical_position`)
 ``settings``        :class:`CriticalSettings`: K, mode, threshold, probes, Pass@k; their checks
 ``staged``          :class:`StagedEstimator` (sampling in fixed stages) and :func:`fulfil`
                     (many asks, one engine call per sampling params)
-``rounds``          the one stepping loop: :func:`rounds` and :func:`run_rounds`
+``rounds``          one query's stepping loop: :func:`rounds` and :func:`run_rounds`
 ``scores``          :class:`TrajectoryScores`: one trajectory's scores as known so far
 ``scan``, ``search``  the two modes, as step generators over a :class:`TrajectoryScores`
 ``alternatives``    the sampler's next-token distribution without the critical token
