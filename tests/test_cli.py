@@ -100,19 +100,18 @@ def test_cli_flags_mirror_the_config_fields():
 
 
 def test_shared_option_checks_name_the_flag_and_let_unset_values_pass():
-    from types import SimpleNamespace
-
-    from pts import options
     from pts.errors import PTSError
+    from pts.evaluate import EvalSettings
+    from pts.export.dpo import DPOSettings
 
-    options.at_least_one(SimpleNamespace(max_examples=None, num_samples=1), "max_examples", "num_samples")
+    DPOSettings(max_pairs=None, num_samples=None).validate()  # unset counts pass
     with pytest.raises(PTSError, match=r"^--max-new-tokens must be at least 1, got 0$"):
-        options.at_least_one(SimpleNamespace(max_new_tokens=0), "max_new_tokens")
-    with pytest.raises(PTSError, match=r"^--min-prob must be between 0 and 1, got 1.5$"):
-        options.unit_interval(SimpleNamespace(min_prob=1.5), "min_prob")
+        EvalSettings(max_new_tokens=0).validate()
+    with pytest.raises(PTSError, match=r"^--min-prob-delta must be in \(0, 1\], got 1.5$"):
+        DPOSettings(min_prob_delta=1.5).validate()
     good = {"temperature": 0.0, "top_p": 0.0, "top_k": 0, "min_p": 1.0}  # greedy, top-1, no top-k: all allowed
-    options.sampling(SimpleNamespace(**good))
+    EvalSettings(**good).validate()
     for bad, flag in [({"temperature": -0.1}, "--temperature"), ({"top_p": 1.01}, "--top-p"),
-                      ({"min_p": -0.5}, "--min-p"), ({"top_k": -1}, "--top-k")]:
+                      ({"min_p": -0.5}, "--min-p"), ({"top_k": -1}, "--top-k"), ({"top_p": float("nan")}, "--top-p")]:
         with pytest.raises(PTSError, match=f"^{flag} must"):
-            options.sampling(SimpleNamespace(**{**good, **bad}))
+            EvalSettings(**{**good, **bad}).validate()

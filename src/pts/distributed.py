@@ -44,13 +44,6 @@ MAX_TRIES = 3
 PLACEMENT_TIMEOUT = 300.0
 
 
-def failed_line(failed: list[str]) -> str:
-    """The summary line of queries left for a later run because they killed their worker on every try."""
-    shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
-    return (f"failed: {len(failed)} queries killed their worker on every try and were left for a later run "
-            f"(items {shown})")
-
-
 def check_ray_options(config: Any) -> None:
     """Raise PTSError on bad ``--ray-*`` values, or when Ray is not installed."""
     if config.ray_workers < 1:

@@ -43,18 +43,18 @@ class EvalSettings:
     reported Wilson interval.
     """
 
-    num_samples: int = 1
-    max_new_tokens: int = 512
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    min_p: float = 0.0
+    num_samples: int = options.checked(1, "count")
+    max_new_tokens: int = options.checked(512, "count")
+    temperature: float = options.checked(0.6, "nonneg")
+    top_p: float = options.checked(0.95, "unit")
+    top_k: int = options.checked(20, "nonneg")
+    min_p: float = options.checked(0.0, "unit")
     seed: int = 42
     system_prompt: str | None = None
     chat_template: bool = True
     early_stop: bool = True
     ks: tuple[int, ...] | None = None
-    confidence: float = 0.95
+    confidence: float = options.checked(0.95, "open_unit")
 
     @property
     def greedy(self) -> bool:
@@ -62,13 +62,9 @@ class EvalSettings:
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range."""
-        options.finite(self)
-        options.at_least_one(self, "num_samples", "max_new_tokens")
-        options.sampling(self)
+        options.check(self)
         if self.greedy and self.num_samples > 1:
             raise PTSError("greedy decoding gives one answer per query: use --num-samples 1 or a temperature > 0")
-        if not 0.0 < self.confidence < 1.0:
-            raise PTSError(f"confidence must be between 0 and 1 (exclusive), got {self.confidence}")
         for k in self.ks or ():
             if not 1 <= k <= self.num_samples:
                 raise PTSError(f"--k {k} is out of range: pass@k needs 1 <= k <= --num-samples ({self.num_samples})")

@@ -38,29 +38,10 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def at_least_one(config: Any, *names: str) -> None:
-    """Counts and sizes: each field, when set, is an integer >= 1."""
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise PTSError(f"{flag(name)} must be at least 1, got {value}")
 
 
-def unit_interval(config: Any, *names: str) -> None:
-    """Probabilities and shares: each field, when set, lies in [0, 1]."""
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise PTSError(f"{flag(name)} must be between 0 and 1, got {value}")
 
 
-def sampling(config: Any) -> None:
-    """``temperature`` >= 0, ``top_p`` and ``min_p`` in [0, 1], ``top_k`` >= 0 (0 disables it)."""
-    if config.temperature < 0:
-        raise PTSError(f"--temperature must be >= 0, got {config.temperature}")
-    unit_interval(config, "top_p", "min_p")
-    if config.top_k < 0:
-        raise PTSError(f"--top-k must be >= 0 (0 disables it), got {config.top_k}")
 
 
 def finite_float(text: str) -> float:
@@ -74,12 +55,6 @@ def finite_float(text: str) -> float:
     return value
 
 
-def finite(config: Any) -> None:
-    """Every float field of the dataclass ``config`` is a finite number (nan and inf pass no range check)."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise PTSError(f"{flag(f.name)} must be a finite number, got {value}")
 
 
 # --- declaring options -------------------------------------------------------------------------------------------
@@ -155,19 +130,26 @@ def check(config: Any) -> None:
     """Every field's range check, and finiteness of every float; raises PTSError naming the flag."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        name = f.metadata.get("flag") or flag(f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise PTSError(f"{flag(f.name)} must be a finite number, got {value}")
-        name = f.metadata.get("check")
+            raise PTSError(f"{name} must be a finite number, got {value}")
+        rule = f.metadata.get("check")
         choices = f.metadata.get("choices")
         if value is None:
             continue
-        if name is not None:
+        if rule is not None:
             for v in value if isinstance(value, (list, tuple)) else (value,):
-                message = _CHECKS[name](flag(f.name), v)
+                message = _CHECKS[rule](name, v)
                 if message:
                     raise PTSError(message)
         if choices is not None and value not in choices:
-            raise PTSError(f"{flag(f.name)} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            raise PTSError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def checked(default: Any, check: str | None = None, *, flag: str | None = None) -> Any:
+    """A field of an algorithm's settings (not a command's flag) with a range check for :func:`check`;
+    ``flag`` is the option it comes from when its name differs."""
+    return option(default, check=check, cli=False, flag=flag)
 
 
 # --- the command line ----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -177,6 +177,21 @@ class InOrder:
     def skip(self, unit: Any) -> list[Any]:
         """``unit`` will never have a result (its workers kept dying): do not wait for it."""
         return self(unit, None)
+
+
+def summary_text(lines: list[str], *, seconds: float, output: str, stopped: str | None = None,
+                 failed: Sequence[str] = ()) -> str:
+    """What a command that did units prints: its own ``lines`` (the first says what was done), then the
+    time and the output; ``stopped`` names the option that ended the run early, ``failed`` the units given up
+    on (their workers kept dying)."""
+    lines = [*lines, f"time: {seconds:.1f} s", f"output: {output}"]
+    if stopped:
+        lines.insert(2, f"stopped early: {stopped} reached")
+    if failed:
+        shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+        lines.insert(1, f"failed: {len(failed)} queries killed their worker on every try and were left for a "
+                        f"later run (items {shown})")
+    return "\n".join(lines)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

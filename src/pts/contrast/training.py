@@ -27,37 +27,28 @@ from pts.errors import PTSError
 class LoraSettings:
     """LoRA fine-tuning of one model (defaults: the authors' settings for the CE models, one epoch)."""
 
-    r: int = 8
-    alpha: int = 16
+    r: int = options.checked(8, "count", flag="--lora-r")
+    alpha: int = options.checked(16, "positive", flag="--lora-alpha")
     dropout: float = 0.1
     targets: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
-    learning_rate: float = 3e-4
-    epochs: float = 1.0
+    learning_rate: float = options.checked(3e-4, "positive")
+    epochs: float = options.checked(1.0, "positive")
     max_steps: int = -1
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 1
+    batch_size: int = options.checked(4, "count", flag="--train-batch-size")
+    gradient_accumulation_steps: int = options.checked(1, "count", flag="--grad-accum")
     warmup_steps: float = 0  # steps, or a ratio of all steps when below 1
     lr_scheduler: str = "cosine"
     max_length: int | None = None
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
-        options.finite(self)
-        if self.r < 1:
-            raise PTSError(f"--lora-r must be at least 1, got {self.r}")
-        if self.alpha <= 0:
-            raise PTSError(f"--lora-alpha must be positive, got {self.alpha}")
+        options.check(self)
         if not 0.0 <= self.dropout < 1.0:
             raise PTSError(f"--lora-dropout must be in [0, 1), got {self.dropout}")
         if not self.targets or any(not t for t in self.targets):
             raise PTSError("--lora-targets needs at least one module name (or all-linear)")
-        if self.learning_rate <= 0:
-            raise PTSError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.epochs <= 0:
-            raise PTSError(f"--epochs must be positive, got {self.epochs}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise PTSError(f"--max-steps must be at least 1 (or -1 for --epochs), got {self.max_steps}")
-        options.at_least_one(self, "batch_size", "gradient_accumulation_steps")
         if self.warmup_steps < 0 or (self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps)):
             raise PTSError(f"--warmup-steps must be a step count or a ratio in [0, 1), got {self.warmup_steps}")
         if self.max_length is not None and self.max_length < 2:

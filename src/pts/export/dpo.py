@@ -78,27 +78,21 @@ _EPS = 1e-9
 class DPOSettings:
     """Options of the DPO export (CLI flags of the same names)."""
 
-    min_prob_delta: float = 0.1
-    min_counterpart_samples: int = 2
+    min_prob_delta: float = options.checked(0.1, "half_open_unit")
+    min_counterpart_samples: int = options.checked(2, "count")
     balance: bool = False
-    max_pairs: int | None = None
+    max_pairs: int | None = options.checked(None, "count")
     seed: int = 42
     find_rejected_tokens: bool = False
-    num_candidates: int = 10
-    num_samples: int | None = None
-    max_new_tokens: int | None = None
+    num_candidates: int = options.checked(10, "count")
+    num_samples: int | None = options.checked(None, "count")
+    max_new_tokens: int | None = options.checked(None, "count")
     chat: bool = False
-    gap_confidence: float = 0.9
+    gap_confidence: float = options.checked(0.9, "open_unit")
     progress: bool = True
 
     def validate(self) -> None:
-        options.finite(self)
-        if not 0.0 < self.min_prob_delta <= 1.0:
-            raise PTSError(f"--min-prob-delta must be in (0, 1], got {self.min_prob_delta}")
-        if not 0.0 < self.gap_confidence < 1.0:
-            raise PTSError(f"--gap-confidence must be in (0, 1), got {self.gap_confidence}")
-        options.at_least_one(self, "min_counterpart_samples", "num_candidates", "max_pairs", "num_samples",
-                             "max_new_tokens")
+        options.check(self)
 
 
 @dataclass

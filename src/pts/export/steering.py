@@ -114,16 +114,14 @@ class SteeringSettings:
 
     layer_nums: list[int] | None = None
     select_layer: int | None = None
-    num_clusters: int = 10
-    pca_components: int = 50
-    batch_size: int = 8
-    min_prob_delta: float = 0.1
+    num_clusters: int = options.checked(10, "count")
+    pca_components: int = options.checked(50, "count")
+    batch_size: int = options.checked(8, "count")
+    min_prob_delta: float = options.checked(0.1, "unit")
     seed: int = 42
 
     def validate(self) -> None:
-        options.finite(self)
-        options.at_least_one(self, "num_clusters", "pca_components", "batch_size")
-        options.unit_interval(self, "min_prob_delta")
+        options.check(self)
 
 
 def default_layers(num_layers: int) -> list[int]:

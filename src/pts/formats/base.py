@@ -64,20 +64,16 @@ class FileSummary:
         return self.models.most_common(1)[0][0] if self.models else None
 
 
+# JSON's value kinds by their Python type; bool before int, since a bool is an int.
+_TYPE_NAMES = ((type(None), "null"), (bool, "bool"), (int, "int"), (float, "float"), (str, "string"),
+               (dict, "object"))
+
+
 def type_name(value: Any) -> str:
     """How a field's value reads in a glossary: ``string``, ``float``, ``list[int] (4096)``, ``object``..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
+    name = next((name for kind, name in _TYPE_NAMES if isinstance(value, kind)), None)
+    if name is not None:
+        return name
     if isinstance(value, list):
         if not value:
             return "list"

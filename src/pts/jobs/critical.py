@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from pts import options
-from pts.distributed import failed_line
 from pts.errors import PTSError
 from pts.progress import progress_bar
 from pts.engines import check_engine
@@ -36,7 +35,7 @@ from pts.search.critical.query import QueryOutcome
 from pts.search.critical.settings import CriticalSettings
 from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
 from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
-from pts.work import InOrder, LocalPool, critical_work
+from pts.work import InOrder, LocalPool, critical_work, summary_text
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +185,9 @@ class CriticalSummary:
             (f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
              f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
              f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"),
-            f"time: {self.seconds:.1f} s",
-            f"output: {self.output_path}",
         ]
-        if self.stopped_at_max_trajectories:
-            lines.insert(2, "stopped early: --max-trajectories reached")
-        if self.failed:
-            lines.insert(1, failed_line(self.failed))
-        return "\n".join(lines)
+        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed,
+                            stopped="--max-trajectories" if self.stopped_at_max_trajectories else None)
 
 
 def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> CriticalSummary:

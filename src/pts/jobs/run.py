@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pts import options
-from pts.distributed import failed_line
 from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.progress import progress_bar
@@ -24,7 +23,7 @@ from pts.search.searcher import SearchSettings, TaskResult
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
-from pts.work import InOrder, LocalPool, search_work
+from pts.work import InOrder, LocalPool, search_work, summary_text
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +104,11 @@ class RunSummary:
              f"({self.undecided} still undecided at --verify-samples)") if self.verify
             else f"candidates: {self.candidates}, written without verification (--no-verify)",
             f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
-            f"time: {self.seconds:.1f} s",
-            f"output: {self.output_path}",
         ]
         if self.too_long:
             lines[0] += f", {self.too_long} too long for the model's context"
-        if self.stopped_at_max_pairs:
-            lines.insert(2, "stopped early: --max-pairs reached")
-        if self.failed:
-            lines.insert(1, failed_line(self.failed))
-        return "\n".join(lines)
+        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed,
+                            stopped="--max-pairs" if self.stopped_at_max_pairs else None)
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
