@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=4)
     parser.add_argument("--output-dir", default="bench-out/ray_scale")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--workers", default="0,1,2",
+                        help="modes to run, comma-separated: 0 is one process (always run first, the reference), "
+                             "N is N Ray workers")
     args = parser.parse_args()
 
     from pts.jobs.run import RunConfig, run
@@ -42,7 +45,9 @@ def main() -> int:
     settings = dict(dataset=DATASET, max_examples=args.queries, dtype="float32", device="cpu", progress=False,
                     parallel=1, overwrite=True)
     rows, reference = [], None
-    for name, ray_workers in (("one process", None), ("ray 1 worker", 1), ("ray 2 workers", 2)):
+    counts = sorted({int(n) for n in args.workers.split(",")} | {0})
+    modes = [("one process", None)] + [(f"ray {n} worker{'s' if n > 1 else ''}", n) for n in counts if n]
+    for name, ray_workers in modes:
         out = out_dir / f"{name.replace(' ', '_')}.jsonl"
         extra = {} if ray_workers is None else {"ray": "local", "ray_workers": ray_workers, "ray_num_cpus": 1.0}
         start = time.perf_counter()

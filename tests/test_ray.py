@@ -115,6 +115,47 @@ def test_workers_on_two_nodes_give_the_records_of_one_process(cluster, reference
         assert records(out) == reference, (workers, parallel)
 
 
+class Counting(Engine):
+    """Counts its finished rollouts and tokens as the HF engine does (what the live progress display reads);
+    after its first call it waits for the file ``gate``."""
+
+    rollouts_done = tokens_done = 0
+
+    def __init__(self, gate):
+        super().__init__()
+        self.gate = gate
+
+    def sample(self, requests, params):
+        while self.rollouts_done and not os.path.exists(self.gate):
+            time.sleep(0.02)
+        out = super().sample(requests, params)
+        self.rollouts_done += sum(len(rs) for rs in out)
+        self.tokens_done += sum(len(r.token_ids) for rs in out for r in rs)
+        return out
+
+
+def test_live_progress_counts_the_rollouts_of_every_worker_while_they_run(cluster, tmp_path):
+    gate = tmp_path / "go"
+    pool = WorkerPool(ray_config(tmp_path / "x", cluster.address, ray_workers=2, parallel=1), Counting(str(gate)))
+    try:
+        assert pool.counters() == (0, 0)
+        done = []
+        mapping = threading.Thread(target=pool.map, args=(QUERIES[:4], lambda u, r: done.append(r.rollouts)))
+        mapping.start()
+        # Each worker's one unit now waits inside the engine, holding its only slot for units: the poll still answers.
+        deadline = time.monotonic() + 60
+        while (pool.counters() or (0, 0))[0] < 2 * 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = pool.counters()
+        assert first[0] == 2 * 8 and not done  # each worker's first call: 8 rollouts of its first query
+        gate.touch()
+        mapping.join(timeout=120)
+        assert len(done) == 4 and pool.counters()[0] == sum(done) > first[0]
+    finally:
+        gate.touch()
+        pool.close()
+
+
 def test_a_killed_worker_is_replaced_and_its_query_retried(cluster, reference, tmp_path, caplog):
     marker = tmp_path / "killed-once"
     out = tmp_path / "out.jsonl"

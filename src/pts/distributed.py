@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pts.errors import PTSError, first_line
-from pts.work import Work, eval_work, search_work
+from pts.work import Work, engine_counters, eval_work, search_work
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ MAX_TRIES = 3
 # Seconds a new worker may wait for Ray to place it (a cluster without the CPUs/GPUs --ray-num-* asks for
 # would otherwise leave the run waiting forever, silently).
 PLACEMENT_TIMEOUT = 300.0
+# Seconds the progress display waits for the workers' counts before skipping a refresh.
+COUNTERS_TIMEOUT = 2.0
 
 
 def check_ray_options(config: Any) -> None:
@@ -128,6 +130,9 @@ class Worker:
                 "next_token_logprobs": callable(getattr(self.engine, "next_token_logprobs", None)),
                 "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
+    def counters(self) -> tuple[int, int] | None:
+        return engine_counters(self.engine)
+
     def run(self, unit: Any) -> Any:
         if self.shared is None:
             return self.call(self.state, unit)
@@ -171,7 +176,8 @@ class WorkerPool:
     def _new_worker(self) -> Any:
         c, w = self.config, self.work
         return self._actor_class.options(
-            num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=w.concurrency,
+            # one slot more than the units, so that a progress poll never waits behind them
+            num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=w.concurrency + 1,
             scheduling_strategy="SPREAD", max_restarts=0,
         ).remote(w, self._engine)
 
@@ -240,6 +246,16 @@ class WorkerPool:
                 urgent.extend(record(unit, result) or ())
             fill()
         return failed
+
+    def counters(self) -> tuple[int, int] | None:
+        """Rollouts and tokens every worker's engine has finished so far (a replaced worker's are lost), for a
+        live progress display; None when the engines do not count them or the workers do not answer at once."""
+        try:
+            counts = self.ray.get([w.counters.remote() for w in self.workers], timeout=COUNTERS_TIMEOUT)
+        except Exception:  # a worker dying or busy: the display waits for the next poll
+            return None
+        known = [c for c in counts if c is not None]
+        return (sum(c[0] for c in known), sum(c[1] for c in known)) if known else None
 
     def _replace(self, slot: int, error: BaseException) -> None:
         log.warning("a Ray worker died (%s); starting a replacement", first_line(error))

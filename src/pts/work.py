@@ -146,8 +146,19 @@ class LocalPool:
             threads.shutdown(wait=True, cancel_futures=True)
             shared.reset()
 
+    def counters(self) -> tuple[int, int] | None:
+        """Rollouts and tokens the engine has finished so far (for a live progress display), when it counts
+        them as it goes; None otherwise."""
+        return engine_counters(self.engine)
+
     def close(self) -> None:
         """Nothing to release here (a :class:`pts.distributed.WorkerPool` ends its actors)."""
+
+
+def engine_counters(engine: Any) -> tuple[int, int] | None:
+    """``engine``'s finished rollouts and tokens so far, or None for an engine that does not count them."""
+    rollouts = getattr(engine, "rollouts_done", None)
+    return None if rollouts is None else (rollouts, getattr(engine, "tokens_done", 0))
 
 
 class InOrder:

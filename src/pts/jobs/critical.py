@@ -28,7 +28,7 @@ from typing import Any
 
 from pts import options
 from pts.errors import PTSError
-from pts.progress import progress_bar
+from pts.progress import Ticker, progress_bar
 from pts.engines import check_engine
 from pts.options import option, override
 from pts.search.critical.query import QueryOutcome
@@ -243,8 +243,6 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
         summary.add(result)
         summary.seconds = time.perf_counter() - start
         bar.update(1)
-        bar.set_postfix_str(f"trajectories {summary.trajectories}, critical {summary.found}, "
-                            f"{summary.rollouts / max(summary.seconds, 1e-9):.1f} rollouts/s")
 
     def response(task: Any) -> Any:
         return None if responses is None else responses[task.item_id]
@@ -254,11 +252,15 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     units = [(t, response(t), None) for t in todo]
     take = TakeQuota(config.max_trajectories, finish, summary)
     commit = InOrder(units, take, key=lambda unit: unit[0].item_id)
+    ticker = Ticker(bar, pool.counters, lambda: (summary.rollouts, summary.rollout_tokens),
+                    lambda: f"trajectories {summary.trajectories}, critical {summary.found}") if config.progress else None
     try:
         failed = pool.map(units, commit, stop=lambda: summary.stopped_at_max_trajectories or commit.out_again,
                           on_failure=commit.skip)
         summary.failed = [unit[0].item_id for unit in failed]
     finally:
+        if ticker is not None:
+            ticker.stop()
         bar.close()
         store.close()
         pool.close()

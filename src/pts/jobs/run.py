@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
-from pts.progress import progress_bar
+from pts.progress import Ticker, progress_bar
 from pts.search.searcher import SearchSettings, TaskResult
 from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
 from pts.tasks.sources import load_tasks_from
@@ -154,7 +153,9 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
     summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = progress_bar(len(tasks), config.progress, initial=summary.resumed)
-    ticker = _Ticker(bar, getattr(pool, "engine", None), summary, start) if config.progress else None
+    ticker = Ticker(bar, pool.counters, lambda: (summary.rollouts, summary.rollout_tokens),
+                    lambda: (f"pivots {summary.pivots} of {summary.candidates} candidates" if summary.verify
+                             else f"pivots {summary.pivots}")) if config.progress else None
     traces = trace_path(config.output_path)
     context = pool.context_length
 
@@ -224,38 +225,6 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.candidates += result.candidates
     summary.dropped += result.dropped
     summary.undecided += result.undecided
-
-
-class _Ticker:
-    """Refreshes the progress bar every second while queries run: rollouts so far, their rate, pivots kept.
-
-    Finished queries alone move the bar too rarely (a query can take minutes); an engine that counts its
-    finished rollouts as it goes (``rollouts_done``) lets the display move with every few rollouts.
-    """
-
-    def __init__(self, bar, engine, summary: RunSummary, start: float, every: float = 1.0) -> None:
-        self.bar, self.engine, self.summary, self.start = bar, engine, summary, start
-        self.base = getattr(engine, "rollouts_done", None)
-        self.base_tokens = getattr(engine, "tokens_done", 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), name="pts-progress", daemon=True)
-        self._thread.start()
-
-    def _run(self, every: float) -> None:
-        while not self._stop.wait(every):
-            s = self.summary
-            if self.base is not None:
-                rollouts = self.engine.rollouts_done - self.base
-                tokens = self.engine.tokens_done - self.base_tokens
-            else:
-                rollouts, tokens = s.rollouts, s.rollout_tokens
-            elapsed = max(time.perf_counter() - self.start, 1e-9)
-            kept = f"pivots {s.pivots} of {s.candidates} candidates" if s.verify else f"pivots {s.pivots}"
-            self.bar.set_postfix_str(f"{rollouts} rollouts, {tokens / elapsed:.0f} tok/s, {kept}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 CONFIG = RunConfig
