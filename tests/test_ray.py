@@ -335,6 +335,29 @@ def critical_reference(tmp_path_factory):
             "max5": (records(base / "max5.jsonl"), done_items(base / "max5.jsonl"))}
 
 
+def test_critical_in_one_process_gives_the_same_records_whatever_the_concurrency_or_an_interruption(
+        critical_reference, tmp_path):
+    class Stopping(DistributionEngine):
+        made = 0  # (FakeEngine counts its own calls in `calls`)
+
+        def sample(self, requests, params):
+            self.made += 1
+            if self.made == 6:
+                raise KeyboardInterrupt
+            return super().sample(requests, params)
+
+    for parallel in (1, 3, 8):
+        out = tmp_path / f"p{parallel}.jsonl"
+        run_critical(out, DistributionEngine(), parallel=parallel)
+        assert (records(out), done_items(out)) == critical_reference["all"], parallel
+    out = tmp_path / "resumed.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_critical(out, Stopping(), parallel=3)
+    assert len(done_items(out)) < len(QUERIES)
+    run_critical(out, DistributionEngine(), parallel=3)
+    assert (records(out), done_items(out)) == critical_reference["all"]
+
+
 def test_critical_on_one_and_two_workers_writes_the_records_of_one_process(cluster, critical_reference, tmp_path):
     for workers, parallel in ((1, 1), (2, 2)):
         out = tmp_path / f"w{workers}.jsonl"

@@ -71,7 +71,9 @@ def connect(address: str) -> bool:
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"address": address, "log_to_driver": False, "logging_level": logging.WARNING}
+    # Ray's own notices at start (e.g. that token authentication is on) are not the user's business here;
+    # a failure still reaches them as an exception.
+    kwargs: dict[str, Any] = {"address": address, "log_to_driver": False, "logging_level": logging.ERROR}
     if address == "local":
         kwargs["include_dashboard"] = False
     try:
