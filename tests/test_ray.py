@@ -181,16 +181,22 @@ import test_ray
 from ray import cloudpickle
 from pts.jobs.run import run
 cloudpickle.register_pickle_by_value(test_ray)
-run(test_ray.ray_config(sys.argv[1], sys.argv[2], ray_workers=2),
-    test_ray.Engine(delay=0.05), test_ray.QUERIES)
+if sys.argv[3] == "run":
+    run(test_ray.ray_config(sys.argv[1], sys.argv[2], ray_workers=2), test_ray.Engine(delay=0.05), test_ray.QUERIES)
+else:
+    test_ray.run_critical(sys.argv[1], test_ray.DistributionEngine(delay=0.05), ray=sys.argv[2], ray_workers=2,
+                          parallel=1)  # two queries in flight: results are written a few at a time
 """
 
 
-def test_a_killed_driver_resumes_with_every_query_once(cluster, reference, tmp_path):
+@pytest.mark.parametrize("command", ["run", "critical"])
+def test_a_killed_driver_resumes_with_every_query_once(cluster, request, tmp_path, command):
+    expected = (request.getfixturevalue("reference") if command == "run"
+                else request.getfixturevalue("critical_reference")["all"][0])
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=os.path.dirname(__file__)))
     out = tmp_path / "out.jsonl"
-    args = [sys.executable, str(script), str(out), cluster.address]
+    args = [sys.executable, str(script), str(out), cluster.address, command]
     driver = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -209,7 +215,7 @@ def test_a_killed_driver_resumes_with_every_query_once(cluster, reference, tmp_p
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert done_items(out) == [str(i) for i in range(8)]
-    assert records(out) == reference
+    assert records(out) == expected
 
 
 def test_a_lost_node_is_survived(cluster, reference, tmp_path, caplog):
