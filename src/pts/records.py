@@ -39,8 +39,31 @@ class FirstToken:
     successes: int
 
 
-@dataclass
-class PivotalToken:
+@dataclass(kw_only=True)
+class Record:
+    """What the record kinds share: ``kind`` and ``schema_version`` say what a line is, ``timestamp`` when it
+    was written, and ``id``, when not given, is made from the kind, model, dataset item and what identifies
+    the record within it (:meth:`identity`), so a rerun writes the same ids. Fields are keyword-only."""
+
+    id: str = ""
+    kind: str = ""
+    schema_version: int = SCHEMA_VERSION
+    timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def identity(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = stable_id(self.kind, self.model_id, self.dataset_id,  # type: ignore[attr-defined]
+                                self.dataset_item_id, *self.identity())  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class PivotalToken(Record):
     """A single token whose choice moves p(success) by at least the threshold.
 
     ``pivot_context`` is the decoded text of ``pivot_context_ids``: the exact
@@ -92,18 +115,10 @@ class PivotalToken:
     position: int = 0
     solution_index: int = 0
     search: dict[str, Any] = field(default_factory=dict)
-    timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    id: str = ""
     kind: str = "pivotal_token"
-    schema_version: int = SCHEMA_VERSION
 
-    def __post_init__(self) -> None:
-        if not self.id:
-            self.id = stable_id(self.kind, self.model_id, self.dataset_id, self.dataset_item_id,
-                                self.pivot_context_ids, self.pivot_token_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def identity(self) -> tuple[Any, ...]:
+        return self.pivot_context_ids, self.pivot_token_id
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PivotalToken":
@@ -116,8 +131,8 @@ class PivotalToken:
 CRITICAL_RULES = ("first_zero_then_low", "last_zero", "none")
 
 
-@dataclass
-class CriticalToken:
+@dataclass(kw_only=True)
+class CriticalToken(Record):
     """The critical token of one incorrect trajectory (Lin et al., arXiv 2411.19943), found by rollout sampling.
 
     ``response_ids`` is the trajectory (the response after the exact prompt
@@ -176,24 +191,16 @@ class CriticalToken:
     alternatives: list[FirstToken] = field(default_factory=list)
     pass_at_k_rollouts: int = 0
     search: dict[str, Any] = field(default_factory=dict)
-    timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    id: str = ""
     kind: str = "critical_token"
-    schema_version: int = SCHEMA_VERSION
 
-    def __post_init__(self) -> None:
-        if not self.id:
-            self.id = stable_id(self.kind, self.model_id, self.dataset_id, self.dataset_item_id,
-                                self.prompt_ids, self.response_ids, self.mode)
+    def identity(self) -> tuple[Any, ...]:
+        return self.prompt_ids, self.response_ids, self.mode
 
     def context_ids(self) -> list[int]:
         """Prompt and response before the critical token: where a preference pair would branch."""
         if self.critical_position is None:
             raise ValueError("this trajectory has no critical token")
         return list(self.prompt_ids) + list(self.response_ids[: self.critical_position])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CriticalToken:

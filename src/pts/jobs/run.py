@@ -72,26 +72,31 @@ class RunConfig(SearchSettings, options.ModelOptions, options.DataOptions, optio
 
 @dataclass
 class RunSummary:
-    """Counts of one run (this invocation only, not earlier resumed ones)."""
+    """What one run did (this invocation only, not earlier resumed ones): the counts are sums over
+    ``results``, the queries written."""
 
     output_path: str
-    searched: int = 0
-    skipped: int = 0
-    too_long: int = 0
-    failed: list[str] = field(default_factory=list)
-    resumed: int = 0
-    pivots: int = 0
-    positive: int = 0
-    negative: int = 0
-    candidates: int = 0
-    dropped: int = 0
-    undecided: int = 0
     verify: bool = True
-    rollouts: int = 0
-    rollout_tokens: int = 0
+    resumed: int = 0
+    failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stopped_at_max_pairs: bool = False
     results: list[TaskResult] = field(default_factory=list, repr=False)
+
+    def _status(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    searched = property(lambda self: self._status("searched"))
+    skipped = property(lambda self: self._status("skipped"), doc="initial p outside [min_prob, max_prob]")
+    too_long = property(lambda self: self._status("too_long"), doc="prompt + response beyond the context")
+    pivots = property(lambda self: sum(len(r.pivots) for r in self.results))
+    positive = property(lambda self: sum(p.is_positive for r in self.results for p in r.pivots))
+    negative = property(lambda self: self.pivots - self.positive)
+    candidates = property(lambda self: sum(r.candidates for r in self.results))
+    dropped = property(lambda self: sum(r.dropped for r in self.results))
+    undecided = property(lambda self: sum(r.undecided for r in self.results))
+    rollouts = property(lambda self: sum(r.rollouts for r in self.results))
+    rollout_tokens = property(lambda self: sum(r.rollout_tokens for r in self.results))
 
     def format(self) -> str:
         rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
@@ -175,7 +180,7 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
         # interrupted item appends it again; readers keep the last one per solution).
         append_jsonl(traces, result.traces)
         store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
-        _count(summary, result)
+        summary.results.append(result)
         summary.seconds = time.perf_counter() - start
         bar.update(1)
 
@@ -207,24 +212,6 @@ def _check_unique_ids(tasks: list[Task]) -> None:
         if t.item_id in seen:
             raise PTSError(f"two tasks share the item id {t.item_id!r}; each needs its own to be resumed")
         seen.add(t.item_id)
-
-
-def _count(summary: RunSummary, result: TaskResult) -> None:
-    summary.results.append(result)
-    if result.status == "skipped":
-        summary.skipped += 1
-    elif result.status == "too_long":
-        summary.too_long += 1
-    else:
-        summary.searched += 1
-    summary.pivots += len(result.pivots)
-    summary.positive += sum(p.is_positive for p in result.pivots)
-    summary.negative += sum(not p.is_positive for p in result.pivots)
-    summary.rollouts += result.rollouts
-    summary.rollout_tokens += result.rollout_tokens
-    summary.candidates += result.candidates
-    summary.dropped += result.dropped
-    summary.undecided += result.undecided
 
 
 CONFIG = RunConfig
