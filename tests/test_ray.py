@@ -397,6 +397,32 @@ def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_wo
         assert again == [("2", 1)], workers  # item 2 found 2 incorrect trajectories; 1 was left
 
 
+def test_critical_input_path_responses_on_two_workers_give_the_records_of_one_process(cluster, tmp_path):
+    """--input-path: each unit carries its row's response to the worker, which tokenizes and scores it."""
+    from pts.engines.fake import FakeTokenizer
+    from pts.jobs.critical import run as critical
+    from pts.tasks.oracles import ORACLES, register_oracle
+
+    register_oracle("pass_fail", PassFailOracle)
+    try:
+        text = FakeTokenizer().decode(SCRIPT)  # the branching engine's own path: its p falls along it
+        rows = [{"question": f"q{i}?", "answer": "PASS", "response": text[: 8 + i]} for i in range(4)]
+        path = tmp_path / "responses.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        outs = {}
+        for workers in (None, 2):
+            out = outs[workers] = tmp_path / f"w{workers}.jsonl"
+            extra = {} if workers is None else {"ray": cluster.address, "ray_workers": workers}
+            summary = critical(critical_config(out, input_path=str(path), oracle="pass_fail", **extra),
+                               DistributionEngine())
+            assert summary.trajectories == 4 and not summary.failed, workers
+        assert records(outs[None]) and (records(outs[2]), done_items(outs[2])) == (
+            records(outs[None]), done_items(outs[None]))
+        assert sorted(json.loads(r)["response"] for r in records(outs[2])) == sorted(r["response"] for r in rows)
+    finally:
+        ORACLES.pop("pass_fail", None)
+
+
 def test_critical_worker_killed_by_a_query_is_replaced_and_the_query_retried(cluster, critical_reference, tmp_path,
                                                                              caplog):
     marker = tmp_path / "killed-once"
