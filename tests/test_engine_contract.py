@@ -339,6 +339,9 @@ else:
             return sorted(json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True)
                           for r in read_jsonl(path))
 
+        def traces(path):  # every estimate along every searched solution: never empty once a query is searched
+            return sorted(json.dumps(t, sort_keys=True) for t in read_jsonl(f"{path}.trace.jsonl"))
+
         settings = dict(dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
                         max_examples=2, num_samples=4, max_new_tokens=32, max_generations=2, progress=False,
                         min_prob=0.0, max_prob=1.0, engine="vllm", dtype="float32", batch_size=32, seed=3,
@@ -348,4 +351,5 @@ else:
         assert on_ray.searched == 2 and on_ray.rollouts >= 8 and not on_ray.failed
         run(RunConfig(output_path=str(here), **settings))
         assert records(there) == records(here)
+        assert traces(there) and traces(there) == traces(here)
 
