@@ -218,18 +218,26 @@ def test_a_killed_driver_resumes_with_every_query_once(cluster, request, tmp_pat
     assert records(out) == expected
 
 
-def test_a_lost_node_is_survived(cluster, reference, tmp_path, caplog):
-    """Runs last in this module: it takes a node away (and gives one back)."""
+@pytest.mark.parametrize("command", ["run", "critical"])
+def test_a_lost_node_is_survived(cluster, request, tmp_path, caplog, command):
+    """Runs last of the run tests in this module: it takes a node away (and gives one back)."""
     out = tmp_path / "out.jsonl"
     outcome = {}
+    if command == "run":
+        expected = (request.getfixturevalue("reference"), [str(i) for i in range(8)])
+        job = lambda: run(ray_config(out, cluster.address, ray_workers=2), Engine(delay=0.05), QUERIES)  # noqa: E731
+    else:
+        expected = request.getfixturevalue("critical_reference")["all"]
+        job = lambda: run_critical(out, DistributionEngine(delay=0.05), ray=cluster.address,  # noqa: E731
+                                   ray_workers=2, parallel=1)
 
-    def search():
+    def work():
         try:
-            outcome["summary"] = run(ray_config(out, cluster.address, ray_workers=2), Engine(delay=0.05), QUERIES)
+            outcome["summary"] = job()
         except BaseException as e:  # reported by the test thread
             outcome["error"] = e
 
-    thread = threading.Thread(target=search)
+    thread = threading.Thread(target=work)
     thread.start()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and thread.is_alive():
@@ -244,8 +252,7 @@ def test_a_lost_node_is_survived(cluster, reference, tmp_path, caplog):
     assert not thread.is_alive() and "error" not in outcome, outcome
     assert 1 <= done_when_lost < 8 and not outcome["summary"].failed
     assert "a Ray worker died" in caplog.text  # the one on the lost node, replaced on the head
-    assert done_items(out) == [str(i) for i in range(8)]
-    assert records(out) == reference
+    assert (records(out), done_items(out)) == (expected[0], expected[1])
 
 
 def test_without_ray_the_flag_is_one_line_exit_2(tmp_path):
