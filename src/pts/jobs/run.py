@@ -164,18 +164,21 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
     traces = trace_path(config.output_path)
     context = pool.context_length
 
+    room = config.max_pairs  # pivots --max-pairs still allows (None: no limit)
+
     def record(task: Task, result: TaskResult) -> None:
         """Write one finished query: the only place records reach the store, wherever it was searched."""
+        nonlocal room
         if result.status == "too_long":
             log.warning("item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; "
                         "skipped", task.item_id, config.max_new_tokens, context)
-        if config.max_pairs is not None:
-            room = config.max_pairs - summary.pivots
+        if room is not None:
             if room <= 0:
                 return  # not marked done: a later run with more room searches it
             if len(result.pivots) >= room:
                 result.pivots = result.pivots[:room]
                 summary.stopped_at_max_pairs = True
+            room -= len(result.pivots)
         # Traces first: an item whose records were written always has its trace (a rerun of an
         # interrupted item appends it again; readers keep the last one per solution).
         append_jsonl(traces, result.traces)
