@@ -38,12 +38,6 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-
-
-
-
-
-
 def finite_float(text: str) -> float:
     """argparse ``type`` for every float option: a number, never ``nan`` or ``inf``."""
     try:
@@ -53,8 +47,6 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
-
-
 
 
 # --- declaring options -------------------------------------------------------------------------------------------

@@ -33,21 +33,20 @@ def rounds(jobs: Iterable[Generator[R, None, Any]], on_done: Callable[[int, Any]
     running: dict[int, Generator[R, None, Any]] = dict(enumerate(jobs))
     pending: dict[int, R] = {}
 
-    def advance(i: int, first: bool = False) -> None:
-        job = running[i]
+    def advance(i: int) -> None:
         try:
-            pending[i] = next(job) if first else job.send(None)
+            pending[i] = running[i].send(None)  # starts a new generator too
         except StopIteration as stop:
             del running[i]
             pending.pop(i, None)
             on_done(i, stop.value)
 
-    for i in list(running):
-        advance(i, first=True)
-    while running:
-        yield list(pending.values())
+    while True:
         for i in list(running):
             advance(i)
+        if not running:
+            return
+        yield list(pending.values())
 
 
 def run_rounds(engine: Engine, jobs: Iterable[Steps]) -> list[Any]:
