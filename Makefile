@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: run test install clean chromium system-tools
+.PHONY: run test install clean chromium system-tools lint
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -45,6 +45,7 @@ TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j2 install install-vllm
 	$(MAKE) --no-print-directory chromium
+	$(MAKE) --no-print-directory lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 	$(MAKE) --no-print-directory test-vllm
 
@@ -55,6 +56,11 @@ chromium:
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: $(CHROMIUM) is missing; run 'apt-get install -y chromium' as root for the browser tests"; fi
+
+# Style is mechanical (ruff, configured in pyproject.toml), so reviews are about design.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV)

@@ -37,8 +37,9 @@ EASY_IDS = "HumanEval/23,HumanEval/53,HumanEval/45,HumanEval/30"
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--workers", default="1,2,4", help="pool sizes to time (default 1,2,4)")
     ap.add_argument("--isolations", default="bubblewrap,unshare,rlimits")
     ap.add_argument("--skip-run", action="store_true", help="time executions only, no model")
@@ -72,9 +73,14 @@ def time_executions(isolation: str, workers: int) -> dict:
         verdicts = list(pool.map(judge, jobs))
     seconds = time.perf_counter() - start
     assert verdicts == [True] * len(tasks) + [False] * len(tasks), "a canonical solution failed or a broken one passed"
-    return {"isolation": isolation, "workers": workers, "executions": oracle.stats()["executions"],
-            "seconds": round(seconds, 2), "executions_per_s": round(len(jobs) / seconds, 1),
-            "median_ms": round(1000 * statistics.median(durations), 1)}
+    return {
+        "isolation": isolation,
+        "workers": workers,
+        "executions": oracle.stats()["executions"],
+        "seconds": round(seconds, 2),
+        "executions_per_s": round(len(jobs) / seconds, 1),
+        "median_ms": round(1000 * statistics.median(durations), 1),
+    }
 
 
 def real_run(args: argparse.Namespace) -> dict:
@@ -85,17 +91,33 @@ def real_run(args: argparse.Namespace) -> dict:
     wanted = args.ids.split(",")
     tasks = [t for t in load_tasks("humaneval", max_examples=None) if t.item_id in wanted]
     out = Path(tempfile.mkdtemp(prefix="pts-bench-code-")) / "pivots.jsonl"
-    config = RunConfig(model=args.model, dataset="humaneval", num_samples=args.num_samples,
-                       max_new_tokens=args.max_new_tokens, max_generations=args.max_generations,
-                       output_path=str(out), progress=False)
+    config = RunConfig(
+        model=args.model,
+        dataset="humaneval",
+        num_samples=args.num_samples,
+        max_new_tokens=args.max_new_tokens,
+        max_generations=args.max_generations,
+        output_path=str(out),
+        progress=False,
+    )
     summary = run(config, tasks=tasks)
     stats = tasks[0].oracle.stats()
-    return {"model": args.model, "ids": wanted, "searched": summary.searched, "skipped": summary.skipped,
-            "pivots": summary.pivots, "rollouts": summary.rollouts, "run_seconds": round(summary.seconds, 1),
-            "judged": stats["judged"], "executions": stats["executions"], "cache_hits": stats["cache_hits"],
-            "hit_rate": round(stats["hit_rate"], 3), "timeouts": stats["timeouts"],
-            "execution_seconds": round(stats["execution_seconds"], 1),
-            "mean_ms_per_execution": round(1000 * stats["execution_seconds"] / max(stats["executions"], 1), 1)}
+    return {
+        "model": args.model,
+        "ids": wanted,
+        "searched": summary.searched,
+        "skipped": summary.skipped,
+        "pivots": summary.pivots,
+        "rollouts": summary.rollouts,
+        "run_seconds": round(summary.seconds, 1),
+        "judged": stats["judged"],
+        "executions": stats["executions"],
+        "cache_hits": stats["cache_hits"],
+        "hit_rate": round(stats["hit_rate"], 3),
+        "timeouts": stats["timeouts"],
+        "execution_seconds": round(stats["execution_seconds"], 1),
+        "mean_ms_per_execution": round(1000 * stats["execution_seconds"] / max(stats["executions"], 1), 1),
+    }
 
 
 def main() -> None:
@@ -110,10 +132,12 @@ def main() -> None:
             print(f"| {isolation} | {workers} | {row['executions_per_s']} | {row['median_ms']} |", flush=True)
     if not args.skip_run:
         results["run"] = r = real_run(args)
-        print(f"\nrun: {r['searched']} searched, {r['skipped']} skipped, {r['pivots']} pivots, {r['rollouts']} "
-              f"rollouts in {r['run_seconds']} s; judged {r['judged']}, executed {r['executions']} "
-              f"(hit rate {r['hit_rate']:.1%}), {r['execution_seconds']} s executing in all "
-              f"({r['mean_ms_per_execution']} ms each)")
+        print(
+            f"\nrun: {r['searched']} searched, {r['skipped']} skipped, {r['pivots']} pivots, {r['rollouts']} "
+            f"rollouts in {r['run_seconds']} s; judged {r['judged']}, executed {r['executions']} "
+            f"(hit rate {r['hit_rate']:.1%}), {r['execution_seconds']} s executing in all "
+            f"({r['mean_ms_per_execution']} ms each)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

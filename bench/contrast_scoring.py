@@ -47,7 +47,9 @@ def main() -> None:
     for seed in (1, 2):
         torch.manual_seed(seed)
         base = load_model(args.model, device="cpu", dtype=args.dtype).model
-        lora = LoraConfig(r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False)
+        lora = LoraConfig(
+            r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False
+        )
         models.append(get_peft_model(base, lora).eval())
     scorer = ContrastiveScorer.from_models(*models)
 
@@ -62,10 +64,16 @@ def main() -> None:
     prompt_tokens = sum(len(t.prompt_ids) for t in trajectories)
     response_tokens = sum(len(t.response_ids) for t in trajectories)
     out = {
-        "trajectories": len(trajectories), "prompts": prompts, "prompt_tokens": prompt_tokens,
-        "response_tokens": response_tokens, "dtype": args.dtype, "batch_size": args.batch_size,
-        "whole_sequences_s": round(times[False], 2), "shared_prompts_s": round(times[True], 2),
-        "speedup": round(times[False] / times[True], 2), "max_score_difference": diff,
+        "trajectories": len(trajectories),
+        "prompts": prompts,
+        "prompt_tokens": prompt_tokens,
+        "response_tokens": response_tokens,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "whole_sequences_s": round(times[False], 2),
+        "shared_prompts_s": round(times[True], 2),
+        "speedup": round(times[False] / times[True], 2),
+        "max_score_difference": diff,
         "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(out, indent=1))

@@ -56,11 +56,13 @@ MODES = ("pts", "pts-today", "baseline", "pts-no-early-stop")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--queries", type=int, default=4, help="first N queries of --dataset (default 4)")
-    ap.add_argument("--offset", type=int, default=0,
-                    help="skip this many queries first (to judge more queries in several runs)")
+    ap.add_argument(
+        "--offset", type=int, default=0, help="skip this many queries first (to judge more queries in several runs)"
+    )
     ap.add_argument("--dataset", default=None, help="dataset spec (default: pts.tasks.sources.DEFAULT_DATASET)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--num-samples", type=int, default=10)
@@ -70,19 +72,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--min-prob", type=float, default=0.2)
     ap.add_argument("--max-prob", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--modes", default="pts,baseline",
-                    help=f"comma-separated, from {', '.join(MODES)} (default pts,baseline)")
-    ap.add_argument("--confidence", type=float, default=None,
-                    help="--confidence of the pts modes (default: RunConfig's default)")
+    ap.add_argument(
+        "--modes", default="pts,baseline", help=f"comma-separated, from {', '.join(MODES)} (default pts,baseline)"
+    )
+    ap.add_argument(
+        "--confidence", type=float, default=None, help="--confidence of the pts modes (default: RunConfig's default)"
+    )
     ap.add_argument("--baseline-dtype", default="float32", help="dtype of the baseline model (default float32)")
     ap.add_argument("--pts-dtype", default="auto", help="dtype of the pts modes (default auto, as `pts run`)")
     ap.add_argument("--judge-dtype", default="float32", help="dtype of the judge's HF engine (default float32)")
     ap.add_argument("--judge-samples", type=int, default=64, help="fresh rollouts per end when judging a pivot")
-    ap.add_argument("--verify-max", type=int, default=0,
-                    help="judge at most this many pivots per mode, a seeded random subset (0 = all)")
+    ap.add_argument(
+        "--verify-max",
+        type=int,
+        default=0,
+        help="judge at most this many pivots per mode, a seeded random subset (0 = all)",
+    )
     ap.add_argument("--no-verify", action="store_true", help="skip the pivot precision step")
-    ap.add_argument("--report-only", action="store_true",
-                    help="run nothing: rebuild the table and --json from the files already in --output-dir")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild the table and --json from the files already in --output-dir",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads in every process (default: torch's)")
     ap.add_argument("--output-dir", default="bench-out/end_to_end")
     ap.add_argument("--json", default=None, help="result file (default <output-dir>/end_to_end.json)")
@@ -105,7 +116,7 @@ def load_bench_tasks(args: argparse.Namespace):
     from pts.tasks.sources import DEFAULT_DATASET, load_tasks
 
     spec = args.dataset or DEFAULT_DATASET
-    tasks = load_tasks(spec, max_examples=args.offset + args.queries, seed=args.seed)[args.offset:]
+    tasks = load_tasks(spec, max_examples=args.offset + args.queries, seed=args.seed)[args.offset :]
     if len(tasks) < args.queries:
         raise PTSError(f"{spec} has too few rows for --offset {args.offset} --queries {args.queries}")
     return spec, tasks
@@ -137,10 +148,21 @@ def run_config(args: argparse.Namespace, mode: str, spec: str, output: Path):
     """The RunConfig of ``mode``; everything the bench does not set is RunConfig's default (what `pts run` does)."""
     from pts.jobs.run import RunConfig
 
-    common = {"model": args.model, "dataset": spec, "max_examples": args.queries, "num_samples": args.num_samples,
-              "max_new_tokens": args.max_new_tokens, "max_generations": args.max_generations,
-              "prob_threshold": args.prob_threshold, "min_prob": args.min_prob, "max_prob": args.max_prob,
-              "seed": args.seed, "output_path": str(output), "overwrite": True, "progress": False}
+    common = {
+        "model": args.model,
+        "dataset": spec,
+        "max_examples": args.queries,
+        "num_samples": args.num_samples,
+        "max_new_tokens": args.max_new_tokens,
+        "max_generations": args.max_generations,
+        "prob_threshold": args.prob_threshold,
+        "min_prob": args.min_prob,
+        "max_prob": args.max_prob,
+        "seed": args.seed,
+        "output_path": str(output),
+        "overwrite": True,
+        "progress": False,
+    }
     if mode == "baseline":
         return RunConfig(**common, dtype=args.baseline_dtype, early_stop=False, parallel=1, confidence=None)
     pts = dict(common, dtype=args.pts_dtype)
@@ -224,12 +246,12 @@ def child_verify(args: argparse.Namespace) -> None:
     import random
 
     from pts.engines.hf import HFEngine
+    from pts.jobs.run import RunConfig
     from pts.models import load_model
     from pts.records import stable_seed
-    from pts.jobs.run import RunConfig
     from pts.search.estimate import SuccessEstimator
-    from pts.stats import wilson_interval
     from pts.search.searcher import SearchSettings, opens_think_block
+    from pts.stats import wilson_interval
     from pts.store import read_jsonl
     from pts.work import LocalPool, Work
 
@@ -263,15 +285,30 @@ def child_verify(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"item {r['dataset_item_id']}: the modes' prompts differ")
             response = tuple(ids[n:])
             wanted.setdefault(r["dataset_item_id"], set()).update({response, response + (r["pivot_token_id"],)})
-    pool = LocalPool(Work(lambda: engine, lambda shared: shared, lambda shared, item: judge(item),
-                          concurrency=max(1, len(prompts)), merge=True), engine)
+    pool = LocalPool(
+        Work(
+            lambda: engine,
+            lambda shared: shared,
+            lambda shared, item: judge(item),
+            concurrency=max(1, len(prompts)),
+            merge=True,
+        ),
+        engine,
+    )
     estimators = {}
     for item, prompt in prompts.items():
         prompt_text = tok.decode(prompt, skip_special_tokens=False)
         estimators[item] = SuccessEstimator(
-            pool.state, by_id[item], prompt, sampling, num_samples=samples, max_new_tokens=args.max_new_tokens,
+            pool.state,
+            by_id[item],
+            prompt,
+            sampling,
+            num_samples=samples,
+            max_new_tokens=args.max_new_tokens,
             seed=stable_seed(args.seed, "independent judge", by_id[item].dataset_id, item),
-            judge_prefix="<think>" if opens_think_block(prompt_text) else "", early_stop=True)
+            judge_prefix="<think>" if opens_think_block(prompt_text) else "",
+            early_stop=True,
+        )
 
     def judge(item: str):
         prefixes = sorted(wanted[item], key=lambda p: (len(p), p))
@@ -282,10 +319,15 @@ def child_verify(args: argparse.Namespace) -> None:
     pool.map(list(estimators), found.__setitem__)
     judge_s = time.perf_counter() - t0
 
-    result: dict[str, Any] = {"samples": samples, "judge_dtype": loaded.dtype, "judge_s": judge_s,
-                              "rollouts": sum(e.rollouts for e in estimators.values()),
-                              "rollout_tokens": sum(e.rollout_tokens for e in estimators.values()),
-                              "peak_rss_bytes": peak_rss_bytes(), "modes": {}}
+    result: dict[str, Any] = {
+        "samples": samples,
+        "judge_dtype": loaded.dtype,
+        "judge_s": judge_s,
+        "rollouts": sum(e.rollouts for e in estimators.values()),
+        "rollout_tokens": sum(e.rollout_tokens for e in estimators.values()),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "modes": {},
+    }
     for mode, rows in picked.items():
         checked = []
         for r in rows:
@@ -294,14 +336,21 @@ def child_verify(args: argparse.Namespace) -> None:
             before = found[r["dataset_item_id"]][response]
             after = found[r["dataset_item_id"]][response + (r["pivot_token_id"],)]
             delta = after.p - before.p
-            checked.append({
-                "id": r["id"], "dataset_item_id": r["dataset_item_id"], "position": r["position"],
-                "pivot_token": r["pivot_token"], "prob_delta": r["prob_delta"],
-                "verify_before": [before.successes, before.samples], "verify_after": [after.successes, after.samples],
-                "verify_delta": delta,
-                "holds": abs(delta) >= args.prob_threshold - 1e-9,
-                "holds_same_sign": abs(delta) >= args.prob_threshold - 1e-9 and (delta > 0) == (r["prob_delta"] > 0),
-            })
+            checked.append(
+                {
+                    "id": r["id"],
+                    "dataset_item_id": r["dataset_item_id"],
+                    "position": r["position"],
+                    "pivot_token": r["pivot_token"],
+                    "prob_delta": r["prob_delta"],
+                    "verify_before": [before.successes, before.samples],
+                    "verify_after": [after.successes, after.samples],
+                    "verify_delta": delta,
+                    "holds": abs(delta) >= args.prob_threshold - 1e-9,
+                    "holds_same_sign": abs(delta) >= args.prob_threshold - 1e-9
+                    and (delta > 0) == (r["prob_delta"] > 0),
+                }
+            )
         k, held = len(checked), sum(c["holds"] for c in checked)
         result["modes"][mode] = {
             "judged": k,
@@ -429,27 +478,39 @@ def print_table(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     r = doc.get("ratios") or {}
     if r:
         print("\nbaseline / pts:")
-        print(f"  run time {fmt(r['run_time_baseline_over_pts'], 'x')}, cpu time {fmt(r['cpu_time_baseline_over_pts'], 'x')}, "
-              f"rollout tokens {fmt(r['rollout_tokens_baseline_over_pts'], 'x')}, rollouts {fmt(r['rollouts_baseline_over_pts'], 'x')}, "
-              f"peak RSS {fmt(r['peak_rss_baseline_over_pts'], 'x')}")
-        print(f"  precision: pts {fmt(modes['pts'].get('precision'), 'pct')}, "
-              f"baseline {fmt(modes['baseline'].get('precision'), 'pct')}")
+        print(
+            f"  run time {fmt(r['run_time_baseline_over_pts'], 'x')}, cpu time {fmt(r['cpu_time_baseline_over_pts'], 'x')}, "
+            f"rollout tokens {fmt(r['rollout_tokens_baseline_over_pts'], 'x')}, rollouts {fmt(r['rollouts_baseline_over_pts'], 'x')}, "
+            f"peak RSS {fmt(r['peak_rss_baseline_over_pts'], 'x')}"
+        )
+        print(
+            f"  precision: pts {fmt(modes['pts'].get('precision'), 'pct')}, "
+            f"baseline {fmt(modes['baseline'].get('precision'), 'pct')}"
+        )
         if not r["same_queries_searched"]:
-            print(f"  note: the modes searched different queries (their initial estimates differ); on the "
-                  f"{len(r['searched_by_both'])} searched by both, rollout tokens baseline/pts = "
-                  f"{fmt(r['rollout_tokens_baseline_over_pts_on_queries_searched_by_both'], 'x')}")
+            print(
+                f"  note: the modes searched different queries (their initial estimates differ); on the "
+                f"{len(r['searched_by_both'])} searched by both, rollout tokens baseline/pts = "
+                f"{fmt(r['rollout_tokens_baseline_over_pts_on_queries_searched_by_both'], 'x')}"
+            )
     nt = doc.get("new_over_today")
     if nt:
-        print(f"\npts (pooled + verified) / pts-today: rollout tokens {fmt(nt['rollout_tokens'], 'x')}, "
-              f"rollouts {fmt(nt['rollouts'], 'x')}, run time {fmt(nt['run_time'], 'x')}; "
-              f"same queries searched: {nt['same_queries_searched']}")
+        print(
+            f"\npts (pooled + verified) / pts-today: rollout tokens {fmt(nt['rollout_tokens'], 'x')}, "
+            f"rollouts {fmt(nt['rollouts'], 'x')}, run time {fmt(nt['run_time'], 'x')}; "
+            f"same queries searched: {nt['same_queries_searched']}"
+        )
     es = doc.get("early_stop")
     if es:
-        print(f"\nearly stop: {es['rollout_tokens_with']} rollout tokens with, {es['rollout_tokens_without']} without "
-              f"({fmt(es['fraction_saved'], 'pct')} saved), run time without/with {fmt(es['run_time_without_over_with'], 'x')}")
+        print(
+            f"\nearly stop: {es['rollout_tokens_with']} rollout tokens with, {es['rollout_tokens_without']} without "
+            f"({fmt(es['fraction_saved'], 'pct')} saved), run time without/with {fmt(es['run_time_without_over_with'], 'x')}"
+        )
     if doc.get("verify"):
         v = doc["verify"]
-        print(f"\njudge: {v['samples']} rollouts per estimate, {v['judge_dtype']}, {v['rollouts']} rollouts, {v['judge_s']:.0f} s")
+        print(
+            f"\njudge: {v['samples']} rollouts per estimate, {v['judge_dtype']}, {v['rollouts']} rollouts, {v['judge_s']:.0f} s"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,8 +566,11 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
         modes[mode] = json.loads(summary.read_text())
         modes[mode]["process_wall_s"] = wall.get(mode)
         modes[mode]["ceiling_tok_s"] = ceiling_tok_s
-        print(f"[end_to_end] {mode}: {modes[mode]['run_s']:.0f} s, {modes[mode]['pivots']} pivots",
-              file=sys.stderr, flush=True)
+        print(
+            f"[end_to_end] {mode}: {modes[mode]['run_s']:.0f} s, {modes[mode]['pivots']} pivots",
+            file=sys.stderr,
+            flush=True,
+        )
     verify = None
     verify_path = out_dir / "verify.json"
     if not args.no_verify and any(modes[m]["pivots"] for m in modes):
@@ -517,9 +581,13 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
         if verify_path.exists():
             verify = json.loads(verify_path.read_text())
     doc = report(args, modes, verify)
-    doc = {"started": started, "command": [os.path.basename(sys.executable), "bench/end_to_end.py", *argv],
-           "settings": {k: v for k, v in vars(args).items() if k not in ("child", "mode_list")},
-           "process_wall_s": wall, **doc}
+    doc = {
+        "started": started,
+        "command": [os.path.basename(sys.executable), "bench/end_to_end.py", *argv],
+        "settings": {k: v for k, v in vars(args).items() if k not in ("child", "mode_list")},
+        "process_wall_s": wall,
+        **doc,
+    }
     write_json(json_path, doc)
     print_table(args, doc)
     print(f"\nresults: {json_path}; records and per-pivot checks in {out_dir}/")

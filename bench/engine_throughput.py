@@ -48,8 +48,11 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-generate", action="store_true")
-    ap.add_argument("--vllm", action="store_true",
-                    help="measure only the vLLM engine against the same ceiling (run with .venv-vllm/bin/python)")
+    ap.add_argument(
+        "--vllm",
+        action="store_true",
+        help="measure only the vLLM engine against the same ceiling (run with .venv-vllm/bin/python)",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -57,7 +60,9 @@ def main() -> None:
     tok = lm.tokenizer
 
     def chat(text: str) -> tuple[int, ...]:
-        return tuple(tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False))
+        return tuple(
+            tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False)
+        )
 
     prompt = chat(QUESTION)
     params = SamplingParams(temperature=0.6, top_p=0.95, top_k=20, seed=0)
@@ -75,7 +80,7 @@ def main() -> None:
             for b in args.batches:
                 eng = VLLMEngine.from_spec(args.model, device="cpu", dtype=dtype, max_num_seqs=b)
                 eng.sample([RolloutRequest(prompt, 4, 4)], params)  # warm-up
-                res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))
+                res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))  # noqa: B023 (called at once)
                 report(f"vLLM B={b} {dtype} (EOS on)", sum(len(r.token_ids) for r in res[0]), dt)
                 del eng
         return
@@ -83,10 +88,20 @@ def main() -> None:
     if not args.skip_generate:
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            out, dt = timed(lambda: lm.model.generate(
-                ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.6, top_p=0.95, top_k=20,
-                max_new_tokens=args.new, min_new_tokens=args.new, num_return_sequences=64,
-                pad_token_id=tok.pad_token_id))
+            out, dt = timed(
+                lambda: lm.model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    temperature=0.6,
+                    top_p=0.95,
+                    top_k=20,
+                    max_new_tokens=args.new,
+                    min_new_tokens=args.new,
+                    num_return_sequences=64,
+                    pad_token_id=tok.pad_token_id,
+                )
+            )
         report("HF generate num_return_sequences=64 fp32", (out.shape[1] - len(prompt)) * 64, dt)
 
     for dtype in args.dtypes:
@@ -95,7 +110,7 @@ def main() -> None:
             eng = HFEngine.from_loaded(lm, batch_size=b)
             eng.eos_token_ids = frozenset()  # every row runs to max_new_tokens
             eng.sample([RolloutRequest(prompt, 4, 4)], params)  # warm-up
-            res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))
+            res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))  # noqa: B023 (called at once)
             report(f"engine B={b} {dtype}", sum(len(r.token_ids) for r in res[0]), dt)
     lm = load_model(args.model, device="cpu", dtype="float32")
 
@@ -104,7 +119,7 @@ def main() -> None:
     req = [RolloutRequest(prompt, 64, 2 * args.new, stop=lambda s: s.count("\n") >= 2)]
     for name, below in [("shrink at once", 1.0), ("shrink at 1/8 done", 7 / 8), ("mask (never shrink)", 0.0)]:
         eng = HFEngine.from_loaded(lm, batch_size=64, compact_below=below)
-        res, dt = timed(lambda: eng.sample(req, stop))
+        res, dt = timed(lambda: eng.sample(req, stop))  # noqa: B023 (called at once)
         n = sum(len(r.token_ids) for r in res[0])
         print(f"{name:<20} 64 rows, stop at 2nd newline: {dt:5.1f}s for {n} tokens ({n / dt:.0f} tok/s)")
 

@@ -39,12 +39,18 @@ def main() -> int:
     total_rollouts = args.pivots * rollouts / pivots
     gpu_hours = total_rollouts * per_rollout / args.tokens_per_second / 3600
     print(f"pilot: {len(items)} queries, {pivots} pivots, {rollouts} rollouts, {tokens} tokens")
-    print(f"  {rollouts / len(items):.0f} rollouts per query, {rollouts / pivots:.1f} per pivot, "
-          f"{pivots / len(items):.2f} pivots per query, {tokens / rollouts:.0f} tokens per rollout")
-    print(f"full run: ~{queries:,.0f} queries, {total_rollouts:,.0f} rollouts, "
-          f"{total_rollouts * per_rollout:,.3g} generated tokens")
-    print(f"  {gpu_hours:,.0f} GPU-hours, {gpu_hours / args.gpus:,.1f} h on {args.gpus} GPU(s)"
-          + (f", about ${gpu_hours * args.gpu_hour_price:,.0f}" if args.gpu_hour_price else ""))
+    print(
+        f"  {rollouts / len(items):.0f} rollouts per query, {rollouts / pivots:.1f} per pivot, "
+        f"{pivots / len(items):.2f} pivots per query, {tokens / rollouts:.0f} tokens per rollout"
+    )
+    print(
+        f"full run: ~{queries:,.0f} queries, {total_rollouts:,.0f} rollouts, "
+        f"{total_rollouts * per_rollout:,.3g} generated tokens"
+    )
+    print(
+        f"  {gpu_hours:,.0f} GPU-hours, {gpu_hours / args.gpus:,.1f} h on {args.gpus} GPU(s)"
+        + (f", about ${gpu_hours * args.gpu_hour_price:,.0f}" if args.gpu_hour_price else "")
+    )
     return 0
 
 

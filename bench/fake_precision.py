@@ -66,24 +66,40 @@ def search_one(seed: int, settings: SearchSettings, **scenario):
     """The engine of one planted scenario and the search's result on it."""
     script, p_script, follow = planted_scenario(random.Random(seed), **scenario)
     engine = BranchingFakeEngine(p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed)
-    result = PivotalTokenSearcher(engine, settings).search(Task(PROMPT, "PASS", str(seed), "fake", "fake",
-                                                                PassFailOracle()))
+    result = PivotalTokenSearcher(engine, settings).search(
+        Task(PROMPT, "PASS", str(seed), "fake", "fake", PassFailOracle())
+    )
     return engine, result
 
 
-def measure(seeds: range, modes: dict[str, dict], *, num_samples: int = 10, max_generations: int = 3,
-            threshold: float = 0.2, **scenario) -> dict[str, Tally]:
+def measure(
+    seeds: range,
+    modes: dict[str, dict],
+    *,
+    num_samples: int = 10,
+    max_generations: int = 3,
+    threshold: float = 0.2,
+    **scenario,
+) -> dict[str, Tally]:
     """Precision and recall of each mode over ``seeds`` (the same queries and solutions for every mode)."""
     tallies = {name: Tally() for name in modes}
     for seed in seeds:
         for name, mode in modes.items():
-            settings = SearchSettings(num_samples=num_samples, max_generations=max_generations, split_at="middle",
-                                      prob_threshold=threshold, min_prob=0.0, max_prob=1.0, seed=seed,
-                                      max_new_tokens=64, **mode)
+            settings = SearchSettings(
+                num_samples=num_samples,
+                max_generations=max_generations,
+                split_at="middle",
+                prob_threshold=threshold,
+                min_prob=0.0,
+                max_prob=1.0,
+                seed=seed,
+                max_new_tokens=64,
+                **mode,
+            )
             engine, result = search_one(seed, settings, **scenario)
             solutions = [trace["solution_ids"] for trace in result.traces]
             truth = set().union(*(true_pivots(engine, s, threshold) for s in solutions)) if solutions else set()
-            got = {(tuple(r.pivot_context_ids[len(PROMPT):]), r.pivot_token_id, r.is_positive) for r in result.pivots}
+            got = {(tuple(r.pivot_context_ids[len(PROMPT) :]), r.pivot_token_id, r.is_positive) for r in result.pivots}
             t = tallies[name]
             t.records += len(got)
             t.correct += len(got & truth)
@@ -101,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=300)
     parser.add_argument("--num-samples", type=int, default=10)
     parser.add_argument("--max-generations", type=int, default=3)
-    parser.add_argument("--sweep", action="store_true",
-                        help="also measure pooled+verified at other --verify-samples / --verify-confidence values")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also measure pooled+verified at other --verify-samples / --verify-confidence values",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -117,11 +136,24 @@ def main(argv: list[str] | None = None) -> int:
     print("| mode | records | precision | true pivots | recall | candidates | rollouts per query |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, t in tallies.items():
-        print(f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.candidates} "
-              f"| {t.rollouts / t.queries:.0f} |")
-        rows.append({"mode": name, "records": t.records, "correct": t.correct, "precision": t.precision,
-                     "true_pivots": t.true_pivots, "found": t.found, "recall": t.recall,
-                     "candidates": t.candidates, "rollouts": t.rollouts, "queries": t.queries})
+        print(
+            f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.candidates} "
+            f"| {t.rollouts / t.queries:.0f} |"
+        )
+        rows.append(
+            {
+                "mode": name,
+                "records": t.records,
+                "correct": t.correct,
+                "precision": t.precision,
+                "true_pivots": t.true_pivots,
+                "found": t.found,
+                "recall": t.recall,
+                "candidates": t.candidates,
+                "rollouts": t.rollouts,
+                "queries": t.queries,
+            }
+        )
     print(f"{args.seeds} seeds in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:

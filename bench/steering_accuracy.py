@@ -110,16 +110,29 @@ def main() -> None:
                 prompt = build_prompt_ids(tok, task.prompt)
                 for j in range(args.num_samples):
                     seed = stable_seed(args.seed, task.dataset_id, task.item_id, j)
-                    text, n = generate(model, tok, prompt, seed=seed, max_new_tokens=args.max_new_tokens,
-                                       stop=task.oracle.answer_complete, hooks=hooks)
+                    text, n = generate(
+                        model,
+                        tok,
+                        prompt,
+                        seed=seed,
+                        max_new_tokens=args.max_new_tokens,
+                        stop=task.oracle.answer_complete,
+                        hooks=hooks,
+                    )
                     if hooks and hooks[0].match_found:
                         matched[arm] += 1
                     results[arm].append((task.item_id, j, bool(task.judge(text)), n))
         finally:
             steering.remove_steering_hooks(installed)
     n = len(results["base"])
-    report = {"questions": len(tasks), "samples_per_question": args.num_samples, "steering_layer": layer,
-              "vectors": len(rows), "seconds": round(time.time() - started, 1), "arms": {}}
+    report = {
+        "questions": len(tasks),
+        "samples_per_question": args.num_samples,
+        "steering_layer": layer,
+        "vectors": len(rows),
+        "seconds": round(time.time() - started, 1),
+        "arms": {},
+    }
     base_ok = sum(r[2] for r in results["base"])
     lo, hi = wilson_interval(base_ok, n, 0.95)
     report["arms"]["base"] = {"accuracy": base_ok / n, "ci": [lo, hi]}
@@ -129,15 +142,23 @@ def main() -> None:
         groups: dict[str, list[float]] = {}
         for b, s in zip(results["base"], results[arm]):
             groups.setdefault(b[0], []).append(float(s[2]) - float(b[2]))
-        d_lo, d_hi = paired_bootstrap_interval([(sum(v), len(v)) for v in groups.values()], resamples=2000,
-                                               confidence=0.95, seed=0)
+        d_lo, d_hi = paired_bootstrap_interval(
+            [(sum(v), len(v)) for v in groups.values()], resamples=2000, confidence=0.95, seed=0
+        )
         wins = sum(s[2] and not b[2] for b, s in zip(results["base"], results[arm]))
         losses = sum(b[2] and not s[2] for b, s in zip(results["base"], results[arm]))
         changed = sum(b[3] != s[3] for b, s in zip(results["base"], results[arm]))
-        report["arms"][arm] = {"accuracy": ok / n, "ci": [lo, hi], "difference": (ok - base_ok) / n,
-                               "difference_ci": [d_lo, d_hi], "steered_better": wins, "steered_worse": losses,
-                               "sign_test_p": sign_test(wins, losses), "responses_with_a_match": matched[arm],
-                               "responses_whose_length_changed": changed}
+        report["arms"][arm] = {
+            "accuracy": ok / n,
+            "ci": [lo, hi],
+            "difference": (ok - base_ok) / n,
+            "difference_ci": [d_lo, d_hi],
+            "steered_better": wins,
+            "steered_worse": losses,
+            "sign_test_p": sign_test(wins, losses),
+            "responses_with_a_match": matched[arm],
+            "responses_whose_length_changed": changed,
+        }
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -63,7 +63,9 @@ def chat_prompt(embedded_model):
     _, tok, _ = embedded_model
 
     def build(text: str) -> tuple[int, ...]:
-        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False)
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, return_dict=False
+        )
         return tuple(ids)
 
     return build

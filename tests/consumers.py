@@ -61,13 +61,26 @@ def optillm_autothink() -> dict:
             return ast.parse(f.read())
 
     init = parse("__init__.py")
-    exports = {alias.asname or alias.name for node in ast.walk(init) if isinstance(node, ast.ImportFrom)
-               for alias in node.names}
-    (decode,) = [n for n in parse("autothink.py").body if isinstance(n, ast.FunctionDef) and n.name == "autothink_decode"]
-    (default,) = [n.value for n in parse("processor.py").body if isinstance(n, ast.Assign)
-                  and [getattr(t, "id", None) for t in n.targets] == ["DEFAULT_CONFIG"]]
-    return {"version": version("optillm"), "exports": exports, "params": [a.arg for a in decode.args.args],
-            "config": ast.literal_eval(default)}
+    exports = {
+        alias.asname or alias.name
+        for node in ast.walk(init)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    (decode,) = [
+        n for n in parse("autothink.py").body if isinstance(n, ast.FunctionDef) and n.name == "autothink_decode"
+    ]
+    (default,) = [
+        n.value
+        for n in parse("processor.py").body
+        if isinstance(n, ast.Assign) and [getattr(t, "id", None) for t in n.targets] == ["DEFAULT_CONFIG"]
+    ]
+    return {
+        "version": version("optillm"),
+        "exports": exports,
+        "params": [a.arg for a in decode.args.args],
+        "config": ast.literal_eval(default),
+    }
 
 
 def repeng() -> ModuleType:

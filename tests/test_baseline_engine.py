@@ -45,8 +45,12 @@ def test_rollout_contract(engine, embedded_loaded, prompt, chat_prompt):
     model, tok = embedded_loaded.model, embedded_loaded.tokenizer
     assert isinstance(engine, Engine) and tok.eos_token_id in engine.eos_token_ids
     short = chat_prompt("What is 3+4? Answer with the number only.")
-    reqs = [RolloutRequest(prompt, 7, 12, seed=1), RolloutRequest(short, 2, 40, seed=2),
-            RolloutRequest(prompt, 0, 12, seed=3), RolloutRequest(prompt, 2, 0, seed=4)]
+    reqs = [
+        RolloutRequest(prompt, 7, 12, seed=1),
+        RolloutRequest(short, 2, 40, seed=2),
+        RolloutRequest(prompt, 0, 12, seed=3),
+        RolloutRequest(prompt, 2, 0, seed=4),
+    ]
     before = engine.calls
     out = engine.sample(reqs, SHARP)
     # 7 samples = generate(num_return_sequences=5) + generate(2); one call for the 2 of the short prompt.
@@ -66,7 +70,9 @@ def test_rollout_contract(engine, embedded_loaded, prompt, chat_prompt):
                 assert r.finish_reason == "length" and not eos_at and len(r.token_ids) == req.max_new_tokens
             reasons.add(r.finish_reason)
             ref = teacher_forced(model, req.prefix_ids, r.token_ids)
-            assert torch.allclose(torch.tensor(r.logprobs), ref, atol=1e-3), (ref - torch.tensor(r.logprobs)).abs().max()
+            assert torch.allclose(torch.tensor(r.logprobs), ref, atol=1e-3), (
+                (ref - torch.tensor(r.logprobs)).abs().max()
+            )
     assert reasons == {"eos", "length"}  # the short prompt ends within 40 tokens, the long one does not in 12
 
 
@@ -113,11 +119,37 @@ def test_bench_end_to_end_smoke(tmp_path):
     """bench/end_to_end.py with tiny settings: both modes, the judge, the table and the JSON result."""
     out = tmp_path / "out"
     result = tmp_path / "result.json"
-    cmd = [sys.executable, str(ROOT / "bench" / "end_to_end.py"), "--queries", "1", "--num-samples", "2",
-           "--max-new-tokens", "24", "--max-generations", "1", "--min-prob", "0", "--max-prob", "1",
-           "--judge-samples", "2", "--output-dir", str(out), "--json", str(result)]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
-                          text=True, timeout=600, check=False)
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "end_to_end.py"),
+        "--queries",
+        "1",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--max-generations",
+        "1",
+        "--min-prob",
+        "0",
+        "--max-prob",
+        "1",
+        "--judge-samples",
+        "2",
+        "--output-dir",
+        str(out),
+        "--json",
+        str(result),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(result.read_text())
     assert set(doc["modes"]) == {"pts", "baseline"}

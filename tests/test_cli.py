@@ -14,8 +14,9 @@ from pts.jobs.run import RunConfig
 
 def pts(*args, cwd):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "pts", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pts", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -61,24 +62,29 @@ def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, qa_file
 
 
 def test_error_lines_say_what_is_wrong(tmp_path, qa_file):
-    cases = {"parent is a file": ([str(qa_file / "out.jsonl")], f"{qa_file} is a file, not a directory"),
-             "output is the dataset": ([str(qa_file)], "is the dataset file")}
+    cases = {
+        "parent is a file": ([str(qa_file / "out.jsonl")], f"{qa_file} is a file, not a directory"),
+        "output is the dataset": ([str(qa_file)], "is the dataset file"),
+    }
     for name, (out, expected) in cases.items():
         proc = pts("run", "--dataset", str(qa_file), "--output-path", *out, cwd=tmp_path)
         assert expected in proc.stderr, (name, proc.stderr)
     assert json.loads(qa_file.read_text().splitlines()[0])["answer"] == "1"
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "--temperature", "nan"],
-    ["run", "--min-prob=-inf"],
-    ["critical", "--temperature", "inf"],
-    ["critical", "--low-threshold", "nan"],
-    ["eval", "--model", "m", "--temperature", "nan"],
-    ["export", "--input-path", "x.jsonl", "--min-prob-delta", "nan"],
-    ["contrast", "--beta", "inf"],
-    ["train", "--input-path", "x", "--output-dir", "o", "--learning-rate", "nan"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--temperature", "nan"],
+        ["run", "--min-prob=-inf"],
+        ["critical", "--temperature", "inf"],
+        ["critical", "--low-threshold", "nan"],
+        ["eval", "--model", "m", "--temperature", "nan"],
+        ["export", "--input-path", "x.jsonl", "--min-prob-delta", "nan"],
+        ["contrast", "--beta", "inf"],
+        ["train", "--input-path", "x", "--output-dir", "o", "--learning-rate", "nan"],
+    ],
+)
 def test_every_float_option_refuses_nan_and_inf(tmp_path, command):
     proc = pts(*command, cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
@@ -88,14 +94,41 @@ def test_every_float_option_refuses_nan_and_inf(tmp_path, command):
 
 def test_cli_flags_mirror_the_config_fields():
     parser = build_parser()
-    args = parser.parse_args(["run", "--num-samples", "7", "--no-chat-template", "--split-at", "middle",
-                              "--max-pairs", "3", "--no-resume", "--confidence", "0.9", "--parallel", "2"])
-    assert (args.num_samples, args.chat_template, args.split_at, args.max_pairs, args.resume) == (7, False, "middle", 3, False)
+    args = parser.parse_args(
+        [
+            "run",
+            "--num-samples",
+            "7",
+            "--no-chat-template",
+            "--split-at",
+            "middle",
+            "--max-pairs",
+            "3",
+            "--no-resume",
+            "--confidence",
+            "0.9",
+            "--parallel",
+            "2",
+        ]
+    )
+    assert (args.num_samples, args.chat_template, args.split_at, args.max_pairs, args.resume) == (
+        7,
+        False,
+        "middle",
+        3,
+        False,
+    )
     assert (args.confidence, args.parallel) == (0.9, 2)
     defaults = parser.parse_args(["run"])
     for f in dataclasses.fields(RunConfig):
         assert getattr(defaults, f.name) == getattr(RunConfig(), f.name), f.name
-    assert (defaults.prob_threshold, defaults.temperature, defaults.top_p, defaults.top_k, defaults.min_p) == (0.2, 0.6, 0.95, 20, 0.0)
+    assert (defaults.prob_threshold, defaults.temperature, defaults.top_p, defaults.top_k, defaults.min_p) == (
+        0.2,
+        0.6,
+        0.95,
+        20,
+        0.0,
+    )
     assert defaults.output_path == "pivotal_tokens.jsonl"
 
 
@@ -111,7 +144,12 @@ def test_shared_option_checks_name_the_flag_and_let_unset_values_pass():
         DPOSettings(min_prob_delta=1.5).validate()
     good = {"temperature": 0.0, "top_p": 0.0, "top_k": 0, "min_p": 1.0}  # greedy, top-1, no top-k: all allowed
     EvalSettings(**good).validate()
-    for bad, flag in [({"temperature": -0.1}, "--temperature"), ({"top_p": 1.01}, "--top-p"),
-                      ({"min_p": -0.5}, "--min-p"), ({"top_k": -1}, "--top-k"), ({"top_p": float("nan")}, "--top-p")]:
+    for bad, flag in [
+        ({"temperature": -0.1}, "--temperature"),
+        ({"top_p": 1.01}, "--top-p"),
+        ({"min_p": -0.5}, "--min-p"),
+        ({"top_k": -1}, "--top-k"),
+        ({"top_p": float("nan")}, "--top-p"),
+    ]:
         with pytest.raises(PTSError, match=f"^{flag} must"):
             EvalSettings(**{**good, **bad}).validate()

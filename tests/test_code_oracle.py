@@ -26,8 +26,9 @@ def require(condition: bool, what: str) -> None:
         pytest.skip(f"{what} is not available")
 
 
-ADD = CodeReference(header='def add(a, b):\n    """Sum of a and b."""\n', tests="assert add(1, 2) == 3\n",
-                    entry_point="add")
+ADD = CodeReference(
+    header='def add(a, b):\n    """Sum of a and b."""\n', tests="assert add(1, 2) == 3\n", entry_point="add"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +36,26 @@ def humaneval():
     return load_tasks("humaneval", max_examples=None), {r["task_id"]: r for r in read_humaneval()}
 
 
-@pytest.mark.parametrize("completion, code, fenced, complete", [
-    # Raw continuation of a header: the body, ended by a line at column 0 or a fence.
-    ("    return a + b\n", "    return a + b\n", False, False),
-    ("    return a + b\n\nprint(add(1, 2))\n", "    return a + b\n\n", False, True),
-    ("    return a + b\n```\nMore text", "    return a + b\n", False, True),
-    ("    x = a\n\n    return x + b\n", "    x = a\n\n    return x + b\n", False, False),
-    # A chat reply: prose, then a fenced block (the first one).
-    ("Sure!\n```python\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b\n", True, False),
-    ("Sure!\n```python\ndef add(a, b):\n    return a + b\n```\nDone.\n```python\nx\n```",
-     "def add(a, b):\n    return a + b\n", True, True),
-    ("```py", "", True, False),
-    ("Let me think", "Let me think", False, False),
-])
+@pytest.mark.parametrize(
+    "completion, code, fenced, complete",
+    [
+        # Raw continuation of a header: the body, ended by a line at column 0 or a fence.
+        ("    return a + b\n", "    return a + b\n", False, False),
+        ("    return a + b\n\nprint(add(1, 2))\n", "    return a + b\n\n", False, True),
+        ("    return a + b\n```\nMore text", "    return a + b\n", False, True),
+        ("    x = a\n\n    return x + b\n", "    x = a\n\n    return x + b\n", False, False),
+        # A chat reply: prose, then a fenced block (the first one).
+        ("Sure!\n```python\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b\n", True, False),
+        (
+            "Sure!\n```python\ndef add(a, b):\n    return a + b\n```\nDone.\n```python\nx\n```",
+            "def add(a, b):\n    return a + b\n",
+            True,
+            True,
+        ),
+        ("```py", "", True, False),
+        ("Let me think", "Let me think", False, False),
+    ],
+)
 def test_split_code(completion, code, fenced, complete):
     assert split_code(completion, PYTHON) == (code, fenced, complete)
 
@@ -74,15 +82,18 @@ def test_program_keeps_the_header_before_a_whole_function():
     assert oracle.program("    return a + b\n", ADD) == ADD.header + "    return a + b\n\n\n" + ADD.tests + "\n"
 
 
-@pytest.mark.parametrize("completion, ok", [
-    ("    return a + b\n", True),
-    ("```python\ndef add(a, b):\n    return a + b\n```", True),
-    ("    return a - b\n", False),
-    ("    return a +\n", False),  # syntax error
-    ("    raise SystemExit(0)\n", False),  # exits 0 before the tests have run: no pass marker
-    ("    import os; os._exit(0)\n", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "completion, ok",
+    [
+        ("    return a + b\n", True),
+        ("```python\ndef add(a, b):\n    return a + b\n```", True),
+        ("    return a - b\n", False),
+        ("    return a +\n", False),  # syntax error
+        ("    raise SystemExit(0)\n", False),  # exits 0 before the tests have run: no pass marker
+        ("    import os; os._exit(0)\n", False),
+        ("", False),
+    ],
+)
 def test_judge_runs_the_tests(completion, ok):
     assert CodeOracle().judge(completion, ADD) is ok
 
@@ -157,13 +168,22 @@ def _write(path, rows):
 
 
 MBPP_ROWS = [
-    {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character.",
-     "code": "def remove_Occ(s,ch):\r\n    s = s.replace(ch, '', 1)\r\n    return s[::-1].replace(ch, '', 1)[::-1]",
-     "test_list": ['assert remove_Occ("hello","l") == "heo"', 'assert remove_Occ("abcda","a") == "bcd"'],
-     "test_setup_code": "", "challenge_test_list": []},
-    {"task_id": 12, "text": "Write a function to square a number.", "code": "import math\ndef sq(x):\n    return x*x",
-     "test_list": ["assert math.isclose(sq(1.5), 2.25)", "assert sq(3) == 9"], "test_setup_code": "import math",
-     "challenge_test_list": []},
+    {
+        "task_id": 11,
+        "text": "Write a python function to remove first and last occurrence of a given character.",
+        "code": "def remove_Occ(s,ch):\r\n    s = s.replace(ch, '', 1)\r\n    return s[::-1].replace(ch, '', 1)[::-1]",
+        "test_list": ['assert remove_Occ("hello","l") == "heo"', 'assert remove_Occ("abcda","a") == "bcd"'],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+    },
+    {
+        "task_id": 12,
+        "text": "Write a function to square a number.",
+        "code": "import math\ndef sq(x):\n    return x*x",
+        "test_list": ["assert math.isclose(sq(1.5), 2.25)", "assert sq(3) == 9"],
+        "test_setup_code": "import math",
+        "challenge_test_list": [],
+    },
 ]
 
 
@@ -221,11 +241,14 @@ def test_explicit_fields_keep_the_generic_reading(tmp_path):
     assert task.task_type == "exact"
 
 
-@pytest.mark.parametrize("spec, kwargs, message", [
-    ("rg:chain_sum", {"oracle": "code"}, "reasoning-gym tasks have none"),
-    ("humaneval", {"oracle": "code:ruby"}, "unknown code language 'ruby'"),
-    ("QA", {"oracle": "code"}, "no code task shape"),
-])
+@pytest.mark.parametrize(
+    "spec, kwargs, message",
+    [
+        ("rg:chain_sum", {"oracle": "code"}, "reasoning-gym tasks have none"),
+        ("humaneval", {"oracle": "code:ruby"}, "unknown code language 'ruby'"),
+        ("QA", {"oracle": "code"}, "no code task shape"),
+    ],
+)
 def test_bad_code_requests(tmp_path, spec, kwargs, message):
     if spec == "QA":
         spec = str(tmp_path / "qa.jsonl")
@@ -235,19 +258,35 @@ def test_bad_code_requests(tmp_path, spec, kwargs, message):
 
 
 def test_cli_bad_code_oracle_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pts", "run", "--dataset", "humaneval", "--oracle", "code:cobol",
-                           "--output-path", str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pts",
+            "run",
+            "--dataset",
+            "humaneval",
+            "--oracle",
+            "code:cobol",
+            "--output-path",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "unknown code language 'cobol'" in proc.stderr
     assert get_oracle("humaneval").name == "code"
 
 
 JS_ROW = {
-    "task_id": "JavaScript/0", "entry_point": "add",
+    "task_id": "JavaScript/0",
+    "entry_point": "add",
     "prompt": "/* Sum of a and b. */\nconst add = (a, b) => {\n",
     "canonical_solution": "  return a + b;\n}\n",
     "test": "const testAdd = () => {\n  console.assert = null;\n  if (add(1, 2) !== 3) throw new Error('add');\n}\n"
-            "testAdd()\n",
+    "testAdd()\n",
 }
 
 

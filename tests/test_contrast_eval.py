@@ -55,14 +55,17 @@ def test_contrastive_scores_properties():
     lp_pos, lp_neg = logits_pos.log_softmax(-1), logits_neg.log_softmax(-1)
     ids = torch.tensor([3, 7, 0, 49, 12])
     # beta = 0 is the positive model's probability of the token.
-    assert torch.allclose(contrastive_scores(lp_pos, lp_neg, ids, beta=0.0), lp_pos.exp()[torch.arange(5), ids],
-                          atol=1e-6)
+    assert torch.allclose(
+        contrastive_scores(lp_pos, lp_neg, ids, beta=0.0), lp_pos.exp()[torch.arange(5), ids], atol=1e-6
+    )
     # Two identical models give that probability for any beta.
-    assert torch.allclose(contrastive_scores(lp_pos, lp_pos, ids, beta=3.0), lp_pos.exp()[torch.arange(5), ids],
-                          atol=1e-5)
+    assert torch.allclose(
+        contrastive_scores(lp_pos, lp_pos, ids, beta=3.0), lp_pos.exp()[torch.arange(5), ids], atol=1e-5
+    )
     # Raw logits give the same scores (the authors' code contrasts logits): the softmax removes per-row constants.
-    assert torch.allclose(contrastive_scores(logits_pos, logits_neg, ids), contrastive_scores(lp_pos, lp_neg, ids),
-                          atol=1e-5)
+    assert torch.allclose(
+        contrastive_scores(logits_pos, logits_neg, ids), contrastive_scores(lp_pos, lp_neg, ids), atol=1e-5
+    )
     # A scored distribution over the whole vocabulary sums to one.
     total = sum(contrastive_scores(lp_pos, lp_neg, torch.full((5,), v)) for v in range(50))
     assert torch.allclose(total, torch.ones(5), atol=1e-5)
@@ -74,15 +77,35 @@ def test_contrastive_scores_properties():
 
 
 def _traj(item, correct, answer, n, finish="eos"):
-    return Trajectory(query=f"q{item}", answer="4", prompt_ids=[1, 2], response_ids=[10 + n, 3], response=str(answer),
-                      correct=correct, answer_key=answer, dataset_id="d", dataset_item_id=str(item),
-                      sample_index=n, finish_reason=finish)
+    return Trajectory(
+        query=f"q{item}",
+        answer="4",
+        prompt_ids=[1, 2],
+        response_ids=[10 + n, 3],
+        response=str(answer),
+        correct=correct,
+        answer_key=answer,
+        dataset_id="d",
+        dataset_item_id=str(item),
+        sample_index=n,
+        finish_reason=finish,
+    )
 
 
 def test_select_training_sets_follows_the_authors_rule():
     # Query 0: 2 correct; wrong answers 5 x3, 6 x2, 7 x1, 8 x1, one without an answer, one cut off (9).
-    answers = [(True, "4"), (True, "4"), (False, "5"), (False, "5"), (False, "5"), (False, "6"), (False, "6"),
-               (False, "7"), (False, "8"), (False, None)]
+    answers = [
+        (True, "4"),
+        (True, "4"),
+        (False, "5"),
+        (False, "5"),
+        (False, "5"),
+        (False, "6"),
+        (False, "6"),
+        (False, "7"),
+        (False, "8"),
+        (False, None),
+    ]
     rows = [_traj(0, ok, a, n) for n, (ok, a) in enumerate(answers)] + [_traj(0, False, "9", 10, "length")]
     pos, neg = select_training_sets(rows, negative_top_p=0.5)
     # 7 wrong responses with an answer: cover ceil(3.5) = 4 -> "5" (3) then "6" (2); one trajectory each.
@@ -180,9 +203,29 @@ def test_evaluate_on_fake_engine_counts_exactly():
 
 # ---- end to end on the embedded model -----------------------------------------------------------
 
-CONTRAST_ARGS = ["--dataset", DATASET, "--max-examples", "2", "--num-trajectories", "4", "--max-new-tokens", "40",
-                 "--max-steps", "1", "--lora-r", "2", "--lora-alpha", "4", "--dtype", "float32", "--device", "cpu",
-                 "--seed", "42", "--no-progress"]
+CONTRAST_ARGS = [
+    "--dataset",
+    DATASET,
+    "--max-examples",
+    "2",
+    "--num-trajectories",
+    "4",
+    "--max-new-tokens",
+    "40",
+    "--max-steps",
+    "1",
+    "--lora-r",
+    "2",
+    "--lora-alpha",
+    "4",
+    "--dtype",
+    "float32",
+    "--device",
+    "cpu",
+    "--seed",
+    "42",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +270,10 @@ def test_contrast_scores_match_an_unbatched_forward_pass(contrast_dir, embedded_
     rows = sorted(rows, key=lambda r: len(r["response_ids"]))
     check = [rows[0], rows[-1]]  # shortest and longest: the most and least padded rows of the batch
     tok = embedded_loaded.tokenizer
-    models = [load_model_or_adapter(str(contrast_dir / f"{role}-adapter"), device="cpu", dtype="float32").model
-              for role in ("positive", "negative")]
+    models = [
+        load_model_or_adapter(str(contrast_dir / f"{role}-adapter"), device="cpu", dtype="float32").model
+        for role in ("positive", "negative")
+    ]
     for r in check:
         assert [tok.decode([i], skip_special_tokens=False) for i in r["response_ids"]] == r["tokens"]
         ids = torch.tensor([r["prompt_ids"] + r["response_ids"]])
@@ -241,7 +286,9 @@ def test_contrast_scores_match_an_unbatched_forward_pass(contrast_dir, embedded_
         assert r["logp_pos"] == pytest.approx(lps[0][torch.arange(n), target].tolist(), abs=2e-4)
         assert r["logp_neg"] == pytest.approx(lps[1][torch.arange(n), target].tolist(), abs=2e-4)
     # The adapters changed the weights (one step), so the two models differ from each other.
-    assert not torch.equal(models[0].model.layers[0].mlp.down_proj.weight, models[1].model.layers[0].mlp.down_proj.weight)
+    assert not torch.equal(
+        models[0].model.layers[0].mlp.down_proj.weight, models[1].model.layers[0].mlp.down_proj.weight
+    )
 
 
 @pytest.mark.slow
@@ -249,16 +296,22 @@ def test_shared_prompt_scoring_equals_scoring_each_trajectory_alone(contrast_dir
     from pts.contrast.score import ContrastiveScorer
 
     rows = read_jsonl(contrast_dir / "scores.jsonl")
-    trajectories = [Trajectory("q", "a", r["prompt_ids"], r["response_ids"], "", r["correct"], None, "d", str(n))
-                    for n, r in enumerate(rows)]
+    trajectories = [
+        Trajectory("q", "a", r["prompt_ids"], r["response_ids"], "", r["correct"], None, "d", str(n))
+        for n, r in enumerate(rows)
+    ]
     assert max(sum(t.prompt_ids == u.prompt_ids for u in trajectories) for t in trajectories) > 1  # prompts shared
-    models = [load_model_or_adapter(str(contrast_dir / f"{role}-adapter"), device="cpu", dtype="float32").model
-              for role in ("positive", "negative")]
+    models = [
+        load_model_or_adapter(str(contrast_dir / f"{role}-adapter"), device="cpu", dtype="float32").model
+        for role in ("positive", "negative")
+    ]
     scorer = ContrastiveScorer.from_models(*models)
     together = scorer.score(trajectories, batch_size=3)  # prompt keys/values shared, groups split over batches
     alone = [scorer.score([t])[0] for t in trajectories]  # whole sequences, one at a time
-    singles = scorer.score([t for t in trajectories if t.prompt_ids == trajectories[0].prompt_ids][:1]
-                           + [t for t in trajectories if t.prompt_ids != trajectories[0].prompt_ids][:1])
+    singles = scorer.score(
+        [t for t in trajectories if t.prompt_ids == trajectories[0].prompt_ids][:1]
+        + [t for t in trajectories if t.prompt_ids != trajectories[0].prompt_ids][:1]
+    )
     for got, want, row in zip(together, alone, rows):
         for key in ("scores", "logp_pos", "logp_neg"):
             assert got[key] == pytest.approx(want[key], abs=2e-4) and got[key] == pytest.approx(row[key], abs=2e-4)
@@ -269,14 +322,38 @@ def test_shared_prompt_scoring_equals_scoring_each_trajectory_alone(contrast_dir
 def test_contrast_scores_text_trajectories_with_given_models(contrast_dir, tmp_path, capsys):
     query = "State the final answer to the following arithmetic problem: 2 + 3 ="
     path = tmp_path / "traj.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"query": query, "answer": "5", "response": "2 + 3 = 5. The answer is 5."},
-        {"query": query, "answer": "5", "response": "The answer is 6."},
-    ]))
+    path.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"query": query, "answer": "5", "response": "2 + 3 = 5. The answer is 5."},
+                {"query": query, "answer": "5", "response": "The answer is 6."},
+            ]
+        )
+    )
     out = tmp_path / "scored"
-    rc = pts_main(["contrast", "--input-path", str(path), "--positive-model", str(contrast_dir / "positive-adapter"),
-                   "--negative-model", str(contrast_dir / "negative-adapter"), "--dtype", "float32", "--device", "cpu",
-                   "--beta", "0.5", "--score", "incorrect", "--output-dir", str(out), "--no-progress"])
+    rc = pts_main(
+        [
+            "contrast",
+            "--input-path",
+            str(path),
+            "--positive-model",
+            str(contrast_dir / "positive-adapter"),
+            "--negative-model",
+            str(contrast_dir / "negative-adapter"),
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--beta",
+            "0.5",
+            "--score",
+            "incorrect",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["scores.jsonl"]  # nothing sampled or trained
     (row,) = read_jsonl(out / "scores.jsonl")
@@ -289,9 +366,31 @@ def test_contrast_scores_text_trajectories_with_given_models(contrast_dir, tmp_p
 def test_eval_base_and_adapter_paired(contrast_dir, tmp_path, embedded_loaded, capsys):
     adapter, other = str(contrast_dir / "positive-adapter"), str(contrast_dir / "negative-adapter")
     rows_path, summary_path = tmp_path / "eval.jsonl", tmp_path / "summary.json"
-    rc = pts_main(["eval", "--dataset", DATASET, "--max-examples", "2", "--num-samples", "2", "--max-new-tokens",
-                   "32", "--dtype", "float32", "--device", "cpu", "--compare", adapter, other, "--output-path",
-                   str(rows_path), "--summary-path", str(summary_path), "--no-progress"])
+    rc = pts_main(
+        [
+            "eval",
+            "--dataset",
+            DATASET,
+            "--max-examples",
+            "2",
+            "--num-samples",
+            "2",
+            "--max-new-tokens",
+            "32",
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--compare",
+            adapter,
+            other,
+            "--output-path",
+            str(rows_path),
+            "--summary-path",
+            str(summary_path),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "paired comparison" in captured.out and "pass@2" in captured.out
@@ -305,7 +404,10 @@ def test_eval_base_and_adapter_paired(contrast_dir, tmp_path, embedded_loaded, c
         assert s["pass_at_k"]["1"] == pytest.approx(s["accuracy"]) and s["pass_at_k"]["2"] >= s["pass_at_k"]["1"]
     # each --compare model against --model, then against each other
     assert [(c["model_a"], c["model_b"]) for c in summary["comparisons"]] == [
-        (base["model_id"], adapter), (base["model_id"], other), (adapter, other)]
+        (base["model_id"], adapter),
+        (base["model_id"], other),
+        (adapter, other),
+    ]
     accuracy = {s["model_id"]: s["accuracy"] for s in summary["results"]}
     for c in summary["comparisons"]:
         assert c["diff"] == pytest.approx(accuracy[c["model_b"]] - accuracy[c["model_a"]])
@@ -383,7 +485,23 @@ def test_contrast_refuses_to_overwrite_and_rejects_bad_rows(contrast_dir, tmp_pa
     assert (contrast_dir / "scores.jsonl").read_text() == before
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"query": "q", "answer": "1"}) + "\n")
-    _fails(["contrast", "--input-path", str(bad), "--positive-model", str(contrast_dir / "positive-adapter"),
-            "--negative-model", str(contrast_dir / "negative-adapter"), "--dtype", "float32", "--device", "cpu",
-            "--output-dir", str(tmp_path / "o")], capsys, "no response")
+    _fails(
+        [
+            "contrast",
+            "--input-path",
+            str(bad),
+            "--positive-model",
+            str(contrast_dir / "positive-adapter"),
+            "--negative-model",
+            str(contrast_dir / "negative-adapter"),
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+        "no response",
+    )
     assert not (tmp_path / "o" / "scores.jsonl").exists()

@@ -35,6 +35,7 @@ PROMPT_IDS = [token(c) for c in PROMPT]
 
 # --- the paper's rule on hand-made scores --------------------------------------------------------------
 
+
 def authors_rule(counts):
     """The authors' analysis loop (rollout_sampling_for_critical_tokens.py), on correct-rollout counts of 64."""
     min_prefix, last_min_prefix, has_find = None, None, False
@@ -85,6 +86,7 @@ def test_rule_matches_the_authors_loop_on_random_counts():
 
 # --- Pass@k ---------------------------------------------------------------------------------------------
 
+
 def test_pass_at_k_hand_computed():
     # n=5, c=2: 1 - C(3,k)/C(5,k).
     assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
@@ -116,6 +118,7 @@ def test_pass_at_k_equals_the_binomial_formula_and_stays_stable():
 
 # --- scan and search on the fake engine -------------------------------------------------------------------
 
+
 def fake_task(item_id="0"):
     return Task(PROMPT, "PASS", item_id, "fake", "fake", PassFailOracle())
 
@@ -135,8 +138,16 @@ def find(counts, mode, k=16, terminal=True, distribution=None, **kw):
     script, response, p = trajectory(counts, k, terminal)
     engine = FakeEngine(p, script, prompt_length=len(PROMPT))
     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=kw.pop("pass_at_k", 0), **kw)
-    finder = CriticalTokenFinder(engine, fake_task(), PROMPT_IDS, SamplingParams(), settings,
-                                 max_new_tokens=1000, seed=1, distribution=distribution)
+    finder = CriticalTokenFinder(
+        engine,
+        fake_task(),
+        PROMPT_IDS,
+        SamplingParams(),
+        settings,
+        max_new_tokens=1000,
+        seed=1,
+        distribution=distribution,
+    )
     (result,) = finder.find([response])
     return result, engine
 
@@ -147,7 +158,7 @@ def test_scan_finds_the_planted_critical_token_with_k_rollouts_per_token_in_one_
     assert (result.position, result.rule) == (6, "first_zero_then_low")
     assert result.token_id == token("g") and result.score == 0.0
     assert [round(s * 64) for s in result.scores[: len(counts)]] == counts
-    assert result.scores[len(counts):] == [0.0, 0.0]  # FAIL and EOS: terminal, judged once, no rollouts
+    assert result.scores[len(counts) :] == [0.0, 0.0]  # FAIL and EOS: terminal, judged once, no rollouts
     assert engine.calls == 1 and engine.rollouts == result.rollouts == 64 * len(counts)
 
 
@@ -250,6 +261,7 @@ def test_search_checks_later_tokens_and_moves_past_a_rebound():
 
 # --- Pass@k with and without the critical token, on the fake engine ----------------------------------------
 
+
 def test_alternative_distribution_applies_the_sampler_and_excludes_the_token():
     logprobs = [math.log(p) for p in (0.5, 0.3, 0.15, 0.05)]
     ids, probs, support = alternative_distribution(logprobs, 0, SamplingParams(temperature=1.0, top_p=1.0, top_k=3))
@@ -257,8 +269,9 @@ def test_alternative_distribution_applies_the_sampler_and_excludes_the_token():
     # top-p 0.7 keeps the head whose mass reaches 0.7 (0.5 + 0.3), as the engine samples; then 1 goes.
     ids, probs, _ = alternative_distribution(logprobs, 1, SamplingParams(temperature=1.0, top_p=0.7, top_k=0))
     assert ids == [0] and probs == [1.0]
-    ids, probs, _ = alternative_distribution(logprobs, 0, SamplingParams(temperature=1.0, top_p=1.0, top_k=0,
-                                                                         min_p=0.5))
+    ids, probs, _ = alternative_distribution(
+        logprobs, 0, SamplingParams(temperature=1.0, top_p=1.0, top_k=0, min_p=0.5)
+    )
     assert ids == [1]  # min-p keeps tokens with at least half the top probability: 0.5 and 0.3
     # The sampler would always pick the excluded token: the full distribution stands in.
     ids, probs, support = alternative_distribution(logprobs, 0, SamplingParams(temperature=0.0))
@@ -289,8 +302,9 @@ def test_pass_at_k_with_and_without_the_critical_token():
     engine = FakeEngine(p, script, prompt_length=len(PROMPT))
     settings = CriticalSettings(rollouts=64, mode="search", pass_at_k=40)
     params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0)
-    finder = CriticalTokenFinder(engine, fake_task(), PROMPT_IDS, params, settings, max_new_tokens=100, seed=5,
-                                 distribution=distribution)
+    finder = CriticalTokenFinder(
+        engine, fake_task(), PROMPT_IDS, params, settings, max_new_tokens=100, seed=5, distribution=distribution
+    )
     (result,) = finder.find([response])
     assert result.position == 2 and result.token_id == token("c")
     assert token("c") not in result.alternatives
@@ -303,19 +317,49 @@ def test_pass_at_k_with_and_without_the_critical_token():
     assert result.samples_with == 40 and result.successes_with == 0 and result.pass_at_k_with == [0.0] * 40
     # Fresh rollouts keeping the token (not the scan's) and one per alternative.
     assert result.pass_at_k_rollouts == 40 + 40
-    again = CriticalTokenFinder(FakeEngine(p, script, prompt_length=len(PROMPT)), fake_task(), PROMPT_IDS, params,
-                                settings, max_new_tokens=100, seed=5, distribution=distribution).find([response])[0]
+    again = CriticalTokenFinder(
+        FakeEngine(p, script, prompt_length=len(PROMPT)),
+        fake_task(),
+        PROMPT_IDS,
+        params,
+        settings,
+        max_new_tokens=100,
+        seed=5,
+        distribution=distribution,
+    ).find([response])[0]
     assert again.alternatives == result.alternatives  # seeded
 
 
 def test_records_round_trip():
     record = CriticalToken(
-        model_id="m", query="q", answer="a", response="r", response_ids=[5, 6, 7], prompt_ids=[1, 2],
-        prompt_length=2, critical_position=1, critical_token="x", critical_token_id=6, critical_context="..",
-        rule="first_zero_then_low", score=0.0, scores=[0.5, 0.0, None], score_samples=[8, 64, 0],
-        score_successes=[4, 0, 0], score_terminal=[False, False, False], low_threshold=0.05, mode="search", rollouts=72, task_type="t",
-        dataset_id="d", dataset_item_id="0", pass_at_k_with=[0.0], pass_at_k_without=[1.0],
-        samples_with=1, samples_without=1, successes_without=1,
+        model_id="m",
+        query="q",
+        answer="a",
+        response="r",
+        response_ids=[5, 6, 7],
+        prompt_ids=[1, 2],
+        prompt_length=2,
+        critical_position=1,
+        critical_token="x",
+        critical_token_id=6,
+        critical_context="..",
+        rule="first_zero_then_low",
+        score=0.0,
+        scores=[0.5, 0.0, None],
+        score_samples=[8, 64, 0],
+        score_successes=[4, 0, 0],
+        score_terminal=[False, False, False],
+        low_threshold=0.05,
+        mode="search",
+        rollouts=72,
+        task_type="t",
+        dataset_id="d",
+        dataset_item_id="0",
+        pass_at_k_with=[0.0],
+        pass_at_k_without=[1.0],
+        samples_with=1,
+        samples_without=1,
+        successes_without=1,
     )
     data = json.loads(json.dumps(record.to_dict()))
     back = CriticalToken.from_dict(data)
@@ -335,14 +379,30 @@ def test_search_agrees_with_scan_on_the_embedded_model(embedded_engine):
     tok = embedded_engine.tokenizer
     tasks = load_tasks(DATASET, max_examples=6, seed=3)
     prompts = [build_prompt_ids(tok, t.prompt) for t in tasks]
-    samplers = [StagedEstimator(embedded_engine, t, p, params, num_samples=4, max_new_tokens=16, seed=7,
-                                keep_rollouts=True) for t, p in zip(tasks, prompts)]
+    samplers = [
+        StagedEstimator(embedded_engine, t, p, params, num_samples=4, max_new_tokens=16, seed=7, keep_rollouts=True)
+        for t, p in zip(tasks, prompts)
+    ]
     fulfil(embedded_engine, [(s, {(): 4}) for s in samplers])  # one engine call for every query
-    picked = [(t, p, wrong[0]) for t, p, s in zip(tasks, prompts, samplers)
-              if (wrong := incorrect_trajectories(t, s.drawn[()]))][:2]
+    picked = [
+        (t, p, wrong[0])
+        for t, p, s in zip(tasks, prompts, samplers)
+        if (wrong := incorrect_trajectories(t, s.drawn[()]))
+    ][:2]
     assert len(picked) == 2, "the embedded model solved every sampled query"
-    finders = [CriticalTokenFinder(embedded_engine, t, p, params, CriticalSettings(rollouts=4, mode=mode, pass_at_k=0),
-                                   max_new_tokens=16, seed=11) for mode in ("scan", "search") for t, p, _ in picked]
+    finders = [
+        CriticalTokenFinder(
+            embedded_engine,
+            t,
+            p,
+            params,
+            CriticalSettings(rollouts=4, mode=mode, pass_at_k=0),
+            max_new_tokens=16,
+            seed=11,
+        )
+        for mode in ("scan", "search")
+        for t, p, _ in picked
+    ]
     results = run_rounds(embedded_engine, [f.steps([traj]) for f, (_, _, traj) in zip(finders, picked * 2)])
     for i in range(2):
         (scan,), (search,) = results[i], results[i + 2]
@@ -363,13 +423,22 @@ def test_input_path_rows_are_scored_and_resumed(embedded_engine, tmp_path):
     path = tmp_path / "wrong.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "critical.jsonl"
-    config = CriticalConfig(input_path=str(path), rollouts=4, mode="scan", max_new_tokens=24, output_path=str(out),
-                            progress=False, pass_at_k=4)
+    config = CriticalConfig(
+        input_path=str(path),
+        rollouts=4,
+        mode="scan",
+        max_new_tokens=24,
+        output_path=str(out),
+        progress=False,
+        pass_at_k=4,
+    )
     summary = run_critical(config, engine=embedded_engine)
     assert summary.trajectories == 1 and summary.correct_inputs == 1
     (record,) = [CriticalToken.from_dict(r) for r in read_jsonl(out)]
     tok = embedded_engine.tokenizer
-    assert record.prompt_ids == build_prompt_ids(tok, rows[0]["question"]) and record.prompt_length == len(record.prompt_ids)
+    assert record.prompt_ids == build_prompt_ids(tok, rows[0]["question"]) and record.prompt_length == len(
+        record.prompt_ids
+    )
     assert record.response == "The answer is 9." and record.response_ids[-1] in embedded_engine.eos_token_ids
     assert (record.critical_position, record.rule) == critical_position(record.scores)  # scan: every score
     assert all(n == (1 if terminal else 4) for n, terminal in zip(record.score_samples, record.score_terminal))
@@ -384,11 +453,38 @@ def test_input_path_rows_are_scored_and_resumed(embedded_engine, tmp_path):
 @pytest.mark.slow
 def test_cli_end_to_end_on_the_embedded_model(tmp_path):
     out = tmp_path / "critical.jsonl"
-    args = [sys.executable, "-m", "pts", "critical", "--dataset", DATASET, "--max-examples", "4",
-            "--num-trajectories", "4", "--max-trajectories", "2", "--rollouts", "4", "--max-new-tokens", "24",
-            "--output-path", str(out), "--no-progress", "--seed", "3"]
-    proc = subprocess.run(args, cwd=tmp_path, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
-                          text=True, timeout=600, check=False)
+    args = [
+        sys.executable,
+        "-m",
+        "pts",
+        "critical",
+        "--dataset",
+        DATASET,
+        "--max-examples",
+        "4",
+        "--num-trajectories",
+        "4",
+        "--max-trajectories",
+        "2",
+        "--rollouts",
+        "4",
+        "--max-new-tokens",
+        "24",
+        "--output-path",
+        str(out),
+        "--no-progress",
+        "--seed",
+        "3",
+    ]
+    proc = subprocess.run(
+        args,
+        cwd=tmp_path,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "critical tokens:" in proc.stdout and "trajectories: 2 incorrect" in proc.stdout, proc.stdout
     records = [CriticalToken.from_dict(r) for r in read_jsonl(out)]
@@ -415,14 +511,20 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         "threshold": ["--low-threshold", "1.5"],
         "missing input": ["--input-path", str(tmp_path / "none.jsonl")],
         "no response field": ["--input-path", str(rows)],
-        "unwritable": ["--input-path", str(rows), "--response-key", "text",
-                       "--output-path", str(tmp_path / "no" / "out.jsonl")],
+        "unwritable": [
+            "--input-path",
+            str(rows),
+            "--response-key",
+            "text",
+            "--output-path",
+            str(tmp_path / "no" / "out.jsonl"),
+        ],
     }
     for name, args in cases.items():
         out = tmp_path / "out.jsonl"
-        code = cli_main(["critical", *args, "--output-path", str(out)] if "--output-path" not in args
-                        else ["critical", *args])
+        code = cli_main(
+            ["critical", *args, "--output-path", str(out)] if "--output-path" not in args else ["critical", *args]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("pts critical: error:"), (name, err)
         assert not out.exists(), name
-

@@ -18,15 +18,35 @@ pytestmark = pytest.mark.slow
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=6"
 # Every query is searched (whatever its initial estimate), so the run's mechanics are exercised whatever the
 # samples turn out to be; float32 keeps the samples the same across batch compositions.
-TINY = ["--dataset", DATASET, "--max-examples", "3", "--num-samples", "6", "--max-new-tokens", "40",
-        "--max-generations", "2", "--min-prob", "0.0", "--max-prob", "1.0", "--seed", "1", "--dtype", "float32",
-        "--verify-samples", "16"]
+TINY = [
+    "--dataset",
+    DATASET,
+    "--max-examples",
+    "3",
+    "--num-samples",
+    "6",
+    "--max-new-tokens",
+    "40",
+    "--max-generations",
+    "2",
+    "--min-prob",
+    "0.0",
+    "--max-prob",
+    "1.0",
+    "--seed",
+    "1",
+    "--dtype",
+    "float32",
+    "--verify-samples",
+    "16",
+]
 
 
 def pts_run(*args, cwd):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "pts", "run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pts", "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +110,20 @@ def test_rerun_resumes_and_adds_nothing(run_output):
 def test_killed_run_leaves_a_valid_file_and_resumes(tmp_path):
     out = tmp_path / "killed.jsonl"
     progress = tmp_path / "killed.jsonl.progress"
-    args = [sys.executable, "-m", "pts", "run", *TINY, "--max-examples", "6", "--parallel", "1",
-            "--output-path", str(out), "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "pts",
+        "run",
+        *TINY,
+        "--max-examples",
+        "6",
+        "--parallel",
+        "1",
+        "--output-path",
+        str(out),
+        "--no-progress",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -98,16 +98,26 @@ def fake_case():
         return float(len(response) % 2)  # 0 or 1: verdicts are deterministic, different per prefix
 
     engine = FakeEngine(p_success, script, prompt_length=0)
-    prompts = {"add": tuple(script[:3]), "poem": tuple(script[:8]), "long": tuple(script[:15]),
-               "mid": tuple(script[:1])}
+    prompts = {
+        "add": tuple(script[:3]),
+        "poem": tuple(script[:8]),
+        "long": tuple(script[:15]),
+        "mid": tuple(script[:1]),
+    }
     return Case("fake", engine, prompts)
 
 
 @pytest.fixture(scope="module")
 def hf_case(embedded_engine, embedded_model, model_prompts):
     model = embedded_model[0]
-    return Case("hf", embedded_engine, model_prompts, stop_slack=embedded_engine.stop_every,
-                reference=lambda p, t: teacher_forced(model, p, t), logprob_atol=1e-3)
+    return Case(
+        "hf",
+        embedded_engine,
+        model_prompts,
+        stop_slack=embedded_engine.stop_every,
+        reference=lambda p, t: teacher_forced(model, p, t),
+        logprob_atol=1e-3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +125,17 @@ def vllm_case(embedded_model, model_prompts, model_cache_dir):
     from pts.engines.vllm import VLLMEngine
 
     # Small and float32 (exact log-probs); chunked prefill is off on CPU so seeds work.
-    engine = VLLMEngine.from_spec("smollm2-135m", dtype="float32", max_num_seqs=32, max_model_len=1024,
-                                  kv_cache_gib=1)
+    engine = VLLMEngine.from_spec("smollm2-135m", dtype="float32", max_num_seqs=32, max_model_len=1024, kv_cache_gib=1)
     model = embedded_model[0]
     # Other kernels than the HF forward pass; in float32 they agreed to 1e-5 here.
-    yield Case("vllm", engine, model_prompts, stop_slack=1,
-               reference=lambda p, t: teacher_forced(model, p, t), logprob_atol=1e-3)
+    yield Case(
+        "vllm",
+        engine,
+        model_prompts,
+        stop_slack=1,
+        reference=lambda p, t: teacher_forced(model, p, t),
+        logprob_atol=1e-3,
+    )
     engine.close()
 
 
@@ -204,10 +219,18 @@ def first_firing(tokenizer, stop, token_ids) -> int | None:
 @engines(MODEL_ENGINES)
 def test_stop_tests_are_honoured(case):
     p = case.prompts
-    newline = lambda text: "\n" in text
-    third_word = lambda text: len(text.split()) >= 3
-    reqs = [RolloutRequest(p["poem"], 4, 60, stop=newline), RolloutRequest(p["long"], 3, 30, stop=third_word),
-            RolloutRequest(p["add"], 2, 40)]
+
+    def newline(text):
+        return "\n" in text
+
+    def third_word(text):
+        return len(text.split()) >= 3
+
+    reqs = [
+        RolloutRequest(p["poem"], 4, 60, stop=newline),
+        RolloutRequest(p["long"], 3, 30, stop=third_word),
+        RolloutRequest(p["add"], 2, 40),
+    ]
     out = case.engine.sample(reqs, SEEDED)
     tok = case.engine.tokenizer
     stopped = 0
@@ -314,16 +337,24 @@ else:
         from pts.store import read_jsonl
 
         out = tmp_path / "pivots.jsonl"
-        config = RunConfig(dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
-                           max_examples=2, num_samples=4, max_new_tokens=48, output_path=str(out),
-                           progress=False, min_prob=0.0, max_prob=1.0, engine="vllm", seed=3)
+        config = RunConfig(
+            dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
+            max_examples=2,
+            num_samples=4,
+            max_new_tokens=48,
+            output_path=str(out),
+            progress=False,
+            min_prob=0.0,
+            max_prob=1.0,
+            engine="vllm",
+            seed=3,
+        )
         summary = run(config, engine=vllm_case.engine)
         assert summary.searched == 2 and summary.rollouts >= 8 and summary.rollout_tokens > 0
         for record in read_jsonl(out):
             assert record["model_id"] == vllm_case.engine.model_id
             ids = record["pivot_context_ids"] + [record["pivot_token_id"]]
-            assert vllm_case.engine.tokenizer.decode(ids[record["prompt_length"]:], skip_special_tokens=True)
-
+            assert vllm_case.engine.tokenizer.decode(ids[record["prompt_length"] :], skip_special_tokens=True)
 
     @pytest.mark.slow
     def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(tmp_path):
@@ -336,20 +367,31 @@ else:
         from pts.store import read_jsonl
 
         def records(path):
-            return sorted(json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True)
-                          for r in read_jsonl(path))
+            return sorted(
+                json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True) for r in read_jsonl(path)
+            )
 
         def traces(path):  # every estimate along every searched solution: never empty once a query is searched
             return sorted(json.dumps(t, sort_keys=True) for t in read_jsonl(f"{path}.trace.jsonl"))
 
-        settings = dict(dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
-                        max_examples=2, num_samples=4, max_new_tokens=32, max_generations=2, progress=False,
-                        min_prob=0.0, max_prob=1.0, engine="vllm", dtype="float32", batch_size=32, seed=3,
-                        parallel=1)
+        settings = dict(
+            dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3",
+            max_examples=2,
+            num_samples=4,
+            max_new_tokens=32,
+            max_generations=2,
+            progress=False,
+            min_prob=0.0,
+            max_prob=1.0,
+            engine="vllm",
+            dtype="float32",
+            batch_size=32,
+            seed=3,
+            parallel=1,
+        )
         here, there = tmp_path / "here.jsonl", tmp_path / "ray.jsonl"
         on_ray = run(RunConfig(output_path=str(there), ray="local", ray_workers=1, ray_num_cpus=1.0, **settings))
         assert on_ray.searched == 2 and on_ray.rollouts >= 8 and not on_ray.failed
         run(RunConfig(output_path=str(here), **settings))
         assert records(there) == records(here)
         assert traces(there) and traces(there) == traces(here)
-

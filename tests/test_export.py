@@ -6,13 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from consumers import optillm_steering, repeng
 
 from pts.cli import main as cli_main
 from pts.engines.fake import FakeEngine, PassFailOracle, token
 from pts.errors import PTSError
-from pts.export.records import read_pivots
-from pts.jobs.export import ExportConfig
-from pts.jobs.export import run as export
 from pts.export.dpo import (
     CounterpartFinder,
     DPOSettings,
@@ -21,7 +19,7 @@ from pts.export.dpo import (
     match_tasks,
     pick_counterpart,
 )
-from pts.export.records import PivotRecord, attach_token_ids, chat_messages
+from pts.export.records import PivotRecord, attach_token_ids, chat_messages, read_pivots
 from pts.export.steering import (
     PATTERNS,
     UNKNOWN,
@@ -34,16 +32,16 @@ from pts.export.steering import (
     pattern_scores,
     steering_records,
 )
-from pts.stats import newcombe_interval, wilson_interval
-from pts.records import ORIGINAL_FIELDS, FirstToken
+from pts.jobs.export import ExportConfig
+from pts.jobs.export import run as export
 from pts.jobs.run import RunConfig, run
+from pts.records import ORIGINAL_FIELDS, FirstToken
+from pts.stats import newcombe_interval, wilson_interval
 from pts.steering.layers import parse_layers
 from pts.steering.vectors import ControlVector
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Oracle, Task
-
-from consumers import optillm_steering, repeng
 
 DATASET = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=3"
 
@@ -58,17 +56,42 @@ def write_control_vector(path, directions, model_hint, extra=None):
     ControlVector(dict(directions), model_hint).to_gguf(path, extra)
 
 
-OPTILLM_FIELDS = ("query", "pivot_context", "pivot_token", "pivot_token_id", "prob_before", "prob_after", "prob_delta",
-                  "is_positive", "model_id", "task_type", "steering_vector", "cluster_id", "reasoning_pattern",
-                  "cluster_vector", "steering_layer")
+OPTILLM_FIELDS = (
+    "query",
+    "pivot_context",
+    "pivot_token",
+    "pivot_token_id",
+    "prob_before",
+    "prob_after",
+    "prob_delta",
+    "is_positive",
+    "model_id",
+    "task_type",
+    "steering_vector",
+    "cluster_id",
+    "reasoning_pattern",
+    "cluster_vector",
+    "steering_layer",
+)
 
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, embedded_engine):
     """One small `pts run` on the embedded model, shared by every test here: (records path, records)."""
     path = tmp_path_factory.mktemp("export") / "pivots.jsonl"
-    run(RunConfig(dataset=DATASET, max_examples=2, num_samples=4, max_new_tokens=48, output_path=str(path),
-                  progress=False, min_prob=0.0, max_prob=1.0), engine=embedded_engine)
+    run(
+        RunConfig(
+            dataset=DATASET,
+            max_examples=2,
+            num_samples=4,
+            max_new_tokens=48,
+            output_path=str(path),
+            progress=False,
+            min_prob=0.0,
+            max_prob=1.0,
+        ),
+        engine=embedded_engine,
+    )
     records = read_jsonl(path)
     assert any(r["is_positive"] for r in records) and any(not r["is_positive"] for r in records), records
     return path, records
@@ -171,25 +194,34 @@ def test_dpo_pairs_from_recorded_rollouts_carry_measured_probabilities(real, emb
         pivot_side = (rec["successes_after"], rec["samples_after"])
         other_side = (first["successes"], first["count"])
         better, worse = (pivot_side, other_side) if rec["is_positive"] else (other_side, pivot_side)
-        lo, hi = newcombe_interval(worse[0] / worse[1], wilson_interval(*worse, 0.9),
-                                   better[0] / better[1], wilson_interval(*better, 0.9))
+        lo, hi = newcombe_interval(
+            worse[0] / worse[1], wilson_interval(*worse, 0.9), better[0] / better[1], wilson_interval(*better, 0.9)
+        )
         assert m["gap_confidence"] == 0.9 and m["gap_interval"] == pytest.approx([lo, hi])
         assert m["counterpart_verified"] == (lo > 0)
-        assert tok.decode([m["chosen_token_id"]]) == row["chosen"] and tok.decode([m["rejected_token_id"]]) == row["rejected"]
+        assert (
+            tok.decode([m["chosen_token_id"]]) == row["chosen"]
+            and tok.decode([m["rejected_token_id"]]) == row["rejected"]
+        )
         # the flag says whether TRL's own tokenization reproduces these ids (then EOS)
         trl_ids = tok(row["prompt"] + row["chosen"] + tok.eos_token)["input_ids"]
-        assert m["trl_tokens_match"] == (tok(row["prompt"])["input_ids"] == m["prompt_token_ids"]
-                                         and trl_ids == m["prompt_token_ids"] + [m["chosen_token_id"], tok.eos_token_id]
-                                         and tok(row["prompt"] + row["rejected"] + tok.eos_token)["input_ids"]
-                                         == m["prompt_token_ids"] + [m["rejected_token_id"], tok.eos_token_id])
+        assert m["trl_tokens_match"] == (
+            tok(row["prompt"])["input_ids"] == m["prompt_token_ids"]
+            and trl_ids == m["prompt_token_ids"] + [m["chosen_token_id"], tok.eos_token_id]
+            and tok(row["prompt"] + row["rejected"] + tok.eos_token)["input_ids"]
+            == m["prompt_token_ids"] + [m["rejected_token_id"], tok.eos_token_id]
+        )
     positive = sum(r["metadata"]["is_positive"] for r in rows)
     assert 0 < positive < len(rows)
     # --balance: as many from each side; --max-pairs caps
-    export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), balance=True),
-           loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), balance=True), loaded=embedded_loaded
+    )
     signs = [r["metadata"]["is_positive"] for r in read_jsonl(out)]
     assert signs.count(True) == signs.count(False) == min(positive, len(rows) - positive)
-    export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), max_pairs=1), loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), max_pairs=1), loaded=embedded_loaded
+    )
     assert [r["metadata"]["pivot_id"] for r in read_jsonl(out)] == [rows[0]["metadata"]["pivot_id"]]
 
 
@@ -203,13 +235,23 @@ def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys,
 
     plain, chat = tmp_path / "dpo.jsonl", tmp_path / "dpo_chat.jsonl"
     assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--output-path", str(plain)]) == 0
-    assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--chat", "--output-path", str(chat)]) == 0
+    assert (
+        cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--chat", "--output-path", str(chat)]) == 0
+    )
     assert "wrote" in capsys.readouterr().out
     loaded = load_model("smollm2-135m", device="cpu", dtype="float32")  # a private copy: PEFT and Trainer modify it
     tok = loaded.tokenizer
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
-    args = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=2, max_steps=1, logging_steps=1,
-                     report_to="none", use_cpu=True, save_strategy="no", max_length=None)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=2,
+        max_steps=1,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        max_length=None,
+    )
     rows = read_jsonl(plain)
     data = load_dataset("json", data_files=str(plain), split="train")
 
@@ -224,32 +266,44 @@ def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys,
     for row, t in zip(rows, stock.train_dataset):
         m = row["metadata"]
         assert t["chosen_ids"][-1] == eos and t["rejected_ids"][-1] == eos
-        assert m["trl_tokens_match"] == (t["prompt_ids"] == m["prompt_token_ids"]
-                                         and t["chosen_ids"] == with_eos(m["chosen_token_id"])
-                                         and t["rejected_ids"] == with_eos(m["rejected_token_id"]))
+        assert m["trl_tokens_match"] == (
+            t["prompt_ids"] == m["prompt_token_ids"]
+            and t["chosen_ids"] == with_eos(m["chosen_token_id"])
+            and t["rejected_ids"] == with_eos(m["rejected_token_id"])
+        )
 
-    trainer = DPOTrainer(model=loaded.model, args=args, processing_class=tok,
-                         train_dataset=load_dataset("json", data_files=str(chat), split="train"))
+    trainer = DPOTrainer(
+        model=loaded.model,
+        args=args,
+        processing_class=tok,
+        train_dataset=load_dataset("json", data_files=str(chat), split="train"),
+    )
     by_id = {r["id"]: r for r in real[1]}
     for row, t in zip(read_jsonl(chat), trainer.train_dataset):
         rec = by_id[row["metadata"]["pivot_id"]]
         ids, n = rec["pivot_context_ids"], rec["prompt_length"]
         assert row["prompt"][-1] == {"role": "user", "content": rec["query"]}
         m = row["metadata"]
-        assert m["trl_tokens_match"] == (t["prompt_ids"] == ids[:n]
-                                         and t["chosen_ids"][: len(ids) - n + 1] == ids[n:] + [m["chosen_token_id"]]
-                                         and t["rejected_ids"][: len(ids) - n + 1] == ids[n:] + [m["rejected_token_id"]])
+        assert m["trl_tokens_match"] == (
+            t["prompt_ids"] == ids[:n]
+            and t["chosen_ids"][: len(ids) - n + 1] == ids[n:] + [m["chosen_token_id"]]
+            and t["rejected_ids"][: len(ids) - n + 1] == ids[n:] + [m["rejected_token_id"]]
+        )
     assert any(r["metadata"]["trl_tokens_match"] for r in read_jsonl(chat))
 
     # The class the docs and every DPO card show, exactly as written there.
     scope = {"DPOTrainer": DPOTrainer}
     exec(TRL_IDS_TRAINER, scope)  # noqa: S102
-    trainer = scope["TokenIdsDPOTrainer"](model=loaded.model, args=args, processing_class=tok, peft_config=lora,
-                                          train_dataset=data)
+    trainer = scope["TokenIdsDPOTrainer"](
+        model=loaded.model, args=args, processing_class=tok, peft_config=lora, train_dataset=data
+    )
     for row, t in zip(rows, trainer.train_dataset, strict=True):
         m = row["metadata"]
-        assert t == {"prompt_ids": m["prompt_token_ids"], "chosen_ids": [m["chosen_token_id"]],
-                     "rejected_ids": [m["rejected_token_id"]]}
+        assert t == {
+            "prompt_ids": m["prompt_token_ids"],
+            "chosen_ids": [m["chosen_token_id"]],
+            "rejected_ids": [m["rejected_token_id"]],
+        }
     # TRL's loss sums the log-probabilities where completion_mask is 1 (labels are -100 elsewhere): one position per
     # sequence, the measured token right after the measured context, and nothing appended.
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
@@ -259,7 +313,7 @@ def test_dpo_file_trains_in_trl_on_the_pivot_tokens_only(real, tmp_path, capsys,
             ids, mask = batch["input_ids"][j], batch["completion_mask"][j]
             (at,) = mask.nonzero()[:, 0].tolist()
             assert at == len(m["prompt_token_ids"]) and ids[: at + 1].tolist() == m["prompt_token_ids"] + [token_id]
-            assert not batch["attention_mask"][j][at + 1:].any()  # padding only after it
+            assert not batch["attention_mask"][j][at + 1 :].any()  # padding only after it
     result = trainer.train()
     assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
 
@@ -284,10 +338,26 @@ P_AFTER = {"x": 0.8, "y": 0.3, "c": 0.9, "d": 0.2, "e": 0.5}
 
 
 def fake_pivot(tok: str, positive: bool) -> PivotRecord:
-    return PivotRecord(query="q?", pivot_context="q?ab", pivot_token=tok, pivot_token_id=token(tok),
-                       prob_before=0.5, prob_after=P_AFTER[tok], prob_delta=P_AFTER[tok] - 0.5, is_positive=positive,
-                       model_id="fake", task_type="pass_fail", dataset_id="d", dataset_item_id="0", timestamp="",
-                       id=tok, source="pts", line=1, context_ids=PROMPT + list(RESPONSE), prompt_length=len(PROMPT))
+    return PivotRecord(
+        query="q?",
+        pivot_context="q?ab",
+        pivot_token=tok,
+        pivot_token_id=token(tok),
+        prob_before=0.5,
+        prob_after=P_AFTER[tok],
+        prob_delta=P_AFTER[tok] - 0.5,
+        is_positive=positive,
+        model_id="fake",
+        task_type="pass_fail",
+        dataset_id="d",
+        dataset_item_id="0",
+        timestamp="",
+        id=tok,
+        source="pts",
+        line=1,
+        context_ids=PROMPT + list(RESPONSE),
+        prompt_length=len(PROMPT),
+    )
 
 
 def fake_p(response):
@@ -309,8 +379,13 @@ def test_counterparts_measured_with_the_oracle_pick_the_models_likeliest_qualify
     settings = DPOSettings(find_rejected_tokens=True, num_candidates=3, num_samples=10)
     task = Task("q?", "", "0", "d", "pass_fail", PassFailOracle())
     pivots = [fake_pivot("x", True), fake_pivot("y", False)]
-    rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
-                               tasks=match_tasks(pivots, [task]))
+    rows, report = build_pairs(
+        pivots,
+        engine.tokenizer,
+        settings,
+        finder=CounterpartFinder(engine, settings),
+        tasks=match_tasks(pivots, [task]),
+    )
     got = [(r["chosen"], r["rejected"], r["metadata"]["prob_chosen"], r["metadata"]["prob_rejected"]) for r in rows]
     # x (0.8) vs qualifying d (0.2) and e (0.5): e is likelier. y (0.3) vs c (0.9) and e (0.5): c is likelier.
     assert got == [("x", "e", 0.8, 0.5), ("c", "y", 0.9, 0.3)]
@@ -319,8 +394,13 @@ def test_counterparts_measured_with_the_oracle_pick_the_models_likeliest_qualify
     assert report.from_estimates == 2 and report.rollouts == 2 * 4 * 10
     # the same candidates judged by an oracle that never accepts: p = 0 everywhere, so no pair at all
     never = Task("q?", "", "0", "d", "pass_fail", Never())
-    rows, report = build_pairs(pivots, engine.tokenizer, settings, finder=CounterpartFinder(engine, settings),
-                               tasks=match_tasks(pivots, [never]))
+    rows, report = build_pairs(
+        pivots,
+        engine.tokenizer,
+        settings,
+        finder=CounterpartFinder(engine, settings),
+        tasks=match_tasks(pivots, [never]),
+    )
     assert rows == [] and report.no_counterpart == 2
 
 
@@ -337,14 +417,20 @@ def test_counterpart_verified_only_when_the_gap_is_established():
     assert row["metadata"]["counterpart_verified"] is True and report.established == 1
     # a stricter level widens the interval
     (row,), _ = build_pairs([p], None, DPOSettings(gap_confidence=0.9999999))
-    assert row["metadata"]["gap_interval"][0] < build_pairs([p], None, DPOSettings())[0][0]["metadata"]["gap_interval"][0]
+    assert (
+        row["metadata"]["gap_interval"][0] < build_pairs([p], None, DPOSettings())[0][0]["metadata"]["gap_interval"][0]
+    )
 
 
 def test_recorded_first_tokens_need_enough_samples_and_margin():
     p = fake_pivot("x", True)
     p.samples_after = 10
-    p.first_tokens = [FirstToken(token("x"), "x", 5, 4), FirstToken(token("d"), "d", 1, 0),
-                      FirstToken(token("e"), "e", 3, 2), FirstToken(token("f"), "f", 2, 0)]
+    p.first_tokens = [
+        FirstToken(token("x"), "x", 5, 4),
+        FirstToken(token("d"), "d", 1, 0),
+        FirstToken(token("e"), "e", 3, 2),
+        FirstToken(token("f"), "f", 2, 0),
+    ]
     rows, _ = build_pairs([p], None, DPOSettings(min_counterpart_samples=2))
     # d has too few rollouts; e (2/3, 0.13 below 0.8) and f (0) qualify, and the model took e more often
     assert (rows[0]["rejected"], rows[0]["metadata"]["prob_rejected"]) == ("e", 2 / 3)
@@ -371,18 +457,29 @@ class Counting(Oracle):
         return self.inner.answer_complete(completion)
 
 
-def test_find_rejected_on_the_real_model_measures_candidates_with_the_oracle(embedded_loaded, embedded_engine,
-                                                                             tmp_path, chat_prompt):
+def test_find_rejected_on_the_real_model_measures_candidates_with_the_oracle(
+    embedded_loaded, embedded_engine, tmp_path, chat_prompt
+):
     tok = embedded_loaded.tokenizer
     task = load_tasks(DATASET, max_examples=1)[0]
     (answer_id,) = tok(task.answer, add_special_tokens=False)["input_ids"]  # a one-digit sum: one token
     prompt = list(chat_prompt(task.query))
     ids = prompt + tok("The sum is ", add_special_tokens=False)["input_ids"]
     # A hand-made record in the original tool's shape: text only. The pivot is the right digit.
-    row = {"query": task.query, "pivot_context": tok.decode(ids, skip_special_tokens=False),
-           "pivot_token": task.answer, "pivot_token_id": answer_id, "prob_before": 0.5, "prob_after": 1.0,
-           "prob_delta": 0.5, "model_id": embedded_loaded.model_id, "task_type": task.task_type,
-           "dataset_id": task.dataset_id, "dataset_item_id": task.item_id, "timestamp": "2025-01-01T00:00:00"}
+    row = {
+        "query": task.query,
+        "pivot_context": tok.decode(ids, skip_special_tokens=False),
+        "pivot_token": task.answer,
+        "pivot_token_id": answer_id,
+        "prob_before": 0.5,
+        "prob_after": 1.0,
+        "prob_delta": 0.5,
+        "model_id": embedded_loaded.model_id,
+        "task_type": task.task_type,
+        "dataset_id": task.dataset_id,
+        "dataset_item_id": task.item_id,
+        "timestamp": "2025-01-01T00:00:00",
+    }
     src = tmp_path / "original.jsonl"
     src.write_text(json.dumps(row) + "\n")
     pivots = read_pivots(src)
@@ -390,8 +487,15 @@ def test_find_rejected_on_the_real_model_measures_candidates_with_the_oracle(emb
     assert pivots[0].retokenized and pivots[0].context_ids == ids and pivots[0].prompt_length == len(prompt)
 
     verdicts = []
-    counted = Task(task.query, task.answer, task.item_id, task.dataset_id, task.task_type,
-                   Counting(task.oracle, verdicts), reference=task.reference)
+    counted = Task(
+        task.query,
+        task.answer,
+        task.item_id,
+        task.dataset_id,
+        task.task_type,
+        Counting(task.oracle, verdicts),
+        reference=task.reference,
+    )
     settings = DPOSettings(find_rejected_tokens=True, num_candidates=3, num_samples=3, max_new_tokens=24)
     finder = CounterpartFinder(embedded_engine, settings)
     chosen, alternatives = finder.measure(pivots[0], counted)
@@ -405,8 +509,15 @@ def test_find_rejected_on_the_real_model_measures_candidates_with_the_oracle(emb
     assert expected is not None and chosen.p - expected.p >= 0.1  # the right digit against a wrong one
 
     out = tmp_path / "dpo.jsonl"
-    cfg = ExportConfig(input_path=str(src), format="dpo", output_path=str(out), find_rejected_tokens=True,
-                       num_candidates=3, num_samples=3, max_new_tokens=24)
+    cfg = ExportConfig(
+        input_path=str(src),
+        format="dpo",
+        output_path=str(out),
+        find_rejected_tokens=True,
+        num_candidates=3,
+        num_samples=3,
+        max_new_tokens=24,
+    )
     export(cfg, loaded=embedded_loaded, engine=embedded_engine, tasks=[counted])
     (pair,) = read_jsonl(out)
     m = pair["metadata"]
@@ -427,8 +538,11 @@ def test_find_rejected_refuses_without_an_oracle(tmp_path, original):
     src = tmp_path / "nodataset.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(PTSError, match="--dataset"):
-        export(ExportConfig(input_path=str(src), format="dpo", output_path=str(tmp_path / "o.jsonl"),
-                            find_rejected_tokens=True))
+        export(
+            ExportConfig(
+                input_path=str(src), format="dpo", output_path=str(tmp_path / "o.jsonl"), find_rejected_tokens=True
+            )
+        )
     # the original tool's records have no recorded rollouts: without measuring, no pair
     with pytest.raises(PTSError, match="no DPO pairs.*--find-rejected-tokens"):
         export(ExportConfig(input_path=str(original[0]), format="dpo", output_path=str(tmp_path / "o.jsonl")))
@@ -437,8 +551,10 @@ def test_find_rejected_refuses_without_an_oracle(tmp_path, original):
 
 def test_chat_messages_recover_the_user_and_system_turns(embedded_model):
     _, tok, _ = embedded_model
-    for messages in ([{"role": "user", "content": "What is 2+2?"}],
-                     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]):
+    for messages in (
+        [{"role": "user", "content": "What is 2+2?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+    ):
         text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         assert chat_messages(tok, text) == messages
     assert chat_messages(tok, "no template here") is None
@@ -467,18 +583,24 @@ def steering_lines(records, tok):
     keyed by context ids, each with the pivots there and its sign (of their summed change)."""
     groups = {}
     for r in records:
-        response = tok.decode(r["pivot_context_ids"][r["prompt_length"]:], skip_special_tokens=False)
+        response = tok.decode(r["pivot_context_ids"][r["prompt_length"] :], skip_special_tokens=False)
         if response.strip():
             groups.setdefault(tuple(r["pivot_context_ids"]), []).append(r)
-    return {ids: (rs, 1 if sum(r["prob_delta"] for r in rs) > 0 else -1) for ids, rs in groups.items()
-            if sum(r["prob_delta"] for r in rs) != 0}
+    return {
+        ids: (rs, 1 if sum(r["prob_delta"] for r in rs) > 0 else -1)
+        for ids, rs in groups.items()
+        if sum(r["prob_delta"] for r in rs) != 0
+    }
 
 
-def test_steering_export_one_line_per_context_pointing_toward_success(real, original, embedded_loaded, tmp_path,
-                                                                      capsys):
+def test_steering_export_one_line_per_context_pointing_toward_success(
+    real, original, embedded_loaded, tmp_path, capsys
+):
     out = tmp_path / "steer.jsonl"
-    summary = export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
-                     loaded=embedded_loaded)
+    summary = export(
+        ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
+        loaded=embedded_loaded,
+    )
     assert "target_layer=18" in summary.format()
     rows = read_jsonl(out)
     model, tok = embedded_loaded.model, embedded_loaded.tokenizer
@@ -495,8 +617,9 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
         assert row["vector_sign"] == sign and row["adds_toward_success"] is True and row["is_positive"] == (sign > 0)
         assert row["steering_layer"] == 18 and sorted(row["layer_activations"], key=int) == ["18", "23", "27"]
         assert row["activation_position"] == len(row["pivot_context_ids"]) - 1
-        np.testing.assert_allclose(row["activation"], last_token_state(model, row["pivot_context_ids"], 18),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            row["activation"], last_token_state(model, row["pivot_context_ids"], 18), rtol=1e-4, atol=1e-4
+        )
     acts = np.array([r["activation"] for r in rows])
     signs = np.array([r["vector_sign"] for r in rows])[:, None]
     steer = np.array([r["steering_vector"] for r in rows])
@@ -505,8 +628,9 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
     positive = signs[:, 0] > 0
     for c in {r["cluster_id"] for r in rows}:
         members = np.array([r["cluster_id"] == c for r in rows])
-        np.testing.assert_allclose(rows[int(np.flatnonzero(members)[0])]["cluster_vector"], steer[members].mean(0),
-                                   rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(
+            rows[int(np.flatnonzero(members)[0])]["cluster_vector"], steer[members].mean(0), rtol=1e-4, atol=1e-3
+        )
         assert len({r["reasoning_pattern"] for r, m in zip(rows, members) if m}) == 1
         row = rows[int(np.flatnonzero(members)[0])]
         mask = members if row["contrastive_scope"] == "cluster" else np.ones(len(rows), bool)
@@ -519,8 +643,10 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
 
     # the original tool's file: the same contexts, tokenized again (same vectors where the ids agree)
     out2 = tmp_path / "steer_original.jsonl"
-    export(ExportConfig(input_path=str(original[0]), format="steering", output_path=str(out2), num_clusters=4),
-           loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(original[0]), format="steering", output_path=str(out2), num_clusters=4),
+        loaded=embedded_loaded,
+    )
     rows2 = {r["pivot_context"]: r for r in read_jsonl(out2)}
     assert all(r["retokenized"] for r in rows2.values()) and not any(r["retokenized"] for r in rows)
     for r1 in rows:
@@ -529,10 +655,26 @@ def test_steering_export_one_line_per_context_pointing_toward_success(real, orig
 
 
 def fake_line_pivot(ids, prompt_length, delta, name):
-    return PivotRecord(query="q", pivot_context=str(ids), pivot_token=name, pivot_token_id=len(name), prob_before=0.5,
-                       prob_after=0.5 + delta, prob_delta=delta, is_positive=delta > 0, model_id="m", task_type="t",
-                       dataset_id="d", dataset_item_id="0", timestamp="", id=name, source="pts", line=1,
-                       context_ids=list(ids), prompt_length=prompt_length)
+    return PivotRecord(
+        query="q",
+        pivot_context=str(ids),
+        pivot_token=name,
+        pivot_token_id=len(name),
+        prob_before=0.5,
+        prob_after=0.5 + delta,
+        prob_delta=delta,
+        is_positive=delta > 0,
+        model_id="m",
+        task_type="t",
+        dataset_id="d",
+        dataset_item_id="0",
+        timestamp="",
+        id=name,
+        source="pts",
+        line=1,
+        context_ids=list(ids),
+        prompt_length=prompt_length,
+    )
 
 
 class CharTokenizer:
@@ -541,29 +683,39 @@ class CharTokenizer:
 
 
 def test_pivots_sharing_a_context_merge_and_prompt_only_contexts_are_left_out():
-    pivots = [fake_line_pivot([1, 2, 3], 2, 0.4, "a"), fake_line_pivot([1, 2, 3], 2, -0.3, "b"),
-              fake_line_pivot([1, 2], 2, 0.5, "prompt"), fake_line_pivot([1, 2, 30], 2, 0.5, "blank"),
-              fake_line_pivot([1, 2, 4], 2, -0.2, "c"), fake_line_pivot([1, 2, 4], 2, 0.2, "d"),
-              fake_line_pivot([1, 2, 5], 2, -0.6, "e"), fake_line_pivot([1, 2, 5], 2, 0.1, "f")]
+    pivots = [
+        fake_line_pivot([1, 2, 3], 2, 0.4, "a"),
+        fake_line_pivot([1, 2, 3], 2, -0.3, "b"),
+        fake_line_pivot([1, 2], 2, 0.5, "prompt"),
+        fake_line_pivot([1, 2, 30], 2, 0.5, "blank"),
+        fake_line_pivot([1, 2, 4], 2, -0.2, "c"),
+        fake_line_pivot([1, 2, 4], 2, 0.2, "d"),
+        fake_line_pivot([1, 2, 5], 2, -0.6, "e"),
+        fake_line_pivot([1, 2, 5], 2, 0.1, "f"),
+    ]
     contexts, skipped = merge_contexts(pivots, CharTokenizer())
     assert skipped == {"prompt_only": 2, "cancelled": 2}
     assert [[p.id for p in c.pivots] for c in contexts] == [["a", "b"], ["e", "f"]]
     assert [c.lead.id for c in contexts] == ["a", "e"]  # the strongest on the side of the net change
     acts = {7: np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)}
-    rows = steering_records(contexts, CharTokenizer(), acts, {7: np.zeros(2, np.float32)}, 7,
-                            SteeringSettings(num_clusters=2))
+    rows = steering_records(
+        contexts, CharTokenizer(), acts, {7: np.zeros(2, np.float32)}, 7, SteeringSettings(num_clusters=2)
+    )
     assert [r["vector_sign"] for r in rows] == [1, -1] and [r["is_positive"] for r in rows] == [True, False]
     assert rows[1]["steering_vector"] == [0.0, -1.0] and rows[1]["prob_delta"] == -0.6
 
 
-def test_optillm_loads_the_export_and_its_hook_steers_the_right_contexts_toward_success(real, embedded_loaded,
-                                                                                          tmp_path):
+def test_optillm_loads_the_export_and_its_hook_steers_the_right_contexts_toward_success(
+    real, embedded_loaded, tmp_path
+):
     steering = optillm_steering()
     folder = tmp_path / "vectors"  # optillm loads with datasets.load_dataset(NAME): a Hub id or a local folder
     folder.mkdir()
     out = folder / "steering.jsonl"
-    export(ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
-           loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(real[0]), format="steering", output_path=str(out), num_clusters=4),
+        loaded=embedded_loaded,
+    )
     rows = read_jsonl(out)
     model, tok = embedded_loaded.model, embedded_loaded.tokenizer
     layer = rows[0]["steering_layer"]
@@ -575,7 +727,8 @@ def test_optillm_loads_the_export_and_its_hook_steers_the_right_contexts_toward_
     hook = hooks[0][0]
     seen = {}
     capture = model.model.layers[layer].register_forward_hook(  # after optillm's: sees what it returns
-        lambda _m, _i, output: seen.__setitem__("h", (output[0] if isinstance(output, tuple) else output)[0, -1]))
+        lambda _m, _i, output: seen.__setitem__("h", (output[0] if isinstance(output, tuple) else output)[0, -1])
+    )
 
     def at(ids):
         """As AutoThink's processor does once a request's tokens are known: reset, feed, match; then a forward."""
@@ -641,7 +794,9 @@ def test_reasoning_patterns_match_whole_words_only():
 
 
 def test_layer_numbers_accept_commas_spaces_and_ranges():
-    assert parse_layers("19,23,27") == parse_layers(["19", "23", "27"]) == parse_layers(["19,", "23 27"]) == [19, 23, 27]
+    assert (
+        parse_layers("19,23,27") == parse_layers(["19", "23", "27"]) == parse_layers(["19,", "23 27"]) == [19, 23, 27]
+    )
     assert parse_layers(["10-12", "12"]) == [10, 11, 12] and parse_layers(None) is None
     with pytest.raises(PTSError):
         parse_layers("a,b")
@@ -655,8 +810,10 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
     import gguf
 
     out = tmp_path / "vector.gguf"
-    export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
-           loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
+        loaded=embedded_loaded,
+    )
     reader = gguf.GGUFReader(str(out))
     field = reader.get_field("general.architecture")
     assert bytes(field.parts[-1]).decode() == "controlvector"
@@ -675,42 +832,61 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
 
     # from the original tool's file: the contexts are tokenized again, and the directions follow those ids
     out2 = tmp_path / "vector_original.gguf"
-    export(ExportConfig(input_path=str(original[0]), format="control-vector", output_path=str(out2),
-                        layer_nums=[18]), loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(original[0]), format="control-vector", output_path=str(out2), layer_nums=[18]),
+        loaded=embedded_loaded,
+    )
     _, back = read_control_vector(out2)
     tok = embedded_loaded.tokenizer
-    acts = np.array([last_token_state(model, tok(r["pivot_context"], add_special_tokens=False)["input_ids"], 18)
-                     for r in real[1]])
+    acts = np.array(
+        [last_token_state(model, tok(r["pivot_context"], add_special_tokens=False)["input_ids"], 18) for r in real[1]]
+    )
     np.testing.assert_allclose(back[18], acts[positive].mean(0) - acts[~positive].mean(0), rtol=1e-3, atol=1e-3)
 
     with pytest.raises(PTSError, match="layer 0"):
-        export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(tmp_path / "x.gguf"),
-                            layer_nums=[0, 5]), loaded=embedded_loaded)
+        export(
+            ExportConfig(
+                input_path=str(real[0]),
+                format="control-vector",
+                output_path=str(tmp_path / "x.gguf"),
+                layer_nums=[0, 5],
+            ),
+            loaded=embedded_loaded,
+        )
     only_positive = tmp_path / "positive.jsonl"
     only_positive.write_text("".join(json.dumps(r) + "\n" for r in real[1] if r["is_positive"]))
     with pytest.raises(PTSError, match="every record is positive"):
-        export(ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf")))
+        export(
+            ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf"))
+        )
     assert not (tmp_path / "x.gguf").exists()
 
 
 def test_repeng_reads_the_control_vector_and_steers_as_llama_cpp_does(real, embedded_loaded, tmp_path):
     repeng_module = repeng()
     out = tmp_path / "vector.gguf"
-    export(ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
-           loaded=embedded_loaded)
+    export(
+        ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
+        loaded=embedded_loaded,
+    )
     hint, directions = read_control_vector(out)
     vector = repeng_module.ControlVector.import_gguf(str(out))
     assert vector.model_type == hint and sorted(vector.directions) == [5, 18]
     for layer, direction in directions.items():
         np.testing.assert_array_equal(vector.directions[layer], direction)
 
-    model, tok = embedded_loaded.model, embedded_loaded.tokenizer
+    model = embedded_loaded.model
     ids = torch.tensor([real[1][0]["pivot_context_ids"]])
     coeff = 2.0
     # llama.cpp's semantics: coeff * direction.L added to the output of decoder layer L at every position
-    added = [model.model.layers[layer].register_forward_hook(
-        lambda _m, _i, output, d=torch.tensor(direction): (output[0] + coeff * d,) + tuple(output[1:])
-        if isinstance(output, tuple) else output + coeff * d) for layer, direction in directions.items()]
+    added = [
+        model.model.layers[layer].register_forward_hook(
+            lambda _m, _i, output, d=torch.tensor(direction): (
+                (output[0] + coeff * d,) + tuple(output[1:]) if isinstance(output, tuple) else output + coeff * d
+            )
+        )
+        for layer, direction in directions.items()
+    ]
     try:
         with torch.inference_mode():
             expected = model(input_ids=ids).logits
@@ -760,7 +936,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, real, capsys)
         "no records": ["--input-path", str(empty), "--format", "steering"],
         "not pivotal tokens": ["--input-path", str(pairs), "--format", "dpo"],
         "unknown format": ["--input-path", src, "--format", "parquet"],
-        "unwritable output": ["--input-path", src, "--format", "dpo", "--output-path", str(tmp_path / "no" / "x.jsonl")],
+        "unwritable output": [
+            "--input-path",
+            src,
+            "--format",
+            "dpo",
+            "--output-path",
+            str(tmp_path / "no" / "x.jsonl"),
+        ],
         "output is a directory": ["--input-path", src, "--format", "dpo", "--output-path", str(tmp_path)],
         "bad layers": ["--input-path", src, "--format", "steering", "--layer-nums", "x"],
         "push without repo": ["--input-path", src, "--format", "dpo", "--hf-push"],
@@ -791,19 +974,52 @@ def test_hf_push_hands_the_written_file_to_the_hub_module(real, embedded_loaded,
     out = tmp_path / "dpo.jsonl"
     # offline (as every test here is): refused before anything is exported
     with pytest.raises(PTSError, match="offline"):
-        export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), hf_push=True,
-                            hf_repo_id="alice/pivots"), loaded=embedded_loaded)
+        export(
+            ExportConfig(
+                input_path=str(real[0]), format="dpo", output_path=str(out), hf_push=True, hf_repo_id="alice/pivots"
+            ),
+            loaded=embedded_loaded,
+        )
     assert not out.exists() and not calls
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    summary = export(ExportConfig(input_path=str(real[0]), format="dpo", output_path=str(out), hf_push=True,
-                                  hf_repo_id="alice/pivots", private=True, command="pts export ..."),
-                     loaded=embedded_loaded)
-    assert calls == [((str(out), "alice/pivots"), {"private": True, "model": real[1][0]["model_id"], "fmt": "dpo",
-                                                    "command": "pts export ..."})]
+    summary = export(
+        ExportConfig(
+            input_path=str(real[0]),
+            format="dpo",
+            output_path=str(out),
+            hf_push=True,
+            hf_repo_id="alice/pivots",
+            private=True,
+            command="pts export ...",
+        ),
+        loaded=embedded_loaded,
+    )
+    assert calls == [
+        (
+            (str(out), "alice/pivots"),
+            {"private": True, "model": real[1][0]["model_id"], "fmt": "dpo", "command": "pts export ..."},
+        )
+    ]
     assert summary.url == "https://hub/x" and out.exists()
     # from the command line, the card gets the command that made the file
     calls.clear()
-    assert cli_main(["export", "--input-path", str(real[0]), "--format", "dpo", "--output-path", str(out),
-                     "--hf-push", "--hf-repo-id", "alice/pivots"]) == 0
-    assert calls[0][1]["command"] == (f"pts export --input-path {real[0]} --format dpo --output-path {out} "
-                                      "--hf-push --hf-repo-id alice/pivots")
+    assert (
+        cli_main(
+            [
+                "export",
+                "--input-path",
+                str(real[0]),
+                "--format",
+                "dpo",
+                "--output-path",
+                str(out),
+                "--hf-push",
+                "--hf-repo-id",
+                "alice/pivots",
+            ]
+        )
+        == 0
+    )
+    assert calls[0][1]["command"] == (
+        f"pts export --input-path {real[0]} --format dpo --output-path {out} --hf-push --hf-repo-id alice/pivots"
+    )

@@ -47,8 +47,10 @@ def test_published_formats_have_card_facts():
 
 
 def test_importing_formats_aliases_and_the_card_is_cheap():
-    code = ("import sys, pts.formats, pts.aliases, pts.hub.card, pts.view.shapes, pts.jobs.push; "
-            "print(sorted({'torch', 'transformers', 'datasets', 'huggingface_hub'} & set(sys.modules)))")
+    code = (
+        "import sys, pts.formats, pts.aliases, pts.hub.card, pts.view.shapes, pts.jobs.push; "
+        "print(sorted({'torch', 'transformers', 'datasets', 'huggingface_hub'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

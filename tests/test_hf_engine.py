@@ -97,7 +97,9 @@ def test_logprobs_match_teacher_forcing(embedded_engine, embedded_model, prompts
     for req, rs in zip(reqs, out):
         for r in rs:
             ref = teacher_forced(model, req.prefix_ids, r.token_ids)
-            assert torch.allclose(torch.tensor(r.logprobs), ref, atol=1e-3), (ref - torch.tensor(r.logprobs)).abs().max()
+            assert torch.allclose(torch.tensor(r.logprobs), ref, atol=1e-3), (
+                (ref - torch.tensor(r.logprobs)).abs().max()
+            )
 
 
 def test_same_seed_same_rollouts(embedded_engine, prompts):
@@ -136,8 +138,15 @@ def test_greedy_is_padding_invariant(embedded_engine, prompts):
 
 def test_results_do_not_depend_on_batch_size(embedded_loaded, prompts):
     # batch_size 3 forces chunking and rows joining a running batch (continuous batching).
-    reqs = [RolloutRequest(prompts["add"], 4, 10), RolloutRequest(prompts["long"], 3, 6), RolloutRequest(prompts["poem"], 2, 8)]
-    small, large = HFEngine.from_loaded(embedded_loaded, batch_size=3), HFEngine.from_loaded(embedded_loaded, batch_size=64)
+    reqs = [
+        RolloutRequest(prompts["add"], 4, 10),
+        RolloutRequest(prompts["long"], 3, 6),
+        RolloutRequest(prompts["poem"], 2, 8),
+    ]
+    small, large = (
+        HFEngine.from_loaded(embedded_loaded, batch_size=3),
+        HFEngine.from_loaded(embedded_loaded, batch_size=64),
+    )
     for params in (GREEDY, SEEDED):
         a, b = small.sample(reqs, params), large.sample(reqs, params)
         assert tokens(a) == tokens(b)
@@ -148,7 +157,10 @@ def test_top_k_1_and_min_p_1_are_greedy(embedded_engine, prompts):
     req = [RolloutRequest(prompts["long"], 2, 10)]
     greedy = tokens(embedded_engine.sample(req, GREEDY))
     assert tokens(embedded_engine.sample(req, SamplingParams(temperature=1.0, top_k=1, seed=0))) == greedy
-    assert tokens(embedded_engine.sample(req, SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=1.0, seed=0))) == greedy
+    assert (
+        tokens(embedded_engine.sample(req, SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=1.0, seed=0)))
+        == greedy
+    )
 
 
 def test_next_token_logprobs(embedded_engine, embedded_model, prompts):

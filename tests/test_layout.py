@@ -27,8 +27,9 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "pts"
 LAYERS = {
     **dict.fromkeys(["options", "stats", "store", "errors", "aliases", "progress"], 0),
     **dict.fromkeys(["records", "formats", "engines", "tasks", "models", "adapters", "sandbox"], 1),
-    **dict.fromkeys(["search", "export", "steering", "train", "contrast", "evaluate", "view", "hub", "work",
-                     "distributed"], 2),
+    **dict.fromkeys(
+        ["search", "export", "steering", "train", "contrast", "evaluate", "view", "hub", "work", "distributed"], 2
+    ),
     "jobs": 3,
     **dict.fromkeys(["cli", "__main__"], 4),
 }
@@ -72,9 +73,13 @@ def test_imports_point_one_way():
 
 
 def test_no_private_name_is_used_outside_its_module():
-    used = [f"{module} imports {target}.{name}" for module, _, tree in _modules()
-            for target, names in _pts_imports(tree) for name in names
-            if name.startswith("_") and not name.startswith("__")]
+    used = [
+        f"{module} imports {target}.{name}"
+        for module, _, tree in _modules()
+        for target, names in _pts_imports(tree)
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    ]
     assert not used, "\n".join(used)
 
 
@@ -85,9 +90,12 @@ def _subparsers():
 
 
 def test_every_flag_of_every_command_has_help():
-    missing = [f"pts {name} {'/'.join(a.option_strings) or a.dest}"
-               for name, sub in _subparsers().items() for a in sub._actions
-               if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    missing = [
+        f"pts {name} {'/'.join(a.option_strings) or a.dest}"
+        for name, sub in _subparsers().items()
+        for a in sub._actions
+        if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()
+    ]
     assert not missing, missing
 
 
@@ -102,14 +110,17 @@ def test_every_command_is_a_job_with_its_options_declared_once():
             assert "help" in f.metadata, f"{job.CONFIG.__name__}.{f.name}"
 
 
-@pytest.mark.parametrize("argv, old, new", [
-    (["train", "--batch-size", "3"], "--batch-size", "train_batch_size"),
-    (["contrast", "--gradient-accumulation-steps", "3"], "--gradient-accumulation-steps", "grad_accum"),
-    (["push", "--hf-repo", "me/x"], "--hf-repo", "hf_repo_id"),
-    (["run", "--no-verify"], "--no-verify", "verify"),
-    (["run", "--no-chat-template"], "--no-chat-template", "chat_template"),
-    (["eval", "--no-early-stop"], "--no-early-stop", "early_stop"),
-])
+@pytest.mark.parametrize(
+    "argv, old, new",
+    [
+        (["train", "--batch-size", "3"], "--batch-size", "train_batch_size"),
+        (["contrast", "--gradient-accumulation-steps", "3"], "--gradient-accumulation-steps", "grad_accum"),
+        (["push", "--hf-repo", "me/x"], "--hf-repo", "hf_repo_id"),
+        (["run", "--no-verify"], "--no-verify", "verify"),
+        (["run", "--no-chat-template"], "--no-chat-template", "chat_template"),
+        (["eval", "--no-early-stop"], "--no-early-stop", "early_stop"),
+    ],
+)
 def test_old_flag_spellings_still_work(argv, old, new):
     required = {"train": ["--input-path", "x", "--output-dir", "y"], "push": ["--input-path", "x"]}
     args = build_parser().parse_args(argv + required.get(argv[0], []))

@@ -56,7 +56,9 @@ def test_embedded_model_loads(embedded_loaded):
 def test_gguf_cache_is_created_and_reused(embedded_loaded, embedded_model):
     cache = gguf_cache_dir(smollm2_path())
     assert cache.parent == Path(os.environ["PTS_CACHE_DIR"])
-    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {p.name for p in cache.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
+        p.name for p in cache.iterdir()
+    }
     assert "quantization_config" not in json.loads((cache / "config.json").read_text())
     assert not list(cache.parent.glob(".tmp-*"))
     # The session's first load read the GGUF (unless PTS_TEST_CACHE_DIR was already warm); this one reads the cache.
@@ -86,8 +88,16 @@ def test_canonical_id_gguf_path_and_hf_dir_load(embedded_loaded):
 def test_cache_write_is_atomic(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=1))
+    tiny = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
 
     class BrokenTokenizer:
         def save_pretrained(self, path):
@@ -110,7 +120,9 @@ def test_missing_path():
 
 
 def test_hub_id_offline():
-    with pytest.raises(PTSError, match=r"could not load model 'someone/some-model' from the Hugging Face Hub \(offline\?\)"):
+    with pytest.raises(
+        PTSError, match=r"could not load model 'someone/some-model' from the Hugging Face Hub \(offline\?\)"
+    ):
         load_model("someone/some-model", device="cpu")
 
 

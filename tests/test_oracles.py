@@ -24,8 +24,7 @@ GSM8K_RIGHT = (
     "Altogether she sold 48 + 24 = 72 clips.\n#### 72"
 )
 GSM8K_GOLD = (
-    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72"
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72"
 )
 
 
@@ -182,8 +181,16 @@ def test_reasoning_gym_oracle_chain_sum(chain_sum_entries):
 
 def test_reasoning_gym_oracle_basic_arithmetic():
     dataset = reasoning_gym.create_dataset(
-        "basic_arithmetic", size=4, seed=3, min_terms=2, max_terms=2, min_digits=1, max_digits=1,
-        operators=["+"], allow_parentheses=False, allow_negation=False,
+        "basic_arithmetic",
+        size=4,
+        seed=3,
+        min_terms=2,
+        max_terms=2,
+        min_digits=1,
+        max_digits=1,
+        operators=["+"],
+        allow_parentheses=False,
+        allow_negation=False,
     )
     oracle = ReasoningGymOracle("basic_arithmetic")
     for entry in (dataset[i] for i in range(4)):
@@ -237,9 +244,29 @@ def test_answer_complete(oracle, completion, expected):
 
 
 GARBAGE = [
-    None, "", " ", "\\boxed{", "\\boxed{{{}", "}}}}", "####", "### \n", "$$$$", "<think>", "</think>",
-    "<answer></answer>", "\x00\xff\u2028", "\\frac{", "The answer is", "answer: $\\frac{1}{$", "9" * 5000,
-    "\\boxed{9^{9^{9^{9}}}}", "{" * 3000, 12, 3.5, ["list"], {"dict": 1},
+    None,
+    "",
+    " ",
+    "\\boxed{",
+    "\\boxed{{{}",
+    "}}}}",
+    "####",
+    "### \n",
+    "$$$$",
+    "<think>",
+    "</think>",
+    "<answer></answer>",
+    "\x00\xff\u2028",
+    "\\frac{",
+    "The answer is",
+    "answer: $\\frac{1}{$",
+    "9" * 5000,
+    "\\boxed{9^{9^{9^{9}}}}",
+    "{" * 3000,
+    12,
+    3.5,
+    ["list"],
+    {"dict": 1},
 ]
 
 

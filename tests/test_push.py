@@ -81,7 +81,7 @@ def _handler(hub: FakeHub):
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 out = b""
-                while (size := int(self.rfile.readline().strip().split(b";")[0], 16)):
+                while size := int(self.rfile.readline().strip().split(b";")[0], 16):
                     out += self.rfile.read(size)
                     self.rfile.readline()
                 self.rfile.readline()
@@ -112,8 +112,11 @@ def _handler(hub: FakeHub):
                 url = f"{hub.url}/datasets/{repo}"
                 if repo in hub.repos:
                     return self._send(409, {"error": "You already created this dataset repo", "url": url})
-                hub.repos[repo] = {"type": req.get("type"), "visibility": req.get("visibility"),
-                                   "private": req.get("visibility") == "private"}
+                hub.repos[repo] = {
+                    "type": req.get("type"),
+                    "visibility": req.get("visibility"),
+                    "private": req.get("visibility") == "private",
+                }
                 hub.files[repo] = {}
                 return self._send(200, {"url": url})
             if method == "POST" and path == "/api/validate-yaml":
@@ -128,9 +131,15 @@ def _handler(hub: FakeHub):
             if method == "POST" and m:
                 req = json.loads(body)
                 assert req["operation"] == "upload" and "basic" in req["transfers"]
-                objects = [{"oid": o["oid"], "size": o["size"], "authenticated": True,
-                            "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}", "header": {}}}}
-                           for o in req["objects"]]
+                objects = [
+                    {
+                        "oid": o["oid"],
+                        "size": o["size"],
+                        "authenticated": True,
+                        "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}", "header": {}}},
+                    }
+                    for o in req["objects"]
+                ]
                 return self._send(200, {"transfer": "basic", "objects": objects})
             m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(/.*)?", path)
             if not m or m.group(1) not in hub.repos:
@@ -141,8 +150,15 @@ def _handler(hub: FakeHub):
             if method == "POST" and rest.startswith("/preupload/"):
                 files = json.loads(body)["files"]
                 mode = {True: "lfs", False: "regular"}
-                return self._send(200, {"files": [{"path": f["path"], "uploadMode": mode[f["path"].endswith(".gguf")],
-                                                   "shouldIgnore": False} for f in files]})
+                return self._send(
+                    200,
+                    {
+                        "files": [
+                            {"path": f["path"], "uploadMode": mode[f["path"].endswith(".gguf")], "shouldIgnore": False}
+                            for f in files
+                        ]
+                    },
+                )
             if method == "POST" and rest.startswith("/commit/"):
                 lines = [json.loads(x) for x in body.decode().splitlines() if x.strip()]
                 assert lines[0]["key"] == "header"
@@ -164,8 +180,9 @@ def _handler(hub: FakeHub):
         def _resolve(self, method: str, repo: str, name: str) -> None:
             """A committed file as the Hub serves it: HEAD gives the commit, ETag and size; GET the bytes. A public
             repo needs no token; a private one answers 404 without it, as the Hub does."""
-            if repo not in hub.repos or (hub.repos[repo]["private"]
-                                         and self.headers.get("Authorization") != f"Bearer {TOKEN}"):
+            if repo not in hub.repos or (
+                hub.repos[repo]["private"] and self.headers.get("Authorization") != f"Bearer {TOKEN}"
+            ):
                 return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
             if name not in hub.files[repo]:
                 return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
@@ -238,16 +255,41 @@ def online(monkeypatch, tmp_path):
 def _pivot(i: int, delta: float, item: str) -> dict:
     before = 0.5
     return PivotalToken(
-        model_id="smollm2-135m-instruct-q4_1", query=f"What is {i} + 2?",
+        model_id="smollm2-135m-instruct-q4_1",
+        query=f"What is {i} + 2?",
         pivot_context=f"<|im_start|>user\nWhat is {i} + 2?<|im_end|>\n<|im_start|>assistant\nThe answer is",
-        pivot_token=f" {i + 2}", pivot_token_id=100 + i, prob_before=before, prob_after=before + delta,
-        prob_delta=delta, is_positive=delta > 0, task_type="chain_sum", dataset_id="rg:chain_sum?size=3",
-        dataset_item_id=item, pivot_context_ids=[1, 2, 3, 4], prompt_length=3, samples_before=8,
-        successes_before=4, samples_after=8, successes_after=int(8 * (before + delta)),
+        pivot_token=f" {i + 2}",
+        pivot_token_id=100 + i,
+        prob_before=before,
+        prob_after=before + delta,
+        prob_delta=delta,
+        is_positive=delta > 0,
+        task_type="chain_sum",
+        dataset_id="rg:chain_sum?size=3",
+        dataset_item_id=item,
+        pivot_context_ids=[1, 2, 3, 4],
+        prompt_length=3,
+        samples_before=8,
+        successes_before=4,
+        samples_after=8,
+        successes_after=int(8 * (before + delta)),
         first_tokens=[FirstToken(100 + i, f" {i + 2}", 5, 4), FirstToken(7, " 9", 3, 0)],
-        ci_before=[0.2, 0.8], ci_after=[0.4, 0.95], answer=str(i + 2), position=3,
-        search={"prob_threshold": 0.2, "num_samples": 8, "max_new_tokens": 64, "split_at": "logprob",
-                "temperature": 0.6, "top_p": 0.95, "top_k": 0, "min_p": 0.0, "confidence": 0.9, "adaptive": False},
+        ci_before=[0.2, 0.8],
+        ci_after=[0.4, 0.95],
+        answer=str(i + 2),
+        position=3,
+        search={
+            "prob_threshold": 0.2,
+            "num_samples": 8,
+            "max_new_tokens": 64,
+            "split_at": "logprob",
+            "temperature": 0.6,
+            "top_p": 0.95,
+            "top_k": 0,
+            "min_p": 0.0,
+            "confidence": 0.9,
+            "adaptive": False,
+        },
     ).to_dict()
 
 
@@ -270,15 +312,36 @@ def original_file(tmp_path):
 
 def _pair(i: int, delta: float) -> dict:
     """A DPO row shaped like `pts export --format dpo` writes it."""
-    return {"prompt": f"<|im_start|>user\nWhat is {i} + 2?<|im_end|>\n<|im_start|>assistant\nThe answer is",
-            "chosen": f" {i + 2}", "rejected": " 9", "prompt_ids": [1, 2, 3], "chosen_ids": [100 + i], "rejected_ids": [7],
-            "metadata": {"original_query": f"What is {i} + 2?", "prob_chosen": 0.875, "prob_rejected": 0.125,
-                         "prob_delta": delta, "prob_before": 0.5, "samples": {"chosen": 8, "rejected": 5},
-                         "is_positive": delta > 0, "task_type": "chain_sum", "model_id": "smollm2-135m-instruct-q4_1",
-                         "dataset_id": "rg:chain_sum", "dataset_item_id": str(i), "counterpart_verified": True,
-                         "counterpart_source": "first_tokens", "pivot_id": f"p{i}", "pivot_token_id": 100 + i,
-                         "chosen_token_id": 100 + i, "rejected_token_id": 7, "prompt_token_ids": [1, 2, 3],
-                         "retokenized": False, "trl_tokens_match": i % 2 == 1}}
+    return {
+        "prompt": f"<|im_start|>user\nWhat is {i} + 2?<|im_end|>\n<|im_start|>assistant\nThe answer is",
+        "chosen": f" {i + 2}",
+        "rejected": " 9",
+        "prompt_ids": [1, 2, 3],
+        "chosen_ids": [100 + i],
+        "rejected_ids": [7],
+        "metadata": {
+            "original_query": f"What is {i} + 2?",
+            "prob_chosen": 0.875,
+            "prob_rejected": 0.125,
+            "prob_delta": delta,
+            "prob_before": 0.5,
+            "samples": {"chosen": 8, "rejected": 5},
+            "is_positive": delta > 0,
+            "task_type": "chain_sum",
+            "model_id": "smollm2-135m-instruct-q4_1",
+            "dataset_id": "rg:chain_sum",
+            "dataset_item_id": str(i),
+            "counterpart_verified": True,
+            "counterpart_source": "first_tokens",
+            "pivot_id": f"p{i}",
+            "pivot_token_id": 100 + i,
+            "chosen_token_id": 100 + i,
+            "rejected_token_id": 7,
+            "prompt_token_ids": [1, 2, 3],
+            "retokenized": False,
+            "trl_tokens_match": i % 2 == 1,
+        },
+    }
 
 
 @pytest.fixture
@@ -293,33 +356,78 @@ def steering_file(tmp_path):
     rows = []
     for i in range(4):
         vec = rng.normal(size=8).round(4).tolist()
-        rows.append({"query": f"q{i % 2}", "pivot_context": f"context {i}", "pivot_token": " so",
-                     "pivot_token_id": 42, "prob_before": 0.5, "prob_after": 0.5 + (0.3 if i % 2 else -0.3),
-                     "prob_delta": 0.3 if i % 2 else -0.3, "is_positive": bool(i % 2),
-                     "model_id": "smollm2-135m-instruct-q4_1", "task_type": "chain_sum", "steering_vector": vec,
-                     "cluster_id": i % 2, "reasoning_pattern": ["numerical_accuracy", "organization"][i % 2],
-                     "cluster_vector": vec, "steering_layer": 20, "activation": vec,
-                     "contrastive_vector": None if i == 0 else vec, "contrastive_scope": "overall",
-                     "layer_activations": {"18": vec, "20": vec}, "activation_position": 11, "retokenized": False,
-                     "pivot_id": f"p{i}", "dataset_id": "rg:chain_sum", "dataset_item_id": str(i % 2)})
+        rows.append(
+            {
+                "query": f"q{i % 2}",
+                "pivot_context": f"context {i}",
+                "pivot_token": " so",
+                "pivot_token_id": 42,
+                "prob_before": 0.5,
+                "prob_after": 0.5 + (0.3 if i % 2 else -0.3),
+                "prob_delta": 0.3 if i % 2 else -0.3,
+                "is_positive": bool(i % 2),
+                "model_id": "smollm2-135m-instruct-q4_1",
+                "task_type": "chain_sum",
+                "steering_vector": vec,
+                "cluster_id": i % 2,
+                "reasoning_pattern": ["numerical_accuracy", "organization"][i % 2],
+                "cluster_vector": vec,
+                "steering_layer": 20,
+                "activation": vec,
+                "contrastive_vector": None if i == 0 else vec,
+                "contrastive_scope": "overall",
+                "layer_activations": {"18": vec, "20": vec},
+                "activation_position": 11,
+                "retokenized": False,
+                "pivot_id": f"p{i}",
+                "dataset_id": "rg:chain_sum",
+                "dataset_item_id": str(i % 2),
+            }
+        )
     return _write_jsonl(tmp_path / "steering_vectors.jsonl", rows)
 
 
 def _critical(i: int, found: bool) -> dict:
     """A critical-token record shaped like `pts critical` writes it (the cDPO search)."""
-    return {"model_id": "smollm2-135m-instruct-q4_1", "query": f"What is {i} + 2?", "answer": str(i + 2),
-            "response": "The answer is 9", "response_ids": [10, 11, 12, 13], "prompt_ids": [1, 2, 3],
-            "prompt_length": 3, "critical_position": 3 if found else None, "critical_token": " 9" if found else None,
-            "critical_token_id": 13 if found else None, "critical_context": "...The answer is",
-            "rule": "first_zero_then_low" if found else "none", "score": 0.0 if found else None,
-            "scores": [0.5, 0.25, None, 0.0], "score_samples": [8, 8, 0, 8], "score_successes": [4, 2, 0, 0],
-            "low_threshold": 0.2, "mode": "all", "rollouts": 24, "task_type": "chain_sum",
-            "dataset_id": "rg:chain_sum", "dataset_item_id": str(i), "trajectory_index": 0, "p_initial": 0.4,
-            "pass_at_k_with": [0.0, 0.0] if found else [], "pass_at_k_without": [0.5, 0.75] if found else [],
-            "samples_with": 4, "successes_with": 0, "samples_without": 4, "successes_without": 2,
-            "alternatives": [{"token_id": 14, "token": f" {i + 2}", "count": 4, "successes": 2}],
-            "pass_at_k_rollouts": 8, "search": {"num_samples": 8}, "timestamp": "2025-01-01T00:00:00",
-            "id": f"c{i}", "kind": "critical_token", "schema_version": 1}
+    return {
+        "model_id": "smollm2-135m-instruct-q4_1",
+        "query": f"What is {i} + 2?",
+        "answer": str(i + 2),
+        "response": "The answer is 9",
+        "response_ids": [10, 11, 12, 13],
+        "prompt_ids": [1, 2, 3],
+        "prompt_length": 3,
+        "critical_position": 3 if found else None,
+        "critical_token": " 9" if found else None,
+        "critical_token_id": 13 if found else None,
+        "critical_context": "...The answer is",
+        "rule": "first_zero_then_low" if found else "none",
+        "score": 0.0 if found else None,
+        "scores": [0.5, 0.25, None, 0.0],
+        "score_samples": [8, 8, 0, 8],
+        "score_successes": [4, 2, 0, 0],
+        "low_threshold": 0.2,
+        "mode": "all",
+        "rollouts": 24,
+        "task_type": "chain_sum",
+        "dataset_id": "rg:chain_sum",
+        "dataset_item_id": str(i),
+        "trajectory_index": 0,
+        "p_initial": 0.4,
+        "pass_at_k_with": [0.0, 0.0] if found else [],
+        "pass_at_k_without": [0.5, 0.75] if found else [],
+        "samples_with": 4,
+        "successes_with": 0,
+        "samples_without": 4,
+        "successes_without": 2,
+        "alternatives": [{"token_id": 14, "token": f" {i + 2}", "count": 4, "successes": 2}],
+        "pass_at_k_rollouts": 8,
+        "search": {"num_samples": 8},
+        "timestamp": "2025-01-01T00:00:00",
+        "id": f"c{i}",
+        "kind": "critical_token",
+        "schema_version": 1,
+    }
 
 
 @pytest.fixture
@@ -363,8 +471,10 @@ def _code_blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
 
 
-@pytest.mark.parametrize("fixture", ["pivotal_file", "original_file", "dpo_file", "dpo_chat_file", "steering_file",
-                                     "critical_file", "gguf_file"])
+@pytest.mark.parametrize(
+    "fixture",
+    ["pivotal_file", "original_file", "dpo_file", "dpo_chat_file", "steering_file", "critical_file", "gguf_file"],
+)
 def test_glossary_describes_every_field(request, fixture):
     path = request.getfixturevalue(fixture)
     card, _ = _parse(build_card(path, repo_id=REPO))
@@ -391,16 +501,32 @@ def test_glossary_describes_every_field(request, fixture):
 
 
 def test_size_category_follows_hub_labels():
-    assert [size_category(n) for n in (0, 1, 999, 1000, 9999, 10_000, 123_456, 5_000_000, 2 * 10 ** 12)] == [
-        "n<1K", "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "n>1T"]
+    assert [size_category(n) for n in (0, 1, 999, 1000, 9999, 10_000, 123_456, 5_000_000, 2 * 10**12)] == [
+        "n<1K",
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "100K<n<1M",
+        "1M<n<10M",
+        "n>1T",
+    ]
 
 
 def test_detects_each_format(pivotal_file, original_file, dpo_file, steering_file, critical_file, gguf_file):
-    got = {p.name: inspect_file(p).fmt for p in (pivotal_file, original_file, dpo_file, steering_file,
-                                                 critical_file, gguf_file)}
-    assert got == {"pivotal_tokens.jsonl": "pivotal", "original.jsonl": "pivotal", "dpo_pairs.jsonl": "dpo",
-                   "steering_vectors.jsonl": "steering", "critical_tokens.jsonl": "critical",
-                   "control_vector.gguf": "control-vector"}
+    got = {
+        p.name: inspect_file(p).fmt
+        for p in (pivotal_file, original_file, dpo_file, steering_file, critical_file, gguf_file)
+    }
+    assert got == {
+        "pivotal_tokens.jsonl": "pivotal",
+        "original.jsonl": "pivotal",
+        "dpo_pairs.jsonl": "dpo",
+        "steering_vectors.jsonl": "steering",
+        "critical_tokens.jsonl": "critical",
+        "control_vector.gguf": "control-vector",
+    }
     assert inspect_file(original_file).original_tool and not inspect_file(pivotal_file).original_tool
 
 
@@ -410,8 +536,9 @@ def test_pivotal_card(pivotal_file, tmp_path):
     assert meta["size_categories"] == ["n<1K"]
     assert meta["task_categories"] == ["text-generation"]
     assert {"pts", "pivotal-tokens"} <= set(meta["tags"])
-    assert meta["configs"] == [{"config_name": "default",
-                                "data_files": [{"split": "train", "path": "pivotal_tokens.jsonl"}]}]
+    assert meta["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "pivotal_tokens.jsonl"}]}
+    ]
     assert "smollm2-135m-instruct-q4_1" in meta["pretty_name"]
     text = card.text
     assert "| Pivotal tokens | 3 |" in text
@@ -419,7 +546,9 @@ def test_pivotal_card(pivotal_file, tmp_path):
     assert "| Questions (tasks) | 2 |" in text
     # Every field of the file, nested ones included, has a glossary row with a real description.
     for name in list(json.loads(pivotal_file.read_text().splitlines()[0])) + [
-            "first_tokens.successes", "search.num_samples"]:
+        "first_tokens.successes",
+        "search.num_samples",
+    ]:
         row = re.search(rf"^\| `{re.escape(name)}` \| [^|]+ \| (.+) \|$", text, re.MULTILINE)
         assert row and "Not described" not in row.group(1), name
     # No command given: the run options recorded in the records are shown, and they parse as `pts run` flags.
@@ -428,7 +557,9 @@ def test_pivotal_card(pivotal_file, tmp_path):
     from pts.cli import build_parser
 
     args = build_parser().parse_args(shlex.split(cmd)[1:])
-    assert args.dataset == "rg:chain_sum?size=3" and args.temperature == 0.6 and args.model == "smollm2-135m-instruct-q4_1"
+    assert (
+        args.dataset == "rg:chain_sum?size=3" and args.temperature == 0.6 and args.model == "smollm2-135m-instruct-q4_1"
+    )
     # Given one, the generating command is shown instead.
     card2, _ = _parse(build_card(pivotal_file, command="pts run --dataset gsm8k --num-samples 32", repo_id=REPO))
     assert "pts run --dataset gsm8k --num-samples 32" in card2.text
@@ -472,8 +603,15 @@ def test_dpo_card_and_its_load_snippet_runs(dpo_file, tmp_path):
     scope: dict = {}
     exec(load, scope)  # noqa: S102 - the card's own snippet
     ds = scope["dataset"]
-    assert ds.num_rows == 3 and ds.column_names == ["prompt", "chosen", "rejected", "prompt_ids", "chosen_ids",
-                                                    "rejected_ids", "metadata"]
+    assert ds.num_rows == 3 and ds.column_names == [
+        "prompt",
+        "chosen",
+        "rejected",
+        "prompt_ids",
+        "chosen_ids",
+        "rejected_ids",
+        "metadata",
+    ]
     assert ds[0]["chosen"] == " 3" and ds[0]["metadata"]["prob_chosen"] == 0.875
     line = next(x for x in train.splitlines() if "load_dataset(" in x and "=" in x)
     scope = {}
@@ -485,19 +623,34 @@ def _embedded_pivot(tok, question: str, pivot: str, counterpart: str, positive: 
     """A pivotal-token record on the embedded model's own token ids: its chat prompt for ``question``, the response
     "The answer is " so far, then the single digit token ``pivot``; the search's rollouts also began with the digit
     ``counterpart`` (the measured alternative pts export pairs it with)."""
-    prompt = list(tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                          return_dict=False))
+    prompt = list(
+        tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, return_dict=False)
+    )
     ids = prompt + tok.encode("The answer is ", add_special_tokens=False)
     (pivot_id,), (counterpart_id,) = (tok.encode(t, add_special_tokens=False) for t in (pivot, counterpart))
     after, other = (7, 0) if positive else (1, 6)  # successes of 8 rollouts after the pivot, of 6 after the other
     return PivotalToken(
-        model_id="smollm2-135m-instruct-q4_1", query=question, pivot_context=tok.decode(ids, skip_special_tokens=False),
-        pivot_token=pivot, pivot_token_id=pivot_id, prob_before=0.5, prob_after=after / 8, prob_delta=after / 8 - 0.5,
-        is_positive=positive, task_type="chain_sum", dataset_id="rg:chain_sum", dataset_item_id=question,
-        pivot_context_ids=ids, prompt_length=len(prompt), samples_before=8, successes_before=4, samples_after=8,
-        successes_after=after, first_tokens=[FirstToken(pivot_id, pivot, 8, after),
-                                             FirstToken(counterpart_id, counterpart, 6, other)],
-        position=len(ids) - len(prompt))
+        model_id="smollm2-135m-instruct-q4_1",
+        query=question,
+        pivot_context=tok.decode(ids, skip_special_tokens=False),
+        pivot_token=pivot,
+        pivot_token_id=pivot_id,
+        prob_before=0.5,
+        prob_after=after / 8,
+        prob_delta=after / 8 - 0.5,
+        is_positive=positive,
+        task_type="chain_sum",
+        dataset_id="rg:chain_sum",
+        dataset_item_id=question,
+        pivot_context_ids=ids,
+        prompt_length=len(prompt),
+        samples_before=8,
+        successes_before=4,
+        samples_after=8,
+        successes_after=after,
+        first_tokens=[FirstToken(pivot_id, pivot, 8, after), FirstToken(counterpart_id, counterpart, 6, other)],
+        position=len(ids) - len(prompt),
+    )
 
 
 @pytest.mark.slow
@@ -516,14 +669,17 @@ def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, mon
     from pts.store import read_jsonl
 
     tok = embedded_loaded.tokenizer
-    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
-               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    records = [
+        _embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+        _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False),
+    ]
     pivots = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
     data = tmp_path / "dpo_pairs.jsonl"
     export(ExportConfig(input_path=str(pivots), format="dpo", output_path=str(data), chat=chat), loaded=embedded_loaded)
     rows = read_jsonl(data)
     assert [(m["chosen_token_id"], m["rejected_token_id"]) for m in (r["metadata"] for r in rows)] == [
-        tuple(tok.convert_tokens_to_ids(t) for t in pair) for pair in (("3", "9"), ("4", "5"))]
+        tuple(tok.convert_tokens_to_ids(t) for t in pair) for pair in (("3", "9"), ("4", "5"))
+    ]
 
     card, _ = _parse(build_card(data, repo_id=REPO))
     train = next(b for b in _code_blocks(card.text, "python") if "DPOTrainer" in b)
@@ -537,11 +693,15 @@ def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, mon
     # save_strategy="no": at the last step Trainer would otherwise save a checkpoint (weights and optimizer state,
     # over 1 GB) that nothing here reads. Nothing else is needed offline: the reference model TRL builds is loaded
     # from the model's own path, the local directory.
-    config = (f"DPOConfig(output_dir={str(tmp_path / 'trl')!r}, max_steps=1, use_cpu=True, report_to=[], "
-              f"per_device_train_batch_size=2, save_strategy='no', logging_steps=1")
-    for old, new in ((f'load_dataset("{REPO}"', f"load_dataset({str(repo)!r}"),
-                     ('model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"', f"model_id = {str(model_dir)!r}"),
-                     ('DPOConfig(output_dir="dpo-pivotal-tokens"', config)):
+    config = (
+        f"DPOConfig(output_dir={str(tmp_path / 'trl')!r}, max_steps=1, use_cpu=True, report_to=[], "
+        f"per_device_train_batch_size=2, save_strategy='no', logging_steps=1"
+    )
+    for old, new in (
+        (f'load_dataset("{REPO}"', f"load_dataset({str(repo)!r}"),
+        ('model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"', f"model_id = {str(model_dir)!r}"),
+        ('DPOConfig(output_dir="dpo-pivotal-tokens"', config),
+    ):
         assert train.count(old) == 1, old
         train = train.replace(old, new)
 
@@ -566,13 +726,22 @@ def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, mon
     for ids, mask in zip(batch["input_ids"].tolist(), batch["completion_mask"].tolist()):
         on = [i for i, m in enumerate(mask) if m]
         assert on == list(range(on[0], on[-1] + 1))
-        seqs.append((ids[: on[0]], ids[on[0]: on[-1] + 1]))
+        seqs.append((ids[: on[0]], ids[on[0] : on[-1] + 1]))
     # The measured ids: a plain row's prompt is the whole context; a conversational row's prompt is the chat prompt,
     # and its completions start with the response so far.
-    prompt_len, response = (len(records[0].pivot_context_ids), []) if not chat else (
-        records[0].prompt_length, records[0].pivot_context_ids[records[0].prompt_length:])
-    expected = {(tuple(rec.pivot_context_ids[:prompt_len]), tuple(response + [m["chosen_token_id"]]),
-                 tuple(response + [m["rejected_token_id"]])) for rec, m in zip(records, (r["metadata"] for r in rows))}
+    prompt_len, response = (
+        (len(records[0].pivot_context_ids), [])
+        if not chat
+        else (records[0].prompt_length, records[0].pivot_context_ids[records[0].prompt_length :])
+    )
+    expected = {
+        (
+            tuple(rec.pivot_context_ids[:prompt_len]),
+            tuple(response + [m["chosen_token_id"]]),
+            tuple(response + [m["rejected_token_id"]]),
+        )
+        for rec, m in zip(records, (r["metadata"] for r in rows))
+    }
     k = len(response) + 1
     got = {(tuple(seqs[j][0]), tuple(seqs[j][1][:k]), tuple(seqs[j + 2][1][:k])) for j in (0, 1)}
     assert seqs[0][0] == seqs[2][0] and seqs[1][0] == seqs[3][0] and got == expected
@@ -590,9 +759,14 @@ def dpo_chat_file(tmp_path):
     rows = []
     for i, delta in ((1, 0.5), (2, -0.4)):
         meta = _pair(i, delta)["metadata"]
-        rows.append({"prompt": [{"role": "user", "content": f"What is {i} + 2?"}],
-                     "chosen": [{"role": "assistant", "content": f"The answer is {i + 2}"}],
-                     "rejected": [{"role": "assistant", "content": "The answer is 9"}], "metadata": meta})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"What is {i} + 2?"}],
+                "chosen": [{"role": "assistant", "content": f"The answer is {i + 2}"}],
+                "rejected": [{"role": "assistant", "content": "The answer is 9"}],
+                "metadata": meta,
+            }
+        )
     return _write_jsonl(tmp_path / "dpo_chat.jsonl", rows)
 
 
@@ -635,8 +809,11 @@ def test_steering_card_optillm_call_matches_optillm(steering_file):
     autothink = optillm_autothink()
     assert f"optillm ({autothink['version']})" in card.text and "autothink_decode" in autothink["exports"]
     assert "from optillm.autothink import autothink_decode" in optillm
-    (call,) = [n for n in ast.walk(ast.parse(optillm)) if isinstance(n, ast.Call)
-               and getattr(n.func, "id", None) == "autothink_decode"]
+    (call,) = [
+        n
+        for n in ast.walk(ast.parse(optillm))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "autothink_decode"
+    ]
     assert autothink["params"] == ["model", "tokenizer", "messages", "request_config"] and not call.keywords
     assert [getattr(a, "id", None) for a in call.args[:3]] == ["model", "tokenizer", "messages"]
     request = ast.literal_eval(call.args[3])
@@ -718,8 +895,10 @@ def test_control_vector_card(gguf_file):
     assert "| `pts.positive_pivots` | uint32 |" in card.text
     bash = "\n".join(_code_blocks(card.text, "bash"))
     commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("llama-cli")]
-    assert [llama_cpp_control_vectors(c) for c in commands] == [[("control_vector.gguf", 1.0)],
-                                                                [("control_vector.gguf", 0.5)]]
+    assert [llama_cpp_control_vectors(c) for c in commands] == [
+        [("control_vector.gguf", 1.0)],
+        [("control_vector.gguf", 0.5)],
+    ]
     with pytest.raises(ValueError, match="FNAME:SCALE"):  # the form cards used to print
         llama_cpp_control_vectors(["llama-cli", "--control-vector-scaled", "control_vector.gguf", "0.5"])
     reader_snippet = next(b for b in _code_blocks(card.text, "python") if "GGUFReader" in b)
@@ -735,15 +914,18 @@ def test_license_option_and_size_category_from_rows(tmp_path):
     assert meta["license"] == "mit" and meta["size_categories"] == ["1K<n<10K"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    ("", "is empty"),
-    ("\n\n", "has no records"),
-    ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a"\n', "line 2 is not valid JSON"),
-    ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n', "record 2 is not a dpo"),
-    ('{"foo": 1}\n', "cannot tell what"),
-    ("[1, 2]\n", "not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("\n\n", "has no records"),
+        ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a"\n', "line 2 is not valid JSON"),
+        ('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n', "record 2 is not a dpo"),
+        ('{"foo": 1}\n', "cannot tell what"),
+        ("[1, 2]\n", "not a JSON object"),
+    ],
+)
 def test_bad_input_files(tmp_path, content, message):
     path = tmp_path / "in.jsonl"
     if content is not None:
@@ -772,8 +954,11 @@ def test_push_creates_repo_and_commits_file_and_card(hub, online, dpo_file):
     assert url == f"{hub.url}/datasets/{REPO}"
     assert hub.repos[REPO] == {"type": "dataset", "visibility": None, "private": False}
     assert [p for m, p in hub.requests] == [
-        "/api/repos/create", "/api/validate-yaml", f"/api/datasets/{REPO}/preupload/main",
-        f"/api/datasets/{REPO}/commit/main"]
+        "/api/repos/create",
+        "/api/validate-yaml",
+        f"/api/datasets/{REPO}/preupload/main",
+        f"/api/datasets/{REPO}/commit/main",
+    ]
     assert len(hub.commits) == 1 and set(hub.commits[0]["files"]) == {"dpo_pairs.jsonl", "README.md"}
     assert "3 rows" in hub.commits[0]["summary"]
     assert hub.files[REPO]["dpo_pairs.jsonl"] == dpo_file.read_bytes()
@@ -789,8 +974,11 @@ def test_push_private_and_existing_repo(hub, online, pivotal_file, gguf_file):
     assert hub.repos[REPO]["visibility"] == "private"
     # Again into the same (private) repo: a second commit, the file replaced.
     push_dataset(gguf_file, REPO, private=True, token=TOKEN, endpoint=hub.url)
-    assert len(hub.commits) == 2 and set(hub.files[REPO]) == {"pivotal_tokens.jsonl", "control_vector.gguf",
-                                                               "README.md"}
+    assert len(hub.commits) == 2 and set(hub.files[REPO]) == {
+        "pivotal_tokens.jsonl",
+        "control_vector.gguf",
+        "README.md",
+    }
     assert hub.files[REPO]["control_vector.gguf"] == gguf_file.read_bytes()
     assert hub.lfs == {hashlib.sha256(gguf_file.read_bytes()).hexdigest(): gguf_file.read_bytes()}  # went by LFS
     assert f"/datasets/{REPO}.git/info/lfs/objects/batch" in [p for _, p in hub.requests]
@@ -830,13 +1018,19 @@ def test_push_without_token(hub, online, dpo_file):
     assert hub.requests == []
 
 
-@pytest.mark.parametrize("token, fail, message", [
-    ("hf_wrong", {}, r"rejected the token \(401 Unauthorized\).*hf auth login"),
-    (TOKEN, {"/api/repos/create": (403, "You don't have the rights to create a dataset under the namespace")},
-     r"no permission to create dataset repo alice/pivotal-data \(403 Forbidden\).*write access to alice"),
-    (TOKEN, {"/commit/": (500, "Internal Error")}, r"cannot upload dpo_pairs.jsonl .*HTTP 500 \(Internal Error\)"),
-    (TOKEN, {"/api/repos/create": (404, "Not Found")}, r"not found \(404\)"),
-])
+@pytest.mark.parametrize(
+    "token, fail, message",
+    [
+        ("hf_wrong", {}, r"rejected the token \(401 Unauthorized\).*hf auth login"),
+        (
+            TOKEN,
+            {"/api/repos/create": (403, "You don't have the rights to create a dataset under the namespace")},
+            r"no permission to create dataset repo alice/pivotal-data \(403 Forbidden\).*write access to alice",
+        ),
+        (TOKEN, {"/commit/": (500, "Internal Error")}, r"cannot upload dpo_pairs.jsonl .*HTTP 500 \(Internal Error\)"),
+        (TOKEN, {"/api/repos/create": (404, "Not Found")}, r"not found \(404\)"),
+    ],
+)
 def test_push_http_errors_are_one_line(hub, online, dpo_file, token, fail, message):
     hub.fail = fail
     with pytest.raises(PTSError, match=message) as e:
@@ -864,9 +1058,14 @@ def test_bad_repo_id(hub, online, dpo_file, repo_id):
     assert hub.requests == []
 
 
-@pytest.mark.parametrize("path_in_repo, message", [("../x.jsonl", "bad --path-in-repo"),
-                                                   ("/abs.jsonl", "bad --path-in-repo"),
-                                                   ("README.md", "overwritten by the dataset card")])
+@pytest.mark.parametrize(
+    "path_in_repo, message",
+    [
+        ("../x.jsonl", "bad --path-in-repo"),
+        ("/abs.jsonl", "bad --path-in-repo"),
+        ("README.md", "overwritten by the dataset card"),
+    ],
+)
 def test_bad_path_in_repo(hub, online, dpo_file, path_in_repo, message):
     with pytest.raises(PTSError, match=message):
         push_dataset(dpo_file, REPO, token=TOKEN, endpoint=hub.url, path_in_repo=path_in_repo)
@@ -887,8 +1086,12 @@ def test_push_path_in_repo(hub, online, dpo_file):
 def _usage_commands(card) -> list[list[str]]:
     """The command lines of the bash blocks in a card's Usage section, split as a shell splits them."""
     usage = card.text.split("## Usage")[1]
-    return [shlex.split(line, comments=True) for block in _code_blocks(usage, "bash") for line in block.splitlines()
-            if line.strip()]
+    return [
+        shlex.split(line, comments=True)
+        for block in _code_blocks(usage, "bash")
+        for line in block.splitlines()
+        if line.strip()
+    ]
 
 
 def _run_card_command(argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -896,8 +1099,9 @@ def _run_card_command(argv: list[str], cwd: Path, env: dict) -> subprocess.Compl
     script installed beside this Python) or `pts` (``python -m pts``, this checkout)."""
     hf = Path(sys.executable).parent / "hf"
     program = {"hf": [str(hf) if hf.is_file() else "hf"], "pts": [sys.executable, "-m", "pts"]}[argv[0]]
-    return subprocess.run(program + argv[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        program + argv[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 @pytest.mark.slow
@@ -909,8 +1113,10 @@ def test_pivotal_card_commands_download_and_export(hub, online, tmp_path, embedd
     from pts.store import read_jsonl
 
     tok = embedded_loaded.tokenizer
-    records = [_embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
-               _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False)]
+    records = [
+        _embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
+        _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False),
+    ]
     path = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
     push_dataset(path, REPO, token=TOKEN, endpoint=hub.url)
     card, _ = _parse(hub.files[REPO]["README.md"].decode())
@@ -926,7 +1132,8 @@ def test_pivotal_card_commands_download_and_export(hub, online, tmp_path, embedd
     assert (reader / "pivotal_tokens.jsonl").read_bytes() == path.read_bytes()
     rows = read_jsonl(reader / "dpo_pairs.jsonl")
     assert [(r["chosen_ids"], r["rejected_ids"]) for r in rows] == [
-        ([tok.convert_tokens_to_ids(a)], [tok.convert_tokens_to_ids(b)]) for a, b in (("3", "9"), ("4", "5"))]
+        ([tok.convert_tokens_to_ids(a)], [tok.convert_tokens_to_ids(b)]) for a, b in (("3", "9"), ("4", "5"))
+    ]
     assert [r["prompt_ids"] for r in rows] == [r.pivot_context_ids for r in records]
     # Only the download reached the Hub (besides huggingface_hub's own agent-registry request); pts export did not.
     ours = [(m, p) for m, p in hub.requests[before:] if p != "/api/agent-harnesses"]
@@ -955,8 +1162,15 @@ def test_control_vector_card_download_command(hub, online, tmp_path, gguf_file):
 
 
 def _pts(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pts", "push", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pts", "push", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:
@@ -967,11 +1181,25 @@ def _env(tmp_path: Path, **extra: str) -> dict:
 
 def test_cli_push(hub, tmp_path, steering_file):
     env = _env(tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN)
-    r = _pts(["--input-path", str(steering_file), "--hf-repo-id", REPO, "--private", "--model", "Qwen/Qwen3-0.6B",
-              "--license", "mit"], env, tmp_path)
+    r = _pts(
+        [
+            "--input-path",
+            str(steering_file),
+            "--hf-repo-id",
+            REPO,
+            "--private",
+            "--model",
+            "Qwen/Qwen3-0.6B",
+            "--license",
+            "mit",
+        ],
+        env,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == (f"pushed {steering_file} (4 rows, steering) and a dataset card to "
-                                f"{hub.url}/datasets/{REPO}")
+    assert r.stdout.strip() == (
+        f"pushed {steering_file} (4 rows, steering) and a dataset card to {hub.url}/datasets/{REPO}"
+    )
     assert hub.repos[REPO]["private"]
     card, meta = _parse(hub.files[REPO]["README.md"].decode())
     assert meta["license"] == "mit" and "Qwen/Qwen3-0.6B" in meta["pretty_name"]
@@ -1024,8 +1252,13 @@ def test_cli_bad_input_exit_2(hub, online, monkeypatch, capsys, tmp_path, dpo_fi
     rc = main(["push", "--input-path", path, "--hf-repo", repo, *extra])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("pts push: error: ") and err.count("\n") == 1, err
-    expected = {"missing": "does not exist", "empty": "is empty", "invalid-json": "line 2 is not valid JSON",
-                "bad-repo": "bad repo id", "wrong-format": "is not a steering record",
-                "unreachable": "cannot reach the Hub at http://127.0.0.1:9"}[case]
+    expected = {
+        "missing": "does not exist",
+        "empty": "is empty",
+        "invalid-json": "line 2 is not valid JSON",
+        "bad-repo": "bad repo id",
+        "wrong-format": "is not a steering record",
+        "unreachable": "cannot reach the Hub at http://127.0.0.1:9",
+    }[case]
     assert expected in err
     assert hub.requests == []

@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-
 import ray  # pts[ray], which `make test` installs
 from ray import cloudpickle
 from ray.cluster_utils import Cluster
@@ -67,8 +66,9 @@ class DistributionEngine(Engine):
 
 def records(path):
     """Records without their write time, sorted: what must not depend on who searched what."""
-    return sorted(json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True)
-                  for r in read_jsonl(path))
+    return sorted(
+        json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True) for r in read_jsonl(path)
+    )
 
 
 def done_items(path):
@@ -191,8 +191,11 @@ else:
 
 @pytest.mark.parametrize("command", ["run", "critical"])
 def test_a_killed_driver_resumes_with_every_query_once(cluster, request, tmp_path, command):
-    expected = (request.getfixturevalue("reference") if command == "run"
-                else request.getfixturevalue("critical_reference")["all"][0])
+    expected = (
+        request.getfixturevalue("reference")
+        if command == "run"
+        else request.getfixturevalue("critical_reference")["all"][0]
+    )
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=os.path.dirname(__file__)))
     out = tmp_path / "out.jsonl"
@@ -225,11 +228,14 @@ def test_a_lost_node_is_survived(cluster, request, tmp_path, caplog, command):
     outcome = {}
     if command == "run":
         expected = (request.getfixturevalue("reference"), [str(i) for i in range(8)])
-        job = lambda: run(ray_config(out, cluster.address, ray_workers=2), Engine(delay=0.05), QUERIES)  # noqa: E731
+
+        def job():
+            return run(ray_config(out, cluster.address, ray_workers=2), Engine(delay=0.05), QUERIES)
     else:
         expected = request.getfixturevalue("critical_reference")["all"]
-        job = lambda: run_critical(out, DistributionEngine(delay=0.05), ray=cluster.address,  # noqa: E731
-                                   ray_workers=2, parallel=1)
+
+        def job():
+            return run_critical(out, DistributionEngine(delay=0.05), ray=cluster.address, ray_workers=2, parallel=1)
 
     def work():
         try:
@@ -258,10 +264,26 @@ def test_a_lost_node_is_survived(cluster, request, tmp_path, caplog, command):
 def test_without_ray_the_flag_is_one_line_exit_2(tmp_path):
     data = tmp_path / "qa.jsonl"
     data.write_text(json.dumps({"question": "What is 1+1?", "answer": "2"}) + "\n")
-    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
-            "from pts.cli import main; sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, "run", "--ray", "--dataset", str(data),
-                           "--output-path", str(tmp_path / "out.jsonl")], capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+        "from pts.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            "--ray",
+            "--dataset",
+            str(data),
+            "--output-path",
+            str(tmp_path / "out.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "pip install 'pts[ray]'" in lines[0], proc.stderr
     assert not (tmp_path / "out.jsonl").exists()
@@ -273,8 +295,21 @@ def test_the_embedded_model_on_two_workers_gives_the_records_of_one_process(clus
     from pts.tasks.sources import load_tasks
 
     dataset = "rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=6"
-    tiny = dict(dataset=dataset, max_examples=2, num_samples=6, max_new_tokens=40, max_generations=2, min_prob=0.0,
-                max_prob=1.0, seed=1, dtype="float32", device="cpu", verify_samples=16, progress=False, parallel=1)
+    tiny = dict(
+        dataset=dataset,
+        max_examples=2,
+        num_samples=6,
+        max_new_tokens=40,
+        max_generations=2,
+        min_prob=0.0,
+        max_prob=1.0,
+        seed=1,
+        dtype="float32",
+        device="cpu",
+        verify_samples=16,
+        progress=False,
+        parallel=1,
+    )
     tasks = load_tasks(dataset, max_examples=2, seed=1)
     one = tmp_path / "one.jsonl"
     run(RunConfig(output_path=str(one), **tiny), embedded_engine, tasks)
@@ -295,8 +330,9 @@ def test_max_pairs_keeps_the_same_queries_whoever_finishes_first(cluster, tmp_pa
     for workers in (1, 2):
         out = tmp_path / f"w{workers}.jsonl"
         # a slow engine so that the two workers' queries interleave
-        summary = run(ray_config(out, cluster.address, ray_workers=workers, parallel=2, max_pairs=5),
-                      Engine(delay=0.01), QUERIES)
+        summary = run(
+            ray_config(out, cluster.address, ray_workers=workers, parallel=2, max_pairs=5), Engine(delay=0.01), QUERIES
+        )
         assert summary.stopped_at_max_pairs and records(out) == records(local), workers
         assert done_items(out) == done_items(local), workers
 
@@ -308,8 +344,11 @@ def test_a_worker_ray_cannot_place_is_one_line_not_a_silent_wait(cluster, tmp_pa
     monkeypatch.setattr(distributed, "PLACEMENT_TIMEOUT", 5.0)
     out = tmp_path / "out.jsonl"
     started = time.monotonic()
-    with pytest.raises(PTSError, match="no Ray worker started within 5 s: the cluster has no room for a worker "
-                                       "with --ray-num-cpus 1 --ray-num-gpus 1"):
+    with pytest.raises(
+        PTSError,
+        match="no Ray worker started within 5 s: the cluster has no room for a worker "
+        "with --ray-num-cpus 1 --ray-num-gpus 1",
+    ):
         run(ray_config(out, cluster.address, ray_num_gpus=1.0), Engine(), QUERIES)
     assert time.monotonic() - started < 60 and not out.exists()
 
@@ -344,12 +383,15 @@ def critical_reference(tmp_path_factory):
     assert sum(every.values()) > 5 and any(json.loads(r)["alternatives"] for r in records(base / "all.jsonl"))
     # the quota ends inside a query: the last one written keeps only some of its trajectories
     assert sum(kept.values()) == 5 and any(0 < kept[i] < every[i] for i in kept), (every, kept)
-    return {"all": (records(base / "all.jsonl"), done_items(base / "all.jsonl")),
-            "max5": (records(base / "max5.jsonl"), done_items(base / "max5.jsonl"))}
+    return {
+        "all": (records(base / "all.jsonl"), done_items(base / "all.jsonl")),
+        "max5": (records(base / "max5.jsonl"), done_items(base / "max5.jsonl")),
+    }
 
 
 def test_critical_in_one_process_gives_the_same_records_whatever_the_concurrency_or_an_interruption(
-        critical_reference, tmp_path):
+    critical_reference, tmp_path
+):
     class Stopping(DistributionEngine):
         made = 0  # (FakeEngine counts its own calls in `calls`)
 
@@ -379,8 +421,9 @@ def test_critical_on_one_and_two_workers_writes_the_records_of_one_process(clust
         assert (records(out), done_items(out)) == critical_reference["all"], workers
 
 
-def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_workers(cluster, critical_reference,
-                                                                                     tmp_path, monkeypatch):
+def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_workers(
+    cluster, critical_reference, tmp_path, monkeypatch
+):
     """The query that fills the quota is analysed again with the room left, as a local run analyses it."""
     from pts.jobs.critical import TakeQuota
 
@@ -397,8 +440,14 @@ def test_critical_max_trajectories_is_taken_in_dataset_order_on_any_number_of_wo
         again.clear()
         out = tmp_path / f"w{workers}.jsonl"
         # a slow engine so that the workers' queries interleave and finish out of order
-        summary = run_critical(out, DistributionEngine(delay=0.01), ray=cluster.address, ray_workers=workers,
-                               parallel=2, max_trajectories=5)
+        summary = run_critical(
+            out,
+            DistributionEngine(delay=0.01),
+            ray=cluster.address,
+            ray_workers=workers,
+            parallel=2,
+            max_trajectories=5,
+        )
         assert summary.stopped_at_max_trajectories and summary.trajectories == 5
         assert (records(out), done_items(out)) == critical_reference["max5"], workers
         assert again == [("2", 1)], workers  # item 2 found 2 incorrect trajectories; 1 was left
@@ -420,22 +469,27 @@ def test_critical_input_path_responses_on_two_workers_give_the_records_of_one_pr
         for workers in (None, 2):
             out = outs[workers] = tmp_path / f"w{workers}.jsonl"
             extra = {} if workers is None else {"ray": cluster.address, "ray_workers": workers}
-            summary = critical(critical_config(out, input_path=str(path), oracle="pass_fail", **extra),
-                               DistributionEngine())
+            summary = critical(
+                critical_config(out, input_path=str(path), oracle="pass_fail", **extra), DistributionEngine()
+            )
             assert summary.trajectories == 4 and not summary.failed, workers
         assert records(outs[None]) and (records(outs[2]), done_items(outs[2])) == (
-            records(outs[None]), done_items(outs[None]))
+            records(outs[None]),
+            done_items(outs[None]),
+        )
         assert sorted(json.loads(r)["response"] for r in records(outs[2])) == sorted(r["response"] for r in rows)
     finally:
         ORACLES.pop("pass_fail", None)
 
 
-def test_critical_worker_killed_by_a_query_is_replaced_and_the_query_retried(cluster, critical_reference, tmp_path,
-                                                                             caplog):
+def test_critical_worker_killed_by_a_query_is_replaced_and_the_query_retried(
+    cluster, critical_reference, tmp_path, caplog
+):
     marker = tmp_path / "killed-once"
     out = tmp_path / "out.jsonl"
-    summary = run_critical(out, DistributionEngine(kill_item=3, marker=str(marker)), ray=cluster.address,
-                           ray_workers=2, parallel=1)
+    summary = run_critical(
+        out, DistributionEngine(kill_item=3, marker=str(marker)), ray=cluster.address, ray_workers=2, parallel=1
+    )
     assert marker.exists() and "a Ray worker died" in caplog.text and not summary.failed
     assert (records(out), done_items(out)) == critical_reference["all"]
 
@@ -453,8 +507,17 @@ def run_eval(out, engines, **kw):
     from pts.jobs.eval import run as evaluate
 
     out.mkdir()
-    config = EvalConfig(model="a", compare=["b"], num_samples=4, max_new_tokens=24, seed=5, progress=False,
-                        output_path=str(out / "rows.jsonl"), summary_path=str(out / "summary.json"), **kw)
+    config = EvalConfig(
+        model="a",
+        compare=["b"],
+        num_samples=4,
+        max_new_tokens=24,
+        seed=5,
+        progress=False,
+        output_path=str(out / "rows.jsonl"),
+        summary_path=str(out / "summary.json"),
+        **kw,
+    )
     return evaluate(config, engines=engines, tasks=QUERIES)
 
 
@@ -489,8 +552,15 @@ def test_eval_batch_that_keeps_killing_workers_is_left_out_of_every_model(cluste
     from pts.jobs.eval import run as evaluate
 
     (tmp_path / "local").mkdir()
-    config = EvalConfig(model="a", compare=["b"], num_samples=4, max_new_tokens=24, seed=5, progress=False,
-                        output_path=str(tmp_path / "local" / "rows.jsonl"))
+    config = EvalConfig(
+        model="a",
+        compare=["b"],
+        num_samples=4,
+        max_new_tokens=24,
+        seed=5,
+        progress=False,
+        output_path=str(tmp_path / "local" / "rows.jsonl"),
+    )
     evaluate(config, engines=eval_engines(), tasks=local)
     assert rows == (tmp_path / "local" / "rows.jsonl").read_text()
 
@@ -498,8 +568,9 @@ def test_eval_batch_that_keeps_killing_workers_is_left_out_of_every_model(cluste
 def test_contrast_sampling_on_one_and_two_workers_gives_the_trajectories_of_one_process(cluster, tmp_path):
     from pts.jobs.contrast import ContrastConfig, sample_trajectories
 
-    settings = dict(num_trajectories=4, max_new_tokens=24, seed=2, progress=False, batch_size=4,
-                    output_dir=str(tmp_path / "ce"))
+    settings = dict(
+        num_trajectories=4, max_new_tokens=24, seed=2, progress=False, batch_size=4, output_dir=str(tmp_path / "ce")
+    )
     engine = Engine()
     engine.batch_size = 4
     local, here, failed = sample_trajectories(ContrastConfig(**settings), engine, QUERIES)
@@ -507,25 +578,35 @@ def test_contrast_sampling_on_one_and_two_workers_gives_the_trajectories_of_one_
     assert here is engine and not failed and len(reference) == 8 * 4
     assert {t["correct"] for t in reference} == {True, False}
     for workers in (1, 2):
-        got, here, failed = sample_trajectories(ContrastConfig(ray=cluster.address, ray_workers=workers, **settings),
-                                                engine, QUERIES)
+        got, here, failed = sample_trajectories(
+            ContrastConfig(ray=cluster.address, ray_workers=workers, **settings), engine, QUERIES
+        )
         assert here is None and not failed
         assert [t.to_dict() for t in got] == reference, workers
 
 
-@pytest.mark.parametrize("command", [
-    ["eval", "--output-path", "{out}/rows.jsonl"],
-    ["critical", "--output-path", "{out}/critical.jsonl"],
-    ["contrast", "--output-dir", "{out}/ce"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--output-path", "{out}/rows.jsonl"],
+        ["critical", "--output-path", "{out}/critical.jsonl"],
+        ["contrast", "--output-dir", "{out}/ce"],
+    ],
+)
 def test_without_ray_every_ray_flag_is_one_line_exit_2(tmp_path, command):
     data = tmp_path / "qa.jsonl"
     data.write_text(json.dumps({"question": "What is 1+1?", "answer": "2"}) + "\n")
-    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
-            "from pts.cli import main; sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+        "from pts.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     args = [a.format(out=tmp_path) for a in command]
-    proc = subprocess.run([sys.executable, "-c", code, *args, "--ray", "--dataset", str(data)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--ray", "--dataset", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "pip install 'pts[ray]'" in lines[0], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.jsonl"]

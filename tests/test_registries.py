@@ -31,8 +31,9 @@ def test_an_engine_registered_by_name_is_what_pts_run_samples_with(registered, t
     def create(model, *, device, dtype, batch_size):
         made.append((model, device, dtype, batch_size))
         # p(success) 0.5 at the start, 1 after token 1, 0 after token 2: a planted pivot at position 0.
-        engine = FakeEngine(lambda prefix: 0.5 if not prefix else (1.0 if prefix[0] == 1 else 0.0),
-                            script=[1, 3, 3], prompt_length=3)
+        engine = FakeEngine(
+            lambda prefix: 0.5 if not prefix else (1.0 if prefix[0] == 1 else 0.0), script=[1, 3, 3], prompt_length=3
+        )
         return engine
 
     module = types.ModuleType("my_engines")
@@ -40,8 +41,17 @@ def test_an_engine_registered_by_name_is_what_pts_run_samples_with(registered, t
     monkeypatch.setitem(sys.modules, "my_engines", module)
     engines.register_engine("mine", "my_engines:create")
     tasks = [Task(query="query", answer="PASS", item_id="q0", dataset_id="d", task_type="t", oracle=PassFailOracle())]
-    config = RunConfig(engine="mine", model="m", batch_size=7, output_path=str(tmp_path / "out.jsonl"),
-                       num_samples=8, max_new_tokens=3, min_prob=0.0, max_prob=1.0, progress=False)
+    config = RunConfig(
+        engine="mine",
+        model="m",
+        batch_size=7,
+        output_path=str(tmp_path / "out.jsonl"),
+        num_samples=8,
+        max_new_tokens=3,
+        min_prob=0.0,
+        max_prob=1.0,
+        progress=False,
+    )
     with pytest.raises(PTSError, match="unknown --engine 'nowhere'; available: hf, vllm, mine"):
         RunConfig(engine="nowhere").validate()
     summary = run(config, tasks=tasks)
@@ -64,8 +74,17 @@ def test_an_oracle_registered_by_name_judges_rows(registered, tmp_path):
 
 def test_a_dataset_source_registered_first_reads_its_specs(registered):
     def load(request):
-        return [Task(query=f"question {i}", answer=str(i), item_id=f"{request.spec}-{i}", dataset_id=request.spec,
-                     task_type="mine", oracle=PassFailOracle()) for i in range(request.max_examples or 3)]
+        return [
+            Task(
+                query=f"question {i}",
+                answer=str(i),
+                item_id=f"{request.spec}-{i}",
+                dataset_id=request.spec,
+                task_type="mine",
+                oracle=PassFailOracle(),
+            )
+            for i in range(request.max_examples or 3)
+        ]
 
     sources.register_source(sources.SourceKind("mine", lambda spec: spec.startswith("mine:"), load))
     tasks = sources.load_tasks("mine:demo", max_examples=2)

@@ -19,8 +19,9 @@ from pts.sandbox import Limits, Sandbox
 from pts.tasks.code import CodeOracle, CodeReference
 
 LIMITS = Limits(wall_seconds=3.0, cpu_seconds=3, memory_bytes=512 << 20, processes=16, output_bytes=1 << 20)
-ADD = CodeReference(header='def add(a, b):\n    """Sum of a and b."""\n', tests="assert add(1, 2) == 3\n",
-                    entry_point="add")
+ADD = CodeReference(
+    header='def add(a, b):\n    """Sum of a and b."""\n', tests="assert add(1, 2) == 3\n", entry_point="add"
+)
 
 
 def require(condition: bool, what: str) -> None:
@@ -125,7 +126,7 @@ def test_hostile_programs_fail_within_limits_and_harm_nothing(victim, listener, 
 
     outcome = dict(zip(hostile, verdicts))
     assert [name for name, ok in outcome.items() if ok] == [], outcome
-    assert verdicts[len(hostile):] == [True] * len(good)
+    assert verdicts[len(hostile) :] == [True] * len(good)
     # 18 programs, 4 at a time, none longer than its wall limit (plus start-up and a loaded machine's slack).
     assert seconds < (len(completions) / 4 + 1) * (LIMITS.wall_seconds + 2)
     assert oracle.stats()["executions"] == len(completions)

@@ -126,10 +126,14 @@ def test_gsm8k_shaped_directory(tmp_path):
     directory = tmp_path / "gsm8k"
     directory.mkdir()
     rows = [
-        {"question": "Natalia sold 48 clips in April and half as many in May. How many in total?",
-         "answer": "In May she sold 48/2 = <<48/2=24>>24.\nAltogether 48+24 = <<48+24=72>>72.\n#### 72"},
-        {"question": "Weng earns $12 an hour. How much for 50 minutes?",
-         "answer": "12/60 = <<12/60=0.2>>0.2 per minute.\n0.2 x 50 = <<0.2*50=10>>10.\n#### 10"},
+        {
+            "question": "Natalia sold 48 clips in April and half as many in May. How many in total?",
+            "answer": "In May she sold 48/2 = <<48/2=24>>24.\nAltogether 48+24 = <<48+24=72>>72.\n#### 72",
+        },
+        {
+            "question": "Weng earns $12 an hour. How much for 50 minutes?",
+            "answer": "12/60 = <<12/60=0.2>>0.2 per minute.\n0.2 x 50 = <<0.2*50=10>>10.\n#### 10",
+        },
     ]
     write_parquet(directory / "train-00000-of-00001.parquet", rows)
     write_parquet(directory / "test-00000-of-00001.parquet", rows[:1])
@@ -148,13 +152,26 @@ def test_optillmbench_shaped_directory(tmp_path):
     directory = tmp_path / "optillmbench"
     directory.mkdir()
     rows = [
-        {"id": "gsm8k_0001", "category": "gsm8k", "question": "Tom has 3 bags of 4 apples. How many apples?",
-         "answer": "3 bags of 4 is 3*4 = <<3*4=12>>12 apples. #### 12"},
+        {
+            "id": "gsm8k_0001",
+            "category": "gsm8k",
+            "question": "Tom has 3 bags of 4 apples. How many apples?",
+            "answer": "3 bags of 4 is 3*4 = <<3*4=12>>12 apples. #### 12",
+        },
         {"id": "mmlu_math_0002", "category": "mmlu_math", "question": "Find 1/2 + 1/4.", "answer": "3/4"},
-        {"id": "mmlu_math_0003", "category": "mmlu_math", "question": "Which set is a group?",
-         "answer": "The integers under addition"},
+        {
+            "id": "mmlu_math_0003",
+            "category": "mmlu_math",
+            "question": "Which set is a group?",
+            "answer": "The integers under addition",
+        },
         {"id": "boolq_0004", "category": "boolq", "question": "Context: ...\nQuestion: is water wet", "answer": "Yes"},
-        {"id": "aqua_rat_0005", "category": "aqua_rat", "question": "A train... Options: A) 1 B) 2 C) 3", "answer": "C"},
+        {
+            "id": "aqua_rat_0005",
+            "category": "aqua_rat",
+            "question": "A train... Options: A) 1 B) 2 C) 3",
+            "answer": "C",
+        },
     ]
     write_parquet(directory / "train.parquet", rows)
     tasks = {t.item_id: t for t in load_tasks(str(directory))}
@@ -166,7 +183,10 @@ def test_optillmbench_shaped_directory(tmp_path):
     assert isinstance(gsm.oracle, MathOracle) and gsm.task_type == "optillmbench:gsm8k"
     assert gsm.judge("3 * 4 = 12\n### 12") and not gsm.judge("### 13")
 
-    assert mmlu.prompt == "Solve this math problem. Provide only the answer with no explanation.\n\nQuestion: Find 1/2 + 1/4."
+    assert (
+        mmlu.prompt
+        == "Solve this math problem. Provide only the answer with no explanation.\n\nQuestion: Find 1/2 + 1/4."
+    )
     assert isinstance(mmlu.oracle, MathOracle) and mmlu.judge("0.75")
     assert isinstance(mmlu_text.oracle, ExactMatchOracle) and mmlu_text.judge("The integers under addition.")
 
@@ -190,7 +210,7 @@ def test_rg_spec_with_options_and_config():
         assert t.reference["answer"] == t.answer and t.query == t.reference["question"]
         assert t.judge(f"It is {t.answer}.") and not t.judge(f"It is {int(t.answer) + 1}.")
     assert tasks[0].dataset_id == (
-        'rg:basic_arithmetic?allow_negation=false&allow_parentheses=false&max_digits=1&max_terms=2'
+        "rg:basic_arithmetic?allow_negation=false&allow_parentheses=false&max_digits=1&max_terms=2"
         '&min_terms=2&operators=["+"]&seed=42&size=8'
     )
 
@@ -335,8 +355,14 @@ def test_optillmbench_file_in_named_folder(tmp_path):
 
 def test_rows_sharing_an_id_each_get_their_own_and_a_warning(tmp_path, caplog):
     path = tmp_path / "dup.jsonl"
-    write_jsonl(path, [{"id": "x", "question": "1+1?", "answer": "2"}, {"id": "x", "question": "2+2?", "answer": "4"},
-                       {"id": "y", "question": "3+3?", "answer": "6"}])
+    write_jsonl(
+        path,
+        [
+            {"id": "x", "question": "1+1?", "answer": "2"},
+            {"id": "x", "question": "2+2?", "answer": "4"},
+            {"id": "y", "question": "3+3?", "answer": "6"},
+        ],
+    )
     tasks = load_tasks(str(path))
     assert [t.item_id for t in tasks] == ["x", "x@row1", "y"]
     assert [t.query for t in tasks] == ["1+1?", "2+2?", "3+3?"]
@@ -347,9 +373,17 @@ def test_rows_sharing_an_id_each_get_their_own_and_a_warning(tmp_path, caplog):
 
 def test_empty_and_structured_answers_warn(tmp_path, caplog):
     path = tmp_path / "answers.jsonl"
-    write_jsonl(path, [{"question": "a?", "answer": ""}, {"question": "b?", "answer": "  "},
-                       {"question": "c?", "answer": ["1", "2"]}, {"question": "d?", "answer": {"x": 1}},
-                       {"question": "e?", "answer": ["7"]}, {"question": "f?", "answer": "8"}])
+    write_jsonl(
+        path,
+        [
+            {"question": "a?", "answer": ""},
+            {"question": "b?", "answer": "  "},
+            {"question": "c?", "answer": ["1", "2"]},
+            {"question": "d?", "answer": {"x": 1}},
+            {"question": "e?", "answer": ["7"]},
+            {"question": "f?", "answer": "8"},
+        ],
+    )
     tasks = load_tasks(str(path))
     assert [t.query for t in tasks] == ["c?", "d?", "e?", "f?"]
     assert "skipped 2 row(s)" in caplog.text and "empty or missing" in caplog.text

@@ -31,8 +31,9 @@ LAYERS = 30
 
 def pts(*args, cwd):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "pts", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pts", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def write_jsonl(path, rows):
@@ -64,13 +65,32 @@ def rand_vec(seed, dim=HIDDEN):
 
 def test_load_steering_vectors_optillm_shape_and_pts_extras(tmp_path):
     rows = [
-        {"query": "q", "pivot_context": "ctx one", "pivot_token": " 7", "pivot_token_id": 7, "prob_before": 0.2,
-         "prob_after": 0.8, "prob_delta": 0.6, "is_positive": True, "model_id": "m", "task_type": "math",
-         "steering_vector": [1.0, 2.0, 3.0], "cluster_id": 2, "reasoning_pattern": "numerical_accuracy",
-         "cluster_vector": [0.0, 1.0, 0.0], "steering_layer": 4, "pivot_context_ids": [5, 6, 7]},
+        {
+            "query": "q",
+            "pivot_context": "ctx one",
+            "pivot_token": " 7",
+            "pivot_token_id": 7,
+            "prob_before": 0.2,
+            "prob_after": 0.8,
+            "prob_delta": 0.6,
+            "is_positive": True,
+            "model_id": "m",
+            "task_type": "math",
+            "steering_vector": [1.0, 2.0, 3.0],
+            "cluster_id": 2,
+            "reasoning_pattern": "numerical_accuracy",
+            "cluster_vector": [0.0, 1.0, 0.0],
+            "steering_layer": 4,
+            "pivot_context_ids": [5, 6, 7],
+        },
         # optillm also accepts the vector as a JSON string; no is_positive (original tool): sign from prob_delta
-        {"pivot_context": "ctx two", "prob_delta": -0.4, "steering_vector": "[3, 2, 1]", "steering_layer": "4",
-         "cluster_vector": [1, 0, 0]},
+        {
+            "pivot_context": "ctx two",
+            "prob_delta": -0.4,
+            "steering_vector": "[3, 2, 1]",
+            "steering_layer": "4",
+            "cluster_vector": [1, 0, 0],
+        },
         {"pivot_context": "zero", "prob_delta": 0.3, "steering_vector": [0, 0, 0], "cluster_vector": [0, 0, 1]},
         {"pivot_context": "null", "prob_delta": 0.3, "steering_vector": None, "cluster_vector": None},
     ]
@@ -87,22 +107,27 @@ def test_load_steering_vectors_optillm_shape_and_pts_extras(tmp_path):
 
 
 def test_load_steering_vectors_per_layer_object(tmp_path):
-    path = write_jsonl(tmp_path / "v.jsonl", [{"pivot_context": "c", "is_positive": False,
-                                              "steering_vector": {"3": [1, 0], "7": [0, 1]}}])
+    path = write_jsonl(
+        tmp_path / "v.jsonl",
+        [{"pivot_context": "c", "is_positive": False, "steering_vector": {"3": [1, 0], "7": [0, 1]}}],
+    )
     (v,) = load_steering_vectors(path, layer=7)
     assert v.vector == [0.0, 1.0] and v.layer == 7 and not v.is_positive
     with pytest.raises(PTSError, match="pick one with --layer"):
         load_steering_vectors(path)
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([{"pivot_context": "c"}], "no 'steering_vector' field"),
-    ([{"steering_vector": [1, 2]}, {"steering_vector": [1, 2, 3]}], "3 dimensions, earlier rows have 2"),
-    ([{"steering_vector": ["a", 1]}], "not a list of numbers"),
-    ([{"steering_vector": [1, float("nan")]}], "NaN"),
-    ([{"steering_vector": [0, 0]}, {"steering_vector": None}], "null or all zeros"),
-    ([], "holds no steering vectors"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"pivot_context": "c"}], "no 'steering_vector' field"),
+        ([{"steering_vector": [1, 2]}, {"steering_vector": [1, 2, 3]}], "3 dimensions, earlier rows have 2"),
+        ([{"steering_vector": ["a", 1]}], "not a list of numbers"),
+        ([{"steering_vector": [1, float("nan")]}], "NaN"),
+        ([{"steering_vector": [0, 0]}, {"steering_vector": None}], "null or all zeros"),
+        ([], "holds no steering vectors"),
+    ],
+)
 def test_bad_steering_files(tmp_path, rows, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -172,20 +197,20 @@ def optillm_match(contexts, history, max_tokens=256):
             match_len = min(len(history), max(4, len(tokens) // 2))
             if history[-match_len:] == tokens[-match_len:] and match_len > best_length:
                 best_length, best = match_len, k
-        elif history[-len(tokens):] == tokens and len(tokens) >= best_length:
+        elif history[-len(tokens) :] == tokens and len(tokens) >= best_length:
             best_length, best = len(tokens), k
     return best
 
 
 def test_suffix_matching_examples():
-    a = list(range(1, 11))            # 10 tokens
+    a = list(range(1, 11))  # 10 tokens
     b = [50, 51, 52, 53, 7, 8, 9, 10]  # shares a's last 4 tokens
     m = SuffixMatcher([a, b])
-    assert m.match([99] + a) == 0                 # the whole of a
-    assert m.match([99, 98] + b) == 1             # the whole of b, longer than the shared 4-token tail
+    assert m.match([99] + a) == 0  # the whole of a
+    assert m.match([99, 98] + b) == 1  # the whole of b, longer than the shared 4-token tail
     assert m.match([60, 61, 62, 7, 8, 9, 10]) == 0  # only the 4-token tail: a claimed it first
-    assert m.match([8, 9, 10]) is None            # fewer than 4 tokens never match
-    assert m.match([1, 2, 3, 4, 5]) is None       # a prefix, not a suffix
+    assert m.match([8, 9, 10]) is None  # fewer than 4 tokens never match
+    assert m.match([1, 2, 3, 4, 5]) is None  # a prefix, not a suffix
     # a history shorter than a context matches on the context's last max(4, len // 2) tokens (here 15),
     # which beats a whole context of 13 tokens; when that fails, the 13-token context beats the 12-token tail
     long = list(range(100, 130))  # 30 tokens
@@ -203,7 +228,7 @@ def test_suffix_matching_equals_optillm_on_random_cases():
         contexts = [[rng.randrange(vocab) for _ in range(rng.randrange(1, 40))] for _ in range(rng.randrange(1, 6))]
         if rng.random() < 0.5:  # plant a context at the end of the history
             pick = rng.choice(contexts)
-            history = [rng.randrange(vocab) for _ in range(rng.randrange(0, 10))] + pick[rng.randrange(len(pick)):]
+            history = [rng.randrange(vocab) for _ in range(rng.randrange(0, 10))] + pick[rng.randrange(len(pick)) :]
         else:
             history = [rng.randrange(vocab) for _ in range(rng.randrange(0, 60))]
         if not history:
@@ -218,8 +243,10 @@ def capture(model, layers):
     """Forward hooks recording the outputs of ``layers`` (registered after any steering hook: they see its result)."""
     seen, handles = {}, []
     for n in layers:
+
         def hook(module, args, output, n=n):
             seen[n] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
         handles.append(model.model.layers[n].register_forward_hook(hook))
     return seen, handles
 
@@ -275,8 +302,10 @@ def test_steering_is_per_row_and_at_each_vectors_own_layer(chat_prompt):
 
 
 def test_scale_by_delta_follows_optillm(embedded_model):
-    vecs = [SteeringVector([1.0, 0.0], 0, prob_delta=0.05), SteeringVector([0.0, 2.0], 0, prob_delta=-0.5,
-                                                                          is_positive=False)]
+    vecs = [
+        SteeringVector([1.0, 0.0], 0, prob_delta=0.05),
+        SteeringVector([0.0, 2.0], 0, prob_delta=-0.5, is_positive=False),
+    ]
     steering = ContextSteering(vecs, [[1], [2]], [0, 0], 2.0, scale_by_delta=True)
     assert steering.scale(0) == pytest.approx(2.0 * 0.1) and steering.scale(1) == pytest.approx(-2.0 * 0.5)
 
@@ -333,12 +362,11 @@ def test_context_steering_fires_where_the_pivot_context_matches(embedded_model, 
     for mode in ("continuous", "local", "once"):
         # the residual norm at layer 10 is about 125 here: a random direction needs a large strength to show
         steering = ContextSteering([vec], [pivot_context], [10], 400.0, match=mode)
-        (runs[mode],) = generate(model, tok, [GenerationRequest(prompt, 0)], steering, max_new_tokens=12,
-                                 params=greedy)
+        (runs[mode],) = generate(model, tok, [GenerationRequest(prompt, 0)], steering, max_new_tokens=12, params=greedy)
     for mode in ("continuous", "local"):
         g = runs[mode]
         assert g.token_ids[:k] == base.token_ids[:k], mode  # nothing changes before the match
-        assert g.token_ids != base.token_ids, mode          # the vector at the pivot position changes the reply
+        assert g.token_ids != base.token_ids, mode  # the vector at the pivot position changes the reply
         assert g.vectors == [0]
     assert runs["local"].steered_positions == 1  # only the matching position
     assert runs["continuous"].steered_positions > 1  # from the match on
@@ -351,8 +379,11 @@ def test_batched_rows_match_single_rows(embedded_model, chat_prompt):
     prompts = [tuple(chat_prompt("What is 2 + 2?")), tuple(chat_prompt("Name three fruits, please, in a list."))]
     greedy = SamplingParams(temperature=0.0)
     steering = ControlSteering(ControlVector({6: rand_vec(10)}), 4.0)
-    requests = [GenerationRequest(prompts[0], 0, False), GenerationRequest(prompts[0], 0, True),
-                GenerationRequest(prompts[1], 0, True)]
+    requests = [
+        GenerationRequest(prompts[0], 0, False),
+        GenerationRequest(prompts[0], 0, True),
+        GenerationRequest(prompts[1], 0, True),
+    ]
     together = generate(model, tok, requests, steering, max_new_tokens=8, params=greedy)
     alone = [generate(model, tok, [r], steering, max_new_tokens=8, params=greedy)[0] for r in requests]
     assert [g.token_ids for g in together] == [g.token_ids for g in alone]
@@ -392,8 +423,14 @@ def test_report_accuracies_and_paired_interval():
     def gen(ids):
         return Generation(ids, "", "eos", steered_positions=1)
 
-    verdicts = [(0, False, True), (0, False, True), (1, True, True), (1, False, False), (2, True, False),
-                (2, False, True)]
+    verdicts = [
+        (0, False, True),
+        (0, False, True),
+        (1, True, True),
+        (1, False, False),
+        (2, True, False),
+        (2, False, True),
+    ]
     pairs = [PairedSample(t, j, 0, gen([1]), gen([2]), b, s) for j, (t, b, s) in enumerate(verdicts)]
     report = SteerReport("desc", "m", "d", 3, 2, 32, 0.6, 0, pairs, {5: 12.5}, {5: 2.5})
     assert (report.base_correct, report.steered_correct) == (2, 4)
@@ -416,11 +453,25 @@ def prompt_vectors(tokenizer, layer=12, n=2):
     rows = []
     for i, task in enumerate(load_tasks(DATASET, max_examples=n)):
         ids = build_prompt_ids(tokenizer, task.prompt)
-        rows.append({"query": task.query, "pivot_context": tokenizer.decode(ids, skip_special_tokens=False),
-                     "pivot_token": "x", "pivot_token_id": 0, "prob_before": 0.3, "prob_after": 0.8,
-                     "prob_delta": 0.5, "is_positive": i % 2 == 0, "model_id": "smollm2", "task_type": "math",
-                     "steering_vector": rand_vec(20 + i), "cluster_id": 0, "reasoning_pattern": "unknown",
-                     "cluster_vector": rand_vec(30), "steering_layer": layer})
+        rows.append(
+            {
+                "query": task.query,
+                "pivot_context": tokenizer.decode(ids, skip_special_tokens=False),
+                "pivot_token": "x",
+                "pivot_token_id": 0,
+                "prob_before": 0.3,
+                "prob_after": 0.8,
+                "prob_delta": 0.5,
+                "is_positive": i % 2 == 0,
+                "model_id": "smollm2",
+                "task_type": "math",
+                "steering_vector": rand_vec(20 + i),
+                "cluster_id": 0,
+                "reasoning_pattern": "unknown",
+                "cluster_vector": rand_vec(30),
+                "steering_layer": layer,
+            }
+        )
     return rows
 
 
@@ -429,9 +480,29 @@ def test_cli_dataset_mode_prints_both_accuracies(tmp_path, embedded_model):
     _, tok, _ = embedded_model
     vectors = write_jsonl(tmp_path / "steering.jsonl", prompt_vectors(tok))
     out = tmp_path / "pairs.jsonl"
-    proc = pts("steer", "--steering-path", str(vectors), "--dataset", DATASET, "--max-examples", "2",
-               "--num-samples", "2", "--max-new-tokens", "32", "--strength", "8", "--dtype", "float32",
-               "--device", "cpu", "--output-path", str(out), "--no-progress", cwd=tmp_path)
+    proc = pts(
+        "steer",
+        "--steering-path",
+        str(vectors),
+        "--dataset",
+        DATASET,
+        "--max-examples",
+        "2",
+        "--num-samples",
+        "2",
+        "--max-new-tokens",
+        "32",
+        "--strength",
+        "8",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--output-path",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("base ") and "/4" in line for line in lines), proc.stdout
@@ -450,8 +521,16 @@ def test_cli_dataset_mode_prints_both_accuracies(tmp_path, embedded_model):
 
 def test_control_vector_evaluation_and_query_mode(tmp_path, embedded_loaded):
     cv = write_control_vector(tmp_path / "cv.gguf", {8: rand_vec(40), 9: rand_vec(41)})
-    config = SteerConfig(control_vector=str(cv), strength=6.0, dataset=DATASET, max_examples=2, num_samples=1,
-                         max_new_tokens=24, output_path=str(tmp_path / "cv.jsonl"), progress=False)
+    config = SteerConfig(
+        control_vector=str(cv),
+        strength=6.0,
+        dataset=DATASET,
+        max_examples=2,
+        num_samples=1,
+        max_new_tokens=24,
+        output_path=str(tmp_path / "cv.jsonl"),
+        progress=False,
+    )
     report = evaluate(config, loaded=embedded_loaded)
     assert report.n == 2 and report.queries == 2
     assert all(p.steered.steered_positions > 0 and p.base.steered_positions == 0 for p in report.pairs)
@@ -460,8 +539,7 @@ def test_control_vector_evaluation_and_query_mode(tmp_path, embedded_loaded):
     assert "control vector" in report.format() and "layers 8-9" in report.format()
     assert report.added_norms[8] == pytest.approx(6.0 * float(torch.tensor(rand_vec(40)).norm()), rel=1e-5)
 
-    query = SteerConfig(control_vector=str(cv), strength=6.0, query="Say hello.", num_samples=1,
-                        max_new_tokens=16)
+    query = SteerConfig(control_vector=str(cv), strength=6.0, query="Say hello.", num_samples=1, max_new_tokens=16)
     description, pairs = steer_query(query, loaded=embedded_loaded)
     assert len(pairs) == 1
     text = format_query_pairs(description, "Say hello.", pairs)
@@ -470,10 +548,12 @@ def test_control_vector_evaluation_and_query_mode(tmp_path, embedded_loaded):
 
 @pytest.mark.slow
 def test_cli_bad_inputs_one_line_exit_2(tmp_path):
-    good = write_jsonl(tmp_path / "good.jsonl", [{"pivot_context": "x", "steering_vector": rand_vec(1),
-                                                  "steering_layer": 3}])
-    small = write_jsonl(tmp_path / "small.jsonl", [{"pivot_context": "x", "steering_vector": [1.0, 2.0],
-                                                   "steering_layer": 3}])
+    good = write_jsonl(
+        tmp_path / "good.jsonl", [{"pivot_context": "x", "steering_vector": rand_vec(1), "steering_layer": 3}]
+    )
+    small = write_jsonl(
+        tmp_path / "small.jsonl", [{"pivot_context": "x", "steering_vector": [1.0, 2.0], "steering_layer": 3}]
+    )
     cases = {
         "missing file": ["--steering-path", str(tmp_path / "missing.jsonl")],
         "missing gguf": ["--control-vector", str(tmp_path / "missing.gguf")],
@@ -484,8 +564,23 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path):
     }
     out = tmp_path / "out.jsonl"
     for name, args in cases.items():
-        proc = pts("steer", *args, "--dataset", DATASET, "--max-examples", "1", "--num-samples", "1",
-                   "--max-new-tokens", "4", "--device", "cpu", "--output-path", str(out), cwd=tmp_path)
+        proc = pts(
+            "steer",
+            *args,
+            "--dataset",
+            DATASET,
+            "--max-examples",
+            "1",
+            "--num-samples",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--output-path",
+            str(out),
+            cwd=tmp_path,
+        )
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("pts steer: error:"), (name, proc.stderr)

@@ -139,11 +139,14 @@ def test_original_tool_file_without_progress_is_resumed_not_clobbered(tmp_path):
         assert store.is_done("7") and len(read_jsonl(out)) == 1 and progress_path(out).exists()
 
 
-@pytest.mark.parametrize("row, why", [
-    ({"question": "What is 1+1?", "answer": "2"}, "no 'dataset_item_id'"),  # a dataset, not records
-    ({**ORIGINAL, "dataset_id": "math"}, "dataset_id is 'math'"),
-    ({**ORIGINAL, "model_id": "other"}, "model_id is 'other'"),
-])
+@pytest.mark.parametrize(
+    "row, why",
+    [
+        ({"question": "What is 1+1?", "answer": "2"}, "no 'dataset_item_id'"),  # a dataset, not records
+        ({**ORIGINAL, "dataset_id": "math"}, "dataset_id is 'math'"),
+        ({**ORIGINAL, "model_id": "other"}, "model_id is 'other'"),
+    ],
+)
 def test_a_file_without_progress_is_adopted_only_when_it_holds_this_runs_records(tmp_path, row, why):
     out = tmp_path / "old.jsonl"
     text = json.dumps(ORIGINAL) + "\n" + json.dumps(row) + "\n"
@@ -210,8 +213,9 @@ run(RunConfig(output_path=sys.argv[1], num_samples=10, max_generations=3, split_
 
 def _pts(*args, cwd):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "pts", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pts", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
@@ -220,8 +224,9 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path):
     out = tmp_path / "out.jsonl"
     data = tmp_path / "qa.jsonl"
     data.write_text(json.dumps({"question": "What is 1+1?", "answer": "2"}) + "\n")
-    first = subprocess.Popen([sys.executable, str(script), str(out), "8"], env=dict(os.environ),
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, str(script), str(out), "8"], env=dict(os.environ), stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not progress_path(out).exists() and first.poll() is None and time.monotonic() < deadline:
@@ -385,7 +390,6 @@ def test_prompts_too_long_for_the_context_are_skipped_before_sampling(tmp_path, 
     assert "item long: its prompt and --max-new-tokens 10 do not fit the model's context of 40" in caplog.text
 
 
-
 def test_each_prompt_is_tokenized_once_with_a_context_length(tmp_path, monkeypatch):
     eng = LongContext(step_p, SCRIPT, prompt_length=len(PROMPT), exact=False, seed=1)
     texts, tokenize = [], type(eng.tokenizer).__call__
@@ -400,10 +404,12 @@ def test_each_prompt_is_tokenized_once_with_a_context_length(tmp_path, monkeypat
     assert summary.searched + summary.skipped == 3
     assert sorted(texts) == sorted(t.prompt for t in queries)  # the length check's ids are the search's
 
+
 def _records(path):
     """Records without their write time: what must not depend on how the run was scheduled."""
-    return sorted(json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True)
-                  for r in read_jsonl(path))
+    return sorted(
+        json.dumps({k: v for k, v in r.items() if k != "timestamp"}, sort_keys=True) for r in read_jsonl(path)
+    )
 
 
 def test_same_records_whatever_the_concurrency_the_selection_or_an_interruption(tmp_path):
@@ -436,7 +442,10 @@ def test_same_records_whatever_the_concurrency_the_selection_or_an_interruption(
 
     resumed = tmp_path / "resumed.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        run(RunConfig(output_path=str(resumed), parallel=3, **settings),
-            Stopping(p_script, script, prompt_length=3, follow=follow, seed=0), queries)
+        run(
+            RunConfig(output_path=str(resumed), parallel=3, **settings),
+            Stopping(p_script, script, prompt_length=3, follow=follow, seed=0),
+            queries,
+        )
     run(RunConfig(output_path=str(resumed), parallel=3, **settings), branching(), queries)
     assert _records(resumed) == expected

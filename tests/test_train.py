@@ -63,10 +63,17 @@ def test_all_zero_scores_reduce_to_sigmoid_dpo():
 
 def test_collator_puts_one_minus_score_on_each_rejected_token():
     collator = DataCollatorForWeightedPreference(pad_token_id=0, max_length=5)
-    batch = collator([
-        {"prompt_ids": [1, 2, 3], "chosen_ids": [4], "rejected_ids": [6, 7], "rejected_scores": [0.25, 1.0]},
-        {"prompt_ids": [8], "chosen_ids": [9, 9], "rejected_ids": [10, 11, 12, 13, 14], "rejected_scores": [0.5] * 5},
-    ])
+    batch = collator(
+        [
+            {"prompt_ids": [1, 2, 3], "chosen_ids": [4], "rejected_ids": [6, 7], "rejected_scores": [0.25, 1.0]},
+            {
+                "prompt_ids": [8],
+                "chosen_ids": [9, 9],
+                "rejected_ids": [10, 11, 12, 13, 14],
+                "rejected_scores": [0.5] * 5,
+            },
+        ]
+    )
     # input_ids rows 2 and 3 are prompt+rejected: [1,2,3,6,7] and [8,10,11,12,13] (cut at max_length 5)
     assert batch["input_ids"][2:].tolist() == [[1, 2, 3, 6, 7], [8, 10, 11, 12, 13]]
     assert batch["rejected_weights"].tolist() == [[0, 0, 0, 0.75, 0.0], [0, 0.5, 0.5, 0.5, 0.5]]
@@ -79,11 +86,23 @@ def test_collator_puts_one_minus_score_on_each_rejected_token():
 def test_preference_rows_take_ids_from_metadata_or_top_level_else_text():
     text = [{"prompt": "Q", "chosen": " 7", "rejected": " 8", "metadata": {"pivot": 1}}]
     assert preference_rows(text).exact is False
-    meta = [{"prompt": "Q", "chosen": " 7", "rejected": " 8",
-             "metadata": {"prompt_ids": [1, 2], "chosen_ids": [7], "rejected_ids": [8]}}]
+    meta = [
+        {
+            "prompt": "Q",
+            "chosen": " 7",
+            "rejected": " 8",
+            "metadata": {"prompt_ids": [1, 2], "chosen_ids": [7], "rejected_ids": [8]},
+        }
+    ]
     top = [{"prompt_input_ids": [1, 2], "chosen_input_ids": [7], "rejected_input_ids": [8]}]
-    exported = [{"prompt": "Q", "chosen": " 7", "rejected": " 8",  # what `pts export --format dpo` writes
-                 "metadata": {"prompt_token_ids": [1, 2], "chosen_token_id": 7, "rejected_token_id": 8}}]
+    exported = [
+        {
+            "prompt": "Q",
+            "chosen": " 7",
+            "rejected": " 8",  # what `pts export --format dpo` writes
+            "metadata": {"prompt_token_ids": [1, 2], "chosen_token_id": 7, "rejected_token_id": 8},
+        }
+    ]
     for raw in (meta, top, exported):
         data = preference_rows(raw)
         assert data.exact and data.rows == [{"prompt_ids": [1, 2], "chosen_ids": [7], "rejected_ids": [8]}]
@@ -98,9 +117,11 @@ def test_preference_rows_take_ids_from_metadata_or_top_level_else_text():
 def test_cdpo_rows_need_one_score_in_0_1_per_rejected_token():
     row = {"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3, 4], "rejected_scores": [0.1, 0.9]}
     assert cdpo_rows([row]) == [row]
-    for bad, msg in [({"rejected_scores": [0.1]}, "one score per rejected token"),
-                     ({"rejected_scores": [0.1, 1.5]}, r"in \[0, 1\]"),
-                     ({"rejected_scores": None}, "no rejected_scores")]:
+    for bad, msg in [
+        ({"rejected_scores": [0.1]}, "one score per rejected token"),
+        ({"rejected_scores": [0.1, 1.5]}, r"in \[0, 1\]"),
+        ({"rejected_scores": None}, "no rejected_scores"),
+    ]:
         with pytest.raises(PTSError, match=msg):
             cdpo_rows([{**row, **bad}])
     with pytest.raises(PTSError, match="needs token ids"):
@@ -111,10 +132,22 @@ def test_build_cdpo_rows_pairs_correct_and_incorrect_trajectories_of_one_prompt(
     trajectories = [
         {"query": "A", "prompt_ids": [1], "response_ids": [4], "correct": False, "scores": [0.1], "answer_key": "9"},
         {"query": "A", "prompt_ids": [1], "response_ids": [], "correct": False, "scores": []},  # empty: skipped
-        {"query": "A", "prompt_ids": [1], "response_ids": [5, 6], "correct": False, "scores": [0.2, 0.3],
-         "answer_key": "8"},
-        {"query": "A", "prompt_ids": [1], "response_ids": [5, 7], "correct": False, "scores": [0.2, 0.4],
-         "answer_key": "8"},  # "8" is the most frequent wrong answer: its first trajectory is the rejected one
+        {
+            "query": "A",
+            "prompt_ids": [1],
+            "response_ids": [5, 6],
+            "correct": False,
+            "scores": [0.2, 0.3],
+            "answer_key": "8",
+        },
+        {
+            "query": "A",
+            "prompt_ids": [1],
+            "response_ids": [5, 7],
+            "correct": False,
+            "scores": [0.2, 0.4],
+            "answer_key": "8",
+        },  # "8" is the most frequent wrong answer: its first trajectory is the rejected one
         {"query": "A", "prompt_ids": [1], "response_ids": [7], "correct": True},
         {"query": "A", "prompt_ids": [1], "response_ids": [8], "correct": True},
         {"query": "B", "prompt_ids": [2], "response_ids": [9], "correct": True},  # no incorrect one: no pair
@@ -123,9 +156,12 @@ def test_build_cdpo_rows_pairs_correct_and_incorrect_trajectories_of_one_prompt(
     ]
     rows = build_cdpo_rows(trajectories)
     assert [(r["prompt"], r["prompt_ids"], r["chosen_ids"], r["rejected_ids"], r["rejected_scores"]) for r in rows] == [
-        ("A", [1], [7], [5, 6], [0.2, 0.3]), ("C", [3], [3], [4], [1.0])]
-    assert cdpo_rows(trajectories) == [{k: r[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids",
-                                                          "rejected_scores")} for r in rows]
+        ("A", [1], [7], [5, 6], [0.2, 0.3]),
+        ("C", [3], [3], [4], [1.0]),
+    ]
+    assert cdpo_rows(trajectories) == [
+        {k: r[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "rejected_scores")} for r in rows
+    ]
     two = build_cdpo_rows(trajectories, max_pairs_per_query=2)
     assert [(r["chosen_ids"], r["rejected_ids"]) for r in two if r["prompt"] == "A"] == [([7], [5, 6]), ([8], [5, 7])]
     assert [len(r["rejected_ids"]) for r in cdpo_rows(trajectories, max_pairs_per_query=2)] == [2, 2, 1]
@@ -147,8 +183,15 @@ def tiny_model(vocab_size):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -158,12 +201,25 @@ def tiny_trainer(tmp_path, tokenizer, rows, gamma=0.3):
 
     from pts.train.cdpo import CDPOConfig, CDPOTrainer
 
-    args = CDPOConfig(output_dir=str(tmp_path / "t"), gamma=gamma, beta=gamma, report_to="none", use_cpu=True,
-                      bf16=False, activation_checkpointing=False, max_length=64)
+    args = CDPOConfig(
+        output_dir=str(tmp_path / "t"),
+        gamma=gamma,
+        beta=gamma,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        max_length=64,
+    )
     # Random (not zero) LoRA B: the policy differs from the reference (adapter off) before any step.
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
-    return CDPOTrainer(tiny_model(len(tokenizer)), args=args, train_dataset=Dataset.from_list(rows),
-                       processing_class=tokenizer, peft_config=lora)
+    return CDPOTrainer(
+        tiny_model(len(tokenizer)),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
 
 
 def random_pairs(scores, seed=0):
@@ -176,8 +232,14 @@ def random_pairs(scores, seed=0):
     for prompt_len, chosen_len, rejected_len in [(5, 3, 4), (8, 2, 6)]:
         rejected = ids(rejected_len)
         s = scores(rejected_len, g)
-        rows.append({"prompt_ids": ids(prompt_len), "chosen_ids": ids(chosen_len), "rejected_ids": rejected,
-                     "rejected_scores": s})
+        rows.append(
+            {
+                "prompt_ids": ids(prompt_len),
+                "chosen_ids": ids(chosen_len),
+                "rejected_ids": rejected,
+                "rejected_scores": s,
+            }
+        )
     return rows
 
 
@@ -210,9 +272,15 @@ def test_cdpo_trainer_loss_equals_the_formula_on_per_token_log_probs(tmp_path, t
         loss = trainer.compute_loss(model, batch).item()
         for r in rows:
             n = len(r["prompt_ids"])
-            pol_c, pol_r = token_logps(r["prompt_ids"] + r["chosen_ids"], n), token_logps(r["prompt_ids"] + r["rejected_ids"], n)
+            pol_c, pol_r = (
+                token_logps(r["prompt_ids"] + r["chosen_ids"], n),
+                token_logps(r["prompt_ids"] + r["rejected_ids"], n),
+            )
             with model.disable_adapter():
-                ref_c, ref_r = token_logps(r["prompt_ids"] + r["chosen_ids"], n), token_logps(r["prompt_ids"] + r["rejected_ids"], n)
+                ref_c, ref_r = (
+                    token_logps(r["prompt_ids"] + r["chosen_ids"], n),
+                    token_logps(r["prompt_ids"] + r["rejected_ids"], n),
+                )
             w = 1 - torch.tensor(r["rejected_scores"])
             z = 0.7 * ((pol_c - ref_c).sum() - (w * (pol_r - ref_r)).sum())
             expected.append(-torch.nn.functional.logsigmoid(z).item())
@@ -225,15 +293,22 @@ def test_exact_id_rows_are_trained_as_given_while_trl_retokenizes_text(tmp_path,
 
     from pts.train.dpo import PreTokenizedDPOTrainer
 
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "2+5?"}], add_generation_prompt=True,
-                                           return_dict=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "2+5?"}], add_generation_prompt=True, return_dict=False
+    )
     seven, eight = tokenizer.encode(" 7", add_special_tokens=False), tokenizer.encode(" 8", add_special_tokens=False)
-    args = DPOConfig(output_dir=str(tmp_path / "t"), report_to="none", use_cpu=True, bf16=False,
-                     activation_checkpointing=False)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "t"), report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False
+    )
 
     def prepared(rows):
-        trainer = PreTokenizedDPOTrainer(tiny_model(len(tokenizer)), ref_model=tiny_model(len(tokenizer)), args=args,
-                                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        trainer = PreTokenizedDPOTrainer(
+            tiny_model(len(tokenizer)),
+            ref_model=tiny_model(len(tokenizer)),
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
         return trainer.train_dataset[0]
 
     exact = prepared([{"prompt_ids": prompt, "chosen_ids": seven, "rejected_ids": eight}])
@@ -259,8 +334,19 @@ def test_full_fine_tuning_writes_a_model_directory_that_loads(tmp_path, tiny_dir
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in random_pairs(lambda n, g: [0.5] * n)) + "\n")
     out = tmp_path / "full"
-    result = train(TrainConfig(input_path=str(data), output_dir=str(out), loss="cdpo", model=str(tiny_dir),
-                               lora=False, learning_rate=1e-3, max_steps=1, device="cpu", progress=False))
+    result = train(
+        TrainConfig(
+            input_path=str(data),
+            output_dir=str(out),
+            loss="cdpo",
+            model=str(tiny_dir),
+            lora=False,
+            learning_rate=1e-3,
+            max_steps=1,
+            device="cpu",
+            progress=False,
+        )
+    )
     assert result.steps == 1 and not result.lora and (out / "config.json").is_file()
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
@@ -277,8 +363,17 @@ def test_rows_whose_prompt_fills_max_length_leave_nothing_to_train(tmp_path, tin
     data = tmp_path / "long.jsonl"
     data.write_text(json.dumps({"prompt_ids": [5, 6, 7, 8], "chosen_ids": [9], "rejected_ids": [10]}) + "\n")
     with pytest.raises(PTSError, match="no train row is left"):
-        train(TrainConfig(input_path=str(data), output_dir=str(tmp_path / "out"), model=str(tiny_dir),
-                          max_length=4, max_steps=1, device="cpu", progress=False))
+        train(
+            TrainConfig(
+                input_path=str(data),
+                output_dir=str(tmp_path / "out"),
+                model=str(tiny_dir),
+                max_length=4,
+                max_steps=1,
+                device="cpu",
+                progress=False,
+            )
+        )
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
 
 
@@ -291,8 +386,9 @@ def logits_of(model, ids):
 
 
 @pytest.mark.slow
-def test_dpo_on_exact_ids_one_step_writes_an_adapter_that_changes_the_model(tmp_path, embedded_model, chat_prompt,
-                                                                            capsys):
+def test_dpo_on_exact_ids_one_step_writes_an_adapter_that_changes_the_model(
+    tmp_path, embedded_model, chat_prompt, capsys
+):
     from pts.train import load_trained
 
     model, tok, _ = embedded_model
@@ -301,13 +397,37 @@ def test_dpo_on_exact_ids_one_step_writes_an_adapter_that_changes_the_model(tmp_
         # Shaped like `pts export --format dpo`: the pivot's context ids and one token id per side.
         context = list(chat_prompt(f"What is {a}+{b}?")) + tok.encode(f"{a}+{b}=", add_special_tokens=False)
         good, bad = tok.convert_tokens_to_ids(str(a + b)), tok.convert_tokens_to_ids(str(a + b + 1))
-        rows.append({"prompt": tok.decode(context), "chosen": str(a + b), "rejected": str(a + b + 1),
-                     "metadata": {"prompt_token_ids": context, "chosen_token_id": good, "rejected_token_id": bad}})
+        rows.append(
+            {
+                "prompt": tok.decode(context),
+                "chosen": str(a + b),
+                "rejected": str(a + b + 1),
+                "metadata": {"prompt_token_ids": context, "chosen_token_id": good, "rejected_token_id": bad},
+            }
+        )
     data = tmp_path / "dpo.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "dpo-lora"
-    rc = pts_main(["train", "--loss", "dpo", "--input-path", str(data), "--output-dir", str(out), "--max-steps", "1",
-                   "--batch-size", "2", "--learning-rate", "1e-3", "--device", "cpu", "--no-progress"])
+    rc = pts_main(
+        [
+            "train",
+            "--loss",
+            "dpo",
+            "--input-path",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and "1 steps" in capsys.readouterr().out
     info = json.loads((out / "pts_train.json").read_text())
     assert info["exact_token_ids"] and info["steps"] == 1 and info["base_model"] == "smollm2-135m"
@@ -330,20 +450,51 @@ def test_cdpo_from_scored_trajectories_one_step_with_merge(tmp_path, embedded_mo
         right = tok.encode(f"{a}+{b}={a + b}", add_special_tokens=False)
         wrong = tok.encode(f"{a}+{b}={a + b + 2}", add_special_tokens=False)
         # CE scores: every token looks fine (s = 0.9) but the wrong result (s = 0.05), the critical token.
-        trajectories += [{"query": f"{a}+{b}", "prompt_ids": prompt, "response_ids": right, "correct": True},
-                         {"query": f"{a}+{b}", "prompt_ids": prompt, "response_ids": wrong, "correct": False,
-                          "scores": [0.9] * (len(wrong) - 1) + [0.05]}]
+        trajectories += [
+            {"query": f"{a}+{b}", "prompt_ids": prompt, "response_ids": right, "correct": True},
+            {
+                "query": f"{a}+{b}",
+                "prompt_ids": prompt,
+                "response_ids": wrong,
+                "correct": False,
+                "scores": [0.9] * (len(wrong) - 1) + [0.05],
+            },
+        ]
     data = tmp_path / "scored.jsonl"
     data.write_text("\n".join(json.dumps(t) for t in trajectories) + "\n")
     out = tmp_path / "cdpo-lora"
-    rc = pts_main(["train", "--loss", "cdpo", "--input-path", str(data), "--output-dir", str(out), "--max-steps", "1",
-                   "--batch-size", "2", "--learning-rate", "1e-3", "--gamma", "0.5", "--lora-targets",
-                   "q_proj,v_proj", "--merge", "--device", "cpu", "--no-progress"])
+    rc = pts_main(
+        [
+            "train",
+            "--loss",
+            "cdpo",
+            "--input-path",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--gamma",
+            "0.5",
+            "--lora-targets",
+            "q_proj,v_proj",
+            "--merge",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and "merged model written" in capsys.readouterr().out
     info = json.loads((out / "pts_train.json").read_text())
     assert info["loss"] == "cdpo" and info["rows"] == 2 and info["config"]["gamma"] == 0.5
-    assert json.loads((out / "adapter_config.json").read_text())["target_modules"] in (["q_proj", "v_proj"],
-                                                                                      ["v_proj", "q_proj"])
+    assert json.loads((out / "adapter_config.json").read_text())["target_modules"] in (
+        ["q_proj", "v_proj"],
+        ["v_proj", "q_proj"],
+    )
     probe = chat_prompt("What is 2+5?")
     adapter = logits_of(load_trained(str(out), device="cpu", dtype="float32").model, probe)
     merged = logits_of(load_model(str(out / "merged"), device="cpu", dtype="float32").model, probe)
@@ -357,17 +508,22 @@ def test_cdpo_from_scored_trajectories_one_step_with_merge(tmp_path, embedded_mo
 
 def bad_inputs(tmp_path):
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3],
-                                "rejected_scores": [0.5]}) + "\n")
+    good.write_text(
+        json.dumps({"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "rejected_scores": [0.5]}) + "\n"
+    )
     text = tmp_path / "text.jsonl"
     text.write_text(json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n")
     files = {
         "empty.jsonl": "",
         "broken.jsonl": '{"prompt": "Q", "chosen"\n',
-        "mixed.jsonl": json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n"
-                       + json.dumps({"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3]}) + "\n",
-        "short_scores.jsonl": json.dumps({"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3, 4],
-                                          "rejected_scores": [0.5]}) + "\n",
+        "mixed.jsonl": json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"})
+        + "\n"
+        + json.dumps({"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3]})
+        + "\n",
+        "short_scores.jsonl": json.dumps(
+            {"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3, 4], "rejected_scores": [0.5]}
+        )
+        + "\n",
     }
     for name, content in files.items():
         (tmp_path / name).write_text(content)
@@ -411,8 +567,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
 def test_token_ids_outside_the_model_vocabulary_are_refused_before_training(tmp_path, model_cache_dir):
     data = tmp_path / "far.jsonl"
     data.write_text(json.dumps({"prompt_ids": [1], "chosen_ids": [10**7], "rejected_ids": [3]}) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "pts", "train", "--input-path", str(data), "--output-dir",
-                           str(tmp_path / "out"), "--device", "cpu"], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pts",
+            "train",
+            "--input-path",
+            str(data),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 2 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))

@@ -36,8 +36,17 @@ def engine(seed=0, p_script=P_SCRIPT, follow=FOLLOW, script=SCRIPT):
 
 
 def pooled(eng, solutions, seed=0, salt="search"):
-    return PooledEstimator(eng, task(), PROMPT_IDS, SamplingParams(), num_samples=4, max_new_tokens=64, seed=seed,
-                           solutions=solutions, salt=salt)
+    return PooledEstimator(
+        eng,
+        task(),
+        PROMPT_IDS,
+        SamplingParams(),
+        num_samples=4,
+        max_new_tokens=64,
+        seed=seed,
+        solutions=solutions,
+        salt=salt,
+    )
 
 
 def test_branching_engine_obeys_the_chain_rule():
@@ -135,9 +144,11 @@ def test_verification_keeps_planted_pivots_and_drops_noise():
     for seed in range(trials):
         eng = engine(seed, p_script=p_script, follow=follow)
         est = pooled(eng, [SCRIPT], seed, salt="verify")
-        cands = {"rise": Candidate(tuple(SCRIPT[:6]), SCRIPT[6]),
-                 "small": Candidate(tuple(SCRIPT[:2]), SCRIPT[2]),
-                 "flat": Candidate(tuple(SCRIPT[:4]), SCRIPT[4])}
+        cands = {
+            "rise": Candidate(tuple(SCRIPT[:6]), SCRIPT[6]),
+            "small": Candidate(tuple(SCRIPT[:2]), SCRIPT[2]),
+            "flat": Candidate(tuple(SCRIPT[:4]), SCRIPT[4]),
+        }
         for name, v in zip(cands, verify(est, list(cands.values()), threshold=0.2, cap=64, confidence=0.95)):
             kept[name] += v.kept
             if v.kept:
@@ -157,7 +168,9 @@ def test_verification_pools_rollouts_that_took_the_pivot_token():
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("fake_precision", Path(__file__).parent.parent / "bench" / "fake_precision.py")
+    spec = importlib.util.spec_from_file_location(
+        "fake_precision", Path(__file__).parent.parent / "bench" / "fake_precision.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -177,8 +190,9 @@ def test_verified_search_is_more_precise_than_todays_on_planted_pivots():
 
 
 def search(eng, **kw):
-    settings = SearchSettings(num_samples=10, max_generations=3, split_at="middle", min_prob=0.0, max_prob=1.0,
-                              max_new_tokens=64, **kw)
+    settings = SearchSettings(
+        num_samples=10, max_generations=3, split_at="middle", min_prob=0.0, max_prob=1.0, max_new_tokens=64, **kw
+    )
     return PivotalTokenSearcher(eng, settings).search(task())
 
 
@@ -227,12 +241,15 @@ class CountingOracle(PassFailOracle):
         return [PassFailOracle.judge(self, c, reference) for c in completions]
 
 
-@pytest.mark.parametrize("num_samples, max_generations, calls", [
-    # Measured for one query: (one at a time, batches, in batches). Before the pooled search reused the initial
-    # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5.
-    (10, 3, (5, 19, 177)),
-    (4, 6, None),  # two more solutions than the initial estimate drew: judged once each, for the pool
-])
+@pytest.mark.parametrize(
+    "num_samples, max_generations, calls",
+    [
+        # Measured for one query: (one at a time, batches, in batches). Before the pooled search reused the initial
+        # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5.
+        (10, 3, (5, 19, 177)),
+        (4, 6, None),  # two more solutions than the initial estimate drew: judged once each, for the pool
+    ],
+)
 def test_each_rollout_is_judged_once(monkeypatch, num_samples, max_generations, calls):
     ends = []
     terminal = SuccessEstimator.terminal
@@ -244,8 +261,14 @@ def test_each_rollout_is_judged_once(monkeypatch, num_samples, max_generations, 
 
     monkeypatch.setattr(SuccessEstimator, "terminal", counted)
     oracle = CountingOracle()
-    settings = SearchSettings(num_samples=num_samples, max_generations=max_generations, split_at="middle",
-                              min_prob=0.0, max_prob=1.0, max_new_tokens=64)
+    settings = SearchSettings(
+        num_samples=num_samples,
+        max_generations=max_generations,
+        split_at="middle",
+        min_prob=0.0,
+        max_prob=1.0,
+        max_new_tokens=64,
+    )
     result = PivotalTokenSearcher(engine(0), settings).search(Task(PROMPT, "PASS", "0", "fake", "fake", oracle))
     more = max(0, max_generations - num_samples)
     assert result.status == "searched" and result.candidates
@@ -268,8 +291,15 @@ class Interrupting(BranchingFakeEngine):
 
 def test_resume_with_verification_gives_the_same_records(tmp_path):
     tasks = [task(str(i)) for i in range(5)]
-    options = dict(num_samples=10, max_generations=3, split_at="middle", progress=False, min_prob=0.0,
-                   max_prob=1.0, max_new_tokens=64)
+    options = dict(
+        num_samples=10,
+        max_generations=3,
+        split_at="middle",
+        progress=False,
+        min_prob=0.0,
+        max_prob=1.0,
+        max_new_tokens=64,
+    )
     full = tmp_path / "full.jsonl"
     run(RunConfig(output_path=str(full), **options), engine(5), tasks)
     out = tmp_path / "out.jsonl"
@@ -279,16 +309,37 @@ def test_resume_with_verification_gives_the_same_records(tmp_path):
     run(RunConfig(output_path=str(out), **options), engine(5), tasks)
 
     def key(path):
-        return sorted((r["id"], r["successes_before"], r["samples_before"], r["successes_after"], r["samples_after"],
-                       r["delta_ci"]) for r in read_jsonl(path))
+        return sorted(
+            (
+                r["id"],
+                r["successes_before"],
+                r["samples_before"],
+                r["successes_after"],
+                r["samples_after"],
+                r["delta_ci"],
+            )
+            for r in read_jsonl(path)
+        )
 
     assert key(out) == key(full) and key(full)
 
 
 def test_run_keeps_a_trace_of_the_estimates_along_each_solution(tmp_path):
     out = tmp_path / "out.jsonl"
-    summary = run(RunConfig(output_path=str(out), num_samples=10, max_generations=2, split_at="middle", progress=False,
-                            min_prob=0.0, max_prob=1.0, max_new_tokens=64), engine(4), [task("0"), task("1")])
+    summary = run(
+        RunConfig(
+            output_path=str(out),
+            num_samples=10,
+            max_generations=2,
+            split_at="middle",
+            progress=False,
+            min_prob=0.0,
+            max_prob=1.0,
+            max_new_tokens=64,
+        ),
+        engine(4),
+        [task("0"), task("1")],
+    )
     traces = read_jsonl(tmp_path / "out.jsonl.trace.jsonl")
     assert len(traces) == sum(r.solutions for r in summary.results) and traces
     for t in traces:

@@ -11,8 +11,17 @@ import urllib.request
 
 import pytest
 from view_samples import (
-    ESTIMATES, HOSTILE_QUERY, HOSTILE_TOKEN, PROMPT, QUERY, TOKENS, critical_lines, planted_records, pivot_record,
-    write_jsonl, write_planted,
+    ESTIMATES,
+    HOSTILE_QUERY,
+    HOSTILE_TOKEN,
+    PROMPT,
+    QUERY,
+    TOKENS,
+    critical_lines,
+    pivot_record,
+    planted_records,
+    write_jsonl,
+    write_planted,
 )
 
 from pts.cli import main as pts_main
@@ -106,7 +115,7 @@ def test_record_text_cannot_become_markup(tmp_path):
     assert HOSTILE_QUERY in data["queries"]
     assert any(HOSTILE_TOKEN == p["token"] for p in data["pivots"])
     # The script puts text into the DOM as text only.
-    script = page[page.rindex("<script>"):]
+    script = page[page.rindex("<script>") :]
     assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML\(|document\.write|eval\(|new Function", script)
 
 
@@ -136,7 +145,8 @@ def test_trace_gives_the_exact_solution_and_its_curve(tmp_path):
     assert set(marked) == {" answer", " 7"}
     assert (marked[" 7"]["positive"], marked[" answer"]["positive"]) == (True, False)
     assert [(c["position"], c["successes"], c["samples"]) for c in planted["curve"]] == [
-        (i, k, n) for i, (k, n) in sorted(ESTIMATES.items())]
+        (i, k, n) for i, (k, n) in sorted(ESTIMATES.items())
+    ]
     by_position = {c["position"]: c for c in planted["curve"]}
     assert by_position[4]["p"] == pytest.approx(0.9) and by_position[4]["low"] < 0.9 < by_position[4]["high"]
     assert by_position[5]["low"] == by_position[5]["high"] == 1.0  # terminal: judged once, exactly
@@ -167,15 +177,18 @@ def test_without_a_trace_the_solution_comes_from_the_contexts(tmp_path):
 
 def test_response_start_skips_the_template_after_the_query():
     chatml = PROMPT + "The"
-    assert chatml[response_start(chatml, QUERY):] == "The"
+    assert chatml[response_start(chatml, QUERY) :] == "The"
     gemma = "<start_of_turn>user\nWhat?<end_of_turn>\n<start_of_turn>model\nIt is"
-    assert gemma[response_start(gemma, "What?"):] == "It is"
+    assert gemma[response_start(gemma, "What?") :] == "It is"
     assert response_start("no query here", "What?") == 0
 
 
 def test_pivots_of_different_solutions_of_one_item_are_kept_apart():
-    places = [PivotPlace(0, None, PROMPT + "The answer", " is"), PivotPlace(1, None, PROMPT + "The", " answer"),
-              PivotPlace(2, None, PROMPT + "I think", " 8")]
+    places = [
+        PivotPlace(0, None, PROMPT + "The answer", " is"),
+        PivotPlace(1, None, PROMPT + "The", " answer"),
+        PivotPlace(2, None, PROMPT + "I think", " 8"),
+    ]
     solutions = solutions_from_contexts(places, QUERY)
     texts = sorted("".join(t for t, _ in s.segments) for s in solutions)
     assert texts == ["I think 8", "The answer is"]
@@ -209,17 +222,24 @@ def test_a_run_that_found_nothing_still_gets_a_report(tmp_path):
     records.write_text("")
     with pytest.raises(PTSError, match="holds no records"):
         read_view_file(records)
-    write_jsonl(tmp_path / "run.jsonl.progress", [{"kind": "header", "settings": {"num_samples": 6}},
-                                                  {"kind": "item", "dataset_item_id": "0", "rollouts": 6}])
+    write_jsonl(
+        tmp_path / "run.jsonl.progress",
+        [{"kind": "header", "settings": {"num_samples": 6}}, {"kind": "item", "dataset_item_id": "0", "rollouts": 6}],
+    )
     _, summary = render_report([records])
     assert summary.pivots == 0 and summary.format().startswith("report: no records")
 
 
 def test_run_settings_and_rollouts_come_from_the_progress_file(tmp_path):
     records = write_jsonl(tmp_path / "run.jsonl", planted_records())
-    write_jsonl(tmp_path / "run.jsonl.progress", [
-        {"kind": "header", "settings": {"num_samples": 10, "model_id": "m", "confidence": None}},
-        {"kind": "item", "dataset_item_id": "0", "rollouts": 120}, {"kind": "item", "dataset_item_id": "1", "rollouts": 30}])
+    write_jsonl(
+        tmp_path / "run.jsonl.progress",
+        [
+            {"kind": "header", "settings": {"num_samples": 10, "model_id": "m", "confidence": None}},
+            {"kind": "item", "dataset_item_id": "0", "rollouts": 120},
+            {"kind": "item", "dataset_item_id": "1", "rollouts": 30},
+        ],
+    )
     entry = collect([records]).to_dict()["files"][0]
     assert entry["samples_spent"] == 150 and entry["queries"] == {"done": 2}
     assert entry["settings"] == {"num_samples": "10", "model_id": "m", "confidence": "null"}
@@ -273,8 +293,12 @@ def test_pts_view_serve_from_the_command_line(tmp_path):
     with socket.socket() as s:  # a port that is free now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "pts", "view", str(files["pivotal_tokens"]), "--serve",
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pts", "view", str(files["pivotal_tokens"]), "--serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert lines[0].startswith("report: 3 pivotal tokens") and f"http://127.0.0.1:{port}/" in lines[1], lines

@@ -97,7 +97,9 @@ def opened(browser):
 def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened, tmp_path):
     files = write_planted(tmp_path)
     out = tmp_path / "report.html"
-    build_report([files[k] for k in ("pivotal_tokens", "dpo", "original_dpo", "critical_tokens", "contrast_scores")], out)
+    build_report(
+        [files[k] for k in ("pivotal_tokens", "dpo", "original_dpo", "critical_tokens", "contrast_scores")], out
+    )
     view = opened(out, "#view=trajectories")
     page = view.page
 
@@ -133,8 +135,10 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     assert page.locator(".solution .pivot.pos:not(.dim)").count() == 0
     page.select_option("#sign", "all")
     page.select_option("#verified", "yes")  # only " answer" was verified
-    assert [page.locator(".solution .pivot:not(.dim)").nth(i).text_content()
-            for i in range(page.locator(".solution .pivot:not(.dim)").count())] == [" answer"]
+    assert [
+        page.locator(".solution .pivot:not(.dim)").nth(i).text_content()
+        for i in range(page.locator(".solution .pivot:not(.dim)").count())
+    ] == [" answer"]
     page.select_option("#verified", "all")
     page.fill("#q", "pwned")
     wait_until(lambda: "q=pwned" in page.evaluate("location.hash"))
@@ -165,8 +169,21 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
 def test_report_of_a_real_tiny_run(opened, tmp_path):
     out = tmp_path / "pivots.jsonl"
     # test_e2e's tiny settings, a little wider so that a pivot is likely (not certain: see below)
-    proc = pts_run(*TINY, "--max-examples", "4", "--num-samples", "8", "--max-new-tokens", "64", "--seed", "42",
-                   "--output-path", str(out), "--no-progress", cwd=tmp_path)
+    proc = pts_run(
+        *TINY,
+        "--max-examples",
+        "4",
+        "--num-samples",
+        "8",
+        "--max-new-tokens",
+        "64",
+        "--seed",
+        "42",
+        "--output-path",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_jsonl(out)
     report = tmp_path / "report.html"
@@ -193,7 +210,9 @@ def test_report_of_a_real_tiny_run(opened, tmp_path):
             assert ("pos" if r["is_positive"] else "neg") in span.get_attribute("class").split()
             shown = re.match(r"p\(success\) ([\d.]+) → ([\d.]+)", span.get_attribute("title"))
             assert shown, span.get_attribute("title")
-            assert abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
+            assert (
+                abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
+            )
     page.screenshot(path=str(tmp_path / "real.png"), full_page=True)
 
 
@@ -209,12 +228,27 @@ def many_records(n: int, seed: int = 0) -> list[dict]:
         for position in sorted(rng.sample(range(120), 10)):
             before = rng.random()
             after = min(1.0, max(0.0, before + rng.choice([-1, 1]) * rng.uniform(0.2, 0.8)))
-            rows.append({"model_id": "m", "query": query, "pivot_context": prompt + "".join(tokens[:position]),
-                         "pivot_token": tokens[position], "pivot_token_id": position, "prob_before": before,
-                         "prob_after": after, "prob_delta": after - before, "is_positive": after > before,
-                         "task_type": f"task{s % 7}", "dataset_id": "d", "dataset_item_id": item,
-                         "solution_index": s % 2, "position": position, "samples_before": 10, "samples_after": 10,
-                         "verified": rng.random() < 0.5})
+            rows.append(
+                {
+                    "model_id": "m",
+                    "query": query,
+                    "pivot_context": prompt + "".join(tokens[:position]),
+                    "pivot_token": tokens[position],
+                    "pivot_token_id": position,
+                    "prob_before": before,
+                    "prob_after": after,
+                    "prob_delta": after - before,
+                    "is_positive": after > before,
+                    "task_type": f"task{s % 7}",
+                    "dataset_id": "d",
+                    "dataset_item_id": item,
+                    "solution_index": s % 2,
+                    "position": position,
+                    "samples_before": 10,
+                    "samples_after": 10,
+                    "verified": rng.random() < 0.5,
+                }
+            )
     return rows
 
 
@@ -227,8 +261,13 @@ def test_ten_thousand_records_open_and_filter_without_freezing(opened, tmp_path)
     assert summary.pivots == 10_000
     view = opened(out)
     page = view.page
-    timings = {"build_s": round(build_seconds, 2), "html_mb": round(out.stat().st_size / 1e6, 1),
-               "open_s": round(view.load_seconds, 2), "first_render_ms": view.render_ms()}
+    timings = {
+        "build_s": round(build_seconds, 2),
+        "html_mb": round(out.stat().st_size / 1e6, 1),
+        "open_s": round(view.load_seconds, 2),
+        "first_render_ms": view.render_ms(),
+    }
+
     def key(name):
         page.evaluate("document.activeElement.blur()")  # keys go to the page, not to a field
         page.keyboard.press(name)
@@ -239,7 +278,10 @@ def test_ten_thousand_records_open_and_filter_without_freezing(opened, tmp_path)
         ("pivot_table_ms", lambda: key("3")),
         ("next_page_ms", lambda: (key("n"), wait_until(lambda: "page=2" in page.evaluate("location.hash")))),
         ("trajectories_ms", lambda: key("2")),
-        ("search_ms", lambda: (page.fill("#q", "question 7"), wait_until(lambda: "q=question" in page.evaluate("location.hash")))),
+        (
+            "search_ms",
+            lambda: (page.fill("#q", "question 7"), wait_until(lambda: "q=question" in page.evaluate("location.hash"))),
+        ),
     ]:
         action()
         timings[name] = view.render_ms()

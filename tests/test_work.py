@@ -41,11 +41,17 @@ def _unit(jitter: random.Random, lock: threading.Lock, engine, unit: tuple[int, 
 
 def _run(jitter_seed: int, units, concurrency: int, stop_after: int | None = None):
     engine = LoggingEngine()
-    work = Work(lambda: engine, lambda shared: shared, partial(_unit, random.Random(jitter_seed), threading.Lock()),
-                concurrency=concurrency, merge=True)
+    work = Work(
+        lambda: engine,
+        lambda shared: shared,
+        partial(_unit, random.Random(jitter_seed), threading.Lock()),
+        concurrency=concurrency,
+        merge=True,
+    )
     done: list[int] = []
-    LocalPool(work, engine).map(units, lambda unit, result: done.append(result),
-                                stop=lambda: stop_after is not None and len(done) >= stop_after)
+    LocalPool(work, engine).map(
+        units, lambda unit, result: done.append(result), stop=lambda: stop_after is not None and len(done) >= stop_after
+    )
     return engine.calls, done
 
 
@@ -74,7 +80,8 @@ def test_one_unit_at_a_time_runs_in_the_calling_thread():
 
     done = []
     LocalPool(Work(lambda: LoggingEngine(), lambda e: e, call, concurrency=1, merge=True)).map(
-        [1, 2, 3], lambda u, r: done.append(r))
+        [1, 2, 3], lambda u, r: done.append(r)
+    )
     assert done == [1, 2, 3] and threads == {threading.main_thread()}
 
 
@@ -88,7 +95,8 @@ def test_requests_with_other_sampling_params_get_their_own_call():
 
     done = []
     LocalPool(Work(lambda: engine, lambda e: e, call, concurrency=4, merge=True), engine).map(
-        [1, 2, 3, 4], lambda u, r: done.append((u, r)))
+        [1, 2, 3, 4], lambda u, r: done.append((u, r))
+    )
     assert sorted(done) == [(1, 1), (2, 2), (3, 3), (4, 4)]
     assert sorted(engine.calls, key=lambda c: c[0]) == [((1, 3), hot), ((2, 4), cold)]
 
@@ -97,7 +105,7 @@ def test_an_error_in_a_unit_stops_the_run_and_every_thread_ends():
     def call(shared, unit):
         if unit == 2:
             raise ValueError("bad unit")
-        for step in range(50):
+        for _ in range(50):
             shared.sample([RolloutRequest((unit,), 1, 4)], SamplingParams())
         return unit
 

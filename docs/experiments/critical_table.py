@@ -10,8 +10,10 @@ def cell(text: str, width: int = 60) -> str:
 
 
 def main(path: str) -> None:
-    print("| # | query (gold) | response | critical token (position / length) | scoring rollouts "
-          "| Pass@1 keep / replace | Pass@64 keep / replace |")
+    print(
+        "| # | query (gold) | response | critical token (position / length) | scoring rollouts "
+        "| Pass@1 keep / replace | Pass@64 keep / replace |"
+    )
     print("|---|---|---|---|---|---|---|")
     with open(path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
@@ -19,9 +21,11 @@ def main(path: str) -> None:
         query = r["query"].split("problem:")[-1].strip().rstrip("=").strip()
         token = cell(json.dumps(r["critical_token"])[1:-1])
         keep, replace = r["pass_at_k_with"], r["pass_at_k_without"]
-        print(f"| {i} | {cell(query)} ({r['answer']}) | {cell(r['response'])} "
-              f"| `{token}` ({r['critical_position']} / {len(r['response_ids'])}) | {r['rollouts']} "
-              f"| {keep[0]:.2f} / {replace[0]:.2f} | {keep[-1]:.2f} / {replace[-1]:.2f} |")
+        print(
+            f"| {i} | {cell(query)} ({r['answer']}) | {cell(r['response'])} "
+            f"| `{token}` ({r['critical_position']} / {len(r['response_ids'])}) | {r['rollouts']} "
+            f"| {keep[0]:.2f} / {replace[0]:.2f} | {keep[-1]:.2f} / {replace[-1]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

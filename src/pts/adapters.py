@@ -22,8 +22,15 @@ from pts.models import (
     load_model,
 )
 
-__all__ = ["TRAIN_INFO", "adapter_base", "attach_adapter", "is_adapter_dir", "load_adapter",
-           "load_model_or_adapter", "load_trained"]
+__all__ = [
+    "TRAIN_INFO",
+    "adapter_base",
+    "attach_adapter",
+    "is_adapter_dir",
+    "load_adapter",
+    "load_model_or_adapter",
+    "load_trained",
+]
 
 
 def load_trained(spec: str, device: str = "auto", dtype: str = "auto"):

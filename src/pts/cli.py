@@ -9,7 +9,8 @@ import inspect
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pts import options
 from pts.errors import PTSError
@@ -26,19 +27,27 @@ COMMANDS = ("run", "view", "critical", "export", "steer", "train", "contrast", "
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags for every job, from its Config (:func:`pts.options.add_options`); nothing heavy is imported."""
-    parser = _Parser(prog="pts", description="Pivotal Token Search: find the tokens where a model's "
-                                             "reasoning succeeds or fails.")
+    parser = _Parser(
+        prog="pts", description="Pivotal Token Search: find the tokens where a model's reasoning succeeds or fails."
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
         job = importlib.import_module(f"pts.jobs.{name}")
         description = getattr(job, "DESCRIPTION", None)
-        p = sub.add_parser(name, help=job.HELP, description=description or job.HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter if description
-                           else argparse.HelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=job.HELP,
+            description=description or job.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter if description else argparse.HelpFormatter,
+        )
         options.add_options(p, job.CONFIG)
-        p.add_argument("--log-level", default="WARNING", type=str.upper,
-                       choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                       help="how much pts and its libraries log on stderr (default: WARNING)")
+        p.add_argument(
+            "--log-level",
+            default="WARNING",
+            type=str.upper,
+            choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+            help="how much pts and its libraries log on stderr (default: WARNING)",
+        )
         p.set_defaults(job=job)
     return parser
 

@@ -127,10 +127,14 @@ class Worker:
 
         if self.error is not None:
             raise self.error
-        return {"model_id": self.engine.model_id, "context_length": context_length(self.engine),
-                "batch_size": getattr(self.engine, "batch_size", None),
-                "next_token_logprobs": callable(getattr(self.engine, "next_token_logprobs", None)),
-                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+        return {
+            "model_id": self.engine.model_id,
+            "context_length": context_length(self.engine),
+            "batch_size": getattr(self.engine, "batch_size", None),
+            "next_token_logprobs": callable(getattr(self.engine, "next_token_logprobs", None)),
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
 
     def counters(self) -> tuple[int, int] | None:
         return engine_counters(self.engine)
@@ -179,8 +183,11 @@ class WorkerPool:
         c, w = self.config, self.work
         return self._actor_class.options(
             # one slot more than the units, so that a progress poll never waits behind them
-            num_cpus=c.ray_num_cpus, num_gpus=c.ray_num_gpus, max_concurrency=w.concurrency + 1,
-            scheduling_strategy="SPREAD", max_restarts=0,
+            num_cpus=c.ray_num_cpus,
+            num_gpus=c.ray_num_gpus,
+            max_concurrency=w.concurrency + 1,
+            scheduling_strategy="SPREAD",
+            max_restarts=0,
         ).remote(w, self._engine)
 
     def _ready(self, worker: Any) -> dict[str, Any]:
@@ -188,17 +195,23 @@ class WorkerPool:
             return self.ray.get(worker.describe.remote(), timeout=PLACEMENT_TIMEOUT)
         except self.ray.exceptions.GetTimeoutError:
             c = self.config
-            raise PTSError(f"no Ray worker started within {PLACEMENT_TIMEOUT:.0f} s: the cluster has no room for "
-                           f"a worker with --ray-num-cpus {c.ray_num_cpus:g} --ray-num-gpus {c.ray_num_gpus:g} "
-                           f"(see `ray status`)") from None
+            raise PTSError(
+                f"no Ray worker started within {PLACEMENT_TIMEOUT:.0f} s: the cluster has no room for "
+                f"a worker with --ray-num-cpus {c.ray_num_cpus:g} --ray-num-gpus {c.ray_num_gpus:g} "
+                f"(see `ray status`)"
+            ) from None
         except self.ray.exceptions.RayTaskError as e:
             raise _cause(e) from None
         except self.ray.exceptions.RayActorError as e:
             raise PTSError(f"a Ray worker could not start its engine: {first_line(e)}") from None
 
-    def map(self, units: Iterable[Any], record: Callable[[Any, Any], Iterable[Any] | None],
-            stop: Callable[[], bool] = lambda: False,
-            on_failure: Callable[[Any], Iterable[Any] | None] | None = None) -> list[Any]:
+    def map(
+        self,
+        units: Iterable[Any],
+        record: Callable[[Any, Any], Iterable[Any] | None],
+        stop: Callable[[], bool] = lambda: False,
+        on_failure: Callable[[Any], Iterable[Any] | None] | None = None,
+    ) -> list[Any]:
         """Do ``units`` on the workers, calling ``record(unit, result)`` here as each finishes.
 
         Stops handing out units once ``stop()`` is true. ``record`` and ``on_failure`` may return more units
@@ -278,8 +291,7 @@ class WorkerPool:
             self.started = False
 
 
-def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *,
-             progress: bool = False) -> tuple[Any, list[Any]]:
+def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *, progress: bool = False) -> tuple[Any, list[Any]]:
     """:func:`pts.evaluate.evaluate` on ``pool``'s workers (made with :func:`eval_work`).
 
     The batches are the ones a local run sends to the engine in one call
@@ -297,7 +309,7 @@ def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *,
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
     size = call_size(pool.batch_size, settings)
-    batches = [(lo, list(tasks[lo:lo + size])) for lo in range(0, len(tasks), size)]
+    batches = [(lo, list(tasks[lo : lo + size])) for lo in range(0, len(tasks), size)]
     result = EvalResult(pool.model_id, settings)
     done: dict[int, list[Any]] = {}
     start = time.perf_counter()
@@ -318,8 +330,9 @@ def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *,
     return result, [t for _, batch in failed for t in batch]
 
 
-def evaluate_on_workers(config: Any, spec: str, tasks: Sequence[Any], settings: Any, *,
-                        engine: Any = None) -> tuple[Any, list[Any]]:
+def evaluate_on_workers(
+    config: Any, spec: str, tasks: Sequence[Any], settings: Any, *, engine: Any = None
+) -> tuple[Any, list[Any]]:
     """:func:`evaluate` with a pool of its own loading ``spec`` (or a copy of ``engine``) on every worker."""
     settings.validate()
     if not tasks:
@@ -335,5 +348,3 @@ def _cause(error: BaseException) -> BaseException:
     """The exception a worker raised, without Ray's wrapper (a PTSError stays one line)."""
     cause = getattr(error, "cause", None)
     return cause if isinstance(cause, BaseException) else error
-
-

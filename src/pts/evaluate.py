@@ -147,8 +147,13 @@ class EvalResult:
         out = {}
         for name, qs in groups.items():
             n, c = sum(q.n for q in qs), sum(q.c for q in qs)
-            out[name] = {"queries": len(qs), "samples": n, "correct": c, "accuracy": c / n if n else 0.0,
-                         "pass_at_k": self.pass_at(qs)}
+            out[name] = {
+                "queries": len(qs),
+                "samples": n,
+                "correct": c,
+                "accuracy": c / n if n else 0.0,
+                "pass_at_k": self.pass_at(qs),
+            }
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -165,8 +170,10 @@ class EvalResult:
             "accuracy_ci": [low, high],
             "confidence": self.settings.confidence,
             "pass_at_k": {str(k): v for k, v in self.pass_at().items()},
-            "by_task_type": {name: {**v, "pass_at_k": {str(k): p for k, p in v["pass_at_k"].items()}}
-                             for name, v in self.by_task_type().items()},
+            "by_task_type": {
+                name: {**v, "pass_at_k": {str(k): p for k, p in v["pass_at_k"].items()}}
+                for name, v in self.by_task_type().items()
+            },
             "generated_tokens": self.generated_tokens,
             "seconds": self.seconds,
             "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.settings).items()},
@@ -179,13 +186,23 @@ class EvalResult:
         for q in self.queries:
             t = q.task
             for s in q.samples:
-                out.append({
-                    "model_id": self.model_id, "dataset_id": t.dataset_id, "dataset_item_id": t.item_id,
-                    "task_type": t.task_type, "query": t.query, "answer": t.answer,
-                    "sample_index": s.sample_index, "response": s.response, "response_ids": s.response_ids,
-                    "prompt_ids": q.prompt_ids, "finish_reason": s.finish_reason,
-                    "extracted_answer": s.extracted_answer, "correct": s.correct,
-                })
+                out.append(
+                    {
+                        "model_id": self.model_id,
+                        "dataset_id": t.dataset_id,
+                        "dataset_item_id": t.item_id,
+                        "task_type": t.task_type,
+                        "query": t.query,
+                        "answer": t.answer,
+                        "sample_index": s.sample_index,
+                        "response": s.response,
+                        "response_ids": s.response_ids,
+                        "prompt_ids": q.prompt_ids,
+                        "finish_reason": s.finish_reason,
+                        "extracted_answer": s.extracted_answer,
+                        "correct": s.correct,
+                    }
+                )
         return out
 
     def format(self) -> str:
@@ -197,8 +214,10 @@ class EvalResult:
         lines = [
             f"model: {self.model_id}",
             f"dataset: {first} ({len(self.queries)} queries x {s.num_samples} samples, {mode})",
-            (f"accuracy: {self.accuracy:.3f} ({self.correct}/{self.samples}), "
-             f"{s.confidence:.0%} Wilson interval [{low:.3f}, {high:.3f}]"),
+            (
+                f"accuracy: {self.accuracy:.3f} ({self.correct}/{self.samples}), "
+                f"{s.confidence:.0%} Wilson interval [{low:.3f}, {high:.3f}]"
+            ),
             "pass@k: " + "  ".join(f"pass@{k} {v:.3f}" for k, v in _shown(self.pass_at()).items()),
         ]
         types = self.by_task_type()
@@ -208,8 +227,10 @@ class EvalResult:
             for name, v in types.items():
                 top = max(v["pass_at_k"]) if v["pass_at_k"] else None
                 extra = f"  pass@{top} {v['pass_at_k'][top]:.3f}" if top and top > 1 else ""
-                lines.append(f"  {name:<{width}}  {v['accuracy']:.3f} ({v['correct']}/{v['samples']}, "
-                             f"{v['queries']} queries){extra}")
+                lines.append(
+                    f"  {name:<{width}}  {v['accuracy']:.3f} ({v['correct']}/{v['samples']}, "
+                    f"{v['queries']} queries){extra}"
+                )
         rate = self.generated_tokens / self.seconds if self.seconds else 0.0
         lines.append(f"generated: {self.generated_tokens} tokens in {self.seconds:.1f} s ({rate:.0f} tokens/s)")
         return "\n".join(lines)
@@ -233,8 +254,14 @@ def call_size(batch_size: int | None, settings: EvalSettings) -> int:
     return max(1, math.ceil(2 * (64 if batch_size is None else batch_size) / settings.num_samples))
 
 
-def evaluate(engine: Engine, tasks: Sequence[Task], settings: EvalSettings, *,
-             progress: bool = False, queries_per_call: int | None = None) -> EvalResult:
+def evaluate(
+    engine: Engine,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    *,
+    progress: bool = False,
+    queries_per_call: int | None = None,
+) -> EvalResult:
     """Generate ``settings.num_samples`` responses per task with ``engine`` and judge each with the task's oracle.
 
     Returns an :class:`EvalResult` holding every sample (in task order). Queries
@@ -276,22 +303,31 @@ def evaluate_batch(engine: Engine, tasks: Sequence[Task], settings: EvalSettings
     tok = engine.tokenizer
     prompts, prefixes, requests = [], [], []
     for task in tasks:
-        prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template,
-                                      task.raw_prompt)
+        prompt_ids = build_prompt_ids(tok, task.prompt, settings.system_prompt, settings.chat_template, task.raw_prompt)
         prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
         prompts.append(prompt_ids)
         prefixes.append(prefix)
-        requests.append(RolloutRequest(tuple(prompt_ids), settings.num_samples, settings.max_new_tokens,
-                                       stop=_stop_test(task, prefix) if settings.early_stop else None,
-                                       seed=query_seed(settings, task)))
+        requests.append(
+            RolloutRequest(
+                tuple(prompt_ids),
+                settings.num_samples,
+                settings.max_new_tokens,
+                stop=_stop_test(task, prefix) if settings.early_stop else None,
+                seed=query_seed(settings, task),
+            )
+        )
     queries, tokens = [], 0
-    for task, prompt_ids, prefix, rollouts in zip(tasks, prompts, prefixes,
-                                                  engine.sample(requests, settings.sampling())):
+    for task, prompt_ids, prefix, rollouts in zip(
+        tasks, prompts, prefixes, engine.sample(requests, settings.sampling())
+    ):
         samples = []
         for j, r in enumerate(rollouts):
             text = prefix + r.text
-            samples.append(EvalSample(j, r.text, list(r.token_ids), r.finish_reason, bool(task.judge(text)),
-                                      extracted_answer(task, text)))
+            samples.append(
+                EvalSample(
+                    j, r.text, list(r.token_ids), r.finish_reason, bool(task.judge(text)), extracted_answer(task, text)
+                )
+            )
             tokens += len(r.token_ids)
         queries.append(QueryResult(task, list(prompt_ids), samples))
     return queries, tokens
@@ -333,9 +369,11 @@ class PairedComparison:
 
     def format(self) -> str:
         low, high = self.diff_ci
-        return (f"{self.model_b} vs {self.model_a}: accuracy {self.accuracy_b:.3f} vs {self.accuracy_a:.3f}, "
-                f"difference {self.diff:+.3f} (95% interval over {self.queries} queries [{low:+.3f}, {high:+.3f}]); "
-                f"queries better/worse/tied {self.better}/{self.worse}/{self.tied}, sign test p={self.sign_p:.3g}")
+        return (
+            f"{self.model_b} vs {self.model_a}: accuracy {self.accuracy_b:.3f} vs {self.accuracy_a:.3f}, "
+            f"difference {self.diff:+.3f} (95% interval over {self.queries} queries [{low:+.3f}, {high:+.3f}]); "
+            f"queries better/worse/tied {self.better}/{self.worse}/{self.tied}, sign test p={self.sign_p:.3g}"
+        )
 
 
 def compare(a: EvalResult, b: EvalResult) -> PairedComparison:
@@ -348,19 +386,38 @@ def compare(a: EvalResult, b: EvalResult) -> PairedComparison:
     n = len(diffs)
     mean, interval = paired_mean_interval(diffs, 0.95)
     better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    return PairedComparison(a.model_id, b.model_id, n, a.accuracy, b.accuracy, mean, interval,
-                            better, worse, n - better - worse, sign_test(better, worse))
+    return PairedComparison(
+        a.model_id,
+        b.model_id,
+        n,
+        a.accuracy,
+        b.accuracy,
+        mean,
+        interval,
+        better,
+        worse,
+        n - better - worse,
+        sign_test(better, worse),
+    )
 
 
-def make_engine(spec: str, *, engine: str = "hf", device: str = "auto", dtype: str = "auto", batch_size: int = 64,
-                base_model: str | None = None):
+def make_engine(
+    spec: str,
+    *,
+    engine: str = "hf",
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 64,
+    base_model: str | None = None,
+):
     """A generation engine for ``spec``: what ``pts run`` builds, plus LoRA adapter directories (HF engine)."""
     from pts.adapters import is_adapter_dir, load_model_or_adapter
 
     if is_adapter_dir(spec):
         if engine != "hf":
-            raise PTSError(f"adapter directories run on --engine hf; merge {spec} into a model directory "
-                           f"to use --engine {engine}")
+            raise PTSError(
+                f"adapter directories run on --engine hf; merge {spec} into a model directory to use --engine {engine}"
+            )
         from pts.engines.hf import HFEngine
 
         loaded = load_model_or_adapter(spec, device, dtype, base_model=base_model)

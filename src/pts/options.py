@@ -62,10 +62,21 @@ _CHECKS: dict[str, Callable[[str, Any], str | None]] = {
 """Range checks by name: each returns the error message for a bad value, else None."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, check: str | None = None,
-           choices: tuple | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
-           nargs: str | None = None, const: Any = None, positional: bool = False,
-           default_factory: Any = dataclasses.MISSING, cli: bool = True, flag: str | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    check: str | None = None,
+    choices: tuple | None = None,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    nargs: str | None = None,
+    const: Any = None,
+    positional: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+    cli: bool = True,
+    flag: str | None = None,
+) -> Any:
     """A config field with what the CLI and the checks need.
 
     ``help`` is required for every field the CLI shows; ``check`` names one of
@@ -75,8 +86,18 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, check: str | N
     """
     if check is not None and check not in _CHECKS:
         raise ValueError(f"unknown check {check!r}; valid: {', '.join(_CHECKS)}")
-    meta = {"help": help, "check": check, "choices": choices, "aliases": tuple(aliases), "metavar": metavar,
-            "nargs": nargs, "const": const, "positional": positional, "cli": cli, "flag": flag}
+    meta = {
+        "help": help,
+        "check": check,
+        "choices": choices,
+        "aliases": tuple(aliases),
+        "metavar": metavar,
+        "nargs": nargs,
+        "const": const,
+        "positional": positional,
+        "cli": cli,
+        "flag": flag,
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -99,9 +120,14 @@ def config(cls: type | None = None, *, group: str | None = None) -> Any:
     ``group`` titles the fields this class declares in ``--help`` (option groups
     set it; a command's own fields are listed under the command).
     """
+
     def build(cls: type) -> type:
-        inherited = {f.name: f for base in reversed(cls.__mro__[1:]) if dataclasses.is_dataclass(base)
-                     for f in dataclasses.fields(base)}
+        inherited = {
+            f.name: f
+            for base in reversed(cls.__mro__[1:])
+            if dataclasses.is_dataclass(base)
+            for f in dataclasses.fields(base)
+        }
         for name, value in list(vars(cls).items()):
             if isinstance(value, _Override):
                 if name not in inherited:
@@ -115,6 +141,7 @@ def config(cls: type | None = None, *, group: str | None = None) -> Any:
             if f.name in own and "group" not in f.metadata:
                 f.metadata = types.MappingProxyType({**f.metadata, "group": group})
         return cls
+
     return build(cls) if cls is not None else build
 
 
@@ -146,6 +173,7 @@ def checked(default: Any, check: str | None = None, *, flag: str | None = None) 
 
 # --- the command line ----------------------------------------------------------------------------------------------
 
+
 def _base_type(hint: Any) -> tuple[Any, bool]:
     """The element type argparse converts with, and whether the option takes a list."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -174,14 +202,18 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if name not in groups:
             groups[name] = parser if name is None else parser.add_argument_group(f"{name} options")
         target = groups[name]
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         kind, many = _base_type(hints[f.name])
         help_text = meta["help"]
         flags = [meta.get("flag") or flag(f.name), *meta["aliases"]]
         if kind is bool:
-            target.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=help_text)
+            target.add_argument(
+                *flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
             continue
         kwargs: dict[str, Any] = {"default": default, "metavar": meta.get("metavar")}
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -237,35 +269,44 @@ class ModelOptions:
 
 @config(group="engine")
 class EngineOptions:
-    engine: str = option("hf", "rollout engine: hf (pts's batched HF engine), vllm (needs vLLM installed), or one "
-                               "registered in pts.engines.ENGINES")
+    engine: str = option(
+        "hf",
+        "rollout engine: hf (pts's batched HF engine), vllm (needs vLLM installed), or one "
+        "registered in pts.engines.ENGINES",
+    )
     batch_size: int = option(64, "rows decoded together (bounds memory)", check="count")
 
 
 @config(group="data")
 class DatasetOptions:
-    dataset: str = option(DEFAULT_DATASET, "dataset: Hub name, local .jsonl/.json/.csv/.parquet, "
-                          "rg:<task>[?option=value&...] (reasoning-gym), or humaneval")
+    dataset: str = option(
+        DEFAULT_DATASET,
+        "dataset: Hub name, local .jsonl/.json/.csv/.parquet, "
+        "rg:<task>[?option=value&...] (reasoning-gym), or humaneval",
+    )
     config: str | None = option(None, "Hub dataset config name; for rg: datasets, a JSON object of task options")
     split: str = option("train", "dataset split")
     query_key: str | None = option(None, "field holding the question (auto-detected when omitted)")
     answer_key: str | None = option(None, "field holding the reference answer (auto-detected when omitted)")
-    oracle: str | None = option(None, "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, "
-                                "rg:<task>, code, code:<language>); default: chosen per dataset")
+    oracle: str | None = option(
+        None,
+        "oracle for every row (math, gsm8k, multiple_choice, yes_no, exact, "
+        "rg:<task>, code, code:<language>); default: chosen per dataset",
+    )
 
 
 @config(group="data")
 class DataOptions(DatasetOptions):
-    sample_size: int | None = option(None, "randomly sample this many rows from the dataset (seeded)",
-                                     check="count")
+    sample_size: int | None = option(None, "randomly sample this many rows from the dataset (seeded)", check="count")
     max_examples: int | None = option(None, "use at most this many queries (default: all)", check="count")
 
 
 @config(group="prompt")
 class PromptOptions:
     system_prompt: str | None = option(None, "system message for the chat template")
-    chat_template: bool = option(True, "wrap the query in the model's chat template (--no-chat-template: the raw "
-                                       "query)")
+    chat_template: bool = option(
+        True, "wrap the query in the model's chat template (--no-chat-template: the raw query)"
+    )
 
 
 @config(group="sampling")
@@ -276,8 +317,9 @@ class SamplingOptions:
     min_p: float = option(0.0, "min-p sampling", check="unit")
     seed: int = option(42, "random seed")
     max_new_tokens: int = option(512, "token budget of a whole response", check="count")
-    early_stop: bool = option(True, "stop a response once its answer is decided (--no-early-stop: sample every "
-                                    "response to the end)")
+    early_stop: bool = option(
+        True, "stop a response once its answer is decided (--no-early-stop: sample every response to the end)"
+    )
 
 
 @config(group="output")
@@ -297,20 +339,30 @@ class OverwriteOptions:
 
 @config(group="output")
 class ResumableOutputOptions(OutputOptions, OverwriteOptions):
-    resume: bool = option(True, "skip items already finished in --output-path; --no-resume insists on a fresh "
-                                "output and is refused when it holds finished items (see --overwrite)")
+    resume: bool = option(
+        True,
+        "skip items already finished in --output-path; --no-resume insists on a fresh "
+        "output and is refused when it holds finished items (see --overwrite)",
+    )
 
 
 @config(group="Ray")
 class RayOptions:
-    ray: str | None = option(None, "run on Ray workers: alone, start a local Ray instance; 'auto' or "
-                                   "ray://HOST:PORT joins a running cluster (needs pts[ray])",
-                             nargs="?", const="local", metavar="ADDRESS")
-    ray_workers: int = option(2, "with --ray: Ray actors, each holding one engine (one per GPU with vLLM)",
-                              check="count")
+    ray: str | None = option(
+        None,
+        "run on Ray workers: alone, start a local Ray instance; 'auto' or "
+        "ray://HOST:PORT joins a running cluster (needs pts[ray])",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+    )
+    ray_workers: int = option(
+        2, "with --ray: Ray actors, each holding one engine (one per GPU with vLLM)", check="count"
+    )
     ray_num_cpus: float = option(1.0, "with --ray: CPUs Ray reserves for each worker", check="nonneg")
-    ray_num_gpus: float = option(0.0, "with --ray: GPUs Ray reserves for each worker (1 for a vLLM worker per GPU)",
-                                 check="nonneg")
+    ray_num_gpus: float = option(
+        0.0, "with --ray: GPUs Ray reserves for each worker (1 for a vLLM worker per GPU)", check="nonneg"
+    )
 
 
 @config(group="training")
@@ -318,18 +370,22 @@ class TrainingOptions:
     lora_r: int = option(16, "LoRA rank", check="count")
     lora_alpha: int = option(32, "LoRA alpha (scale alpha/r)", check="positive")
     lora_dropout: float = option(0.0, "LoRA dropout")
-    lora_targets: str = option("all-linear", "modules LoRA adapts: all-linear, or comma-separated names such as "
-                                             "q_proj,v_proj")
+    lora_targets: str = option(
+        "all-linear", "modules LoRA adapts: all-linear, or comma-separated names such as q_proj,v_proj"
+    )
     learning_rate: float | None = option(None, "learning rate", check="positive")
     epochs: float = option(1.0, "passes over the data (ignored with --max-steps)", check="positive")
-    max_steps: int | None = option(None, "stop after this many optimizer steps (default: --epochs decides)",
-                                   check="count")
+    max_steps: int | None = option(
+        None, "stop after this many optimizer steps (default: --epochs decides)", check="count"
+    )
     train_batch_size: int = option(2, "training examples per device per step", check="count")
-    grad_accum: int = option(1, "gradient accumulation steps", check="count",
-                             aliases=("--gradient-accumulation-steps",))
+    grad_accum: int = option(
+        1, "gradient accumulation steps", check="count", aliases=("--gradient-accumulation-steps",)
+    )
     max_length: int | None = option(1024, "truncate training sequences to this many tokens")
-    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, "
-                                                 "~20%% slower)")
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass (less memory, ~20%% slower)"
+    )
 
     def lora_target_list(self) -> str | list[str]:
         """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""

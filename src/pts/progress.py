@@ -13,8 +13,9 @@ def progress_bar(total: int, enabled: bool, initial: int = 0, *, desc: str = "qu
     """A tqdm bar over ``total`` items starting at ``initial`` (already done); silent unless ``enabled``."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 class Ticker:
@@ -26,8 +27,14 @@ class Ticker:
     engines do not count them as they go; then ``finished()``, the same counted from finished units, is shown.
     """
 
-    def __init__(self, bar: Any, counters: Callable[[], tuple[int, int] | None],
-                 finished: Callable[[], tuple[int, int]], status: Callable[[], str], every: float = 1.0) -> None:
+    def __init__(
+        self,
+        bar: Any,
+        counters: Callable[[], tuple[int, int] | None],
+        finished: Callable[[], tuple[int, int]],
+        status: Callable[[], str],
+        every: float = 1.0,
+    ) -> None:
         self.bar, self.counters, self.finished, self.status = bar, counters, finished, status
         self.start = time.perf_counter()
         self.base = counters()

@@ -12,8 +12,18 @@ SCHEMA_VERSION = 1
 
 # Fields every pivotal-token record has in the original PTS tool's files.
 ORIGINAL_FIELDS = (
-    "model_id", "query", "pivot_context", "pivot_token", "pivot_token_id", "prob_before",
-    "prob_after", "prob_delta", "is_positive", "task_type", "dataset_id", "dataset_item_id",
+    "model_id",
+    "query",
+    "pivot_context",
+    "pivot_token",
+    "pivot_token_id",
+    "prob_before",
+    "prob_after",
+    "prob_delta",
+    "is_positive",
+    "task_type",
+    "dataset_id",
+    "dataset_item_id",
     "timestamp",
 )
 
@@ -55,8 +65,13 @@ class Record:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = stable_id(self.kind, self.model_id, self.dataset_id,  # type: ignore[attr-defined]
-                                self.dataset_item_id, *self.identity())  # type: ignore[attr-defined]
+            self.id = stable_id(
+                self.kind,
+                self.model_id,
+                self.dataset_id,  # type: ignore[attr-defined]
+                self.dataset_item_id,
+                *self.identity(),
+            )  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +136,7 @@ class PivotalToken(Record):
         return self.pivot_context_ids, self.pivot_token_id
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PivotalToken":
+    def from_dict(cls, data: dict[str, Any]) -> PivotalToken:
         data = dict(data)
         data["first_tokens"] = [FirstToken(**t) for t in data.get("first_tokens", [])]
         known = cls.__dataclass_fields__

@@ -139,8 +139,19 @@ def _wrapper(kind: str, workdir: Path, program: str | None = None) -> list[str]:
         needed = [workdir] + ([Path(program).resolve()] if program else [])
         if str(home) not in ("/", "/tmp") and home.is_dir() and not any(p.is_relative_to(home) for p in needed):
             hidden.append(str(home))
-        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args = [
+            "bwrap",
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+        ]
         # Hidden folders become empty and read-only; the working directory is the one writable place.
         for folder in hidden:
             args += ["--tmpfs", folder]
@@ -155,8 +166,12 @@ def _wrapper(kind: str, workdir: Path, program: str | None = None) -> list[str]:
 
 def _limit_args(limits: Limits, kind: str) -> list[str]:
     """``prlimit`` options for ``limits``, applied inside the isolation just before the program starts."""
-    args = [f"--cpu={limits.cpu_seconds}", f"--fsize={limits.output_bytes}", "--core=0",
-            f"--nofile={limits.open_files}"]
+    args = [
+        f"--cpu={limits.cpu_seconds}",
+        f"--fsize={limits.output_bytes}",
+        "--core=0",
+        f"--nofile={limits.open_files}",
+    ]
     if limits.memory_bytes is not None:
         args.append(f"--as={limits.memory_bytes}")
     # RLIMIT_NPROC counts all processes of the uid: it bounds one run only in a user namespace of its own
@@ -194,12 +209,17 @@ def isolation() -> str:
             if _isolation == BUBBLEWRAP:
                 log.info("code sandbox: bubblewrap (read-only file system, no network, own PID namespace), %s", who)
             elif _isolation == UNSHARE:
-                log.warning("code sandbox: bubblewrap not usable (apt-get install bubblewrap); using unshare: "
-                            "no network and own PID namespace, but the file system is writable by the program")
+                log.warning(
+                    "code sandbox: bubblewrap not usable (apt-get install bubblewrap); using unshare: "
+                    "no network and own PID namespace, but the file system is writable by the program"
+                )
             else:
-                log.warning("code sandbox: neither bubblewrap nor unshare usable; only resource limits apply: "
-                            "programs can use the network and write wherever %s may%s",
-                            who, "" if _is_root() else ", and the process limit is off")
+                log.warning(
+                    "code sandbox: neither bubblewrap nor unshare usable; only resource limits apply: "
+                    "programs can use the network and write wherever %s may%s",
+                    who,
+                    "" if _is_root() else ", and the process limit is off",
+                )
         return _isolation
 
 
@@ -242,15 +262,23 @@ class Sandbox:
     def _run(self, kind: str, command: Sequence[str], workdir: Path, root: Path, uid: int | None) -> Execution:
         limits = self.limits
         program = shutil.which(command[0], path=SANDBOX_PATH) or shutil.which(command[0]) or command[0]
-        argv = [*_wrapper(kind, workdir, program), "prlimit", *_limit_args(limits, kind), "--",
-                program, *command[1:]]
+        argv = [*_wrapper(kind, workdir, program), "prlimit", *_limit_args(limits, kind), "--", program, *command[1:]]
         env = {"PATH": SANDBOX_PATH, "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
         ids = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
         out_path, err_path = root / "stdout", root / "stderr"
         start = time.perf_counter()
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True, **ids)
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+                **ids,
+            )
         timed_out = not _wait_unreaped(proc.pid, limits.wall_seconds)
         # The whole group goes, also after a normal exit (a child the program left behind must not outlive it),
         # while the unreaped leader still holds the group id, so the id cannot belong to anyone else yet.
@@ -259,8 +287,14 @@ class Sandbox:
         if kind == RLIMITS and uid is not None:
             _kill_uid(uid)
         seconds = time.perf_counter() - start
-        return Execution(None if timed_out else proc.returncode, _read_capped(out_path, limits.output_bytes),
-                         _read_capped(err_path, limits.output_bytes), seconds, timed_out, kind)
+        return Execution(
+            None if timed_out else proc.returncode,
+            _read_capped(out_path, limits.output_bytes),
+            _read_capped(err_path, limits.output_bytes),
+            seconds,
+            timed_out,
+            kind,
+        )
 
 
 def _wait_unreaped(pid: int, timeout: float) -> bool:
@@ -286,8 +320,16 @@ def _kill_group(pgid: int) -> None:
 
 def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid``: without namespaces, a program may have left its process group."""
-    subprocess.run(["kill", "-KILL", "-1"], user=uid, group=uid, extra_groups=[], env={"PATH": SANDBOX_PATH},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        ["kill", "-KILL", "-1"],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        env={"PATH": SANDBOX_PATH},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def _read_capped(path: Path, limit: int) -> str:

@@ -41,8 +41,9 @@ def wilson_interval(successes: int, samples: int, confidence: float) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def newcombe_interval(p_before: float, ci_before: tuple[float, float],
-                      p_after: float, ci_after: tuple[float, float]) -> tuple[float, float]:
+def newcombe_interval(
+    p_before: float, ci_before: tuple[float, float], p_after: float, ci_after: tuple[float, float]
+) -> tuple[float, float]:
     """Interval of ``p_after - p_before`` from each end's interval (Newcombe 1998, method 10).
 
     With Wilson intervals at level c for both ends this is the hybrid score
@@ -74,8 +75,9 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired_bootstrap_interval(groups: Sequence[tuple[float, int]], *, resamples: int, confidence: float,
-                              seed: int) -> tuple[float, float]:
+def paired_bootstrap_interval(
+    groups: Sequence[tuple[float, int]], *, resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
     """Percentile interval of a ratio of sums, resampling whole groups (e.g. queries with all their samples).
 
     ``groups`` holds (sum of the paired differences, number of samples) per group;
@@ -89,5 +91,7 @@ def paired_bootstrap_interval(groups: Sequence[tuple[float, int]], *, resamples:
         pick = [groups[rng.randrange(len(groups))] for _ in groups]
         stats.append(sum(s for s, _ in pick) / sum(c for _, c in pick))
     stats.sort()
-    return (stats[math.floor((1 - confidence) / 2 * (resamples - 1))],
-            stats[math.ceil((1 + confidence) / 2 * (resamples - 1))])
+    return (
+        stats[math.floor((1 - confidence) / 2 * (resamples - 1))],
+        stats[math.ceil((1 + confidence) / 2 * (resamples - 1))],
+    )

@@ -25,9 +25,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 from pts.errors import PTSError
 
@@ -54,8 +55,10 @@ def lock_path(path: str | os.PathLike) -> Path:
 
 def disk_full(path: str | os.PathLike) -> PTSError:
     """The one-line error for a write that ran out of space (or quota)."""
-    return PTSError(f"the disk is full: cannot write {path}; free some space and run the same command again "
-                    "to resume (the output is left valid)")
+    return PTSError(
+        f"the disk is full: cannot write {path}; free some space and run the same command again "
+        "to resume (the output is left valid)"
+    )
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
@@ -73,7 +76,7 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> Non
         try:
             view = memoryview(blob)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as e:
             if e.errno not in _DISK_FULL:
@@ -91,8 +94,10 @@ def check_free_space(path: str | os.PathLike, need: int | None = None) -> None:
     parent = Path(path).parent if str(Path(path).parent) else Path(".")
     free = shutil.disk_usage(parent).free
     if free < need:
-        raise PTSError(f"only {free / 2**20:.1f} MiB free on the disk of {path} (pts needs at least "
-                       f"{need / 2**20:.0f} MiB); free some space or choose another --output-path")
+        raise PTSError(
+            f"only {free / 2**20:.1f} MiB free on the disk of {path} (pts needs at least "
+            f"{need / 2**20:.0f} MiB); free some space or choose another --output-path"
+        )
 
 
 def _check_parent(p: Path) -> Path:
@@ -212,8 +217,10 @@ class OutputLock:
             except BlockingIOError:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise PTSError(f"{self.output} is being written by another pts process (pid {holder}); wait for "
-                               "it to finish or choose another --output-path") from None
+                raise PTSError(
+                    f"{self.output} is being written by another pts process (pid {holder}); wait for "
+                    "it to finish or choose another --output-path"
+                ) from None
             # A holder that released (and removed the file) between our open and flock leaves us a lock on a
             # file nobody else will open: lock the current file instead.
             try:
@@ -235,7 +242,7 @@ class OutputLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -264,8 +271,15 @@ class RunStore:
     :class:`OutputLock` taken earlier by the caller, or its own) until :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike, settings: dict[str, Any], *,
-                 resume: bool = True, overwrite: bool = False, lock: OutputLock | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        settings: dict[str, Any],
+        *,
+        resume: bool = True,
+        overwrite: bool = False,
+        lock: OutputLock | None = None,
+    ) -> None:
         self.path = Path(path)
         self.progress = progress_path(path)
         self.settings = settings
@@ -287,7 +301,7 @@ class RunStore:
         """Release the output's lock; the files are complete after every :meth:`write_item`."""
         self.lock.release()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -312,24 +326,35 @@ class RunStore:
             for n, row in enumerate(records, 1):
                 why = _foreign_record(row, self.settings)
                 if why is not None:
-                    raise PTSError(f"{self.path} holds data this run cannot add to (record {n}: {why}); choose "
-                                   "another --output-path, or pass --overwrite to replace the file")
+                    raise PTSError(
+                        f"{self.path} holds data this run cannot add to (record {n}: {why}); choose "
+                        "another --output-path, or pass --overwrite to replace the file"
+                    )
             self.done = {str(r["dataset_item_id"]): {"status": "imported"} for r in records}
         if not resume and self.done:
-            raise PTSError(f"{self.path} already holds the results of {len(self.done)} finished item(s), which "
-                           "--no-resume would discard: pass --overwrite to delete them and start again, or drop "
-                           "--no-resume to continue that run")
+            raise PTSError(
+                f"{self.path} already holds the results of {len(self.done)} finished item(s), which "
+                "--no-resume would discard: pass --overwrite to delete them and start again, or drop "
+                "--no-resume to continue that run"
+            )
         kept = [r for r in records if str(r.get("dataset_item_id")) in self.done]
         if len(kept) != len(records):
-            log.warning("%s: dropping %d records of an item that did not finish; it will be searched again",
-                        self.path, len(records) - len(kept))
+            log.warning(
+                "%s: dropping %d records of an item that did not finish; it will be searched again",
+                self.path,
+                len(records) - len(kept),
+            )
             write_jsonl(self.path, kept)
         self.ids = {r["id"] for r in kept if "id" in r}
         self.records_in_file = len(kept)
         if header is None:
-            write_jsonl(self.progress, [{"kind": "header", "settings": self.settings},
-                                        *({"kind": "item", "dataset_item_id": k, **v}
-                                          for k, v in self.done.items())])
+            write_jsonl(
+                self.progress,
+                [
+                    {"kind": "header", "settings": self.settings},
+                    *({"kind": "item", "dataset_item_id": k, **v} for k, v in self.done.items()),
+                ],
+            )
         self.path.touch()
 
     def _check_settings(self, previous: dict[str, Any]) -> None:

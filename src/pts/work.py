@@ -73,8 +73,13 @@ class LocalPool:
         self.batch_size = getattr(self.engine, "batch_size", None)
         self.next_token_logprobs = callable(getattr(self.engine, "next_token_logprobs", None))
 
-    def map(self, units: Iterable[Any], record: Record, stop: Callable[[], bool] = lambda: False,
-            on_failure: Callable[[Any], Iterable[Any] | None] | None = None) -> list[Any]:
+    def map(
+        self,
+        units: Iterable[Any],
+        record: Record,
+        stop: Callable[[], bool] = lambda: False,
+        on_failure: Callable[[Any], Iterable[Any] | None] | None = None,
+    ) -> list[Any]:
         """Do ``units``, calling ``record(unit, result)`` as each finishes (several finished together: in the
         order they were handed out); none is started once ``stop()`` is true, except units ``record`` returns.
         Returns the units given up on: none here (``on_failure`` is for :class:`pts.distributed.WorkerPool`,
@@ -190,8 +195,9 @@ class InOrder:
         return self(unit, None)
 
 
-def summary_text(lines: list[str], *, seconds: float, output: str, stopped: str | None = None,
-                 failed: Sequence[str] = ()) -> str:
+def summary_text(
+    lines: list[str], *, seconds: float, output: str, stopped: str | None = None, failed: Sequence[str] = ()
+) -> str:
     """What a command that did units prints: its own ``lines`` (the first says what was done), then the
     time and the output; ``stopped`` names the option that ended the run early, ``failed`` the units given up
     on (their workers kept dying)."""
@@ -200,8 +206,11 @@ def summary_text(lines: list[str], *, seconds: float, output: str, stopped: str 
         lines.insert(2, f"stopped early: {stopped} reached")
     if failed:
         shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
-        lines.insert(1, f"failed: {len(failed)} queries killed their worker on every try and were left for a "
-                        f"later run (items {shown})")
+        lines.insert(
+            1,
+            f"failed: {len(failed)} queries killed their worker on every try and were left for a "
+            f"later run (items {shown})",
+        )
     return "\n".join(lines)
 
 
@@ -223,19 +232,27 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 # --- the work of each command --------------------------------------------------------------------------------------
 
+
 def load_engine(config: Any) -> Any:
     """The engine ``config`` names (``pts run``/``pts critical`` options: engine, model, device, dtype, batch size)."""
     from pts.engines import create_engine
 
-    return create_engine(config.engine, config.model, device=config.device, dtype=config.dtype,
-                         batch_size=config.batch_size)
+    return create_engine(
+        config.engine, config.model, device=config.device, dtype=config.dtype, batch_size=config.batch_size
+    )
 
 
 def search_work(config: Any) -> Work:
     """``pts run``: a unit is one query (a :class:`~pts.tasks.task.Task`), searched to the end; up to
     ``--parallel`` at once, their engine calls merged."""
-    return Work(partial(load_engine, config), partial(_search_state, config), _search_one,
-                concurrency=config.parallel, merge=True, key=_item)
+    return Work(
+        partial(load_engine, config),
+        partial(_search_state, config),
+        _search_one,
+        concurrency=config.parallel,
+        merge=True,
+        key=_item,
+    )
 
 
 def _search_state(config: Any, engine: Any) -> tuple[Any, int | None]:
@@ -255,15 +272,20 @@ def _search_one(state: tuple[Any, int | None], task: Any) -> Any:
 def _print_rollout(text: str, rollout: Any, ok: bool) -> None:
     """``pts run --debug``: every rollout with its verdict, on stderr."""
     verdict = "PASS" if ok else "FAIL"
-    print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}",
-          file=sys.stderr)
+    print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}", file=sys.stderr)
 
 
 def critical_work(config: Any) -> Work:
     """``pts critical``: a unit is ``(task, response, limit)``, one query analysed to the end (see
     :func:`pts.search.critical.query.analyse`); up to ``--parallel`` at once, their engine calls merged."""
-    return Work(partial(load_engine, config), partial(_critical_state, config), _analyse_one,
-                concurrency=config.parallel, merge=True, key=_first_item)
+    return Work(
+        partial(load_engine, config),
+        partial(_critical_state, config),
+        _analyse_one,
+        concurrency=config.parallel,
+        merge=True,
+        key=_first_item,
+    )
 
 
 def _critical_state(config: Any, engine: Any) -> Any:
@@ -285,8 +307,15 @@ def eval_work(spec: str, config: Any, settings: Any) -> Work:
     does (LoRA adapter directories too)."""
     from pts.evaluate import make_engine
 
-    load = partial(make_engine, spec, engine=config.engine, device=config.device, dtype=config.dtype,
-                   batch_size=config.batch_size, base_model=getattr(config, "base_model", None))
+    load = partial(
+        make_engine,
+        spec,
+        engine=config.engine,
+        device=config.device,
+        dtype=config.dtype,
+        batch_size=config.batch_size,
+        base_model=getattr(config, "base_model", None),
+    )
     return Work(load, _engine_itself, partial(_evaluate_batch, settings), key=_batch)
 
 

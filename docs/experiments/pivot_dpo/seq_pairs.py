@@ -26,9 +26,16 @@ def main(samples_path: str, num_pairs: str, out_path: str) -> None:
         for q in combos:
             if i < len(q) and len(pairs) < int(num_pairs):
                 good, bad = q[i]
-                pairs.append({"prompt_ids": good["prompt_ids"], "chosen_ids": good["response_ids"],
-                              "rejected_ids": bad["response_ids"], "prompt": good["query"],
-                              "chosen": good["response"], "rejected": bad["response"]})
+                pairs.append(
+                    {
+                        "prompt_ids": good["prompt_ids"],
+                        "chosen_ids": good["response_ids"],
+                        "rejected_ids": bad["response_ids"],
+                        "prompt": good["query"],
+                        "chosen": good["response"],
+                        "rejected": bad["response"],
+                    }
+                )
     with open(out_path, "w", encoding="utf-8") as f:
         for p in pairs:
             f.write(json.dumps(p) + "\n")

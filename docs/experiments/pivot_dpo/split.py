@@ -17,8 +17,9 @@ import reasoning_gym
 
 
 def distinct(num_digits: int, size: int, seed: int) -> dict[str, str]:
-    data = reasoning_gym.create_dataset("chain_sum", min_terms=2, max_terms=2, min_digits=num_digits,
-                                        max_digits=num_digits, size=size, seed=seed)
+    data = reasoning_gym.create_dataset(
+        "chain_sum", min_terms=2, max_terms=2, min_digits=num_digits, max_digits=num_digits, size=size, seed=seed
+    )
     questions: dict[str, str] = {}
     for entry in data:
         questions.setdefault(entry["question"], entry["answer"])
@@ -43,10 +44,14 @@ def main(out_dir: str) -> None:
     write(out / "eval.jsonl", held_out, "eval")
     write(out / "ood.jsonl", two_digit, "ood")
     train_q = {q for q, _ in train}
-    print(f"one-digit distinct questions: {len(one_digit)}; train {len(train)}, eval {len(held_out)}, "
-          f"two-digit {len(two_digit)}")
-    print(f"overlap by question text: train/eval {len(train_q & {q for q, _ in held_out})}, "
-          f"train/two-digit {len(train_q & {q for q, _ in two_digit})}")
+    print(
+        f"one-digit distinct questions: {len(one_digit)}; train {len(train)}, eval {len(held_out)}, "
+        f"two-digit {len(two_digit)}"
+    )
+    print(
+        f"overlap by question text: train/eval {len(train_q & {q for q, _ in held_out})}, "
+        f"train/two-digit {len(train_q & {q for q, _ in two_digit})}"
+    )
 
 
 if __name__ == "__main__":

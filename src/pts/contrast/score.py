@@ -40,8 +40,10 @@ def contrastive_scores(logp_pos, logp_neg, token_ids, beta: float = 1.0):
     lp_neg = torch.as_tensor(logp_neg, dtype=torch.float32)
     ids = torch.as_tensor(token_ids, dtype=torch.long, device=lp_pos.device)
     if lp_pos.shape != lp_neg.shape or lp_pos.dim() != 2 or ids.shape != lp_pos.shape[:1]:
-        raise ValueError(f"expected logp_pos, logp_neg [T, V] and token_ids [T], got {tuple(lp_pos.shape)}, "
-                         f"{tuple(lp_neg.shape)}, {tuple(ids.shape)}")
+        raise ValueError(
+            f"expected logp_pos, logp_neg [T, V] and token_ids [T], got {tuple(lp_pos.shape)}, "
+            f"{tuple(lp_neg.shape)}, {tuple(ids.shape)}"
+        )
     z = (1.0 + beta) * lp_pos - beta * lp_neg
     picked = z.gather(-1, ids[:, None])[:, 0]
     return (picked - torch.logsumexp(z, dim=-1)).exp()
@@ -94,8 +96,12 @@ class ContrastiveScorer:
         cache = DynamicCache()
         with torch.inference_mode():
             model = self._model(which)
-            model(input_ids=torch.tensor([list(prompt[:-1])], device=self.device),
-                  **{cache_keyword(model): cache}, use_cache=True, logits_to_keep=1)
+            model(
+                input_ids=torch.tensor([list(prompt[:-1])], device=self.device),
+                **{cache_keyword(model): cache},
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _full_logits(self, which: int, rows: Sequence[Trajectory]):
@@ -109,8 +115,9 @@ class ContrastiveScorer:
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self._model(which)(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                                        logits_to_keep=keep).logits
+            logits = self._model(which)(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=keep
+            ).logits
         return logits, [keep - 1 - len(t.response_ids) for t in rows]
 
     def _segment_logits(self, which: int, kv, ids, mask, start: int):
@@ -130,11 +137,22 @@ class ContrastiveScorer:
         positions = torch.arange(start, start + width, device=self.device).expand(rows, -1)
         model = self._model(which)
         with torch.inference_mode():
-            return model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         **{cache_keyword(model): cache}, use_cache=cache is not None).logits
+            return model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                **{cache_keyword(model): cache},
+                use_cache=cache is not None,
+            ).logits
 
-    def score(self, trajectories: Sequence[Trajectory], beta: float = 1.0, batch_size: int = 8,
-              progress: bool = False, share_prompts: bool = True) -> list[dict[str, Any]]:
+    def score(
+        self,
+        trajectories: Sequence[Trajectory],
+        beta: float = 1.0,
+        batch_size: int = 8,
+        progress: bool = False,
+        share_prompts: bool = True,
+    ) -> list[dict[str, Any]]:
         """For each trajectory: ``{"scores", "logp_pos", "logp_neg"}`` per response token (lists of floats).
 
         Trajectories of one prompt are scored together: the prompt (but its last
@@ -149,8 +167,10 @@ class ContrastiveScorer:
         for t in trajectories:
             bad = [i for i in (*t.prompt_ids, *t.response_ids) if not 0 <= i < self.vocab_size]
             if bad:
-                raise PTSError(f"trajectory {t.id}: token id {bad[0]} is outside the models' vocabulary "
-                               f"({self.vocab_size}); were the trajectories made with another tokenizer?")
+                raise PTSError(
+                    f"trajectory {t.id}: token id {bad[0]} is outside the models' vocabulary "
+                    f"({self.vocab_size}); were the trajectories made with another tokenizer?"
+                )
             if not t.prompt_ids:
                 raise PTSError(f"trajectory {t.id} has no prompt ids")
         out: list[dict[str, Any] | None] = [None] * len(trajectories)
@@ -177,13 +197,16 @@ class ContrastiveScorer:
             if len(members) > 1 and share_prompts:
                 split(sorted(members, key=lambda i: len(trajectories[i].response_ids)), True)
         if singles:
-            split(sorted(singles, key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids)),
-                  False)
+            split(
+                sorted(singles, key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids)),
+                False,
+            )
         from tqdm.auto import tqdm
 
         kv_prompt, kv = None, (None, None)  # the last prompt's keys/values per model: a group's batches are adjacent
-        for shared, batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress, file=sys.stderr,
-                                  dynamic_ncols=True):
+        for shared, batch in tqdm(
+            batches, desc="scoring", unit="batch", disable=not progress, file=sys.stderr, dynamic_ncols=True
+        ):
             rows = [trajectories[i] for i in batch]
             if shared:
                 prompt = tuple(rows[0].prompt_ids)
@@ -205,9 +228,11 @@ class ContrastiveScorer:
                 lp_neg = torch.log_softmax(logits[1][j, lo : lo + n].float(), dim=-1)
                 target = torch.tensor(t.response_ids, device=lp_pos.device)
                 s = contrastive_scores(lp_pos, lp_neg, target, beta)
-                out[i] = {"scores": s.tolist(),
-                          "logp_pos": lp_pos.gather(-1, target[:, None])[:, 0].tolist(),
-                          "logp_neg": lp_neg.gather(-1, target[:, None])[:, 0].tolist()}
+                out[i] = {
+                    "scores": s.tolist(),
+                    "logp_pos": lp_pos.gather(-1, target[:, None])[:, 0].tolist(),
+                    "logp_neg": lp_neg.gather(-1, target[:, None])[:, 0].tolist(),
+                }
         return out  # type: ignore[return-value]
 
 
@@ -238,23 +263,40 @@ def load_scorer(positive: str, negative: str, base=None, *, device: str = "auto"
     return ContrastiveScorer.from_models(pos.model, neg.model), (pos.model, pos.tokenizer, positive)
 
 
-def score_record(t: Trajectory, r: dict[str, Any], tok, *, beta: float, model: str, positive: str,
-                 negative: str) -> dict[str, Any]:
+def score_record(
+    t: Trajectory, r: dict[str, Any], tok, *, beta: float, model: str, positive: str, negative: str
+) -> dict[str, Any]:
     """The ``scores.jsonl`` row of trajectory ``t`` scored as ``r`` (one of :meth:`ContrastiveScorer.score`'s
     results); ``tok`` decodes the tokens (None: no ``tokens``), ``model`` stands in for an unknown ``model_id``."""
     scores = r["scores"]
     tokens = [tok.decode([i], skip_special_tokens=False) for i in t.response_ids] if tok is not None else None
     low = min(range(len(scores)), key=scores.__getitem__) if scores else None
     return {
-        "kind": "contrastive_scores", "schema_version": SCHEMA_VERSION,
+        "kind": "contrastive_scores",
+        "schema_version": SCHEMA_VERSION,
         "id": stable_id("contrast", t.id, positive, negative, beta),
-        "trajectory_id": t.id, "query": t.query, "answer": t.answer, "correct": t.correct,
-        "answer_key": t.answer_key, "dataset_id": t.dataset_id, "dataset_item_id": t.dataset_item_id,
-        "task_type": t.task_type, "sample_index": t.sample_index,
-        "prompt_ids": t.prompt_ids, "response_ids": t.response_ids, "response": t.response, "tokens": tokens,
-        "scores": scores, "logp_pos": r["logp_pos"], "logp_neg": r["logp_neg"], "beta": beta,
-        "min_score_position": low, "min_score_token": tokens[low] if tokens and low is not None else None,
+        "trajectory_id": t.id,
+        "query": t.query,
+        "answer": t.answer,
+        "correct": t.correct,
+        "answer_key": t.answer_key,
+        "dataset_id": t.dataset_id,
+        "dataset_item_id": t.dataset_item_id,
+        "task_type": t.task_type,
+        "sample_index": t.sample_index,
+        "prompt_ids": t.prompt_ids,
+        "response_ids": t.response_ids,
+        "response": t.response,
+        "tokens": tokens,
+        "scores": scores,
+        "logp_pos": r["logp_pos"],
+        "logp_neg": r["logp_neg"],
+        "beta": beta,
+        "min_score_position": low,
+        "min_score_token": tokens[low] if tokens and low is not None else None,
         "min_score": scores[low] if low is not None else None,
-        "model_id": t.model_id or model, "positive_model": positive, "negative_model": negative,
+        "model_id": t.model_id or model,
+        "positive_model": positive,
+        "negative_model": negative,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -19,8 +19,9 @@ from pts.contrast.trajectories import Trajectory
 from pts.records import stable_id
 
 
-def select_training_sets(trajectories: Sequence[Trajectory], *, positives_per_query: int = 1,
-                         negative_top_p: float = 0.5, seed: int = 42) -> tuple[list[Trajectory], list[Trajectory]]:
+def select_training_sets(
+    trajectories: Sequence[Trajectory], *, positives_per_query: int = 1, negative_top_p: float = 0.5, seed: int = 42
+) -> tuple[list[Trajectory], list[Trajectory]]:
     """Positive and negative training trajectories, per query (see the module docstring for the rule).
 
     Which trajectory represents an answer is drawn with a seed derived from
@@ -68,8 +69,19 @@ def training_rows(items: Sequence[Trajectory], tok) -> list[dict[str, Any]]:
     for t in items:
         prompt = tok.decode(t.prompt_ids, skip_special_tokens=False)
         completion = tok.decode(t.response_ids, skip_special_tokens=False)
-        rows.append({"prompt": prompt, "completion": completion, "prompt_ids": t.prompt_ids,
-                     "completion_ids": t.response_ids, "query": t.query, "answer": t.answer,
-                     "answer_key": t.answer_key, "correct": t.correct, "dataset_id": t.dataset_id,
-                     "dataset_item_id": t.dataset_item_id, "trajectory_id": t.id})
+        rows.append(
+            {
+                "prompt": prompt,
+                "completion": completion,
+                "prompt_ids": t.prompt_ids,
+                "completion_ids": t.response_ids,
+                "query": t.query,
+                "answer": t.answer,
+                "answer_key": t.answer_key,
+                "correct": t.correct,
+                "dataset_id": t.dataset_id,
+                "dataset_item_id": t.dataset_item_id,
+                "trajectory_id": t.id,
+            }
+        )
     return rows

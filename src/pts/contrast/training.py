@@ -58,12 +58,28 @@ class LoraSettings:
         from peft import LoraConfig
 
         targets: Any = "all-linear" if self.targets == ("all-linear",) else list(self.targets)
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-                          bias="none", task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
 
 
-def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str | os.PathLike,
-               settings: LoraSettings, *, base_model: str, role: str, seed: int = 42, progress: bool = False):
+def train_lora(
+    model,
+    tokenizer,
+    examples: Sequence[Trajectory],
+    output_dir: str | os.PathLike,
+    settings: LoraSettings,
+    *,
+    base_model: str,
+    role: str,
+    seed: int = 42,
+    progress: bool = False,
+):
     """Fine-tune a LoRA adapter on ``examples`` (loss on response tokens only) and save it to ``output_dir``.
 
     ``model`` is a plain causal LM (left unchanged: the adapter is removed from
@@ -80,8 +96,13 @@ def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str
 
     if not examples:
         raise PTSError(f"no {role} trajectories to train the {role} model on")
-    rows = [{"input_ids": list(t.prompt_ids) + list(t.response_ids),
-             "completion_mask": [0] * len(t.prompt_ids) + [1] * len(t.response_ids)} for t in examples]
+    rows = [
+        {
+            "input_ids": list(t.prompt_ids) + list(t.response_ids),
+            "completion_mask": [0] * len(t.prompt_ids) + [1] * len(t.response_ids),
+        }
+        for t in examples
+    ]
     target = Path(output_dir)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     use_cache = getattr(model.config, "use_cache", None)
@@ -95,11 +116,21 @@ def train_lora(model, tokenizer, examples: Sequence[Trajectory], output_dir: str
         adapter_dir = work / "adapter"
         peft_model.save_pretrained(str(adapter_dir))
         tokenizer.save_pretrained(str(adapter_dir))
-        stats = {"examples": len(rows), "steps": int(trainer.state.global_step),
-                 "train_loss": float(output.training_loss), "seconds": time.perf_counter() - start}
-        info = {"base_model": base_model, "method": "sft-lora", "role": role, "purpose": "contrastive estimation",
-                "lora": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-                "seed": seed, **stats}
+        stats = {
+            "examples": len(rows),
+            "steps": int(trainer.state.global_step),
+            "train_loss": float(output.training_loss),
+            "seconds": time.perf_counter() - start,
+        }
+        info = {
+            "base_model": base_model,
+            "method": "sft-lora",
+            "role": role,
+            "purpose": "contrastive estimation",
+            "lora": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+            "seed": seed,
+            **stats,
+        }
         (adapter_dir / TRAIN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         for f in (adapter_dir, *adapter_dir.iterdir()):
             f.chmod(0o755 if f.is_dir() else 0o644)  # mkdtemp's 0700 would survive the rename
@@ -131,18 +162,36 @@ def _fit(model, tokenizer, rows, settings: LoraSettings, work: Path, seed: int, 
     on_gpu = param.device.type == "cuda"
     warmup = int(settings.warmup_steps) if settings.warmup_steps >= 1 else settings.warmup_steps
     args = SFTConfig(
-        output_dir=str(work / "trainer"), per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps, learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs, max_steps=settings.max_steps, lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=warmup, max_length=settings.max_length, completion_only_loss=True,
-        gradient_checkpointing=settings.gradient_checkpointing, logging_steps=1, save_strategy="no",
-        report_to="none", seed=seed, data_seed=seed, disable_tqdm=not progress,
-        use_cpu=param.device.type == "cpu", dataloader_num_workers=0,
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=warmup,
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=not progress,
+        use_cpu=param.device.type == "cpu",
+        dataloader_num_workers=0,
         # Mixed precision only where it is native; on CPU the model trains in the dtype it was loaded in.
-        bf16=on_gpu and param.dtype == torch.bfloat16, fp16=on_gpu and param.dtype == torch.float16,
+        bf16=on_gpu and param.dtype == torch.bfloat16,
+        fp16=on_gpu and param.dtype == torch.float16,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=settings.peft_config())
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=settings.peft_config(),
+    )
     if not progress:
         trainer.remove_callback(PrinterCallback)
     return trainer, trainer.train()

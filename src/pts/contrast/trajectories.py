@@ -39,8 +39,7 @@ class Trajectory:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = stable_id("trajectory", self.dataset_id, self.dataset_item_id, self.prompt_ids,
-                                self.response_ids)
+            self.id = stable_id("trajectory", self.dataset_id, self.dataset_item_id, self.prompt_ids, self.response_ids)
 
     @property
     def group(self) -> tuple[str, str]:
@@ -56,9 +55,24 @@ def trajectories_from_eval(result) -> list[Trajectory]:
     for q in result.queries:
         t = q.task
         for s in q.samples:
-            out.append(Trajectory(t.query, t.answer, list(q.prompt_ids), list(s.response_ids), s.response,
-                                  s.correct, s.extracted_answer, t.dataset_id, t.item_id, t.task_type,
-                                  getattr(t.oracle, "name", ""), s.sample_index, s.finish_reason, result.model_id))
+            out.append(
+                Trajectory(
+                    t.query,
+                    t.answer,
+                    list(q.prompt_ids),
+                    list(s.response_ids),
+                    s.response,
+                    s.correct,
+                    s.extracted_answer,
+                    t.dataset_id,
+                    t.item_id,
+                    t.task_type,
+                    getattr(t.oracle, "name", ""),
+                    s.sample_index,
+                    s.finish_reason,
+                    result.model_id,
+                )
+            )
     return out
 
 
@@ -70,9 +84,17 @@ def has_token_ids(path: str) -> bool:
     return bool(rows) and all(r.get("prompt_ids") and r.get("response_ids") is not None for r in rows)
 
 
-def read_trajectories(path: str, tokenizer, *, query_key: str | None = None, answer_key: str | None = None,
-                      oracle: str | None = None, seed: int = 42, system_prompt: str | None = None,
-                      chat_template: bool = True) -> list[Trajectory]:
+def read_trajectories(
+    path: str,
+    tokenizer,
+    *,
+    query_key: str | None = None,
+    answer_key: str | None = None,
+    oracle: str | None = None,
+    seed: int = 42,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+) -> list[Trajectory]:
     """Trajectories from a JSONL file: ``pts contrast``/``pts eval`` output or rows ``{query, answer, response}``.
 
     A row needs the query (``query``/``question``), and the response as
@@ -88,8 +110,9 @@ def read_trajectories(path: str, tokenizer, *, query_key: str | None = None, ans
     rows = read_jsonl(path)
     if not rows:
         raise PTSError(f"{path} has no trajectories")
-    needs_task = any(not isinstance(r.get("correct"), bool) or not ("answer_key" in r or "extracted_answer" in r)
-                     for r in rows)
+    needs_task = any(
+        not isinstance(r.get("correct"), bool) or not ("answer_key" in r or "extracted_answer" in r) for r in rows
+    )
     tasks = _tasks_for_rows(path, rows, query_key, answer_key, oracle, seed) if needs_task else {}
     dataset_id = Path(path).name
     out = []
@@ -114,8 +137,13 @@ def read_trajectories(path: str, tokenizer, *, query_key: str | None = None, ans
                 raise PTSError(f"{where} has no prompt_ids; a tokenizer is needed to build the prompt")
             from pts.search.searcher import build_prompt_ids
 
-            prompt_ids = build_prompt_ids(tokenizer, task.prompt if task else query, system_prompt,
-                                          chat_template, task.raw_prompt if task else None)
+            prompt_ids = build_prompt_ids(
+                tokenizer,
+                task.prompt if task else query,
+                system_prompt,
+                chat_template,
+                task.raw_prompt if task else None,
+            )
         for name, ids in (("prompt_ids", prompt_ids), ("response_ids", response_ids)):
             if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
                 raise PTSError(f"{where}: {name} must be a list of token ids")
@@ -132,21 +160,31 @@ def read_trajectories(path: str, tokenizer, *, query_key: str | None = None, ans
         else:
             key = extracted_answer(task, response) if task else None
         item = r.get("dataset_item_id", task.item_id if task else None)
-        out.append(Trajectory(
-            query=query, answer=str(r.get("answer", "")), prompt_ids=list(prompt_ids),
-            response_ids=list(response_ids), response=response, correct=correct, answer_key=key,
-            dataset_id=str(r.get("dataset_id") or dataset_id),
-            dataset_item_id=str(item) if item is not None else stable_id(query),
-            task_type=str(r.get("task_type") or (task.task_type if task else "")),
-            oracle=str(r.get("oracle") or (getattr(task.oracle, "name", "") if task else "")),
-            sample_index=int(r.get("sample_index", 0) or 0), finish_reason=str(r.get("finish_reason", "")),
-            model_id=str(r.get("model_id", "")), id=str(r.get("trajectory_id") or r.get("id") or ""),
-        ))
+        out.append(
+            Trajectory(
+                query=query,
+                answer=str(r.get("answer", "")),
+                prompt_ids=list(prompt_ids),
+                response_ids=list(response_ids),
+                response=response,
+                correct=correct,
+                answer_key=key,
+                dataset_id=str(r.get("dataset_id") or dataset_id),
+                dataset_item_id=str(item) if item is not None else stable_id(query),
+                task_type=str(r.get("task_type") or (task.task_type if task else "")),
+                oracle=str(r.get("oracle") or (getattr(task.oracle, "name", "") if task else "")),
+                sample_index=int(r.get("sample_index", 0) or 0),
+                finish_reason=str(r.get("finish_reason", "")),
+                model_id=str(r.get("model_id", "")),
+                id=str(r.get("trajectory_id") or r.get("id") or ""),
+            )
+        )
     return out
 
 
-def _tasks_for_rows(path: str, rows: list[dict[str, Any]], query_key: str | None, answer_key: str | None,
-                    oracle: str | None, seed: int) -> dict[int, Any]:
+def _tasks_for_rows(
+    path: str, rows: list[dict[str, Any]], query_key: str | None, answer_key: str | None, oracle: str | None, seed: int
+) -> dict[int, Any]:
     """Tasks (oracle, prompt, gold answer) of the file's rows, by row index; rows without an answer get none."""
     from pts.tasks.sources import load_tasks
 

@@ -14,8 +14,17 @@ import importlib
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 from pts.errors import PTSError
 
-__all__ = ["ENGINES", "Engine", "HFEngine", "Rollout", "RolloutRequest", "SamplingParams", "check_engine", "create_engine",
-           "register_engine"]
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "HFEngine",
+    "Rollout",
+    "RolloutRequest",
+    "SamplingParams",
+    "check_engine",
+    "create_engine",
+    "register_engine",
+]
 
 ENGINES: dict[str, str] = {
     "hf": "pts.engines.hf:create",  # pts's batched HF engine (CPU, CUDA, MPS)

@@ -6,8 +6,9 @@ stopping early); the search above it only sees :class:`Rollout` objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 GREEDY_BELOW = 1e-5  # temperatures below this mean argmax decoding, in every engine
 

@@ -96,12 +96,14 @@ class OriginalStyleEngine:
             k = 1 if greedy else min(self.batch_size, req.n - len(rollouts))
             rollouts += self._generate(ids, k, req.max_new_tokens, params, greedy)
         if greedy:
-            rollouts = [Rollout(list(r.token_ids), r.text, list(r.logprobs), r.finish_reason)
-                        for r in rollouts[:1] for _ in range(req.n)]
+            rollouts = [
+                Rollout(list(r.token_ids), r.text, list(r.logprobs), r.finish_reason)
+                for r in rollouts[:1]
+                for _ in range(req.n)
+            ]
         return rollouts[: req.n]
 
-    def _generate(self, ids: torch.Tensor, k: int, max_new: int, params: SamplingParams,
-                  greedy: bool) -> list[Rollout]:
+    def _generate(self, ids: torch.Tensor, k: int, max_new: int, params: SamplingParams, greedy: bool) -> list[Rollout]:
         kwargs = {}
         if not greedy:
             kwargs = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
@@ -120,7 +122,7 @@ class OriginalStyleEngine:
             logits_processor=LogitsProcessorList([picker]),
             **kwargs,
         )
-        new = seqs[:, ids.shape[1]:]
+        new = seqs[:, ids.shape[1] :]
         picked = picker.finish(new).tolist()
         rows: list[Rollout] = []
         for seq, lps in zip(new.tolist(), picked):
@@ -163,4 +165,3 @@ class _PickedLogprobs(LogitsProcessor):
         if not self.picked:
             return torch.zeros(new_tokens.shape[0], 0)
         return torch.stack(self.picked, dim=1).cpu()
-

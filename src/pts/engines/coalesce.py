@@ -17,8 +17,9 @@ the calls are the lockstep rounds of the units in flight, the same on every run.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 
@@ -149,7 +150,7 @@ class CoalescingEngine:
                 self.calls += 1
                 start = 0
                 for w in group:
-                    w.results = results[start:start + len(w.requests)]
+                    w.results = results[start : start + len(w.requests)]
                     start += len(w.requests)
         except BaseException as e:  # every caller must wake up, KeyboardInterrupt included
             for w in batch:

@@ -12,7 +12,8 @@ engine seed, the prefix and the request's seed, never on call order or batching.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pts.engines.base import Rollout, RolloutRequest, SamplingParams
 from pts.records import stable_id
@@ -74,8 +75,15 @@ class FakeEngine:
 
     model_id = "fake"
 
-    def __init__(self, p_success: Callable[[tuple[int, ...]], float], script: Sequence[int] = (),
-                 *, prompt_length: int, exact: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        p_success: Callable[[tuple[int, ...]], float],
+        script: Sequence[int] = (),
+        *,
+        prompt_length: int,
+        exact: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.p_success = p_success
         self.script = tuple(script)
         self.prompt_length = prompt_length
@@ -95,7 +103,7 @@ class FakeEngine:
     def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
         self.requests += 1
         self.rollouts += request.n
-        response = tuple(request.prefix_ids[self.prompt_length:])
+        response = tuple(request.prefix_ids[self.prompt_length :])
         self.prefixes.append(response)
         p = self.p_success(response)
         rng = random.Random(stable_id(self.seed, response, request.seed))
@@ -105,14 +113,13 @@ class FakeEngine:
             rng.shuffle(verdicts)
         else:
             verdicts = [rng.random() < p for _ in range(request.n)]
-        follows = self.script[:len(response)] == response
-        rest = list(self.script[len(response):]) if follows else []
+        follows = self.script[: len(response)] == response
+        rest = list(self.script[len(response) :]) if follows else []
         out = []
         for ok in verdicts:
             ids = (rest + [PASS if ok else FAIL, EOS])[: request.max_new_tokens]
             reason = "eos" if ids and ids[-1] == EOS else "length"
-            out.append(Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True),
-                               [-1.0] * len(ids), reason))
+            out.append(Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason))
         return out
 
 
@@ -137,8 +144,15 @@ class BranchingFakeEngine:
     model_id = "fake-branching"
     DEVIATE = "~"
 
-    def __init__(self, p_script: Sequence[float], script: Sequence[int], *, prompt_length: int,
-                 follow: float | Sequence[float] = 0.9, seed: int = 0) -> None:
+    def __init__(
+        self,
+        p_script: Sequence[float],
+        script: Sequence[int],
+        *,
+        prompt_length: int,
+        follow: float | Sequence[float] = 0.9,
+        seed: int = 0,
+    ) -> None:
         if len(p_script) != len(script) + 1:
             raise ValueError("p_script needs one value per prefix length 0..len(script)")
         follow = [follow] * len(script) if isinstance(follow, (int, float)) else list(follow)
@@ -152,8 +166,10 @@ class BranchingFakeEngine:
         self.deviate_p = [(p_script[i] - f * p_script[i + 1]) / (1 - f) for i, f in enumerate(follow)]
         bad = [i for i, d in enumerate(self.deviate_p) if not -1e-9 <= d <= 1 + 1e-9]
         if bad:
-            raise ValueError(f"no consistent deviation probability at positions {bad}: lower `follow` there "
-                             "or make those steps smaller")
+            raise ValueError(
+                f"no consistent deviation probability at positions {bad}: lower `follow` there "
+                "or make those steps smaller"
+            )
         self.deviate_p = [min(1.0, max(0.0, d)) for d in self.deviate_p]
         self.tokenizer = FakeTokenizer()
         self.eos_token_ids = frozenset({EOS})
@@ -175,7 +191,7 @@ class BranchingFakeEngine:
         return [self._sample_one(r) for r in requests]
 
     def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
-        response = tuple(request.prefix_ids[self.prompt_length:])
+        response = tuple(request.prefix_ids[self.prompt_length :])
         rng = random.Random(stable_id(self.seed, response, request.seed))
         self.rollouts += request.n
         return [self._rollout(response, rng, request.max_new_tokens) for _ in range(request.n)]
@@ -203,9 +219,13 @@ class BranchingFakeEngine:
         return Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason)
 
 
-def planted_scenario(rng: random.Random, length: int = 24, pivots: int = 3,
-                     delta_range: tuple[float, float] = (0.05, 0.6), flat_follow: float = 0.9,
-                     ) -> tuple[list[int], list[float], list[float]]:
+def planted_scenario(
+    rng: random.Random,
+    length: int = 24,
+    pivots: int = 3,
+    delta_range: tuple[float, float] = (0.05, 0.6),
+    flat_follow: float = 0.9,
+) -> tuple[list[int], list[float], list[float]]:
     """A random script with ``pivots`` planted steps of p, for :class:`BranchingFakeEngine`.
 
     Returns ``(script, p_script, follow)``: p starts in [0.3, 0.7] and changes

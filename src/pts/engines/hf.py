@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -43,6 +43,7 @@ def cache_keyword(model) -> str:
     deprecates ``past_key_values`` and warns on every call), else ``past_key_values``."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
 
 ROOM = 64  # cache columns allocated ahead; a full buffer grows by this much
 
@@ -177,8 +178,17 @@ class HFEngine:
     steering), call ``engine.prefix_cache.clear()``.
     """
 
-    def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64, stop_every: int = 8,
-                 compact_below: float = 7 / 8, prefill_block: int = 32, prefix_cache_mb: float = 256):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        model_id: str,
+        batch_size: int = 64,
+        stop_every: int = 8,
+        compact_below: float = 7 / 8,
+        prefill_block: int = 32,
+        prefix_cache_mb: float = 256,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if prefill_block < 1:
@@ -204,7 +214,7 @@ class HFEngine:
         self.context_length = getattr(model.config, "max_position_embeddings", None)
 
     @classmethod
-    def from_loaded(cls, loaded, batch_size: int = 64, **kwargs) -> "HFEngine":
+    def from_loaded(cls, loaded, batch_size: int = 64, **kwargs) -> HFEngine:
         """Build an engine from a :class:`pts.models.LoadedModel`."""
         return cls(loaded.model, loaded.tokenizer, loaded.model_id, batch_size=batch_size, **kwargs)
 
@@ -278,7 +288,9 @@ class HFEngine:
         cache = DynamicCache()  # plain layers everywhere: sliding-window layers keep all columns and rely on the mask
         if blocks:
             for i in range(len(blocks[0])):
-                cache.update(torch.cat([b[i][0] for b in blocks], dim=-2), torch.cat([b[i][1] for b in blocks], dim=-2), i)
+                cache.update(
+                    torch.cat([b[i][0] for b in blocks], dim=-2), torch.cat([b[i][1] for b in blocks], dim=-2), i
+                )
         ids = torch.tensor([prefix], device=self.device)
         for k in range(len(blocks), full):
             lo, hi = k * size, (k + 1) * size
@@ -311,7 +323,9 @@ class HFEngine:
             # Rows of one prefix share its prefill cache: batch dim 1, broadcast on assembly.
             pos = torch.full((n,), len(p), device=self.device)
             layers = [(layer.keys, layer.values) for layer in prefills[p][0].layers]
-            segments.append(_Segment(rows[start : start + n], layers, torch.zeros_like(pos), tok[start : start + n], pos))
+            segments.append(
+                _Segment(rows[start : start + n], layers, torch.zeros_like(pos), tok[start : start + n], pos)
+            )
             start += n
         return _assemble(segments)
 
@@ -347,11 +361,11 @@ class HFEngine:
 
     def _record(self, rows: list[_Row], tok: torch.Tensor, lp: torch.Tensor, results) -> None:
         """Append each live row's new token; finish rows that ended and store their rollout."""
-        for row, t, l, nl in zip(rows, tok.tolist(), lp.tolist(), self._newline[tok].tolist()):
+        for row, t, logprob, nl in zip(rows, tok.tolist(), lp.tolist(), self._newline[tok].tolist()):
             if row.done:
                 continue
             row.tokens.append(t)
-            row.logprobs.append(l)
+            row.logprobs.append(logprob)
             n = len(row.tokens)
             reason = None
             if t in self.eos_token_ids:

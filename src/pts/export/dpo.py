@@ -134,22 +134,28 @@ class DPOReport:
 
     def skipped_text(self) -> str:
         """Why pivots gave no pair, e.g. ``3 no measured counterpart, 1 no matching dataset item``."""
-        skipped = {"|prob_delta| below --min-prob-delta": self.below_min_delta,
-                   "no measured counterpart": self.no_counterpart,
-                   "no matching dataset item": self.no_task,
-                   "prompt/response split unknown": self.no_prompt_split,
-                   "pivot token is not one token of this tokenizer": self.no_token_id,
-                   "prompt not rendered by the chat template": self.skipped_for_chat,
-                   "left out by --balance/--max-pairs": self.dropped_by_balance_or_max}
+        skipped = {
+            "|prob_delta| below --min-prob-delta": self.below_min_delta,
+            "no measured counterpart": self.no_counterpart,
+            "no matching dataset item": self.no_task,
+            "prompt/response split unknown": self.no_prompt_split,
+            "pivot token is not one token of this tokenizer": self.no_token_id,
+            "prompt not rendered by the chat template": self.skipped_for_chat,
+            "left out by --balance/--max-pairs": self.dropped_by_balance_or_max,
+        }
         return ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
 
     def format(self) -> str:
-        lines = [(f"pairs: {self.pairs} ({self.positive} from positive pivots, {self.negative} from negative) "
-                 f"out of {self.pivots} pivotal tokens"),
-                 f"counterparts: {self.from_first_tokens} from recorded rollouts, {self.from_estimates} estimated now"
-                 + (f" ({self.rollouts} rollouts)" if self.rollouts else ""),
-                 f"gap established at {self.gap_confidence:g} (counterpart_verified): {self.established} of "
-                 f"{self.pairs} pairs"]
+        lines = [
+            (
+                f"pairs: {self.pairs} ({self.positive} from positive pivots, {self.negative} from negative) "
+                f"out of {self.pivots} pivotal tokens"
+            ),
+            f"counterparts: {self.from_first_tokens} from recorded rollouts, {self.from_estimates} estimated now"
+            + (f" ({self.rollouts} rollouts)" if self.rollouts else ""),
+            f"gap established at {self.gap_confidence:g} (counterpart_verified): {self.established} of "
+            f"{self.pairs} pairs",
+        ]
         if self.skipped_text():
             lines.append("skipped: " + self.skipped_text())
         return "\n".join(lines + self.notes)
@@ -157,12 +163,16 @@ class DPOReport:
 
 def first_token_alternatives(pivot: PivotRecord, min_samples: int) -> list[Measured]:
     """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples."""
-    return [Measured(t.token_id, t.token, t.successes, t.count, likelihood=t.count)
-            for t in pivot.first_tokens if t.token_id != pivot.pivot_token_id and t.count >= min_samples]
+    return [
+        Measured(t.token_id, t.token, t.successes, t.count, likelihood=t.count)
+        for t in pivot.first_tokens
+        if t.token_id != pivot.pivot_token_id and t.count >= min_samples
+    ]
 
 
-def pick_counterpart(is_positive: bool, p_pivot: float, alternatives: Sequence[Measured],
-                     min_delta: float) -> Measured | None:
+def pick_counterpart(
+    is_positive: bool, p_pivot: float, alternatives: Sequence[Measured], min_delta: float
+) -> Measured | None:
     """The alternative that makes a pair with the pivot, or None.
 
     A positive pivot needs one at least ``min_delta`` less likely to succeed, a
@@ -236,12 +246,16 @@ class CounterpartFinder:
         search = {**vars(SearchSettings()), **pivot.search}
         tok = self.engine.tokenizer
         prompt_ids = pivot.context_ids[: pivot.prompt_length]
-        response = tuple(pivot.context_ids[pivot.prompt_length:])
-        params = SamplingParams(temperature=search["temperature"], top_p=search["top_p"], top_k=search["top_k"],
-                                min_p=search["min_p"])
+        response = tuple(pivot.context_ids[pivot.prompt_length :])
+        params = SamplingParams(
+            temperature=search["temperature"], top_p=search["top_p"], top_k=search["top_k"], min_p=search["min_p"]
+        )
         prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
         est = SuccessEstimator(
-            self.engine, task, prompt_ids, params,
+            self.engine,
+            task,
+            prompt_ids,
+            params,
             num_samples=s.num_samples or search["num_samples"],
             max_new_tokens=s.max_new_tokens or search["max_new_tokens"],
             seed=stable_seed(s.seed, "counterparts", pivot.id),
@@ -252,14 +266,21 @@ class CounterpartFinder:
         estimates, _ = est.estimate([response + (t,) for t in token_ids])
         self.rollouts += est.rollouts
         chosen = Measured(pivot.pivot_token_id, pivot.pivot_token, estimates[0].successes, estimates[0].samples)
-        alts = [Measured(t, tok.decode([t], skip_special_tokens=False), e.successes, e.samples, likelihood=exp(lp))
-                for (t, lp), e in zip(cands, estimates[1:])]
+        alts = [
+            Measured(t, tok.decode([t], skip_special_tokens=False), e.successes, e.samples, likelihood=exp(lp))
+            for (t, lp), e in zip(cands, estimates[1:])
+        ]
         return chosen, alts
 
 
-def build_pairs(pivots: Sequence[PivotRecord], tokenizer: Any, settings: DPOSettings, *,
-                finder: CounterpartFinder | None = None,
-                tasks: dict[str, Task] | None = None) -> tuple[list[dict[str, Any]], DPOReport]:
+def build_pairs(
+    pivots: Sequence[PivotRecord],
+    tokenizer: Any,
+    settings: DPOSettings,
+    *,
+    finder: CounterpartFinder | None = None,
+    tasks: dict[str, Task] | None = None,
+) -> tuple[list[dict[str, Any]], DPOReport]:
     """DPO rows for ``pivots`` (token ids attached) and a report of what was skipped and why.
 
     ``finder`` and ``tasks`` (by pivot id, see :func:`match_tasks`) are needed
@@ -281,8 +302,12 @@ def build_pairs(pivots: Sequence[PivotRecord], tokenizer: Any, settings: DPOSett
         samples = pivot.samples_after or 0  # unknown (0) in the original tool's records
         successes = pivot.successes_after if pivot.successes_after is not None else round(pivot.prob_after * samples)
         chosen_side = Measured(pivot.pivot_token_id, pivot.pivot_token, successes, samples)
-        other = pick_counterpart(pivot.is_positive, pivot.prob_after,
-                                 first_token_alternatives(pivot, s.min_counterpart_samples), s.min_prob_delta)
+        other = pick_counterpart(
+            pivot.is_positive,
+            pivot.prob_after,
+            first_token_alternatives(pivot, s.min_counterpart_samples),
+            s.min_prob_delta,
+        )
         if other is not None:
             _add(found, i, pivot, chosen_side, pivot.prob_after, other, "first_tokens", tokenizer, s, report)
         elif not s.find_rejected_tokens:
@@ -307,8 +332,14 @@ def build_pairs(pivots: Sequence[PivotRecord], tokenizer: Any, settings: DPOSett
     return [r for _, r in kept], report
 
 
-def _measure(pending: list[tuple[int, PivotRecord, Task]], found: dict[int, tuple[PivotRecord, dict[str, Any]]],
-             finder: CounterpartFinder, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
+def _measure(
+    pending: list[tuple[int, PivotRecord, Task]],
+    found: dict[int, tuple[PivotRecord, dict[str, Any]]],
+    finder: CounterpartFinder,
+    tokenizer: Any,
+    s: DPOSettings,
+    report: DPOReport,
+) -> None:
     """Measure candidates for the pivots in ``pending`` (input order), adding their rows to ``found``."""
     import sys
 
@@ -316,11 +347,19 @@ def _measure(pending: list[tuple[int, PivotRecord, Task]], found: dict[int, tupl
 
     per_pivot = (s.num_candidates + 1) * (s.num_samples or finder.default_samples(pending[0][1]))
     if s.progress:
-        print(f"measuring counterparts of {len(pending)} pivots: up to {s.num_candidates + 1} tokens x "
-              f"{per_pivot // (s.num_candidates + 1)} rollouts each (~{per_pivot * len(pending)} rollouts)",
-              file=sys.stderr)
-    bar = tqdm(total=len(pending), desc="counterparts", unit="pivot", disable=not s.progress, file=sys.stderr,
-               dynamic_ncols=True)
+        print(
+            f"measuring counterparts of {len(pending)} pivots: up to {s.num_candidates + 1} tokens x "
+            f"{per_pivot // (s.num_candidates + 1)} rollouts each (~{per_pivot * len(pending)} rollouts)",
+            file=sys.stderr,
+        )
+    bar = tqdm(
+        total=len(pending),
+        desc="counterparts",
+        unit="pivot",
+        disable=not s.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         for i, pivot, task in pending:
             if not s.balance and s.max_pairs is not None and sum(j < i for j in found) >= s.max_pairs:
@@ -337,8 +376,18 @@ def _measure(pending: list[tuple[int, PivotRecord, Task]], found: dict[int, tupl
         bar.close()
 
 
-def _add(found: dict[int, tuple[PivotRecord, dict[str, Any]]], i: int, pivot: PivotRecord, chosen_side: Measured,
-         p_pivot: float, other: Measured, source: str, tokenizer: Any, s: DPOSettings, report: DPOReport) -> None:
+def _add(
+    found: dict[int, tuple[PivotRecord, dict[str, Any]]],
+    i: int,
+    pivot: PivotRecord,
+    chosen_side: Measured,
+    p_pivot: float,
+    other: Measured,
+    source: str,
+    tokenizer: Any,
+    s: DPOSettings,
+    report: DPOReport,
+) -> None:
     row = _row(pivot, chosen_side, p_pivot, other, source, tokenizer, s.chat, s.gap_confidence)
     if row is None:
         report.skipped_for_chat += 1
@@ -352,6 +401,7 @@ def _add(found: dict[int, tuple[PivotRecord, dict[str, Any]]], i: int, pivot: Pi
 
 def gap_interval(better: Measured, worse: Measured, confidence: float) -> tuple[float, float]:
     """Interval of ``better.p - worse.p`` at ``confidence``: Newcombe's, from each side's Wilson interval."""
+
     def wilson(m: Measured) -> tuple[float, float]:
         return wilson_interval(m.successes, m.samples, confidence)
 
@@ -372,8 +422,16 @@ def _select(rows: list[tuple[PivotRecord, dict[str, Any]]], s: DPOSettings) -> l
     return rows[: s.max_pairs] if s.max_pairs is not None else rows
 
 
-def _row(pivot: PivotRecord, pivot_side: Measured, p_pivot: float, other: Measured, source: str, tok: Any,
-         chat: bool, gap_confidence: float) -> dict[str, Any] | None:
+def _row(
+    pivot: PivotRecord,
+    pivot_side: Measured,
+    p_pivot: float,
+    other: Measured,
+    source: str,
+    tok: Any,
+    chat: bool,
+    gap_confidence: float,
+) -> dict[str, Any] | None:
     if pivot.is_positive:
         chosen, rejected, p_chosen, p_rejected = pivot_side, other, p_pivot, other.p
     else:
@@ -408,18 +466,25 @@ def _row(pivot: PivotRecord, pivot_side: Measured, p_pivot: float, other: Measur
     if not chat:
         row = {"prompt": pivot.pivot_context, "chosen": chosen.token, "rejected": rejected.token}
         metadata["trl_tokens_match"] = _plain_match(tok, row, ids, chosen.token_id, rejected.token_id)
-        return {**row, "prompt_ids": ids, "chosen_ids": [chosen.token_id], "rejected_ids": [rejected.token_id],
-                "metadata": metadata}
+        return {
+            **row,
+            "prompt_ids": ids,
+            "chosen_ids": [chosen.token_id],
+            "rejected_ids": [rejected.token_id],
+            "metadata": metadata,
+        }
     if pivot.prompt_length is None:
         return None
-    prompt_ids, response_ids = ids[: pivot.prompt_length], ids[pivot.prompt_length:]
+    prompt_ids, response_ids = ids[: pivot.prompt_length], ids[pivot.prompt_length :]
     messages = chat_messages(tok, tok.decode(prompt_ids, skip_special_tokens=False))
     if messages is None:
         return None
     response = tok.decode(response_ids, skip_special_tokens=False)
-    row = {"prompt": messages,
-           "chosen": [{"role": "assistant", "content": response + chosen.token}],
-           "rejected": [{"role": "assistant", "content": response + rejected.token}]}
+    row = {
+        "prompt": messages,
+        "chosen": [{"role": "assistant", "content": response + chosen.token}],
+        "rejected": [{"role": "assistant", "content": response + rejected.token}],
+    }
     metadata["trl_tokens_match"] = _chat_match(tok, row, ids, prompt_ids, chosen.token_id, rejected.token_id)
     return {**row, "metadata": metadata}
 
@@ -443,9 +508,11 @@ def _plain_match(tok: Any, row: dict[str, str], ids: list[int], chosen_id: int, 
     return True
 
 
-def _chat_match(tok: Any, row: dict[str, Any], ids: list[int], prompt_ids: list[int], chosen_id: int,
-                rejected_id: int) -> bool:
+def _chat_match(
+    tok: Any, row: dict[str, Any], ids: list[int], prompt_ids: list[int], chosen_id: int, rejected_id: int
+) -> bool:
     """Does TRL's chat tokenization reproduce the measured prompt, response and single token?"""
+
     def render(messages: list[dict[str, str]], **kw: Any) -> list[int]:
         return list(tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
 

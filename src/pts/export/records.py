@@ -74,9 +74,15 @@ class PivotRecord:
     def original_fields(self) -> dict[str, Any]:
         """The fields every record of the original tool has, in its order."""
         return {
-            "query": self.query, "pivot_context": self.pivot_context, "pivot_token": self.pivot_token,
-            "pivot_token_id": self.pivot_token_id, "prob_before": self.prob_before, "prob_after": self.prob_after,
-            "prob_delta": self.prob_delta, "is_positive": self.is_positive, "model_id": self.model_id,
+            "query": self.query,
+            "pivot_context": self.pivot_context,
+            "pivot_token": self.pivot_token,
+            "pivot_token_id": self.pivot_token_id,
+            "prob_before": self.prob_before,
+            "prob_after": self.prob_after,
+            "prob_delta": self.prob_delta,
+            "is_positive": self.is_positive,
+            "model_id": self.model_id,
             "task_type": self.task_type,
         }
 
@@ -128,12 +134,20 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
     if not isinstance(token_id, int) or isinstance(token_id, bool):
         raise PTSError(f"{where}: pivot_token_id must be an integer, got {token_id!r}")
     common = {
-        "query": str(row.get("query", "")), "pivot_context": row["pivot_context"], "pivot_token": row["pivot_token"],
-        "pivot_token_id": token_id, "prob_before": prob_before, "prob_after": prob_after, "prob_delta": prob_delta,
-        "is_positive": bool(is_positive), "model_id": str(row.get("model_id") or ""),
-        "task_type": str(row.get("task_type") or ""), "dataset_id": str(row.get("dataset_id") or ""),
+        "query": str(row.get("query", "")),
+        "pivot_context": row["pivot_context"],
+        "pivot_token": row["pivot_token"],
+        "pivot_token_id": token_id,
+        "prob_before": prob_before,
+        "prob_after": prob_after,
+        "prob_delta": prob_delta,
+        "is_positive": bool(is_positive),
+        "model_id": str(row.get("model_id") or ""),
+        "task_type": str(row.get("task_type") or ""),
+        "dataset_id": str(row.get("dataset_id") or ""),
         "dataset_item_id": "" if row.get("dataset_item_id") is None else str(row["dataset_item_id"]),
-        "timestamp": str(row.get("timestamp") or ""), "line": n,
+        "timestamp": str(row.get("timestamp") or ""),
+        "line": n,
     }
     if isinstance(row.get("pivot_context_ids"), list):
         try:
@@ -143,12 +157,29 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
         ids = record.pivot_context_ids
         if not all(isinstance(i, int) for i in ids) or not 0 <= record.prompt_length <= len(ids):
             raise PTSError(f"{where}: pivot_context_ids must be integers and prompt_length within them")
-        return PivotRecord(**common, id=record.id, source="pts", context_ids=list(ids),
-                           prompt_length=record.prompt_length, samples_before=record.samples_before,
-                           samples_after=record.samples_after, successes_after=record.successes_after,
-                           first_tokens=list(record.first_tokens), search=dict(record.search))
-    record_id = str(row.get("id") or stable_id("original", common["model_id"], common["dataset_id"],
-                                               common["dataset_item_id"], common["pivot_context"], token_id))
+        return PivotRecord(
+            **common,
+            id=record.id,
+            source="pts",
+            context_ids=list(ids),
+            prompt_length=record.prompt_length,
+            samples_before=record.samples_before,
+            samples_after=record.samples_after,
+            successes_after=record.successes_after,
+            first_tokens=list(record.first_tokens),
+            search=dict(record.search),
+        )
+    record_id = str(
+        row.get("id")
+        or stable_id(
+            "original",
+            common["model_id"],
+            common["dataset_id"],
+            common["dataset_item_id"],
+            common["pivot_context"],
+            token_id,
+        )
+    )
     return PivotRecord(**common, id=record_id, source="original")
 
 
@@ -182,8 +213,11 @@ def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
         if p.context_ids is not None and _decode(tokenizer, p.context_ids) == p.pivot_context:
             continue
         if p.context_ids is not None:
-            log.warning("record %d: its token ids do not decode to its pivot_context with this tokenizer "
-                        "(recorded with another model?); tokenizing the context again", p.line)
+            log.warning(
+                "record %d: its token ids do not decode to its pivot_context with this tokenizer "
+                "(recorded with another model?); tokenizing the context again",
+                p.line,
+            )
         ids = list(tokenizer(p.pivot_context, add_special_tokens=False)["input_ids"])
         p.context_ids, p.retokenized = ids, True
         p.prompt_length = prompt_length_of(tokenizer, ids, p.query)
@@ -191,7 +225,7 @@ def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
         redone += 1
         if p.pivot_token_id < 0 or _decode(tokenizer, [p.pivot_token_id]) != p.pivot_token:
             both = list(tokenizer(p.pivot_context + p.pivot_token, add_special_tokens=False)["input_ids"])
-            tail = both[len(ids):] if both[: len(ids)] == ids else []
+            tail = both[len(ids) :] if both[: len(ids)] == ids else []
             p.pivot_token_id = tail[0] if len(tail) == 1 else -1
     return redone
 
@@ -265,7 +299,7 @@ def chat_messages(tokenizer: Any, prompt_text: str) -> list[dict[str, str]] | No
         parts = chat_parts(tokenizer, system=system)
         if not parts or not prompt_text.startswith(parts[0]) or not prompt_text.endswith(parts[-1]):
             continue
-        body = prompt_text[len(parts[0]): len(prompt_text) - len(parts[-1])]
+        body = prompt_text[len(parts[0]) : len(prompt_text) - len(parts[-1])]
         if not system:
             messages = [{"role": "user", "content": body}]
         else:

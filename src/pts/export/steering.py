@@ -78,26 +78,106 @@ DEFAULT_LAYER_FRACTIONS = (0.6, 0.75, 0.9)
 # words or word sequences, matched on word boundaries: "so" never matches inside "also".
 PATTERNS: dict[str, tuple[str, ...]] = {
     "depth_and_thoroughness": (
-        "therefore", "thus", "hence", "so", "however", "wait", "think", "analyze", "analyse", "furthermore",
-        "moreover", "additionally", "consider", "carefully", "careful", "detail", "detailed", "thorough",
-        "deeper", "examine", "let's think", "in other words",
+        "therefore",
+        "thus",
+        "hence",
+        "so",
+        "however",
+        "wait",
+        "think",
+        "analyze",
+        "analyse",
+        "furthermore",
+        "moreover",
+        "additionally",
+        "consider",
+        "carefully",
+        "careful",
+        "detail",
+        "detailed",
+        "thorough",
+        "deeper",
+        "examine",
+        "let's think",
+        "in other words",
     ),
     "numerical_accuracy": (
-        "calculate", "calculation", "compute", "computation", "add", "adding", "sum", "total", "subtract",
-        "minus", "plus", "multiply", "times", "divide", "divided", "equals", "equal", "number", "digit",
-        "result", "answer", "value",
+        "calculate",
+        "calculation",
+        "compute",
+        "computation",
+        "add",
+        "adding",
+        "sum",
+        "total",
+        "subtract",
+        "minus",
+        "plus",
+        "multiply",
+        "times",
+        "divide",
+        "divided",
+        "equals",
+        "equal",
+        "number",
+        "digit",
+        "result",
+        "answer",
+        "value",
     ),
     "self_correction": (
-        "actually", "mistake", "wrong", "incorrect", "error", "oops", "sorry", "reconsider", "recheck",
-        "let me reconsider", "double check", "verify", "correction", "revise", "fix",
+        "actually",
+        "mistake",
+        "wrong",
+        "incorrect",
+        "error",
+        "oops",
+        "sorry",
+        "reconsider",
+        "recheck",
+        "let me reconsider",
+        "double check",
+        "verify",
+        "correction",
+        "revise",
+        "fix",
     ),
     "exploration": (
-        "alternatively", "alternative", "instead", "approach", "method", "strategy", "option", "another",
-        "different", "what if", "maybe", "perhaps", "possibility", "suppose", "try",
+        "alternatively",
+        "alternative",
+        "instead",
+        "approach",
+        "method",
+        "strategy",
+        "option",
+        "another",
+        "different",
+        "what if",
+        "maybe",
+        "perhaps",
+        "possibility",
+        "suppose",
+        "try",
     ),
     "organization": (
-        "first", "firstly", "second", "secondly", "third", "next", "then", "finally", "lastly", "step", "steps",
-        "begin", "start", "summarize", "summary", "list", "outline", "order",
+        "first",
+        "firstly",
+        "second",
+        "secondly",
+        "third",
+        "next",
+        "then",
+        "finally",
+        "lastly",
+        "step",
+        "steps",
+        "begin",
+        "start",
+        "summarize",
+        "summary",
+        "list",
+        "outline",
+        "order",
     ),
 }
 UNKNOWN = "unknown"
@@ -134,9 +214,14 @@ class _Enough(Exception):
     """Raised by the last hook that is needed: the layers above it are not computed."""
 
 
-def context_activations(model: Any, sequences: Sequence[Sequence[int]], layers: Sequence[int], *,
-                        batch_size: int = 8, padding_side: str = "right",
-                        ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+def context_activations(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 8,
+    padding_side: str = "right",
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Residual-stream activations at the last token of each sequence, and a baseline.
 
     Returns ``(last, baseline)``: ``last[L]`` is a float32 array [len(sequences),
@@ -171,6 +256,7 @@ def context_activations(model: Any, sequences: Sequence[Sequence[int]], layers: 
             sums[layer] = summed if sums[layer] is None else sums[layer] + summed
             if layer == top:
                 raise _Enough
+
         return capture
 
     handles = [blocks[layer].register_forward_hook(hook(layer)) for layer in layers]
@@ -200,8 +286,12 @@ def context_activations(model: Any, sequences: Sequence[Sequence[int]], layers: 
                 count += int(mask.sum())
                 state.update(rows=rows, at=torch.tensor(at, device=device), mask=mask.to(device))
                 try:
-                    base(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=positions.to(device),
-                         use_cache=False)
+                    base(
+                        input_ids=ids.to(device),
+                        attention_mask=attn.to(device),
+                        position_ids=positions.to(device),
+                        use_cache=False,
+                    )
                 except _Enough:
                     pass
     finally:
@@ -255,7 +345,7 @@ def pattern_scores(text: str) -> Counter:
 def cue_text(pivot: PivotRecord, tokenizer: Any) -> str:
     """What a pivot's label is read from: the last words of the response before it, and the pivot token."""
     if pivot.context_ids is not None and pivot.prompt_length is not None:
-        response = tokenizer.decode(pivot.context_ids[pivot.prompt_length:], skip_special_tokens=True)
+        response = tokenizer.decode(pivot.context_ids[pivot.prompt_length :], skip_special_tokens=True)
     else:
         response = pivot.pivot_context
     tail = " ".join(response.split()[-CUE_WINDOW_WORDS:])
@@ -302,7 +392,7 @@ def contrast(acts: np.ndarray, positive: np.ndarray) -> np.ndarray | None:
 def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:
     """Is the pivot's context only the prompt (its response so far empty or blank)?"""
     if pivot.prompt_length is not None and pivot.context_ids is not None:
-        response = tokenizer.decode(pivot.context_ids[pivot.prompt_length:], skip_special_tokens=False)
+        response = tokenizer.decode(pivot.context_ids[pivot.prompt_length :], skip_special_tokens=False)
         return not response.strip()
     from pts.export.records import generation_suffix
 
@@ -350,8 +440,14 @@ def merge_contexts(pivots: Sequence[PivotRecord], tokenizer: Any) -> tuple[list[
     return kept, skipped
 
 
-def steering_records(contexts: Sequence[Context], tokenizer: Any, activations: dict[int, np.ndarray],
-                     baseline: dict[int, np.ndarray], layer: int, settings: SteeringSettings) -> list[dict[str, Any]]:
+def steering_records(
+    contexts: Sequence[Context],
+    tokenizer: Any,
+    activations: dict[int, np.ndarray],
+    baseline: dict[int, np.ndarray],
+    layer: int,
+    settings: SteeringSettings,
+) -> list[dict[str, Any]]:
     """The output lines for ``contexts`` (activations row i belongs to context i; see the module docstring)."""
     acts = activations[layer]
     positive = np.array([c.net_delta > 0 for c in contexts], dtype=bool)
@@ -365,31 +461,46 @@ def steering_records(contexts: Sequence[Context], tokenizer: Any, activations: d
         members = labels == c
         centre = steer[members].mean(axis=0)
         own = contrast(acts[members], positive[members])
-        direction, scope = (own, "cluster") if own is not None else (overall, "overall" if overall is not None else "none")
+        direction, scope = (
+            (own, "cluster") if own is not None else (overall, "overall" if overall is not None else "none")
+        )
         for i in np.flatnonzero(members):
             ctx = contexts[i]
             p = ctx.lead
-            records.append((i, {
-                **p.original_fields(),
-                "steering_vector": steer[i].tolist(),
-                "vector_sign": int(sign[i]),
-                "adds_toward_success": True,
-                "cluster_id": int(c),
-                "reasoning_pattern": patterns[c],
-                "cluster_vector": centre.tolist(),
-                "steering_layer": int(layer),
-                "activation": acts[i].tolist(),
-                "contrastive_vector": None if direction is None else direction.tolist(),
-                "contrastive_scope": scope,
-                "layer_activations": {str(L): activations[L][i].tolist() for L in sorted(activations)},
-                "pivot_context_ids": list(p.context_ids),  # lets `pts steer` match contexts on exact ids
-                "activation_position": len(p.context_ids) - 1,
-                "retokenized": p.retokenized,
-                "pivot_id": p.id,
-                "dataset_id": p.dataset_id,
-                "dataset_item_id": p.dataset_item_id,
-                "pivots": [{"pivot_id": q.id, "pivot_token": q.pivot_token, "pivot_token_id": q.pivot_token_id,
-                            "prob_after": q.prob_after, "prob_delta": q.prob_delta, "is_positive": q.is_positive}
-                           for q in ctx.pivots],
-            }))
+            records.append(
+                (
+                    i,
+                    {
+                        **p.original_fields(),
+                        "steering_vector": steer[i].tolist(),
+                        "vector_sign": int(sign[i]),
+                        "adds_toward_success": True,
+                        "cluster_id": int(c),
+                        "reasoning_pattern": patterns[c],
+                        "cluster_vector": centre.tolist(),
+                        "steering_layer": int(layer),
+                        "activation": acts[i].tolist(),
+                        "contrastive_vector": None if direction is None else direction.tolist(),
+                        "contrastive_scope": scope,
+                        "layer_activations": {str(L): activations[L][i].tolist() for L in sorted(activations)},
+                        "pivot_context_ids": list(p.context_ids),  # lets `pts steer` match contexts on exact ids
+                        "activation_position": len(p.context_ids) - 1,
+                        "retokenized": p.retokenized,
+                        "pivot_id": p.id,
+                        "dataset_id": p.dataset_id,
+                        "dataset_item_id": p.dataset_item_id,
+                        "pivots": [
+                            {
+                                "pivot_id": q.id,
+                                "pivot_token": q.pivot_token,
+                                "pivot_token_id": q.pivot_token_id,
+                                "prob_after": q.prob_after,
+                                "prob_delta": q.prob_delta,
+                                "is_positive": q.is_positive,
+                            }
+                            for q in ctx.pivots
+                        ],
+                    },
+                )
+            )
     return [r for _, r in sorted(records, key=lambda x: x[0])]

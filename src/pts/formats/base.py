@@ -65,8 +65,7 @@ class FileSummary:
 
 
 # JSON's value kinds by their Python type; bool before int, since a bool is an int.
-_TYPE_NAMES = ((type(None), "null"), (bool, "bool"), (int, "int"), (float, "float"), (str, "string"),
-               (dict, "object"))
+_TYPE_NAMES = ((type(None), "null"), (bool, "bool"), (int, "int"), (float, "float"), (str, "string"), (dict, "object"))
 
 
 def type_name(value: Any) -> str:

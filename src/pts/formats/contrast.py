@@ -35,7 +35,7 @@ FIELDS = {
     "response": "The response, decoded.",
     "tokens": "Each of `response_ids` decoded on its own.",
     "scores": "The contrastive score s_t of every response token, in (0, 1): low where the negative model "
-              "explains the token better than the positive one.",
+    "explains the token better than the positive one.",
     "logp_pos": "Log-probability of each response token under the positive model.",
     "logp_neg": "Log-probability of each response token under the negative model.",
     "beta": "The `beta` of the score.",

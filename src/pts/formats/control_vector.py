@@ -23,7 +23,7 @@ FIELDS = {
     "controlvector.layer_count": "Number of layer directions in the file.",
     "pts.model_id": "Model the activations were read from.",
     "pts.method": "How the directions were computed (`mean_difference`: mean activation before positive pivots "
-                  "minus mean before negative ones, at the position that predicts the pivot token).",
+    "minus mean before negative ones, at the position that predicts the pivot token).",
     "pts.positive_pivots": "Positive pivots behind the directions.",
     "pts.negative_pivots": "Negative pivots behind the directions.",
 }
@@ -31,8 +31,10 @@ FIELDS = {
 # llama.cpp's control-vector options, as in common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors:
 # `--control-vector FNAME[,FNAME...]` adds each at scale 1; `--control-vector-scaled FNAME:SCALE[,...]` (one
 # argument; older builds took FNAME and SCALE as two, which today's reject) adds it times SCALE.
-LLAMA_CPP_COMMANDS = ('llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
-                      'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker')
+LLAMA_CPP_COMMANDS = (
+    'llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
+    'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker',
+)
 
 
 def is_gguf(path: Path) -> bool:
@@ -58,8 +60,10 @@ class ControlVector(Format):
     def describe(self, s: FileSummary, name: str) -> str | None:
         if name.startswith("direction."):
             layer = name.split(".", 1)[1]
-            return (f"Direction llama.cpp adds to the output of decoder block {layer} at every position "
-                    f"(L2 norm {s.extra['norms'][int(layer)]:.3g}).")
+            return (
+                f"Direction llama.cpp adds to the output of decoder block {layer} at every position "
+                f"(L2 norm {s.extra['norms'][int(layer)]:.3g})."
+            )
         return super().describe(s, name)
 
     def field_type(self, s: FileSummary, name: str) -> str:
@@ -69,14 +73,19 @@ class ControlVector(Format):
 
     def description(self, s: FileSummary, model: str | None) -> str:
         hint = s.extra.get("model_hint")
-        return (f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): the contrastive "
-                f"direction between the residual-stream activations before positive and negative pivotal tokens, one "
-                f"direction per layer, in the format repeng writes and llama.cpp loads with `--control-vector`"
-                + (f" (model architecture `{hint}`)." if hint else "."))
+        return (
+            f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): the contrastive "
+            f"direction between the residual-stream activations before positive and negative pivotal tokens, one "
+            f"direction per layer, in the format repeng writes and llama.cpp loads with `--control-vector`"
+            + (f" (model architecture `{hint}`)." if hint else ".")
+        )
 
     def counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        rows = [(self.noun.capitalize(), str(s.rows)), ("Layers", ", ".join(map(str, s.extra["layers"]))),
-                ("Vector size", str(s.extra["dim"]))]
+        rows = [
+            (self.noun.capitalize(), str(s.rows)),
+            ("Layers", ", ".join(map(str, s.extra["layers"]))),
+            ("Vector size", str(s.extra["dim"])),
+        ]
         if s.extra.get("model_hint"):
             rows.append(("Model architecture (hint)", f"`{s.extra['model_hint']}`"))
         if s.positives is not None:
@@ -86,17 +95,33 @@ class ControlVector(Format):
         return rows
 
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
-        return ["### Download", "", "```bash", f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
-                "```", "", "### Steer generation with llama.cpp", "", "```bash",
-                *(c.format(file=filename) for c in LLAMA_CPP_COMMANDS),
-                "```", "",
-                "`MODEL.gguf` must be the model the vector was built from"
-                + (f" (`{model}`)" if model else "") + "; a negative scale steers the other way.",
-                "", "### Read it in Python", "", "```python", "from gguf import GGUFReader", "",
-                f'reader = GGUFReader("{filename}")',
-                "directions = {int(t.name.split(\".\")[1]): t.data for t in reader.tensors}",
-                "print(sorted(directions))",
-                "```"]
+        return [
+            "### Download",
+            "",
+            "```bash",
+            f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
+            "```",
+            "",
+            "### Steer generation with llama.cpp",
+            "",
+            "```bash",
+            *(c.format(file=filename) for c in LLAMA_CPP_COMMANDS),
+            "```",
+            "",
+            "`MODEL.gguf` must be the model the vector was built from"
+            + (f" (`{model}`)" if model else "")
+            + "; a negative scale steers the other way.",
+            "",
+            "### Read it in Python",
+            "",
+            "```python",
+            "from gguf import GGUFReader",
+            "",
+            f'reader = GGUFReader("{filename}")',
+            'directions = {int(t.name.split(".")[1]): t.data for t in reader.tensors}',
+            "print(sorted(directions))",
+            "```",
+        ]
 
 
 def read_gguf(path: Path) -> FileSummary:
@@ -128,8 +153,10 @@ def read_gguf(path: Path) -> FileSummary:
             except ValueError:
                 continue
     if arch != "controlvector" or not directions:
-        raise PTSError(f"{path} is a GGUF file but not a control vector (architecture {arch!r}, "
-                       f"{len(directions)} direction.<layer> tensors)")
+        raise PTSError(
+            f"{path} is a GGUF file but not a control vector (architecture {arch!r}, "
+            f"{len(directions)} direction.<layer> tensors)"
+        )
     s = FileSummary(path=path, fmt=ControlVector.name, rows=len(directions))
     pts_keys = [name for name in reader.fields if name.startswith("pts.")]
     if isinstance(model_id := field_value("pts.model_id"), str) and model_id:
@@ -139,14 +166,17 @@ def read_gguf(path: Path) -> FileSummary:
         s.positives, s.negatives = pos, neg
     layers = sorted(directions)
     first = directions[layers[0]]
-    s.extra.update({
-        "layers": layers,
-        "dim": int(first.n_elements),
-        "model_hint": field_value("controlvector.model_hint"),
-        "layer_count": field_value("controlvector.layer_count"),
-        "norms": {layer: float(np.linalg.norm(np.asarray(directions[layer].data, dtype=np.float64)))
-                  for layer in layers},
-    })
+    s.extra.update(
+        {
+            "layers": layers,
+            "dim": int(first.n_elements),
+            "model_hint": field_value("controlvector.model_hint"),
+            "layer_count": field_value("controlvector.layer_count"),
+            "norms": {
+                layer: float(np.linalg.norm(np.asarray(directions[layer].data, dtype=np.float64))) for layer in layers
+            },
+        }
+    )
     s.fields = ["general.architecture", "controlvector.model_hint", "controlvector.layer_count", *pts_keys]
     s.fields += [f"direction.{layer}" for layer in layers]
     s.samples = {name: field_value(name) for name in s.fields if not name.startswith("direction.")}

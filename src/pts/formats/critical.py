@@ -27,11 +27,11 @@ FIELDS = {
     "prompt_length": "Number of prompt tokens.",
     "critical_position": "Index in `response_ids` of the critical token (null when none was found).",
     "critical_token": "The critical token, decoded: the token after which rollouts (almost) never reach a "
-                      "correct answer (cDPO).",
+    "correct answer (cDPO).",
     "critical_token_id": "Its token id.",
     "critical_context": "Decoded prompt and response before the critical token.",
     "rule": "How the token was chosen: `first_zero_then_low` (the paper's rule: the first zero-score token "
-            "after which no token scores above `low_threshold`), `last_zero` (its fallback) or `none`.",
+    "after which no token scores above `low_threshold`), `last_zero` (its fallback) or `none`.",
     "score": "Score of the critical token: share of accepted rollouts from the prefix that includes it.",
     "scores": "Score of every response prefix (the prefix including token i); null where not sampled.",
     "score_samples": "Rollouts behind each score.",
@@ -46,7 +46,7 @@ FIELDS = {
     "p_initial": "Estimated p(success) of the question from the bare prompt.",
     "pass_at_k_with": "pass@k for k = 1..n of rollouts that keep the critical token.",
     "pass_at_k_without": "pass@k for k = 1..n when the critical token is replaced by another token drawn from "
-                         "the model (one rollout each).",
+    "the model (one rollout each).",
     "samples_with": "Rollouts behind `pass_at_k_with`.",
     "successes_with": "Accepted ones among them.",
     "samples_without": "Rollouts behind `pass_at_k_without`.",
@@ -84,8 +84,9 @@ class CriticalTokens(Format):
         return (isinstance(row, Mapping) and row.get("kind") == "critical_token") or not self.missing(row)
 
     def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
-        s.extra["found"] = sum(r.get("critical_position") is not None or r.get("critical_token") is not None
-                               for r in rows)
+        s.extra["found"] = sum(
+            r.get("critical_position") is not None or r.get("critical_token") is not None for r in rows
+        )
         with_ = [r["pass_at_k_with"][0] for r in rows if r.get("pass_at_k_with")]
         without = [r["pass_at_k_without"][0] for r in rows if r.get("pass_at_k_without")]
         if with_ and without:
@@ -100,8 +101,10 @@ class CriticalTokens(Format):
 
     def description(self, s: FileSummary, model: str | None) -> str:
         by = f" of `{model}`" if model else ""
-        return (f"Critical tokens{by} found by {PTS_LINK}: tokens of incorrect reasoning trajectories whose choice "
-                f"leads to wrong answers, in the sense of [cDPO]({CDPO_URL}).")
+        return (
+            f"Critical tokens{by} found by {PTS_LINK}: tokens of incorrect reasoning trajectories whose choice "
+            f"leads to wrong answers, in the sense of [cDPO]({CDPO_URL})."
+        )
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
         rows = []

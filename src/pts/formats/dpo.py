@@ -28,7 +28,7 @@ FIELDS = {
     "metadata.prob_chosen": "Estimated p(success) after the chosen token.",
     "metadata.prob_rejected": "Estimated p(success) after the rejected token.",
     "metadata.prob_delta": "The pivot's own `prob_after - prob_before` (positive: the pivot is `chosen`, "
-                           "negative: it is `rejected`).",
+    "negative: it is `rejected`).",
     "metadata.prob_before": "Estimated p(success) of the context before either token.",
     "metadata.samples": "Rollouts behind `prob_chosen` and `prob_rejected` (keys `chosen`, `rejected`).",
     "metadata.is_positive": "Whether the pivot raised p(success) (then it is `chosen`).",
@@ -37,28 +37,27 @@ FIELDS = {
     "metadata.dataset_id": "Dataset the question came from.",
     "metadata.dataset_item_id": "Id of the question within that dataset.",
     "metadata.counterpart_verified": "True when the gap between `prob_chosen` and `prob_rejected` is established: "
-                                     "the interval of the difference at `metadata.gap_confidence` excludes zero.",
+    "the interval of the difference at `metadata.gap_confidence` excludes zero.",
     "metadata.gap_interval": "Interval of `prob_chosen - prob_rejected` (Newcombe's, from Wilson intervals).",
     "metadata.gap_confidence": "Confidence level of `gap_interval`.",
     "metadata.counterpart_source": "How the counterpart was measured: `first_tokens` (the search's own rollouts "
-                                   "from this context, grouped by first token) or `estimated` (the model's top "
-                                   "next tokens, each sampled again and judged by the oracle).",
+    "from this context, grouped by first token) or `estimated` (the model's top "
+    "next tokens, each sampled again and judged by the oracle).",
     "metadata.pivot_id": "`id` of the pivotal-token record the pair was built from.",
     "metadata.pivot_token_id": "Token id of the pivotal token.",
     "metadata.chosen_token_id": "Token id of `chosen`.",
     "metadata.rejected_token_id": "Token id of `rejected`.",
     "metadata.prompt_token_ids": "Token ids of the context, exactly as the model saw them (for trainers that "
-                                 "take pre-tokenized pairs).",
+    "take pre-tokenized pairs).",
     "metadata.retokenized": "True when the token ids were not recorded (a file of the original tool) and come "
-                            "from tokenizing the text again.",
+    "from tokenizing the text again.",
     "metadata.trl_tokens_match": "Whether TRL's own tokenization of this row reproduces the measured context ids "
-                                 "and single tokens (the EOS it appends aside).",
+    "and single tokens (the EOS it appends aside).",
 }
 
 # The fields of the conversational form (`pts export --format dpo --chat`) that differ.
 CHAT_FIELDS = {
-    "prompt": "The messages the chat template rendered before the response (user, and system when there was "
-              "one).",
+    "prompt": "The messages the chat template rendered before the response (user, and system when there was one).",
     "chosen": "One assistant message: the response so far followed by the token that measured better.",
     "rejected": "One assistant message: the response so far followed by the token that measured worse.",
     "prompt.role": "Message role.",
@@ -112,17 +111,26 @@ class DPOPairs(Format):
 
     def description(self, s: FileSummary, model: str | None) -> str:
         by = f" of `{model}`" if model else ""
-        form = ("TRL's conversational preference form (`prompt`, `chosen`, `rejected` as message lists)"
-                if s.conversational else "TRL's standard preference form (`prompt`, `chosen`, `rejected` strings)")
-        return (f"Token-level preference pairs{by} built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}), in "
-                f"{form}. `prompt` is the exact context before a pivotal decision; `chosen` and `rejected` are single "
-                f"tokens. For a positive pivot the pivot is `chosen` and `rejected` is an alternative next token "
-                f"measured to succeed less often; for a negative pivot the pivot is `rejected` and `chosen` an "
-                f"alternative measured to succeed more often. Counterparts come from measured rollouts, never "
-                f"from an assumed oracle; `metadata.counterpart_verified` says whether the gap is established "
-                f"at `metadata.gap_confidence`."
-                + (" `prompt_ids`, `chosen_ids` and `rejected_ids` are the measured token ids: train on them "
-                   "(see Usage), not on the text." if s.tokenized else ""))
+        form = (
+            "TRL's conversational preference form (`prompt`, `chosen`, `rejected` as message lists)"
+            if s.conversational
+            else "TRL's standard preference form (`prompt`, `chosen`, `rejected` strings)"
+        )
+        return (
+            f"Token-level preference pairs{by} built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}), in "
+            f"{form}. `prompt` is the exact context before a pivotal decision; `chosen` and `rejected` are single "
+            f"tokens. For a positive pivot the pivot is `chosen` and `rejected` is an alternative next token "
+            f"measured to succeed less often; for a negative pivot the pivot is `rejected` and `chosen` an "
+            f"alternative measured to succeed more often. Counterparts come from measured rollouts, never "
+            f"from an assumed oracle; `metadata.counterpart_verified` says whether the gap is established "
+            f"at `metadata.gap_confidence`."
+            + (
+                " `prompt_ids`, `chosen_ids` and `rejected_ids` are the measured token ids: train on them "
+                "(see Usage), not on the text."
+                if s.tokenized
+                else ""
+            )
+        )
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
         rows = []
@@ -133,39 +141,52 @@ class DPOPairs(Format):
         return rows
 
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
-        load = [*load_snippet(repo_id),
-                'row = dataset[0]',
-                'print(repr(row["prompt"][-80:]) if isinstance(row["prompt"], str) else row["prompt"][-1])',
-                'print("chosen:", repr(row["chosen"]), "rejected:", repr(row["rejected"]))',
-                "```"]
+        load = [
+            *load_snippet(repo_id),
+            "row = dataset[0]",
+            'print(repr(row["prompt"][-80:]) if isinstance(row["prompt"], str) else row["prompt"][-1])',
+            'print("chosen:", repr(row["chosen"]), "rejected:", repr(row["rejected"]))',
+            "```",
+        ]
         trainer = "TokenIdsDPOTrainer" if s.tokenized else "DPOTrainer"
         config = 'DPOConfig(output_dir="dpo-pivotal-tokens"' + (", max_length=None" if s.tokenized else "") + ")"
-        train = ["```python", "from datasets import load_dataset",
-                 "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                 "from trl import DPOConfig, DPOTrainer", ""]
+        train = [
+            "```python",
+            "from datasets import load_dataset",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "from trl import DPOConfig, DPOTrainer",
+            "",
+        ]
         if s.tokenized:
             train += [*TRL_IDS_TRAINER.splitlines(), "", ""]
-        train += [f'model_id = "{hub_model_id(model) or "MODEL_ID"}"',
-                  f'dataset = load_dataset("{repo_id}", split="train")',
-                  "model = AutoModelForCausalLM.from_pretrained(model_id)",
-                  "tokenizer = AutoTokenizer.from_pretrained(model_id)",
-                  f"trainer = {trainer}(",
-                  "    model=model,",
-                  f"    args={config},  # add use_cpu=True on a machine without a GPU",
-                  "    train_dataset=dataset,",
-                  "    processing_class=tokenizer,",
-                  ")",
-                  "trainer.train()",
-                  "```", ""]
+        train += [
+            f'model_id = "{hub_model_id(model) or "MODEL_ID"}"',
+            f'dataset = load_dataset("{repo_id}", split="train")',
+            "model = AutoModelForCausalLM.from_pretrained(model_id)",
+            "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+            f"trainer = {trainer}(",
+            "    model=model,",
+            f"    args={config},  # add use_cpu=True on a machine without a GPU",
+            "    train_dataset=dataset,",
+            "    processing_class=tokenizer,",
+            ")",
+            "trainer.train()",
+            "```",
+            "",
+        ]
         if s.tokenized:
-            train.append("Stock `DPOTrainer` (TRL 1.16) would tokenize `prompt + chosen` and `prompt + rejected` again "
-                         "and append the end-of-sequence token to both: right after a pivot that token carries most "
-                         "of each completion's log-probability, so the pair would mostly teach when to stop. "
-                         "`TokenIdsDPOTrainer` trains on the measured ids, one token each. `max_length=None`: "
-                         "truncation could cut the pivot token off a long context.")
+            train.append(
+                "Stock `DPOTrainer` (TRL 1.16) would tokenize `prompt + chosen` and `prompt + rejected` again "
+                "and append the end-of-sequence token to both: right after a pivot that token carries most "
+                "of each completion's log-probability, so the pair would mostly teach when to stop. "
+                "`TokenIdsDPOTrainer` trains on the measured ids, one token each. `max_length=None`: "
+                "truncation could cut the pivot token off a long context."
+            )
         else:
-            train.append("TRL tokenizes the completions again and closes each with an end-of-sequence or end-of-turn "
-                         "token, which is trained too; the exact token ids are in `metadata` where the file has them.")
+            train.append(
+                "TRL tokenizes the completions again and closes each with an end-of-sequence or end-of-turn "
+                "token, which is trained too; the exact token ids are in `metadata` where the file has them."
+            )
         return ["### Load", ""] + load + ["", "### Train with TRL", ""] + train
 
 

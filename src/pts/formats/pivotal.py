@@ -22,7 +22,7 @@ FIELDS = {
     "model_id": "Model whose rollouts were sampled (pts writes its alias or Hub id).",
     "query": "The task's question, before the chat template.",
     "pivot_context": "Exact decoded text the model had seen before the pivot token: the prompt (chat template "
-                     "applied) followed by the response so far.",
+    "applied) followed by the response so far.",
     "pivot_token": "The pivotal token, decoded.",
     "pivot_token_id": "Id of the pivotal token in the model's tokenizer.",
     "prob_before": "Estimated p(success) of completions sampled from `pivot_context`.",
@@ -40,8 +40,8 @@ FIELDS = {
     "samples_after": "Rollouts behind `prob_after`.",
     "successes_after": "Correct rollouts among them.",
     "first_tokens": "First tokens the rollouts from `pivot_context` actually took, each with how often "
-                    "(`count`) and how many of those rollouts succeeded (`successes`): measured alternatives "
-                    "to the pivot.",
+    "(`count`) and how many of those rollouts succeeded (`successes`): measured alternatives "
+    "to the pivot.",
     "first_tokens.token_id": "Token id.",
     "first_tokens.token": "Decoded token.",
     "first_tokens.count": "Rollouts from `pivot_context` that began with this token.",
@@ -49,14 +49,14 @@ FIELDS = {
     "ci_before": "Wilson score interval `[low, high]` of `prob_before` at the search's confidence level.",
     "ci_after": "Wilson score interval `[low, high]` of `prob_after`.",
     "pooled_before": "How many of `samples_before` were drawn from a shorter context and passed through "
-                     "`pivot_context` (the rest were drawn there).",
+    "`pivot_context` (the rest were drawn there).",
     "pooled_after": "The same for `samples_after`.",
     "verified": "True when the pivot was measured again, with rollouts drawn after the search flagged it, and "
-                "the change held beyond the threshold at `delta_ci_level`; the probabilities and counts are "
-                "then the verification's.",
+    "the change held beyond the threshold at `delta_ci_level`; the probabilities and counts are "
+    "then the verification's.",
     "delta_ci": "Interval `[low, high]` of `prob_delta` (Newcombe's hybrid score interval).",
     "delta_ci_level": "Confidence level of `delta_ci` (for verified pivots, the Bonferroni-corrected level of "
-                      "each verification look).",
+    "each verification look).",
     "candidate": "For verified pivots, the search's own estimates that flagged the token.",
     "candidate.prob_before": "p(success) before the token, as the search estimated it.",
     "candidate.prob_after": "p(success) after the token, as the search estimated it.",
@@ -111,8 +111,10 @@ class PivotalTokens(Format):
     name = "pivotal"
     aliases = ("pivotal-tokens", "pivotal_tokens", "pivotal-token", "pts")
     what = "pivotal tokens"
-    shapes = {"pivotal_tokens": "pivotal tokens (pts run)",
-              "original_pivotal_tokens": "pivotal tokens (original PTS tool)"}
+    shapes = {
+        "pivotal_tokens": "pivotal tokens (pts run)",
+        "original_pivotal_tokens": "pivotal tokens (original PTS tool)",
+    }
     keys = ("pivot_context", "pivot_token")
     fields = FIELDS
     title = "Pivotal tokens"
@@ -131,30 +133,38 @@ class PivotalTokens(Format):
 
     def description(self, s: FileSummary, model: str | None) -> str:
         by = f" of `{model}`" if model else ""
-        text = (f"Pivotal tokens found by {PTS_LINK} in the reasoning{by}. A pivotal token is a single token of a "
-                f"model's own response whose choice changes the probability that the response ends in a correct "
-                f"answer by at least a threshold (the Pivotal Token Search of the {PHI4_LINK}). For each one, "
-                f"p(success) was estimated by sampling completions from the context before and after the token "
-                f"and judging their answers with the task's oracle.")
+        text = (
+            f"Pivotal tokens found by {PTS_LINK} in the reasoning{by}. A pivotal token is a single token of a "
+            f"model's own response whose choice changes the probability that the response ends in a correct "
+            f"answer by at least a threshold (the Pivotal Token Search of the {PHI4_LINK}). For each one, "
+            f"p(success) was estimated by sampling completions from the context before and after the token "
+            f"and judging their answers with the task's oracle."
+        )
         if s.original_tool:
-            text += (" The records have the shape written by the original PTS tool (no token ids or sample "
-                     "counts).")
+            text += " The records have the shape written by the original PTS tool (no token ids or sample counts)."
         return text
 
     def run_command(self, s: FileSummary) -> str | None:
         return reconstructed_command(s)
 
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
-        return ["### Load", "", *load_snippet(repo_id),
-                'positive = dataset.filter(lambda r: r["is_positive"])',
-                'print(len(dataset), "pivotal tokens,", len(positive), "positive")',
-                'row = dataset[0]',
-                'print(repr(row["pivot_context"][-80:]), "->", repr(row["pivot_token"]), row["prob_delta"])',
-                "```", "",
-                "Turn them into DPO pairs or steering vectors with pts:", "", "```bash",
-                f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
-                f"pts export --input-path {filename} --format dpo --output-path dpo_pairs.jsonl",
-                "```"]
+        return [
+            "### Load",
+            "",
+            *load_snippet(repo_id),
+            'positive = dataset.filter(lambda r: r["is_positive"])',
+            'print(len(dataset), "pivotal tokens,", len(positive), "positive")',
+            "row = dataset[0]",
+            'print(repr(row["pivot_context"][-80:]), "->", repr(row["pivot_token"]), row["prob_delta"])',
+            "```",
+            "",
+            "Turn them into DPO pairs or steering vectors with pts:",
+            "",
+            "```bash",
+            f"hf download {repo_id} {filename} --repo-type dataset --local-dir .",
+            f"pts export --input-path {filename} --format dpo --output-path dpo_pairs.jsonl",
+            "```",
+        ]
 
 
 FORMAT = PivotalTokens()

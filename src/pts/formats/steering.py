@@ -27,18 +27,18 @@ from pts.formats.base import (
 FIELDS = {
     "query": "The task's question, before the chat template.",
     "pivot_context": "Exact decoded context before the pivot token; optillm matches the end of the generated "
-                     "text against it to decide when to steer.",
+    "text against it to decide when to steer.",
     "pivot_token": "The pivotal token, decoded.",
     "pivot_token_id": "Its token id.",
     "prob_before": "Estimated p(success) before the token.",
     "prob_after": "Estimated p(success) after the token.",
     "prob_delta": "`prob_after - prob_before`.",
     "is_positive": "True when the line's pivots raise p(success) (their summed `prob_delta` is positive). optillm "
-                   "ignores it: `steering_vector` already points toward success.",
+    "ignores it: `steering_vector` already points toward success.",
     "vector_sign": "+1 or -1: the factor applied to the activation so that `steering_vector` points toward "
-                   "success (-1 for a negative line).",
+    "success (-1 for a negative line).",
     "adds_toward_success": "Always true: adding `steering_vector` (and `cluster_vector`, `contrastive_vector`) "
-                           "pushes toward success, as optillm does with every vector; never subtract it.",
+    "pushes toward success, as optillm does with every vector; never subtract it.",
     "pivots": "Every pivot at this context (lines merge pivots that share a context).",
     "pivots.pivot_id": "`id` of the pivotal-token record.",
     "pivots.pivot_token": "The pivot token, decoded.",
@@ -51,26 +51,26 @@ FIELDS = {
     "dataset_id": "Dataset the question came from.",
     "dataset_item_id": "Id of the question within that dataset.",
     "steering_vector": "The vector optillm adds: `vector_sign` times the residual-stream activation at "
-                       "`steering_layer` at the position that predicts the pivot token, minus the mean activation "
-                       "over the context tokens of the export (what every position shares would otherwise dominate "
-                       "its direction).",
+    "`steering_layer` at the position that predicts the pivot token, minus the mean activation "
+    "over the context tokens of the export (what every position shares would otherwise dominate "
+    "its direction).",
     "activation": "The raw residual-stream activation behind `steering_vector`.",
     "layer_activations": "The raw activation at every exported layer, keyed by layer number (as text).",
     "activation_position": "Index, in the context's token ids, of the token whose activation was read (the "
-                           "last one, which predicts the pivot token).",
+    "last one, which predicts the pivot token).",
     "cluster_id": "Cluster of the vector (k-means over the steering vectors after PCA).",
     "reasoning_pattern": "Label of the cluster in optillm's vocabulary (depth_and_thoroughness, "
-                         "numerical_accuracy, self_correction, exploration, organization, or unknown): the cue "
-                         "words at least half its contexts use, more than the other clusters do. optillm picks "
-                         "its steering strength by it.",
+    "numerical_accuracy, self_correction, exploration, organization, or unknown): the cue "
+    "words at least half its contexts use, more than the other clusters do. optillm picks "
+    "its steering strength by it.",
     "cluster_vector": "Mean steering vector of the cluster.",
     "contrastive_vector": "Mean activation before positive pivots minus before negative ones, within the cluster "
-                          "or overall (see `contrastive_scope`); null when the export has only one side.",
+    "or overall (see `contrastive_scope`); null when the export has only one side.",
     "contrastive_scope": "`cluster`, `overall` (the cluster lacks positive or negative pivots) or `none`.",
     "steering_layer": "Decoder layer (0-based, the output of `model.model.layers[L]`) the vectors were read at. "
-                      "optillm ignores it and hooks its `target_layer` (default 19): set that to this number.",
+    "optillm ignores it and hooks its `target_layer` (default 19): set that to this number.",
     "retokenized": "True when the context's token ids were not recorded (a file of the original tool) and come "
-                   "from tokenizing the text again.",
+    "from tokenizing the text again.",
     "pivot_id": "`id` of the pivotal-token record the vector was read for.",
     "id": "Stable id of the record.",
     "kind": "Record kind.",
@@ -78,9 +78,11 @@ FIELDS = {
 }
 
 # How the original tool's `steering_vector` reads (its files have no separate `activation`).
-ORIGINAL_STEERING_VECTOR = ("Activation vector at `steering_layer` for the pivot, as the tool that wrote the file "
-                            "computed it (the original PTS tool stored the raw residual-stream activation); optillm "
-                            "normalises it and adds it.")
+ORIGINAL_STEERING_VECTOR = (
+    "Activation vector at `steering_layer` for the pivot, as the tool that wrote the file "
+    "computed it (the original PTS tool stored the raw residual-stream activation); optillm "
+    "normalises it and adds it."
+)
 
 
 class SteeringVectors(Format):
@@ -116,11 +118,13 @@ class SteeringVectors(Format):
 
     def description(self, s: FileSummary, model: str | None) -> str:
         by = f" of `{model}`" if model else ""
-        return (f"Steering vectors{by} built by {PTS_LINK} from the residual-stream activation at the position that "
-                f"predicts each pivotal token (the {PHI4_LINK}), clustered into reasoning patterns. The fields are the "
-                f"ones [optillm]({OPTILLM_URL})'s AutoThink reads: it adds a vector at its "
-                f"`target_layer` when the generated tokens end like the vector's `pivot_context`. Every vector "
-                f"already points toward success (`adds_toward_success`), one line per context.")
+        return (
+            f"Steering vectors{by} built by {PTS_LINK} from the residual-stream activation at the position that "
+            f"predicts each pivotal token (the {PHI4_LINK}), clustered into reasoning patterns. The fields are the "
+            f"ones [optillm]({OPTILLM_URL})'s AutoThink reads: it adds a vector at its "
+            f"`target_layer` when the generated tokens end like the vector's `pivot_context`. Every vector "
+            f"already points toward success (`adds_toward_success`), one line per context."
+        )
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
         rows = []
@@ -136,24 +140,39 @@ class SteeringVectors(Format):
 
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
         layer = s.extra.get("layer", "STEERING_LAYER")
-        load = [*load_snippet(repo_id), 'print(dataset[0]["reasoning_pattern"], len(dataset[0]["steering_vector"]))',
-                "```"]
-        optillm = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                   "from optillm.autothink import autothink_decode", "",
-                   f'model_id = "{hub_model_id(model) or "MODEL_ID"}"',
-                   "model = AutoModelForCausalLM.from_pretrained(model_id)",
-                   "tokenizer = AutoTokenizer.from_pretrained(model_id)",
-                   'messages = [{"role": "user", "content": "What is 17 * 23? Think step by step."}]',
-                   "response = autothink_decode(model, tokenizer, messages, {",
-                   f'    "steering_dataset": "{repo_id}",  # or a local folder holding only the JSONL file',
-                   f'    "target_layer": {layer},  # the vectors\' steering_layer: optillm ignores that field',
-                   "})",
-                   "print(response)",
-                   "```"]
-        return (["### Load", ""] + load + ["", "### Steer generation with optillm AutoThink", ""] + optillm
-                + ["", "optillm (0.4.0) reads the vectors with `datasets.load_dataset(steering_dataset)` and adds "
-                   "each one (it ignores `is_positive`; these vectors already point toward success) at "
-                   "`target_layer`, which must be the layer the vectors were read at (`steering_layer`)."])
+        load = [
+            *load_snippet(repo_id),
+            'print(dataset[0]["reasoning_pattern"], len(dataset[0]["steering_vector"]))',
+            "```",
+        ]
+        optillm = [
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "from optillm.autothink import autothink_decode",
+            "",
+            f'model_id = "{hub_model_id(model) or "MODEL_ID"}"',
+            "model = AutoModelForCausalLM.from_pretrained(model_id)",
+            "tokenizer = AutoTokenizer.from_pretrained(model_id)",
+            'messages = [{"role": "user", "content": "What is 17 * 23? Think step by step."}]',
+            "response = autothink_decode(model, tokenizer, messages, {",
+            f'    "steering_dataset": "{repo_id}",  # or a local folder holding only the JSONL file',
+            f'    "target_layer": {layer},  # the vectors\' steering_layer: optillm ignores that field',
+            "})",
+            "print(response)",
+            "```",
+        ]
+        return (
+            ["### Load", ""]
+            + load
+            + ["", "### Steer generation with optillm AutoThink", ""]
+            + optillm
+            + [
+                "",
+                "optillm (0.4.0) reads the vectors with `datasets.load_dataset(steering_dataset)` and adds "
+                "each one (it ignores `is_positive`; these vectors already point toward success) at "
+                "`target_layer`, which must be the layer the vectors were read at (`steering_layer`).",
+            ]
+        )
 
 
 FORMAT = SteeringVectors()

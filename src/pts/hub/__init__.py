@@ -1,7 +1,7 @@
 """Publishing pts outputs on the Hugging Face Hub: dataset cards and uploads.
 
-    from pts.hub import push_dataset
-    url = push_dataset("dpo_pairs.jsonl", "alice/pivotal-dpo", private=True)
+from pts.hub import push_dataset
+url = push_dataset("dpo_pairs.jsonl", "alice/pivotal-dpo", private=True)
 """
 
 from pts.hub.card import (
@@ -14,6 +14,13 @@ from pts.hub.card import (
 from pts.hub.push import NO_TOKEN, check_repo_id, push_dataset, resolve_token
 
 __all__ = [
-    "NO_TOKEN", "FileSummary", "build_card", "check_repo_id", "detect_format", "inspect_file",
-    "push_dataset", "resolve_token", "size_category",
+    "NO_TOKEN",
+    "FileSummary",
+    "build_card",
+    "check_repo_id",
+    "detect_format",
+    "inspect_file",
+    "push_dataset",
+    "resolve_token",
+    "size_category",
 ]

@@ -28,19 +28,31 @@ from pts.store import read_jsonl
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard
 
-_SIZE_BOUNDS = [(10 ** 3, "n<1K"), (10 ** 4, "1K<n<10K"), (10 ** 5, "10K<n<100K"), (10 ** 6, "100K<n<1M"),
-                (10 ** 7, "1M<n<10M"), (10 ** 8, "10M<n<100M"), (10 ** 9, "100M<n<1B"),
-                (10 ** 10, "1B<n<10B"), (10 ** 11, "10B<n<100B"), (10 ** 12, "100B<n<1T")]
+_SIZE_BOUNDS = [
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+    (10**10, "1B<n<10B"),
+    (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
+]
 
-CITATION = ["Pivotal Token Search was introduced in the Phi-4 technical report:", "",
-            "```bibtex",
-            "@article{abdin2024phi4,",
-            "  title   = {Phi-4 Technical Report},",
-            "  author  = {Abdin, Marah and others},",
-            "  journal = {arXiv preprint arXiv:2412.08905},",
-            "  year    = {2024}",
-            "}",
-            "```"]
+CITATION = [
+    "Pivotal Token Search was introduced in the Phi-4 technical report:",
+    "",
+    "```bibtex",
+    "@article{abdin2024phi4,",
+    "  title   = {Phi-4 Technical Report},",
+    "  author  = {Abdin, Marah and others},",
+    "  journal = {arXiv preprint arXiv:2412.08905},",
+    "  year    = {2024}",
+    "}",
+    "```",
+]
 
 
 def size_category(n: int) -> str:
@@ -53,6 +65,7 @@ def size_category(n: int) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Reading a file
+
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format of the file at ``path``, from its content (see :func:`inspect_file`)."""
@@ -107,11 +120,15 @@ def _detect(path: Path, row: dict[str, Any]) -> Format:
     published = [f for f in formats.registered() if f.published and f.jsonl]
     if kind is None:
         whats = [f.what for f in published]
-        raise PTSError(f"cannot tell what {path} holds: its first record has none of the fields of "
-                       f"{', '.join(whats[:-1])} or {whats[-1]} (pass --format)")
+        raise PTSError(
+            f"cannot tell what {path} holds: its first record has none of the fields of "
+            f"{', '.join(whats[:-1])} or {whats[-1]} (pass --format)"
+        )
     if not kind.published:
-        raise PTSError(f"{path} holds {kind.what}, which pts push has no dataset card for "
-                       f"(it publishes {', '.join(formats.names(published=True))})")
+        raise PTSError(
+            f"{path} holds {kind.what}, which pts push has no dataset card for "
+            f"(it publishes {', '.join(formats.names(published=True))})"
+        )
     return kind
 
 
@@ -166,7 +183,8 @@ def _summarise(path: Path, kind: Format, rows: list[dict[str, Any]]) -> FileSumm
         if key in OPAQUE_FIELDS:
             continue
         if any(isinstance(r.get(key), dict) for r in rows) or any(
-                isinstance(r.get(key), list) and r[key] and isinstance(r[key][0], dict) for r in rows):
+            isinstance(r.get(key), list) and r[key] and isinstance(r[key][0], dict) for r in rows
+        ):
             s.nested[key] = _nested(rows, key)
     s.samples = {k: _first_value(rows, k) for k in s.fields}
     for key, subs in s.nested.items():
@@ -209,6 +227,7 @@ def _summarise(path: Path, kind: Format, rows: list[dict[str, Any]]) -> FileSumm
 # --------------------------------------------------------------------------------------------------
 # The card
 
+
 def _md(text: Any) -> str:
     """``text`` safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -237,8 +256,10 @@ def _provenance(kind: Format, s: FileSummary, model: str | None, command: str | 
     else:
         guess = kind.run_command(s)
         if guess:
-            note = ("- Command: not recorded; the records carry these `pts run` options (dataset config, "
-                    "split and sample size are not recorded):")
+            note = (
+                "- Command: not recorded; the records carry these `pts run` options (dataset config, "
+                "split and sample size are not recorded):"
+            )
             lines += [note, "", "```bash", guess, "```"]
         else:
             lines.append("- Command: not recorded.")
@@ -248,9 +269,17 @@ def _provenance(kind: Format, s: FileSummary, model: str | None, command: str | 
     return lines
 
 
-def build_card(path: str | os.PathLike, fmt: str | None = None, model: str | None = None,
-               command: str | None = None, *, repo_id: str = "USER/NAME", license: str = "apache-2.0",
-               path_in_repo: str | None = None, summary: FileSummary | None = None) -> DatasetCard:
+def build_card(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    model: str | None = None,
+    command: str | None = None,
+    *,
+    repo_id: str = "USER/NAME",
+    license: str = "apache-2.0",
+    path_in_repo: str | None = None,
+    summary: FileSummary | None = None,
+) -> DatasetCard:
     """The dataset card for the file at ``path`` as it will sit in ``repo_id``.
 
     ``fmt`` overrides format detection; ``model`` the model named in the
@@ -278,9 +307,18 @@ def build_card(path: str | os.PathLike, fmt: str | None = None, model: str | Non
         size_categories=[size_category(s.rows)],
         **extra,
     )
-    body = [f"# {title}", "", kind.description(s, model), "",
-            "## Contents", "", f"One file, `{filename}`" + (" (JSON lines)." if kind.jsonl else "."),
-            "", "| | |", "|---|---|"]
+    body = [
+        f"# {title}",
+        "",
+        kind.description(s, model),
+        "",
+        "## Contents",
+        "",
+        f"One file, `{filename}`" + (" (JSON lines)." if kind.jsonl else "."),
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     body += [f"| {_md(k)} | {_md(v)} |" for k, v in kind.counts(s)]
     body += ["", "## How it was made", ""] + _provenance(kind, s, model, command)
     body += ["", "## Fields", "", "| Field | Type | Description |", "|---|---|---|"]

@@ -87,8 +87,10 @@ def _hub_errors(action: str, repo_id: str, endpoint: str) -> Iterator[None]:
         suffix = f" ({detail})" if detail else ""
         namespace = repo_id.split("/")[0] if "/" in repo_id else "your namespace"
         if status == 401:
-            msg = f"the Hub at {endpoint} rejected the token (401 Unauthorized){suffix}: check HF_TOKEN or run " \
-                  "`hf auth login`"
+            msg = (
+                f"the Hub at {endpoint} rejected the token (401 Unauthorized){suffix}: check HF_TOKEN or run "
+                "`hf auth login`"
+            )
         elif status == 403:
             msg = f"no permission to {action} (403 Forbidden){suffix}: the token needs write access to {namespace}"
         elif status == 404:
@@ -109,11 +111,22 @@ def _hub_errors(action: str, repo_id: str, endpoint: str) -> Iterator[None]:
         raise PTSError(f"cannot {action}: {_one_line(str(e))}") from None
 
 
-def push_dataset(path: str | os.PathLike, repo_id: str, *, private: bool = False, readme: bool = True,
-                 model: str | None = None, fmt: str | None = None, command: str | None = None,
-                 token: str | None = None, license: str = "apache-2.0", path_in_repo: str | None = None,
-                 commit_message: str | None = None, endpoint: str | None = None,
-                 summary: FileSummary | None = None) -> str:
+def push_dataset(
+    path: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    readme: bool = True,
+    model: str | None = None,
+    fmt: str | None = None,
+    command: str | None = None,
+    token: str | None = None,
+    license: str = "apache-2.0",
+    path_in_repo: str | None = None,
+    commit_message: str | None = None,
+    endpoint: str | None = None,
+    summary: FileSummary | None = None,
+) -> str:
     """Create (or reuse) the dataset repo ``repo_id`` and upload ``path`` with a generated dataset card.
 
     ``private`` creates the repo private, and refuses to upload into an
@@ -148,13 +161,16 @@ def push_dataset(path: str | os.PathLike, repo_id: str, *, private: bool = False
         with _hub_errors(f"check the visibility of {repo_id}", repo_id, where):
             info = api.repo_info(repo_id, repo_type="dataset")
         if info.private is False:
-            raise PTSError(f"{repo_id} already exists and is public: --private would not make it private; "
-                           "change its visibility on the Hub or push to a new repo")
+            raise PTSError(
+                f"{repo_id} already exists and is public: --private would not make it private; "
+                "change its visibility on the Hub or push to a new repo"
+            )
 
     operations = [CommitOperationAdd(path_in_repo=filename, path_or_fileobj=str(path))]
     if readme:
-        card = build_card(path, summary.fmt, model, command, repo_id=repo_id, license=license,
-                          path_in_repo=filename, summary=summary)
+        card = build_card(
+            path, summary.fmt, model, command, repo_id=repo_id, license=license, path_in_repo=filename, summary=summary
+        )
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     unit = formats.get(summary.fmt).unit
     message = commit_message or f"Upload {filename} ({summary.rows} {unit}, {summary.fmt}) with pts"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pts import options
-from pts.engines import check_engine
 from pts.contrast.score import load_scorer, score_record
 from pts.contrast.select import select_training_sets, training_rows
 from pts.contrast.training import LoraSettings, train_lora
@@ -28,6 +27,7 @@ from pts.contrast.trajectories import (
     read_trajectories,
     trajectories_from_eval,
 )
+from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.options import DEFAULT_MODEL, option, override
 
@@ -60,7 +60,6 @@ examples:
 """
 
 
-
 TRAJECTORIES_FILE = "trajectories.jsonl"
 POSITIVE_FILE = "positive.jsonl"
 NEGATIVE_FILE = "negative.jsonl"
@@ -70,64 +69,97 @@ NEGATIVE_ADAPTER = "negative-adapter"
 
 
 @options.config
-class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
-                     options.TrainingOptions, options.EngineOptions, options.OverwriteOptions, options.ProgressOptions,
-                     options.RayOptions):
+class ContrastConfig(
+    options.ModelOptions,
+    options.DataOptions,
+    options.PromptOptions,
+    options.SamplingOptions,
+    options.TrainingOptions,
+    options.EngineOptions,
+    options.OverwriteOptions,
+    options.ProgressOptions,
+    options.RayOptions,
+):
     """Every option of ``pts contrast``; the CLI flags are these names with dashes.
 
     The training options shape the positive and negative LoRA models (the
     authors' settings for the contrastive-estimation models, one epoch).
     """
 
-    model: str = override(DEFAULT_MODEL, help="base model: samples the trajectories and is fine-tuned; "
-                          + options.MODEL_HELP.removeprefix("model: "))
+    model: str = override(
+        DEFAULT_MODEL,
+        help="base model: samples the trajectories and is fine-tuned; " + options.MODEL_HELP.removeprefix("model: "),
+    )
     dtype: str = override("auto", help="auto, float32, bfloat16 or float16; float32 gives exact scores on CPU")
     batch_size: int = override(64, help="rows decoded together when sampling (bounds memory)")
-    positive_model: str | None = option(None, "use this positive model (LoRA adapter directory or full model) "
-                                              "instead of training one")
+    positive_model: str | None = option(
+        None, "use this positive model (LoRA adapter directory or full model) instead of training one"
+    )
     negative_model: str | None = option(None, "use this negative model instead of training one")
     output_dir: str = option("contrast", "directory of every output")
     overwrite: bool = override(False, help="replace outputs already in --output-dir")
-    input_path: str | None = option(None, "JSONL of trajectories to use instead of sampling: pts trajectories.jsonl, "
-                                          "pts eval --output-path, or rows {query, answer, response[, correct]}")
+    input_path: str | None = option(
+        None,
+        "JSONL of trajectories to use instead of sampling: pts trajectories.jsonl, "
+        "pts eval --output-path, or rows {query, answer, response[, correct]}",
+    )
     num_trajectories: int = option(16, "responses sampled per query (the paper: 64)", check="count")
-    temperature: float = override(0.6, help="sampling temperature; the authors tune it so that each query has ~10 "
-                                  "wrong responses")
-    positives_per_query: int = option(1, "correct trajectories per query in the positive set, 0 = all (1, as the "
-                                         "authors' code)", check="nonneg")
-    negative_top_p: float = option(0.5, "negative set: wrong answers by decreasing frequency, one trajectory each, "
-                                        "until they cover this share of the wrong responses", check="half_open_unit")
+    temperature: float = override(
+        0.6, help="sampling temperature; the authors tune it so that each query has ~10 wrong responses"
+    )
+    positives_per_query: int = option(
+        1, "correct trajectories per query in the positive set, 0 = all (1, as the authors' code)", check="nonneg"
+    )
+    negative_top_p: float = option(
+        0.5,
+        "negative set: wrong answers by decreasing frequency, one trajectory each, "
+        "until they cover this share of the wrong responses",
+        check="half_open_unit",
+    )
     # The CE models' LoRA training: the authors' settings.
     lora_r: int = override(8, help="LoRA rank")
     lora_alpha: int = override(16, help="LoRA alpha (scale alpha/r)")
     lora_dropout: float = override(0.1, help="LoRA dropout")
-    lora_targets: str = override("gate_proj,up_proj,down_proj", help="modules LoRA adapts: all-linear, or "
-                                 "comma-separated names such as q_proj,v_proj")
+    lora_targets: str = override(
+        "gate_proj,up_proj,down_proj",
+        help="modules LoRA adapts: all-linear, or comma-separated names such as q_proj,v_proj",
+    )
     learning_rate: float | None = override(3e-4, help="learning rate")
     train_batch_size: int = override(4, help="trajectories per training step and device")
-    max_length: int | None = override(None, help="truncate training sequences to this many tokens (default: no "
-                                      "truncation)")
+    max_length: int | None = override(
+        None, help="truncate training sequences to this many tokens (default: no truncation)"
+    )
     warmup_steps: float = option(0.0, "linear warmup: steps, or a ratio of all steps when below 1", check="nonneg")
     lr_scheduler: str = option("cosine", "learning-rate schedule (a transformers SchedulerType)")
     beta: float = option(1.0, "contrast strength beta", check="nonneg")
     score: Literal["all", "incorrect", "correct"] = option("all", "which trajectories to score")
     score_batch_size: int = option(8, "trajectories per scoring forward pass", check="count")
-    ray: str | None = override(None, help="sample the trajectories on Ray workers (training and scoring stay "
-                               "here): alone, start a local Ray instance; 'auto' or ray://HOST:PORT joins a running "
-                               "cluster (needs pts[ray])")
+    ray: str | None = override(
+        None,
+        help="sample the trajectories on Ray workers (training and scoring stay "
+        "here): alone, start a local Ray instance; 'auto' or ray://HOST:PORT joins a running "
+        "cluster (needs pts[ray])",
+    )
 
     @property
     def lora(self) -> LoraSettings:
         """The positive/negative models' fine-tuning settings."""
         targets = self.lora_target_list()
         return LoraSettings(
-            r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
             targets=(targets,) if isinstance(targets, str) else tuple(targets),
-            learning_rate=self.learning_rate if self.learning_rate is not None else 3e-4, epochs=self.epochs,
-            max_steps=-1 if self.max_steps is None else self.max_steps, batch_size=self.train_batch_size,
-            gradient_accumulation_steps=self.grad_accum, warmup_steps=self.warmup_steps,
-            lr_scheduler=self.lr_scheduler, max_length=self.max_length,
-            gradient_checkpointing=self.gradient_checkpointing)
+            learning_rate=self.learning_rate if self.learning_rate is not None else 3e-4,
+            epochs=self.epochs,
+            max_steps=-1 if self.max_steps is None else self.max_steps,
+            batch_size=self.train_batch_size,
+            gradient_accumulation_steps=self.grad_accum,
+            warmup_steps=self.warmup_steps,
+            lr_scheduler=self.lr_scheduler,
+            max_length=self.max_length,
+            gradient_checkpointing=self.gradient_checkpointing,
+        )
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
@@ -147,17 +179,27 @@ class ContrastConfig(options.ModelOptions, options.DataOptions, options.PromptOp
             from pts.distributed import check_ray_options
 
             if self.input_path is not None:
-                raise PTSError("--ray samples the trajectories on Ray workers; with --input-path there is nothing "
-                               "to sample (training and scoring run here)")
+                raise PTSError(
+                    "--ray samples the trajectories on Ray workers; with --input-path there is nothing "
+                    "to sample (training and scoring run here)"
+                )
             check_ray_options(self)
 
     def eval_settings(self):
         from pts.evaluate import EvalSettings
 
-        return EvalSettings(num_samples=self.num_trajectories, max_new_tokens=self.max_new_tokens,
-                            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p,
-                            seed=self.seed, system_prompt=self.system_prompt, chat_template=self.chat_template,
-                            early_stop=self.early_stop)
+        return EvalSettings(
+            num_samples=self.num_trajectories,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            seed=self.seed,
+            system_prompt=self.system_prompt,
+            chat_template=self.chat_template,
+            early_stop=self.early_stop,
+        )
 
     @property
     def trains(self) -> bool:
@@ -188,31 +230,41 @@ class ContrastSummary:
 
     def format(self) -> str:
         how = "sampled" if self.sampled else "read"
-        head = (f"trajectories: {self.trajectories} {how} for {self.queries} queries "
-                f"({self.correct} correct, {self.trajectories - self.correct} incorrect)")
+        head = (
+            f"trajectories: {self.trajectories} {how} for {self.queries} queries "
+            f"({self.correct} correct, {self.trajectories - self.correct} incorrect)"
+        )
         lines = [head]
         if "trajectories" in self.files:
             lines[-1] += f" -> {self.files['trajectories']}"
         if self.failed:
-            lines.append(f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try "
-                         f"(items {', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''})")
+            lines.append(
+                f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try "
+                f"(items {', '.join(self.failed[:5])}{', ...' if len(self.failed) > 5 else ''})"
+            )
         if "positive" in self.files:
-            lines.append(f"training sets: {self.positives} positive, {self.negatives} negative -> "
-                         f"{self.files['positive']}, {self.files['negative']}")
+            lines.append(
+                f"training sets: {self.positives} positive, {self.negatives} negative -> "
+                f"{self.files['positive']}, {self.files['negative']}"
+            )
         for role in ("positive", "negative"):
             if role in self.training:
                 t = self.training[role]
-                lines.append(f"{role} model: LoRA on {t['examples']} trajectories, {t['steps']} steps, "
-                             f"train loss {t['train_loss']:.3f} ({t['seconds']:.0f} s) -> {self.files[role + '_model']}")
+                lines.append(
+                    f"{role} model: LoRA on {t['examples']} trajectories, {t['steps']} steps, "
+                    f"train loss {t['train_loss']:.3f} ({t['seconds']:.0f} s) -> {self.files[role + '_model']}"
+                )
             else:
                 lines.append(f"{role} model: {getattr(self, role + '_model')}")
         means = []
         for label, v in (("correct", self.mean_score_correct), ("incorrect", self.mean_score_incorrect)):
             if v is not None:
                 means.append(f"{v:.3f} on {label}")
-        lines.append(f"scores: {self.scored} trajectories, {self.scored_tokens} tokens"
-                     + (f"; mean s_t {', '.join(means)} trajectories" if means else "")
-                     + f" -> {self.files.get('scores', '-')}")
+        lines.append(
+            f"scores: {self.scored} trajectories, {self.scored_tokens} tokens"
+            + (f"; mean s_t {', '.join(means)} trajectories" if means else "")
+            + f" -> {self.files.get('scores', '-')}"
+        )
         lines.append(f"time: {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -245,9 +297,16 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
     else:
         if config.trains or not has_token_ids(config.input_path):
             base = _load_base(config, base)
-        trajectories = read_trajectories(config.input_path, base[1] if base else None, query_key=config.query_key,
-                                         answer_key=config.answer_key, oracle=config.oracle, seed=config.seed,
-                                         system_prompt=config.system_prompt, chat_template=config.chat_template)
+        trajectories = read_trajectories(
+            config.input_path,
+            base[1] if base else None,
+            query_key=config.query_key,
+            answer_key=config.answer_key,
+            oracle=config.oracle,
+            seed=config.seed,
+            system_prompt=config.system_prompt,
+            chat_template=config.chat_template,
+        )
     summary.trajectories = len(trajectories)
     summary.correct = sum(t.correct for t in trajectories)
     summary.queries = len({t.group for t in trajectories})
@@ -255,16 +314,25 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
 
     positive, negative = config.positive_model, config.negative_model
     if config.trains:
-        pos_set, neg_set = select_training_sets(trajectories, positives_per_query=config.positives_per_query,
-                                                negative_top_p=config.negative_top_p, seed=config.seed)
+        pos_set, neg_set = select_training_sets(
+            trajectories,
+            positives_per_query=config.positives_per_query,
+            negative_top_p=config.negative_top_p,
+            seed=config.seed,
+        )
         summary.positives, summary.negatives = len(pos_set), len(neg_set)
-        hint = (f"; the trajectories are in {out / TRAJECTORIES_FILE}: rerun with --input-path on more of them"
-                if summary.sampled else "")
+        hint = (
+            f"; the trajectories are in {out / TRAJECTORIES_FILE}: rerun with --input-path on more of them"
+            if summary.sampled
+            else ""
+        )
         for role, chosen in (("positive", pos_set), ("negative", neg_set)):
             if getattr(config, role + "_model") is None and not chosen:
                 what = "correct" if role == "positive" else "incorrect (with an extractable answer)"
-                raise PTSError(f"no {what} trajectory to train the {role} model on: sample more "
-                               f"(--num-trajectories), use more queries or an easier dataset{hint}")
+                raise PTSError(
+                    f"no {what} trajectory to train the {role} model on: sample more "
+                    f"(--num-trajectories), use more queries or an easier dataset{hint}"
+                )
         base = _load_base(config, base)
         model, tok, spec = base
         _write_jsonl(out / POSITIVE_FILE, training_rows(pos_set, tok))
@@ -276,8 +344,17 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
             target = out / (POSITIVE_ADAPTER if role == "positive" else NEGATIVE_ADAPTER)
             _make_dir(out)
             log.info("training the %s model (LoRA) on %d trajectories", role, len(chosen))
-            model, stats = train_lora(model, tok, chosen, target, config.lora, base_model=spec, role=role,
-                                      seed=config.seed, progress=config.progress)
+            model, stats = train_lora(
+                model,
+                tok,
+                chosen,
+                target,
+                config.lora,
+                base_model=spec,
+                role=role,
+                seed=config.seed,
+                progress=config.progress,
+            )
             summary.training[role] = stats
             summary.files[role + "_model"] = str(target)
             if role == "positive":
@@ -287,14 +364,15 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
         base = (model, tok, spec)
     summary.positive_model, summary.negative_model = positive, negative
 
-    chosen = [t for t in trajectories
-              if config.score == "all" or t.correct == (config.score == "correct")]
+    chosen = [t for t in trajectories if config.score == "all" or t.correct == (config.score == "correct")]
     scorer, base = load_scorer(positive, negative, base, device=config.device, dtype=config.dtype)
     log.info("scoring %d trajectories with beta %g", len(chosen), config.beta)
     tok = base[1] if base else None
     results = scorer.score(chosen, beta=config.beta, batch_size=config.score_batch_size, progress=config.progress)
-    rows = [score_record(t, r, tok, beta=config.beta, model=config.model, positive=positive, negative=negative)
-            for t, r in zip(chosen, results)]
+    rows = [
+        score_record(t, r, tok, beta=config.beta, model=config.model, positive=positive, negative=negative)
+        for t, r in zip(chosen, results)
+    ]
     _write_jsonl(out / SCORES_FILE, rows)
     summary.files["scores"] = str(out / SCORES_FILE)
     summary.scored = len(rows)
@@ -326,8 +404,9 @@ def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tupl
 
         result, lost = evaluate_on_workers(config, config.model, tasks, config.eval_settings(), engine=engine)
         return trajectories_from_eval(result), None, [t.item_id for t in lost]
-    engine = engine or make_engine(config.model, engine=config.engine, device=config.device,
-                                   dtype=config.dtype, batch_size=config.batch_size)
+    engine = engine or make_engine(
+        config.model, engine=config.engine, device=config.device, dtype=config.dtype, batch_size=config.batch_size
+    )
     result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
     return trajectories_from_eval(result), engine, []
 
@@ -353,8 +432,10 @@ def _prepare_output_dir(out: Path, planned: list[Path], overwrite: bool) -> None
         raise PTSError(f"cannot create --output-dir {out}: directory {parent} does not exist")
     existing = [p for p in planned if p.exists()]
     if existing and not overwrite:
-        raise PTSError(f"{existing[0]} already exists; pass --overwrite, or reuse it (--input-path for "
-                       "trajectories, --positive-model/--negative-model for adapters)")
+        raise PTSError(
+            f"{existing[0]} already exists; pass --overwrite, or reuse it (--input-path for "
+            "trajectories, --positive-model/--negative-model for adapters)"
+        )
     where = out if out.exists() else parent
     if not os.access(where, os.W_OK | os.X_OK):
         raise PTSError(f"cannot write into --output-dir {out}: {where} is not writable")

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from pts import options
-from pts.errors import PTSError
-from pts.progress import Ticker, progress_bar
 from pts.engines import check_engine
+from pts.errors import PTSError
 from pts.options import option, override
+from pts.progress import Ticker, progress_bar
 from pts.search.critical.query import QueryOutcome
 from pts.search.critical.settings import CriticalSettings
 from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
@@ -43,30 +43,44 @@ HELP = "find critical tokens in incorrect trajectories by rollout sampling (cDPO
 """The command's one line in ``pts --help``."""
 
 
-
 @options.config
-class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
-                     options.PromptOptions, options.SamplingOptions, options.ResumableOutputOptions,
-                     options.RayOptions):
+class CriticalConfig(
+    CriticalSettings,
+    options.ModelOptions,
+    options.DataOptions,
+    options.EngineOptions,
+    options.PromptOptions,
+    options.SamplingOptions,
+    options.ResumableOutputOptions,
+    options.RayOptions,
+):
     """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
 
-    input_path: str | None = option(None, "JSONL of {query, answer, response} rows to analyse instead of sampling "
-                                          "from --dataset (an optional response_ids list is used as the exact "
-                                          "tokens)")
+    input_path: str | None = option(
+        None,
+        "JSONL of {query, answer, response} rows to analyse instead of sampling "
+        "from --dataset (an optional response_ids list is used as the exact "
+        "tokens)",
+    )
     response_key: str = option("response", "field of --input-path rows holding the incorrect response")
     max_examples: int | None = override(100, help="analyse at most this many queries (or --input-path rows)")
-    num_trajectories: int = option(8, "responses sampled per query; the ones the oracle rejects are analysed",
-                                   check="count")
-    max_trajectories: int | None = option(None, "stop once this many incorrect trajectories have been analysed",
-                                          check="count")
-    min_prob: float = option(0.0, "analyse only queries whose sampled responses are correct at least this often "
-                                  "(0.1 with 8 samples: at least one correct, like the paper's DPO pairs)",
-                             check="unit")
+    num_trajectories: int = option(
+        8, "responses sampled per query; the ones the oracle rejects are analysed", check="count"
+    )
+    max_trajectories: int | None = option(
+        None, "stop once this many incorrect trajectories have been analysed", check="count"
+    )
+    min_prob: float = option(
+        0.0,
+        "analyse only queries whose sampled responses are correct at least this often "
+        "(0.1 with 8 samples: at least one correct, like the paper's DPO pairs)",
+        check="unit",
+    )
     max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
-    output_path: str = override("critical_tokens.jsonl", help="JSONL file the critical-token records are appended "
-                                "to")
-    parallel: int = option(4, "queries analysed at once (per Ray worker with --ray); their rollouts share engine "
-                              "calls", check="count")
+    output_path: str = override("critical_tokens.jsonl", help="JSONL file the critical-token records are appended to")
+    parallel: int = option(
+        4, "queries analysed at once (per Ray worker with --ray); their rollouts share engine calls", check="count"
+    )
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
@@ -77,8 +91,9 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
             if not path.is_file():
                 raise PTSError(f"input file not found: {self.input_path}")
             if path.suffix.lower() != ".jsonl":
-                raise PTSError(f"--input-path must be a .jsonl file of {{query, answer, response}} rows, "
-                               f"got {self.input_path}")
+                raise PTSError(
+                    f"--input-path must be a .jsonl file of {{query, answer, response}} rows, got {self.input_path}"
+                )
         if self.ray is not None:
             from pts.distributed import check_ray_options
 
@@ -95,9 +110,28 @@ class CriticalConfig(CriticalSettings, options.ModelOptions, options.DataOptions
 
     def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
         """The options that change what a run writes: resuming with other values is refused."""
-        keep = ("input_path", "response_key", "num_trajectories", "min_prob", "rollouts", "mode", "low_threshold",
-                "probe_samples", "verify_stride", "verify_full", "pass_at_k", "max_new_tokens", "system_prompt", "chat_template",
-                "early_stop", "temperature", "top_p", "top_k", "min_p", "seed")
+        keep = (
+            "input_path",
+            "response_key",
+            "num_trajectories",
+            "min_prob",
+            "rollouts",
+            "mode",
+            "low_threshold",
+            "probe_samples",
+            "verify_stride",
+            "verify_full",
+            "pass_at_k",
+            "max_new_tokens",
+            "system_prompt",
+            "chat_template",
+            "early_stop",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "seed",
+        )
         return {"model_id": model_id, "dataset_id": dataset_id, **{k: getattr(self, k) for k in keep}}
 
 
@@ -168,8 +202,10 @@ class CriticalSummary:
         lines = [
             queries + f", {self.resumed} already done",
             f"trajectories: {self.trajectories} incorrect trajectories scored ({self.mode}, K={self.rollouts_k})",
-            (f"critical tokens: {self.found} found ({self.rules.get('first_zero_then_low', 0)} first_zero_then_low, "
-             f"{self.rules.get('last_zero', 0)} last_zero), {self.rules.get('none', 0)} trajectories without one"),
+            (
+                f"critical tokens: {self.found} found ({self.rules.get('first_zero_then_low', 0)} first_zero_then_low, "
+                f"{self.rules.get('last_zero', 0)} last_zero), {self.rules.get('none', 0)} trajectories without one"
+            ),
         ]
         with_k, without_k = self.mean_pass_at_k("with"), self.mean_pass_at_k("without")
         if with_k:
@@ -179,15 +215,23 @@ class CriticalSummary:
                 w = f"{with_k[k - 1]:.3f}"
                 wo = f"{without_k[k - 1]:.3f}" if len(without_k) >= k else "n/a"
                 parts.append(f"k={k} {w} / {wo}")
-            lines.append(f"Pass@k keeping / replacing the critical token (mean of {len(self.with_curves)}): "
-                         + ", ".join(parts))
+            lines.append(
+                f"Pass@k keeping / replacing the critical token (mean of {len(self.with_curves)}): " + ", ".join(parts)
+            )
         lines += [
-            (f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
-             f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
-             f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"),
+            (
+                f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
+                f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
+                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+            ),
         ]
-        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed,
-                            stopped="--max-trajectories" if self.stopped_at_max_trajectories else None)
+        return summary_text(
+            lines,
+            seconds=self.seconds,
+            output=self.output_path,
+            failed=self.failed,
+            stopped="--max-trajectories" if self.stopped_at_max_trajectories else None,
+        )
 
 
 def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> CriticalSummary:
@@ -219,16 +263,22 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
         else:
             pool = LocalPool(critical_work(config), engine)
         model_id, distribution = pool.model_id, pool.next_token_logprobs
-        store = RunStore(config.output_path, config.result_settings(model_id, tasks[0].dataset_id),
-                         resume=config.resume, overwrite=config.overwrite, lock=lock)
+        store = RunStore(
+            config.output_path,
+            config.result_settings(model_id, tasks[0].dataset_id),
+            resume=config.resume,
+            overwrite=config.overwrite,
+            lock=lock,
+        )
     except BaseException:
         if pool is not None:
             pool.close()
         lock.release()
         raise
     if settings.pass_at_k_samples and not distribution:
-        log.warning("engine %s gives no next-token distribution: Pass@k without the critical token is skipped",
-                    model_id)
+        log.warning(
+            "engine %s gives no next-token distribution: Pass@k without the critical token is skipped", model_id
+        )
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
     todo = [t for t in tasks if not store.is_done(t.item_id)]
     summary.resumed = len(tasks) - len(todo)
@@ -237,9 +287,16 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
 
     def finish(_: Any, result: QueryOutcome) -> None:
         if result.status != "no_room":
-            store.write_item(result.item_id, [r.to_dict() for r in result.records],
-                             {"status": result.status, "p_initial": result.p_initial,
-                              "trajectories": len(result.records), "rollouts": result.rollouts})
+            store.write_item(
+                result.item_id,
+                [r.to_dict() for r in result.records],
+                {
+                    "status": result.status,
+                    "p_initial": result.p_initial,
+                    "trajectories": len(result.records),
+                    "rollouts": result.rollouts,
+                },
+            )
         summary.add(result)
         summary.seconds = time.perf_counter() - start
         bar.update(1)
@@ -252,11 +309,20 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     units = [(t, response(t), None) for t in todo]
     take = TakeQuota(config.max_trajectories, finish, summary)
     commit = InOrder(units, take, key=lambda unit: unit[0].item_id)
-    ticker = Ticker(bar, pool.counters, lambda: (summary.rollouts, summary.rollout_tokens),
-                    lambda: f"trajectories {summary.trajectories}, critical {summary.found}") if config.progress else None
+    ticker = (
+        Ticker(
+            bar,
+            pool.counters,
+            lambda: (summary.rollouts, summary.rollout_tokens),
+            lambda: f"trajectories {summary.trajectories}, critical {summary.found}",
+        )
+        if config.progress
+        else None
+    )
     try:
-        failed = pool.map(units, commit, stop=lambda: summary.stopped_at_max_trajectories or commit.out_again,
-                          on_failure=commit.skip)
+        failed = pool.map(
+            units, commit, stop=lambda: summary.stopped_at_max_trajectories or commit.out_again, on_failure=commit.skip
+        )
         summary.failed = [unit[0].item_id for unit in failed]
     finally:
         if ticker is not None:
@@ -325,17 +391,27 @@ def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
         raise PTSError(f"{config.input_path} is empty")
     columns = list(dict.fromkeys(k for r in rows[:100] for k in r))
     if config.response_key not in columns:
-        raise PTSError(f"no {config.response_key!r} field in {config.input_path}; available columns: "
-                       f"{', '.join(columns)} (set --response-key)")
+        raise PTSError(
+            f"no {config.response_key!r} field in {config.input_path}; available columns: "
+            f"{', '.join(columns)} (set --response-key)"
+        )
     answer_key = config.answer_key
     if answer_key is None:
         answer_key = next((k for k in ANSWER_KEYS if k in columns and k != config.response_key), None)
         if answer_key is None:
-            raise PTSError(f"no answer field in {config.input_path} (looked for "
-                           f"{', '.join(k for k in ANSWER_KEYS if k != config.response_key)}); name one with --answer-key")
-    tasks = load_tasks(config.input_path, query_key=config.query_key, answer_key=answer_key,  # type: ignore[arg-type]
-                       sample_size=config.sample_size, max_examples=config.max_examples, seed=config.seed,
-                       oracle=config.oracle)
+            raise PTSError(
+                f"no answer field in {config.input_path} (looked for "
+                f"{', '.join(k for k in ANSWER_KEYS if k != config.response_key)}); name one with --answer-key"
+            )
+    tasks = load_tasks(
+        config.input_path,
+        query_key=config.query_key,
+        answer_key=answer_key,  # type: ignore[arg-type]
+        sample_size=config.sample_size,
+        max_examples=config.max_examples,
+        seed=config.seed,
+        oracle=config.oracle,
+    )
     responses: dict[str, Any] = {}
     for task in tasks:
         row = rows[task.metadata["source_index"]]
@@ -346,8 +422,7 @@ def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
             responses[task.item_id] = row[config.response_key]
     missing = [t for t in tasks if t.item_id not in responses]
     if missing:
-        log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path,
-                    config.response_key)
+        log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path, config.response_key)
     tasks = [t for t in tasks if t.item_id in responses]
     if not tasks:
         raise PTSError(f"no row of {config.input_path} has a {config.response_key!r} value")

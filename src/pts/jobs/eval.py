@@ -17,34 +17,55 @@ from pts import options
 from pts.engines import check_engine
 from pts.options import option, override
 
-
-
-HELP = ("accuracy and pass@k of a model (alias, Hub id, HF directory, .gguf, LoRA adapter directory) on a "
-        "dataset, judged by each task's oracle; --compare for a paired comparison on the same prompts and seeds")
+HELP = (
+    "accuracy and pass@k of a model (alias, Hub id, HF directory, .gguf, LoRA adapter directory) on a "
+    "dataset, judged by each task's oracle; --compare for a paired comparison on the same prompts and seeds"
+)
 """The command's one line in ``pts --help``."""
 
+
 @options.config
-class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOptions, options.PromptOptions,
-                 options.SamplingOptions, options.OutputOptions, options.RayOptions):
+class EvalConfig(
+    options.ModelOptions,
+    options.DataOptions,
+    options.EngineOptions,
+    options.PromptOptions,
+    options.SamplingOptions,
+    options.OutputOptions,
+    options.RayOptions,
+):
     """Every option of ``pts eval``."""
 
-    model: str = override(options.DEFAULT_MODEL, help="model to evaluate: alias (smollm2-135m, gemma3-270m), Hub id, "
-                          "local HF directory (e.g. a merged output), .gguf file, or a PEFT/LoRA adapter directory "
-                          "(adapter_config.json; its base model is loaded and the adapter applied)")
-    compare: list[str] = option(default_factory=list, help="more models evaluated on the same queries, prompts and "
-                                "sampling seeds, each compared with --model (and with each other) query by query "
-                                "(paired difference, sign test)", metavar="MODEL")
-    base_model: str | None = option(None, "base model of adapter directories (default: the one recorded in the "
-                                          "adapter)")
+    model: str = override(
+        options.DEFAULT_MODEL,
+        help="model to evaluate: alias (smollm2-135m, gemma3-270m), Hub id, "
+        "local HF directory (e.g. a merged output), .gguf file, or a PEFT/LoRA adapter directory "
+        "(adapter_config.json; its base model is loaded and the adapter applied)",
+    )
+    compare: list[str] = option(
+        default_factory=list,
+        help="more models evaluated on the same queries, prompts and "
+        "sampling seeds, each compared with --model (and with each other) query by query "
+        "(paired difference, sign test)",
+        metavar="MODEL",
+    )
+    base_model: str | None = option(
+        None, "base model of adapter directories (default: the one recorded in the adapter)"
+    )
     max_examples: int | None = override(None, help="evaluate at most this many queries (default: all)")
-    num_samples: int | None = option(None, "responses per query; pass@k is reported for k = 1..N "
-                                           "(default: 1 with --greedy, else 4)", check="count")
-    k: list[int] | None = option(None, "report pass@k only for these k (each at most --num-samples)", check="count",
-                                 metavar="K")
+    num_samples: int | None = option(
+        None, "responses per query; pass@k is reported for k = 1..N (default: 1 with --greedy, else 4)", check="count"
+    )
+    k: list[int] | None = option(
+        None, "report pass@k only for these k (each at most --num-samples)", check="count", metavar="K"
+    )
     greedy: bool = option(False, "greedy decoding (temperature 0, one sample per query)")
     engine: str = override("hf", help="generation engine")
-    output_path: str | None = override(None, help="JSONL file of every response with its token ids, extracted "
-                                       "answer and verdict (one row per sample and model; replaced atomically)")
+    output_path: str | None = override(
+        None,
+        help="JSONL file of every response with its token ids, extracted "
+        "answer and verdict (one row per sample and model; replaced atomically)",
+    )
     summary_path: str | None = option(None, "JSON file of the summary (and comparisons)")
 
     def settings(self):
@@ -53,10 +74,18 @@ class EvalConfig(options.ModelOptions, options.DataOptions, options.EngineOption
 
         num_samples = self.num_samples if self.num_samples is not None else (1 if self.greedy else 4)
         return EvalSettings(
-            num_samples=num_samples, max_new_tokens=self.max_new_tokens,
-            temperature=0.0 if self.greedy else self.temperature, top_p=self.top_p, top_k=self.top_k,
-            min_p=self.min_p, seed=self.seed, system_prompt=self.system_prompt, chat_template=self.chat_template,
-            early_stop=self.early_stop, ks=tuple(self.k) if self.k else None)
+            num_samples=num_samples,
+            max_new_tokens=self.max_new_tokens,
+            temperature=0.0 if self.greedy else self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            seed=self.seed,
+            system_prompt=self.system_prompt,
+            chat_template=self.chat_template,
+            early_stop=self.early_stop,
+            ks=tuple(self.k) if self.k else None,
+        )
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
@@ -87,12 +116,16 @@ class EvalSummary:
     def format(self) -> str:
         parts = [] if len(self.results) > 1 else [self.results[0].format()]
         if self.failed:
-            parts.append(f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try, "
-                         f"left out of every model's result (items {', '.join(self.failed[:5])}"
-                         f"{', ...' if len(self.failed) > 5 else ''})")
+            parts.append(
+                f"skipped: {len(self.failed)} queries whose batch killed its Ray worker on every try, "
+                f"left out of every model's result (items {', '.join(self.failed[:5])}"
+                f"{', ...' if len(self.failed) > 5 else ''})"
+            )
         if self.comparisons:
-            parts.append("paired comparison (same queries, prompts and seeds):\n"
-                         + "\n".join("  " + c.format() for c in self.comparisons))
+            parts.append(
+                "paired comparison (same queries, prompts and seeds):\n"
+                + "\n".join("  " + c.format() for c in self.comparisons)
+            )
         if self.output_path:
             parts.append(f"responses: {self.output_path}")
         if self.summary_path:
@@ -100,8 +133,13 @@ class EvalSummary:
         return "\n".join(parts)
 
 
-def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None,
-        engines: Mapping[str, Any] | None = None, tasks: list[Any] | None = None) -> EvalSummary:
+def run(
+    config: EvalConfig,
+    *,
+    echo: Callable[[str], None] | None = None,
+    engines: Mapping[str, Any] | None = None,
+    tasks: list[Any] | None = None,
+) -> EvalSummary:
     """Evaluate ``config.model`` and every ``config.compare`` model; ``echo`` gets each result as it finishes.
 
     ``engines`` maps model specs to engines used instead of loading them (with
@@ -130,9 +168,14 @@ def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None,
                 result, lost = evaluate_on_workers(config, spec, tasks, settings, engine=engines.get(spec))
                 failed.update(t.item_id for t in lost)
             else:
-                engine = engines.get(spec) or make_engine(spec, engine=config.engine, device=config.device,
-                                                          dtype=config.dtype, batch_size=config.batch_size,
-                                                          base_model=config.base_model)
+                engine = engines.get(spec) or make_engine(
+                    spec,
+                    engine=config.engine,
+                    device=config.device,
+                    dtype=config.dtype,
+                    batch_size=config.batch_size,
+                    base_model=config.base_model,
+                )
                 result = evaluate(engine, tasks, settings, progress=config.progress)
                 del engine  # one model in memory at a time
             summary.results.append(result)
@@ -145,8 +188,9 @@ def run(config: EvalConfig, *, echo: Callable[[str], None] | None = None,
     # Each --compare model against --model, then the --compare models against each other.
     results = summary.results
     summary.comparisons = [compare(results[0], r) for r in results[1:]]
-    summary.comparisons += [compare(results[i], results[j])
-                            for i in range(1, len(results)) for j in range(i + 1, len(results))]
+    summary.comparisons += [
+        compare(results[i], results[j]) for i in range(1, len(results)) for j in range(i + 1, len(results))
+    ]
     if config.output_path:
         with atomic_write(config.output_path) as f:
             for r in results:

@@ -31,8 +31,11 @@ HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or 
 
 # The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
 EXPORT_FORMATS = ("dpo", "steering", "control-vector")
-DEFAULT_OUTPUT = {"dpo": "dpo_dataset.jsonl", "steering": "steering_vectors.jsonl",
-                  "control-vector": "control_vector.gguf"}
+DEFAULT_OUTPUT = {
+    "dpo": "dpo_dataset.jsonl",
+    "steering": "steering_vectors.jsonl",
+    "control-vector": "control_vector.gguf",
+}
 
 
 @options.config
@@ -41,40 +44,64 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
 
     input_path: str = option(help="pivotal-token JSONL written by `pts run` or the original PTS tool")
     format: str = option(help="what to write", choices=EXPORT_FORMATS)
-    output_path: str | None = override(None, help="output file (default: dpo_dataset.jsonl, steering_vectors.jsonl "
-                                       "or control_vector.gguf)")
-    model: str | None = override(None, help="model for tokens, activations and counterpart rollouts (default: the "
-                                 "records' model_id)")
-    batch_size: int | None = option(None, "contexts per forward pass for steering/control-vector (default: 8); rows "
-                                          "decoded at once for --find-rejected-tokens (default: 64)", check="count")
+    output_path: str | None = override(
+        None, help="output file (default: dpo_dataset.jsonl, steering_vectors.jsonl or control_vector.gguf)"
+    )
+    model: str | None = override(
+        None, help="model for tokens, activations and counterpart rollouts (default: the records' model_id)"
+    )
+    batch_size: int | None = option(
+        None,
+        "contexts per forward pass for steering/control-vector (default: 8); rows "
+        "decoded at once for --find-rejected-tokens (default: 64)",
+        check="count",
+    )
     seed: int = option(42, "random seed")
-    min_prob_delta: float = option(0.1, "least |prob_delta| of an exported pivot, and least p(success) gap of a DPO "
-                                        "pair", check="unit")
-    dataset: str | None = override(None, help="for --find-rejected-tokens: the dataset the records were searched "
-                                   "on, as in `pts run` (default: the records' own rg: or file dataset)")
-    progress: bool = override(True, help="show the plan and a progress bar while --find-rejected-tokens measures "
-                              "counterparts")
+    min_prob_delta: float = option(
+        0.1, "least |prob_delta| of an exported pivot, and least p(success) gap of a DPO pair", check="unit"
+    )
+    dataset: str | None = override(
+        None,
+        help="for --find-rejected-tokens: the dataset the records were searched "
+        "on, as in `pts run` (default: the records' own rg: or file dataset)",
+    )
+    progress: bool = override(
+        True, help="show the plan and a progress bar while --find-rejected-tokens measures counterparts"
+    )
     # dpo
     chat: bool = option(False, "dpo: write TRL's conversational form (prompt messages, assistant completions)")
     balance: bool = option(False, "dpo: as many pairs from positive as from negative pivots")
     max_pairs: int | None = option(None, "dpo: write at most this many pairs", check="count")
-    gap_confidence: float = option(0.9, "dpo: confidence level at which a pair's p(success) gap must exclude zero "
-                                        "for metadata.counterpart_verified", check="open_unit")
-    min_counterpart_samples: int = option(2, "dpo: rollouts a recorded first token needs to serve as a counterpart",
-                                          check="count")
-    find_rejected_tokens: bool = option(False, "dpo: for pivots without a recorded counterpart, estimate the "
-                                               "model's top next tokens with the dataset's oracle")
+    gap_confidence: float = option(
+        0.9,
+        "dpo: confidence level at which a pair's p(success) gap must exclude zero for metadata.counterpart_verified",
+        check="open_unit",
+    )
+    min_counterpart_samples: int = option(
+        2, "dpo: rollouts a recorded first token needs to serve as a counterpart", check="count"
+    )
+    find_rejected_tokens: bool = option(
+        False,
+        "dpo: for pivots without a recorded counterpart, estimate the "
+        "model's top next tokens with the dataset's oracle",
+    )
     num_candidates: int = option(10, "dpo: next tokens estimated per pivot", check="count")
-    num_samples: int | None = option(None, "dpo: rollouts per candidate estimate (default: the records' search "
-                                           "setting, else 10)", check="count")
-    max_new_tokens: int | None = option(None, "dpo: token budget of a response in those rollouts (default: the "
-                                              "records' search setting)", check="count")
+    num_samples: int | None = option(
+        None, "dpo: rollouts per candidate estimate (default: the records' search setting, else 10)", check="count"
+    )
+    max_new_tokens: int | None = option(
+        None, "dpo: token budget of a response in those rollouts (default: the records' search setting)", check="count"
+    )
     # steering / control-vector
-    layer_nums: list[str] | None = option(None, "steering/control-vector: decoder layers to read (0-based): "
-                                                "19,23,27 or 19 23 27 or 10-20 (default: 60%%, 75%% and 90%% of the "
-                                                "model's depth)")
-    select_layer: int | None = option(None, "steering: layer written as steering_vector/steering_layer (default: "
-                                            "the first of --layer-nums)")
+    layer_nums: list[str] | None = option(
+        None,
+        "steering/control-vector: decoder layers to read (0-based): "
+        "19,23,27 or 19 23 27 or 10-20 (default: 60%%, 75%% and 90%% of the "
+        "model's depth)",
+    )
+    select_layer: int | None = option(
+        None, "steering: layer written as steering_vector/steering_layer (default: the first of --layer-nums)"
+    )
     num_clusters: int = option(10, "steering: k-means clusters", check="count")
     pca_components: int = option(50, "steering: PCA dimensions before clustering", check="count")
     # hub
@@ -115,8 +142,9 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def run(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
-           tasks: Sequence[Any] | None = None) -> ExportSummary:
+def run(
+    config: ExportConfig, *, loaded: Any = None, engine: Any = None, tasks: Sequence[Any] | None = None
+) -> ExportSummary:
     """Read ``config.input_path``, write ``config.format`` to the output path; one-line PTSError on bad input.
 
     ``loaded`` (a :class:`pts.models.LoadedModel`) replaces loading ``config.model``;
@@ -155,9 +183,14 @@ def run(config: ExportConfig, *, loaded: Any = None, engine: Any = None,
         from pts.hub import push_dataset
 
         try:
-            summary.url = push_dataset(output, config.hf_repo_id, private=config.private,
-                                       model=config.model or default_model(pivots), fmt=config.format,
-                                       command=config.command or command_line(config))
+            summary.url = push_dataset(
+                output,
+                config.hf_repo_id,
+                private=config.private,
+                model=config.model or default_model(pivots),
+                fmt=config.format,
+                command=config.command or command_line(config),
+            )
         except PTSError as e:
             raise PTSError(f"{e} (the export itself is written: {output})") from None
     return summary
@@ -193,7 +226,9 @@ def load_tokenizer(spec: str) -> Any:
     alias = models.resolve_alias(spec)
     path = Path(spec).expanduser()
     try:
-        gguf_file = alias.locate() if alias is not None else (path if path.suffix == ".gguf" and path.is_file() else None)
+        gguf_file = (
+            alias.locate() if alias is not None else (path if path.suffix == ".gguf" and path.is_file() else None)
+        )
     except ImportError:
         gguf_file = None
     try:
@@ -212,8 +247,9 @@ def _warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
         log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
 
 
-def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any, engine: Any,
-                tasks: Sequence[Any] | None) -> ExportSummary:
+def _export_dpo(
+    config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any, engine: Any, tasks: Sequence[Any] | None
+) -> ExportSummary:
     from pts.export.dpo import (
         CounterpartFinder,
         DPOSettings,
@@ -222,11 +258,20 @@ def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, lo
         write_pairs,
     )
 
-    settings = DPOSettings(min_prob_delta=config.min_prob_delta, min_counterpart_samples=config.min_counterpart_samples,
-                           balance=config.balance, max_pairs=config.max_pairs, seed=config.seed,
-                           find_rejected_tokens=config.find_rejected_tokens, num_candidates=config.num_candidates,
-                           num_samples=config.num_samples, max_new_tokens=config.max_new_tokens, chat=config.chat,
-                           gap_confidence=config.gap_confidence, progress=config.progress)
+    settings = DPOSettings(
+        min_prob_delta=config.min_prob_delta,
+        min_counterpart_samples=config.min_counterpart_samples,
+        balance=config.balance,
+        max_pairs=config.max_pairs,
+        seed=config.seed,
+        find_rejected_tokens=config.find_rejected_tokens,
+        num_candidates=config.num_candidates,
+        num_samples=config.num_samples,
+        max_new_tokens=config.max_new_tokens,
+        chat=config.chat,
+        gap_confidence=config.gap_confidence,
+        progress=config.progress,
+    )
     settings.validate()
     finder, by_pivot = None, None
     if settings.find_rejected_tokens:
@@ -234,8 +279,10 @@ def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, lo
         tasks = list(tasks) if tasks is not None else _load_tasks(config, pivots)
         by_pivot = match_tasks(pivots, tasks)
         if not by_pivot:
-            raise PTSError("--find-rejected-tokens: no record matches an item of the dataset (by dataset id and item "
-                           "id, or by query); pass the --dataset the records were searched on")
+            raise PTSError(
+                "--find-rejected-tokens: no record matches an item of the dataset (by dataset id and item "
+                "id, or by query); pass the --dataset the records were searched on"
+            )
         if engine is None:
             from pts.engines.hf import HFEngine
 
@@ -248,7 +295,9 @@ def _export_dpo(config: ExportConfig, pivots: list[PivotRecord], output: str, lo
     redone = attach_token_ids(pivots, tokenizer)
     rows, report = build_pairs(pivots, tokenizer, settings, finder=finder, tasks=by_pivot)
     if redone:
-        report.notes.append(f"{redone} contexts had no usable token ids and were tokenized again (metadata.retokenized)")
+        report.notes.append(
+            f"{redone} contexts had no usable token ids and were tokenized again (metadata.retokenized)"
+        )
     if not rows:
         hint = "" if settings.find_rejected_tokens else "; --find-rejected-tokens --dataset DATASET measures more"
         raise PTSError(f"no DPO pairs from {report.pivots} pivotal tokens ({report.skipped_text()}){hint}")
@@ -267,10 +316,19 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
             spec = candidate
             log.info("measuring counterparts with the oracle of the records' dataset %s", spec)
     if spec is None:
-        raise PTSError("--find-rejected-tokens measures candidate tokens with the dataset's oracle, and the records "
-                       "do not name a dataset that can be loaded here: pass --dataset (and --oracle if needed)")
-    return load_tasks(spec, config=config.config, split=config.split, query_key=config.query_key,
-                      answer_key=config.answer_key, seed=config.seed, oracle=config.oracle)
+        raise PTSError(
+            "--find-rejected-tokens measures candidate tokens with the dataset's oracle, and the records "
+            "do not name a dataset that can be loaded here: pass --dataset (and --oracle if needed)"
+        )
+    return load_tasks(
+        spec,
+        config=config.config,
+        split=config.split,
+        query_key=config.query_key,
+        answer_key=config.answer_key,
+        seed=config.seed,
+        oracle=config.oracle,
+    )
 
 
 def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
@@ -293,9 +351,15 @@ def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str
     )
     from pts.steering.layers import check_layers, decoder_layers
 
-    settings = SteeringSettings(layer_nums=config.layers(), select_layer=config.select_layer,
-                                num_clusters=config.num_clusters, pca_components=config.pca_components,
-                                batch_size=config.batch_size or 8, min_prob_delta=config.min_prob_delta, seed=config.seed)
+    settings = SteeringSettings(
+        layer_nums=config.layers(),
+        select_layer=config.select_layer,
+        num_clusters=config.num_clusters,
+        pca_components=config.pca_components,
+        batch_size=config.batch_size or 8,
+        min_prob_delta=config.min_prob_delta,
+        seed=config.seed,
+    )
     settings.validate()
     kept = [p for p in pivots if abs(p.prob_delta) >= config.min_prob_delta - 1e-9]
     if not kept:
@@ -327,42 +391,61 @@ def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str
     positive = np.array([p.is_positive for p in kept], dtype=bool)
     directions = {layer: contrast(acts[layer], positive) for layer in layers}
     hint = getattr(loaded.model.config, "model_type", "") or ""
-    ControlVector(directions, hint).to_gguf(output, extra={
-        "model_id": loaded.model_id, "method": "mean_difference", "positive_pivots": int(positive.sum()),
-        "negative_pivots": int((~positive).sum())})
+    ControlVector(directions, hint).to_gguf(
+        output,
+        extra={
+            "model_id": loaded.model_id,
+            "method": "mean_difference",
+            "positive_pivots": int(positive.sum()),
+            "negative_pivots": int((~positive).sum()),
+        },
+    )
     norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
     details = f"model_hint {hint}; {positive.sum()} positive vs {(~positive).sum()} negative pivots; norms {norms}"
     return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
 
 
-def _write_steering(pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int,
-                    settings: Any, note: str) -> ExportSummary:
+def _write_steering(
+    pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int, settings: Any, note: str
+) -> ExportSummary:
     """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
     from pts.export.steering import context_activations, merge_contexts, steering_records
     from pts.store import write_jsonl
 
     contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
     if not contexts:
-        raise PTSError(f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
-                       f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context")
-    acts, baseline = context_activations(loaded.model, [c.lead.context_ids for c in contexts], layers,
-                                         batch_size=settings.batch_size)
+        raise PTSError(
+            f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
+            f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context"
+        )
+    acts, baseline = context_activations(
+        loaded.model, [c.lead.context_ids for c in contexts], layers, batch_size=settings.batch_size
+    )
     records = steering_records(contexts, loaded.tokenizer, acts, baseline, select, settings)
     write_jsonl(output, records)
     patterns = sorted({r["reasoning_pattern"] for r in records})
-    lines = [f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
-             f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
-             f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
-             f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
-             f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
-             f"the folder holding this file: datasets.load_dataset(FOLDER)",
-             note]
+    lines = [
+        f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
+        f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
+        f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
+        f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
+        f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
+        f"the folder holding this file: datasets.load_dataset(FOLDER)",
+        note,
+    ]
     return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
 
 
-__all__ = ["DEFAULT_OUTPUT", "EXPORT_FORMATS", "ExportConfig", "ExportSummary", "PivotRecord", "load_tokenizer", "run",
-           "read_pivots"]
-
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "EXPORT_FORMATS",
+    "ExportConfig",
+    "ExportSummary",
+    "PivotRecord",
+    "load_tokenizer",
+    "run",
+    "read_pivots",
+]
 
 
 def command_line(config) -> str:

@@ -11,29 +11,35 @@ from dataclasses import dataclass
 from pts import formats, options
 from pts.options import option
 
-
-
 HELP = "upload a pts output file (pivotal tokens, DPO pairs, steering or control vectors) to a Hub dataset repo"
 """The command's one line in ``pts --help``."""
+
 
 @options.config
 class PushConfig:
     """Every option of ``pts push``."""
 
-    input_path: str = option(help="file to upload: pts run records, a pts export output (.jsonl) or a control "
-                                  "vector (.gguf)")
+    input_path: str = option(
+        help="file to upload: pts run records, a pts export output (.jsonl) or a control vector (.gguf)"
+    )
     hf_repo_id: str = option(help="dataset repo to create or update", metavar="USER/NAME", aliases=("--hf-repo",))
     private: bool = option(False, "create the repo private (an existing public repo is refused, not changed)")
-    readme: bool = option(True, "replace the repo's README.md with a generated dataset card (--no-readme: upload "
-                                "the file only)")
-    model: str | None = option(None, "model to name in the card and its usage snippets (default: the records' "
-                                     "model_id)")
-    format: str | None = option(None, "what the file holds (default: detected from its content)",
-                                choices=tuple(formats.names(published=True)))
+    readme: bool = option(
+        True, "replace the repo's README.md with a generated dataset card (--no-readme: upload the file only)"
+    )
+    model: str | None = option(
+        None, "model to name in the card and its usage snippets (default: the records' model_id)"
+    )
+    format: str | None = option(
+        None, "what the file holds (default: detected from its content)", choices=tuple(formats.names(published=True))
+    )
     license: str = option("apache-2.0", "license in the card's metadata")
-    generating_command: str | None = option(None, "the command that generated the file, shown in the card "
-                                                  "(default: the options recorded in pts run records)",
-                                            flag="--command", metavar="COMMAND")
+    generating_command: str | None = option(
+        None,
+        "the command that generated the file, shown in the card (default: the options recorded in pts run records)",
+        flag="--command",
+        metavar="COMMAND",
+    )
     path_in_repo: str | None = option(None, "name of the file in the repo (default: its base name)")
     commit_message: str | None = option(None, "commit message (default: describes the upload)")
 
@@ -58,10 +64,19 @@ def run(config: PushConfig) -> PushSummary:
 
     options.check(config)
     summary = inspect_file(config.input_path, config.format)
-    url = push_dataset(config.input_path, config.hf_repo_id, private=config.private, readme=config.readme,
-                       model=config.model, fmt=summary.fmt, command=config.generating_command,
-                       license=config.license, path_in_repo=config.path_in_repo,
-                       commit_message=config.commit_message, summary=summary)
+    url = push_dataset(
+        config.input_path,
+        config.hf_repo_id,
+        private=config.private,
+        readme=config.readme,
+        model=config.model,
+        fmt=summary.fmt,
+        command=config.generating_command,
+        license=config.license,
+        path_in_repo=config.path_in_repo,
+        commit_message=config.commit_message,
+        summary=summary,
+    )
     return PushSummary(config.input_path, summary.rows, formats.get(summary.fmt).unit, summary.fmt, config.readme, url)
 
 

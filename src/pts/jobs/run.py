@@ -1,8 +1,8 @@
 """``pts run`` as a library call: dataset -> tasks -> searcher -> store.
 
-    from pts import RunConfig, run
-    summary = run(RunConfig(dataset="rg:chain_sum", max_examples=5))
-    print(summary.pivots, summary.output_path)
+from pts import RunConfig, run
+summary = run(RunConfig(dataset="rg:chain_sum", max_examples=5))
+print(summary.pivots, summary.output_path)
 """
 
 from __future__ import annotations
@@ -30,19 +30,23 @@ HELP = "search a dataset for pivotal tokens"
 """The command's one line in ``pts --help``."""
 
 
-
-
 @options.config
-class RunConfig(SearchSettings, options.ModelOptions, options.DataOptions, options.EngineOptions,
-                options.ResumableOutputOptions, options.RayOptions):
+class RunConfig(
+    SearchSettings,
+    options.ModelOptions,
+    options.DataOptions,
+    options.EngineOptions,
+    options.ResumableOutputOptions,
+    options.RayOptions,
+):
     """Every option of ``pts run``; the CLI flags are these field names with dashes."""
 
     max_examples: int | None = options.override(100, help="search at most this many queries")
     output_path: str = options.override("pivotal_tokens.jsonl", help="JSONL file the pivotal tokens are appended to")
-    max_pairs: int | None = options.option(None, "stop once this many pivotal tokens have been found",
-                                           check="count")
-    parallel: int = options.option(4, "queries searched at once (per Ray worker with --ray); their rollouts share "
-                                      "engine calls", check="count")
+    max_pairs: int | None = options.option(None, "stop once this many pivotal tokens have been found", check="count")
+    parallel: int = options.option(
+        4, "queries searched at once (per Ray worker with --ray); their rollouts share engine calls", check="count"
+    )
     debug: bool = options.option(False, "print every rollout with its verdict")
 
     def validate(self) -> None:
@@ -104,15 +108,23 @@ class RunSummary:
             f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
             f"{self.resumed} already done",
             f"pivotal tokens: {self.pivots} ({self.positive} positive, {self.negative} negative)",
-            (f"candidates: {self.candidates} checked, {self.pivots} kept, {self.dropped} dropped "
-             f"({self.undecided} still undecided at --verify-samples)") if self.verify
+            (
+                f"candidates: {self.candidates} checked, {self.pivots} kept, {self.dropped} dropped "
+                f"({self.undecided} still undecided at --verify-samples)"
+            )
+            if self.verify
             else f"candidates: {self.candidates}, written without verification (--no-verify)",
             f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
         ]
         if self.too_long:
             lines[0] += f", {self.too_long} too long for the model's context"
-        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed,
-                            stopped="--max-pairs" if self.stopped_at_max_pairs else None)
+        return summary_text(
+            lines,
+            seconds=self.seconds,
+            output=self.output_path,
+            failed=self.failed,
+            stopped="--max-pairs" if self.stopped_at_max_pairs else None,
+        )
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
@@ -142,8 +154,13 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
             pool = WorkerPool(config, engine)
         else:
             pool = LocalPool(search_work(config), engine)
-        store = RunStore(config.output_path, config.result_settings(pool.model_id, tasks[0].dataset_id),
-                         resume=config.resume, overwrite=config.overwrite, lock=lock)
+        store = RunStore(
+            config.output_path,
+            config.result_settings(pool.model_id, tasks[0].dataset_id),
+            resume=config.resume,
+            overwrite=config.overwrite,
+            lock=lock,
+        )
         return _search_into(store, config, tasks, pool)
     finally:
         if pool is not None:
@@ -158,9 +175,20 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
     summary.resumed = len(tasks) - len(todo)
     start = time.perf_counter()
     bar = progress_bar(len(tasks), config.progress, initial=summary.resumed)
-    ticker = Ticker(bar, pool.counters, lambda: (summary.rollouts, summary.rollout_tokens),
-                    lambda: (f"pivots {summary.pivots} of {summary.candidates} candidates" if summary.verify
-                             else f"pivots {summary.pivots}")) if config.progress else None
+    ticker = (
+        Ticker(
+            bar,
+            pool.counters,
+            lambda: (summary.rollouts, summary.rollout_tokens),
+            lambda: (
+                f"pivots {summary.pivots} of {summary.candidates} candidates"
+                if summary.verify
+                else f"pivots {summary.pivots}"
+            ),
+        )
+        if config.progress
+        else None
+    )
     traces = trace_path(config.output_path)
     context = pool.context_length
 
@@ -170,8 +198,12 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
         """Write one finished query: the only place records reach the store, wherever it was searched."""
         nonlocal room
         if result.status == "too_long":
-            log.warning("item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; "
-                        "skipped", task.item_id, config.max_new_tokens, context)
+            log.warning(
+                "item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; skipped",
+                task.item_id,
+                config.max_new_tokens,
+                context,
+            )
         if room is not None:
             if room <= 0:
                 return  # not marked done: a later run with more room searches it
@@ -191,8 +223,9 @@ def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) ->
     # timing): results are committed in dataset order. Without it each is written as soon as it finishes.
     commit = record if config.max_pairs is None else InOrder(todo, record, key=lambda t: t.item_id)
     try:
-        failed = pool.map(todo, commit, stop=lambda: summary.stopped_at_max_pairs,
-                          on_failure=getattr(commit, "skip", None))
+        failed = pool.map(
+            todo, commit, stop=lambda: summary.stopped_at_max_pairs, on_failure=getattr(commit, "skip", None)
+        )
         summary.failed = [t.item_id for t in failed]
     finally:
         if ticker is not None:

@@ -13,6 +13,7 @@ and added: :mod:`pts.steering`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING
 from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.records import stable_seed
 from pts.options import option, override
+from pts.records import stable_seed
 from pts.steering.apply import (
     MATCH_MODES,
     MATCH_ON,
@@ -44,44 +45,63 @@ if TYPE_CHECKING:
     from pts.tasks.task import Task
 
 
-
 HELP = "generate with steering vectors or a control vector; compare accuracy with and without"
 """The command's one line in ``pts --help``."""
 
+
 @options.config
-class SteerConfig(options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions,
-                  options.OutputOptions):
+class SteerConfig(
+    options.ModelOptions, options.DataOptions, options.PromptOptions, options.SamplingOptions, options.OutputOptions
+):
     """Every option of ``pts steer``; the CLI flags are these field names with dashes."""
 
-    steering_path: str | None = option(None, "JSONL of steering vectors in optillm's autothink shape (pts export "
-                                             "--format steering)")
-    control_vector: str | None = option(None, "GGUF control vector (repeng / llama.cpp: arch controlvector, tensors "
-                                              "direction.<layer>)")
-    strength: float | None = option(None, "scale of the added vector: steering vectors are normalised to unit "
-                                          "length first (default 2.0, optillm's); a control vector's directions "
-                                          "are used as stored (default 1.0, llama.cpp's)")
-    layer: str | None = option(None, "decoder layer (0-based, the output of model.layers[N]): for steering vectors, "
-                                     "where to add them instead of their steering_layer; for a control vector, which "
-                                     "of its layers to apply (e.g. 10,12,14)")
-    match: str = option("continuous", "continuous: re-match the context after every token, the latest match stays "
-                                      "active; once: match the prompt only and keep that vector (optillm autothink); "
-                                      "local: add a vector only where the context matches its pivot context",
-                        choices=MATCH_MODES)
-    match_on: str = option("auto", "match pivot contexts as token ids (pivot_context_ids of pts records) or "
-                                   "re-tokenized pivot_context text (optillm); auto: ids where present",
-                           choices=MATCH_ON)
-    vector_field: str = option("steering_vector", "field holding the vector: steering_vector, cluster_vector, or "
-                                                  "another field of the file")
+    steering_path: str | None = option(
+        None, "JSONL of steering vectors in optillm's autothink shape (pts export --format steering)"
+    )
+    control_vector: str | None = option(
+        None, "GGUF control vector (repeng / llama.cpp: arch controlvector, tensors direction.<layer>)"
+    )
+    strength: float | None = option(
+        None,
+        "scale of the added vector: steering vectors are normalised to unit "
+        "length first (default 2.0, optillm's); a control vector's directions "
+        "are used as stored (default 1.0, llama.cpp's)",
+    )
+    layer: str | None = option(
+        None,
+        "decoder layer (0-based, the output of model.layers[N]): for steering vectors, "
+        "where to add them instead of their steering_layer; for a control vector, which "
+        "of its layers to apply (e.g. 10,12,14)",
+    )
+    match: str = option(
+        "continuous",
+        "continuous: re-match the context after every token, the latest match stays "
+        "active; once: match the prompt only and keep that vector (optillm autothink); "
+        "local: add a vector only where the context matches its pivot context",
+        choices=MATCH_MODES,
+    )
+    match_on: str = option(
+        "auto",
+        "match pivot contexts as token ids (pivot_context_ids of pts records) or "
+        "re-tokenized pivot_context text (optillm); auto: ids where present",
+        choices=MATCH_ON,
+    )
+    vector_field: str = option(
+        "steering_vector", "field holding the vector: steering_vector, cluster_vector, or another field of the file"
+    )
     scale_by_delta: bool = option(False, "multiply the strength by |prob_delta| clipped to [0.1, 2], as optillm does")
-    query: str | None = option(None, "steer one prompt and print the unsteered and steered replies instead of "
-                                     "evaluating a dataset")
+    query: str | None = option(
+        None, "steer one prompt and print the unsteered and steered replies instead of evaluating a dataset"
+    )
     max_examples: int | None = override(10, help="evaluate at most this many queries")
-    num_samples: int = option(4, "completions per query and arm (each steered completion has an unsteered twin "
-                                 "with its seed)", check="count")
+    num_samples: int = option(
+        4, "completions per query and arm (each steered completion has an unsteered twin with its seed)", check="count"
+    )
     max_new_tokens: int = override(512, help="token budget of each reply")
     batch_size: int = option(64, "rows decoded together (bounds memory)", check="count")
-    output_path: str | None = override(None, help="JSONL of every completion pair (base and steered, with "
-                                       "verdicts); none when omitted")
+    output_path: str | None = override(
+        None, help="JSONL of every completion pair (base and steered, with verdicts); none when omitted"
+    )
 
     def validate(self) -> None:
         """Raise PTSError on options out of range, before anything is loaded."""
@@ -140,9 +160,17 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
     loaded = _load(config, loaded)
-    steering = build_steering(vectors, loaded.model, loaded.tokenizer, strength=config.strength, layer=config.layer,
-                              match=config.match, match_on=config.match_on,  # type: ignore[arg-type]
-                              scale_by_delta=config.scale_by_delta, model_id=loaded.model_id)
+    steering = build_steering(
+        vectors,
+        loaded.model,
+        loaded.tokenizer,
+        strength=config.strength,
+        layer=config.layer,
+        match=config.match,
+        match_on=config.match_on,  # type: ignore[arg-type]
+        scale_by_delta=config.scale_by_delta,
+        model_id=loaded.model_id,
+    )
     tok = loaded.tokenizer
     requests: list[GenerationRequest] = []
     meta: list[tuple[int, int, int]] = []
@@ -151,9 +179,7 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
         prompt = tuple(build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt))
         head = _judge_prefix(tok, prompt)
         prefixes.append(head)
-        stop = None
-        if config.early_stop:
-            stop = (lambda text, t=task, h=head: t.oracle.answer_complete(h + text))
+        stop = functools.partial(_answer_complete, task.oracle, head) if config.early_stop else None
         for j in range(config.num_samples):
             seed = stable_seed(config.seed, task.dataset_id, task.item_id, j)
             meta.append((ti, j, seed))
@@ -163,8 +189,17 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     bar = _progress(len(requests), config.progress)
     with SteeringHooks(loaded.model, steering.layers) as hooks:
         try:
-            gens = generate(loaded.model, tok, requests, steering, max_new_tokens=config.max_new_tokens,
-                            params=config.sampling(), batch_size=config.batch_size, on_done=bar.update, hooks=hooks)
+            gens = generate(
+                loaded.model,
+                tok,
+                requests,
+                steering,
+                max_new_tokens=config.max_new_tokens,
+                params=config.sampling(),
+                batch_size=config.batch_size,
+                on_done=bar.update,
+                hooks=hooks,
+            )
         finally:
             bar.close()
         norms = {n: hooks.mean_norm(n) for n in steering.layers}
@@ -172,12 +207,32 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     for k, (ti, j, seed) in enumerate(meta):
         base, steered = gens[2 * k], gens[2 * k + 1]
         task = tasks[ti]
-        pairs.append(PairedSample(ti, j, seed, base, steered, task.judge(prefixes[ti] + base.text),
-                                  task.judge(prefixes[ti] + steered.text)))
-    report = SteerReport(describe(steering, config.source), loaded.model_id, tasks[0].dataset_id, len(tasks),
-                         config.num_samples, config.max_new_tokens, config.temperature, config.seed, pairs, norms,
-                         {n: added_norm(steering, n) for n in steering.layers}, config.output_path,
-                         time.perf_counter() - start)
+        pairs.append(
+            PairedSample(
+                ti,
+                j,
+                seed,
+                base,
+                steered,
+                task.judge(prefixes[ti] + base.text),
+                task.judge(prefixes[ti] + steered.text),
+            )
+        )
+    report = SteerReport(
+        describe(steering, config.source),
+        loaded.model_id,
+        tasks[0].dataset_id,
+        len(tasks),
+        config.num_samples,
+        config.max_new_tokens,
+        config.temperature,
+        config.seed,
+        pairs,
+        norms,
+        {n: added_norm(steering, n) for n in steering.layers},
+        config.output_path,
+        time.perf_counter() - start,
+    )
     if config.output_path:
         _write_pairs(config.output_path, pairs, tasks, steering)
     return report
@@ -197,25 +252,41 @@ def steer_query(config: SteerConfig, loaded: LoadedModel | None = None) -> tuple
     if config.output_path:
         check_output_path(config.output_path)
     loaded = _load(config, loaded)
-    steering = build_steering(vectors, loaded.model, loaded.tokenizer, strength=config.strength, layer=config.layer,
-                              match=config.match, match_on=config.match_on,  # type: ignore[arg-type]
-                              scale_by_delta=config.scale_by_delta, model_id=loaded.model_id)
+    steering = build_steering(
+        vectors,
+        loaded.model,
+        loaded.tokenizer,
+        strength=config.strength,
+        layer=config.layer,
+        match=config.match,
+        match_on=config.match_on,  # type: ignore[arg-type]
+        scale_by_delta=config.scale_by_delta,
+        model_id=loaded.model_id,
+    )
     prompt = tuple(build_prompt_ids(loaded.tokenizer, config.query, config.system_prompt, config.chat_template))
     requests, seeds = [], []
     for j in range(config.num_samples):
         seed = stable_seed(config.seed, "query", config.query, j)
         seeds.append(seed)
         requests += [GenerationRequest(prompt, seed, False), GenerationRequest(prompt, seed, True)]
-    gens = generate(loaded.model, loaded.tokenizer, requests, steering, max_new_tokens=config.max_new_tokens,
-                    params=config.sampling(), batch_size=config.batch_size)
+    gens = generate(
+        loaded.model,
+        loaded.tokenizer,
+        requests,
+        steering,
+        max_new_tokens=config.max_new_tokens,
+        params=config.sampling(),
+        batch_size=config.batch_size,
+    )
     pairs = [PairedSample(0, j, seeds[j], gens[2 * j], gens[2 * j + 1]) for j in range(config.num_samples)]
     if config.output_path:
         _write_pairs(config.output_path, pairs, None, steering, query=config.query)
     return describe(steering, config.source), pairs
 
 
-def _write_pairs(path: str, pairs: Sequence[PairedSample], tasks: Sequence[Task] | None, steering: Steering,
-                 query: str | None = None) -> None:
+def _write_pairs(
+    path: str, pairs: Sequence[PairedSample], tasks: Sequence[Task] | None, steering: Steering, query: str | None = None
+) -> None:
     with atomic_write(path) as f:
         for p in pairs:
             task = tasks[p.task_index] if tasks is not None else None
@@ -232,8 +303,7 @@ def _judge_prefix(tokenizer, prompt_ids: Sequence[int]) -> str:
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="completions", unit="row", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(total=total, desc="completions", unit="row", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
 def _load(config: SteerConfig, loaded: LoadedModel | None) -> LoadedModel:
@@ -246,3 +316,8 @@ def _load(config: SteerConfig, loaded: LoadedModel | None) -> LoadedModel:
 
 CONFIG = SteerConfig
 """The options of this command (the CLI makes its flags from it)."""
+
+
+def _answer_complete(oracle, head: str, text: str) -> bool:
+    """The early-stop test of one task: its oracle calls the answer after ``head`` complete."""
+    return oracle.answer_complete(head + text)

@@ -31,9 +31,9 @@ LORA_LEARNING_RATE = 4e-5  # the authors' cDPO LoRA setting (r=16, alpha=32)
 FULL_LEARNING_RATE = 1e-6  # TRL's DPOConfig default, for full fine-tuning
 
 
-
 HELP = "train a model with DPO or cDPO (token-weighted DPO) on pts preference data"
 """The command's one line in ``pts --help``."""
+
 
 @options.config
 class TrainConfig(options.ModelOptions, options.TrainingOptions, options.OverwriteOptions, options.ProgressOptions):
@@ -44,24 +44,31 @@ class TrainConfig(options.ModelOptions, options.TrainingOptions, options.Overwri
     cDPO's (both scale the log-ratio margin).
     """
 
-    input_path: str = option(help="JSONL file: DPO rows (text, or exact token ids), cDPO pairs, or scored "
-                                  "trajectories")
-    output_dir: str = option(help="directory to write (a LoRA adapter, or the whole model with --no-lora); "
-                                  "written atomically")
-    loss: Literal["dpo", "cdpo"] = option("dpo", "dpo: TRL's sigmoid DPO on `pts export --format dpo` rows; cdpo: "
-                                                 "token-weighted DPO (Lin et al. 2024) on pairs with per-token "
-                                                 "contrastive-estimation scores, or on scored trajectories")
+    input_path: str = option(help="JSONL file: DPO rows (text, or exact token ids), cDPO pairs, or scored trajectories")
+    output_dir: str = option(
+        help="directory to write (a LoRA adapter, or the whole model with --no-lora); written atomically"
+    )
+    loss: Literal["dpo", "cdpo"] = option(
+        "dpo",
+        "dpo: TRL's sigmoid DPO on `pts export --format dpo` rows; cdpo: "
+        "token-weighted DPO (Lin et al. 2024) on pairs with per-token "
+        "contrastive-estimation scores, or on scored trajectories",
+    )
     model: str = override(DEFAULT_MODEL, help="base model: " + options.MODEL_HELP.removeprefix("model: "))
     lora: bool = option(True, "train a LoRA adapter (--no-lora: full fine-tuning against a frozen copy of the model)")
-    learning_rate: float | None = override(None, help="learning rate (default: 4e-5 with LoRA, 1e-6 for full "
-                                           "fine-tuning)")
+    learning_rate: float | None = override(
+        None, help="learning rate (default: 4e-5 with LoRA, 1e-6 for full fine-tuning)"
+    )
     train_batch_size: int = override(2, help="pairs per device per step", aliases=("--batch-size",))
     beta: float = option(0.1, "DPO beta (--loss dpo)", check="positive")
-    gamma: float = option(0.1, "cDPO gamma, the scale of the weighted log-ratio margin (--loss cdpo)",
-                          check="positive")
-    pairs_per_query: int = option(1, "cDPO on scored trajectories: pairs made per query, the i-th correct response "
-                                     "with the i-th incorrect one, most frequent wrong answer first (1: the authors' "
-                                     "selection)", check="count")
+    gamma: float = option(0.1, "cDPO gamma, the scale of the weighted log-ratio margin (--loss cdpo)", check="positive")
+    pairs_per_query: int = option(
+        1,
+        "cDPO on scored trajectories: pairs made per query, the i-th correct response "
+        "with the i-th incorrect one, most frequent wrong answer first (1: the authors' "
+        "selection)",
+        check="count",
+    )
     seed: int = option(42, "random seed (LoRA init, data order)")
     dtype: str = override("auto", help="auto (bfloat16 on a CUDA GPU, else float32), float32 or bfloat16")
     merge: bool = option(False, "also write the LoRA weights merged into the base model to OUTPUT_DIR/merged")
@@ -81,7 +88,9 @@ class TrainConfig(options.ModelOptions, options.TrainingOptions, options.Overwri
             raise PTSError("--merge applies to LoRA training; full fine-tuning already writes the whole model")
         src = Path(self.input_path)
         if not src.is_file():
-            raise PTSError(f"input file {src} does not exist" if not src.exists() else f"input path {src} is not a file")
+            raise PTSError(
+                f"input file {src} does not exist" if not src.exists() else f"input path {src} is not a file"
+            )
         out = Path(self.output_dir)
         parent = out.resolve().parent
         if out.exists() and not out.is_dir():
@@ -113,8 +122,10 @@ class TrainSummary:
     def format(self) -> str:
         kind = "LoRA adapter" if self.lora else "model"
         tokens = "exact token ids" if self.exact_ids else "text, tokenized by TRL"
-        first = (f"{self.loss} on {self.rows} pairs ({tokens}): {self.steps} steps, "
-                 f"train loss {self.train_loss:.4f}, {self.seconds:.0f} s")
+        first = (
+            f"{self.loss} on {self.rows} pairs ({tokens}): {self.steps} steps, "
+            f"train loss {self.train_loss:.4f}, {self.seconds:.0f} s"
+        )
         lines = [first, f"{kind} written to {self.output_dir}"]
         if self.merged_dir:
             lines.append(f"merged model written to {self.merged_dir}")
@@ -174,8 +185,16 @@ def run(config: TrainConfig) -> TrainSummary:
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         try:
             args = _trainer_args(config, device, bf16, work / "trainer")
-            trainer = make_trainer(config.loss, model, tok, dataset, args, beta=config.beta, gamma=config.gamma,
-                                   peft_config=_peft_config(config))
+            trainer = make_trainer(
+                config.loss,
+                model,
+                tok,
+                dataset,
+                args,
+                beta=config.beta,
+                gamma=config.gamma,
+                peft_config=_peft_config(config),
+            )
             result = trainer.train()
             steps = int(result.global_step)
             if steps == 0:
@@ -183,15 +202,22 @@ def run(config: TrainConfig) -> TrainSummary:
             staged = work / "output"
             metrics = last_metrics(trainer.state.log_history)
             base_spec, hf_base = base_reference(config.model, loaded.source)
-            merged_dir = save_trained(trainer.model, tok, staged, lora=config.lora, merge=config.merge,
-                                      hf_base=hf_base)
+            merged_dir = save_trained(trainer.model, tok, staged, lora=config.lora, merge=config.merge, hf_base=hf_base)
             info = {
-                "loss": config.loss, "base_model": base_spec,
-                "base_model_id": loaded.model_id, "lora": config.lora, "merged": merged_dir is not None,
-                "exact_token_ids": exact, "rows": len(dataset), "steps": steps,
-                "train_loss": float(result.training_loss), "config": asdict(config),
-                "log_history": trainer.state.log_history, "versions": library_versions(),
-                "input_path": str(Path(config.input_path).resolve()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "loss": config.loss,
+                "base_model": base_spec,
+                "base_model_id": loaded.model_id,
+                "lora": config.lora,
+                "merged": merged_dir is not None,
+                "exact_token_ids": exact,
+                "rows": len(dataset),
+                "steps": steps,
+                "train_loss": float(result.training_loss),
+                "config": asdict(config),
+                "log_history": trainer.state.log_history,
+                "versions": library_versions(),
+                "input_path": str(Path(config.input_path).resolve()),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
             (staged / TRAIN_INFO).write_text(json.dumps(info, indent=2, default=str))
             replace_dir(staged, out, config.overwrite)
@@ -199,20 +225,42 @@ def run(config: TrainConfig) -> TrainSummary:
             shutil.rmtree(work, ignore_errors=True)
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
-    return TrainSummary(str(out), config.loss, loaded.model_id, len(dataset), exact, steps,
-                        float(result.training_loss), time.time() - started, config.lora,
-                        str(out / "merged") if merged_dir is not None else None, metrics)
+    return TrainSummary(
+        str(out),
+        config.loss,
+        loaded.model_id,
+        len(dataset),
+        exact,
+        steps,
+        float(result.training_loss),
+        time.time() - started,
+        config.lora,
+        str(out / "merged") if merged_dir is not None else None,
+        metrics,
+    )
 
 
 def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> dict[str, Any]:
     """The TRL training arguments (shared by DPO and cDPO) that the options set."""
     return {
-        "output_dir": str(work), "per_device_train_batch_size": config.train_batch_size,
-        "gradient_accumulation_steps": config.grad_accum, "learning_rate": config.lr,
-        "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1, "max_length": config.max_length,
-        "seed": config.seed, "data_seed": config.seed, "bf16": bf16, "fp16": False, "use_cpu": device == "cpu",
-        "report_to": "none", "save_strategy": "no", "logging_steps": 10, "logging_first_step": True,
-        "disable_tqdm": not config.progress, "dataloader_num_workers": 0,
+        "output_dir": str(work),
+        "per_device_train_batch_size": config.train_batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.lr,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps or -1,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": bf16,
+        "fp16": False,
+        "use_cpu": device == "cpu",
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "logging_first_step": True,
+        "disable_tqdm": not config.progress,
+        "dataloader_num_workers": 0,
         # TRL zeroes every dropout module, LoRA's included; keep them when a LoRA dropout was asked for.
         "disable_dropout": not (config.lora and config.lora_dropout > 0),
         "gradient_checkpointing": config.gradient_checkpointing,
@@ -225,8 +273,14 @@ def _peft_config(config: TrainConfig):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_list(), bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_list(),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 CONFIG = TrainConfig

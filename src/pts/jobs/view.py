@@ -16,19 +16,23 @@ if TYPE_CHECKING:
     from pts.view import ReportSummary
 
 
-
 HELP = "see pivotal tokens, trajectories, DPO pairs, critical tokens and contrast scores in the browser (offline)"
 """The command's one line in ``pts --help``."""
+
 
 @options.config
 class ViewConfig:
     """Every option of ``pts view``."""
 
-    files: list[str] = option(help="JSONL files: pivotal tokens (pts run or the original tool), DPO pairs, steering "
-                                   "vectors, critical tokens, contrast scores, or a search trace",
-                              positional=True, metavar="FILE")
-    output: str | None = option(None, "HTML file to write (default: report.html; with --serve, only written when "
-                                      "given)")
+    files: list[str] = option(
+        help="JSONL files: pivotal tokens (pts run or the original tool), DPO pairs, steering "
+        "vectors, critical tokens, contrast scores, or a search trace",
+        positional=True,
+        metavar="FILE",
+    )
+    output: str | None = option(
+        None, "HTML file to write (default: report.html; with --serve, only written when given)"
+    )
     serve: bool = option(False, "serve the report on http://127.0.0.1:PORT/ until Ctrl-C")
     port: int | None = option(None, "port for --serve; 0 picks a free one (default: 8765)")
 

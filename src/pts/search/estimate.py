@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 from pts.records import stable_seed
@@ -93,8 +93,9 @@ class SuccessEstimator:
         (e.g. the samples already drawn there), so the same ask draws the same rollouts.
         """
         seed = None if self.seed is None else stable_seed(self.seed, prefix, *salt)
-        return RolloutRequest(self.prompt_ids + prefix, n, self.max_new_tokens - len(prefix),
-                              stop=self._stop_test(text), seed=seed)
+        return RolloutRequest(
+            self.prompt_ids + prefix, n, self.max_new_tokens - len(prefix), stop=self._stop_test(text), seed=seed
+        )
 
     def _stop_test(self, prefix_text: str) -> Callable[[str], bool] | None:
         if not self.early_stop:
@@ -124,8 +125,11 @@ class SuccessEstimator:
         decoded, when the caller has it.
         """
         text = self.response_text(prefix) if text is None else text
-        ends = ((bool(prefix) and prefix[-1] in self.engine.eos_token_ids) or len(prefix) >= self.max_new_tokens
-                or (self.early_stop and self.task.oracle.answer_complete(self.judge_prefix + text)))
+        ends = (
+            (bool(prefix) and prefix[-1] in self.engine.eos_token_ids)
+            or len(prefix) >= self.max_new_tokens
+            or (self.early_stop and self.task.oracle.answer_complete(self.judge_prefix + text))
+        )
         return Estimate(int(self._judge(text)), 1, terminal=True) if ends else None
 
     def shortfall(self, prefix: Prefix, target: int) -> tuple[Estimate, str | None]:
@@ -144,8 +148,9 @@ class SuccessEstimator:
             return est, None
         return est, text if text is not None else self.response_text(prefix)
 
-    def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,
-                 keep_rollouts: bool = False) -> tuple[list[Estimate], dict[Prefix, list[tuple[Rollout, bool]]]]:
+    def estimate(
+        self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None, keep_rollouts: bool = False
+    ) -> tuple[list[Estimate], dict[Prefix, list[tuple[Rollout, bool]]]]:
         """Estimates for all ``prefixes`` with at least ``samples`` rollouts each (default ``num_samples``).
 
         Memoized prefixes are topped up rather than sampled again; everything still
@@ -164,8 +169,7 @@ class SuccessEstimator:
                 missing.append((prefix, target - est.samples))
         drawn: dict[Prefix, list[tuple[Rollout, bool]]] = {}
         if missing:
-            requests = [self.request(prefix, n, texts[prefix], self.cache[prefix].samples)
-                        for prefix, n in missing]
+            requests = [self.request(prefix, n, texts[prefix], self.cache[prefix].samples) for prefix, n in missing]
             for (prefix, _), rollouts in zip(missing, self.sample(requests)):
                 verdicts = self.score(self.cache[prefix], prefix, rollouts)
                 if keep_rollouts:

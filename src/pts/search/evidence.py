@@ -21,8 +21,8 @@ solution, which bounds memory by the solutions' length, not the rollouts'.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from pts.engines.base import Rollout
 from pts.search.estimate import Estimate, Prefix, SuccessEstimator
@@ -42,7 +42,7 @@ class Outcome:
 
 @dataclass
 class _Node:
-    children: dict[int, "_Node"] = field(default_factory=dict)
+    children: dict[int, _Node] = field(default_factory=dict)
     samples: int = 0
     successes: int = 0
     fresh: int = 0
@@ -131,8 +131,13 @@ class PooledEstimator(SuccessEstimator):
             self._ends[prefix] = super().terminal(prefix, text)
         return self._ends[prefix]
 
-    def estimate(self, prefixes: Sequence[Sequence[int]], *, samples: int | None = None,  # type: ignore[override]
-                 exclude: Outcome | Sequence[Outcome | None] | None = None) -> list[Estimate]:
+    def estimate(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        *,
+        samples: int | None = None,  # type: ignore[override]
+        exclude: Outcome | Sequence[Outcome | None] | None = None,
+    ) -> list[Estimate]:
         """Estimates for ``prefixes`` (prefixes of the solutions) with at least ``samples`` rollouts each.
 
         ``exclude`` is one rollout to leave out of every estimate, or one (or None) per prefix.
@@ -149,8 +154,10 @@ class PooledEstimator(SuccessEstimator):
                     short[prefix] = max(short.get(prefix, 0), target - have)
         if short:
             missing = list(short.items())
-            requests = [self.request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
-                        for prefix, n in missing]
+            requests = [
+                self.request(prefix, n, self.response_text(prefix), self.salt, self.evidence.fresh(prefix))
+                for prefix, n in missing
+            ]
             for (prefix, _), rollouts in zip(missing, self.sample(requests)):
                 self.add(prefix, rollouts, self.judge_rollouts(prefix, rollouts), fresh=True)
         return [self.terminal(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]

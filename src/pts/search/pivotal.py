@@ -15,11 +15,12 @@ sampling in rounds until a confidence interval settles it (:class:`IntervalDecid
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
-from pts.stats import wilson_interval
 from pts.search.estimate import Estimate
+from pts.stats import wilson_interval
 
 SplitAt = Literal["logprob", "middle"]
 
@@ -106,8 +107,14 @@ class IntervalDecider(PointDecider):
     the point estimates decide exactly as :class:`PointDecider` would.
     """
 
-    def __init__(self, estimate_positions: EstimatePositions, threshold: float, samples: int,
-                 confidence: float, first_round: int = 4) -> None:
+    def __init__(
+        self,
+        estimate_positions: EstimatePositions,
+        threshold: float,
+        samples: int,
+        confidence: float,
+        first_round: int = 4,
+    ) -> None:
         super().__init__(estimate_positions, threshold, samples)
         self.end_confidence = 1 - (1 - confidence) / 2
         self.first_round = min(first_round, samples)
@@ -224,7 +231,5 @@ def find_pivots(
     """The pivotal tokens of ``solution``, in order of position."""
     segments, verdicts = subdivide(solution, decide, split_at=split_at, logprobs=logprobs)
     return [
-        Pivot(s, solution[s], decide.known[s], decide.known[e])
-        for s, e in segments
-        if e - s == 1 and verdicts[(s, e)]
+        Pivot(s, solution[s], decide.known[s], decide.known[e]) for s, e in segments if e - s == 1 and verdicts[(s, e)]
     ]

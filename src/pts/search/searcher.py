@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pts import options
 from pts.engines.base import Engine, Rollout, SamplingParams
@@ -32,29 +33,40 @@ REPORTED_CONFIDENCE = 0.95
 class SearchSettings(options.SamplingOptions, options.PromptOptions):
     """Options of the search itself; names and defaults follow the original PTS tool."""
 
-    prob_threshold: float = options.option(0.2, "minimum change in p(success) that makes a token pivotal",
-                                           check="half_open_unit")
+    prob_threshold: float = options.option(
+        0.2, "minimum change in p(success) that makes a token pivotal", check="half_open_unit"
+    )
     num_samples: int = options.option(10, "rollouts per estimate of p(success | prefix)", check="count")
     max_generations: int = options.option(10, "sampled solutions searched per query", check="count")
-    min_prob: float = options.option(0.2, "search only queries whose initial p(success) is at least this",
-                                     check="unit")
-    max_prob: float = options.option(0.8, "search only queries whose initial p(success) is at most this",
-                                     check="unit")
-    split_at: SplitAt = options.option("logprob", "where segments are split: cumulative log-prob midpoint (Phi-4) "
-                                                  "or token middle")
+    min_prob: float = options.option(0.2, "search only queries whose initial p(success) is at least this", check="unit")
+    max_prob: float = options.option(0.8, "search only queries whose initial p(success) is at most this", check="unit")
+    split_at: SplitAt = options.option(
+        "logprob", "where segments are split: cumulative log-prob midpoint (Phi-4) or token middle"
+    )
     confidence: float | None = options.option(
-        None, "adaptive sampling: estimate in rounds until a Wilson interval at this level settles each segment "
-              "(--num-samples is then the cap); off when omitted", check="open_unit")
-    pool: bool = options.option(True, "count every rollout that passed through a prefix in its estimate "
-                                      "(--no-pool: only rollouts drawn there)")
-    verify: bool = options.option(True, "re-measure every candidate with fresh rollouts before writing it "
-                                        "(--no-verify: write every candidate the subdivision flags, the original "
-                                        "tool's way)")
-    verify_samples: int = options.option(64, "verification: the most rollouts per end (before and after the token) "
-                                             "spent on one candidate", check="count")
+        None,
+        "adaptive sampling: estimate in rounds until a Wilson interval at this level settles each segment "
+        "(--num-samples is then the cap); off when omitted",
+        check="open_unit",
+    )
+    pool: bool = options.option(
+        True, "count every rollout that passed through a prefix in its estimate (--no-pool: only rollouts drawn there)"
+    )
+    verify: bool = options.option(
+        True,
+        "re-measure every candidate with fresh rollouts before writing it "
+        "(--no-verify: write every candidate the subdivision flags, the original "
+        "tool's way)",
+    )
+    verify_samples: int = options.option(
+        64, "verification: the most rollouts per end (before and after the token) spent on one candidate", check="count"
+    )
     verify_confidence: float = options.option(
-        0.95, "verification: keep a candidate once the interval of its change at this level lies beyond the "
-              "threshold; drop it once it lies inside or the cap is reached", check="open_unit")
+        0.95,
+        "verification: keep a candidate once the interval of its change at this level lies beyond the "
+        "threshold; drop it once it lies inside or the cap is reached",
+        check="open_unit",
+    )
 
     def decider(self, estimate_positions) -> PointDecider:
         """Fixed ``num_samples`` per estimate, or adaptive rounds when a ``confidence`` is set."""
@@ -63,8 +75,7 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         return PointDecider(estimate_positions, self.prob_threshold, self.num_samples)
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                              min_p=self.min_p)
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
 
 
 @dataclass
@@ -86,14 +97,28 @@ class TaskResult:
 
     def summary(self) -> dict[str, Any]:
         positive = sum(p.is_positive for p in self.pivots)
-        return {"status": self.status, "p_initial": self.p_initial, "solutions": self.solutions,
-                "pivots": len(self.pivots), "positive": positive, "negative": len(self.pivots) - positive,
-                "candidates": self.candidates, "dropped": self.dropped, "undecided": self.undecided,
-                "rollouts": self.rollouts, "rollout_tokens": self.rollout_tokens}
+        return {
+            "status": self.status,
+            "p_initial": self.p_initial,
+            "solutions": self.solutions,
+            "pivots": len(self.pivots),
+            "positive": positive,
+            "negative": len(self.pivots) - positive,
+            "candidates": self.candidates,
+            "dropped": self.dropped,
+            "undecided": self.undecided,
+            "rollouts": self.rollouts,
+            "rollout_tokens": self.rollout_tokens,
+        }
 
 
-def build_prompt_ids(tokenizer: Any, prompt: str, system_prompt: str | None = None,
-                     chat_template: bool = True, raw_prompt: str | None = None) -> list[int]:
+def build_prompt_ids(
+    tokenizer: Any,
+    prompt: str,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+    raw_prompt: str | None = None,
+) -> list[int]:
     """The prompt as token ids: the tokenizer's chat template when it has one, else the raw text.
 
     ``raw_prompt`` (default ``prompt``) is what a model without a chat template continues, e.g. a code
@@ -127,8 +152,9 @@ class PivotalTokenSearcher:
     confirm its change (:mod:`pts.search.verify`).
     """
 
-    def __init__(self, engine: Engine, settings: SearchSettings,
-                 on_rollout: Callable[[str, Rollout, bool], None] | None = None) -> None:
+    def __init__(
+        self, engine: Engine, settings: SearchSettings, on_rollout: Callable[[str, Rollout, bool], None] | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.on_rollout = on_rollout
@@ -143,18 +169,23 @@ class PivotalTokenSearcher:
         s = self.settings
         prompt_ids = self.prompt_ids(task) if prompt_ids is None else list(prompt_ids)
         prompt_text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        common = dict(num_samples=s.num_samples, max_new_tokens=s.max_new_tokens,
-                      seed=stable_seed(s.seed, task.dataset_id, task.item_id),
-                      judge_prefix="<think>" if opens_think_block(prompt_text) else "",
-                      early_stop=s.early_stop, on_rollout=self.on_rollout)
+        common = dict(
+            num_samples=s.num_samples,
+            max_new_tokens=s.max_new_tokens,
+            seed=stable_seed(s.seed, task.dataset_id, task.item_id),
+            judge_prefix="<think>" if opens_think_block(prompt_text) else "",
+            early_stop=s.early_stop,
+            on_rollout=self.on_rollout,
+        )
         est = SuccessEstimator(self.engine, task, prompt_ids, s.sampling(), **common)
         estimators: list[SuccessEstimator] = [est]
         (root,), drawn = est.estimate([()], keep_rollouts=True)
         result = TaskResult(task.item_id, "searched", root.p)
         if not (s.min_prob - 1e-9 <= root.p <= s.max_prob + 1e-9):
             result.status = "skipped"
-            log.info("item %s: p(success)=%.2f outside [%.2f, %.2f], skipped",
-                     task.item_id, root.p, s.min_prob, s.max_prob)
+            log.info(
+                "item %s: p(success)=%.2f outside [%.2f, %.2f], skipped", task.item_id, root.p, s.min_prob, s.max_prob
+            )
         else:
             judged = drawn.get((), [])
             more = self._more_solutions(est, len(judged))
@@ -162,8 +193,15 @@ class PivotalTokenSearcher:
             solutions = self._solutions(root_rollouts)
             result.solutions = len(solutions)
             if s.pool:
-                pooled = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
-                                         solutions=[r.token_ids for r in solutions], salt="search")
+                pooled = PooledEstimator(
+                    self.engine,
+                    task,
+                    prompt_ids,
+                    s.sampling(),
+                    **common,
+                    solutions=[r.token_ids for r in solutions],
+                    salt="search",
+                )
                 estimators.append(pooled)
                 # The initial estimate's rollouts keep the verdicts it judged them with; only more are judged here.
                 oks = [ok for _, ok in judged] + [est.judge_response(r.token_ids) for r in more]
@@ -184,41 +222,80 @@ class PivotalTokenSearcher:
             for index, pivots in enumerate(found):
                 for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
-                    candidates.setdefault((tuple(ids_of[index][:p.position]), p.token_id), (index, p))
+                    candidates.setdefault((tuple(ids_of[index][: p.position]), p.token_id), (index, p))
                 known = {i: e for (k, i), e in decide.known.items() if k == index}
                 result.traces.append(self._trace(task, prompt_ids, index, ids_of[index], known))
             result.candidates = len(candidates)
             if s.verify and candidates:
-                checker = PooledEstimator(self.engine, task, prompt_ids, s.sampling(), **common,
-                                          solutions=[r.token_ids for r in solutions], salt="verify")
+                checker = PooledEstimator(
+                    self.engine,
+                    task,
+                    prompt_ids,
+                    s.sampling(),
+                    **common,
+                    solutions=[r.token_ids for r in solutions],
+                    salt="verify",
+                )
                 estimators.append(checker)
-                verdicts = verify(checker, [Candidate(context, token) for context, token in candidates],
-                                  threshold=s.prob_threshold, cap=s.verify_samples, confidence=s.verify_confidence)
+                verdicts = verify(
+                    checker,
+                    [Candidate(context, token) for context, token in candidates],
+                    threshold=s.prob_threshold,
+                    cap=s.verify_samples,
+                    confidence=s.verify_confidence,
+                )
                 for (index, p), v in zip(candidates.values(), verdicts):
                     if v.kept:
-                        result.pivots.append(self._record(task, prompt_ids, solutions[index].token_ids, index,
-                                                          p.position, v.before, v.after, search=p, verdict=v))
+                        result.pivots.append(
+                            self._record(
+                                task,
+                                prompt_ids,
+                                solutions[index].token_ids,
+                                index,
+                                p.position,
+                                v.before,
+                                v.after,
+                                search=p,
+                                verdict=v,
+                            )
+                        )
                     else:
                         result.dropped += 1
                         result.undecided += v.reason == "cap"
             else:
                 for index, p in candidates.values():
-                    result.pivots.append(self._record(task, prompt_ids, solutions[index].token_ids, index,
-                                                      p.position, p.before, p.after))
+                    result.pivots.append(
+                        self._record(task, prompt_ids, solutions[index].token_ids, index, p.position, p.before, p.after)
+                    )
         result.rollouts = sum(e.rollouts for e in estimators)
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
         result.engine_calls = sum(e.engine_calls for e in estimators)
         return result
 
-    def _trace(self, task: Task, prompt_ids: list[int], index: int, solution: Sequence[int],
-               known: dict[int, Estimate]) -> dict[str, Any]:
+    def _trace(
+        self, task: Task, prompt_ids: list[int], index: int, solution: Sequence[int], known: dict[int, Estimate]
+    ) -> dict[str, Any]:
         """The estimates the search made along one solution: p(success) by position, for display."""
         tok = self.engine.tokenizer
-        return {"kind": "solution_trace", "dataset_item_id": task.item_id, "solution_index": index,
-                "query": task.query, "prompt_length": len(prompt_ids), "solution_ids": list(solution),
-                "solution_tokens": [tok.decode([t], skip_special_tokens=False) for t in solution],
-                "estimates": [{"position": i, "successes": e.successes, "samples": e.samples,
-                               "pooled": e.pooled, "terminal": e.terminal} for i, e in sorted(known.items())]}
+        return {
+            "kind": "solution_trace",
+            "dataset_item_id": task.item_id,
+            "solution_index": index,
+            "query": task.query,
+            "prompt_length": len(prompt_ids),
+            "solution_ids": list(solution),
+            "solution_tokens": [tok.decode([t], skip_special_tokens=False) for t in solution],
+            "estimates": [
+                {
+                    "position": i,
+                    "successes": e.successes,
+                    "samples": e.samples,
+                    "pooled": e.pooled,
+                    "terminal": e.terminal,
+                }
+                for i, e in sorted(known.items())
+            ],
+        }
 
     def _more_solutions(self, est: SuccessEstimator, have: int) -> list[Rollout]:
         """Rollouts from the empty response beyond the initial estimate's, when max_generations asks for more."""
@@ -235,9 +312,19 @@ class PivotalTokenSearcher:
                 out.append(r)
         return out[: self.settings.max_generations]
 
-    def _record(self, task: Task, prompt_ids: list[int], solution: Sequence[int], solution_index: int,
-                position: int, before: Estimate, after: Estimate, *, search: Pivot | None = None,
-                verdict: Verdict | None = None) -> PivotalToken:
+    def _record(
+        self,
+        task: Task,
+        prompt_ids: list[int],
+        solution: Sequence[int],
+        solution_index: int,
+        position: int,
+        before: Estimate,
+        after: Estimate,
+        *,
+        search: Pivot | None = None,
+        verdict: Verdict | None = None,
+    ) -> PivotalToken:
         """A record of the token ``solution[position]``; ``before``/``after`` are the numbers it reports."""
         tok = self.engine.tokenizer
         s = self.settings
@@ -248,10 +335,17 @@ class PivotalTokenSearcher:
         delta = after.p - before.p
         extra: dict[str, Any]
         if verdict is not None and search is not None:
-            extra = dict(verified=True, delta_ci=list(verdict.interval), delta_ci_level=verdict.level,
-                         candidate={"prob_before": search.before.p, "prob_after": search.after.p,
-                                    "samples_before": search.before.samples,
-                                    "samples_after": search.after.samples})
+            extra = dict(
+                verified=True,
+                delta_ci=list(verdict.interval),
+                delta_ci_level=verdict.level,
+                candidate={
+                    "prob_before": search.before.p,
+                    "prob_after": search.after.p,
+                    "samples_before": search.before.samples,
+                    "samples_after": search.after.samples,
+                },
+            )
         else:
             extra = dict(delta_ci=list(delta_interval(before, after, reported)), delta_ci_level=reported)
         return PivotalToken(
@@ -281,12 +375,22 @@ class PivotalTokenSearcher:
             answer=task.answer,
             position=position,
             solution_index=solution_index,
-            search={"prob_threshold": s.prob_threshold, "num_samples": s.num_samples,
-                    "max_new_tokens": s.max_new_tokens, "split_at": s.split_at,
-                    "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
-                    "confidence": reported, "adaptive": bool(s.confidence), "pool": s.pool,
-                    "verify": s.verify, "verify_samples": s.verify_samples,
-                    "verify_confidence": s.verify_confidence},
+            search={
+                "prob_threshold": s.prob_threshold,
+                "num_samples": s.num_samples,
+                "max_new_tokens": s.max_new_tokens,
+                "split_at": s.split_at,
+                "temperature": s.temperature,
+                "top_p": s.top_p,
+                "top_k": s.top_k,
+                "min_p": s.min_p,
+                "confidence": reported,
+                "adaptive": bool(s.confidence),
+                "pool": s.pool,
+                "verify": s.verify,
+                "verify_samples": s.verify_samples,
+                "verify_confidence": s.verify_confidence,
+            },
             **extra,
         )
 

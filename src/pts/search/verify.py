@@ -27,14 +27,14 @@ is below the threshold, the chance of being kept is at most ``1 - confidence``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
-from pts.stats import newcombe_interval, wilson_interval
 from pts.search.estimate import Estimate, Prefix
 from pts.search.evidence import PooledEstimator
 from pts.search.pivotal import interval
+from pts.stats import newcombe_interval, wilson_interval
 
 FIRST_ROUND = 16
 # Drop a candidate once the chance of keeping it by the cap, at its current estimate, is below this.
@@ -77,8 +77,9 @@ class Candidate:
     token_id: int
 
 
-def futile(before: Estimate, after: Estimate, threshold: float, cap: int, level: float,
-           power: float = FUTILITY_POWER) -> bool:
+def futile(
+    before: Estimate, after: Estimate, threshold: float, cap: int, level: float, power: float = FUTILITY_POWER
+) -> bool:
     """True when the candidate is unlikely to be kept by the cap.
 
     If the true change were the current estimate, the change measured with
@@ -123,8 +124,9 @@ class Verdict:
     looks: int
 
 
-def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, threshold: float, cap: int,
-           confidence: float) -> list[Verdict]:
+def verify(
+    estimator: PooledEstimator, candidates: Sequence[Candidate], *, threshold: float, cap: int, confidence: float
+) -> list[Verdict]:
     """Verdicts for ``candidates`` (in order), from ``estimator``'s rollouts only.
 
     Each look samples the contexts before the pivots first, then the contexts
@@ -142,8 +144,9 @@ def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, thres
         estimator.estimate(afters, samples=target)
         # Read both ends again: one candidate's after can be another's before, topped up by the second call.
         still = []
-        for k, before, after in zip(pending, estimator.estimate(befores, samples=target),
-                                    estimator.estimate(afters, samples=target)):
+        for k, before, after in zip(
+            pending, estimator.estimate(befores, samples=target), estimator.estimate(afters, samples=target)
+        ):
             low, high = delta_interval(before, after, level)
             verdict = settle(low, high, threshold)
             if verdict is True:
@@ -160,4 +163,3 @@ def verify(estimator: PooledEstimator, candidates: Sequence[Candidate], *, thres
             verdicts[k] = Verdict(reason == "moves", reason, before, after, (low, high), level, look)
         pending = still
     return [v for v in verdicts if v is not None]
-

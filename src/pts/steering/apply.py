@@ -61,9 +61,15 @@ class ContextSteering:
     ``contexts[k]`` are the token ids its pivot context is matched on.
     """
 
-    def __init__(self, vectors: Sequence[SteeringVector], contexts: Sequence[Sequence[int]],
-                 layers_of: Sequence[int], strength: float, match: MatchMode = "continuous",
-                 scale_by_delta: bool = False):
+    def __init__(
+        self,
+        vectors: Sequence[SteeringVector],
+        contexts: Sequence[Sequence[int]],
+        layers_of: Sequence[int],
+        strength: float,
+        match: MatchMode = "continuous",
+        scale_by_delta: bool = False,
+    ):
         if match not in MATCH_MODES:
             raise PTSError(f"--match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
         self.vectors = list(vectors)
@@ -146,8 +152,12 @@ class ControlSteering:
 
         key = (str(device), dtype)
         if key not in self._tables:
-            self._tables[key] = {n: (self.strength * torch.tensor(self.control.directions[n], dtype=torch.float32))
-                                 .to(device=device, dtype=dtype) for n in self.layers}
+            self._tables[key] = {
+                n: (self.strength * torch.tensor(self.control.directions[n], dtype=torch.float32)).to(
+                    device=device, dtype=dtype
+                )
+                for n in self.layers
+            }
         gate = torch.tensor([r.enabled for r in rows], device=device, dtype=dtype)[:, None]
         return {n: (gate * d[None, :], None) for n, d in self._tables[key].items()}
 
@@ -155,10 +165,18 @@ class ControlSteering:
 Steering = ContextSteering | ControlSteering
 
 
-def build_steering(vectors: list[SteeringVector] | ControlVector, model: Any, tokenizer: Any, *,
-                   strength: float | None = None, layer: str | int | Sequence[int] | None = None,
-                   match: MatchMode = "continuous", match_on: str = "auto", scale_by_delta: bool = False,
-                   model_id: str | None = None) -> Steering:
+def build_steering(
+    vectors: list[SteeringVector] | ControlVector,
+    model: Any,
+    tokenizer: Any,
+    *,
+    strength: float | None = None,
+    layer: str | int | Sequence[int] | None = None,
+    match: MatchMode = "continuous",
+    match_on: str = "auto",
+    scale_by_delta: bool = False,
+    model_id: str | None = None,
+) -> Steering:
     """Check vectors against the model (hidden size, layer range) and build the steering to generate with.
 
     Steering vectors are applied at their ``steering_layer``, or at ``layer``
@@ -169,16 +187,23 @@ def build_steering(vectors: list[SteeringVector] | ControlVector, model: Any, to
     does, ``auto`` uses ids where a row has them. Raises PTSError on any mismatch.
     """
     size = hidden_size(model)
-    wanted = [layer] if isinstance(layer, int) else parse_layers(layer) if isinstance(layer, (str, type(None))) \
+    wanted = (
+        [layer]
+        if isinstance(layer, int)
+        else parse_layers(layer)
+        if isinstance(layer, (str, type(None)))
         else list(layer)
+    )
     if isinstance(vectors, ControlVector):
         if vectors.dim != size:
             raise PTSError(f"the control vector has {vectors.dim} dimensions but the model's hidden size is {size}")
         if wanted is not None:
             missing = [n for n in wanted if n not in vectors.directions]
             if missing:
-                raise PTSError(f"the control vector has no direction for layer {missing[0]} "
-                               f"(it has layers {', '.join(map(str, vectors.directions))})")
+                raise PTSError(
+                    f"the control vector has no direction for layer {missing[0]} "
+                    f"(it has layers {', '.join(map(str, vectors.directions))})"
+                )
         use = wanted if wanted is not None else list(vectors.directions)
         check_layers(use, len(decoder_layers(model)), "control vector")
         return ControlSteering(vectors, DEFAULT_CONTROL_STRENGTH if strength is None else strength, use)
@@ -197,20 +222,29 @@ def build_steering(vectors: list[SteeringVector] | ControlVector, model: Any, to
         if unplaced:
             raise PTSError(f"steering vector on row {unplaced[0].line} has no steering_layer; pass --layer")
         if len(file_layers) > 1:
-            log.warning("steering vectors at layers %s: each is added at its own layer (pass --layer to pick one)",
-                        file_layers)
+            log.warning(
+                "steering vectors at layers %s: each is added at its own layer (pass --layer to pick one)", file_layers
+            )
     layers_of = [override if override is not None else int(v.layer) for v in vectors]  # type: ignore[arg-type]
     check_layers(sorted(set(layers_of)), len(decoder_layers(model)), "steering")
     ids_of = [v.context_ids if match_on != "text" else None for v in vectors]
     if match_on == "ids" and any(c is None for c in ids_of):
         raise PTSError("--match-on ids needs pivot_context_ids in every row (pts records); use --match-on text")
-    contexts = [ids if ids is not None else tokenizer.encode(v.pivot_context, add_special_tokens=False)
-                for v, ids in zip(vectors, ids_of)]
+    contexts = [
+        ids if ids is not None else tokenizer.encode(v.pivot_context, add_special_tokens=False)
+        for v, ids in zip(vectors, ids_of)
+    ]
     others = sorted({v.model_id for v in vectors if v.model_id and model_id and v.model_id != model_id})
     if others:
         log.warning("steering vectors were made with %s, not %s", ", ".join(others), model_id)
-    return ContextSteering(vectors, contexts, layers_of, DEFAULT_STEERING_STRENGTH if strength is None else strength,
-                           match=match, scale_by_delta=scale_by_delta)  # type: ignore[arg-type]
+    return ContextSteering(
+        vectors,
+        contexts,
+        layers_of,
+        DEFAULT_STEERING_STRENGTH if strength is None else strength,
+        match=match,
+        scale_by_delta=scale_by_delta,
+    )  # type: ignore[arg-type]
 
 
 def added_norm(steering: Steering, layer: int) -> float:
@@ -223,12 +257,16 @@ def added_norm(steering: Steering, layer: int) -> float:
 def describe(steering: Steering, source: str) -> str:
     """One line saying what is added where, for reports; ``source`` names the vector file."""
     if isinstance(steering, ControlSteering):
-        return (f"control vector {source}: layers {_ranges(steering.layers)}, strength {steering.strength:g} "
-                f"(added at every position)")
+        return (
+            f"control vector {source}: layers {_ranges(steering.layers)}, strength {steering.strength:g} "
+            f"(added at every position)"
+        )
     pos = sum(v.is_positive for v in steering.vectors)
-    return (f"{len(steering.vectors)} steering vectors from {source} ({pos} positive, {len(steering.vectors) - pos} "
-            f"negative): layer {_ranges(steering.layers)}, strength {steering.strength:g}"
-            f"{' x |prob_delta|' if steering.scale_by_delta else ''}, match {steering.mode}")
+    return (
+        f"{len(steering.vectors)} steering vectors from {source} ({pos} positive, {len(steering.vectors) - pos} "
+        f"negative): layer {_ranges(steering.layers)}, strength {steering.strength:g}"
+        f"{' x |prob_delta|' if steering.scale_by_delta else ''}, match {steering.mode}"
+    )
 
 
 def _ranges(layers: Sequence[int]) -> str:
@@ -243,4 +281,3 @@ def _ranges(layers: Sequence[int]) -> str:
     if run:
         out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
     return ",".join(out)
-

@@ -72,8 +72,9 @@ class SteerReport:
     def difference(self) -> float:
         return self.steered_accuracy - self.base_accuracy
 
-    def difference_interval(self, resamples: int = BOOTSTRAP_RESAMPLES,
-                            confidence: float = CONFIDENCE) -> tuple[float, float]:
+    def difference_interval(
+        self, resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = CONFIDENCE
+    ) -> tuple[float, float]:
         """Paired bootstrap over queries: resample queries (with all their samples), percentile interval."""
         per_query: dict[int, list[float]] = {}
         for p in self.pairs:
@@ -94,17 +95,25 @@ class SteerReport:
         lines = [
             f"steering: {self.description}",
             f"model: {self.model_id}   dataset: {self.dataset_id}",
-            (f"{self.queries} queries x {self.samples} samples = {self.n} paired completions (same prompt and seed "
-             f"with and without steering), max {self.max_new_tokens} new tokens, temperature {self.temperature:g}, "
-             f"seed {self.seed}"),
+            (
+                f"{self.queries} queries x {self.samples} samples = {self.n} paired completions (same prompt and seed "
+                f"with and without steering), max {self.max_new_tokens} new tokens, temperature {self.temperature:g}, "
+                f"seed {self.seed}"
+            ),
             "",
             f"{'':12}{'correct':>9}  {'accuracy':>8}  {pct}% CI",
-            (f"{'base':12}{f'{self.base_correct}/{self.n}':>9}  {self.base_accuracy:8.3f}  "
-             f"[{b_lo:.3f}, {b_hi:.3f}] Wilson"),
-            (f"{'steered':12}{f'{self.steered_correct}/{self.n}':>9}  {self.steered_accuracy:8.3f}  "
-             f"[{s_lo:.3f}, {s_hi:.3f}] Wilson"),
-            (f"{'difference':12}{'':9}  {self.difference:+8.3f}  [{d_lo:+.3f}, {d_hi:+.3f}] paired bootstrap over "
-             f"queries ({BOOTSTRAP_RESAMPLES} resamples)"),
+            (
+                f"{'base':12}{f'{self.base_correct}/{self.n}':>9}  {self.base_accuracy:8.3f}  "
+                f"[{b_lo:.3f}, {b_hi:.3f}] Wilson"
+            ),
+            (
+                f"{'steered':12}{f'{self.steered_correct}/{self.n}':>9}  {self.steered_accuracy:8.3f}  "
+                f"[{s_lo:.3f}, {s_hi:.3f}] Wilson"
+            ),
+            (
+                f"{'difference':12}{'':9}  {self.difference:+8.3f}  [{d_lo:+.3f}, {d_hi:+.3f}] paired bootstrap over "
+                f"queries ({BOOTSTRAP_RESAMPLES} resamples)"
+            ),
             "",
             f"steering fixed {fixed} and broke {broke} of {self.n} pairs; {changed} completions changed",
             f"steering fired in {fired}/{self.n} completions ({positions} positions)",
@@ -120,7 +129,6 @@ class SteerReport:
             lines.append(f"output: {self.output_path}")
         lines.append(f"time: {self.seconds:.1f} s")
         return "\n".join(lines)
-
 
 
 @dataclass
@@ -142,16 +150,20 @@ def format_query_pairs(description: str, query: str, pairs: Sequence[PairedSampl
         note = f"vector added at {p.steered.steered_positions} positions"
         if p.base.token_ids == p.steered.token_ids:
             note += "; identical to the unsteered reply"
-        lines += ["", f"=== sample {p.sample + 1} (seed {p.seed}) ===",
-                  f"--- unsteered ({len(p.base.token_ids)} tokens, {p.base.finish_reason}) ---", p.base.text,
-                  f"--- steered ({len(p.steered.token_ids)} tokens, {p.steered.finish_reason}; {note}) ---",
-                  p.steered.text]
+        lines += [
+            "",
+            f"=== sample {p.sample + 1} (seed {p.seed}) ===",
+            f"--- unsteered ({len(p.base.token_ids)} tokens, {p.base.finish_reason}) ---",
+            p.base.text,
+            f"--- steered ({len(p.steered.token_ids)} tokens, {p.steered.finish_reason}; {note}) ---",
+            p.steered.text,
+        ]
     return "\n".join(lines)
 
 
-
-def pair_record(pair: PairedSample, steering: Steering, task: Task | None = None,
-                query: str | None = None) -> dict[str, Any]:
+def pair_record(
+    pair: PairedSample, steering: Steering, task: Task | None = None, query: str | None = None
+) -> dict[str, Any]:
     """One line of the pairs JSONL (``--output-path``): both replies, their verdicts, and the vectors that fired."""
     return {
         "dataset_id": task.dataset_id if task else None,
@@ -179,8 +191,14 @@ def _vector_info(steering: Steering, gen: Generation) -> list[dict[str, Any]]:
     out = []
     for k in gen.vectors:
         v = steering.vectors[k]
-        out.append({"row": v.line, "layer": steering.layers_of[k], "is_positive": v.is_positive,
-                    "pivot_token": v.pivot_token, "reasoning_pattern": v.reasoning_pattern,
-                    "cluster_id": v.cluster_id})
+        out.append(
+            {
+                "row": v.line,
+                "layer": steering.layers_of[k],
+                "is_positive": v.is_positive,
+                "pivot_token": v.pivot_token,
+                "reasoning_pattern": v.reasoning_pattern,
+                "cluster_id": v.cluster_id,
+            }
+        )
     return out
-

@@ -56,9 +56,18 @@ class Generation:
     vectors: list[int] = field(default_factory=list)
 
 
-def generate(model: Any, tokenizer: Any, requests: Sequence[GenerationRequest], steering: Steering | None = None, *,
-             max_new_tokens: int, params: SamplingParams, batch_size: int = 64,
-             on_done: Callable[[int], None] | None = None, hooks: SteeringHooks | None = None) -> list[Generation]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[GenerationRequest],
+    steering: Steering | None = None,
+    *,
+    max_new_tokens: int,
+    params: SamplingParams,
+    batch_size: int = 64,
+    on_done: Callable[[int], None] | None = None,
+    hooks: SteeringHooks | None = None,
+) -> list[Generation]:
     """Sample one reply per request, with ``steering`` added on rows whose ``steer`` is True.
 
     Rows decode together in batches of ``batch_size`` (left-padded, per-row
@@ -85,8 +94,12 @@ def generate(model: Any, tokenizer: Any, requests: Sequence[GenerationRequest], 
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                for i, gen in zip(chunk, _generate_batch(model, tokenizer, [requests[i] for i in chunk], steering,
-                                                         hooks, max_new_tokens, params)):
+                for i, gen in zip(
+                    chunk,
+                    _generate_batch(
+                        model, tokenizer, [requests[i] for i in chunk], steering, hooks, max_new_tokens, params
+                    ),
+                ):
                     results[i] = gen
                 if on_done:
                     on_done(len(chunk))
@@ -106,8 +119,15 @@ class _Live:
     done: Generation | None = None
 
 
-def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], steering: Steering | None,
-                    hooks: SteeringHooks, max_new_tokens: int, params: SamplingParams) -> list[Generation]:
+def _generate_batch(
+    model,
+    tokenizer,
+    requests: Sequence[GenerationRequest],
+    steering: Steering | None,
+    hooks: SteeringHooks,
+    max_new_tokens: int,
+    params: SamplingParams,
+) -> list[Generation]:
     import torch
     from transformers import DynamicCache
 
@@ -124,8 +144,10 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
             return RowSteer(False, [])
         return steering.start(r.prompt_ids, r.steer)
 
-    rows = [_Live(r, None if greedy else torch.Generator().manual_seed(int(r.seed) & (2**63 - 1)), start_row(r))
-            for r in requests]
+    rows = [
+        _Live(r, None if greedy else torch.Generator().manual_seed(int(r.seed) & (2**63 - 1)), start_row(r))
+        for r in requests
+    ]
     for r in requests:
         if not r.prompt_ids:
             raise ValueError("a prompt must have at least one token")
@@ -141,16 +163,17 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
     ids = torch.full((len(keys), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(keys), width), dtype=torch.long)
     for j, (prompt, _) in enumerate(keys):
-        ids[j, width - len(prompt):] = torch.tensor(prompt)
-        mask[j, width - len(prompt):] = 1
+        ids[j, width - len(prompt) :] = torch.tensor(prompt)
+        mask[j, width - len(prompt) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     if steering is not None:
         hooks.set(steering.tensors([first_row[k].steer for k in keys], device, dtype))
     cache = DynamicCache()
     cache_kw = cache_keyword(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{cache_kw: cache}, use_cache=True,
-                logits_to_keep=1)
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=pos, **{cache_kw: cache}, use_cache=True, logits_to_keep=1
+    )
     index = torch.tensor([key_index[(r.req.prompt_ids, r.req.steer)] for r in rows], device=device)
     if len(keys) != len(rows) or index.tolist() != list(range(len(rows))):
         cache.batch_select_indices(index)
@@ -178,8 +201,13 @@ def _generate_batch(model, tokenizer, requests: Sequence[GenerationRequest], ste
             hooks.set(steering.tensors([r.steer for r in live], device, dtype))
             for r in live:
                 r.steer.positions += steering.is_active(r.steer)
-        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    **{cache_kw: cache}, use_cache=True)
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=mask,
+            position_ids=next_pos[:, None],
+            **{cache_kw: cache},
+            use_cache=True,
+        )
         logits = out.logits[:, -1].float()
         next_pos = next_pos + 1
     hooks.set({})

@@ -56,4 +56,5 @@ class SteeringHooks:
             if last is not None:
                 h[:, -1, :] += last.to(h.dtype)
             return (h, *output[1:]) if isinstance(output, tuple) else h
+
         return hook

@@ -37,8 +37,14 @@ def parse_layers(values: str | int | Sequence[str] | None, flag: str = "--layer"
 
 def decoder_layers(model: Any) -> Sequence[Any]:
     """The model's decoder blocks, in order (the modules whose outputs are the residual stream)."""
-    for path in ("model.layers", "model.language_model.layers", "model.decoder.layers", "transformer.h",
-                 "gpt_neox.layers", "layers"):
+    for path in (
+        "model.layers",
+        "model.language_model.layers",
+        "model.decoder.layers",
+        "transformer.h",
+        "gpt_neox.layers",
+        "layers",
+    ):
         obj = model
         for attr in path.split("."):
             obj = getattr(obj, attr, None)
@@ -58,5 +64,7 @@ def check_layers(layers: Sequence[int], num_layers: int, what: str = "") -> None
     """Raise PTSError unless every layer is one of the model's ``0..num_layers - 1``; ``what`` starts the message."""
     bad = [n for n in layers if not 0 <= n < num_layers]
     if bad:
-        raise PTSError(f"{what + ' ' if what else ''}layer {bad[0]} is out of range: the model has {num_layers} "
-                       f"layers (0..{num_layers - 1})")
+        raise PTSError(
+            f"{what + ' ' if what else ''}layer {bad[0]} is out of range: the model has {num_layers} "
+            f"layers (0..{num_layers - 1})"
+        )

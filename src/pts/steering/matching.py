@@ -29,8 +29,13 @@ class SuffixMatcher:
     patterns ending in the new token.
     """
 
-    def __init__(self, contexts: Sequence[Sequence[int]], max_tokens: int = MAX_CONTEXT_TOKENS,
-                 suffix_lengths: Sequence[int] = SUFFIX_LENGTHS, min_history: int = MIN_MATCH):
+    def __init__(
+        self,
+        contexts: Sequence[Sequence[int]],
+        max_tokens: int = MAX_CONTEXT_TOKENS,
+        suffix_lengths: Sequence[int] = SUFFIX_LENGTHS,
+        min_history: int = MIN_MATCH,
+    ):
         self.max_tokens = max_tokens
         self.min_history = min_history
         patterns: dict[tuple[int, ...], int] = {}

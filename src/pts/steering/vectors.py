@@ -49,8 +49,6 @@ class SteeringVector:
     line: int = 0
 
 
-
-
 def _as_float_list(value: Any, where: str) -> list[float]:
     """A vector given as a list, a JSON string or a comma-separated string (optillm accepts all three)."""
     if isinstance(value, str):
@@ -86,8 +84,9 @@ def _as_int(value: Any, where: str, name: str) -> int | None:
     return int(number)
 
 
-def load_steering_vectors(path: str | Path, vector_field: str = "steering_vector",
-                          layer: int | None = None) -> list[SteeringVector]:
+def load_steering_vectors(
+    path: str | Path, vector_field: str = "steering_vector", layer: int | None = None
+) -> list[SteeringVector]:
     """Read steering vectors from a JSONL file in optillm's autothink shape.
 
     ``vector_field`` names the field that holds the vector (``steering_vector``,
@@ -121,8 +120,9 @@ def load_steering_vectors(path: str | Path, vector_field: str = "steering_vector
             want = layer if layer is not None else row_layer
             by_layer = {_as_int(k, where, "a layer key"): v for k, v in value.items()}
             if want is None or want not in by_layer:
-                raise PTSError(f"{where}: '{vector_field}' has vectors for layers {sorted(by_layer)}; "
-                               f"pick one with --layer")
+                raise PTSError(
+                    f"{where}: '{vector_field}' has vectors for layers {sorted(by_layer)}; pick one with --layer"
+                )
             value, row_layer = by_layer[want], want
         vec = _as_float_list(value, where)
         if dim is None:
@@ -143,24 +143,33 @@ def load_steering_vectors(path: str | Path, vector_field: str = "steering_vector
         else:
             positive = prob_delta >= 0
         ids = row.get("pivot_context_ids")
-        if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool)
-                                                                   for t in ids)):
+        if ids is not None and not (
+            isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in ids)
+        ):
             raise PTSError(f"{where}: pivot_context_ids must be a list of token ids")
-        out.append(SteeringVector(
-            vector=vec, layer=row_layer, is_positive=positive, adds_toward_success=row.get("adds_toward_success") is True,
-            pivot_context=str(row.get("pivot_context") or ""),
-            context_ids=ids or None, pivot_token=str(row.get("pivot_token") or ""), prob_delta=prob_delta,
-            reasoning_pattern=str(row.get("reasoning_pattern") or "unknown"),
-            cluster_id=_as_int(row.get("cluster_id"), where, "cluster_id") if row.get("cluster_id") is not None else -1,
-            model_id=str(row.get("model_id") or ""), line=n,
-        ))
+        out.append(
+            SteeringVector(
+                vector=vec,
+                layer=row_layer,
+                is_positive=positive,
+                adds_toward_success=row.get("adds_toward_success") is True,
+                pivot_context=str(row.get("pivot_context") or ""),
+                context_ids=ids or None,
+                pivot_token=str(row.get("pivot_token") or ""),
+                prob_delta=prob_delta,
+                reasoning_pattern=str(row.get("reasoning_pattern") or "unknown"),
+                cluster_id=_as_int(row.get("cluster_id"), where, "cluster_id")
+                if row.get("cluster_id") is not None
+                else -1,
+                model_id=str(row.get("model_id") or ""),
+                line=n,
+            )
+        )
     if empty:
         log.warning("%s: dropped %d rows whose '%s' is null or all zeros (no direction)", p, empty, vector_field)
     if not out:
         raise PTSError(f"{p}: every '{vector_field}' is null or all zeros")
     return out
-
-
 
 
 @dataclass

@@ -140,8 +140,14 @@ class CodeOracle(Oracle):
     the cache's hit rate. Safe to share between threads and tasks.
     """
 
-    def __init__(self, language: Language | str = "python", *, limits: Limits | None = None,
-                 workers: int | None = None, cache_size: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        language: Language | str = "python",
+        *,
+        limits: Limits | None = None,
+        workers: int | None = None,
+        cache_size: int = 1 << 20,
+    ) -> None:
         if isinstance(language, str):
             if language not in LANGUAGES:
                 raise PTSError(f"unknown code language {language!r}; known: {', '.join(LANGUAGES)}")
@@ -182,8 +188,10 @@ class CodeOracle(Oracle):
         execution = self._run(self.language.pass_line.format(marker=marker))
         if not (execution.ok and marker in execution.stdout):
             detail = (execution.stderr.strip().splitlines() or [execution.reason])[-1]
-            raise PTSError(f"the {self.language.name} code oracle cannot run "
-                           f"`{' '.join(self.language.command)}` in its sandbox: {detail}")
+            raise PTSError(
+                f"the {self.language.name} code oracle cannot run "
+                f"`{' '.join(self.language.command)}` in its sandbox: {detail}"
+            )
 
     def program(self, completion: str, reference: CodeReference) -> str:
         """The program a completion stands for, with the task's tests after it (without the pass marker)."""

@@ -31,8 +31,7 @@ __all__ = ["HUMANEVAL", "MBPP", "code_shape", "code_task", "read_humaneval"]
 HUMANEVAL, MBPP = "humaneval", "mbpp"
 
 _HUMANEVAL_PROMPT = (
-    "Complete the following {language} function. Reply with the whole function in one code block.\n\n"
-    "```{tag}\n{header}"
+    "Complete the following {language} function. Reply with the whole function in one code block.\n\n```{tag}\n{header}"
 )
 _MBPP_PROMPT = (
     "{text}\nWrite a {language} function that passes these tests:\n\n{examples}\n\n"
@@ -67,8 +66,9 @@ def row_language(row: Mapping[str, Any]) -> str:
     return {"js": "javascript"}.get(named, named) if named in (*LANGUAGES, "js") else "python"
 
 
-def code_task(row: Mapping[str, Any], index: int, shape: str, oracle: CodeOracle, dataset_id: str,
-              item_id: str) -> Task | None:
+def code_task(
+    row: Mapping[str, Any], index: int, shape: str, oracle: CodeOracle, dataset_id: str, item_id: str
+) -> Task | None:
     """The task for one HumanEval- or MBPP-shaped row, or None when the row lacks its code or tests."""
     language = oracle.language
     tag = language.fences[0]
@@ -95,11 +95,19 @@ def code_task(row: Mapping[str, Any], index: int, shape: str, oracle: CodeOracle
         tests = "\n".join([*filter(None, setup), *map(str, test_list)]) + "\n"
         reference = CodeReference("", tests, first.group(1) if first else None)
         query = str(text)
-        prompt = _MBPP_PROMPT.format(text=text, language=language.name.capitalize(), tag=tag,
-                                     examples="\n".join(map(str, test_list)))
+        prompt = _MBPP_PROMPT.format(
+            text=text, language=language.name.capitalize(), tag=tag, examples="\n".join(map(str, test_list))
+        )
         answer = str(row.get("code") or "")
-    return Task(query=query, answer=answer, item_id=item_id, dataset_id=dataset_id, task_type=oracle.name,
-                oracle=oracle, prompt=prompt, reference=reference,
-                metadata={"source_index": index, "entry_point": reference.entry_point,
-                          "language": language.name},
-                raw_prompt=reference.header or prompt)
+    return Task(
+        query=query,
+        answer=answer,
+        item_id=item_id,
+        dataset_id=dataset_id,
+        task_type=oracle.name,
+        oracle=oracle,
+        prompt=prompt,
+        reference=reference,
+        metadata={"source_index": index, "entry_point": reference.entry_point, "language": language.name},
+        raw_prompt=reference.header or prompt,
+    )

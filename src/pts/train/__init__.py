@@ -26,7 +26,12 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CDPOConfig", "CDPOTrainer", "PreTokenizedDPOTrainer", "build_cdpo_rows", "cdpo_loss", "load_adapter",
+    "CDPOConfig",
+    "CDPOTrainer",
+    "PreTokenizedDPOTrainer",
+    "build_cdpo_rows",
+    "cdpo_loss",
+    "load_adapter",
     "load_trained",
 ]
 

@@ -33,8 +33,14 @@ from pts.train.data import ID_KEYS, SCORES_KEY
 from pts.train.dpo import PreTokenizedDPOTrainer
 
 
-def cdpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, rejected_weights: torch.Tensor,
-              chosen_mask: torch.Tensor, rejected_mask: torch.Tensor, gamma: float) -> torch.Tensor:
+def cdpo_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    rejected_weights: torch.Tensor,
+    chosen_mask: torch.Tensor,
+    rejected_mask: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
     """Per-pair cDPO loss ``-log sigmoid(gamma * (sum_t c_t - sum_t w_t * r_t))``.
 
     ``chosen_logratios`` (B, Tc) and ``rejected_logratios`` (B, Tr) are per-token
@@ -59,8 +65,9 @@ class CDPOConfig(DPOConfig):
     """
 
     gamma: float = field(default=0.1, metadata={"help": "Scale of the weighted log-ratio margin (beta of DPO)."})
-    scores_column: str = field(default=SCORES_KEY,
-                               metadata={"help": "Column with the CE score s_t of every rejected token."})
+    scores_column: str = field(
+        default=SCORES_KEY, metadata={"help": "Column with the CE score s_t of every rejected token."}
+    )
 
 
 @dataclass
@@ -100,8 +107,9 @@ class CDPOTrainer(PreTokenizedDPOTrainer):
     _tag_names: ClassVar[list[str]] = ["trl", "dpo", "cdpo", "pts"]
     _name = "cDPO"
 
-    def __init__(self, model, ref_model=None, args: CDPOConfig | None = None, data_collator=None,
-                 train_dataset=None, **kwargs):
+    def __init__(
+        self, model, ref_model=None, args: CDPOConfig | None = None, data_collator=None, train_dataset=None, **kwargs
+    ):
         if args is None:
             args = CDPOConfig("cdpo-output")
         if not isinstance(args, CDPOConfig):
@@ -109,7 +117,9 @@ class CDPOTrainer(PreTokenizedDPOTrainer):
         if args.precompute_ref_log_probs:
             raise ValueError("cDPO needs per-token reference log-probs; precompute_ref_log_probs stores only sums")
         if args.ld_alpha is not None or args.use_weighting or args.f_divergence_type != "reverse_kl":
-            raise ValueError("ld_alpha, use_weighting and f_divergence_type are DPO variants that cDPO does not combine")
+            raise ValueError(
+                "ld_alpha, use_weighting and f_divergence_type are DPO variants that cDPO does not combine"
+            )
         if args.loss_type != ["sigmoid"]:
             raise ValueError(f"cDPO has its own loss; loss_type must stay 'sigmoid', got {args.loss_type}")
         if train_dataset is not None:
@@ -124,11 +134,16 @@ class CDPOTrainer(PreTokenizedDPOTrainer):
             if pad_id is None:
                 raise ValueError("cDPO needs a processing_class with a pad or EOS token")
             data_collator = DataCollatorForWeightedPreference(
-                pad_token_id=pad_id, max_length=args.max_length, truncation_mode=args.truncation_mode,
-                pad_to_multiple_of=args.pad_to_multiple_of, scores_key=args.scores_column)
+                pad_token_id=pad_id,
+                max_length=args.max_length,
+                truncation_mode=args.truncation_mode,
+                pad_to_multiple_of=args.pad_to_multiple_of,
+                scores_key=args.scores_column,
+            )
         self.gamma = args.gamma
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         train_dataset=train_dataset, **kwargs)
+        super().__init__(
+            model, ref_model=ref_model, args=args, data_collator=data_collator, train_dataset=train_dataset, **kwargs
+        )
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -137,7 +152,11 @@ class CDPOTrainer(PreTokenizedDPOTrainer):
 
     def per_token_logratios(self, model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token ``log pi_theta - log pi_ref`` of every completion token, and the completion mask (both (2B, L-1))."""
-        model_kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "use_cache": False}
+        model_kwargs = {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "use_cache": False,
+        }
         completion_mask = inputs["completion_mask"]
         shift_mask = completion_mask[:, 1:]
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
@@ -174,7 +193,8 @@ class CDPOTrainer(PreTokenizedDPOTrainer):
             metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
             metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
             metrics["weights/rejected_mean"].append(
-                gather((weights * rejected_mask).sum() / rejected_mask.sum().clamp(min=1)).mean().item())
+                gather((weights * rejected_mask).sum() / rejected_mask.sum().clamp(min=1)).mean().item()
+            )
         return (loss, {"per_pair_loss": per_pair.detach()}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

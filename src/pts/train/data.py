@@ -119,8 +119,9 @@ def _text_ok(value: Any) -> bool:
     return (isinstance(value, str) and value != "") or (isinstance(value, list) and bool(value))
 
 
-def preference_rows(raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None,
-                    source: str = "input") -> PreferenceData:
+def preference_rows(
+    raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None, source: str = "input"
+) -> PreferenceData:
     """DPO rows from ``pts export --format dpo`` style objects.
 
     Every row carrying ``prompt/chosen/rejected`` ids -> exact-id rows
@@ -138,14 +139,18 @@ def preference_rows(raw: Sequence[dict[str, Any]], *, vocab_size: int | None = N
         return PreferenceData(rows, exact=True)
     if any(with_ids):
         first = with_ids.index(False) + 1
-        raise PTSError(f"{source} mixes rows with token ids and rows without (first without: row {first}); "
-                       "export the file again with ids on every row, or without ids")
+        raise PTSError(
+            f"{source} mixes rows with token ids and rows without (first without: row {first}); "
+            "export the file again with ids on every row, or without ids"
+        )
     rows = []
     for n, r in enumerate(raw, 1):
         missing = [k for k in TEXT_KEYS if not _text_ok(r.get(k))]
         if missing:
-            raise PTSError(f"{_where(n, source)} has no {', '.join(missing)} (DPO rows need prompt, chosen and "
-                           "rejected text, or prompt_ids, chosen_ids and rejected_ids)")
+            raise PTSError(
+                f"{_where(n, source)} has no {', '.join(missing)} (DPO rows need prompt, chosen and "
+                "rejected text, or prompt_ids, chosen_ids and rejected_ids)"
+            )
         kinds = {type(r[k]) for k in TEXT_KEYS}
         if len(kinds) != 1:
             raise PTSError(f"{_where(n, source)}: prompt, chosen and rejected must all be text or all be chat messages")
@@ -158,8 +163,9 @@ def is_trajectory_rows(raw: Sequence[dict[str, Any]]) -> bool:
     return bool(raw) and "correct" in raw[0] and any(k in raw[0] for k in ("response_ids", "token_ids"))
 
 
-def cdpo_rows(raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None,
-              source: str = "input", max_pairs_per_query: int = 1) -> list[dict[str, Any]]:
+def cdpo_rows(
+    raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None, source: str = "input", max_pairs_per_query: int = 1
+) -> list[dict[str, Any]]:
     """Validated cDPO pair rows ``{"prompt_ids", "chosen_ids", "rejected_ids", "rejected_scores"}``.
 
     ``raw`` holds pair rows (see the module docstring) or scored trajectories,
@@ -174,21 +180,30 @@ def cdpo_rows(raw: Sequence[dict[str, Any]], *, vocab_size: int | None = None,
     for n, r in enumerate(raw, 1):
         missing = [k for k in ID_KEYS if _find_ids(r, k) is None]
         if missing:
-            raise PTSError(f"{_where(n, source)} has no {', '.join(missing)}: cDPO needs token ids, because its "
-                           "weights are per token")
+            raise PTSError(
+                f"{_where(n, source)} has no {', '.join(missing)}: cDPO needs token ids, because its "
+                "weights are per token"
+            )
         row = {k: _check_ids(_find_ids(r, k), f"{_where(n, source)}: {k}", vocab_size) for k in ID_KEYS}
         meta = r.get("metadata") if isinstance(r.get("metadata"), dict) else {}
         scores = r[SCORES_KEY] if r.get(SCORES_KEY) is not None else meta.get(SCORES_KEY)
         if scores is None:
-            raise PTSError(f"{_where(n, source)} has no {SCORES_KEY} (one contrastive-estimation score per rejected "
-                           "token, from pts contrast)")
+            raise PTSError(
+                f"{_where(n, source)} has no {SCORES_KEY} (one contrastive-estimation score per rejected "
+                "token, from pts contrast)"
+            )
         row[SCORES_KEY] = _check_scores(scores, len(row["rejected_ids"]), f"{_where(n, source)}: {SCORES_KEY}")
         rows.append(row)
     return rows
 
 
-def build_cdpo_rows(trajectories: Iterable[dict[str, Any]], *, max_pairs_per_query: int = 1,
-                    vocab_size: int | None = None, source: str = "input") -> list[dict[str, Any]]:
+def build_cdpo_rows(
+    trajectories: Iterable[dict[str, Any]],
+    *,
+    max_pairs_per_query: int = 1,
+    vocab_size: int | None = None,
+    source: str = "input",
+) -> list[dict[str, Any]]:
     """Pair correct with incorrect trajectories of the same prompt into cDPO rows.
 
     Takes scored trajectories (module docstring; ``pts contrast`` writes them
@@ -232,11 +247,24 @@ def build_cdpo_rows(trajectories: Iterable[dict[str, Any]], *, max_pairs_per_que
         for i, (chosen, (rejected, scores, answer_key)) in enumerate(zip(g["pos"], negatives)):
             if i >= max_pairs_per_query:
                 break
-            rows.append({"prompt": g["query"], "prompt_ids": list(prompt_ids), "chosen_ids": chosen,
-                         "rejected_ids": rejected, SCORES_KEY: scores,
-                         "metadata": {"pair_index": i, "rejected_answer": answer_key,
-                                      "correct": len(g["pos"]), "incorrect": len(g["neg"])}})
+            rows.append(
+                {
+                    "prompt": g["query"],
+                    "prompt_ids": list(prompt_ids),
+                    "chosen_ids": chosen,
+                    "rejected_ids": rejected,
+                    SCORES_KEY: scores,
+                    "metadata": {
+                        "pair_index": i,
+                        "rejected_answer": answer_key,
+                        "correct": len(g["pos"]),
+                        "incorrect": len(g["neg"]),
+                    },
+                }
+            )
     if not rows:
-        raise PTSError(f"{source}: no query has both a correct and an incorrect trajectory, so there is no cDPO pair "
-                       "(pts contrast --score all scores both kinds)")
+        raise PTSError(
+            f"{source}: no query has both a correct and an incorrect trajectory, so there is no cDPO pair "
+            "(pts contrast --score all scores both kinds)"
+        )
     return rows

@@ -30,8 +30,9 @@ class PreTokenizedDPOTrainer(DPOTrainer):
     disabled under PEFT) and collator are TRL's.
     """
 
-    def _prepare_dataset(self, dataset: Dataset | IterableDataset, processing_class, args: DPOConfig,
-                         dataset_name: str) -> Dataset | IterableDataset:
+    def _prepare_dataset(
+        self, dataset: Dataset | IterableDataset, processing_class, args: DPOConfig, dataset_name: str
+    ) -> Dataset | IterableDataset:
         if not set(ID_KEYS) <= set(dataset.column_names or []):
             dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         elif args.max_length is not None and args.truncation_mode == "keep_start":
@@ -39,9 +40,15 @@ class PreTokenizedDPOTrainer(DPOTrainer):
             before = len(dataset) if isinstance(dataset, Dataset) else None
             dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
             if before is not None and len(dataset) < before:
-                log.warning("%d of %d %s rows dropped: their prompt alone has max_length (%d) tokens or more",
-                            before - len(dataset), before, dataset_name, args.max_length)
+                log.warning(
+                    "%d of %d %s rows dropped: their prompt alone has max_length (%d) tokens or more",
+                    before - len(dataset),
+                    before,
+                    dataset_name,
+                    args.max_length,
+                )
         if isinstance(dataset, Dataset) and len(dataset) == 0:
-            raise ValueError(f"no {dataset_name} row is left: every prompt has max_length ({args.max_length}) "
-                             "tokens or more")
+            raise ValueError(
+                f"no {dataset_name} row is left: every prompt has max_length ({args.max_length}) tokens or more"
+            )
         return dataset

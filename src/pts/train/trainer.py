@@ -65,8 +65,9 @@ def strip_quantization_config(directory: Path) -> None:
             cfg_file.write_text(json.dumps(cfg, indent=2))
 
 
-def make_trainer(loss: str, model, tokenizer, dataset, args: dict[str, Any], *, beta: float, gamma: float,
-                 peft_config=None):
+def make_trainer(
+    loss: str, model, tokenizer, dataset, args: dict[str, Any], *, beta: float, gamma: float, peft_config=None
+):
     """TRL's trainer for ``loss`` (``dpo``: :class:`PreTokenizedDPOTrainer`, ``cdpo``: :class:`CDPOTrainer`).
 
     ``args`` are the training arguments both share (``gradient_checkpointing``
@@ -93,11 +94,23 @@ def make_trainer(loss: str, model, tokenizer, dataset, args: dict[str, Any], *, 
     try:
         if loss == "cdpo":
             cdpo_args = CDPOConfig(gamma=gamma, **common)
-            return CDPOTrainer(model, ref_model=ref_model, args=cdpo_args, train_dataset=dataset,
-                               processing_class=tokenizer, peft_config=peft_config)
+            return CDPOTrainer(
+                model,
+                ref_model=ref_model,
+                args=cdpo_args,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+            )
         dpo_args = DPOConfig(beta=beta, **common)
-        return PreTokenizedDPOTrainer(model, ref_model=ref_model, args=dpo_args, train_dataset=dataset,
-                                      processing_class=tokenizer, peft_config=peft_config)
+        return PreTokenizedDPOTrainer(
+            model,
+            ref_model=ref_model,
+            args=dpo_args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     except ValueError as e:  # PEFT target modules not found, TRL option conflicts: the user's options
         raise PTSError(f"cannot set up {loss} training: {str(e).strip().splitlines()[0]}") from None
 
@@ -160,5 +173,9 @@ def library_versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
-            "torch": torch.__version__}
+    return {
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }

@@ -18,9 +18,9 @@ view can be shared as a link.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from pts.errors import PTSError
 from pts.store import atomic_write, check_output_path
@@ -42,9 +42,17 @@ class ReportSummary:
     bytes: int
 
     def format(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.pivots, "pivotal tokens"), (self.solutions, "solutions"),
-                                               (self.pairs, "DPO pairs"), (self.critical, "critical tokens"),
-                                               (self.contrast, "contrast-scored trajectories")) if n]
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.pivots, "pivotal tokens"),
+                (self.solutions, "solutions"),
+                (self.pairs, "DPO pairs"),
+                (self.critical, "critical tokens"),
+                (self.contrast, "contrast-scored trajectories"),
+            )
+            if n
+        ]
         where = f" -> {self.output_path}" if self.output_path else ""
         return f"report: {', '.join(parts) or 'no records'} from {self.files} file(s), {self.bytes:,} bytes{where}"
 
@@ -59,9 +67,16 @@ def render_report(paths: Sequence[str | os.PathLike]) -> tuple[str, ReportSummar
     data = collect([os.fspath(p) for p in paths])
     title = ", ".join(Path(p).name for p in paths)
     page = render_page(data.to_dict(), title)
-    summary = ReportSummary(output_path=None, files=len(data.files), pivots=len(data.pivots),
-                            solutions=len(data.solutions), pairs=len(data.pairs), critical=len(data.critical),
-                            contrast=len(data.contrast), bytes=len(page.encode("utf-8")))
+    summary = ReportSummary(
+        output_path=None,
+        files=len(data.files),
+        pivots=len(data.pivots),
+        solutions=len(data.solutions),
+        pairs=len(data.pairs),
+        critical=len(data.critical),
+        contrast=len(data.contrast),
+        bytes=len(page.encode("utf-8")),
+    )
     return page, summary
 
 

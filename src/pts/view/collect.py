@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pts.errors import PTSError
 from pts.store import progress_path, read_jsonl
@@ -57,9 +58,16 @@ class ReportData:
     def add(self, view_file: ViewFile) -> None:
         """Add the rows of one file (its search trace and progress sidecars too, when beside it)."""
         file_index = len(self.files)
-        entry = {"path": str(view_file.path), "kind": view_file.kind, "what": KINDS[view_file.kind],
-                 "records": len(view_file.records), "settings": {}, "samples_spent": None, "queries": None,
-                 "trace": None}
+        entry = {
+            "path": str(view_file.path),
+            "kind": view_file.kind,
+            "what": KINDS[view_file.kind],
+            "records": len(view_file.records),
+            "settings": {},
+            "samples_spent": None,
+            "queries": None,
+            "trace": None,
+        }
         self.files.append(entry)
         if view_file.kind == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
@@ -68,11 +76,13 @@ class ReportData:
         elif view_file.kind in ("dpo", "original_dpo"):
             self.pairs += [pair_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)]
         elif view_file.kind == "critical_tokens":
-            self.critical += [critical_row(r, view_file.path, n, file_index, self)
-                              for n, r in enumerate(view_file.records, 1)]
+            self.critical += [
+                critical_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)
+            ]
         elif view_file.kind == "contrast_scores":
-            self.contrast += [contrast_row(r, view_file.path, n, file_index, self)
-                              for n, r in enumerate(view_file.records, 1)]
+            self.contrast += [
+                contrast_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)
+            ]
 
     def _add_pivots(self, view_file: ViewFile, file_index: int, entry: dict[str, Any]) -> None:
         from pts.export.records import pivot_from_row
@@ -111,11 +121,18 @@ class ReportData:
                 self._add_solutions(file_index, item, sol, members, view_file, trace)
         self._pending = []
 
-    def _add_solutions(self, file_index: int, item: str, sol: int | None, members: list[int],
-                       view_file: ViewFile, trace: Trace | None) -> None:
-        places = [PivotPlace(index=i, position=self.pivots[i]["position"],
-                             context=view_file.records[self.pivots[i]["line"] - 1]["pivot_context"],
-                             token=self.pivots[i]["token"]) for i in members]
+    def _add_solutions(
+        self, file_index: int, item: str, sol: int | None, members: list[int], view_file: ViewFile, trace: Trace | None
+    ) -> None:
+        places = [
+            PivotPlace(
+                index=i,
+                position=self.pivots[i]["position"],
+                context=view_file.records[self.pivots[i]["line"] - 1]["pivot_context"],
+                token=self.pivots[i]["token"],
+            )
+            for i in members
+        ]
         head = self.pivots[members[0]]
         if trace is not None and all(p.position is not None for p in places):
             built = [solution_from_trace(trace, places)]
@@ -127,15 +144,31 @@ class ReportData:
             index = len(self.solutions)
             for i in s.pivots:
                 self.pivots[i]["solution"] = index
-            self.solutions.append({
-                "file": file_index, "item": item, "sol": sol, "q": head["q"], "task": head["task"],
-                "segments": s.segments, "curve": s.curve, "curve_source": s.curve_source, "length": s.length,
-                "pivots": s.pivots,
-            })
+            self.solutions.append(
+                {
+                    "file": file_index,
+                    "item": item,
+                    "sol": sol,
+                    "q": head["q"],
+                    "task": head["task"],
+                    "segments": s.segments,
+                    "curve": s.curve,
+                    "curve_source": s.curve_source,
+                    "length": s.length,
+                    "pivots": s.pivots,
+                }
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "queries": self.queries, "pivots": self.pivots, "solutions": self.solutions,
-                "pairs": self.pairs, "critical": self.critical, "contrast": self.contrast}
+        return {
+            "files": self.files,
+            "queries": self.queries,
+            "pivots": self.pivots,
+            "solutions": self.solutions,
+            "pairs": self.pairs,
+            "critical": self.critical,
+            "contrast": self.contrast,
+        }
 
 
 def collect(paths: Sequence[str]) -> ReportData:
@@ -152,19 +185,33 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
     context = pivot.pivot_context
     verified = record.get("verified")
     return {
-        "id": pivot.id, "file": file_index, "line": pivot.line, "q": data.query(pivot.query),
-        "task": pivot.task_type, "item": pivot.dataset_item_id, "model": pivot.model_id,
-        "sol": _int_or_none(record.get("solution_index")), "position": _int_or_none(record.get("position")),
-        "token": pivot.pivot_token, "token_id": pivot.pivot_token_id,
-        "before": pivot.prob_before, "after": pivot.prob_after, "delta": pivot.prob_delta,
+        "id": pivot.id,
+        "file": file_index,
+        "line": pivot.line,
+        "q": data.query(pivot.query),
+        "task": pivot.task_type,
+        "item": pivot.dataset_item_id,
+        "model": pivot.model_id,
+        "sol": _int_or_none(record.get("solution_index")),
+        "position": _int_or_none(record.get("position")),
+        "token": pivot.pivot_token,
+        "token_id": pivot.pivot_token_id,
+        "before": pivot.prob_before,
+        "after": pivot.prob_after,
+        "delta": pivot.prob_delta,
         "positive": pivot.is_positive,
-        "k_before": _int_or_none(record.get("successes_before")), "n_before": _int_or_none(record.get("samples_before")),
-        "k_after": _int_or_none(record.get("successes_after")), "n_after": _int_or_none(record.get("samples_after")),
-        "ci_before": _interval(record.get("ci_before")), "ci_after": _interval(record.get("ci_after")),
+        "k_before": _int_or_none(record.get("successes_before")),
+        "n_before": _int_or_none(record.get("samples_before")),
+        "k_after": _int_or_none(record.get("successes_after")),
+        "n_after": _int_or_none(record.get("samples_after")),
+        "ci_before": _interval(record.get("ci_before")),
+        "ci_after": _interval(record.get("ci_after")),
         "alternatives": [[t.token, t.count, t.successes] for t in pivot.first_tokens],
         "verified": verified if isinstance(verified, bool) else None,
-        "tail": context[-CONTEXT_TAIL:], "solution": None,
-        "pattern": record.get("reasoning_pattern"), "cluster": record.get("cluster_id"),
+        "tail": context[-CONTEXT_TAIL:],
+        "solution": None,
+        "pattern": record.get("reasoning_pattern"),
+        "cluster": record.get("cluster_id"),
     }
 
 
@@ -174,14 +221,21 @@ def pair_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: 
     prompt, chosen, rejected = (_text(record[k], f"{path} record {n}", k) for k in ("prompt", "chosen", "rejected"))
     delta = _number(metadata.get("prob_delta"))
     return {
-        "file": file_index, "line": n, "q": data.query(metadata.get("original_query", "")),
-        "tail": prompt[-CONTEXT_TAIL:], "chosen": chosen, "rejected": rejected,
-        "p_chosen": _number(metadata.get("prob_chosen")), "p_rejected": _number(metadata.get("prob_rejected")),
+        "file": file_index,
+        "line": n,
+        "q": data.query(metadata.get("original_query", "")),
+        "tail": prompt[-CONTEXT_TAIL:],
+        "chosen": chosen,
+        "rejected": rejected,
+        "p_chosen": _number(metadata.get("prob_chosen")),
+        "p_rejected": _number(metadata.get("prob_rejected")),
         "n_chosen": _int_or_none((metadata.get("samples") or {}).get("chosen")),
         "n_rejected": _int_or_none((metadata.get("samples") or {}).get("rejected")),
-        "delta": delta, "positive": metadata.get("is_positive", None if delta is None else delta > 0),
+        "delta": delta,
+        "positive": metadata.get("is_positive", None if delta is None else delta > 0),
         "task": str(metadata.get("task_type") or ""),
-        "verified": metadata.get("counterpart_verified") if isinstance(metadata.get("counterpart_verified"), bool)
+        "verified": metadata.get("counterpart_verified")
+        if isinstance(metadata.get("counterpart_verified"), bool)
         else None,
         "source": metadata.get("counterpart_source"),
     }
@@ -197,21 +251,37 @@ def critical_row(record: dict[str, Any], path: Path, n: int, file_index: int, da
     position = _int_or_none(record.get("critical_position"))
     token = record.get("critical_token")
     return {
-        "file": file_index, "line": n, "q": data.query(record.get("query", "")), "task": str(record.get("task_type") or ""),
-        "item": str(record.get("dataset_item_id", "")), "trajectory": record.get("trajectory_index", 0),
-        "answer": str(record.get("answer", "")), "response": response,
+        "file": file_index,
+        "line": n,
+        "q": data.query(record.get("query", "")),
+        "task": str(record.get("task_type") or ""),
+        "item": str(record.get("dataset_item_id", "")),
+        "trajectory": record.get("trajectory_index", 0),
+        "answer": str(record.get("answer", "")),
+        "response": response,
         "split": critical_split(response, record.get("critical_context", ""), token) if position is not None else None,
-        "position": position, "token": token, "rule": record.get("rule"), "score": _number(record.get("score")),
-        "scores": scores, "samples": _ints(record.get("score_samples")), "successes": _ints(record.get("score_successes")),
+        "position": position,
+        "token": token,
+        "rule": record.get("rule"),
+        "score": _number(record.get("score")),
+        "scores": scores,
+        "samples": _ints(record.get("score_samples")),
+        "successes": _ints(record.get("score_successes")),
         "terminal": [bool(t) for t in record.get("score_terminal") or []],
-        "mode": record.get("mode"), "rollouts": _int_or_none(record.get("rollouts")),
+        "mode": record.get("mode"),
+        "rollouts": _int_or_none(record.get("rollouts")),
         "p_initial": _number(record.get("p_initial")),
         "pass_with": [_number(x) for x in record.get("pass_at_k_with") or []],
         "pass_without": [_number(x) for x in record.get("pass_at_k_without") or []],
-        "samples_with": record.get("samples_with"), "successes_with": record.get("successes_with"),
-        "samples_without": record.get("samples_without"), "successes_without": record.get("successes_without"),
-        "alternatives": [[a.get("token", ""), a.get("count", 0), a.get("successes", 0)]
-                         for a in record.get("alternatives") or [] if isinstance(a, dict)],
+        "samples_with": record.get("samples_with"),
+        "successes_with": record.get("successes_with"),
+        "samples_without": record.get("samples_without"),
+        "successes_without": record.get("successes_without"),
+        "alternatives": [
+            [a.get("token", ""), a.get("count", 0), a.get("successes", 0)]
+            for a in record.get("alternatives") or []
+            if isinstance(a, dict)
+        ],
     }
 
 
@@ -222,10 +292,16 @@ def contrast_row(record: dict[str, Any], path: Path, n: int, file_index: int, da
     if not isinstance(tokens, list) or not isinstance(scores, list) or len(tokens) != len(scores):
         raise PTSError(f"{where}: tokens and scores must be lists of the same length")
     return {
-        "file": file_index, "line": n, "q": data.query(record.get("query", "")), "task": str(record.get("task_type") or ""),
-        "item": str(record.get("dataset_item_id", "")), "correct": record.get("correct"),
-        "tokens": [_text(t, where, "tokens") for t in tokens], "scores": [_number(s) for s in scores],
-        "min_position": _int_or_none(record.get("min_score_position")), "beta": _number(record.get("beta")),
+        "file": file_index,
+        "line": n,
+        "q": data.query(record.get("query", "")),
+        "task": str(record.get("task_type") or ""),
+        "item": str(record.get("dataset_item_id", "")),
+        "correct": record.get("correct"),
+        "tokens": [_text(t, where, "tokens") for t in tokens],
+        "scores": [_number(s) for s in scores],
+        "min_position": _int_or_none(record.get("min_score_position")),
+        "beta": _number(record.get("beta")),
     }
 
 
@@ -241,7 +317,7 @@ def critical_split(response: str, context: Any, token: Any) -> list[str] | None:
     at = response.find(token)
     while at >= 0:
         if context.endswith(response[:at]):
-            return [response[:at], token, response[at + len(token):]]
+            return [response[:at], token, response[at + len(token) :]]
         at = response.find(token, at + 1)
     return None
 
@@ -249,8 +325,10 @@ def critical_split(response: str, context: Any, token: Any) -> list[str] | None:
 def run_settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, str]:
     """The run's settings as display text: the progress file's header when there is one, else the first record's
     ``search``."""
-    return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-            for k, v in _settings(path, records).items()}
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        for k, v in _settings(path, records).items()
+    }
 
 
 def _settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from importlib import resources
 from typing import Any
 
 # Everything the page needs is inline; nothing may be fetched.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-                           "img-src data:; base-uri 'none'; form-action 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
+)
 
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
@@ -33,14 +35,22 @@ def _static(name: str) -> str:
 
 def render_page(data: dict[str, Any], title: str) -> str:
     """The whole HTML page for the report ``data`` (:meth:`pts.view.collect.ReportData.to_dict`)."""
-    return "".join([
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">\n",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
-        f"<title>pts view: {html.escape(title)}</title>\n",
-        "<style>\n", _static("report.css"), "</style>\n</head>\n<body>\n",
-        "<noscript><p>This report draws itself with JavaScript; please allow scripts for this local file.</p>"
-        "</noscript>\n",
-        "<script type=\"application/json\" id=\"pts-data\">", embed_json(data), "</script>\n",
-        "<script>\n", _static("report.js"), "</script>\n</body>\n</html>\n",
-    ])
+    return "".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+            f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+            f"<title>pts view: {html.escape(title)}</title>\n",
+            "<style>\n",
+            _static("report.css"),
+            "</style>\n</head>\n<body>\n",
+            "<noscript><p>This report draws itself with JavaScript; please allow scripts for this local file.</p>"
+            "</noscript>\n",
+            '<script type="application/json" id="pts-data">',
+            embed_json(data),
+            "</script>\n",
+            "<script>\n",
+            _static("report.js"),
+            "</script>\n</body>\n</html>\n",
+        ]
+    )

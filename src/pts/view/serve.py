@@ -9,8 +9,8 @@ DNS rebinding. One request at a time: it is for one user.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
 
 from pts.errors import PTSError
 from pts.view.page import CONTENT_SECURITY_POLICY

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pts.errors import PTSError
 
@@ -71,15 +72,22 @@ def trace_from_record(record: dict[str, Any], where: str) -> Trace:
     if not isinstance(estimates, list):
         raise PTSError(f"{where}: estimates must be a list")
     for e in estimates:
-        ok = isinstance(e, dict) and all(isinstance(e.get(k), int) and not isinstance(e.get(k), bool)
-                                         for k in ("position", "successes", "samples"))
+        ok = isinstance(e, dict) and all(
+            isinstance(e.get(k), int) and not isinstance(e.get(k), bool) for k in ("position", "successes", "samples")
+        )
         if not ok or not (0 <= e["position"] <= len(tokens) and 0 <= e["successes"] <= e["samples"]):
-            raise PTSError(f"{where}: each estimate needs integer position (0..{len(tokens)}), "
-                           f"successes and samples (successes <= samples), got {e!r}")
-    return Trace(dataset_item_id=str(record.get("dataset_item_id", "")),
-                 solution_index=int(record.get("solution_index") or 0), query=str(record.get("query", "")),
-                 prompt_length=int(record.get("prompt_length") or 0), solution_tokens=list(tokens),
-                 estimates=list(estimates))
+            raise PTSError(
+                f"{where}: each estimate needs integer position (0..{len(tokens)}), "
+                f"successes and samples (successes <= samples), got {e!r}"
+            )
+    return Trace(
+        dataset_item_id=str(record.get("dataset_item_id", "")),
+        solution_index=int(record.get("solution_index") or 0),
+        query=str(record.get("query", "")),
+        prompt_length=int(record.get("prompt_length") or 0),
+        solution_tokens=list(tokens),
+        estimates=list(estimates),
+    )
 
 
 def read_traces(records: Sequence[dict[str, Any]], path: Path) -> dict[tuple[str, int], Trace]:
@@ -133,7 +141,9 @@ def response_start(text: str, query: str) -> int:
 
 def solution_from_trace(trace: Trace, places: Sequence[PivotPlace]) -> Solution:
     """The traced solution, its tokens merged into runs, each pivot at its recorded position."""
-    at = {p.position: p.index for p in places if p.position is not None and 0 <= p.position < len(trace.solution_tokens)}
+    at = {
+        p.position: p.index for p in places if p.position is not None and 0 <= p.position < len(trace.solution_tokens)
+    }
     segments: list[tuple[str, int]] = []
     run: list[str] = []
     for i, token in enumerate(trace.solution_tokens):
@@ -146,8 +156,13 @@ def solution_from_trace(trace: Trace, places: Sequence[PivotPlace]) -> Solution:
             run.append(token)
     if run:
         segments.append(("".join(run), -1))
-    return Solution(segments=segments, curve=curve_from_estimates(trace.estimates), curve_source="trace",
-                    length=len(trace.solution_tokens), pivots=sorted(at.values()))
+    return Solution(
+        segments=segments,
+        curve=curve_from_estimates(trace.estimates),
+        curve_source="trace",
+        length=len(trace.solution_tokens),
+        pivots=sorted(at.values()),
+    )
 
 
 def solutions_from_contexts(places: Sequence[PivotPlace], query: str) -> list[Solution]:
@@ -161,7 +176,9 @@ def solutions_from_contexts(places: Sequence[PivotPlace], query: str) -> list[So
     for place in sorted(places, key=lambda p: len(p.context) + len(p.token), reverse=True):
         for group in groups:
             full = group[0].context + group[0].token
-            if full.startswith(place.context + place.token) and all(len(g.context) != len(place.context) for g in group):
+            if full.startswith(place.context + place.token) and all(
+                len(g.context) != len(place.context) for g in group
+            ):
                 group.append(place)
                 break
         else:
@@ -175,7 +192,7 @@ def solutions_from_contexts(places: Sequence[PivotPlace], query: str) -> list[So
         segments: list[tuple[str, int]] = []
         for place in group:
             if len(place.context) > cursor:
-                segments.append((full[cursor:len(place.context)], -1))
+                segments.append((full[cursor : len(place.context)], -1))
             segments.append((place.token, place.index))
             cursor = len(place.context) + len(place.token)
         solutions.append(Solution(segments=segments, pivots=[p.index for p in group]))
@@ -207,8 +224,14 @@ def curve_from_pivots(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 points[pos] = _point(pos, k, n, False)
             elif pos not in points:
                 prob = p[side]
-                points[pos] = {"position": pos, "successes": None, "samples": None, "p": prob, "low": prob,
-                               "high": prob}
+                points[pos] = {
+                    "position": pos,
+                    "successes": None,
+                    "samples": None,
+                    "p": prob,
+                    "low": prob,
+                    "high": prob,
+                }
     return [points[k] for k in sorted(points)]
 
 
@@ -217,5 +240,11 @@ def _point(position: int, successes: int, samples: int, terminal: bool) -> dict[
 
     p = successes / samples
     low, high = (p, p) if terminal else wilson_interval(successes, samples, CURVE_CONFIDENCE)
-    return {"position": position, "successes": successes, "samples": samples, "p": p,
-            "low": round(low, 4), "high": round(high, 4)}
+    return {
+        "position": position,
+        "successes": successes,
+        "samples": samples,
+        "p": p,
+        "low": round(low, 4),
+        "high": round(high, 4),
+    }

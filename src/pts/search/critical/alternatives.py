@@ -26,8 +26,9 @@ def next_token_source(engine: Any) -> NextTokenLogprobs | None:
     return fn if callable(fn) else None
 
 
-def alternative_distribution(logprobs: Sequence[float], exclude: int, params: SamplingParams
-                             ) -> tuple[list[int], list[float], str]:
+def alternative_distribution(
+    logprobs: Sequence[float], exclude: int, params: SamplingParams
+) -> tuple[list[int], list[float], str]:
     """The next-token distribution the sampler uses, without token ``exclude``, renormalised.
 
     Applies temperature, top-k, top-p and min-p in that order (as the HF engine
@@ -67,8 +68,9 @@ def alternative_distribution(logprobs: Sequence[float], exclude: int, params: Sa
     return [i for i, _ in kept], [p / total for _, p in kept], support
 
 
-def sample_alternatives(logprobs: Sequence[float], exclude: int, n: int, params: SamplingParams,
-                        rng: random.Random) -> tuple[list[int], str]:
+def sample_alternatives(
+    logprobs: Sequence[float], exclude: int, n: int, params: SamplingParams, rng: random.Random
+) -> tuple[list[int], str]:
     """``n`` next tokens drawn with replacement from :func:`alternative_distribution`; and its support."""
     ids, probs, support = alternative_distribution(logprobs, exclude, params)
     return rng.choices(ids, weights=probs, k=n), support

@@ -29,10 +29,20 @@ class CriticalTokenFinder:
     the Pass@k that keeps the critical token is measured).
     """
 
-    def __init__(self, engine: Engine, task: Any, prompt_ids: Sequence[int], params: SamplingParams,
-                 settings: CriticalSettings, *, max_new_tokens: int, seed: int | None = None,
-                 judge_prefix: str = "", early_stop: bool = True,
-                 distribution: NextTokenLogprobs | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        task: Any,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        settings: CriticalSettings,
+        *,
+        max_new_tokens: int,
+        seed: int | None = None,
+        judge_prefix: str = "",
+        early_stop: bool = True,
+        distribution: NextTokenLogprobs | None = None,
+    ) -> None:
         settings.validate()
         self.engine = engine
         self.task = task
@@ -43,8 +53,14 @@ class CriticalTokenFinder:
         self.distribution = distribution if distribution is not None else next_token_source(engine)
         self._kw = {"max_new_tokens": max_new_tokens, "judge_prefix": judge_prefix, "early_stop": early_stop}
         self.scores = self._estimator(seed, stages=(settings.probe, settings.rollouts))
-        self.pass_at_k = PassAtK(self._estimator, prompt_ids=self.prompt_ids, params=params,
-                                 samples=settings.pass_at_k_samples, seed=seed, distribution=self.distribution)
+        self.pass_at_k = PassAtK(
+            self._estimator,
+            prompt_ids=self.prompt_ids,
+            params=params,
+            samples=settings.pass_at_k_samples,
+            seed=seed,
+            distribution=self.distribution,
+        )
 
     @property
     def pass_at_k_estimators(self) -> list[StagedEstimator]:
@@ -52,8 +68,16 @@ class CriticalTokenFinder:
         return self.pass_at_k.estimators
 
     def _estimator(self, seed: int | None, **kw: Any) -> StagedEstimator:
-        return StagedEstimator(self.engine, self.task, self.prompt_ids, self.params,
-                               num_samples=self.settings.rollouts, seed=seed, **self._kw, **kw)
+        return StagedEstimator(
+            self.engine,
+            self.task,
+            self.prompt_ids,
+            self.params,
+            num_samples=self.settings.rollouts,
+            seed=seed,
+            **self._kw,
+            **kw,
+        )
 
     def steps(self, trajectories: Sequence[Sequence[int]]) -> Generator[list[Ask], None, list[CriticalResult]]:
         """Step generator (see :func:`~pts.search.critical.rounds.rounds`) scoring every trajectory side by side;
@@ -65,8 +89,10 @@ class CriticalTokenFinder:
         # Every trajectory's asks of a round go out together, on the one shared estimator.
         for targets in rounds([mode(v, s) for v in views], found.__setitem__):
             yield [(self.scores, t) for t in targets]
-        results = [CriticalResult(v.response, *found[i], [v.get(j) for j in range(v.length)], v.rollouts(),
-                                  s.low_threshold) for i, v in enumerate(views)]
+        results = [
+            CriticalResult(v.response, *found[i], [v.get(j) for j in range(v.length)], v.rollouts(), s.low_threshold)
+            for i, v in enumerate(views)
+        ]
         if s.pass_at_k_samples > 0:
             yield from self.pass_at_k.steps(results)
         return results
@@ -76,8 +102,9 @@ class CriticalTokenFinder:
         return run_rounds(self.engine, [self.steps(trajectories)])[0]
 
 
-def incorrect_trajectories(task: Any, rollouts: Sequence[Rollout], judge_prefix: str = "",
-                           decode: Callable[[Sequence[int]], str] | None = None) -> list[tuple[int, ...]]:
+def incorrect_trajectories(
+    task: Any, rollouts: Sequence[Rollout], judge_prefix: str = "", decode: Callable[[Sequence[int]], str] | None = None
+) -> list[tuple[int, ...]]:
     """Distinct non-empty rollouts that the task's oracle rejects, in sampling order."""
     seen: set[tuple[int, ...]] = set()
     out = []

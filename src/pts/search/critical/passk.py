@@ -36,9 +36,16 @@ class PassAtK:
     draw (``None``: unseeded).
     """
 
-    def __init__(self, estimator: Callable[[int | None], StagedEstimator], *, prompt_ids: Sequence[int],
-                 params: SamplingParams, samples: int, seed: int | None,
-                 distribution: NextTokenLogprobs | None) -> None:
+    def __init__(
+        self,
+        estimator: Callable[[int | None], StagedEstimator],
+        *,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        samples: int,
+        seed: int | None,
+        distribution: NextTokenLogprobs | None,
+    ) -> None:
         self.estimator = estimator
         self.prompt_ids = tuple(prompt_ids)
         self.params = params

@@ -54,15 +54,28 @@ class QueryAnalyser:
         self.tok = engine.tokenizer
         self.params = config.sampling()
         p = self.params
-        self.search_info = {"rollouts": settings.rollouts, "probe_samples": settings.probe,
-                            "verify_stride": settings.verify_stride, "verify_full": settings.verify_full,
-                            "low_threshold": settings.low_threshold,
-                            "pass_at_k": settings.pass_at_k_samples, "max_new_tokens": config.max_new_tokens,
-                            "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
-                            "min_p": p.min_p, "early_stop": config.early_stop, "seed": config.seed}
+        self.search_info = {
+            "rollouts": settings.rollouts,
+            "probe_samples": settings.probe,
+            "verify_stride": settings.verify_stride,
+            "verify_full": settings.verify_full,
+            "low_threshold": settings.low_threshold,
+            "pass_at_k": settings.pass_at_k_samples,
+            "max_new_tokens": config.max_new_tokens,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "top_k": p.top_k,
+            "min_p": p.min_p,
+            "early_stop": config.early_stop,
+            "seed": config.seed,
+        }
 
-    def steps(self, task: Any, response: Any = None, allocate: Callable[[int], int] | None = None,
-              ) -> Generator[list[Ask], None, QueryOutcome]:
+    def steps(
+        self,
+        task: Any,
+        response: Any = None,
+        allocate: Callable[[int], int] | None = None,
+    ) -> Generator[list[Ask], None, QueryOutcome]:
         """One query: its incorrect trajectories (sampled, or ``response``: text or token ids), scored.
 
         ``allocate(n)`` says how many of the ``n`` incorrect trajectories to
@@ -75,17 +88,30 @@ class QueryAnalyser:
         out = QueryOutcome(task.item_id, "analysed")
         budget = config.max_new_tokens
         if response is None:
-            sampler = StagedEstimator(self.engine, task, prompt_ids, self.params, num_samples=config.num_trajectories,
-                                      max_new_tokens=budget, seed=stable_seed(seed, "trajectories"),
-                                      judge_prefix=judge_prefix, early_stop=config.early_stop, keep_rollouts=True)
+            sampler = StagedEstimator(
+                self.engine,
+                task,
+                prompt_ids,
+                self.params,
+                num_samples=config.num_trajectories,
+                max_new_tokens=budget,
+                seed=stable_seed(seed, "trajectories"),
+                judge_prefix=judge_prefix,
+                early_stop=config.early_stop,
+                keep_rollouts=True,
+            )
             yield [(sampler, {(): config.num_trajectories})]
             out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
             out.p_initial = sampler.cache[()].p
             if out.p_initial < config.min_prob - 1e-9:
                 out.status = "skipped"
                 return out
-            trajectories = incorrect_trajectories(task, sampler.drawn.get((), []), judge_prefix,
-                                                  decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True))
+            trajectories = incorrect_trajectories(
+                task,
+                sampler.drawn.get((), []),
+                judge_prefix,
+                decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True),
+            )
             if not trajectories:
                 out.status = "no_incorrect"
                 return out
@@ -101,8 +127,17 @@ class QueryAnalyser:
         if granted == 0:
             out.status = "no_room"
             return out
-        finder = CriticalTokenFinder(self.engine, task, prompt_ids, self.params, self.settings, max_new_tokens=budget,
-                                     seed=seed, judge_prefix=judge_prefix, early_stop=config.early_stop)
+        finder = CriticalTokenFinder(
+            self.engine,
+            task,
+            prompt_ids,
+            self.params,
+            self.settings,
+            max_new_tokens=budget,
+            seed=seed,
+            judge_prefix=judge_prefix,
+            early_stop=config.early_stop,
+        )
         results = yield from finder.steps(trajectories[:granted])
         out.scoring_rollouts = finder.scores.rollouts
         out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
@@ -111,31 +146,46 @@ class QueryAnalyser:
         out.records = [self._record(task, prompt_ids, index, r, out.p_initial) for index, r in enumerate(results)]
         return out
 
-    def _record(self, task: Any, prompt_ids: list[int], index: int, r: CriticalResult,
-                p_initial: float | None) -> CriticalToken:
+    def _record(
+        self, task: Any, prompt_ids: list[int], index: int, r: CriticalResult, p_initial: float | None
+    ) -> CriticalToken:
         tok, settings = self.tok, self.settings
         pos, ids = r.position, list(r.response_ids)
         alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
         return CriticalToken(
-            model_id=self.engine.model_id, query=task.query, answer=task.answer,
-            response=tok.decode(ids, skip_special_tokens=True), response_ids=ids,
-            prompt_ids=list(prompt_ids), prompt_length=len(prompt_ids), critical_position=pos,
+            model_id=self.engine.model_id,
+            query=task.query,
+            answer=task.answer,
+            response=tok.decode(ids, skip_special_tokens=True),
+            response_ids=ids,
+            prompt_ids=list(prompt_ids),
+            prompt_length=len(prompt_ids),
+            critical_position=pos,
             critical_token=None if pos is None else tok.decode([ids[pos]], skip_special_tokens=False),
             critical_token_id=r.token_id,
-            critical_context="" if pos is None else tok.decode(list(prompt_ids) + ids[:pos],
-                                                               skip_special_tokens=False),
-            rule=r.rule, score=r.score, scores=r.scores,
+            critical_context="" if pos is None else tok.decode(list(prompt_ids) + ids[:pos], skip_special_tokens=False),
+            rule=r.rule,
+            score=r.score,
+            scores=r.scores,
             score_samples=[0 if e is None else e.samples for e in r.estimates],
             score_successes=[0 if e is None else e.successes for e in r.estimates],
             score_terminal=[e is not None and e.terminal for e in r.estimates],
-            low_threshold=settings.low_threshold, mode=settings.mode, rollouts=r.rollouts,
-            task_type=task.task_type, dataset_id=task.dataset_id, dataset_item_id=task.item_id,
-            trajectory_index=index, p_initial=p_initial,
+            low_threshold=settings.low_threshold,
+            mode=settings.mode,
+            rollouts=r.rollouts,
+            task_type=task.task_type,
+            dataset_id=task.dataset_id,
+            dataset_item_id=task.item_id,
+            trajectory_index=index,
+            p_initial=p_initial,
             pass_at_k_with=r.pass_at_k_with if pos is not None else [],
             pass_at_k_without=r.pass_at_k_without if r.alternatives else [],
-            samples_with=r.samples_with, successes_with=r.successes_with,
-            samples_without=r.samples_without, successes_without=r.successes_without,
-            alternatives=alts, pass_at_k_rollouts=r.pass_at_k_rollouts,
+            samples_with=r.samples_with,
+            successes_with=r.successes_with,
+            samples_without=r.samples_without,
+            successes_without=r.successes_without,
+            alternatives=alts,
+            pass_at_k_rollouts=r.pass_at_k_rollouts,
             search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
         )
 

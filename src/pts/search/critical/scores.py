@@ -33,8 +33,9 @@ class TrajectoryScores:
     def get(self, i: int) -> Estimate | None:
         return self.est.cache.get(self.prefix(i))
 
-    def need(self, positions: Sequence[int], samples: int,
-             more: Sequence[tuple[Sequence[int], int]] = ()) -> Generator[dict[Prefix, int], None, None]:
+    def need(
+        self, positions: Sequence[int], samples: int, more: Sequence[tuple[Sequence[int], int]] = ()
+    ) -> Generator[dict[Prefix, int], None, None]:
         """Yield one ask for the positions with fewer than ``samples`` rollouts (none when all have enough).
 
         ``more`` adds other (positions, samples) pairs to the same ask.

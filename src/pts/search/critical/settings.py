@@ -25,22 +25,37 @@ class CriticalSettings:
     """
 
     rollouts: int = options.option(64, "K: rollouts behind each token's score (the paper uses 64)", check="count")
-    mode: Mode = options.option("search", "scan (the paper: K rollouts at every token) or search (bisection with "
-                                          "early stopping: the same token as the scan when scores fall "
-                                          "monotonically, far fewer rollouts)")
-    low_threshold: float = options.option(0.05, "the most a token after the critical one may score (the paper: 3 "
-                                                "of 64)")
-    probe_samples: int | None = options.option(None, "first-stage rollouts of every score; a success there settles "
-                                                     "'not zero' without the rest (default: rollouts/8)",
-                                               check="count")
-    verify_stride: int = options.option(1, "search: probe every N-th token after the candidate to check later "
-                                           "scores stay low", check="count")
-    verify_full: int = options.option(2, "search: score this many tokens right after the candidate with all K "
-                                         "rollouts (where a falling curve's later scores are highest)",
-                                      check="nonneg")
-    pass_at_k: int | None = options.option(None, "alternative tokens sampled at the critical position (one rollout "
-                                                 "each) and fresh rollouts keeping it, for Pass@k with vs without "
-                                                 "(default: --rollouts; 0 turns it off)", check="nonneg")
+    mode: Mode = options.option(
+        "search",
+        "scan (the paper: K rollouts at every token) or search (bisection with "
+        "early stopping: the same token as the scan when scores fall "
+        "monotonically, far fewer rollouts)",
+    )
+    low_threshold: float = options.option(
+        0.05, "the most a token after the critical one may score (the paper: 3 of 64)"
+    )
+    probe_samples: int | None = options.option(
+        None,
+        "first-stage rollouts of every score; a success there settles "
+        "'not zero' without the rest (default: rollouts/8)",
+        check="count",
+    )
+    verify_stride: int = options.option(
+        1, "search: probe every N-th token after the candidate to check later scores stay low", check="count"
+    )
+    verify_full: int = options.option(
+        2,
+        "search: score this many tokens right after the candidate with all K "
+        "rollouts (where a falling curve's later scores are highest)",
+        check="nonneg",
+    )
+    pass_at_k: int | None = options.option(
+        None,
+        "alternative tokens sampled at the critical position (one rollout "
+        "each) and fresh rollouts keeping it, for Pass@k with vs without "
+        "(default: --rollouts; 0 turns it off)",
+        check="nonneg",
+    )
 
     @property
     def probe(self) -> int:

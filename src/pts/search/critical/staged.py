@@ -68,6 +68,6 @@ def fulfil(engine: Engine, asks: Sequence[Ask]) -> int:
         results = engine.sample([r for _, planned in group for _, r in planned], params)
         start = 0
         for est, planned in group:
-            est.absorb(planned, results[start:start + len(planned)])
+            est.absorb(planned, results[start : start + len(planned)])
             start += len(planned)
     return len(groups)

@@ -19,7 +19,7 @@ that importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pts.errors import PTSError
 from pts.tasks.oracles.extract import (
@@ -102,9 +102,10 @@ def get_oracle(name: str) -> Oracle:
     if isinstance(name, str) and name.startswith("rg:"):
         return ReasoningGymOracle(name[3:])
     if isinstance(name, str) and name.startswith("code:"):
-        return _code_oracle(name[len("code:"):])
+        return _code_oracle(name[len("code:") :])
     factory = ORACLES.get(name) if isinstance(name, str) else None
     if factory is None:
-        raise PTSError(f"unknown oracle {name!r}; valid names: {', '.join(ORACLES)}, rg:<reasoning-gym task>, "
-                       "code:<language>")
+        raise PTSError(
+            f"unknown oracle {name!r}; valid names: {', '.join(ORACLES)}, rg:<reasoning-gym task>, code:<language>"
+        )
     return factory()

@@ -12,7 +12,8 @@ import math
 import re
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pts.tasks.oracles.extract import (
     NUMBER_PATTERN,

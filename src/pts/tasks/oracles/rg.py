@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pts.errors import PTSError
 from pts.tasks.oracles.extract import (
@@ -22,7 +23,7 @@ __all__ = ["ReasoningGymOracle", "check_rg_task", "rg_task_names"]
 _RG_ANSWER_TAG_RE = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rg_default_scorer(task_name: str) -> Callable[[str | None, dict], float]:
     import reasoning_gym
 
@@ -46,8 +47,7 @@ def check_rg_task(task_name: str) -> None:
     close = difflib.get_close_matches(task_name, names, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise PTSError(
-        f"unknown reasoning-gym task {task_name!r}{hint}; {len(names)} tasks are installed, "
-        f"e.g. {', '.join(names[:8])}"
+        f"unknown reasoning-gym task {task_name!r}{hint}; {len(names)} tasks are installed, e.g. {', '.join(names[:8])}"
     )
 
 

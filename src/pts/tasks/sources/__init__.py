@@ -50,9 +50,17 @@ DEFAULT_DATASET = options.DEFAULT_DATASET
 
 def load_tasks_from(data: options.DatasetOptions, seed: int) -> list[Task]:
     """The tasks a command's data options name (:class:`pts.options.DataOptions`; see :func:`load_tasks`)."""
-    return load_tasks(data.dataset, config=data.config, split=data.split, query_key=data.query_key,
-                      answer_key=data.answer_key, sample_size=getattr(data, "sample_size", None),
-                      max_examples=getattr(data, "max_examples", None), seed=seed, oracle=data.oracle)
+    return load_tasks(
+        data.dataset,
+        config=data.config,
+        split=data.split,
+        query_key=data.query_key,
+        answer_key=data.answer_key,
+        sample_size=getattr(data, "sample_size", None),
+        max_examples=getattr(data, "max_examples", None),
+        seed=seed,
+        oracle=data.oracle,
+    )
 
 
 def load_tasks(
@@ -84,9 +92,7 @@ def load_tasks(
             raise PTSError(f"{name} must be a non-negative integer, got {value!r}")
     if oracle is not None:
         get_oracle(oracle)  # fail early on an unknown oracle name
-    request = LoadRequest(
-        spec.strip(), config, split, query_key, answer_key, sample_size, max_examples, seed, oracle
-    )
+    request = LoadRequest(spec.strip(), config, split, query_key, answer_key, sample_size, max_examples, seed, oracle)
     for kind in SOURCE_KINDS:
         if kind.accepts(request.spec):
             return kind.load(request)

@@ -18,7 +18,16 @@ __all__ = ["FILE_EXTENSIONS", "is_file_spec", "load_file"]
 FILE_EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
 # Suffixes that mark a spec as a file path even when the file is missing or unsupported.
 _FILE_LIKE_SUFFIXES = FILE_EXTENSIONS + (
-    ".tsv", ".txt", ".arrow", ".gz", ".zip", ".xlsx", ".xls", ".xml", ".yaml", ".yml"
+    ".tsv",
+    ".txt",
+    ".arrow",
+    ".gz",
+    ".zip",
+    ".xlsx",
+    ".xls",
+    ".xml",
+    ".yaml",
+    ".yml",
 )
 
 
@@ -50,9 +59,7 @@ def _read_json(path: Path, split: str) -> list[Any]:
             return next(iter(lists.values()))
         if lists:
             raise PTSError(f"{path} holds several lists ({', '.join(lists)}); pick one with --split")
-    raise PTSError(
-        f"{path} must hold a JSON list of objects, or an object with one such list like {{\"data\": [...]}}"
-    )
+    raise PTSError(f'{path} must hold a JSON list of objects, or an object with one such list like {{"data": [...]}}')
 
 
 def _read_csv(path: Path) -> list[Any]:

@@ -47,8 +47,9 @@ def load_hub_or_dir(request: LoadRequest) -> list[Task]:
         with _quiet_datasets():
             table = datasets.load_dataset(location, request.config, split=request.split)
     except Exception as e:  # no network, unknown name, bad split or config, unreadable files
-        where = (f"dataset directory {request.spec!r}" if is_dir
-                 else f"dataset {request.spec!r} from the Hugging Face Hub")
+        where = (
+            f"dataset directory {request.spec!r}" if is_dir else f"dataset {request.spec!r} from the Hugging Face Hub"
+        )
         raise PTSError(f"could not load {where}: {first_line(e)}") from None
     name = Path(location).name if is_dir else request.spec
     query = {"config": request.config, "split": request.split}

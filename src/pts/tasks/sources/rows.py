@@ -91,8 +91,15 @@ def _item_ids(rows: Rows, id_key: str | None, selected: Sequence[int], spec: str
         ids[i] = item_id
     picked = [i for i in renamed if i in set(selected)]
     if picked:
-        logger.warning("%d selected row(s) of %s repeat an earlier row's %r; each is searched under its own id "
-                       "(first: row %d as %r)", len(picked), spec, id_key, picked[0], ids[picked[0]])
+        logger.warning(
+            "%d selected row(s) of %s repeat an earlier row's %r; each is searched under its own id "
+            "(first: row %d as %r)",
+            len(picked),
+            spec,
+            id_key,
+            picked[0],
+            ids[picked[0]],
+        )
     return {i: ids[i] for i in selected}
 
 
@@ -155,12 +162,24 @@ def rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) -> list[
             )
         )
     if skipped:
-        logger.warning("skipped %d row(s) of %s with an empty or missing %r or %r (first: row %d)",
-                       len(skipped), spec, query_key, answer_key, skipped[0])
+        logger.warning(
+            "skipped %d row(s) of %s with an empty or missing %r or %r (first: row %d)",
+            len(skipped),
+            spec,
+            query_key,
+            answer_key,
+            skipped[0],
+        )
     if structured:
-        logger.warning("%d row(s) of %s have a list or object as %r; each is judged against its text form %r "
-                       "(first: row %d); pass --answer-key to pick a plain field", len(structured), spec,
-                       answer_key, _answer_text(rows.rows[structured[0]][answer_key]), structured[0])
+        logger.warning(
+            "%d row(s) of %s have a list or object as %r; each is judged against its text form %r "
+            "(first: row %d); pass --answer-key to pick a plain field",
+            len(structured),
+            spec,
+            answer_key,
+            _answer_text(rows.rows[structured[0]][answer_key]),
+            structured[0],
+        )
     if not tasks:
         raise PTSError(f"no usable rows in {spec}: every selected row lacks a {query_key!r} or {answer_key!r} value")
     return tasks
@@ -170,9 +189,11 @@ def _code_rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) ->
     """Tasks for HumanEval- or MBPP-shaped rows, each judged by running its tests (one oracle per language)."""
     shape = code_shape(rows.columns)
     if shape is None:
-        raise PTSError(f"oracle {request.oracle!r} runs tests, but {request.spec} has no code task shape: "
-                       "expected HumanEval's prompt/test/entry_point or MBPP's text/test_list; columns: "
-                       f"{', '.join(rows.columns)}")
+        raise PTSError(
+            f"oracle {request.oracle!r} runs tests, but {request.spec} has no code task shape: "
+            "expected HumanEval's prompt/test/entry_point or MBPP's text/test_list; columns: "
+            f"{', '.join(rows.columns)}"
+        )
     id_key = next((k for k in ID_KEYS if k in rows.columns), None)
     oracles: dict[str, CodeOracle] = {}
     tasks, skipped = [], []
@@ -190,8 +211,9 @@ def _code_rows_to_tasks(rows: Rows, request: LoadRequest, *, dataset_id: str) ->
         else:
             tasks.append(task)
     if skipped:
-        logger.warning("skipped %d row(s) of %s without code or tests (first: row %d)", len(skipped), request.spec,
-                       skipped[0])
+        logger.warning(
+            "skipped %d row(s) of %s without code or tests (first: row %d)", len(skipped), request.spec, skipped[0]
+        )
     if not tasks:
         raise PTSError(f"no usable rows in {request.spec}: every selected row lacks its code or tests")
     return tasks
