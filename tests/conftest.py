@@ -69,3 +69,25 @@ def chat_prompt(embedded_model):
         return tuple(ids)
 
     return build
+
+
+def run_pts(*args, cwd, env=None, timeout=600):
+    """``pts ARGS`` in a new process (offline; ``env`` adds to this process's environment), its CompletedProcess."""
+    import subprocess
+    import sys
+
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pts", *map(str, args)],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def pts_cli():
+    """:func:`run_pts`: the ``pts`` command in a new process, as a user types it."""
+    return run_pts

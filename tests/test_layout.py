@@ -2,7 +2,7 @@
 
 The layers, from the bottom (a module may import its own layer and the ones below):
 
-0. options, stats, store, errors, aliases, progress: no pts imports above this layer
+0. options, stats, store, errors, aliases, progress, registry: no pts imports above this layer
 1. records, formats, engines, tasks, models, adapters, sandbox: what the algorithms work on
 2. search, export, steering, train, contrast, evaluate, view, hub, work, distributed: the algorithms and exports
 3. jobs: one module per command (Config, run(config) -> Summary)
@@ -25,7 +25,7 @@ from pts.cli import main as cli_main
 SRC = Path(__file__).resolve().parent.parent / "src" / "pts"
 
 LAYERS = {
-    **dict.fromkeys(["options", "stats", "store", "errors", "aliases", "progress"], 0),
+    **dict.fromkeys(["options", "stats", "store", "errors", "aliases", "progress", "registry"], 0),
     **dict.fromkeys(["records", "formats", "engines", "tasks", "models", "adapters", "sandbox"], 1),
     **dict.fromkeys(
         ["search", "export", "steering", "train", "contrast", "evaluate", "view", "hub", "work", "distributed"], 2

@@ -479,7 +479,7 @@ def test_critical_input_path_responses_on_two_workers_give_the_records_of_one_pr
         )
         assert sorted(json.loads(r)["response"] for r in records(outs[2])) == sorted(r["response"] for r in rows)
     finally:
-        ORACLES.pop("pass_fail", None)
+        ORACLES.unregister("pass_fail")
 
 
 def test_critical_worker_killed_by_a_query_is_replaced_and_the_query_retried(

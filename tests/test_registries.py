@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
 
 import pytest
 
-from pts import engines
+from pts import engines, formats
 from pts.engines.fake import FakeEngine, PassFailOracle
 from pts.errors import PTSError
 from pts.jobs.run import RunConfig, run
+from pts.registry import Registry
 from pts.store import read_jsonl
 from pts.tasks import oracles, sources
 from pts.tasks.task import Task
 
 
 @pytest.fixture
-def registered(monkeypatch):
+def registered():
     """Registries restored after the test."""
-    monkeypatch.setattr(engines, "ENGINES", dict(engines.ENGINES))
-    monkeypatch.setattr(oracles, "ORACLES", dict(oracles.ORACLES))
-    monkeypatch.setattr(sources, "SOURCE_KINDS", list(sources.SOURCE_KINDS))
+    kept = [(r, r.snapshot()) for r in (engines.ENGINES, oracles.ORACLES, sources.SOURCES, formats.FORMATS)]
+    yield
+    for registry, entries in kept:
+        registry.restore(entries)
 
 
 def test_an_engine_registered_by_name_is_what_pts_run_samples_with(registered, tmp_path, monkeypatch):
@@ -91,3 +95,96 @@ def test_a_dataset_source_registered_first_reads_its_specs(registered):
     assert [t.item_id for t in tasks] == ["mine:demo-0", "mine:demo-1"]
     with pytest.raises(PTSError, match="unknown dataset"):
         sources.load_tasks("nowhere:demo")
+
+
+def test_an_entry_is_imported_on_first_use_and_an_unknown_one_is_named():
+    reg = Registry("widget", "pts.test-widgets", {"json": "json:dumps", "bad": "json:nowhere"})
+    assert reg.names() == ("json", "bad") and "json" in reg
+    assert reg.get("json") is json.dumps
+    with pytest.raises(PTSError, match="json has no nowhere"):
+        reg.get("bad")
+    with pytest.raises(PTSError, match="unknown --widget 'x'; available: json, bad"):
+        reg.get("x", "--widget")
+    reg.register("first", "json:loads", first=True)
+    assert reg.names() == ("first", "json", "bad")
+
+
+PLUGIN = """
+from pts.engines.fake import PassFailOracle, create as fake_create
+from pts.formats.base import Format
+from pts.tasks.sources import SourceKind
+from pts.tasks.task import Task
+
+
+def create(model, *, device, dtype, batch_size):
+    return fake_create(model, device=device, dtype=dtype, batch_size=batch_size)
+
+
+class DemoOracle(PassFailOracle):
+    name = "demo"
+
+
+def load(request):
+    count = int(request.spec.split(":", 1)[1])
+    return [Task(f"question {i}", "PASS", f"q{i}", request.spec, "demo", DemoOracle()) for i in range(count)]
+
+
+SOURCE = SourceKind("demo", lambda spec: spec.startswith("demo:"), load)
+
+
+class DemoFormat(Format):
+    name = "demo"
+    what = "demo rows"
+    shapes = {"demo_rows": "demo rows (a plugin)"}
+    keys = ("demo_field",)
+
+
+FORMAT = DemoFormat()
+"""
+
+ENTRY_POINTS = """
+[pts.engines]
+demo = pts_demo_plugin:create
+
+[pts.oracles]
+demo = pts_demo_plugin:DemoOracle
+
+[pts.sources]
+demo = pts_demo_plugin:SOURCE
+
+[pts.formats]
+demo = pts_demo_plugin:FORMAT
+"""
+
+
+def install_plugin(site):
+    """A package outside pts, as pip installs it: the module and its dist-info with entry points, under ``site``."""
+    (site / "pts_demo_plugin").mkdir(parents=True)
+    (site / "pts_demo_plugin" / "__init__.py").write_text(PLUGIN)
+    info = site / "pts_demo_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pts-demo-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    return site
+
+
+def test_a_package_outside_pts_adds_an_engine_oracle_source_and_format_to_the_cli(tmp_path, pts_cli):
+    site = install_plugin(tmp_path / "site")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "pivots.jsonl"
+    args = ["--engine", "demo", "--model", "m", "--dataset", "demo:2", "--oracle", "demo", "--no-progress"]
+    result = pts_cli("run", *args, "--output-path", str(out), "--num-samples", "4", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    # Every query's verdict token is its pivot: p(success) 0.5 before it, 1 after PASS, 0 after FAIL.
+    assert {r["dataset_item_id"] for r in records} == {"q0", "q1"}
+    assert all(r["task_type"] == "demo" and r["prob_before"] == 0.5 for r in records)
+    assert {r["pivot_token"] for r in records} <= {" PASS", " FAIL"} and records
+    # Without the plugin on the path, the names are unknown: nothing was registered in pts itself.
+    bare = pts_cli("run", *args, "--output-path", str(tmp_path / "no.jsonl"), cwd=tmp_path)
+    assert bare.returncode == 2 and "unknown --engine 'demo'" in bare.stderr
+    code = "from pts import formats; print(formats.detect({'demo_field': 1}).name, formats.names()[-1])"
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split() == ["demo", "demo"]

@@ -272,7 +272,7 @@ class EngineOptions:
     engine: str = option(
         "hf",
         "rollout engine: hf (pts's batched HF engine), vllm (needs vLLM installed), or one "
-        "registered in pts.engines.ENGINES",
+        "a plugin registers (entry-point group pts.engines)",
     )
     batch_size: int = option(64, "rows decoded together (bounds memory)", check="count")
 

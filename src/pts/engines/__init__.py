@@ -1,18 +1,19 @@
 """Rollout engines: the protocol lives in :mod:`pts.engines.base`, implementations beside it.
 
-Engines are registered by name (``--engine NAME``) in :data:`ENGINES` and
-imported only when created, so that importing the protocol does not load torch.
-To add one: implement :class:`pts.engines.base.Engine` in a module here, write a
-``create(model, *, device, dtype, batch_size)`` factory beside it, and register
-its import path (see docs/architecture.md).
+Engines are registered by name (``--engine NAME``) in :data:`ENGINES` (a
+:class:`pts.registry.Registry`) and imported only when created, so that importing
+the protocol does not load torch. To add one: implement :class:`pts.engines.base.Engine`,
+write a ``create(model, *, device, dtype, batch_size)`` factory beside it, and register
+its import path with :func:`register_engine`, or from another package with an entry
+point in the ``pts.engines`` group (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
-from pts.errors import PTSError
+from pts.registry import Registry
 
 __all__ = [
     "ENGINES",
@@ -26,29 +27,31 @@ __all__ = [
     "register_engine",
 ]
 
-ENGINES: dict[str, str] = {
-    "hf": "pts.engines.hf:create",  # pts's batched HF engine (CPU, CUDA, MPS)
-    "vllm": "pts.engines.vllm:create",  # vLLM (pts[vllm]); one per GPU
-}
-"""Engine name -> ``module:function`` of its factory."""
+ENGINES: Registry = Registry(
+    "engine",
+    "pts.engines",
+    {
+        "hf": "pts.engines.hf:create",  # pts's batched HF engine (CPU, CUDA, MPS)
+        "vllm": "pts.engines.vllm:create",  # vLLM (pts[vllm]) in this process; one per GPU
+    },
+)
+"""Engine name -> its factory ``create(model, *, device, dtype, batch_size)`` (or the factory's
+``"module:function"`` path, imported when the engine is first created)."""
 
 
-def register_engine(name: str, factory: str) -> None:
-    """Make ``--engine name`` create engines with ``factory`` (``"package.module:function"``)."""
-    ENGINES[name] = factory
+def register_engine(name: str, factory: Any) -> None:
+    """Make ``--engine name`` create engines with ``factory`` (the function, or ``"package.module:function"``)."""
+    ENGINES.register(name, factory)
 
 
 def check_engine(name: str) -> None:
     """PTSError naming the registered engines unless ``name`` is one; nothing is imported."""
-    if name not in ENGINES:
-        raise PTSError(f"unknown --engine {name!r}; available: {', '.join(ENGINES)}")
+    ENGINES.check(name, "--engine")
 
 
 def create_engine(name: str, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> Engine:
     """Load ``model`` into the engine registered as ``name``; ``batch_size`` bounds the rows decoded at once."""
-    check_engine(name)
-    module, _, function = ENGINES[name].partition(":")
-    factory = getattr(importlib.import_module(module), function)
+    factory = ENGINES.get(name, "--engine")
     return factory(model, device=device, dtype=dtype, batch_size=batch_size)
 
 

@@ -123,6 +123,22 @@ class FakeEngine:
         return out
 
 
+def verdict_odds(ids: tuple[int, ...]) -> float:
+    """p(success) of :func:`create`'s engine: 1 once a PASS token is in ``ids``, 0 once a FAIL is, else 0.5."""
+    return 1.0 if PASS in ids else 0.0 if FAIL in ids else 0.5
+
+
+def create(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> FakeEngine:
+    """The engine factory every engine module has (see :mod:`pts.engines`): a model-free :class:`FakeEngine`.
+
+    ``model``, ``device``, ``dtype`` and ``batch_size`` are accepted and ignored. Every query has p(success) 0.5
+    and every rollout is one verdict token: the verdict is the pivotal token (0.5 -> 1 or 0), whatever the prompt
+    (verdict ids never occur in text), so ``pts run --engine NAME`` finds it with any dataset and
+    :class:`PassFailOracle`.
+    """
+    return FakeEngine(verdict_odds, prompt_length=0)
+
+
 class BranchingFakeEngine:
     """Rollouts that leave the solution at random positions, with p(success | prefix) known for every prefix.
 

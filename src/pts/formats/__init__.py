@@ -30,45 +30,54 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pts.errors import PTSError
-from pts.formats import (
-    contrast,
-    control_vector,
-    critical,
-    dpo,
-    pivotal,
-    steering,
-    trace,
-)
 from pts.formats.base import FileSummary, Format
+from pts.registry import Registry
 
-_FORMATS: dict[str, Format] = {}
-_SPELLINGS: dict[str, str] = {}
+# Registration order is the order names() lists and detect() tries; no two kinds' fields overlap in any file pts
+# or the original tool writes (a steering line, which has a pivotal token's fields too, is told apart by its vector).
+# Formats of other packages (entry points in the ``pts.formats`` group, each naming a Format instance) come after.
+FORMATS: Registry[Format] = Registry(
+    "format",
+    "pts.formats",
+    {
+        name: f"pts.formats.{module}:FORMAT"
+        for name, module in (
+            ("pivotal", "pivotal"),
+            ("dpo", "dpo"),
+            ("steering", "steering"),
+            ("critical", "critical"),
+            ("control-vector", "control_vector"),
+            ("contrast", "contrast"),
+            ("trace", "trace"),
+        )
+    },
+)
+"""Format name -> its :class:`Format` (or the ``"module:attribute"`` path of it, imported on first use)."""
+
+
+def _spellings() -> dict[str, str]:
+    """Every accepted spelling (name or alias, lower case) -> the format's name."""
+    return {key: fmt.name for fmt in registered() for key in (fmt.name, *fmt.aliases)}
 
 
 def register(fmt: Format) -> Format:
     """Add ``fmt`` to the registry under its name and aliases; ValueError if one is taken."""
+    taken = _spellings()
     for key in (fmt.name, *fmt.aliases):
-        if key in _SPELLINGS:
-            raise ValueError(f"format name {key!r} is taken by {_SPELLINGS[key]!r}")
-        _SPELLINGS[key] = fmt.name
-    _FORMATS[fmt.name] = fmt
+        if key in taken:
+            raise ValueError(f"format name {key!r} is taken by {taken[key]!r}")
+    FORMATS.register(fmt.name, fmt)
     return fmt
-
-
-# Registration order is the order names() lists and detect() tries; no two kinds' fields overlap in any file pts
-# or the original tool writes (a steering line, which has a pivotal token's fields too, is told apart by its vector).
-for _module in (pivotal, dpo, steering, critical, control_vector, contrast, trace):
-    register(_module.FORMAT)
 
 
 def names(*, published: bool = False) -> tuple[str, ...]:
     """Every format's name, in registry order; ``published``: only those ``pts push`` writes a card for."""
-    return tuple(name for name, fmt in _FORMATS.items() if fmt.published or not published)
+    return tuple(fmt.name for fmt in registered() if fmt.published or not published)
 
 
 def registered() -> tuple[Format, ...]:
     """Every format, in registry order."""
-    return tuple(_FORMATS.values())
+    return tuple(fmt for _, fmt in FORMATS.items())
 
 
 def get(name: str, *, published: bool = False) -> Format:
@@ -76,7 +85,8 @@ def get(name: str, *, published: bool = False) -> Format:
 
     ``published``: only a format ``pts push`` writes a card for counts as known.
     """
-    fmt = _FORMATS.get(_SPELLINGS.get(name.strip().lower(), ""))
+    spelling = _spellings().get(name.strip().lower())
+    fmt = FORMATS.get(spelling) if spelling else None
     if fmt is None or (published and not fmt.published):
         raise PTSError(f"unknown format {name!r}: expected one of {', '.join(names(published=published))}")
     return fmt
@@ -86,12 +96,12 @@ def detect(row_or_fields: Mapping[str, Any] | Iterable[str]) -> Format | None:
     """The format of a record, from its fields (a JSON record, or the names of its fields); None when no format
     has them."""
     fields = row_or_fields if isinstance(row_or_fields, Mapping) else set(row_or_fields)
-    return next((fmt for fmt in _FORMATS.values() if fmt.matches(fields)), None)
+    return next((fmt for fmt in registered() if fmt.matches(fields)), None)
 
 
 def shapes() -> dict[str, str]:
     """Every shape ``pts view`` tells apart (key -> what it is), over all formats."""
-    return {key: what for fmt in _FORMATS.values() for key, what in fmt.shapes.items()}
+    return {key: what for fmt in registered() for key, what in fmt.shapes.items()}
 
 
-__all__ = ["FileSummary", "Format", "detect", "get", "names", "register", "registered", "shapes"]
+__all__ = ["FORMATS", "FileSummary", "Format", "detect", "get", "names", "register", "registered", "shapes"]

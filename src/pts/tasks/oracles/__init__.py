@@ -1,7 +1,8 @@
 """Oracles: judge a completion's final answer against a reference.
 
-This module is the registry (``ORACLES``, :func:`register_oracle`, :func:`get_oracle`)
-and the public import point; the oracles live in its modules:
+This module is the registry (``ORACLES``, a :class:`pts.registry.Registry` open to
+other packages through the ``pts.oracles`` entry-point group; :func:`register_oracle`,
+:func:`get_oracle`) and the public import point; the oracles live in its modules:
 
 - ``extract``: where the answer is (after the last ``</think>``) and the math answer in it;
 - ``math``: :class:`MathOracle` (numbers, else math-verify);
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pts.errors import PTSError
+from pts.registry import Registry
 from pts.tasks.oracles.extract import (
     extract_boxed,
     extract_math_answer,
@@ -50,6 +52,7 @@ __all__ = [
     "YesNoOracle",
     "check_rg_task",
     "choice_gold",
+    "code_oracle",
     "extract_boxed",
     "extract_choice",
     "extract_math_answer",
@@ -65,22 +68,27 @@ __all__ = [
 ]
 
 
-def _code_oracle(language: str = "python") -> Oracle:
-    # Imports the sandbox only when code is judged.
+def code_oracle(language: str = "python") -> Oracle:
+    """The oracle that runs a response's code against the task's tests (imports the sandbox only when called)."""
     from pts.tasks.code import CodeOracle
 
     return CodeOracle(language)
 
 
-ORACLES: dict[str, Callable[[], Oracle]] = {
-    "math": MathOracle,
-    "gsm8k": MathOracle,
-    "multiple_choice": MultipleChoiceOracle,
-    "yes_no": YesNoOracle,
-    "exact": ExactMatchOracle,
-    "code": _code_oracle,
-    "humaneval": _code_oracle,
-}
+ORACLES: Registry[Callable[[], Oracle]] = Registry(
+    "oracle",
+    "pts.oracles",
+    {
+        "math": MathOracle,
+        "gsm8k": MathOracle,
+        "multiple_choice": MultipleChoiceOracle,
+        "yes_no": YesNoOracle,
+        "exact": ExactMatchOracle,
+        "code": code_oracle,
+        "humaneval": code_oracle,
+    },
+)
+"""Oracle name -> a factory of new oracles (a class, a function, or its ``"module:attribute"`` path)."""
 
 
 def is_code_oracle(name: str | None) -> bool:
@@ -88,9 +96,10 @@ def is_code_oracle(name: str | None) -> bool:
     return bool(name) and (name in ("code", "humaneval") or name.startswith("code:"))
 
 
-def register_oracle(name: str, factory: Callable[[], Oracle]) -> None:
-    """Make ``--oracle name`` judge with a new ``factory()`` oracle (see docs/architecture.md)."""
-    ORACLES[name] = factory
+def register_oracle(name: str, factory: Callable[[], Oracle] | str) -> None:
+    """Make ``--oracle name`` judge with a new ``factory()`` oracle (or ``"module:attribute"`` of the factory;
+    see docs/architecture.md)."""
+    ORACLES.register(name, factory)
 
 
 def get_oracle(name: str) -> Oracle:
@@ -102,10 +111,10 @@ def get_oracle(name: str) -> Oracle:
     if isinstance(name, str) and name.startswith("rg:"):
         return ReasoningGymOracle(name[3:])
     if isinstance(name, str) and name.startswith("code:"):
-        return _code_oracle(name[len("code:") :])
-    factory = ORACLES.get(name) if isinstance(name, str) else None
-    if factory is None:
+        return code_oracle(name[len("code:") :])
+    if not isinstance(name, str) or name not in ORACLES:
         raise PTSError(
-            f"unknown oracle {name!r}; valid names: {', '.join(ORACLES)}, rg:<reasoning-gym task>, code:<language>"
+            f"unknown oracle {name!r}; valid names: {', '.join(ORACLES.names())}, rg:<reasoning-gym task>, "
+            "code:<language>"
         )
-    return factory()
+    return ORACLES.get(name)()

