@@ -3,8 +3,8 @@
 The layers, from the bottom (a module may import its own layer and the ones below):
 
 0. options, stats, store, errors, aliases, progress, registry: no pts imports above this layer
-1. records, formats, engines, tasks, models, adapters, sandbox: what the algorithms work on
-2. search, export, steering, train, contrast, evaluate, view, hub, work, distributed: the algorithms and exports
+1. records, engines, tasks, models, adapters, sandbox: what the algorithms work on
+2. search, export, formats, steering, train, contrast, evaluate, view, hub, work, distributed: the algorithms and exports
 3. jobs: one module per command (Config, run(config) -> Summary)
 4. cli, __main__: the command line, a generic layer over the jobs
 
@@ -26,9 +26,22 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "pts"
 
 LAYERS = {
     **dict.fromkeys(["options", "stats", "store", "errors", "aliases", "progress", "registry"], 0),
-    **dict.fromkeys(["records", "formats", "engines", "tasks", "models", "adapters", "sandbox"], 1),
+    **dict.fromkeys(["records", "engines", "tasks", "models", "adapters", "sandbox"], 1),
     **dict.fromkeys(
-        ["search", "export", "steering", "train", "contrast", "evaluate", "view", "hub", "work", "distributed"], 2
+        [
+            "search",
+            "export",
+            "formats",
+            "steering",
+            "train",
+            "contrast",
+            "evaluate",
+            "view",
+            "hub",
+            "work",
+            "distributed",
+        ],
+        2,
     ),
     "jobs": 3,
     **dict.fromkeys(["cli", "__main__"], 4),

@@ -137,6 +137,15 @@ class DemoFormat(Format):
     what = "demo rows"
     shapes = {"demo_rows": "demo rows (a plugin)"}
     keys = ("demo_field",)
+    noun = "demo rows"
+    default_output = "demo.jsonl"
+
+    def write(self, request):
+        from pts.formats.base import Written
+        from pts.store import write_jsonl
+
+        write_jsonl(request.output, [{"demo_field": p.pivot_token} for p in request.pivots])
+        return Written(len(request.pivots))
 
 
 FORMAT = DemoFormat()
@@ -183,8 +192,75 @@ def test_a_package_outside_pts_adds_an_engine_oracle_source_and_format_to_the_cl
     # Without the plugin on the path, the names are unknown: nothing was registered in pts itself.
     bare = pts_cli("run", *args, "--output-path", str(tmp_path / "no.jsonl"), cwd=tmp_path)
     assert bare.returncode == 2 and "unknown --engine 'demo'" in bare.stderr
+    exported = pts_cli("export", "--input-path", out, "--format", "demo", cwd=tmp_path, env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert f"wrote {len(records)} demo rows to demo.jsonl" in exported.stdout
+    assert [r["demo_field"] for r in read_jsonl(tmp_path / "demo.jsonl")] == [r["pivot_token"] for r in records]
     code = "from pts import formats; print(formats.detect({'demo_field': 1}).name, formats.names()[-1])"
     shown = subprocess.run(
         [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
     )
     assert shown.stdout.split() == ["demo", "demo"]
+
+
+class TokenList(formats.Format):
+    """A format of one line per pivot: its token and its effect (what a user might add for another consumer)."""
+
+    name = "token-list"
+    what = "pivot tokens"
+    shapes = {"token_list": "pivot tokens (a test format)"}
+    keys = ("token", "delta")
+    noun = "tokens"
+    view_list = "tokens"
+    default_output = "tokens.jsonl"
+
+    def write(self, request):
+        from pts.store import write_jsonl
+
+        rows = [{"query": p.query, "token": p.pivot_token, "delta": p.prob_delta} for p in request.pivots]
+        write_jsonl(request.output, rows)
+        return formats.base.Written(len(rows), f"{len(rows)} tokens")
+
+    def view_row(self, record, where, query):
+        return {"q": query(record["query"]), "token": record["token"], "delta": record["delta"]}
+
+
+def test_a_dataset_source_oracle_and_format_registered_in_python_run_end_to_end(registered, tmp_path):
+    from pts.jobs.export import ExportConfig
+    from pts.jobs.export import run as export
+    from pts.view.collect import collect
+
+    class Verdict(PassFailOracle):
+        name = "verdict"
+
+    def load(request):
+        count = int(request.spec.removeprefix("count:"))
+        oracle = oracles.get_oracle(request.oracle or "verdict")
+        return [Task(f"question {i}", "PASS", f"q{i}", request.spec, "count", oracle) for i in range(count)]
+
+    engines.register_engine("fake", "pts.engines.fake:create")
+    oracles.register_oracle("verdict", Verdict)
+    sources.register_source(sources.SourceKind("count", lambda spec: spec.startswith("count:"), load))
+    formats.register(TokenList())
+
+    pivots = tmp_path / "pivots.jsonl"
+    summary = run(
+        RunConfig(engine="fake", dataset="count:3", oracle="verdict", output_path=str(pivots), progress=False)
+    )
+    records = read_jsonl(pivots)
+    assert summary.searched == 3 and {r["dataset_item_id"] for r in records} == {"q0", "q1", "q2"}
+    assert all(r["task_type"] == "count" and r["pivot_token"] in (" PASS", " FAIL") for r in records)
+
+    out = tmp_path / "tokens.jsonl"
+    written = export(ExportConfig(input_path=str(pivots), format="token-list", output_path=str(out)))
+    rows = read_jsonl(out)
+    assert written.format().startswith(f"wrote {len(records)} tokens to {out}")
+    assert [(r["token"], r["delta"]) for r in rows] == [(r["pivot_token"], r["prob_delta"]) for r in records]
+    assert formats.detect(rows[0]).name == "token-list"
+
+    report = collect([str(pivots), str(out)]).to_dict()
+    assert [f["kind"] for f in report["files"]] == ["pivotal_tokens", "token_list"]
+    assert [(r["token"], r["delta"]) for r in report["tokens"]] == [(r["token"], r["delta"]) for r in rows]
+    assert {report["queries"][r["q"]] for r in report["tokens"]} == {"question 0", "question 1", "question 2"}
+    with pytest.raises(PTSError, match="pts export does not write 'trace' files; --format is one of dpo, .*token-list"):
+        export(ExportConfig(input_path=str(pivots), format="trace", output_path=str(tmp_path / "t.jsonl")))

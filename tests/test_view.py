@@ -26,8 +26,9 @@ from view_samples import (
 
 from pts.cli import main as pts_main
 from pts.errors import PTSError
+from pts.formats.critical import critical_split
 from pts.view import build_report, render_report
-from pts.view.collect import collect, critical_split
+from pts.view.collect import collect
 from pts.view.page import embed_json
 from pts.view.serve import make_server
 from pts.view.shapes import KINDS, kind_of, read_view_file

@@ -198,6 +198,13 @@ def default_model(pivots: Sequence[PivotRecord]) -> str | None:
     return ids.pop() if len(ids) == 1 else None
 
 
+def warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
+    """Log a warning when records were measured with another model than ``model_id``, the one exporting them."""
+    others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
+    if others:
+        log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
+
+
 def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
     """Give every pivot token ids under ``tokenizer``; returns how many had to be tokenized again.
 

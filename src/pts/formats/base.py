@@ -1,20 +1,25 @@
 """What every record kind says about itself, and what one file of it holds.
 
 A :class:`Format` is one kind of file pts writes or reads: how to recognise
-its records from their fields, the shapes ``pts view`` tells apart within it,
-a glossary of its fields, and the facts of its dataset card on the Hub (title,
-tags, description, counts, usage snippets). Each kind subclasses it in its own
-module of :mod:`pts.formats`. A :class:`FileSummary` is what one file of a kind
+its records from their fields, the shapes ``pts view`` tells apart within it
+and the row the report shows for a record, a glossary of its fields, the facts
+of its dataset card on the Hub (title, tags, description, counts, usage
+snippets), and how ``pts export`` writes it (:meth:`Format.write`, given an
+:class:`ExportRequest`). Each kind subclasses it in its own module of
+:mod:`pts.formats`. A :class:`FileSummary` is what one file of a kind
 holds, as :func:`pts.hub.inspect_file` counts it; the card hooks read it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pts.export.records import PivotRecord
 
 PTS_URL = "https://github.com/codelion/pts"
 PHI4_URL = "https://arxiv.org/abs/2412.08905"
@@ -64,6 +69,39 @@ class FileSummary:
         return self.models.most_common(1)[0][0] if self.models else None
 
 
+@dataclass
+class ExportRequest:
+    """What ``pts export`` gives a format's :meth:`Format.write`.
+
+    ``pivots``: the records read from the input file; ``output``: the path to
+    write (checked; nothing may be written there unless the whole export
+    succeeds); ``settings``: an instance of the format's
+    :attr:`Format.settings_type`, filled from ``pts export``'s options of the
+    same names. The callables load what a writer may need, only when it asks:
+    ``load_model(pivots)`` the model (``--model``, else the one the records
+    name) as a :class:`pts.models.LoadedModel`, ``load_tokenizer()`` its
+    tokenizer without the weights when possible, ``load_engine(pivots)`` a
+    rollout engine on it and ``load_tasks(pivots)`` the dataset's tasks (for
+    the oracle).
+    """
+
+    pivots: list[PivotRecord]
+    output: str
+    settings: Any
+    load_model: Callable[[Sequence[PivotRecord]], Any]
+    load_tokenizer: Callable[[Sequence[PivotRecord]], Any]
+    load_engine: Callable[[Sequence[PivotRecord]], Any]
+    load_tasks: Callable[[Sequence[PivotRecord]], list[Any]]
+
+
+@dataclass
+class Written:
+    """What a writer wrote: ``rows`` (in the format's :attr:`Format.noun`) and ``details``, lines to print."""
+
+    rows: int
+    details: str = ""
+
+
 # JSON's value kinds by their Python type; bool before int, since a bool is an int.
 _TYPE_NAMES = ((type(None), "null"), (bool, "bool"), (int, "int"), (float, "float"), (str, "string"), (dict, "object"))
 
@@ -101,6 +139,12 @@ class Format:
     Card: a kind with a :attr:`title` is published by ``pts push``; its card
     shows :meth:`description`, :meth:`counts`, a glossary (:attr:`fields`,
     :meth:`describe`) and :meth:`usage`.
+
+    Report: a kind with a :attr:`view_list` adds :meth:`view_row` of each record
+    to that list of ``pts view``'s page.
+
+    Export: a kind that overrides :meth:`write` is a ``pts export --format``
+    choice, written to :attr:`default_output` unless told otherwise.
     """
 
     name: str = ""
@@ -117,6 +161,11 @@ class Format:
     sign_label: str = "Positive / negative"
     unit: str = "rows"  # what pts push counts in its commit message and report
     shows_search: bool = False  # the card lists the records' search settings
+    # pts view
+    view_list: str | None = None  # the page's list of such rows: "pairs", "critical" or "contrast"
+    # pts export
+    default_output: str = ""  # the file pts export writes when no --output-path is given
+    settings_type: type | str | None = None  # the writer's settings dataclass (or its "module:attribute" path)
 
     @property
     def published(self) -> bool:
@@ -182,3 +231,21 @@ class Format:
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
         """The card's Usage section (markdown lines) for the file ``filename`` in ``repo_id``."""
         return ["### Load", "", *load_snippet(repo_id), "```"]
+
+    # ---- pts view
+
+    def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
+        """The report's row for ``record`` (``where``: "FILE record N", for errors; ``query(text)``: the index of
+        a query in the report's list of queries)."""
+        return {"q": query(record.get("query", ""))}
+
+    # ---- pts export
+
+    @property
+    def writes(self) -> bool:
+        """Whether ``pts export --format NAME`` writes this kind (it overrides :meth:`write`)."""
+        return type(self).write is not Format.write
+
+    def write(self, request: ExportRequest) -> Written:
+        """Write ``request.pivots`` as a file of this kind at ``request.output``; PTSError (one line) if it cannot."""
+        raise NotImplementedError(f"pts export does not write {self.what or self.name}")

@@ -11,9 +11,11 @@ fields ``tokens``, ``scores`` and ``logp_pos``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pts.errors import PTSError
+from pts.formats import rows
 from pts.formats.base import Format
 
 # What each field of a contrastive-score line means.
@@ -51,6 +53,7 @@ FIELDS = {
 
 class ContrastScores(Format):
     name = "contrast"
+    view_list = "contrast"
     aliases = ("contrast-scores", "contrast_scores", "contrastive-scores", "contrastive_scores")
     what = "contrastive scores"
     shapes = {"contrast_scores": "contrastive scores (pts contrast)"}
@@ -59,6 +62,22 @@ class ContrastScores(Format):
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         return (isinstance(row, Mapping) and row.get("kind") == "contrastive_scores") or super().matches(row)
+
+    def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
+        """The page's row for one trajectory's contrastive scores s_t, one per response token."""
+        tokens, scores = record.get("tokens"), record.get("scores")
+        if not isinstance(tokens, list) or not isinstance(scores, list) or len(tokens) != len(scores):
+            raise PTSError(f"{where}: tokens and scores must be lists of the same length")
+        return {
+            "q": query(record.get("query", "")),
+            "task": str(record.get("task_type") or ""),
+            "item": str(record.get("dataset_item_id", "")),
+            "correct": record.get("correct"),
+            "tokens": [rows.text(t, where, "tokens") for t in tokens],
+            "scores": [rows.number(s) for s in scores],
+            "min_position": rows.int_or_none(record.get("min_score_position")),
+            "beta": rows.number(record.get("beta")),
+        }
 
 
 FORMAT = ContrastScores()

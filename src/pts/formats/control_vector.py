@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pts.errors import PTSError
-from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format
+from pts.formats.base import PHI4_LINK, PTS_LINK, ExportRequest, FileSummary, Format, Written
 
 # What each GGUF key of the file means (the direction.<layer> tensors are described by ControlVector.describe).
 FIELDS = {
@@ -43,7 +43,7 @@ def is_gguf(path: Path) -> bool:
         return f.read(4) == b"GGUF"
 
 
-class ControlVector(Format):
+class ControlVectorFile(Format):
     name = "control-vector"
     aliases = ("control_vector", "controlvector", "gguf")
     what = "control vectors"
@@ -53,6 +53,8 @@ class ControlVector(Format):
     tags = ("control-vector", "steering-vectors", "gguf", "llama.cpp", "interpretability")
     noun = "layer directions"
     unit = "layer directions"
+    default_output = "control_vector.gguf"
+    settings_type = "pts.export.steering:SteeringSettings"
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         return False  # a GGUF file, not records: see is_gguf
@@ -157,7 +159,7 @@ def read_gguf(path: Path) -> FileSummary:
             f"{path} is a GGUF file but not a control vector (architecture {arch!r}, "
             f"{len(directions)} direction.<layer> tensors)"
         )
-    s = FileSummary(path=path, fmt=ControlVector.name, rows=len(directions))
+    s = FileSummary(path=path, fmt=ControlVectorFile.name, rows=len(directions))
     pts_keys = [name for name in reader.fields if name.startswith("pts.")]
     if isinstance(model_id := field_value("pts.model_id"), str) and model_id:
         s.models[model_id] = 1
@@ -182,5 +184,16 @@ def read_gguf(path: Path) -> FileSummary:
     s.samples = {name: field_value(name) for name in s.fields if not name.startswith("direction.")}
     return s
 
+    def write(self, request: ExportRequest) -> Written:
+        """Per layer, the contrastive direction of the pivots (:mod:`pts.export.control_vector`)."""
+        from pts.export.control_vector import write_control_vector
+        from pts.export.layer_inputs import layer_inputs
 
-FORMAT = ControlVector()
+        inputs = layer_inputs(request, both_signs=True, select_layer=False)
+        rows, details = write_control_vector(
+            inputs.loaded, inputs.pivots, inputs.layers, request.settings.batch_size, request.output
+        )
+        return Written(rows, "\n".join(filter(None, [details, inputs.note])))
+
+
+FORMAT = ControlVectorFile()

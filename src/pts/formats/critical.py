@@ -10,10 +10,11 @@ Recognised by ``kind: critical_token`` or a ``critical_token`` or
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pts.formats import pivotal
+from pts.errors import PTSError
+from pts.formats import pivotal, rows
 from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format
 
 # What each field of a critical-token record means.
@@ -67,6 +68,7 @@ FIELDS = {
 
 class CriticalTokens(Format):
     name = "critical"
+    view_list = "critical"
     aliases = ("critical-tokens", "critical_tokens", "critical-token")
     what = "critical tokens"
     shapes = {"critical_tokens": "critical tokens (pts critical)"}
@@ -114,6 +116,64 @@ class CriticalTokens(Format):
             w, wo, nw, nwo = s.extra["pass1"]
             rows.append(("pass@1 keeping / replacing the critical token (mean)", f"{w:.3f} ({nw}) / {wo:.3f} ({nwo})"))
         return rows
+
+    def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
+        """The page's row for one critical-token record: its per-position scores and Pass@k with vs without."""
+        scores = record.get("scores")
+        if not isinstance(scores, list) or not all(s is None or isinstance(s, (int, float)) for s in scores):
+            raise PTSError(f"{where}: scores must be a list of numbers or nulls")
+        response = rows.text(record.get("response", ""), where, "response")
+        position = rows.int_or_none(record.get("critical_position"))
+        token = record.get("critical_token")
+        split = critical_split(response, record.get("critical_context", ""), token) if position is not None else None
+        return {
+            "q": query(record.get("query", "")),
+            "task": str(record.get("task_type") or ""),
+            "item": str(record.get("dataset_item_id", "")),
+            "trajectory": record.get("trajectory_index", 0),
+            "answer": str(record.get("answer", "")),
+            "response": response,
+            "split": split,
+            "position": position,
+            "token": token,
+            "rule": record.get("rule"),
+            "score": rows.number(record.get("score")),
+            "scores": scores,
+            "samples": rows.ints(record.get("score_samples")),
+            "successes": rows.ints(record.get("score_successes")),
+            "terminal": [bool(t) for t in record.get("score_terminal") or []],
+            "mode": record.get("mode"),
+            "rollouts": rows.int_or_none(record.get("rollouts")),
+            "p_initial": rows.number(record.get("p_initial")),
+            "pass_with": [rows.number(x) for x in record.get("pass_at_k_with") or []],
+            "pass_without": [rows.number(x) for x in record.get("pass_at_k_without") or []],
+            "samples_with": record.get("samples_with"),
+            "successes_with": record.get("successes_with"),
+            "samples_without": record.get("samples_without"),
+            "successes_without": record.get("successes_without"),
+            "alternatives": [
+                [a.get("token", ""), a.get("count", 0), a.get("successes", 0)]
+                for a in record.get("alternatives") or []
+                if isinstance(a, dict)
+            ],
+        }
+
+
+def critical_split(response: str, context: Any, token: Any) -> list[str] | None:
+    """``[before, critical token, after]`` of ``response``, or None when the token cannot be placed in the text.
+
+    The critical context is the prompt text followed by the response before the
+    token, so the right place is an occurrence of the token whose preceding
+    response text ends the context.
+    """
+    if not isinstance(token, str) or not token or not isinstance(context, str):
+        return None
+    at = response.find(token)
+    while at >= 0:
+        if context.endswith(response[:at]):
+            return [response[:at], token, response[at + len(token) :]]
+        at = response.find(token, at + 1)
+    return None
 
 
 FORMAT = CriticalTokens()

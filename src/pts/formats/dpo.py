@@ -10,10 +10,13 @@ message lists. The pairs themselves are built in :mod:`pts.export.dpo`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pts.aliases import hub_model_id
-from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format, load_snippet
+from pts.errors import PTSError
+from pts.formats import rows
+from pts.formats.base import PHI4_LINK, PTS_LINK, ExportRequest, FileSummary, Format, Written, load_snippet
 
 # What each field of a DPO pair means (the plain form; CHAT_FIELDS replaces some for --chat).
 FIELDS = {
@@ -80,6 +83,9 @@ TRL_IDS_TRAINER = '''class TokenIdsDPOTrainer(DPOTrainer):
 
 class DPOPairs(Format):
     name = "dpo"
+    view_list = "pairs"
+    default_output = "dpo_dataset.jsonl"
+    settings_type = "pts.export.dpo:DPOSettings"
     what = "DPO pairs"
     shapes = {"dpo": "DPO pairs (pts export --format dpo)", "original_dpo": "DPO pairs (original PTS tool)"}
     keys = ("prompt", "chosen", "rejected")
@@ -188,6 +194,62 @@ class DPOPairs(Format):
                 "token, which is trained too; the exact token ids are in `metadata` where the file has them."
             )
         return ["### Load", ""] + load + ["", "### Train with TRL", ""] + train
+
+    def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
+        """The page's row for one DPO pair, plain or conversational, pts's or the original tool's."""
+        metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+        prompt, chosen, rejected = (rows.text(record[k], where, k) for k in ("prompt", "chosen", "rejected"))
+        delta = rows.number(metadata.get("prob_delta"))
+        verified = metadata.get("counterpart_verified")
+        return {
+            "q": query(metadata.get("original_query", "")),
+            "tail": prompt[-rows.CONTEXT_TAIL :],
+            "chosen": chosen,
+            "rejected": rejected,
+            "p_chosen": rows.number(metadata.get("prob_chosen")),
+            "p_rejected": rows.number(metadata.get("prob_rejected")),
+            "n_chosen": rows.int_or_none((metadata.get("samples") or {}).get("chosen")),
+            "n_rejected": rows.int_or_none((metadata.get("samples") or {}).get("rejected")),
+            "delta": delta,
+            "positive": metadata.get("is_positive", None if delta is None else delta > 0),
+            "task": str(metadata.get("task_type") or ""),
+            "verified": verified if isinstance(verified, bool) else None,
+            "source": metadata.get("counterpart_source"),
+        }
+
+    def write(self, request: ExportRequest) -> Written:
+        """One DPO pair per pivot with a measured counterpart (:mod:`pts.export.dpo`); with
+        ``find_rejected_tokens``, counterparts still missing are measured with the dataset's oracle."""
+        from pts.export.dpo import CounterpartFinder, build_pairs, match_tasks, write_pairs
+        from pts.export.records import attach_token_ids, warn_model
+
+        pivots, settings = request.pivots, request.settings
+        finder, by_pivot = None, None
+        if settings.find_rejected_tokens:
+            # The oracle first: refuse before loading a model when no dataset can judge the candidates.
+            by_pivot = match_tasks(pivots, request.load_tasks(pivots))
+            if not by_pivot:
+                raise PTSError(
+                    "--find-rejected-tokens: no record matches an item of the dataset (by dataset id and item "
+                    "id, or by query); pass the --dataset the records were searched on"
+                )
+            engine = request.load_engine(pivots)
+            tokenizer = engine.tokenizer
+            warn_model(pivots, engine.model_id)
+            finder = CounterpartFinder(engine, settings)
+        else:
+            tokenizer = request.load_tokenizer(pivots)
+        redone = attach_token_ids(pivots, tokenizer)
+        pairs, report = build_pairs(pivots, tokenizer, settings, finder=finder, tasks=by_pivot)
+        if redone:
+            report.notes.append(
+                f"{redone} contexts had no usable token ids and were tokenized again (metadata.retokenized)"
+            )
+        if not pairs:
+            hint = "" if settings.find_rejected_tokens else "; --find-rejected-tokens --dataset DATASET measures more"
+            raise PTSError(f"no DPO pairs from {report.pivots} pivotal tokens ({report.skipped_text()}){hint}")
+        write_pairs(pairs, request.output)
+        return Written(len(pairs), report.format())
 
 
 FORMAT = DPOPairs()

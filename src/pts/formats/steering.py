@@ -14,12 +14,15 @@ from collections import Counter
 from typing import Any
 
 from pts.aliases import hub_model_id
+from pts.errors import PTSError
 from pts.formats.base import (
     OPTILLM_URL,
     PHI4_LINK,
     PTS_LINK,
+    ExportRequest,
     FileSummary,
     Format,
+    Written,
     load_snippet,
 )
 
@@ -87,6 +90,8 @@ ORIGINAL_STEERING_VECTOR = (
 
 class SteeringVectors(Format):
     name = "steering"
+    default_output = "steering_vectors.jsonl"
+    settings_type = "pts.export.steering:SteeringSettings"
     aliases = ("steering-vectors", "steering_vectors")
     what = "steering vectors"
     shapes = {"steering": "steering vectors (pts export --format steering)"}
@@ -173,6 +178,37 @@ class SteeringVectors(Format):
                 "`target_layer`, which must be the layer the vectors were read at (`steering_layer`).",
             ]
         )
+
+    def write(self, request: ExportRequest) -> Written:
+        """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
+        from pts.export.layer_inputs import layer_inputs
+        from pts.export.steering import context_activations, merge_contexts, steering_records
+        from pts.store import write_jsonl
+
+        inputs = layer_inputs(request, both_signs=False, select_layer=True)
+        pivots, loaded, select, settings = inputs.pivots, inputs.loaded, inputs.select, request.settings
+        contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
+        if not contexts:
+            raise PTSError(
+                f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
+                f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context"
+            )
+        acts, baseline = context_activations(
+            loaded.model, [c.lead.context_ids for c in contexts], inputs.layers, batch_size=settings.batch_size
+        )
+        records = steering_records(contexts, loaded.tokenizer, acts, baseline, select, settings)
+        write_jsonl(request.output, records)
+        patterns = sorted({r["reasoning_pattern"] for r in records})
+        lines = [
+            f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
+            f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
+            f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
+            f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
+            f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
+            f"the folder holding this file: datasets.load_dataset(FOLDER)",
+            inputs.note,
+        ]
+        return Written(len(records), "\n".join(filter(None, lines)))
 
 
 FORMAT = SteeringVectors()

@@ -3,13 +3,16 @@
     from pts.jobs.export import ExportConfig, run
     summary = run(ExportConfig(input_path="pivotal_tokens.jsonl", format="dpo", output_path="dpo.jsonl"))
 
-Formats: ``dpo`` (:mod:`pts.export.dpo`), ``steering`` (:mod:`pts.export.steering`),
-``control-vector`` (:mod:`pts.export.control_vector`). Every format reads pts
-records and the original PTS tool's files (:mod:`pts.export.records`).
+Formats: every registered :class:`pts.formats.Format` that writes (``dpo``,
+``steering``, ``control-vector``, and any a plugin adds); the job reads the
+records (pts's and the original PTS tool's, :mod:`pts.export.records`), hands
+them to the format's :meth:`~pts.formats.Format.write` with its settings and the
+model loaders (:class:`pts.formats.base.ExportRequest`), and pushes the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -18,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pts import options
+from pts import formats, options
 from pts.errors import PTSError
-from pts.export.records import PivotRecord, attach_token_ids, default_model, read_pivots
+from pts.export.records import PivotRecord, default_model, read_pivots
+from pts.formats.base import ExportRequest
 from pts.options import DEFAULT_MODEL, option, override
+from pts.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +34,9 @@ HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or 
 """The command's one line in ``pts --help``."""
 
 
-# The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
-EXPORT_FORMATS = ("dpo", "steering", "control-vector")
-DEFAULT_OUTPUT = {
-    "dpo": "dpo_dataset.jsonl",
-    "steering": "steering_vectors.jsonl",
-    "control-vector": "control_vector.gguf",
-}
+# The formats pts export writes: those of pts.formats (and of plugins) that have a writer.
+EXPORT_FORMATS = tuple(fmt.name for fmt in formats.registered() if fmt.writes)
+DEFAULT_OUTPUT = {name: formats.get(name).default_output for name in EXPORT_FORMATS}
 
 
 @options.config
@@ -43,9 +44,9 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
     """Every option of ``pts export``; the CLI flags are these names with dashes."""
 
     input_path: str = option(help="pivotal-token JSONL written by `pts run` or the original PTS tool")
-    format: str = option(help="what to write", choices=EXPORT_FORMATS)
+    format: str = option(help=f"what to write: {', '.join(EXPORT_FORMATS)} (or a format a plugin adds)")
     output_path: str | None = override(
-        None, help="output file (default: dpo_dataset.jsonl, steering_vectors.jsonl or control_vector.gguf)"
+        None, help=f"output file (default: {', '.join(DEFAULT_OUTPUT.values())}, by format)"
     )
     model: str | None = override(
         None, help="model for tokens, activations and counterpart rollouts (default: the records' model_id)"
@@ -119,7 +120,7 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
         return parse_layers([str(x) for x in self.layer_nums], "--layer-nums")
 
     def resolved_output(self) -> str:
-        return self.output_path or DEFAULT_OUTPUT[self.format]
+        return self.output_path or export_format(self.format).default_output
 
 
 @dataclass
@@ -133,8 +134,7 @@ class ExportSummary:
     url: str | None = None
 
     def format(self) -> str:
-        what = {"dpo": "pairs", "steering": "steering vectors", "control-vector": "layers"}[self.output_format]
-        lines = [f"wrote {self.rows} {what} to {self.output_path}"]
+        lines = [f"wrote {self.rows} {formats.get(self.output_format).noun} to {self.output_path}"]
         if self.details:
             lines.append(self.details)
         if self.url:
@@ -154,10 +154,9 @@ def run(
     """
     from pts.store import check_output_path
 
-    if config.format not in EXPORT_FORMATS:
-        raise PTSError(f"unknown format {config.format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     options.check(config)
-    output = config.resolved_output()
+    fmt = export_format(config.format)
+    output = config.output_path or fmt.default_output
     if config.hf_push and not config.hf_repo_id:
         raise PTSError("--hf-push needs --hf-repo-id USER/NAME")
     if config.hf_push:  # everything a push needs that can be checked here, before any heavy work
@@ -169,16 +168,24 @@ def run(
         resolve_token()
         if constants.is_offline_mode():
             raise PTSError("--hf-push cannot reach the Hub: offline mode is on (HF_HUB_OFFLINE=1)")
-    if config.batch_size is not None and config.batch_size < 1:
-        raise PTSError(f"--batch-size must be at least 1, got {config.batch_size}")
+    settings = writer_settings(fmt, config)
     pivots = read_pivots(config.input_path)
     check_output_path(output)
     if os.path.exists(output) and os.path.samefile(output, config.input_path):
         raise PTSError(f"--output-path {output} is the input file; choose another path")
-    if config.format == "dpo":
-        summary = _export_dpo(config, pivots, output, loaded, engine, tasks)
-    else:
-        summary = _export_vectors(config, pivots, output, loaded)
+    request = ExportRequest(
+        pivots=pivots,
+        output=output,
+        settings=settings,
+        load_model=lambda kept: _load(config, kept, loaded),
+        load_tokenizer=lambda kept: (
+            loaded.tokenizer if loaded is not None else load_tokenizer(_model_spec(config, kept))
+        ),
+        load_engine=lambda kept: engine if engine is not None else _engine(config, kept, loaded),
+        load_tasks=lambda kept: list(tasks) if tasks is not None else _load_tasks(config, kept),
+    )
+    written = fmt.write(request)
+    summary = ExportSummary(fmt.name, output, written.rows, written.details)
     if config.hf_push:
         from pts.hub import push_dataset
 
@@ -188,7 +195,7 @@ def run(
                 config.hf_repo_id,
                 private=config.private,
                 model=config.model or default_model(pivots),
-                fmt=config.format,
+                fmt=fmt.name,
                 command=config.command or command_line(config),
             )
         except PTSError as e:
@@ -241,68 +248,32 @@ def load_tokenizer(spec: str) -> Any:
     return models.load_model(spec, device="cpu", dtype="float32").tokenizer
 
 
-def _warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
-    others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
-    if others:
-        log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
+def export_format(name: str) -> formats.Format:
+    """The registered format ``name`` if ``pts export`` can write it; PTSError naming those it can."""
+    fmt = formats.get(name)
+    if not fmt.writes:
+        writable = ", ".join(f.name for f in formats.registered() if f.writes)
+        raise PTSError(f"pts export does not write {fmt.name!r} files; --format is one of {writable}")
+    return fmt
 
 
-def _export_dpo(
-    config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any, engine: Any, tasks: Sequence[Any] | None
-) -> ExportSummary:
-    from pts.export.dpo import (
-        CounterpartFinder,
-        DPOSettings,
-        build_pairs,
-        match_tasks,
-        write_pairs,
-    )
+def writer_settings(fmt: formats.Format, config: ExportConfig) -> Any:
+    """The settings of ``fmt``'s writer (its :attr:`~pts.formats.Format.settings_type`), each field taken from the
+    option of the same name when it is set (``layer_nums`` parsed); checked. None when the writer has none."""
+    if fmt.settings_type is None:
+        return None
+    kind = resolve(fmt.settings_type) if isinstance(fmt.settings_type, str) else fmt.settings_type
+    values = {**vars(config), "layer_nums": config.layers()}
+    settings = kind(**{f.name: values[f.name] for f in dataclasses.fields(kind) if values.get(f.name) is not None})
+    if hasattr(settings, "validate"):
+        settings.validate()
+    return settings
 
-    settings = DPOSettings(
-        min_prob_delta=config.min_prob_delta,
-        min_counterpart_samples=config.min_counterpart_samples,
-        balance=config.balance,
-        max_pairs=config.max_pairs,
-        seed=config.seed,
-        find_rejected_tokens=config.find_rejected_tokens,
-        num_candidates=config.num_candidates,
-        num_samples=config.num_samples,
-        max_new_tokens=config.max_new_tokens,
-        chat=config.chat,
-        gap_confidence=config.gap_confidence,
-        progress=config.progress,
-    )
-    settings.validate()
-    finder, by_pivot = None, None
-    if settings.find_rejected_tokens:
-        # The oracle first: refuse before loading a model when no dataset can judge the candidates.
-        tasks = list(tasks) if tasks is not None else _load_tasks(config, pivots)
-        by_pivot = match_tasks(pivots, tasks)
-        if not by_pivot:
-            raise PTSError(
-                "--find-rejected-tokens: no record matches an item of the dataset (by dataset id and item "
-                "id, or by query); pass the --dataset the records were searched on"
-            )
-        if engine is None:
-            from pts.engines.hf import HFEngine
 
-            engine = HFEngine.from_loaded(_load(config, pivots, loaded), batch_size=config.batch_size or 64)
-        tokenizer = engine.tokenizer
-        _warn_model(pivots, engine.model_id)
-        finder = CounterpartFinder(engine, settings)
-    else:
-        tokenizer = loaded.tokenizer if loaded is not None else load_tokenizer(_model_spec(config, pivots))
-    redone = attach_token_ids(pivots, tokenizer)
-    rows, report = build_pairs(pivots, tokenizer, settings, finder=finder, tasks=by_pivot)
-    if redone:
-        report.notes.append(
-            f"{redone} contexts had no usable token ids and were tokenized again (metadata.retokenized)"
-        )
-    if not rows:
-        hint = "" if settings.find_rejected_tokens else "; --find-rejected-tokens --dataset DATASET measures more"
-        raise PTSError(f"no DPO pairs from {report.pivots} pivotal tokens ({report.skipped_text()}){hint}")
-    write_pairs(rows, output)
-    return ExportSummary("dpo", output, len(rows), report.format())
+def _engine(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) -> Any:
+    from pts.engines.hf import HFEngine
+
+    return HFEngine.from_loaded(_load(config, pivots, loaded), batch_size=config.batch_size or 64)
 
 
 def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any]:
@@ -329,111 +300,6 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
         seed=config.seed,
         oracle=config.oracle,
     )
-
-
-def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
-    """The steering file, or the control vector: per layer, the contrastive direction of the pivots.
-
-    A control vector's direction at each layer is the mean activation before
-    positive pivots minus the mean before negative ones (at the position that
-    predicts the pivot token, see :mod:`pts.export.steering`). It is not
-    normalised: strength 1 moves the average negative-pivot state to the
-    average positive one at that layer, and llama.cpp adds it at every layer
-    listed, so the effects add up along the residual stream.
-    """
-    import numpy as np
-
-    from pts.export.steering import (
-        SteeringSettings,
-        context_activations,
-        contrast,
-        default_layers,
-    )
-    from pts.steering.layers import check_layers, decoder_layers
-
-    settings = SteeringSettings(
-        layer_nums=config.layers(),
-        select_layer=config.select_layer,
-        num_clusters=config.num_clusters,
-        pca_components=config.pca_components,
-        batch_size=config.batch_size or 8,
-        min_prob_delta=config.min_prob_delta,
-        seed=config.seed,
-    )
-    settings.validate()
-    kept = [p for p in pivots if abs(p.prob_delta) >= config.min_prob_delta - 1e-9]
-    if not kept:
-        raise PTSError(f"no record has |prob_delta| >= {config.min_prob_delta} (--min-prob-delta)")
-    if config.format == "control-vector":
-        signs = {p.is_positive for p in kept}
-        if len(signs) < 2:
-            side = "positive" if True in signs else "negative"
-            raise PTSError(f"a control vector contrasts positive and negative pivots, but every record is {side}")
-    loaded = _load(config, kept, loaded)
-    _warn_model(kept, loaded.model_id)
-    num_layers = len(decoder_layers(loaded.model))
-    layers = list(settings.layer_nums or default_layers(num_layers))
-    if config.format == "steering":
-        select = settings.select_layer if settings.select_layer is not None else layers[0]
-        if select not in layers:
-            layers.append(select)
-    check_layers(layers, num_layers)
-    if config.format == "control-vector" and 0 in layers:
-        raise PTSError("llama.cpp rejects a control vector for layer 0 (direction.0); choose layers from 1 up")
-    redone = attach_token_ids(kept, loaded.tokenizer)
-    note = f"{redone} contexts were tokenized again (no usable token ids recorded)" if redone else ""
-    if config.format == "steering":
-        return _write_steering(kept, output, loaded, layers, select, settings, note)
-    acts, _ = context_activations(loaded.model, [p.context_ids for p in kept], layers, batch_size=settings.batch_size)
-
-    from pts.steering.vectors import ControlVector
-
-    positive = np.array([p.is_positive for p in kept], dtype=bool)
-    directions = {layer: contrast(acts[layer], positive) for layer in layers}
-    hint = getattr(loaded.model.config, "model_type", "") or ""
-    ControlVector(directions, hint).to_gguf(
-        output,
-        extra={
-            "model_id": loaded.model_id,
-            "method": "mean_difference",
-            "positive_pivots": int(positive.sum()),
-            "negative_pivots": int((~positive).sum()),
-        },
-    )
-    norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
-    details = f"model_hint {hint}; {positive.sum()} positive vs {(~positive).sum()} negative pivots; norms {norms}"
-    return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
-
-
-def _write_steering(
-    pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int, settings: Any, note: str
-) -> ExportSummary:
-    """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
-    from pts.export.steering import context_activations, merge_contexts, steering_records
-    from pts.store import write_jsonl
-
-    contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
-    if not contexts:
-        raise PTSError(
-            f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
-            f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context"
-        )
-    acts, baseline = context_activations(
-        loaded.model, [c.lead.context_ids for c in contexts], layers, batch_size=settings.batch_size
-    )
-    records = steering_records(contexts, loaded.tokenizer, acts, baseline, select, settings)
-    write_jsonl(output, records)
-    patterns = sorted({r["reasoning_pattern"] for r in records})
-    lines = [
-        f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
-        f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
-        f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
-        f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
-        f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
-        f"the folder holding this file: datasets.load_dataset(FOLDER)",
-        note,
-    ]
-    return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
 
 
 __all__ = [

@@ -8,15 +8,16 @@ by index, so 10,000 records of a few queries stay small.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pts import formats
 from pts.errors import PTSError
+from pts.formats.rows import CONTEXT_TAIL, int_or_none, interval
 from pts.store import progress_path, read_jsonl
-from pts.view.shapes import KINDS, PIVOT_KINDS, ViewFile, read_view_file
+from pts.view.shapes import PIVOT_KINDS, ViewFile, read_view_file
 from pts.view.trajectories import (
     PivotPlace,
     Trace,
@@ -26,9 +27,6 @@ from pts.view.trajectories import (
     solutions_from_contexts,
     trace_path,
 )
-
-# Characters of context shown before a pivot or a DPO pair in lists.
-CONTEXT_TAIL = 160
 
 
 class ReportData:
@@ -43,6 +41,8 @@ class ReportData:
         self.pairs: list[dict[str, Any]] = []
         self.critical: list[dict[str, Any]] = []
         self.contrast: list[dict[str, Any]] = []
+        # Lists of formats the page does not draw (a plugin's): kept in the report's data under their name.
+        self.other_lists: dict[str, list[dict[str, Any]]] = {}
         self.traces: dict[tuple[str, int], Trace] = {}
         # Pivot files wait for finish(): a trace named later on the command line still belongs to them.
         self._pending: list[tuple[int, int, int, ViewFile, dict[tuple[str, int], Trace]]] = []
@@ -61,7 +61,7 @@ class ReportData:
         entry = {
             "path": str(view_file.path),
             "kind": view_file.kind,
-            "what": KINDS[view_file.kind],
+            "what": formats.shapes()[view_file.kind],
             "records": len(view_file.records),
             "settings": {},
             "samples_spent": None,
@@ -69,20 +69,22 @@ class ReportData:
             "trace": None,
         }
         self.files.append(entry)
+        fmt = formats.detect(view_file.records[0]) if view_file.records else None
         if view_file.kind == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
         elif view_file.kind in PIVOT_KINDS:
             self._add_pivots(view_file, file_index, entry)
-        elif view_file.kind in ("dpo", "original_dpo"):
-            self.pairs += [pair_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)]
-        elif view_file.kind == "critical_tokens":
-            self.critical += [
-                critical_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)
-            ]
-        elif view_file.kind == "contrast_scores":
-            self.contrast += [
-                contrast_row(r, view_file.path, n, file_index, self) for n, r in enumerate(view_file.records, 1)
-            ]
+        elif fmt is not None and fmt.view_list is not None:
+            # The format's own rows, in the page's list of its kind (pairs, critical tokens, contrast scores).
+            rows = self._list(fmt.view_list)
+            for n, record in enumerate(view_file.records, 1):
+                row = fmt.view_row(record, f"{view_file.path} record {n}", self.query)
+                rows.append({"file": file_index, "line": n, **row})
+
+    def _list(self, name: str) -> list[dict[str, Any]]:
+        if name in ("pairs", "critical", "contrast"):
+            return getattr(self, name)
+        return self.other_lists.setdefault(name, [])
 
     def _add_pivots(self, view_file: ViewFile, file_index: int, entry: dict[str, Any]) -> None:
         from pts.export.records import pivot_from_row
@@ -168,6 +170,7 @@ class ReportData:
             "pairs": self.pairs,
             "critical": self.critical,
             "contrast": self.contrast,
+            **self.other_lists,
         }
 
 
@@ -192,20 +195,20 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
         "task": pivot.task_type,
         "item": pivot.dataset_item_id,
         "model": pivot.model_id,
-        "sol": _int_or_none(record.get("solution_index")),
-        "position": _int_or_none(record.get("position")),
+        "sol": int_or_none(record.get("solution_index")),
+        "position": int_or_none(record.get("position")),
         "token": pivot.pivot_token,
         "token_id": pivot.pivot_token_id,
         "before": pivot.prob_before,
         "after": pivot.prob_after,
         "delta": pivot.prob_delta,
         "positive": pivot.is_positive,
-        "k_before": _int_or_none(record.get("successes_before")),
-        "n_before": _int_or_none(record.get("samples_before")),
-        "k_after": _int_or_none(record.get("successes_after")),
-        "n_after": _int_or_none(record.get("samples_after")),
-        "ci_before": _interval(record.get("ci_before")),
-        "ci_after": _interval(record.get("ci_after")),
+        "k_before": int_or_none(record.get("successes_before")),
+        "n_before": int_or_none(record.get("samples_before")),
+        "k_after": int_or_none(record.get("successes_after")),
+        "n_after": int_or_none(record.get("samples_after")),
+        "ci_before": interval(record.get("ci_before")),
+        "ci_after": interval(record.get("ci_after")),
         "alternatives": [[t.token, t.count, t.successes] for t in pivot.first_tokens],
         "verified": verified if isinstance(verified, bool) else None,
         "tail": context[-CONTEXT_TAIL:],
@@ -213,113 +216,6 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
         "pattern": record.get("reasoning_pattern"),
         "cluster": record.get("cluster_id"),
     }
-
-
-def pair_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one DPO pair, plain or conversational, pts's or the original tool's."""
-    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
-    prompt, chosen, rejected = (_text(record[k], f"{path} record {n}", k) for k in ("prompt", "chosen", "rejected"))
-    delta = _number(metadata.get("prob_delta"))
-    return {
-        "file": file_index,
-        "line": n,
-        "q": data.query(metadata.get("original_query", "")),
-        "tail": prompt[-CONTEXT_TAIL:],
-        "chosen": chosen,
-        "rejected": rejected,
-        "p_chosen": _number(metadata.get("prob_chosen")),
-        "p_rejected": _number(metadata.get("prob_rejected")),
-        "n_chosen": _int_or_none((metadata.get("samples") or {}).get("chosen")),
-        "n_rejected": _int_or_none((metadata.get("samples") or {}).get("rejected")),
-        "delta": delta,
-        "positive": metadata.get("is_positive", None if delta is None else delta > 0),
-        "task": str(metadata.get("task_type") or ""),
-        "verified": metadata.get("counterpart_verified")
-        if isinstance(metadata.get("counterpart_verified"), bool)
-        else None,
-        "source": metadata.get("counterpart_source"),
-    }
-
-
-def critical_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one critical-token record: its per-position scores and Pass@k with vs without."""
-    where = f"{path} record {n}"
-    scores = record.get("scores")
-    if not isinstance(scores, list) or not all(s is None or isinstance(s, (int, float)) for s in scores):
-        raise PTSError(f"{where}: scores must be a list of numbers or nulls")
-    response = _text(record.get("response", ""), where, "response")
-    position = _int_or_none(record.get("critical_position"))
-    token = record.get("critical_token")
-    return {
-        "file": file_index,
-        "line": n,
-        "q": data.query(record.get("query", "")),
-        "task": str(record.get("task_type") or ""),
-        "item": str(record.get("dataset_item_id", "")),
-        "trajectory": record.get("trajectory_index", 0),
-        "answer": str(record.get("answer", "")),
-        "response": response,
-        "split": critical_split(response, record.get("critical_context", ""), token) if position is not None else None,
-        "position": position,
-        "token": token,
-        "rule": record.get("rule"),
-        "score": _number(record.get("score")),
-        "scores": scores,
-        "samples": _ints(record.get("score_samples")),
-        "successes": _ints(record.get("score_successes")),
-        "terminal": [bool(t) for t in record.get("score_terminal") or []],
-        "mode": record.get("mode"),
-        "rollouts": _int_or_none(record.get("rollouts")),
-        "p_initial": _number(record.get("p_initial")),
-        "pass_with": [_number(x) for x in record.get("pass_at_k_with") or []],
-        "pass_without": [_number(x) for x in record.get("pass_at_k_without") or []],
-        "samples_with": record.get("samples_with"),
-        "successes_with": record.get("successes_with"),
-        "samples_without": record.get("samples_without"),
-        "successes_without": record.get("successes_without"),
-        "alternatives": [
-            [a.get("token", ""), a.get("count", 0), a.get("successes", 0)]
-            for a in record.get("alternatives") or []
-            if isinstance(a, dict)
-        ],
-    }
-
-
-def contrast_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one trajectory's contrastive scores s_t, one per response token."""
-    where = f"{path} record {n}"
-    tokens, scores = record.get("tokens"), record.get("scores")
-    if not isinstance(tokens, list) or not isinstance(scores, list) or len(tokens) != len(scores):
-        raise PTSError(f"{where}: tokens and scores must be lists of the same length")
-    return {
-        "file": file_index,
-        "line": n,
-        "q": data.query(record.get("query", "")),
-        "task": str(record.get("task_type") or ""),
-        "item": str(record.get("dataset_item_id", "")),
-        "correct": record.get("correct"),
-        "tokens": [_text(t, where, "tokens") for t in tokens],
-        "scores": [_number(s) for s in scores],
-        "min_position": _int_or_none(record.get("min_score_position")),
-        "beta": _number(record.get("beta")),
-    }
-
-
-def critical_split(response: str, context: Any, token: Any) -> list[str] | None:
-    """``[before, critical token, after]`` of ``response``, or None when the token cannot be placed in the text.
-
-    The critical context is the prompt text followed by the response before the
-    token, so the right place is an occurrence of the token whose preceding
-    response text ends the context.
-    """
-    if not isinstance(token, str) or not token or not isinstance(context, str):
-        return None
-    at = response.find(token)
-    while at >= 0:
-        if context.endswith(response[:at]):
-            return [response[:at], token, response[at + len(token) :]]
-        at = response.find(token, at + 1)
-    return None
 
 
 def run_settings(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -357,32 +253,3 @@ def progress_items(path: Path) -> list[dict[str, Any]] | None:
         return [r for r in read_jsonl(progress) if r.get("kind") == "item"]
     except (PTSError, UnicodeDecodeError):
         return None
-
-
-def _text(value: Any, where: str, key: str) -> str:
-    """Text of a field; a conversation (list of messages) becomes its contents joined by newlines."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        return "\n".join(str(m.get("content", "")) for m in value)
-    raise PTSError(f"{where}: {key} must be text or a list of messages")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _ints(value: Any) -> list[int]:
-    return [v if isinstance(v, int) else 0 for v in value] if isinstance(value, list) else []
-
-
-def _interval(value: Any) -> list[float] | None:
-    if isinstance(value, list) and len(value) == 2 and all(_number(v) is not None for v in value):
-        return [float(v) for v in value]
-    return None

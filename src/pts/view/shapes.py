@@ -17,7 +17,8 @@ from pts import formats
 from pts.errors import PTSError
 from pts.store import progress_path, read_jsonl
 
-# Kind name -> what it is, as the report's file list says it: the shapes of every format pts knows.
+# Kind name -> what it is, as the report's file list says it: the shapes of every format pts knows at import
+# (formats.shapes() also has those registered later).
 KINDS = formats.shapes()
 
 # Kinds whose records are pivotal tokens, read through pts.export.records.
@@ -71,6 +72,7 @@ def read_view_file(path: str | os.PathLike) -> ViewFile:
     for n, record in enumerate(records[1:], 2):
         other = kind_of(record)
         if other != kind:
-            what = KINDS[other] if other else "of no known shape"
-            raise PTSError(f"{p}: record {n} is {what}, but record 1 is {KINDS[kind]}")
+            shapes = formats.shapes()
+            what = shapes[other] if other else "of no known shape"
+            raise PTSError(f"{p}: record {n} is {what}, but record 1 is {shapes[kind]}")
     return ViewFile(p, kind, records)
