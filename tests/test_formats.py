@@ -64,3 +64,57 @@ def test_alias_table_matches_the_model_loader():
         hub = aliases.hub_model_id(name)
         assert hub == aliases.hub_model_id(a.model_id) and hub in a.origin, name
     assert aliases.hub_model_id("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B" and aliases.hub_model_id(None) is None
+
+
+def test_the_cards_reconstructed_command_gives_back_every_search_setting(tmp_path):
+    """Records carry every search setting (derived from SearchSettings' fields), and the card's `pts run` command
+    parses into the same settings: flags that only switch something off (--no-verify, --no-pool...) included."""
+    import dataclasses
+    import shlex
+
+    from pts.cli import build_parser
+    from pts.engines.fake import PassFailOracle, create
+    from pts.formats.pivotal import reconstructed_command
+    from pts.hub.card import build_card, inspect_file
+    from pts.search.searcher import PivotalTokenSearcher, SearchSettings
+    from pts.store import write_jsonl
+    from pts.tasks.task import Task
+
+    defaults = SearchSettings()
+    changed = {  # every setting away from its default, so that a dropped flag shows
+        "prob_threshold": 0.3,
+        "num_samples": 6,
+        "max_generations": 2,
+        "min_prob": 0.1,
+        "max_prob": 0.9,
+        "split_at": "middle",
+        "confidence": 0.8,
+        "pool": False,
+        "verify": False,
+        "verify_samples": 32,
+        "verify_confidence": 0.9,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 5,
+        "min_p": 0.05,
+        "seed": 7,
+        "max_new_tokens": 4,
+        "early_stop": False,
+        "system_prompt": "Answer briefly.",
+        "chat_template": False,
+    }
+    assert set(changed) == {f.name for f in dataclasses.fields(SearchSettings)}, "a new search setting: add it here"
+    assert all(changed[k] != getattr(defaults, k) for k in changed)
+    settings = SearchSettings(**changed)
+    task = Task("question", "PASS", "q0", "demo", "demo", PassFailOracle())
+    result = PivotalTokenSearcher(create("m"), settings).search(task)
+    assert result.pivots
+    path = tmp_path / "pivots.jsonl"
+    write_jsonl(path, [p.to_dict() for p in result.pivots])
+
+    summary = inspect_file(path)
+    command = reconstructed_command(summary)
+    assert command in str(build_card(path, repo_id="user/demo"))
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert SearchSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSettings)}) == settings
+    assert "--no-verify" in command and "--no-pool" in command and "--no-chat-template" in command

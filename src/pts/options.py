@@ -26,7 +26,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pts.aliases import DEFAULT_MODEL
@@ -245,6 +245,24 @@ def config_from(args: argparse.Namespace, cls: type) -> Any:
         if isinstance(value, list) and typing.get_origin(_unwrap(hints[name])) is tuple:
             values[name] = tuple(value)
     return cls(**values)
+
+
+def as_args(cls: type, values: Mapping[str, Any]) -> list[str]:
+    """The flags that give ``values`` (field name -> value, fields of the option dataclass ``cls``) on the command
+    line: ``--x``/``--no-x`` for a boolean, the flag and each item for a list, the flag and the value else; None and
+    names that are not fields of ``cls`` are left out. Parsing them gives those values back."""
+    args: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name not in values or values[f.name] is None or not f.metadata.get("cli", True):
+            continue
+        value, name = values[f.name], f.metadata.get("flag") or flag(f.name)
+        if isinstance(value, bool):
+            args.append(name if value else "--no-" + name.removeprefix("--"))
+        elif isinstance(value, (list, tuple)):
+            args += [name, *map(str, value)]
+        else:
+            args += [name, str(value)]
+    return args
 
 
 def _unwrap(hint: Any) -> Any:

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any
 
+from pts import options
 from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format, load_snippet
+from pts.search.recorded import settings_of_record
+from pts.search.searcher import SearchSettings
 
 # What each field of a pivotal-token record means (pts's and the original tool's).
 FIELDS = {
@@ -66,32 +70,32 @@ FIELDS = {
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",
     "search": "Search settings that produced the record.",
-    "search.prob_threshold": "Minimum |p(success) change| that makes a token pivotal.",
-    "search.num_samples": "Rollouts per p(success) estimate (the cap, with adaptive sampling).",
-    "search.max_new_tokens": "Token budget of a whole response.",
-    "search.split_at": "Where segments were split: cumulative log-prob midpoint (Phi-4) or token middle.",
-    "search.temperature": "Sampling temperature of the rollouts.",
-    "search.top_p": "Nucleus sampling of the rollouts.",
-    "search.top_k": "Top-k sampling of the rollouts (0 = off).",
-    "search.min_p": "Min-p sampling of the rollouts.",
-    "search.confidence": "Confidence level of the reported intervals (and of adaptive sampling).",
-    "search.adaptive": "Whether estimates were sampled in rounds until their interval settled.",
-    "search.pool": "Whether estimates counted every rollout that passed through their prefix.",
-    "search.verify": "Whether candidates were measured again before being written.",
-    "search.verify_samples": "Most rollouts per end spent verifying one candidate.",
-    "search.verify_confidence": "Confidence of the verification's decision rule.",
     "id": "Stable id of the record (hash of model, dataset item, context ids and token).",
     "kind": "Record kind (`pivotal_token`).",
     "schema_version": "Version of the pts record schema.",
 }
 
 
-# `pts run` options recorded in every record's `search`, in the order the card shows them.
-_RUN_OPTIONS = ("prob_threshold", "num_samples", "max_new_tokens", "split_at", "temperature", "top_p", "top_k", "min_p")
+def _search_fields() -> dict[str, str]:
+    """``search.<name>`` -> what it means, for every search setting a record carries: the option's own help."""
+    out = {
+        f"search.{f.name}": f"{f.metadata['help'][0].upper()}{f.metadata['help'][1:]} (`pts run {options.flag(f.name)}`)."
+        for f in fields(SearchSettings)
+    }
+    out["search.confidence"] = (
+        "Confidence level of the reported intervals (and, when `search.adaptive`, the level adaptive sampling "
+        "estimated to: the --confidence option)."
+    )
+    out["search.adaptive"] = "Whether estimates were sampled in rounds until their interval settled (--confidence)."
+    return out
+
+
+FIELDS.update(_search_fields())
 
 
 def reconstructed_command(s: FileSummary) -> str | None:
-    """The ``pts run`` options recorded in pivotal-token records (model, dataset, search settings), or None."""
+    """The ``pts run`` command the records say made them (model, dataset and every recorded search setting),
+    or None when they record no search settings."""
     if s.fmt != PivotalTokens.name or not s.search:
         return None
     parts = ["pts", "run"]
@@ -99,11 +103,7 @@ def reconstructed_command(s: FileSummary) -> str | None:
         parts += ["--model", s.model_id]
     if len(s.datasets) == 1:
         parts += ["--dataset", next(iter(s.datasets))]
-    for key in _RUN_OPTIONS:
-        if s.search.get(key) is not None:
-            parts += [f"--{key.replace('_', '-')}", str(s.search[key])]
-    if s.search.get("adaptive") and s.search.get("confidence") is not None:
-        parts += ["--confidence", str(s.search["confidence"])]
+    parts += options.as_args(SearchSettings, settings_of_record(s.search))
     return shlex.join(parts)
 
 

@@ -20,6 +20,7 @@ from pts.search.pivotal import (
     find_pivots_many,
     interval,
 )
+from pts.search.recorded import record_search
 from pts.search.verify import Candidate, Verdict, delta_interval, verify
 from pts.tasks.task import Task
 
@@ -375,22 +376,7 @@ class PivotalTokenSearcher:
             answer=task.answer,
             position=position,
             solution_index=solution_index,
-            search={
-                "prob_threshold": s.prob_threshold,
-                "num_samples": s.num_samples,
-                "max_new_tokens": s.max_new_tokens,
-                "split_at": s.split_at,
-                "temperature": s.temperature,
-                "top_p": s.top_p,
-                "top_k": s.top_k,
-                "min_p": s.min_p,
-                "confidence": reported,
-                "adaptive": bool(s.confidence),
-                "pool": s.pool,
-                "verify": s.verify,
-                "verify_samples": s.verify_samples,
-                "verify_confidence": s.verify_confidence,
-            },
+            search=record_search(s, reported),
             **extra,
         )
 
