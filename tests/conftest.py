@@ -1,6 +1,10 @@
 """Shared fixtures: the embedded model, loaded once per test session, and an offline Hub."""
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 # Tests never touch the network: Hub lookups fail fast instead of retrying.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -71,12 +75,12 @@ def chat_prompt(embedded_model):
     return build
 
 
-def run_pts(*args, cwd, env=None, timeout=600):
-    """``pts ARGS`` in a new process (offline; ``env`` adds to this process's environment), its CompletedProcess."""
-    import subprocess
-    import sys
+def run_pts(*args, cwd, env=None, timeout=600, inherit_env=True):
+    """``pts ARGS`` in a new process, as a user types it; its CompletedProcess (text output captured).
 
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    Offline; ``env`` is added to this process's environment, or with ``inherit_env=False`` is the whole of it.
+    """
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})} if inherit_env else dict(env)
     return subprocess.run(
         [sys.executable, "-m", "pts", *map(str, args)],
         cwd=cwd,
@@ -85,6 +89,13 @@ def run_pts(*args, cwd, env=None, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+def write_jsonl(path, rows):
+    """Write ``rows`` to ``path`` as JSON lines (UTF-8, non-ASCII kept); returns ``path``."""
+    path = Path(path)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 @pytest.fixture

@@ -2,21 +2,16 @@
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_pts
 
 from pts.cli import build_parser
 from pts.jobs.run import RunConfig
 
 
 def pts(*args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "pts", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_pts(*args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import run_pts
 
 from pts.search.searcher import build_prompt_ids
 from pts.store import read_jsonl
@@ -43,10 +44,7 @@ TINY = [
 
 
 def pts_run(*args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "pts", "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
+    return run_pts("run", *args, cwd=cwd, timeout=900)
 
 
 @pytest.fixture(scope="module")

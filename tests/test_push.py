@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_pts, write_jsonl
 from consumers import optillm_autothink
 from huggingface_hub import DatasetCard
 
@@ -293,21 +294,16 @@ def _pivot(i: int, delta: float, item: str) -> dict:
     ).to_dict()
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture
 def pivotal_file(tmp_path):
     rows = [_pivot(1, 0.375, "0"), _pivot(2, -0.5, "0"), _pivot(3, 0.25, "1")]
-    return _write_jsonl(tmp_path / "pivotal_tokens.jsonl", rows)
+    return write_jsonl(tmp_path / "pivotal_tokens.jsonl", rows)
 
 
 @pytest.fixture
 def original_file(tmp_path):
     rows = [{k: _pivot(i, d, str(i)).get(k) for k in ORIGINAL_FIELDS} for i, d in ((1, 0.3), (2, -0.4))]
-    return _write_jsonl(tmp_path / "original.jsonl", rows)
+    return write_jsonl(tmp_path / "original.jsonl", rows)
 
 
 def _pair(i: int, delta: float) -> dict:
@@ -346,7 +342,7 @@ def _pair(i: int, delta: float) -> dict:
 
 @pytest.fixture
 def dpo_file(tmp_path):
-    return _write_jsonl(tmp_path / "dpo_pairs.jsonl", [_pair(1, 0.4), _pair(2, -0.3), _pair(3, 0.5)])
+    return write_jsonl(tmp_path / "dpo_pairs.jsonl", [_pair(1, 0.4), _pair(2, -0.3), _pair(3, 0.5)])
 
 
 @pytest.fixture
@@ -384,7 +380,7 @@ def steering_file(tmp_path):
                 "dataset_item_id": str(i % 2),
             }
         )
-    return _write_jsonl(tmp_path / "steering_vectors.jsonl", rows)
+    return write_jsonl(tmp_path / "steering_vectors.jsonl", rows)
 
 
 def _critical(i: int, found: bool) -> dict:
@@ -433,7 +429,7 @@ def _critical(i: int, found: bool) -> dict:
 @pytest.fixture
 def critical_file(tmp_path):
     rows = [_critical(1, True), _critical(2, True), _critical(3, False)]
-    return _write_jsonl(tmp_path / "critical_tokens.jsonl", rows)
+    return write_jsonl(tmp_path / "critical_tokens.jsonl", rows)
 
 
 @pytest.fixture
@@ -673,7 +669,7 @@ def test_dpo_card_train_snippet_runs_one_trl_step(embedded_loaded, tmp_path, mon
         _embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
         _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False),
     ]
-    pivots = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    pivots = write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
     data = tmp_path / "dpo_pairs.jsonl"
     export(ExportConfig(input_path=str(pivots), format="dpo", output_path=str(data), chat=chat), loaded=embedded_loaded)
     rows = read_jsonl(data)
@@ -767,7 +763,7 @@ def dpo_chat_file(tmp_path):
                 "metadata": meta,
             }
         )
-    return _write_jsonl(tmp_path / "dpo_chat.jsonl", rows)
+    return write_jsonl(tmp_path / "dpo_chat.jsonl", rows)
 
 
 def test_dpo_conversational_card(dpo_chat_file):
@@ -862,7 +858,7 @@ def test_critical_card(critical_file, tmp_path):
     assert re.search(r"^\| `critical_token` \| string \| .*cDPO", card.text, re.MULTILINE)
     # A field pts does not write is listed, and said to be undescribed rather than given a made-up meaning.
     rows = [{"query": "q", "critical_token": " 4", "critical_position": 3, "extra_field": 1.5}]
-    card2, _ = _parse(build_card(_write_jsonl(tmp_path / "other.jsonl", rows), repo_id=REPO))
+    card2, _ = _parse(build_card(write_jsonl(tmp_path / "other.jsonl", rows), repo_id=REPO))
     assert "| `extra_field` | float | Not described by pts" in card2.text
 
 
@@ -909,7 +905,7 @@ def test_control_vector_card(gguf_file):
 
 def test_license_option_and_size_category_from_rows(tmp_path):
     rows = [_pair(i % 7, 0.3) for i in range(1500)]
-    path = _write_jsonl(tmp_path / "big.jsonl", rows)
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
     _, meta = _parse(build_card(path, license="mit", repo_id=REPO))
     assert meta["license"] == "mit" and meta["size_categories"] == ["1K<n<10K"]
 
@@ -1117,7 +1113,7 @@ def test_pivotal_card_commands_download_and_export(hub, online, tmp_path, embedd
         _embedded_pivot(tok, "What is 1 + 2?", "3", "9", positive=True),
         _embedded_pivot(tok, "What is 2 + 2?", "5", "4", positive=False),
     ]
-    path = _write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
+    path = write_jsonl(tmp_path / "pivotal_tokens.jsonl", [r.to_dict() for r in records])
     push_dataset(path, REPO, token=TOKEN, endpoint=hub.url)
     card, _ = _parse(hub.files[REPO]["README.md"].decode())
     commands = _usage_commands(card)
@@ -1162,15 +1158,7 @@ def test_control_vector_card_download_command(hub, online, tmp_path, gguf_file):
 
 
 def _pts(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pts", "push", *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_pts("push", *args, cwd=cwd, env=env, inherit_env=False, timeout=120)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:

@@ -9,6 +9,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_jsonl
 
 from pts.errors import PTSError
 from pts.tasks import DEFAULT_DATASET, load_tasks
@@ -25,11 +26,6 @@ ROWS = [
     {"question": "What is 10 - 4?", "answer": "6"},
     {"question": "What is 3 * 3?", "answer": "9"},
 ]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def write_csv(path, rows):

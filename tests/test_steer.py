@@ -1,14 +1,12 @@
 """`pts steer`: loading steering/control vectors, the hooks' exact arithmetic, suffix matching, generation, CLI."""
 
 import json
-import os
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_pts, write_jsonl
 
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
@@ -30,15 +28,7 @@ LAYERS = 30
 
 
 def pts(*args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "pts", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return run_pts(*args, cwd=cwd)
 
 
 def write_control_vector(path, directions, arch="controlvector", hint="llama"):

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from conftest import run_pts
 
 from pts.engines.fake import (
     BranchingFakeEngine,
@@ -212,10 +213,7 @@ run(RunConfig(output_path=sys.argv[1], num_samples=10, max_generations=3, split_
 
 
 def _pts(*args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "pts", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_pts(*args, cwd=cwd, timeout=120)
 
 
 def test_a_second_writer_of_the_same_output_is_refused(tmp_path):

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import write_jsonl
 from view_samples import (
     ESTIMATES,
     HOSTILE_QUERY,
@@ -20,7 +21,6 @@ from view_samples import (
     critical_lines,
     pivot_record,
     planted_records,
-    write_jsonl,
     write_planted,
 )
 

@@ -11,8 +11,9 @@ import re
 import time
 
 import pytest
+from conftest import write_jsonl
 from test_e2e import TINY, pts_run
-from view_samples import HOSTILE_QUERY, HOSTILE_TOKEN, write_jsonl, write_planted
+from view_samples import HOSTILE_QUERY, HOSTILE_TOKEN, write_planted
 
 from pts.store import read_jsonl
 from pts.view import build_report

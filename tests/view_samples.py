@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import write_jsonl
+
 from pts.records import FirstToken, PivotalToken
 
 PROMPT = "<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n<|im_start|>assistant\n"
@@ -182,11 +184,6 @@ def critical_lines() -> list[dict]:
     """Real critical-token records (`pts critical` on the embedded model), from docs/experiments."""
     path = Path(__file__).resolve().parent.parent / "docs" / "experiments" / "critical_tokens.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()[:3]]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def write_planted(directory: Path) -> dict[str, Path]:
