@@ -22,6 +22,9 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 import pytest  # noqa: E402
 
+# Fixtures shared by several test modules: the fake Hub and a file of every format (hub_samples).
+pytest_plugins = ["hub_samples"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def model_cache_dir(tmp_path_factory):

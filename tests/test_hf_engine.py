@@ -201,30 +201,32 @@ def test_block_prefill_matches_a_plain_forward_and_ignores_cache_history(embedde
     model = embedded_loaded.model
     prefix = prompts["long"] + tuple(embedded_loaded.tokenizer.encode(" First, 17 + 8 = 25 sheep. Then 25 - 5 = 20."))
     warm = HFEngine.from_loaded(embedded_loaded, prefill_block=16)
-    for n in (17, len(prefix) - 3):  # fill the block cache along the way
-        warm._prefill(prefix[:n])
+    warm.next_token_logprobs([prefix[:17], prefix[: len(prefix) - 3]])  # fills the block cache along the way
     assert warm.prefix_cache.hits > 0 and len(warm.prefix_cache) >= (len(prefix) - 4) // 16
-    cold = HFEngine.from_loaded(embedded_loaded, prefill_block=16)
     for n in (16, 17, 33, len(prefix)):
         with torch.inference_mode():
-            plain = model(input_ids=torch.tensor([prefix[:n]])).logits[0, -1]
-        cache_w, warm_logits = warm._prefill(prefix[:n])
-        cache_c, cold_logits = HFEngine.from_loaded(embedded_loaded, prefill_block=16)._prefill(prefix[:n])
-        assert cache_w.get_seq_length() == n
-        assert torch.equal(warm_logits, cold_logits)  # bit-identical whatever was cached before
-        for a, b in zip(cache_w.layers, cache_c.layers):
-            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
-        assert torch.allclose(warm_logits, plain, atol=1e-3)
+            plain = torch.log_softmax(model(input_ids=torch.tensor([prefix[:n]])).logits[0, -1].float(), dim=-1)
+        warm_lp = warm.next_token_logprobs([prefix[:n]])[0]
+        cold_lp = HFEngine.from_loaded(embedded_loaded, prefill_block=16).next_token_logprobs([prefix[:n]])[0]
+        assert torch.equal(warm_lp, cold_lp)  # bit-identical whatever was cached before
+        assert torch.allclose(warm_lp, plain, atol=1e-3)
+    # Rollouts decode on the cached keys and values: the same tokens and log-probs as from a cold engine.
+    request = RolloutRequest(prefix_ids=prefix, n=3, max_new_tokens=12, seed=5)
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
+    cold = HFEngine.from_loaded(embedded_loaded, prefill_block=16)
+    (warm_rollouts,), (cold_rollouts,) = warm.sample([request], params), cold.sample([request], params)
+    assert [(r.token_ids, r.logprobs) for r in warm_rollouts] == [(r.token_ids, r.logprobs) for r in cold_rollouts]
     off = HFEngine.from_loaded(embedded_loaded, prefill_block=16, prefix_cache_mb=0)
-    off._prefill(prefix)
-    assert len(off.prefix_cache) == 0 and torch.equal(off._prefill(prefix)[1], cold._prefill(prefix)[1])
+    off.next_token_logprobs([prefix])
+    assert len(off.prefix_cache) == 0
+    assert torch.equal(off.next_token_logprobs([prefix]), cold.next_token_logprobs([prefix]))
 
 
 def test_block_cache_is_lru_and_bounded():
-    from pts.engines.hf import _BlockCache
+    from pts.engines.hf import BlockCache
 
     block = [(torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 8))]  # 256 bytes
-    cache = _BlockCache(max_bytes=3 * 256)
+    cache = BlockCache(max_bytes=3 * 256)
     for k in range(3):
         cache.put((k,), block)
     assert cache.get((0,)) is block  # 0 is now the most recent

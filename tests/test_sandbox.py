@@ -67,7 +67,7 @@ def _sandbox_processes(runs: Path) -> list[str]:
 
     Other test workers may be running sandboxes of their own at the same time; their uids and folders differ.
     """
-    uids = range(sandbox._uids._base(), sandbox._uids._base() + sandbox._UID_SLOTS)
+    uids = sandbox.run_uids()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -1,6 +1,5 @@
 """Output that survives interruption: resume, idempotence, repair, refusal to mix settings."""
 
-import errno
 import json
 import os
 import random
@@ -294,38 +293,6 @@ def test_tasks_sharing_an_id_are_refused_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
-def _fail_writes_after(monkeypatch, good_writes):
-    """Make the store's fsync fail with ENOSPC after ``good_writes`` appends, as a full disk does."""
-    import pts.store
-
-    real, count = pts.store.os.fsync, [0]
-
-    def fsync(fd):
-        count[0] += 1
-        if count[0] > good_writes:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(pts.store.os, "fsync", fsync)
-
-
-def test_a_full_disk_stops_the_run_with_one_line_and_a_valid_file(tmp_path, monkeypatch):
-    out = tmp_path / "out.jsonl"
-    full = tmp_path / "full.jsonl"
-    run(config(full), engine(), tasks())
-    _fail_writes_after(monkeypatch, 3 * 3 + 2)  # progress header (+ atomic writes), then three items' appends
-    with pytest.raises(PTSError, match="^the disk is full: cannot write .*run the same command again"):
-        run(config(out), engine(), tasks())
-    monkeypatch.undo()
-    rows = read_jsonl(out)
-    done = [r["dataset_item_id"] for r in read_jsonl(progress_path(out)) if r.get("kind") == "item"]
-    assert rows and 0 < len(done) < 6
-    assert not lock_path(out).exists()
-    summary = run(config(out), engine(), tasks())
-    assert summary.resumed == len(done)
-    assert sorted(r["id"] for r in read_jsonl(out)) == sorted(r["id"] for r in read_jsonl(full))
-
-
 def test_too_little_free_space_is_refused_before_the_search(tmp_path, monkeypatch):
     import pts.store
 
@@ -350,21 +317,33 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_real_full_disk_leaves_a_valid_file_and_a_resume_refuses_early(tiny_disk, monkeypatch):
+def test_a_real_full_disk_stops_with_one_line_and_a_valid_file_and_resumes_once_there_is_room(
+    tiny_disk, tmp_path, monkeypatch
+):
     import pts.store
 
     out = tiny_disk / "out.jsonl"
+    settings = dict(max_generations=10, num_samples=20)
     monkeypatch.setattr(pts.store, "MIN_FREE_BYTES", 0)
-    with pytest.raises(PTSError, match="^the disk is full"):
-        run(config(out, max_generations=10, num_samples=20), engine(), tasks(400))
+    with pytest.raises(PTSError, match="^the disk is full: cannot write .*run the same command again"):
+        run(config(out, **settings), engine(), tasks(400))
+    # Every file is whole JSON lines, and the lock is released.
     read_jsonl(out)
-    read_jsonl(progress_path(out))
+    done = [r for r in read_jsonl(progress_path(out)) if r.get("kind") == "item"]
     read_jsonl(tiny_disk / "out.jsonl.trace.jsonl")
+    assert 0 < len(done) < 400 and not lock_path(out).exists()
     monkeypatch.undo()
     eng = engine()
-    with pytest.raises(PTSError, match="MiB free"):
-        run(config(out, max_generations=10, num_samples=20), eng, tasks(400))
+    with pytest.raises(PTSError, match="MiB free"):  # a resume on the still-full disk is refused before sampling
+        run(config(out, **settings), eng, tasks(400))
     assert eng.calls == 0
+    # Given room, the same command finishes the run: nothing lost, nothing written twice.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(tiny_disk)], check=True)
+    summary = run(config(out, **settings), engine(), tasks(400))
+    reference = tmp_path / "reference.jsonl"
+    run(config(reference, **settings), engine(), tasks(400))
+    assert summary.resumed == len(done)
+    assert sorted(r["id"] for r in read_jsonl(out)) == sorted(r["id"] for r in read_jsonl(reference))
 
 
 def test_nan_and_inf_are_refused_in_every_float_option():

@@ -244,17 +244,32 @@ def random_pairs(scores, seed=0):
 
 
 def test_cdpo_trainer_with_zero_scores_and_gamma_beta_equals_trl_sigmoid_dpo(tmp_path, tokenizer):
-    from trl import DPOTrainer
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
 
-    trainer = tiny_trainer(tmp_path, tokenizer, random_pairs(lambda n, g: [0.0] * n))
-    batch = trainer.data_collator(list(trainer.train_dataset))
+    rows = random_pairs(lambda n, g: [0.0] * n)
+    trainer = tiny_trainer(tmp_path, tokenizer, rows)
+    # Stock TRL on the same LoRA model (its adapter switched off is the reference) and the same pairs, unscored.
+    stock = DPOTrainer(
+        trainer.model,
+        args=DPOConfig(
+            output_dir=str(tmp_path / "stock"),
+            beta=trainer.gamma,
+            report_to="none",
+            use_cpu=True,
+            bf16=False,
+            activation_checkpointing=False,
+            max_length=64,
+        ),
+        train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "rejected_scores"} for r in rows]),
+        processing_class=tokenizer,
+    )
     trainer.model.eval()
     with torch.no_grad():
-        ours = trainer.compute_loss(trainer.model, batch)
-        trl_batch = {k: v for k, v in batch.items() if k != "rejected_weights"}
-        trl_loss = DPOTrainer._compute_loss(trainer, trainer.model, trl_batch, False)  # TRL's own sigmoid DPO
+        ours = trainer.compute_loss(trainer.model, trainer.data_collator(list(trainer.train_dataset)))
+        theirs = stock.compute_loss(stock.model, stock.data_collator(list(stock.train_dataset)))  # TRL's sigmoid DPO
     assert abs(ours.item() - math.log(2)) > 1e-3  # policy != reference, so the check is not 0.6931 == 0.6931
-    assert ours.item() == pytest.approx(trl_loss.item(), abs=1e-6)
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
 
 
 def test_cdpo_trainer_loss_equals_the_formula_on_per_token_log_probs(tmp_path, tokenizer):

@@ -122,6 +122,15 @@ class _UidPool:
 
 
 _uids = _UidPool()
+
+
+def run_uids() -> range:
+    """The uids this process's sandbox runs take as root (one per concurrent run): where to look for what a run
+    left behind."""
+    base = _UidPool._base()
+    return range(base, base + _UID_SLOTS)
+
+
 _isolation_lock = threading.Lock()
 _isolation: str | None = None
 

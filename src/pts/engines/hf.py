@@ -194,7 +194,7 @@ class HFEngine:
         if prefill_block < 1:
             raise ValueError("prefill_block must be >= 1")
         self.prefill_block = prefill_block
-        self.prefix_cache = _BlockCache(int(prefix_cache_mb * 2**20))
+        self.prefix_cache = BlockCache(int(prefix_cache_mb * 2**20))
         self.model = model
         self.cache_kw = cache_keyword(model)
         # Running totals, read by progress displays while a call is still under way.
@@ -385,7 +385,7 @@ class HFEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-class _BlockCache:
+class BlockCache:
     """LRU map from a prefix (a whole number of prefill blocks) to its last block's per-layer (keys, values)."""
 
     def __init__(self, max_bytes: int):
