@@ -15,6 +15,7 @@ from pts.view.shapes import KINDS
 def test_names_and_spellings():
     assert formats.names() == ("pivotal", "dpo", "steering", "critical", "control-vector", "contrast", "trace")
     assert formats.names(published=True) == ("pivotal", "dpo", "steering", "critical", "control-vector")
+    assert tuple(f.name for f in formats.registered() if f.writes) == ("dpo", "steering", "control-vector")
     assert formats.get(" Pivotal-Tokens ").name == "pivotal" and formats.get("gguf").name == "control-vector"
     with pytest.raises(PTSError, match="unknown format 'parquet': expected one of pivotal, dpo, .*, trace"):
         formats.get("parquet")

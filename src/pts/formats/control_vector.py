@@ -125,6 +125,17 @@ class ControlVectorFile(Format):
             "```",
         ]
 
+    def write(self, request: ExportRequest) -> Written:
+        """Per layer, the contrastive direction of the pivots (:mod:`pts.export.control_vector`)."""
+        from pts.export.control_vector import write_control_vector
+        from pts.export.layer_inputs import layer_inputs
+
+        inputs = layer_inputs(request, both_signs=True, select_layer=False)
+        rows, details = write_control_vector(
+            inputs.loaded, inputs.pivots, inputs.layers, request.settings.batch_size, request.output
+        )
+        return Written(rows, "\n".join(filter(None, [details, inputs.note])))
+
 
 def read_gguf(path: Path) -> FileSummary:
     """Summarise the GGUF control vector at ``path``; PTSError (one line) when it is not one."""
@@ -183,17 +194,6 @@ def read_gguf(path: Path) -> FileSummary:
     s.fields += [f"direction.{layer}" for layer in layers]
     s.samples = {name: field_value(name) for name in s.fields if not name.startswith("direction.")}
     return s
-
-    def write(self, request: ExportRequest) -> Written:
-        """Per layer, the contrastive direction of the pivots (:mod:`pts.export.control_vector`)."""
-        from pts.export.control_vector import write_control_vector
-        from pts.export.layer_inputs import layer_inputs
-
-        inputs = layer_inputs(request, both_signs=True, select_layer=False)
-        rows, details = write_control_vector(
-            inputs.loaded, inputs.pivots, inputs.layers, request.settings.batch_size, request.output
-        )
-        return Written(rows, "\n".join(filter(None, [details, inputs.note])))
 
 
 FORMAT = ControlVectorFile()
