@@ -22,8 +22,9 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 import pytest  # noqa: E402
 
-# Fixtures shared by several test modules: the fake Hub and a file of every format (hub_samples).
-pytest_plugins = ["hub_samples"]
+# Fixtures shared by several test modules: the fake Hub and a file of every format (hub_samples), one small real
+# run and the original tool's shape of it (export_samples).
+pytest_plugins = ["hub_samples", "export_samples"]
 
 
 @pytest.fixture(scope="session", autouse=True)
