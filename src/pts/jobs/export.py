@@ -314,26 +314,14 @@ __all__ = [
 ]
 
 
-def command_line(config) -> str:
+def command_line(config: ExportConfig) -> str:
     """The ``pts export`` command that gives this config (defaults left out), for the dataset card."""
     defaults = ExportConfig(input_path="", format="")
-    parts = ["pts", "export"]
     first = ("input_path", "format", "output_path")  # what a reader looks for, then the options as declared
-    values = vars(config)
-    for key in (*first, *(k for k in values if k not in first)):
-        value = values[key]
-        if key == "command" or value is None or value is False:
-            continue
-        if key not in ("input_path", "format") and value == getattr(defaults, key):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            parts.append(flag)
-        elif isinstance(value, list):
-            parts += [flag, ",".join(map(str, value))]
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
+    values = {k: v for k, v in vars(config).items() if k in first[:2] or v != getattr(defaults, k)}
+    args = options.as_args(ExportConfig, {k: values[k] for k in first if k in values})
+    args += options.as_args(ExportConfig, {k: v for k, v in values.items() if k not in first})
+    return shlex.join(["pts", "export", *args])
 
 
 CONFIG = ExportConfig

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pts import options
 from pts.errors import PTSError
 from pts.tasks.code import CodeOracle
 from pts.tasks.code_data import code_shape, code_task, row_language
@@ -51,7 +52,7 @@ def _answer_text(value: Any) -> str:
 
 
 def _pick_key(kind: str, override: str | None, candidates: Sequence[str], rows: Rows, spec: str) -> str:
-    flag = f"--{kind}-key"
+    flag = options.flag(f"{kind}_key")
     if override is not None:
         if override not in rows.columns:
             raise PTSError(
