@@ -11,12 +11,11 @@ one place to import from.
 
 from __future__ import annotations
 
-import warnings
-
 from pts.errors import PTSError
 from pts.models import (
     TRAIN_INFO,
     adapter_base,
+    checkpointing_rename_quiet,
     is_adapter_dir,
     load_adapter,
     load_model,
@@ -47,9 +46,7 @@ def load_model_or_adapter(spec: str, device: str = "auto", dtype: str = "auto", 
     ``spec``. Raises PTSError on any failure.
     """
     if base_model is None or not is_adapter_dir(spec):
-        with warnings.catch_warnings():
-            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
-            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+        with checkpointing_rename_quiet():
             return load_trained(spec, device=device, dtype=dtype)
     loaded = load_model(base_model, device=device, dtype=dtype)
     model = attach_adapter(loaded.model, spec).merge_and_unload()
@@ -64,9 +61,7 @@ def attach_adapter(model, spec: str, adapter_name: str = "default"):
     try:
         from peft import PeftModel
 
-        with warnings.catch_warnings():
-            # PEFT asks transformers 5 for is_gradient_checkpointing, a name it deprecates with a FutureWarning.
-            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+        with checkpointing_rename_quiet():
             if isinstance(model, PeftModel):
                 model.load_adapter(spec, adapter_name=adapter_name)
                 return model

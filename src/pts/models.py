@@ -8,6 +8,7 @@ second instead of twenty.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -93,6 +94,15 @@ class LoadedModel:
     device: str
     dtype: str
     source: str
+
+
+@contextlib.contextmanager
+def checkpointing_rename_quiet():
+    """Silence (only) the FutureWarning transformers 5 gives when PEFT or TRL use the old name of gradient
+    checkpointing (``is_gradient_checkpointing``/``gradient_checkpointing``, now activation checkpointing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def cache_root() -> Path:
@@ -340,8 +350,7 @@ def load_adapter(path: str | Path, device: str = "auto", dtype: str = "auto", me
         raise PTSError(f"{p} is not an adapter directory (no adapter_config.json)")
     base = load_model(adapter_base(p), device=device, dtype=dtype)
     try:
-        with warnings.catch_warnings():  # PEFT reads transformers' deprecated is_gradient_checkpointing
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with checkpointing_rename_quiet():
             model = PeftModel.from_pretrained(base.model, str(p))
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise PTSError(f"could not apply adapter {p} to {base.model_id}: {first_line(e)}") from None

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -108,9 +107,9 @@ def train_lora(
     use_cache = getattr(model.config, "use_cache", None)
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings(), datasets_bars(progress):
-            # transformers 5 renamed gradient_checkpointing; TRL still sets the old name on every config.
-            warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+        from pts.models import checkpointing_rename_quiet
+
+        with checkpointing_rename_quiet(), datasets_bars(progress):
             trainer, output = _fit(model, tokenizer, rows, settings, work, seed, progress)
         peft_model = trainer.model
         adapter_dir = work / "adapter"

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -180,9 +179,9 @@ def run(config: TrainConfig) -> TrainSummary:
     out = Path(config.output_dir)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.resolve().parent))
     started = time.time()
-    with warnings.catch_warnings(), datasets_bars(config.progress):
-        # transformers 5 renamed gradient checkpointing; TRL 1.16 still reads the old name on every step.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from pts.models import checkpointing_rename_quiet
+
+    with checkpointing_rename_quiet(), datasets_bars(config.progress):
         try:
             args = _trainer_args(config, device, bf16, work / "trainer")
             trainer = make_trainer(
