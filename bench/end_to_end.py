@@ -14,7 +14,7 @@ Modes, each in its own subprocess (fresh model load, peak RSS of that process al
 * ``pts``: ``pts run`` as shipped: HF engine (prefix sharing, batching across prefixes and
   queries), ``--dtype auto`` (bf16 on a CPU with bf16), early stop by the oracle,
   ``--parallel``, ``--confidence`` and ``--batch-size`` at the defaults of ``RunConfig``.
-* ``baseline``: the same search on :class:`pts.engines.baseline.OriginalStyleEngine`: HF
+* ``baseline``: the same search on ``OriginalStyleEngine`` (bench/baseline_engine.py): HF
   ``generate`` with ``num_return_sequences=5``, prefixes decoded and re-encoded, one prefix per
   call, no early stop, fixed samples (``confidence=None``), one query at a time
   (``parallel=1``), fp32 weights (the original loads the model with ``from_pretrained``'s
@@ -187,7 +187,7 @@ def child_mode(args: argparse.Namespace, mode: str) -> None:
     t0 = time.perf_counter()
     loaded = load_model(config.model, device="cpu", dtype=config.dtype)
     if mode == "baseline":
-        from pts.engines.baseline import OriginalStyleEngine
+        from baseline_engine import OriginalStyleEngine  # bench/baseline_engine.py, beside this script
 
         engine = OriginalStyleEngine.from_loaded(loaded)
     else:

@@ -18,13 +18,12 @@ from pts.jobs.critical import run as run_critical
 from pts.records import CriticalToken
 from pts.search.critical.alternatives import alternative_distribution
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
-from pts.search.critical.passk import pass_at_k_curve
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.rule import critical_position
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import StagedEstimator, fulfil
 from pts.search.searcher import build_prompt_ids
-from pts.stats import pass_at_k
+from pts.stats import pass_at_k, pass_at_k_curve
 from pts.store import read_jsonl
 from pts.tasks.sources import load_tasks
 from pts.tasks.task import Task

@@ -29,6 +29,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - miss
 
 
+def pass_at_k_curve(n: int, c: int) -> list[float]:
+    """``[pass_at_k(n, c, k) for k in 1..n]`` (empty when ``n`` is 0)."""
+    return [pass_at_k(n, c, k) for k in range(1, n + 1)]
+
+
 def wilson_interval(successes: int, samples: int, confidence: float) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when there are no samples."""
     if samples == 0:

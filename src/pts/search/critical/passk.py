@@ -10,21 +10,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pts.engines.base import SamplingParams
 from pts.records import stable_seed
 from pts.search.critical.alternatives import NextTokenLogprobs, sample_alternatives
+from pts.search.critical.result import CriticalResult
 from pts.search.critical.staged import Ask, StagedEstimator
-from pts.stats import pass_at_k
-
-if TYPE_CHECKING:
-    from pts.search.critical.result import CriticalResult
-
-
-def pass_at_k_curve(n: int, c: int) -> list[float]:
-    """``[pass_at_k(n, c, k) for k in 1..n]`` (empty when ``n`` is 0)."""
-    return [pass_at_k(n, c, k) for k in range(1, n + 1)]
 
 
 class PassAtK:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pts.search.critical.passk import pass_at_k_curve
 from pts.search.estimate import Estimate
+from pts.stats import pass_at_k_curve
 
 
 @dataclass
