@@ -9,7 +9,7 @@ from view_samples import write_planted
 
 from pts import aliases, formats
 from pts.errors import PTSError
-from pts.view.shapes import KINDS
+from pts.view.shapes import SHAPES
 
 
 def test_names_and_spellings():
@@ -27,7 +27,7 @@ def test_names_and_spellings():
 
 def test_every_planted_file_is_detected_by_its_first_record(tmp_path):
     files = write_planted(tmp_path)
-    assert set(KINDS) == set(formats.shapes()) == set(files)
+    assert set(SHAPES) == set(formats.shapes()) == set(files)
     for kind, path in files.items():
         row = json.loads(path.read_text().splitlines()[0])
         fmt = formats.detect(row)

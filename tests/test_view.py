@@ -31,7 +31,7 @@ from pts.view import build_report, render_report
 from pts.view.collect import collect
 from pts.view.page import embed_json
 from pts.view.serve import make_server
-from pts.view.shapes import KINDS, kind_of, read_view_file
+from pts.view.shapes import SHAPES, read_view_file, shape_of
 from pts.view.trajectories import PivotPlace, response_start, solutions_from_contexts
 
 
@@ -44,13 +44,13 @@ def page_data(page: str) -> dict:
 
 def test_every_kind_is_recognised_by_its_fields(tmp_path):
     files = write_planted(tmp_path)
-    assert set(files) == set(KINDS)
+    assert set(files) == set(SHAPES)
     for kind, path in files.items():
-        assert read_view_file(path).kind == kind, kind
+        assert read_view_file(path).shape == kind, kind
 
 
 def test_unknown_and_mixed_files_are_refused_naming_file_and_record(tmp_path):
-    assert kind_of({"question": "q", "answer": "a"}) is None
+    assert shape_of({"question": "q", "answer": "a"}) is None
     unknown = write_jsonl(tmp_path / "rows.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(PTSError, match=r"rows.jsonl: record 1 is of no shape"):
         read_view_file(unknown)

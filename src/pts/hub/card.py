@@ -107,29 +107,29 @@ def inspect_file(path: str | os.PathLike, fmt: str | None = None) -> FileSummary
         raise PTSError(f"cannot read {p}: {e.strerror or e}") from None
     if not rows:
         raise PTSError(f"input file {p} has no records: nothing to push")
-    kind = forced or _detect(p, rows[0])
+    kept = forced or _detect(p, rows[0])
     for n, row in enumerate(rows, 1):
-        missing = kind.missing(row)
+        missing = kept.missing(row)
         if missing:
-            raise PTSError(f"{p} record {n} is not a {kind.name} record: it has no {', '.join(missing)}")
-    return _summarise(p, kind, rows)
+            raise PTSError(f"{p} record {n} is not a {kept.name} record: it has no {', '.join(missing)}")
+    return _summarise(p, kept, rows)
 
 
 def _detect(path: Path, row: dict[str, Any]) -> Format:
-    kind = formats.detect(row)
+    fmt = formats.detect(row)
     published = [f for f in formats.registered() if f.published and f.jsonl]
-    if kind is None:
+    if fmt is None:
         whats = [f.what for f in published]
         raise PTSError(
             f"cannot tell what {path} holds: its first record has none of the fields of "
             f"{', '.join(whats[:-1])} or {whats[-1]} (pass --format)"
         )
-    if not kind.published:
+    if not fmt.published:
         raise PTSError(
-            f"{path} holds {kind.what}, which pts push has no dataset card for "
+            f"{path} holds {fmt.what}, which pts push has no dataset card for "
             f"(it publishes {', '.join(formats.names(published=True))})"
         )
-    return kind
+    return fmt
 
 
 def _fields(rows: list[dict[str, Any]]) -> list[str]:
@@ -175,10 +175,10 @@ def _sign(row: dict[str, Any], delta: Any) -> bool | None:
     return None
 
 
-def _summarise(path: Path, kind: Format, rows: list[dict[str, Any]]) -> FileSummary:
+def _summarise(path: Path, fmt: Format, rows: list[dict[str, Any]]) -> FileSummary:
     """What every format's card counts (signs, questions, task types, datasets, models, deltas), then the
     format's own facts (:meth:`Format.summarise`)."""
-    s = FileSummary(path=path, fmt=kind.name, rows=len(rows), fields=_fields(rows))
+    s = FileSummary(path=path, fmt=fmt.name, rows=len(rows), fields=_fields(rows))
     for key in s.fields:
         if key in OPAQUE_FIELDS:
             continue
@@ -220,7 +220,7 @@ def _summarise(path: Path, kind: Format, rows: list[dict[str, Any]]) -> FileSumm
         s.extra["mean_abs_delta"] = statistics.fmean(deltas)
         s.extra["min_abs_delta"] = min(deltas)
         s.extra["max_abs_delta"] = max(deltas)
-    kind.summarise(s, rows, meta)
+    fmt.summarise(s, rows, meta)
     return s
 
 
@@ -233,16 +233,16 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _glossary_rows(kind: Format, s: FileSummary) -> list[tuple[str, str, str]]:
+def _glossary_rows(fmt: Format, s: FileSummary) -> list[tuple[str, str, str]]:
     """(field, type, description) for every field of the file, each nested field after its parent."""
     out = []
     for name in s.fields:
         for full in (name, *(f"{name}.{sub}" for sub in s.nested.get(name, []))):
-            out.append((full, kind.field_type(s, full), kind.describe(s, full) or NOT_DESCRIBED))
+            out.append((full, fmt.field_type(s, full), fmt.describe(s, full) or NOT_DESCRIBED))
     return out
 
 
-def _provenance(kind: Format, s: FileSummary, model: str | None, command: str | None) -> list[str]:
+def _provenance(fmt: Format, s: FileSummary, model: str | None, command: str | None) -> list[str]:
     lines = []
     if model:
         lines.append(f"- Model: `{model}`")
@@ -254,7 +254,7 @@ def _provenance(kind: Format, s: FileSummary, model: str | None, command: str | 
     if command:
         lines += ["- Command:", "", "```bash", command, "```"]
     else:
-        guess = kind.run_command(s)
+        guess = fmt.run_command(s)
         if guess:
             note = (
                 "- Command: not recorded; the records carry these `pts run` options (dataset config, "
@@ -263,7 +263,7 @@ def _provenance(kind: Format, s: FileSummary, model: str | None, command: str | 
             lines += [note, "", "```bash", guess, "```"]
         else:
             lines.append("- Command: not recorded.")
-    if s.search and kind.shows_search:
+    if s.search and fmt.shows_search:
         settings = ", ".join(f"`{k}={v}`" for k, v in s.search.items())
         lines += ["", f"Search settings: {settings}."]
     return lines
@@ -291,12 +291,12 @@ def build_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     s = summary or inspect_file(path, fmt)
-    kind = formats.get(s.fmt)
+    fmt = formats.get(s.fmt)
     filename = path_in_repo or s.path.name
     model = model or s.model_id or s.extra.get("model_hint")
-    title = kind.title + (f" ({model})" if model else "")
-    extra: dict[str, Any] = {"tags": ["pts", "pivotal-tokens", *kind.tags]}
-    if kind.jsonl:
+    title = fmt.title + (f" ({model})" if model else "")
+    extra: dict[str, Any] = {"tags": ["pts", "pivotal-tokens", *fmt.tags]}
+    if fmt.jsonl:
         extra["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": filename}]}]
     else:
         extra["viewer"] = False  # the dataset viewer reads JSON lines, not GGUF
@@ -310,20 +310,20 @@ def build_card(
     body = [
         f"# {title}",
         "",
-        kind.description(s, model),
+        fmt.description(s, model),
         "",
         "## Contents",
         "",
-        f"One file, `{filename}`" + (" (JSON lines)." if kind.jsonl else "."),
+        f"One file, `{filename}`" + (" (JSON lines)." if fmt.jsonl else "."),
         "",
         "| | |",
         "|---|---|",
     ]
-    body += [f"| {_md(k)} | {_md(v)} |" for k, v in kind.counts(s)]
-    body += ["", "## How it was made", ""] + _provenance(kind, s, model, command)
+    body += [f"| {_md(k)} | {_md(v)} |" for k, v in fmt.counts(s)]
+    body += ["", "## How it was made", ""] + _provenance(fmt, s, model, command)
     body += ["", "## Fields", "", "| Field | Type | Description |", "|---|---|---|"]
-    body += [f"| `{_md(n)}` | {_md(t)} | {_md(d)} |" for n, t, d in _glossary_rows(kind, s)]
-    body += ["", "## Usage", ""] + kind.usage(s, repo_id, model, filename)
+    body += [f"| `{_md(n)}` | {_md(t)} | {_md(d)} |" for n, t, d in _glossary_rows(fmt, s)]
+    body += ["", "## Usage", ""] + fmt.usage(s, repo_id, model, filename)
     body += ["", "## Citation", "", *CITATION, ""]
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
     return DatasetCard(content)

@@ -17,7 +17,7 @@ from pts import formats
 from pts.errors import PTSError
 from pts.formats.rows import CONTEXT_TAIL, int_or_none, interval
 from pts.store import progress_path, read_jsonl
-from pts.view.shapes import PIVOT_KINDS, ViewFile, read_view_file
+from pts.view.shapes import PIVOT_SHAPES, ViewFile, read_view_file
 from pts.view.trajectories import (
     PivotPlace,
     Trace,
@@ -60,8 +60,8 @@ class ReportData:
         file_index = len(self.files)
         entry = {
             "path": str(view_file.path),
-            "kind": view_file.kind,
-            "what": formats.shapes()[view_file.kind],
+            "kind": view_file.shape,
+            "what": formats.shapes()[view_file.shape],
             "records": len(view_file.records),
             "settings": {},
             "samples_spent": None,
@@ -70,9 +70,9 @@ class ReportData:
         }
         self.files.append(entry)
         fmt = formats.detect(view_file.records[0]) if view_file.records else None
-        if view_file.kind == "trace":
+        if view_file.shape == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
-        elif view_file.kind in PIVOT_KINDS:
+        elif view_file.shape in PIVOT_SHAPES:
             self._add_pivots(view_file, file_index, entry)
         elif fmt is not None and fmt.view_list is not None:
             # The format's own rows, in the page's list of its kind (pairs, critical tokens, contrast scores).
@@ -91,7 +91,7 @@ class ReportData:
 
         first = len(self.pivots)
         for n, record in enumerate(view_file.records, 1):
-            if view_file.kind == "steering":
+            if view_file.shape == "steering":
                 # A steering line keeps the context ids but not the rollout counts of a full pts record.
                 pivot = pivot_from_row({k: v for k, v in record.items() if k != "pivot_context_ids"}, view_file.path, n)
             else:
