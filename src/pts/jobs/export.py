@@ -277,7 +277,7 @@ def _engine(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) ->
 
 
 def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any]:
-    from pts.tasks.sources import load_tasks
+    from pts.tasks.sources import load_tasks_from
 
     spec = config.dataset
     if spec is None:
@@ -291,15 +291,7 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
             "--find-rejected-tokens measures candidate tokens with the dataset's oracle, and the records "
             "do not name a dataset that can be loaded here: pass --dataset (and --oracle if needed)"
         )
-    return load_tasks(
-        spec,
-        config=config.config,
-        split=config.split,
-        query_key=config.query_key,
-        answer_key=config.answer_key,
-        seed=config.seed,
-        oracle=config.oracle,
-    )
+    return load_tasks_from(dataclasses.replace(config, dataset=spec), config.seed)
 
 
 __all__ = [
