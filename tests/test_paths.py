@@ -240,10 +240,14 @@ def test_the_command_line_gives_one_line_for_each_bad_output(tmp_path, command, 
         str(tmp_path / "qa"): "would write its trace file",  # qa.trace.jsonl would be written: the dataset
     }
     data = data.rename(tmp_path / "qa.trace.jsonl")
-    for out, expected in cases.items():
-        proc = pts(command, "--dataset", str(data), "--output-path", out, cwd=tmp_path)
+    before = data.read_text()
+    runs = [([out], expected) for out, expected in cases.items()]
+    runs.append(([str(data), "--overwrite"], "is the dataset file given to --dataset"))
+    for args, expected in runs:
+        proc = pts(command, "--dataset", str(data), "--output-path", *args, cwd=tmp_path)
         lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], (out, proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, proc.stderr)
+    assert data.read_text() == before
     assert files(tmp_path) == ["dangling.jsonl", "locked.jsonl.lock", "qa.trace.jsonl"]
     assert not any(p.exists() for p in dev_null_sidecars)
 
