@@ -95,3 +95,13 @@ def test_every_check_comes_before_any_file_or_model(tmp_path):
                 settings={},
             )
     assert not loaded and not any(tmp_path.iterdir())
+
+
+def test_an_input_refused_once_the_model_is_known_leaves_no_file(tmp_path):
+    class Picky(WordWriter):
+        def start(self, pool):
+            raise PTSError(f"{pool.model_id} cannot take these inputs")
+
+    with pytest.raises(PTSError, match="toy cannot take these inputs"):
+        go(tmp_path / "words.jsonl", Picky(), tasks("a"))
+    assert not any(tmp_path.iterdir())

@@ -9,7 +9,8 @@ job says *what* to do; :func:`drive` does the rest, the same way for every job:
    is not, and whose ``.progress``/``.trace.jsonl``/``.lock`` are not, a file the
    job reads; a symlink is followed, so two spellings of one file are one output);
 2. locks the resolved output (:class:`pts.store.OutputLock`): a second writer is refused at once;
-3. starts the pool: :class:`pts.work.LocalPool`, or with ``--ray`` a :class:`pts.distributed.WorkerPool`;
+3. starts the pool: :class:`pts.work.LocalPool`, or with ``--ray`` a :class:`pts.distributed.WorkerPool`,
+   and hands it to :meth:`Writer.start` (which may check the job's inputs against the model);
 4. opens the :class:`pts.store.RunStore`, refusing an output made with other settings (model, dataset and
    every setting the job names), and skips the queries it holds as finished;
 5. does the other queries, committing each result through the job's :class:`Writer` (in dataset order when
@@ -66,7 +67,8 @@ class Writer:
         return unit.item_id
 
     def start(self, pool: Any) -> None:
-        """Called once the pool is up (its ``model_id``, ``context_length``... known), before any unit runs."""
+        """Called once the pool is up (its ``model_id``, ``context_length``... known), before the output is
+        opened: a PTSError raised here (an input the model cannot take) leaves no file behind."""
 
     def commit(self, store: RunStore, unit: Any, result: Any) -> Iterable[Any] | None:
         """Write one finished unit into ``store`` (``store.write_item``; ``store.path`` is the resolved output).
@@ -157,6 +159,7 @@ def drive(
     pool = store = ticker = bar = None
     try:
         pool = start_pool(ray, work, engine)
+        writer.start(pool)
         store = RunStore(
             path,
             {"model_id": pool.model_id, "dataset_id": tasks[0].dataset_id, **settings},
@@ -165,7 +168,6 @@ def drive(
             lock=lock,
             carried=writer.carried,
         )
-        writer.start(pool)
         todo = [writer.unit(t) for t in tasks if not store.is_done(t.item_id)]
         done.resumed = len(tasks) - len(todo)
         start = time.perf_counter()
