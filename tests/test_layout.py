@@ -4,7 +4,8 @@ The layers, from the bottom (a module may import its own layer and the ones belo
 
 0. options, stats, store, errors, aliases, progress, registry: no pts imports above this layer
 1. records, engines, tasks, models, adapters, sandbox: what the algorithms work on
-2. search, export, formats, steering, train, contrast, evaluate, view, hub, work, distributed: the algorithms and exports
+2. search, export, formats, steering, train, contrast, evaluate, view, hub, work, distributed, resumable: the
+   algorithms, the exports, and the pools and driver that run them
 3. jobs: one module per command (Config, run(config) -> Summary)
 4. cli, __main__: the command line, a generic layer over the jobs
 
@@ -40,6 +41,7 @@ LAYERS = {
             "hub",
             "work",
             "distributed",
+            "resumable",
         ],
         2,
     ),
@@ -94,6 +96,26 @@ def test_no_private_name_is_used_outside_its_module():
         if name.startswith("_") and not name.startswith("__")
     ]
     assert not used, "\n".join(used)
+
+
+def test_no_layer_below_the_jobs_takes_a_whole_config():
+    """Below jobs/ a function takes the option groups it uses (``RayOptions``, ``SearchSettings``...), each a
+    typed object, never a job's Config passed down as ``config: Any``."""
+    found = []
+    for module, top, tree in _modules():
+        if LAYERS[top.removesuffix(".py")] >= LAYERS["jobs"]:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                if arg is None or arg.arg != "config":
+                    continue
+                hint = ast.unparse(arg.annotation) if arg.annotation is not None else "Any"
+                if hint.strip("'\"") in ("Any", "typing.Any", "object"):
+                    found.append(f"{module}:{node.lineno} {getattr(node, 'name', 'lambda')}(config: {hint})")
+    assert not found, "pass the option groups, not a job config:\n" + "\n".join(found)
 
 
 def _subparsers():

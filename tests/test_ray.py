@@ -19,8 +19,10 @@ from ray.cluster_utils import Cluster
 from pts.distributed import MAX_TRIES, WorkerPool
 from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario, token
 from pts.jobs.run import RunConfig, run
+from pts.options import EngineOptions, ModelOptions, RayOptions, group_of
 from pts.store import progress_path, read_jsonl
 from pts.tasks.task import Task
+from pts.work import search_work
 
 SCRIPT, P_SCRIPT, FOLLOW = planted_scenario(random.Random(3), length=16, pivots=2)
 QUERIES = [Task(f"q{i}?", "PASS", str(i), "fake", "fake", PassFailOracle()) for i in range(8)]
@@ -102,8 +104,19 @@ def ray_config(out, address, **kw):
     return RunConfig(output_path=str(out), ray=address, **{**SETTINGS, **kw})
 
 
+def search_pool(config, engine):
+    """The workers `pts run` would start for ``config``, each with a copy of ``engine``."""
+    work = search_work(
+        config.search_settings(),
+        group_of(ModelOptions, config),
+        group_of(EngineOptions, config),
+        parallel=config.parallel,
+    )
+    return WorkerPool(group_of(RayOptions, config), work, engine)
+
+
 def test_workers_on_two_nodes_give_the_records_of_one_process(cluster, reference, tmp_path):
-    pool = WorkerPool(ray_config(tmp_path / "x", cluster.address), Engine())
+    pool = search_pool(ray_config(tmp_path / "x", cluster.address), Engine())
     try:
         assert len(pool.nodes) == 2 and pool.model_id == "fake-branching"
     finally:
@@ -136,7 +149,7 @@ class Counting(Engine):
 
 def test_live_progress_counts_the_rollouts_of_every_worker_while_they_run(cluster, tmp_path):
     gate = tmp_path / "go"
-    pool = WorkerPool(ray_config(tmp_path / "x", cluster.address, ray_workers=2, parallel=1), Counting(str(gate)))
+    pool = search_pool(ray_config(tmp_path / "x", cluster.address, ray_workers=2, parallel=1), Counting(str(gate)))
     try:
         assert pool.counters() == (0, 0)
         done = []

@@ -32,7 +32,8 @@ from typing import Any
 
 from pts import options
 from pts.errors import PTSError, first_line
-from pts.work import Work, engine_counters, eval_work, search_work
+from pts.options import RayOptions
+from pts.work import Work, engine_counters
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,15 @@ PLACEMENT_TIMEOUT = 300.0
 COUNTERS_TIMEOUT = 2.0
 
 
-def check_ray_options(config: Any) -> None:
-    """Raise PTSError on bad ``--ray-*`` values, or when Ray is not installed."""
-    if config.ray_workers < 1:
-        raise PTSError(f"--ray-workers must be at least 1, got {config.ray_workers}")
+def check_ray_options(ray: RayOptions) -> None:
+    """Raise PTSError on bad ``--ray-*`` values, or when ``--ray`` is given and Ray is not installed; without
+    ``--ray`` nothing is checked or imported."""
+    if ray.ray is None:
+        return
+    if ray.ray_workers < 1:
+        raise PTSError(f"--ray-workers must be at least 1, got {ray.ray_workers}")
     for name in ("ray_num_cpus", "ray_num_gpus"):
-        value = getattr(config, name)
+        value = getattr(ray, name)
         if not math.isfinite(value) or value < 0:
             raise PTSError(f"{options.flag(name)} must be a number >= 0, got {value}")
     _import_ray()
@@ -151,25 +155,25 @@ class Worker:
 
 
 class WorkerPool:
-    """``config.ray_workers`` :class:`Worker` actors doing ``work`` (default: :func:`search_work`) on the Ray
-    cluster named by ``config.ray``.
+    """``ray.ray_workers`` :class:`Worker` actors doing ``work`` on the Ray cluster at ``ray.ray``, each
+    reserving ``ray.ray_num_cpus`` CPUs and ``ray.ray_num_gpus`` GPUs.
 
     ``engine``, when given, is copied to every worker instead of each loading
     its own. Creating the pool waits until every worker has its engine, so a
     model that cannot be loaded is reported before any file is opened.
     """
 
-    def __init__(self, config: Any, engine: Any = None, work: Work | None = None) -> None:
-        self.ray = ray = _import_ray()
-        self.config = config
-        self.work = work if work is not None else search_work(config)
-        self.started = connect(config.ray)
-        self._engine = ray.put(engine) if engine is not None else None
-        self._actor_class = ray.remote(Worker)
+    def __init__(self, ray: RayOptions, work: Work, engine: Any = None) -> None:
+        self.options = ray
+        self.ray = module = _import_ray()
+        self.work = work
+        self.started = connect(ray.ray or "local")
+        self._engine = module.put(engine) if engine is not None else None
+        self._actor_class = module.remote(Worker)
         self.workers: list[Any] = []
         self.replaced = 0
         try:
-            self.workers = [self._new_worker() for _ in range(config.ray_workers)]
+            self.workers = [self._new_worker() for _ in range(ray.ray_workers)]
             info = [self._ready(w) for w in self.workers]
         except BaseException:
             self.close()
@@ -181,7 +185,7 @@ class WorkerPool:
         self.nodes = {i["node_id"] for i in info}
 
     def _new_worker(self) -> Any:
-        c, w = self.config, self.work
+        c, w = self.options, self.work
         return self._actor_class.options(
             # one slot more than the units, so that a progress poll never waits behind them
             num_cpus=c.ray_num_cpus,
@@ -195,7 +199,7 @@ class WorkerPool:
         try:
             return self.ray.get(worker.describe.remote(), timeout=PLACEMENT_TIMEOUT)
         except self.ray.exceptions.GetTimeoutError:
-            c = self.config
+            c = self.options
             raise PTSError(
                 f"no Ray worker started within {PLACEMENT_TIMEOUT:.0f} s: the cluster has no room for "
                 f"a worker with --ray-num-cpus {c.ray_num_cpus:g} --ray-num-gpus {c.ray_num_gpus:g} "
@@ -332,15 +336,16 @@ def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *, progress:
 
 
 def evaluate_on_workers(
-    config: Any, spec: str, tasks: Sequence[Any], settings: Any, *, engine: Any = None
+    ray: RayOptions, work: Work, tasks: Sequence[Any], settings: Any, *, engine: Any = None, progress: bool = False
 ) -> tuple[Any, list[Any]]:
-    """:func:`evaluate` with a pool of its own loading ``spec`` (or a copy of ``engine``) on every worker."""
+    """:func:`evaluate` with a pool of its own doing ``work`` (:func:`pts.work.eval_work`) on Ray workers, each
+    loading the model itself or holding a copy of ``engine``."""
     settings.validate()
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
-    pool = WorkerPool(config, engine, eval_work(spec, config, settings))
+    pool = WorkerPool(ray, work, engine)
     try:
-        return evaluate(pool, tasks, settings, progress=config.progress)
+        return evaluate(pool, tasks, settings, progress=progress)
     finally:
         pool.close()
 

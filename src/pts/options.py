@@ -27,7 +27,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pts.aliases import DEFAULT_MODEL
 from pts.errors import PTSError
@@ -145,10 +145,11 @@ def config(cls: type | None = None, *, group: str | None = None) -> Any:
     return build(cls) if cls is not None else build
 
 
-def check(config: Any) -> None:
-    """Every field's range check, and finiteness of every float; raises PTSError naming the flag."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
+def check(values: Any) -> None:
+    """Every field's range check of the options dataclass ``values``, and finiteness of every float; raises
+    PTSError naming the flag."""
+    for f in dataclasses.fields(values):
+        value = getattr(values, f.name)
         name = f.metadata.get("flag") or flag(f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise PTSError(f"{name} must be a finite number, got {value}")
@@ -163,6 +164,19 @@ def check(config: Any) -> None:
                     raise PTSError(message)
         if choices is not None and value not in choices:
             raise PTSError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+Group = TypeVar("Group")
+
+
+def group_of(cls: type[Group], values: Any) -> Group:
+    """The option group ``cls`` of a command's config (which mixes ``cls`` in) as an object of its own.
+
+    A job hands each lower layer the groups it uses, never its whole config:
+    ``WorkerPool(group_of(RayOptions, config), work)``. The fields are the
+    config's values (a command's :func:`override` changes defaults, not names).
+    """
+    return cls(**{f.name: getattr(values, f.name) for f in dataclasses.fields(cls)})  # type: ignore[call-arg]
 
 
 def checked(default: Any, check: str | None = None, *, flag: str | None = None) -> Any:

@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -122,6 +122,83 @@ def check_writable(path: str | os.PathLike) -> None:
         raise PTSError(f"cannot write {p}: directory {parent} is not writable")
 
 
+# What pts adds to an output's name for the files beside it: the longest is the temporary copy of the progress
+# file made by atomic_write, "." + name + ".progress." + 8 random characters + ".tmp".
+_LONGEST_SIDECAR = len("..progress.12345678.tmp")
+
+
+def sidecars(path: str | os.PathLike) -> list[tuple[str, Path]]:
+    """The files pts keeps beside a resumable output, by what they are: progress, traces, lock."""
+    return [("progress", progress_path(path)), ("trace", trace_path(path)), ("lock", lock_path(path))]
+
+
+def check_resumable_output(path: str | os.PathLike, inputs: Mapping[str, str | None] | None = None) -> Path:
+    """Raise PTSError unless ``path`` can hold a resumable output; returns the file it names, resolved.
+
+    Creates nothing. Refused, each with one line: a name too long for the
+    file system once pts's sidecars are added; a symlink to nothing or a loop
+    of symlinks; anything that is not a regular file (a directory,
+    ``/dev/null``); a sidecar (``.progress``, ``.trace.jsonl``, ``.lock``) that
+    is not a regular file; and an output or sidecar that is, or resolves to,
+    one of ``inputs`` (the files the command reads, by the flag that names
+    them: ``{"--dataset": "qa.jsonl"}``; specs that are not files are
+    ignored). The resolved path is the one to lock and write: two spellings of
+    one file (a symlink alias) share one lock.
+    """
+    text = os.fspath(path)
+    p = Path(text)
+    try:
+        limit = os.pathconf(p.parent if str(p.parent) else ".", "PC_NAME_MAX")
+    except OSError:
+        limit = 255
+    if len(os.fsencode(p.name)) + _LONGEST_SIDECAR > limit:
+        raise PTSError(
+            f"--output-path name is {len(os.fsencode(p.name))} bytes long; with the files pts keeps beside it "
+            f"(.progress, .trace.jsonl) it must be at most {limit - _LONGEST_SIDECAR}"
+        )
+    try:
+        if p.is_symlink():
+            try:
+                p.resolve(strict=True)
+            except FileNotFoundError:
+                raise PTSError(
+                    f"--output-path {text} is a symlink to {os.readlink(p)}, which does not exist; "
+                    "remove the link or choose another path"
+                ) from None
+            except (RuntimeError, OSError):  # a loop (RuntimeError before Python 3.13)
+                raise PTSError(f"--output-path {text} is a symlink loop; remove it or choose another path") from None
+        resolved = Path(os.path.realpath(p))
+        if resolved.is_dir():
+            raise PTSError(f"output path {text} is a directory")
+        if resolved.exists() and not resolved.is_file():
+            raise PTSError(f"output path {text} is not a regular file; pts appends records to a file it can resume")
+        check_writable(resolved)
+        for what, side in sidecars(resolved):
+            if side.is_symlink() or (side.exists() and not side.is_file()):
+                kind = "a directory" if side.is_dir() else "not a regular file"
+                raise PTSError(
+                    f"{side} (the {what} file of --output-path {text}) is {kind}; move it away or choose "
+                    "another --output-path"
+                )
+        files = [
+            ("is", resolved),
+            *((f"would write its {what} file {side}, which is", side) for what, side in sidecars(resolved)),
+        ]
+        for flag, spec in (inputs or {}).items():
+            if not spec or not os.path.exists(spec):
+                continue
+            source = os.path.realpath(spec)
+            for role, target in files:
+                if str(target) == source or (target.exists() and os.path.samefile(target, source)):
+                    raise PTSError(
+                        f"--output-path {text} {role} the dataset file given to {flag} ({spec}); "
+                        "choose another --output-path"
+                    )
+    except OSError as e:  # a component too long, a directory that cannot be searched...
+        raise PTSError(f"cannot use --output-path {text}: {e.strerror or e}") from None
+    return resolved
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
@@ -211,7 +288,10 @@ class OutputLock:
         self.path = lock_path(path)
         self._fd: int | None = None
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:  # a directory in its place, a name too long, no permission
+                raise PTSError(f"cannot lock {self.output}: {self.path}: {e.strerror or e}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -266,6 +346,9 @@ class RunStore:
 
     ``settings`` are the run options that change results; resuming a file made
     with different ones is refused rather than mixing two searches in one file.
+    A file without its progress is checked record by record: ``carried(record)``
+    gives the settings a record states (under the names of ``settings``), and
+    one that differs is refused too.
     ``resume=False`` starts an output that must not hold finished work yet;
     ``overwrite`` deletes whatever is there. The store holds ``lock`` (an
     :class:`OutputLock` taken earlier by the caller, or its own) until :meth:`close`.
@@ -279,8 +362,10 @@ class RunStore:
         resume: bool = True,
         overwrite: bool = False,
         lock: OutputLock | None = None,
+        carried: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.carried = carried
         self.progress = progress_path(path)
         self.settings = settings
         self.done: dict[str, dict[str, Any]] = {}
@@ -319,12 +404,18 @@ class RunStore:
         finished = [r for r in progress if r.get("kind") == "item"]
         if header is not None:
             self._check_settings(header.get("settings", {}))
+            for n, r in enumerate(finished, 1):
+                if not isinstance(r.get("dataset_item_id"), str):
+                    raise PTSError(
+                        f"{self.progress} item line {n} has no dataset_item_id, so it is not a progress file "
+                        "pts wrote; pass --overwrite to start again, or choose another --output-path"
+                    )
             self.done = {r["dataset_item_id"]: r for r in finished}
         elif records:
             # A file without progress (older pts, or the original tool): items with records count as done,
             # once every line is known to be a record of this dataset and model.
             for n, row in enumerate(records, 1):
-                why = _foreign_record(row, self.settings)
+                why = _foreign_record(row, self.settings) or self._other_settings(row)
                 if why is not None:
                     raise PTSError(
                         f"{self.path} holds data this run cannot add to (record {n}: {why}); choose "
@@ -356,6 +447,14 @@ class RunStore:
                 ],
             )
         self.path.touch()
+
+    def _other_settings(self, row: dict[str, Any]) -> str | None:
+        """Why ``row`` was made with other settings than this run's (None when it was not, or cannot say)."""
+        stated = self.carried(row) if self.carried is not None else {}
+        for k, v in stated.items():
+            if k in self.settings and v != self.settings[k]:
+                return f"it was made with {k} {v!r}, this run's is {self.settings[k]!r}"
+        return None
 
     def _check_settings(self, previous: dict[str, Any]) -> None:
         changed = [k for k in self.settings if k in previous and previous[k] != self.settings[k]]

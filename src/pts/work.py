@@ -31,9 +31,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from itertools import count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pts.engines.coalesce import CoalescingEngine
+from pts.options import EngineOptions, ModelOptions, PromptOptions, SamplingOptions
+
+if TYPE_CHECKING:  # the algorithms are imported where a worker needs them, not by every command
+    from pts.search.critical.query import Trajectories
+    from pts.search.critical.settings import CriticalSettings
+    from pts.search.searcher import SearchSettings
 
 
 @dataclass(frozen=True)
@@ -233,33 +239,35 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 # --- the work of each command --------------------------------------------------------------------------------------
 
 
-def load_engine(config: Any) -> Any:
-    """The engine ``config`` names (``pts run``/``pts critical`` options: engine, model, device, dtype, batch size)."""
+def load_engine(model: ModelOptions, engine: EngineOptions) -> Any:
+    """The engine the options name: ``engine.engine`` loading ``model.model`` on ``model.device``/``model.dtype``."""
     from pts.engines import create_engine
 
     return create_engine(
-        config.engine, config.model, device=config.device, dtype=config.dtype, batch_size=config.batch_size
+        engine.engine, model.model, device=model.device, dtype=model.dtype, batch_size=engine.batch_size
     )
 
 
-def search_work(config: Any) -> Work:
-    """``pts run``: a unit is one query (a :class:`~pts.tasks.task.Task`), searched to the end; up to
-    ``--parallel`` at once, their engine calls merged."""
+def search_work(
+    settings: SearchSettings, model: ModelOptions, engine: EngineOptions, *, parallel: int, debug: bool = False
+) -> Work:
+    """``pts run``: a unit is one query (a :class:`~pts.tasks.task.Task`), searched to the end with ``settings``;
+    up to ``parallel`` at once, their engine calls merged; ``debug`` prints every rollout."""
     return Work(
-        partial(load_engine, config),
-        partial(_search_state, config),
+        partial(load_engine, model, engine),
+        partial(_search_state, settings, debug),
         _search_one,
-        concurrency=config.parallel,
+        concurrency=parallel,
         merge=True,
         key=_item,
     )
 
 
-def _search_state(config: Any, engine: Any) -> tuple[Any, int | None]:
+def _search_state(settings: SearchSettings, debug: bool, engine: Any) -> tuple[Any, int | None]:
     from pts.search.searcher import PivotalTokenSearcher, context_length
 
-    on_rollout = _print_rollout if getattr(config, "debug", False) else None
-    return PivotalTokenSearcher(engine, config.search_settings(), on_rollout=on_rollout), context_length(engine)
+    on_rollout = _print_rollout if debug else None
+    return PivotalTokenSearcher(engine, settings, on_rollout=on_rollout), context_length(engine)
 
 
 def _search_one(state: tuple[Any, int | None], task: Any) -> Any:
@@ -275,23 +283,38 @@ def _print_rollout(text: str, rollout: Any, ok: bool) -> None:
     print(f"--- rollout [{verdict}, {rollout.finish_reason}, {len(rollout.token_ids)} tokens]\n{text}", file=sys.stderr)
 
 
-def critical_work(config: Any) -> Work:
+def critical_work(
+    settings: CriticalSettings,
+    trajectories: Trajectories,
+    sampling: SamplingOptions,
+    prompt: PromptOptions,
+    model: ModelOptions,
+    engine: EngineOptions,
+    *,
+    parallel: int,
+) -> Work:
     """``pts critical``: a unit is ``(task, response, limit)``, one query analysed to the end (see
-    :func:`pts.search.critical.query.analyse`); up to ``--parallel`` at once, their engine calls merged."""
+    :func:`pts.search.critical.query.analyse`); up to ``parallel`` at once, their engine calls merged."""
     return Work(
-        partial(load_engine, config),
-        partial(_critical_state, config),
+        partial(load_engine, model, engine),
+        partial(_critical_state, settings, trajectories, sampling, prompt),
         _analyse_one,
-        concurrency=config.parallel,
+        concurrency=parallel,
         merge=True,
         key=_first_item,
     )
 
 
-def _critical_state(config: Any, engine: Any) -> Any:
+def _critical_state(
+    settings: CriticalSettings,
+    trajectories: Trajectories,
+    sampling: SamplingOptions,
+    prompt: PromptOptions,
+    engine: Any,
+) -> Any:
     from pts.search.critical.query import QueryAnalyser
 
-    return QueryAnalyser(config, config.settings(), engine)
+    return QueryAnalyser(engine, settings, trajectories, sampling, prompt)
 
 
 def _analyse_one(analyser: Any, unit: tuple[Any, Any, int | None]) -> Any:
@@ -301,20 +324,22 @@ def _analyse_one(analyser: Any, unit: tuple[Any, Any, int | None]) -> Any:
     return analyse(analyser, task, response, limit)
 
 
-def eval_work(spec: str, config: Any, settings: Any) -> Work:
+def eval_work(
+    spec: str, model: ModelOptions, engine: EngineOptions, settings: Any, *, base_model: str | None = None
+) -> Work:
     """``pts eval`` and contrast sampling: a unit is ``(start, tasks)``, a batch of queries generated and judged
-    in one engine call (:func:`pts.evaluate.evaluate_batch`); ``spec`` is loaded as :func:`pts.evaluate.make_engine`
-    does (LoRA adapter directories too)."""
+    in one engine call (:func:`pts.evaluate.evaluate_batch`); ``spec`` (in place of ``model.model``) is loaded as
+    :func:`pts.evaluate.make_engine` does (LoRA adapter directories too, on ``base_model``)."""
     from pts.evaluate import make_engine
 
     load = partial(
         make_engine,
         spec,
-        engine=config.engine,
-        device=config.device,
-        dtype=config.dtype,
-        batch_size=config.batch_size,
-        base_model=getattr(config, "base_model", None),
+        engine=engine.engine,
+        device=model.device,
+        dtype=model.dtype,
+        batch_size=engine.batch_size,
+        base_model=base_model,
     )
     return Work(load, _engine_itself, partial(_evaluate_batch, settings), key=_batch)
 

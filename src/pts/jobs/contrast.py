@@ -183,7 +183,7 @@ class ContrastConfig(
                     "--ray samples the trajectories on Ray workers; with --input-path there is nothing "
                     "to sample (training and scoring run here)"
                 )
-            check_ray_options(self)
+            check_ray_options(options.group_of(options.RayOptions, self))
 
     def eval_settings(self):
         from pts.evaluate import EvalSettings
@@ -401,8 +401,18 @@ def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tupl
     log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
     if config.ray is not None:
         from pts.distributed import evaluate_on_workers
+        from pts.work import eval_work
 
-        result, lost = evaluate_on_workers(config, config.model, tasks, config.eval_settings(), engine=engine)
+        settings = config.eval_settings()
+        work = eval_work(
+            config.model,
+            options.group_of(options.ModelOptions, config),
+            options.group_of(options.EngineOptions, config),
+            settings,
+        )
+        result, lost = evaluate_on_workers(
+            options.group_of(options.RayOptions, config), work, tasks, settings, engine=engine, progress=config.progress
+        )
         return trajectories_from_eval(result), None, [t.item_id for t in lost]
     engine = engine or make_engine(
         config.model, engine=config.engine, device=config.device, dtype=config.dtype, batch_size=config.batch_size

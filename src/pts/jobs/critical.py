@@ -20,22 +20,21 @@ queries, samples the trajectories, runs ``parallel`` queries side by side
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
-from pts.options import option, override
-from pts.progress import Ticker, progress_bar
-from pts.search.critical.query import QueryOutcome
+from pts.options import group_of, option, override
+from pts.resumable import Writer, drive
+from pts.search.critical.query import QueryOutcome, Trajectories
 from pts.search.critical.settings import CriticalSettings
-from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
+from pts.store import RunStore, read_jsonl
 from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
-from pts.work import InOrder, LocalPool, critical_work, summary_text
+from pts.work import critical_work, summary_text
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +93,19 @@ class CriticalConfig(
                 raise PTSError(
                     f"--input-path must be a .jsonl file of {{query, answer, response}} rows, got {self.input_path}"
                 )
-        if self.ray is not None:
-            from pts.distributed import check_ray_options
+        from pts.distributed import check_ray_options
 
-            check_ray_options(self)
+        check_ray_options(group_of(options.RayOptions, self))
 
     def settings(self) -> CriticalSettings:
-        # The search settings are the fields of the same names, as RunConfig.search_settings() does.
-        return CriticalSettings(**{f.name: getattr(self, f.name) for f in fields(CriticalSettings)})
+        return group_of(CriticalSettings, self)
 
-    def sampling(self):
-        from pts.engines.base import SamplingParams
+    def trajectories(self) -> Trajectories:
+        return Trajectories(count=self.num_trajectories, min_prob=self.min_prob)
 
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
-
-    def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
-        """The options that change what a run writes: resuming with other values is refused."""
+    def result_settings(self) -> dict[str, Any]:
+        """The options that change what a run writes (the model and dataset aside): resuming with other values
+        is refused."""
         keep = (
             "input_path",
             "response_key",
@@ -132,7 +128,7 @@ class CriticalConfig(
             "min_p",
             "seed",
         )
-        return {"model_id": model_id, "dataset_id": dataset_id, **{k: getattr(self, k) for k in keep}}
+        return {k: getattr(self, k) for k in keep}
 
 
 @dataclass
@@ -146,6 +142,7 @@ class CriticalSummary:
     no_incorrect: int = 0
     skipped: int = 0
     correct_inputs: int = 0
+    too_long: int = 0
     resumed: int = 0
     trajectories: int = 0
     rules: Counter = field(default_factory=Counter)
@@ -181,6 +178,8 @@ class CriticalSummary:
             self.correct_inputs += 1
         elif status == "analysed":
             self.analysed += 1
+        elif status == "too_long":
+            self.too_long += 1
         self.trajectories += len(result.records)
         for r in result.records:
             self.rules[r.rule] += 1
@@ -199,6 +198,8 @@ class CriticalSummary:
             queries += f", {self.skipped} skipped (success rate below --min-prob)"
         if self.correct_inputs:
             queries += f", {self.correct_inputs} input responses judged correct (skipped)"
+        if self.too_long:
+            queries += f", {self.too_long} too long for the model's context"
         lines = [
             queries + f", {self.resumed} already done",
             f"trajectories: {self.trajectories} incorrect trajectories scored ({self.mode}, K={self.rollouts_k})",
@@ -240,54 +241,81 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     Bad options, inputs, models or output paths raise PTSError before any file
     is created. ``engine`` replaces the model given by ``config.model`` (with
     ``config.ray`` it is copied to every worker); ``tasks`` replaces
-    ``config.dataset`` (not with ``input_path``).
+    ``config.dataset`` (not with ``input_path``). The lock, the pool, the store
+    and the checks are :func:`pts.resumable.drive`'s.
     """
     config.validate()
-    settings = config.settings()
     responses: dict[str, Any] | None = None
     if config.input_path is not None:
         tasks, responses = _load_input(config)
     elif tasks is None:
-        tasks = load_tasks_from(config, config.seed)
-    if not tasks:
-        raise PTSError("the dataset has no rows to analyse")
-    check_writable(config.output_path)
-    check_free_space(config.output_path)
-    lock = OutputLock(config.output_path)  # before the model loads: a second writer is refused at once
-    pool = None
-    try:
-        if config.ray is not None:
-            from pts.distributed import WorkerPool
-
-            pool = WorkerPool(config, engine, critical_work(config))
-        else:
-            pool = LocalPool(critical_work(config), engine)
-        model_id, distribution = pool.model_id, pool.next_token_logprobs
-        store = RunStore(
-            config.output_path,
-            config.result_settings(model_id, tasks[0].dataset_id),
-            resume=config.resume,
-            overwrite=config.overwrite,
-            lock=lock,
-        )
-    except BaseException:
-        if pool is not None:
-            pool.close()
-        lock.release()
-        raise
-    if settings.pass_at_k_samples and not distribution:
-        log.warning(
-            "engine %s gives no next-token distribution: Pass@k without the critical token is skipped", model_id
-        )
+        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    work = critical_work(
+        config.settings(),
+        config.trajectories(),
+        group_of(options.SamplingOptions, config),
+        group_of(options.PromptOptions, config),
+        group_of(options.ModelOptions, config),
+        group_of(options.EngineOptions, config),
+        parallel=config.parallel,
+    )
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
-    todo = [t for t in tasks if not store.is_done(t.item_id)]
-    summary.resumed = len(tasks) - len(todo)
-    bar = progress_bar(len(tasks), config.progress, summary.resumed)
-    start = time.perf_counter()
+    done = drive(
+        work,
+        tasks,
+        CriticalWriter(summary, config.settings(), config.max_trajectories, responses),
+        output=group_of(options.ResumableOutputOptions, config),
+        ray=group_of(options.RayOptions, config),
+        settings=config.result_settings(),
+        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
+        max_new_tokens=config.max_new_tokens,
+        engine=engine,
+    )
+    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    return summary
 
-    def finish(_: Any, result: QueryOutcome) -> None:
+
+class CriticalWriter(Writer):
+    """Writes each analysed query's critical-token records, in dataset order, taking what is left of
+    --max-trajectories (:class:`TakeQuota`). A unit is ``(task, response, limit)``: the input response (None:
+    sample trajectories) and the most trajectories it may analyse (None: all)."""
+
+    ordered = True
+
+    def __init__(
+        self,
+        summary: CriticalSummary,
+        settings: CriticalSettings,
+        max_trajectories: int | None,
+        responses: dict[str, Any] | None = None,
+    ) -> None:
+        self.summary = summary
+        self.settings = settings
+        self.responses = responses
+        self.take = TakeQuota(max_trajectories, self._write, summary)
+        self.store: RunStore | None = None
+
+    def unit(self, task: Any) -> tuple[Any, Any, int | None]:
+        return task, None if self.responses is None else self.responses[task.item_id], None
+
+    def item_id(self, unit: tuple[Any, Any, int | None]) -> str:
+        return unit[0].item_id
+
+    def start(self, pool: Any) -> None:
+        if self.settings.pass_at_k_samples and not pool.next_token_logprobs:
+            log.warning(
+                "engine %s gives no next-token distribution: Pass@k without the critical token is skipped",
+                pool.model_id,
+            )
+
+    def commit(self, store: RunStore, unit: tuple[Any, Any, int | None], result: QueryOutcome) -> list[Any]:
+        self.store = store
+        return self.take(unit, result)
+
+    def _write(self, _: Any, result: QueryOutcome) -> None:
+        assert self.store is not None
         if result.status != "no_room":
-            store.write_item(
+            self.store.write_item(
                 result.item_id,
                 [r.to_dict() for r in result.records],
                 {
@@ -297,41 +325,24 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
                     "rollouts": result.rollouts,
                 },
             )
-        summary.add(result)
-        summary.seconds = time.perf_counter() - start
-        bar.update(1)
+        self.summary.add(result)
 
-    def response(task: Any) -> Any:
-        return None if responses is None else responses[task.item_id]
+    def stop(self) -> bool:
+        return self.summary.stopped_at_max_trajectories
 
-    # Up to --parallel queries at a time (per worker with --ray), their rollouts in shared engine calls.
-    # Results are written in dataset order, each query taking what is left of --max-trajectories.
-    units = [(t, response(t), None) for t in todo]
-    take = TakeQuota(config.max_trajectories, finish, summary)
-    commit = InOrder(units, take, key=lambda unit: unit[0].item_id)
-    ticker = (
-        Ticker(
-            bar,
-            pool.counters,
-            lambda: (summary.rollouts, summary.rollout_tokens),
-            lambda: f"trajectories {summary.trajectories}, critical {summary.found}",
-        )
-        if config.progress
-        else None
-    )
-    try:
-        failed = pool.map(
-            units, commit, stop=lambda: summary.stopped_at_max_trajectories or commit.out_again, on_failure=commit.skip
-        )
-        summary.failed = [unit[0].item_id for unit in failed]
-    finally:
-        if ticker is not None:
-            ticker.stop()
-        bar.close()
-        store.close()
-        pool.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    def status(self) -> str:
+        return f"trajectories {self.summary.trajectories}, critical {self.summary.found}"
+
+    def counts(self) -> tuple[int, int]:
+        return self.summary.rollouts, self.summary.rollout_tokens
+
+    def carried(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The settings a critical-token record states (its ``search``), except the two it writes resolved
+        (``probe_samples``, ``pass_at_k``: the numbers used, where the options may say "default")."""
+        search = dict(record.get("search") or {})
+        for resolved in ("probe_samples", "pass_at_k"):
+            search.pop(resolved, None)
+        return search
 
 
 class Quota:

@@ -97,10 +97,9 @@ class EvalConfig(
         for path in (self.output_path, self.summary_path):
             if path:
                 check_output_path(path)
-        if self.ray is not None:
-            from pts.distributed import check_ray_options
+        from pts.distributed import check_ray_options
 
-            check_ray_options(self)
+        check_ray_options(options.group_of(options.RayOptions, self))
 
 
 @dataclass
@@ -164,8 +163,23 @@ def run(
         for spec in specs:
             if config.ray is not None:
                 from pts.distributed import evaluate_on_workers
+                from pts.work import eval_work
 
-                result, lost = evaluate_on_workers(config, spec, tasks, settings, engine=engines.get(spec))
+                work = eval_work(
+                    spec,
+                    options.group_of(options.ModelOptions, config),
+                    options.group_of(options.EngineOptions, config),
+                    settings,
+                    base_model=config.base_model,
+                )
+                result, lost = evaluate_on_workers(
+                    options.group_of(options.RayOptions, config),
+                    work,
+                    tasks,
+                    settings,
+                    engine=engines.get(spec),
+                    progress=config.progress,
+                )
                 failed.update(t.item_id for t in lost)
             else:
                 engine = engines.get(spec) or make_engine(

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
-from pts.progress import Ticker, progress_bar
+from pts.options import group_of
+from pts.resumable import Writer, drive
 from pts.search.searcher import SearchSettings, TaskResult
-from pts.store import OutputLock, RunStore, append_jsonl, check_free_space, check_writable, trace_path
+from pts.store import RunStore, append_jsonl, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
-from pts.work import InOrder, LocalPool, search_work, summary_text
+from pts.work import search_work, summary_text
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +54,23 @@ class RunConfig(
         check_engine(self.engine)
         if self.min_prob > self.max_prob:
             raise PTSError(f"--min-prob ({self.min_prob}) is greater than --max-prob ({self.max_prob})")
-        if self.ray is not None:
-            from pts.distributed import check_ray_options
+        from pts.distributed import check_ray_options
 
-            check_ray_options(self)
-        elif self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        check_ray_options(group_of(options.RayOptions, self))
+        if self.ray is None and self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
             from pts.engines.vllm import MISSING_VLLM
 
             raise PTSError(MISSING_VLLM)
 
     def search_settings(self) -> SearchSettings:
-        return SearchSettings(**{f.name: getattr(self, f.name) for f in fields(SearchSettings)})
+        return group_of(SearchSettings, self)
 
-    def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
-        """The options that change what a run writes: resuming with other values is refused."""
+    def result_settings(self) -> dict[str, Any]:
+        """The options that change what a run writes (the model and dataset aside): resuming with other values
+        is refused."""
         out = asdict(self.search_settings())
         out.pop("max_generations")
-        return {"model_id": model_id, "dataset_id": dataset_id, **out}
+        return out
 
 
 @dataclass
@@ -134,120 +133,79 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
     is created. ``engine`` replaces the model given by ``config.model`` (an
     engine built once and reused; with ``config.ray`` it is copied to every
     worker); ``tasks`` replaces ``config.dataset``. One process writes an output
-    at a time: a second is refused while the first holds its lock.
+    at a time: a second is refused while the first holds its lock. The lock,
+    the pool, the store and the checks are :func:`pts.resumable.drive`'s.
     """
     config.validate()
     if tasks is None:
-        _check_not_dataset(config)
-        tasks = load_tasks_from(config, config.seed)
-    if not tasks:
-        raise PTSError("the dataset has no rows to search")
-    _check_unique_ids(tasks)
-    check_writable(config.output_path)
-    check_free_space(config.output_path)
-    lock = OutputLock(config.output_path)
-    pool = None
-    try:
-        if config.ray is not None:
-            from pts.distributed import WorkerPool
-
-            pool = WorkerPool(config, engine)
-        else:
-            pool = LocalPool(search_work(config), engine)
-        store = RunStore(
-            config.output_path,
-            config.result_settings(pool.model_id, tasks[0].dataset_id),
-            resume=config.resume,
-            overwrite=config.overwrite,
-            lock=lock,
-        )
-        return _search_into(store, config, tasks, pool)
-    finally:
-        if pool is not None:
-            pool.close()
-        lock.release()
-
-
-def _search_into(store: RunStore, config: RunConfig, tasks: list[Task], pool) -> RunSummary:
-    """Search every task not yet done in ``store`` on ``pool`` (:mod:`pts.work`: here or on Ray workers)."""
-    summary = RunSummary(config.output_path, verify=config.verify)
-    todo = [t for t in tasks if not store.is_done(t.item_id)]
-    summary.resumed = len(tasks) - len(todo)
-    start = time.perf_counter()
-    bar = progress_bar(len(tasks), config.progress, initial=summary.resumed)
-    ticker = (
-        Ticker(
-            bar,
-            pool.counters,
-            lambda: (summary.rollouts, summary.rollout_tokens),
-            lambda: (
-                f"pivots {summary.pivots} of {summary.candidates} candidates"
-                if summary.verify
-                else f"pivots {summary.pivots}"
-            ),
-        )
-        if config.progress
-        else None
+        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    work = search_work(
+        config.search_settings(),
+        group_of(options.ModelOptions, config),
+        group_of(options.EngineOptions, config),
+        parallel=config.parallel,
+        debug=config.debug,
     )
-    traces = trace_path(config.output_path)
-    context = pool.context_length
-
-    room = config.max_pairs  # pivots --max-pairs still allows (None: no limit)
-
-    def record(task: Task, result: TaskResult) -> None:
-        """Write one finished query: the only place records reach the store, wherever it was searched."""
-        nonlocal room
-        if result.status == "too_long":
-            log.warning(
-                "item %s: its prompt and --max-new-tokens %d do not fit the model's context of %d tokens; skipped",
-                task.item_id,
-                config.max_new_tokens,
-                context,
-            )
-        if room is not None:
-            if room <= 0:
-                return  # not marked done: a later run with more room searches it
-            if len(result.pivots) >= room:
-                result.pivots = result.pivots[:room]
-                summary.stopped_at_max_pairs = True
-            room -= len(result.pivots)
-        # Traces first: an item whose records were written always has its trace (a rerun of an
-        # interrupted item appends it again; readers keep the last one per solution).
-        append_jsonl(traces, result.traces)
-        store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
-        summary.results.append(result)
-        summary.seconds = time.perf_counter() - start
-        bar.update(1)
-
-    # With --max-pairs, which queries fill the quota must not depend on which finished first (on Ray that is
-    # timing): results are committed in dataset order. Without it each is written as soon as it finishes.
-    commit = record if config.max_pairs is None else InOrder(todo, record, key=lambda t: t.item_id)
-    try:
-        failed = pool.map(
-            todo, commit, stop=lambda: summary.stopped_at_max_pairs, on_failure=getattr(commit, "skip", None)
-        )
-        summary.failed = [t.item_id for t in failed]
-    finally:
-        if ticker is not None:
-            ticker.stop()
-        bar.close()
-    summary.seconds = time.perf_counter() - start
+    summary = RunSummary(config.output_path, verify=config.verify)
+    done = drive(
+        work,
+        tasks,
+        SearchWriter(summary, config.max_pairs),
+        output=group_of(options.ResumableOutputOptions, config),
+        ray=group_of(options.RayOptions, config),
+        settings=config.result_settings(),
+        inputs={"--dataset": config.dataset},
+        max_new_tokens=config.max_new_tokens,
+        engine=engine,
+    )
+    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
     return summary
 
 
-def _check_not_dataset(config: RunConfig) -> None:
-    """Refuse an output that is the dataset file itself: appending would corrupt the data being read."""
-    out, data = config.output_path, config.dataset
-    if os.path.exists(out) and os.path.exists(data) and os.path.samefile(out, data):
-        raise PTSError(f"--output-path {out} is the dataset file; choose another path")
+class SearchWriter(Writer):
+    """Writes each searched query into the output: its traces, then its pivotal tokens, up to ``max_pairs``.
 
+    With ``max_pairs``, which queries fill the quota must not depend on which
+    finished first (on Ray that is timing): results are committed in dataset
+    order. Without it each is written as soon as it finishes.
+    """
 
-def _check_unique_ids(tasks: list[Task]) -> None:
-    seen: set[str] = set()
-    for t in tasks:
-        if t.item_id in seen:
-            raise PTSError(f"two tasks share the item id {t.item_id!r}; each needs its own to be resumed")
-        seen.add(t.item_id)
+    def __init__(self, summary: RunSummary, max_pairs: int | None) -> None:
+        self.summary = summary
+        self.room = max_pairs  # pivots --max-pairs still allows (None: no limit)
+        self.ordered = max_pairs is not None
+
+    def commit(self, store: RunStore, task: Task, result: TaskResult) -> None:
+        if self.room is not None:
+            if self.room <= 0:
+                return  # not marked done: a later run with more room searches it
+            if len(result.pivots) >= self.room:
+                result.pivots = result.pivots[: self.room]
+                self.summary.stopped_at_max_pairs = True
+            self.room -= len(result.pivots)
+        # Traces first: an item whose records were written always has its trace (a rerun of an
+        # interrupted item appends it again; readers keep the last one per solution).
+        append_jsonl(trace_path(store.path), result.traces)
+        store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
+        self.summary.results.append(result)
+
+    def stop(self) -> bool:
+        return self.summary.stopped_at_max_pairs
+
+    def status(self) -> str:
+        s = self.summary
+        return f"pivots {s.pivots} of {s.candidates} candidates" if s.verify else f"pivots {s.pivots}"
+
+    def counts(self) -> tuple[int, int]:
+        return self.summary.rollouts, self.summary.rollout_tokens
+
+    def carried(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The search settings a pivotal-token record states (its ``search``); ``confidence`` there is the level
+        reported, which is the setting only when sampling was adaptive."""
+        search = dict(record.get("search") or {})
+        if not search.get("adaptive"):
+            search.pop("confidence", None)
+        return search
 
 
 CONFIG = RunConfig

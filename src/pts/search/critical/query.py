@@ -15,13 +15,16 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pts.engines.base import SamplingParams
+from pts.errors import PTSError
+from pts.options import PromptOptions, SamplingOptions
 from pts.records import CriticalToken, FirstToken, stable_seed
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
-from pts.search.searcher import build_prompt_ids, opens_think_block
+from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
 
 
 @dataclass
@@ -29,7 +32,9 @@ class QueryOutcome:
     """What analysing one query gave."""
 
     item_id: str
-    status: str  # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room
+    # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room, too_long (the
+    # prompt leaves no room for a response in the model's context)
+    status: str
     p_initial: float | None = None
     records: list[CriticalToken] = field(default_factory=list)
     rollouts: int = 0
@@ -39,21 +44,41 @@ class QueryOutcome:
     incorrect: int = 0  # incorrect trajectories found, before any limit took its share (records: those analysed)
 
 
+@dataclass(frozen=True)
+class Trajectories:
+    """Where a query's incorrect trajectories come from when no response is given: ``count`` responses are
+    sampled and the ones the oracle rejects analysed; a query correct less often than ``min_prob`` is skipped."""
+
+    count: int = 8
+    min_prob: float = 0.0
+
+
 class QueryAnalyser:
     """What the queries of one run share, and :meth:`steps`, the step generator of one query.
 
-    ``config`` holds the options of ``pts critical`` (a
-    :class:`~pts.jobs.critical.CriticalConfig`: prompt, sampling, trajectories,
-    ``min_prob``, ``seed``); ``settings`` the scoring's.
+    ``settings`` say how tokens are scored; ``trajectories`` how a query's
+    incorrect trajectories are sampled; ``sampling`` and ``prompt`` are the
+    sampling and prompt options of ``pts critical``.
     """
 
-    def __init__(self, config: Any, settings: CriticalSettings, engine: Any) -> None:
-        self.config = config
+    def __init__(
+        self,
+        engine: Any,
+        settings: CriticalSettings,
+        trajectories: Trajectories,
+        sampling: SamplingOptions,
+        prompt: PromptOptions,
+    ) -> None:
         self.settings = settings
+        self.trajectories = trajectories
+        self.sampling = sampling
+        self.prompt = prompt
         self.engine = engine
         self.tok = engine.tokenizer
-        self.params = config.sampling()
-        p = self.params
+        self.context = context_length(engine)
+        self.params = p = SamplingParams(
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
+        )
         self.search_info = {
             "rollouts": settings.rollouts,
             "probe_samples": settings.probe,
@@ -61,13 +86,13 @@ class QueryAnalyser:
             "verify_full": settings.verify_full,
             "low_threshold": settings.low_threshold,
             "pass_at_k": settings.pass_at_k_samples,
-            "max_new_tokens": config.max_new_tokens,
+            "max_new_tokens": sampling.max_new_tokens,
             "temperature": p.temperature,
             "top_p": p.top_p,
             "top_k": p.top_k,
             "min_p": p.min_p,
-            "early_stop": config.early_stop,
-            "seed": config.seed,
+            "early_stop": sampling.early_stop,
+            "seed": sampling.seed,
         }
 
     def steps(
@@ -81,29 +106,37 @@ class QueryAnalyser:
         ``allocate(n)`` says how many of the ``n`` incorrect trajectories to
         analyse (the first ones; default: all); 0 gives status ``no_room``.
         """
-        config, tok = self.config, self.tok
-        prompt_ids = build_prompt_ids(tok, task.prompt, config.system_prompt, config.chat_template, task.raw_prompt)
-        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
-        seed = stable_seed(config.seed, task.dataset_id, task.item_id)
+        sampling, tok, wanted = self.sampling, self.tok, self.trajectories
+        prompt_ids = build_prompt_ids(
+            tok, task.prompt, self.prompt.system_prompt, self.prompt.chat_template, task.raw_prompt
+        )
+        seed = stable_seed(sampling.seed, task.dataset_id, task.item_id)
         out = QueryOutcome(task.item_id, "analysed")
-        budget = config.max_new_tokens
-        if response is None:
+        budget = sampling.max_new_tokens
+        ids = None if response is None else response_ids(tok, self.engine, response, task.item_id)
+        if ids is not None:
+            budget = max(budget, len(ids))
+        if self.context is not None and len(prompt_ids) + budget > self.context:
+            out.status = "too_long"  # nothing sampled: the prompt leaves no room for a whole response
+            return out
+        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
+        if ids is None:
             sampler = StagedEstimator(
                 self.engine,
                 task,
                 prompt_ids,
                 self.params,
-                num_samples=config.num_trajectories,
+                num_samples=wanted.count,
                 max_new_tokens=budget,
                 seed=stable_seed(seed, "trajectories"),
                 judge_prefix=judge_prefix,
-                early_stop=config.early_stop,
+                early_stop=sampling.early_stop,
                 keep_rollouts=True,
             )
-            yield [(sampler, {(): config.num_trajectories})]
+            yield [(sampler, {(): wanted.count})]
             out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
             out.p_initial = sampler.cache[()].p
-            if out.p_initial < config.min_prob - 1e-9:
+            if out.p_initial < wanted.min_prob - 1e-9:
                 out.status = "skipped"
                 return out
             trajectories = incorrect_trajectories(
@@ -116,12 +149,10 @@ class QueryAnalyser:
                 out.status = "no_incorrect"
                 return out
         else:
-            ids = response_ids(tok, self.engine, response)
             if task.judge(judge_prefix + tok.decode(ids, skip_special_tokens=True)):
                 out.status = "correct"
                 return out
             trajectories = [tuple(ids)]
-            budget = max(budget, len(ids))
         out.incorrect = len(trajectories)
         granted = len(trajectories) if allocate is None else allocate(len(trajectories))
         if granted == 0:
@@ -136,7 +167,7 @@ class QueryAnalyser:
             max_new_tokens=budget,
             seed=seed,
             judge_prefix=judge_prefix,
-            early_stop=config.early_stop,
+            early_stop=sampling.early_stop,
         )
         results = yield from finder.steps(trajectories[:granted])
         out.scoring_rollouts = finder.scores.rollouts
@@ -197,9 +228,17 @@ def analyse(analyser: QueryAnalyser, task: Any, response: Any = None, limit: int
     return run_rounds(analyser.engine, [analyser.steps(task, response, allocate)])[0]
 
 
-def response_ids(tokenizer: Any, engine: Any, response: Any) -> list[int]:
-    """Token ids of an input response: tokenized after the prompt and closed with end-of-sequence."""
+def response_ids(tokenizer: Any, engine: Any, response: Any, item_id: str = "?") -> list[int]:
+    """Token ids of an input response: tokenized after the prompt and closed with end-of-sequence.
+
+    Given ids (a row's ``response_ids``) must be token ids of the model: PTSError naming the item otherwise.
+    """
     if isinstance(response, list):
+        size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+        bad = [i for i in response if i < 0 or (size is not None and i >= size)]
+        if bad:
+            within = f" (its vocabulary has {size} tokens)" if size is not None else ""
+            raise PTSError(f"item {item_id}: response_ids holds {bad[0]}, which is not a token id of the model{within}")
         return response
     ids = list(tokenizer(response, add_special_tokens=False)["input_ids"])
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id in engine.eos_token_ids else min(engine.eos_token_ids)

@@ -51,16 +51,16 @@ __all__ = [
 DEFAULT_DATASET = options.DEFAULT_DATASET
 
 
-def load_tasks_from(data: options.DatasetOptions, seed: int) -> list[Task]:
-    """The tasks a command's data options name (:class:`pts.options.DataOptions`; see :func:`load_tasks`)."""
+def load_tasks_from(data: options.DataOptions, seed: int) -> list[Task]:
+    """The tasks a command's data options name (see :func:`load_tasks`); ``seed`` draws ``data.sample_size``."""
     return load_tasks(
         data.dataset,
         config=data.config,
         split=data.split,
         query_key=data.query_key,
         answer_key=data.answer_key,
-        sample_size=getattr(data, "sample_size", None),
-        max_examples=getattr(data, "max_examples", None),
+        sample_size=data.sample_size,
+        max_examples=data.max_examples,
         seed=seed,
         oracle=data.oracle,
     )
