@@ -244,14 +244,17 @@ def random_pairs(scores, seed=0):
 
 
 def test_cdpo_trainer_with_zero_scores_and_gamma_beta_equals_trl_sigmoid_dpo(tmp_path, tokenizer):
+    import copy
+
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    rows = random_pairs(lambda n, g: [0.0] * n)
-    trainer = tiny_trainer(tmp_path, tokenizer, rows)
-    # Stock TRL on the same LoRA model (its adapter switched off is the reference) and the same pairs, unscored.
+    trainer = tiny_trainer(tmp_path, tokenizer, random_pairs(lambda n, g: [0.0] * n))
+    # Stock TRL, through its public compute_loss: the same policy (the LoRA merged into a copy) against the same
+    # reference (a copy without the LoRA). TRL wants a dataset of its own; the loss is taken on pts's batch.
     stock = DPOTrainer(
-        trainer.model,
+        copy.deepcopy(trainer.model).merge_and_unload(),
+        ref_model=copy.deepcopy(trainer.model).unload(),
         args=DPOConfig(
             output_dir=str(tmp_path / "stock"),
             beta=trainer.gamma,
@@ -261,13 +264,16 @@ def test_cdpo_trainer_with_zero_scores_and_gamma_beta_equals_trl_sigmoid_dpo(tmp
             activation_checkpointing=False,
             max_length=64,
         ),
-        train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "rejected_scores"} for r in rows]),
+        train_dataset=Dataset.from_list([{"prompt": "a", "chosen": " b", "rejected": " c"}]),
         processing_class=tokenizer,
     )
+    batch = trainer.data_collator(list(trainer.train_dataset))
     trainer.model.eval()
+    stock.model.eval()
     with torch.no_grad():
-        ours = trainer.compute_loss(trainer.model, trainer.data_collator(list(trainer.train_dataset)))
-        theirs = stock.compute_loss(stock.model, stock.data_collator(list(stock.train_dataset)))  # TRL's sigmoid DPO
+        ours = trainer.compute_loss(trainer.model, batch)
+        trl_batch = {k: v for k, v in batch.items() if k != "rejected_weights"}
+        theirs = stock.compute_loss(stock.model, trl_batch)  # TRL's own sigmoid DPO
     assert abs(ours.item() - math.log(2)) > 1e-3  # policy != reference, so the check is not 0.6931 == 0.6931
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
 

@@ -311,7 +311,7 @@ def command_line(config: ExportConfig) -> str:
     defaults = ExportConfig(input_path="", format="")
     first = ("input_path", "format", "output_path")  # what a reader looks for, then the options as declared
     values = {k: v for k, v in vars(config).items() if k in first[:2] or v != getattr(defaults, k)}
-    args = options.as_args(ExportConfig, {k: values[k] for k in first if k in values})
+    args = [a for k in first if k in values for a in options.as_args(ExportConfig, {k: values[k]})]
     args += options.as_args(ExportConfig, {k: v for k, v in values.items() if k not in first})
     return shlex.join(["pts", "export", *args])
 
