@@ -209,6 +209,13 @@ class CodeOracle(Oracle):
                 f"the {self.language.name} code oracle cannot run "
                 f"`{' '.join(self.language.command)}` in its sandbox: {detail}"
             )
+        if self.language.bridged:
+            # The judge and candidate sandboxes must reach a verdict too, or every rollout would fail silently.
+            trivial = CodeReference("def answer():\n    pass\n", "assert answer() == 42\n", "answer")
+            execution = self._run_bridged("def answer():\n    return 42\n", trivial)
+            if not (execution.ok and execution.verdict == b"passed\n"):
+                detail = (execution.stderr.strip().splitlines() or [execution.reason])[-1]
+                raise PTSError(f"the {self.language.name} code oracle cannot judge a program in its sandbox: {detail}")
 
     def candidate(self, completion: str, reference: CodeReference) -> str:
         """The program a completion stands for: the header (where it belongs) and the completion's code."""

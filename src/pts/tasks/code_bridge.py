@@ -139,7 +139,7 @@ def judge(header: str, tests: str, entry_point: str, read_fd: int, write_fd: int
     _undumpable()
     replies, requests = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
     namespace = {"__name__": "__main__", "__builtins__": builtins}
-    _run_file(header, namespace)
+    _run_header(header, namespace)
     # The header defines the function the candidate writes (HumanEval's has only its docstring): the tests
     # call the candidate's instead, in the candidate's process.
     namespace[entry_point] = _stand_in(entry_point, requests, replies)
@@ -150,6 +150,20 @@ def judge(header: str, tests: str, entry_point: str, read_fd: int, write_fd: int
 def _run_file(path: str, namespace: dict) -> None:
     with open(path, encoding="utf-8") as f:
         exec(compile(f.read(), path, "exec"), namespace)
+
+
+def _run_header(path: str, namespace: dict) -> None:
+    """Run the task's header for its imports and helpers; one that stops at a bare ``def f():`` line (the
+    completion writes the body) gets a ``pass`` body, and one that still is not valid code is left out."""
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    for attempt in (source, source.rstrip("\n") + "\n    pass\n"):
+        try:
+            code = compile(attempt, path, "exec")
+        except SyntaxError:
+            continue
+        exec(code, namespace)
+        return
 
 
 def _undumpable() -> None:
