@@ -358,3 +358,19 @@ def test_no_process_or_zombie_outlives_a_run(kind, runs):
         except (OSError, IndexError):
             continue
     assert zombies == []
+
+
+@pytest.mark.parametrize("kind", [sandbox.BUBBLEWRAP, sandbox.UNSHARE, sandbox.RLIMITS])
+def test_the_candidate_cannot_read_the_tests(kind, runs):
+    if not sandbox._probe(kind):
+        pytest.skip(f"{kind} isolation does not work here")
+    if kind != sandbox.BUBBLEWRAP and os.geteuid() != 0:
+        pytest.skip("without a file system of its own, the candidate shares the judge's uid and its files")
+    # The judge's folder lies next to the candidate's in the host's temporary folder (listable, as /tmp is); its
+    # tests hold the answers.
+    runs.chmod(0o755)
+    peek = f"import glob\nassert [open(t).read() for t in glob.glob('{runs}/pts-sandbox-*/work/tests.py')]"
+    oracle = CodeOracle(limits=LIMITS, workers=1)
+    oracle.sandbox = Sandbox(LIMITS, kind)
+    assert oracle.judge(_body("pass"), ADD)
+    assert not oracle.judge(_body(peek), ADD)

@@ -276,29 +276,48 @@ class _Slot:
 
     def __init__(self, files: Mapping[str, str], kind: str) -> None:
         self.kind = kind
-        self.uid = _uids.acquire() if _is_root() else None
-        self.root = Path(tempfile.mkdtemp(prefix="pts-sandbox-"))
         self.names = list(files)
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False
+        self.uid = _uids.acquire() if _is_root() else None
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix="pts-sandbox-"))
+        except BaseException:
+            if self.uid is not None:
+                _uids.release(self.uid)
+            raise
+        try:
+            self._write(files)
+        except BaseException:
+            self.close()
+            raise
+
+    def _write(self, files: Mapping[str, str]) -> None:
         # The program can pass through root (0711) to its files but cannot list or open the output files.
         self.root.chmod(0o711)
         self.workdir = self.root / "work"
         self.workdir.mkdir()
         for name, text in files.items():
             (self.workdir / name).write_text(text, encoding="utf-8")
-            (self.workdir / name).chmod(0o644)
-        self.workdir.chmod(0o755)
-        if self.uid is not None and kind == RLIMITS:
-            # Without a mount namespace the host run folder is where it works: it must be its own.
+        if self.kind != BUBBLEWRAP and self.uid is not None:
+            # The host run folder is visible to other runs here: its files are its uid's alone (a candidate must
+            # not read the tests next to it), and the rlimits mode works in it.
             for path in [self.workdir, *self.workdir.iterdir()]:
                 os.chown(path, self.uid, self.uid)
-        self.proc: subprocess.Popen | None = None
-        self.stopped = False
+                path.chmod(0o700 if path.is_dir() else 0o600)
+        else:
+            # Under bubblewrap only this run's sandbox sees them, read-only.
+            for path in self.workdir.iterdir():
+                path.chmod(0o644)
+            self.workdir.chmod(0o755)
 
     def start(self, command: Sequence[str], limits: Limits, pass_fds: Sequence[int] = ()) -> None:
         if self.uid is not None:
             _adopt_orphans()
         program = shutil.which(command[0], path=SANDBOX_PATH) or shutil.which(command[0]) or command[0]
         if self.kind == BUBBLEWRAP:
+            # Run it by its real path: a link through /etc/alternatives would lead nowhere in the sandbox.
+            program = os.path.realpath(program)
             wrapper, home = _bubblewrap(self.workdir, self.names, program, limits), RUN_FOLDER
         elif self.kind == UNSHARE:
             wrapper, home = _unshare(limits), RUN_FOLDER
