@@ -553,7 +553,9 @@ def _reap_orphans(uid: int) -> bool:
             state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
             if state == "Z" and parent == me:
                 os.waitpid(int(entry.name), os.WNOHANG)
-            else:
+            elif state != "Z" or parent != "1":
+                # Alive, or dead and about to be handed to us; a zombie of PID 1 is older than this process's
+                # reaping (another pts process once had this uid) and never comes to us.
                 left = True
         except (OSError, ValueError):
             continue
