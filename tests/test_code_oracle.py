@@ -300,3 +300,40 @@ def test_javascript_task_through_node(tmp_path):
     assert task.judge("```js\nconst add = (a, b) => a + b;\n```")
     assert not task.judge("  return a - b;\n}\n")
     assert not task.judge("  process.exit(0);\n}\n")
+
+
+def test_check_refuses_a_sandbox_that_cannot_reach_a_verdict(monkeypatch):
+    from pts.tasks import code
+
+    oracle = CodeOracle(workers=1)
+    oracle.check()  # the interpreter runs, and the judge and candidate sandboxes reach a verdict
+    monkeypatch.setattr(code, "_BRIDGE_SOURCE", "import sys\nsys.exit('the bridge is broken')\n")
+    with pytest.raises(PTSError, match="cannot judge a program in its sandbox: the bridge is broken"):
+        oracle.check()
+
+
+@pytest.mark.parametrize(
+    "solution, ok",
+    [
+        ("    return sorted(xs)\n", True),
+        ("    xs.sort()\n    return xs\n", True),
+        ("    return tuple(sorted(xs))\n", False),  # a tuple is not the list the tests compare with
+        ("    return iter(sorted(xs))\n", False),  # not plain data
+        ("    raise ValueError('no')\n", False),
+    ],
+)
+def test_values_cross_to_the_tests_as_plain_data(solution, ok):
+    reference = CodeReference(
+        "def ordered(xs):\n",
+        "xs = [3, 1, 2]\nassert ordered(xs) == [1, 2, 3]\nassert ordered([]) == []\n"
+        "assert ordered([2.5, float('inf'), -0.0]) == [-0.0, 2.5, float('inf')]\n",
+        "ordered",
+    )
+    assert CodeOracle(workers=1).judge(solution, reference) is ok
+
+
+def test_a_test_sees_what_the_function_did_to_its_list_argument():
+    reference = CodeReference("def push(xs, x):\n", "xs = [1]\npush(xs, 2)\nassert xs == [1, 2]\n", "push")
+    oracle = CodeOracle(workers=1)
+    assert oracle.judge("    xs.append(x)\n", reference)
+    assert not oracle.judge("    xs = xs + [x]\n", reference)

@@ -9,11 +9,20 @@ A completion holds code in one of two shapes:
   expects): the completion up to the end of the function (the first closing
   fence, or the language's end-of-function line) is appended to the header.
 
-The program, the task's tests and a line that prints a random marker run in a
-:class:`~pts.sandbox.Sandbox`; success means exit status 0 *and* the marker
-printed, so a program that exits early with status 0 (``sys.exit(0)`` before the
-tests) fails. Verdicts are cached by program text, since rollouts repeat each
-other often, and executions run in a bounded pool.
+A Python task with a function under test is judged across a process
+boundary: the candidate's program runs in one sandbox and the task's tests in
+another (:mod:`pts.tasks.code_bridge`), the tests calling the candidate's
+function through a pipe and comparing the values it returns as plain data, and
+only the tests' process can report success. Nothing the program does in its
+own process (an object equal to everything, ``sys.settrace``, rewriting its
+file, printing a marker, exiting early) reaches that verdict.
+
+Other tasks (JavaScript, a task without an entry point) run the program, the
+tests and a line that prints a random marker in one sandboxed process: success
+means exit status 0 *and* the marker printed, so a program that exits early
+with status 0 fails, but a program written to defeat the judge can forge it.
+Verdicts are cached by program text, since rollouts repeat each other often,
+and executions run in a bounded pool.
 """
 
 from __future__ import annotations
@@ -29,10 +38,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pts.errors import PTSError
-from pts.sandbox import SANDBOX_PATH, Limits, Sandbox
+from pts.sandbox import SANDBOX_PATH, Execution, Limits, Program, Sandbox
 from pts.tasks.oracles.extract import final_answer_text
 from pts.tasks.task import Oracle
 
@@ -52,7 +62,9 @@ class Language:
     finds a whole function in a fenced block; ``function_end`` is a multi-line
     regex whose match ends a raw completion's function (the match is kept);
     ``header_is_complete`` says the prompt's header is valid code by itself (a
-    Python function whose body is its docstring), so a whole function may follow it.
+    Python function whose body is its docstring), so a whole function may follow it;
+    ``bridged`` says the tests run in a sandbox apart from the program, calling its
+    function through :mod:`pts.tasks.code_bridge` (Python only).
     """
 
     name: str
@@ -63,6 +75,7 @@ class Language:
     definition: str
     function_end: str
     header_is_complete: bool = False
+    bridged: bool = False
 
 
 PYTHON = Language(
@@ -75,6 +88,7 @@ PYTHON = Language(
     # An indented line, blank lines, then a line starting at column 0: the function has ended before it.
     function_end=r"^[ \t]+\S[^\n]*\n(?:[ \t]*\n)*(?=\S)",
     header_is_complete=True,
+    bridged=True,
 )
 JAVASCRIPT = Language(
     name="javascript",
@@ -87,6 +101,9 @@ JAVASCRIPT = Language(
     function_end=r"^\}[^\n]*",
 )
 LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (PYTHON, JAVASCRIPT)}
+
+# Copied into both sandboxes of a bridged run; read once.
+_BRIDGE_SOURCE = (Path(__file__).with_name("code_bridge.py")).read_text(encoding="utf-8")
 
 _FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
 _INDENTED_RE = re.compile(r"^[ \t]+\S", re.MULTILINE)
@@ -192,16 +209,27 @@ class CodeOracle(Oracle):
                 f"the {self.language.name} code oracle cannot run "
                 f"`{' '.join(self.language.command)}` in its sandbox: {detail}"
             )
+        if self.language.bridged:
+            # The judge and candidate sandboxes must reach a verdict too, or every rollout would fail silently.
+            trivial = CodeReference("def answer():\n    pass\n", "assert answer() == 42\n", "answer")
+            execution = self._run_bridged("def answer():\n    return 42\n", trivial)
+            if not (execution.ok and execution.verdict == b"passed\n"):
+                detail = (execution.stderr.strip().splitlines() or [execution.reason])[-1]
+                raise PTSError(f"the {self.language.name} code oracle cannot judge a program in its sandbox: {detail}")
 
-    def program(self, completion: str, reference: CodeReference) -> str:
-        """The program a completion stands for, with the task's tests after it (without the pass marker)."""
+    def candidate(self, completion: str, reference: CodeReference) -> str:
+        """The program a completion stands for: the header (where it belongs) and the completion's code."""
         answer = final_answer_text(completion) or ""
         code, fenced, _ = split_code(answer, self.language)
         header = reference.header
         if fenced and reference.entry_point and self._defines(code, reference.entry_point):
             # A whole function: the header's imports and helpers stay where the language allows it.
             header = header + "\n" if self.language.header_is_complete else ""
-        return f"{header}{code}\n\n{reference.tests}\n"
+        return f"{header}{code}"
+
+    def program(self, completion: str, reference: CodeReference) -> str:
+        """The program a completion stands for, with the task's tests after it (without the pass marker)."""
+        return f"{self.candidate(completion, reference)}\n\n{reference.tests}\n"
 
     def _defines(self, code: str, name: str) -> bool:
         return re.search(self.language.definition.format(name=re.escape(name)), code, re.MULTILINE) is not None
@@ -223,13 +251,16 @@ class CodeOracle(Oracle):
                 self._counts["cache_hits"] += 1
                 self._verdicts.move_to_end(key)
         if owner:
-            verdict.set_result(self._verdict(program, key))
+            verdict.set_result(self._verdict(completion, reference, program, key))
         return verdict.result()
 
-    def _verdict(self, program: str, key: bytes) -> bool:
+    def _verdict(self, completion: str, reference: CodeReference, program: str, key: bytes) -> bool:
         marker = secrets.token_hex(16)
         try:
-            execution = self._run(program + self.language.pass_line.format(marker=marker))
+            if self.language.bridged and reference.entry_point:
+                execution = self._run_bridged(self.candidate(completion, reference), reference)
+            else:
+                execution = self._run(program + self.language.pass_line.format(marker=marker))
         except Exception as e:  # the sandbox could not start (e.g. no processes left): a failure, not cached
             log.warning("code oracle: could not run a program (%s: %s); judged as failed", type(e).__name__, e)
             with self._lock:
@@ -240,9 +271,27 @@ class CodeOracle(Oracle):
             self._counts["executions"] += 1
             self._counts["timeouts"] += execution.timed_out
             self._execution_seconds += execution.seconds
+        if self.language.bridged and reference.entry_point:
+            return execution.ok and execution.verdict == b"passed\n"
         return execution.ok and marker in execution.stdout
 
-    def _run(self, source: str):
+    def _run_bridged(self, candidate: str, reference: CodeReference) -> Execution:
+        """The tests in one sandbox, the candidate in another, joined by pipes (:mod:`pts.tasks.code_bridge`)."""
+        python = self.language.command[:-1]  # the interpreter and its options, without "{file}"
+        bridge = "code_bridge.py"
+        judge = Program(
+            [*python, bridge, "judge", "header.py", "tests.py", str(reference.entry_point), "{read}", "{write}"]
+            + ["{verdict}"],
+            {bridge: _BRIDGE_SOURCE, "header.py": reference.header, "tests.py": reference.tests},
+        )
+        program = Program(
+            [*python, bridge, "candidate", "main.py", "{read}", "{write}"],
+            {bridge: _BRIDGE_SOURCE, "main.py": candidate},
+        )
+        with self._slots:
+            return self.sandbox.run_pair(judge, program)
+
+    def _run(self, source: str) -> Execution:
         name = "main" + self.language.suffix
         command = [part.replace("{file}", name) for part in self.language.command]
         with self._slots:

@@ -4,13 +4,16 @@ Read-only and local by construction: the server binds the loopback address
 only, answers GET (and HEAD) of the page and nothing else, holds the page in
 memory (no file under it is reachable), and refuses requests whose Host header
 is not this loopback address, so a web page elsewhere cannot reach it through
-DNS rebinding. One request at a time: it is for one user.
+DNS rebinding. Each connection gets a thread of its own and a read timeout, so
+a connection left open and idle (a browser's preconnect, a stalled client)
+neither blocks other requests nor holds a thread for ever.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 from pts.errors import PTSError
 from pts.view.page import CONTENT_SECURITY_POLICY
@@ -18,15 +21,31 @@ from pts.view.page import CONTENT_SECURITY_POLICY
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 PAGE_PATHS = ("/", "/index.html", "/report.html")
+# Seconds a connection may stay silent (before its request, or between keep-alive requests) before it is closed.
+IDLE_TIMEOUT = 10.0
 
 
-def make_server(page: str, port: int = DEFAULT_PORT) -> HTTPServer:
-    """A server of ``page`` bound to 127.0.0.1:``port`` (0: any free port), not yet serving."""
+class _PageServer(ThreadingHTTPServer):
+    daemon_threads = True  # stopping the server does not wait for connections still open
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up or went silent is its own business; the terminal shows only the URL.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def make_server(page: str, port: int = DEFAULT_PORT, idle_timeout: float = IDLE_TIMEOUT) -> HTTPServer:
+    """A server of ``page`` bound to 127.0.0.1:``port`` (0: any free port), not yet serving.
+
+    Connections are served in threads of their own (daemon threads: stopping the
+    server does not wait for them); one silent for ``idle_timeout`` seconds is closed.
+    """
     body = page.encode("utf-8")
 
     class PageHandler(BaseHTTPRequestHandler):
         server_version = "pts-view"
         sys_version = ""
+        timeout = idle_timeout  # StreamRequestHandler sets it on the connection's socket
 
         def _allowed_host(self) -> bool:
             port_now = self.server.server_address[1]
@@ -64,7 +83,7 @@ def make_server(page: str, port: int = DEFAULT_PORT) -> HTTPServer:
             pass
 
     try:
-        return HTTPServer((HOST, port), PageHandler)
+        return _PageServer((HOST, port), PageHandler)
     except OSError as e:
         raise PTSError(f"cannot serve on {HOST}:{port} ({e.strerror or e})") from None
 

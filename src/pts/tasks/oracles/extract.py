@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "NUMBER_PATTERN",
     "answer_phrase",
+    "ends_inside_box",
     "extract_boxed",
     "extract_math_answer",
     "final_answer_text",
@@ -91,12 +92,13 @@ def _hash_answer(text: str) -> tuple[str, re.Match] | None:
     return found
 
 
-def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
-    """All closed ``\\boxed{...}`` / ``\\fbox{...}`` groups as (start, end, content), braces nested."""
+def _scan_boxes(text: str) -> tuple[list[tuple[int, int, str]], bool]:
+    """All closed ``\\boxed{...}`` / ``\\fbox{...}`` groups as (start, end, content), braces nested, and
+    whether the text ends inside a box (an opened box's brace still open at the end)."""
     # One pass with a brace stack, so a model repeating "\boxed{" stays linear in the text length.
     opens = {m.end() - 1: m.start() for m in _BOXED_START_RE.finditer(text)}
     if not opens:
-        return []
+        return [], False
     spans, stack = [], []
     i = min(opens)
     while i < len(text):
@@ -111,7 +113,21 @@ def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
             if brace is not None:
                 spans.append((opens[brace], i + 1, text[brace + 1 : i]))
         i += 1
-    return sorted(spans)
+    return sorted(spans), any(brace is not None for brace in stack)
+
+
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """All closed ``\\boxed{...}`` / ``\\fbox{...}`` groups as (start, end, content), braces nested."""
+    return _scan_boxes(text)[0]
+
+
+def ends_inside_box(text: str) -> bool:
+    """True when ``text`` stops inside a ``\\boxed{`` (or ``\\fbox{``) whose brace was never closed.
+
+    Such a response was cut off (by the token budget, say) while writing its
+    answer: whatever the box holds so far is no answer.
+    """
+    return isinstance(text, str) and _scan_boxes(text)[1]
 
 
 def extract_boxed(text: str) -> str | None:
@@ -158,14 +174,18 @@ def extract_math_answer(text: str) -> str | None:
 
     Priority: the last GSM8K ``#### 42`` (or ``### 42``) line; the last ``\\boxed{}``
     or ``\\fbox{}``; the last "the answer is X" / "Final answer: X" / "Answer: X";
-    the last number in the text.
+    the last number in the text. A text that ends inside an unclosed ``\\boxed{``
+    (cut off while writing the answer) has no answer unless a ``####`` line gave one.
     """
     if not isinstance(text, str) or not text.strip():
         return None
     hashed = _hash_answer(text)
     if hashed:
         return hashed[0]
-    boxed = extract_boxed(text)
+    spans, open_box = _scan_boxes(text)
+    if open_box:
+        return None
+    boxed = spans[-1][2].strip() if spans else None
     if boxed:
         return boxed
     phrase = answer_phrase(text)
@@ -180,7 +200,9 @@ def math_answer_complete(text: str) -> bool:
     if hashed:
         m = hashed[1]
         return text[m.end() : m.end() + 1] == "\n"
-    spans = _boxed_spans(text)
+    spans, open_box = _scan_boxes(text)
+    if open_box:
+        return False  # a box is being written: an earlier box or phrase is not the answer any more
     if spans and spans[-1][1] < len(text):
         return True
     phrase = answer_phrase(text)

@@ -6,7 +6,7 @@ import re
 import string
 from typing import Any
 
-from pts.tasks.oracles.extract import answer_phrase, extract_boxed, final_answer_text
+from pts.tasks.oracles.extract import answer_phrase, ends_inside_box, extract_boxed, final_answer_text
 from pts.tasks.task import Oracle
 
 __all__ = [
@@ -19,11 +19,44 @@ __all__ = [
     "yes_no_value",
 ]
 
-_MC_MARKER_RE = re.compile(
-    r"\banswer\b\**[ \t]*(?:is\b[ \t]*:?|:)[ \t]*\**[ \t]*(?:option|choice)?[ \t]*:?[ \t]*"
-    r"(?P<open>[\(\[])?[ \t]*\**(?P<letter>[A-Ea-e])(?P<after>\W|$)",
-    re.IGNORECASE,
+# Another option right after a letter ("(A) or (B)", "A and C", "(A), (B)"): the sentence names several.
+_ANOTHER_OPTION = (
+    r"[ \t]*\**[ \t]*[\)\]]?[ \t]*\**(?:,?[ \t]*(?i:and|or|nor)\b|[ \t]*[/&]|,(?=[ \t]*[\(\[]))[ \t]*"
+    r"(?i:(?:option|choice)[ \t]*)?(?:[\(\[][A-Ea-e][\)\]]|[A-E](?![A-Za-z0-9]))"
 )
+# A letter naming one option: "(B)", "[b]", "**B**", "B" (a bare letter only in upper case: "a" is an article).
+_LETTER = (
+    r"(?P<open>[\(\[])?[ \t]*\**[ \t]*(?P<letter>[A-Ea-e])(?![A-Za-z0-9])(?!" + _ANOTHER_OPTION + r")"
+    r"[ \t]*\**[ \t]*(?P<close>[\)\]])?"
+)
+_CORRECT = r"(?:correct|right|best|true|accurate|valid)"
+_BE = r"(?:is|would[ \t]+be|should[ \t]+be|must[ \t]+be|will[ \t]+be|seems[ \t]+to[ \t]+be)"
+# Statements of the chosen option, each ending at the letter: "the correct option is (B) because ...",
+# "Answer: C", "I would choose (B)", "(B) 4 m is the correct answer", "B is correct".
+_MC_STATEMENTS = [
+    re.compile(p.format(LETTER=_LETTER, CORRECT=_CORRECT, BE=_BE))
+    for p in (
+        # "[the] [correct] answer/option/choice [to this question] is|would be|: [option] (B)"
+        r"(?i:\b(?:{CORRECT}[ \t]+)?(?:answer|option|choice|response)(?:[ \t]+(?:to|for)[ \t]+(?:this|the)"
+        r"[ \t]+(?:question|problem))?)\**[ \t]*(?i:{BE}\b[ \t]*:?|:|=)\**[ \t]*\n?[ \t]*"
+        r"(?i:(?:option|choice|letter)[ \t]*:?[ \t]*)?{LETTER}",
+        # "I'd choose / we select / let's go with / I pick [option] (B)"; "Choose (B)" at the start of a line
+        r"(?:(?i:\b(?:I|we|let's|let[ \t]+us)(?:'d|'ll|[ \t]+(?:would|will|should|shall))?[ \t]+)"
+        r"|(?m:^)[ \t]*)(?i:choose|select|pick|go[ \t]+with|opt[ \t]+for)[ \t]+"
+        r"(?i:(?:option|choice|answer)[ \t]*)?{LETTER}",
+    )
+]
+# "(B) is correct", "option B is the right answer", "(B) 4 meters is the correct one": the letter comes first.
+# A letter with text between it and the verb needs a bracket ("B) 4 m"), and that text no "is/not/or/...".
+_MC_LETTER_FIRST_RE = re.compile(
+    r"(?:(?<![\w\\])(?i:(?:option|choice)[ \t]*)?(?P<open>[\(\[])?(?P<letter>[A-Ea-e])[\)\]]"
+    r"(?:[ \t]+(?:(?!(?i:is|isn't|not|but|and|or|nor)\b)[^\n()\[\];:!?])+?)?"
+    r"|(?<![\w\\])(?i:(?:option|choice)[ \t]+)?(?P<bare>[A-E])(?![A-Za-z0-9])\**)"
+    rf"[ \t]+(?i:{_BE}[ \t]+(?:(?:clearly|definitely|indeed|therefore)[ \t]+)?(?:the[ \t]+)?"
+    rf"(?:{_CORRECT}\b(?:[ \t]+(?:answer|option|choice|one)\b)?|answer\b))"
+)
+# Words that turn a statement around when they come before it in its sentence: "not", "neither ... nor".
+_MC_DENIAL_RE = re.compile(r"(?i:\b(?:not|nor|neither|never|whether|unless)\b|n't\b)")
 _MC_OPTION_RE = re.compile(r"\b(?:option|choice)[ \t]*[\(\[]?(?P<letter>[A-E])(?:\W|$)", re.IGNORECASE)
 _MC_BOXED_RE = re.compile(r"^\s*(?:\\text\{)?\s*\(?([A-Ea-e])\)?\s*\}?\s*$")
 _MC_BOLD_RE = re.compile(r"\*\*[ \t]*[\(\[]?([A-E])[\)\]]?[.:]?[ \t]*(?:\*\*|[\)\]])")
@@ -32,41 +65,83 @@ _MC_LEADING_RE = re.compile(r"(?m)^[ \t]*\(?([A-E])[\).:][ \t]+\S")
 _MC_GOLD_RE = re.compile(r"^\s*[\(\[]?\s*([A-Ea-e])\s*[\)\]]?\s*[.:)]?(?:\s|$)")
 
 
-def _marker_letter(text: str, *, need_end: bool) -> str | None:
-    letter = None
-    for m in _MC_MARKER_RE.finditer(text):
-        ch = m.group("letter")
-        # "the answer is a number ..." uses the article, not choice (a).
-        if ch.islower() and not m.group("open") and re.match(r"[ \t]+[A-Za-z]", text[m.end("letter") :]):
+def _denied(text: str, start: int, end: int | None = None) -> bool:
+    """True when a denial ("not", "neither", "n't") is in the sentence before ``start`` (up to ``end`` when given)."""
+    before = re.split(r"[.!?;:\n]", text[max(0, start - 40) : start])[-1]
+    after = re.split(r"[.!?;:\n]", text[end : end + 60])[0] if end is not None else ""
+    return _MC_DENIAL_RE.search(before + " " + after) is not None
+
+
+def _after_another_option(text: str, start: int) -> bool:
+    """True when the letter at ``start`` follows another option ("(A) or (B) is correct")."""
+    return (
+        re.search(r"(?:\b(?i:and|or|nor)|[,/&])[ \t]*(?i:(?:option|choice)[ \t]*)?$", text[max(0, start - 20) : start])
+        is not None
+    )
+
+
+def _statements(text: str) -> list[tuple[int, str, bool]]:
+    """Every statement of a chosen option in ``text``: (position, letter, whether its end is written)."""
+    found = []
+    for pattern in _MC_STATEMENTS:
+        for m in pattern.finditer(text):
+            letter = m.group("letter")
+            # "the answer is a number ..." uses the article, not choice (a).
+            if letter.islower() and not m.group("open"):
+                continue
+            if not _denied(text, m.start()):
+                # The letter is whole once a bracket closes it or anything follows it.
+                found.append((m.start(), letter.upper(), bool(m.group("close")) or m.end() < len(text)))
+    for m in _MC_LETTER_FIRST_RE.finditer(text):
+        letter = m.group("letter") or m.group("bare")
+        if letter.islower() and not m.group("open"):
             continue
-        if need_end and not m.group("after"):
-            continue
-        letter = ch
-    return letter
+        if not _denied(text, m.start()) and not _after_another_option(text, m.start()):
+            found.append((m.start(), letter.upper(), m.end() < len(text)))
+    return sorted(found)
+
+
+def _named_options(text: str) -> str | None:
+    """The one option named as "option B" in ``text``, or None if none or several are, or a sentence naming it
+    holds a denial ("it is not option B")."""
+    mentions = list(_MC_OPTION_RE.finditer(text))
+    letters = {m.group("letter").upper() for m in mentions}
+    if len(letters) != 1 or any(_denied(text, m.start(), m.end()) for m in mentions):
+        return None
+    return letters.pop()
 
 
 def extract_choice(text: str) -> str | None:
     """The multiple-choice letter (upper case) chosen in answer text, or None.
 
-    Clear markers win over weak ones: "answer is (B)" / "Answer: C", then
-    ``\\boxed{D}``, "option E", bold ``**D**``, a line holding only a letter, and
-    last a single distinct "B) text" line.
+    Clear statements win over weak signs: the last of "the answer is (B)",
+    "Answer: C", "the correct option is (B) because ...", "I would choose B",
+    "(B) is correct" (none of them denied: "not (B)", nor naming several
+    options: "(A) or (B)"); then ``\\boxed{D}``; "option E" when it is the only
+    option named; bold ``**D**``; a line holding only a letter; last a single
+    distinct "B) text" line. A text that ends inside an unclosed ``\\boxed{``
+    (cut off while writing its answer) has none.
     """
-    if not isinstance(text, str):
+    if not isinstance(text, str) or ends_inside_box(text):
         return None
-    letter = _marker_letter(text, need_end=False)
+    statements = _statements(text)
+    letter = statements[-1][1] if statements else None
     if letter is None:
         boxed = extract_boxed(text)
         m = _MC_BOXED_RE.match(boxed) if boxed else None
         letter = m.group(1) if m else None
-    for pattern in (_MC_OPTION_RE, _MC_BOLD_RE, _MC_LONE_RE):
+    if letter is None:
+        letter = _named_options(text)
+    for pattern in (_MC_BOLD_RE, _MC_LONE_RE):
         if letter is None:
             hits = pattern.findall(text)
             letter = hits[-1] if hits else None
     if letter is None:
-        # A restated list of options ("A) 3  B) 4 ...") names no choice.
-        leading = set(_MC_LEADING_RE.findall(text))
-        letter = leading.pop() if len(leading) == 1 else None
+        # A restated list of options ("A) 3  B) 4 ...") names no choice, nor does "(B) is not ..." or "(B)?".
+        lines = [(m.group(1), text[m.start() :].split("\n", 1)[0]) for m in _MC_LEADING_RE.finditer(text)]
+        leading = {letter for letter, _ in lines}
+        doubted = any("?" in line or _MC_DENIAL_RE.search(line) for _, line in lines)
+        letter = leading.pop() if len(leading) == 1 and not doubted else None
     return letter.upper() if letter else None
 
 
@@ -91,7 +166,10 @@ class MultipleChoiceOracle(Oracle):
 
     def answer_complete(self, completion: str) -> bool:
         answer = final_answer_text(completion)
-        return answer is not None and _marker_letter(answer, need_end=True) is not None
+        if answer is None or ends_inside_box(answer):
+            return False
+        statements = _statements(answer)
+        return bool(statements) and statements[-1][2]
 
 
 _YES_NO_RE = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
