@@ -7,10 +7,20 @@ With ``exact=True`` the verdicts of the n rollouts of one request are
 stratified (exactly round(p*n) pass), so estimates are exact and the pivotal
 tokens of any solution are known in advance. Randomness depends only on the
 engine seed, the prefix and the request's seed, never on call order or batching.
+
+:class:`BranchingFakeEngine` is the one that samples like a language model (the
+chain rule holds at every prefix); it reports each token's probability under
+its sampling distribution exactly (``Rollout.sampling_logprobs``), can draw a
+first token with one token excluded, and gives the next-token distribution at
+any prefix without sampling. :class:`FakeEngine` reports no sampling
+probabilities (None): its p(success | prefix) is an arbitrary function that no
+sampling distribution of its rollouts would produce, so the bound
+|p(C + t) - p(C)| <= 1 - pi(t | C) does not hold for it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -139,6 +149,12 @@ class BranchingFakeEngine:
     :class:`FakeEngine` draws every verdict from p(request prefix) whatever the
     rollout then wrote, which breaks that property; search with pooling needs
     this engine. Verdicts are binomial (never stratified).
+
+    Sampling probabilities (``Rollout.sampling_logprobs``, :meth:`next_token_distribution`)
+    are exact: ``follow[i]`` for the script token, ``1 - follow[i]`` for ``~``, 1/3 for
+    each filler letter, p and 1 - p for `` PASS`` and `` FAIL``, 1 for end-of-sequence.
+    A request's ``exclude_first`` draws the first token from that distribution
+    without the excluded token (the deviation when the script token is excluded).
     """
 
     model_id = "fake-branching"
@@ -192,31 +208,65 @@ class BranchingFakeEngine:
 
     def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
         response = tuple(request.prefix_ids[self.prompt_length :])
-        rng = random.Random(stable_id(self.seed, response, request.seed))
+        salt = () if request.exclude_first is None else (request.exclude_first,)
+        rng = random.Random(stable_id(self.seed, response, request.seed, *salt))
         self.rollouts += request.n
-        return [self._rollout(response, rng, request.max_new_tokens) for _ in range(request.n)]
+        return [self._rollout(response, rng, request.max_new_tokens, request.exclude_first) for _ in range(request.n)]
 
-    def _rollout(self, response: tuple[int, ...], rng: random.Random, budget: int) -> Rollout:
+    def next_token_distribution(
+        self, prefixes: Sequence[Sequence[int]], params: SamplingParams | None = None
+    ) -> list[dict[int, float]]:
+        """The exact sampling distribution of the token after each prefix (prompt included), ``{id: pi}``."""
+        out = []
+        for p in prefixes:
+            out.append({t: q for t, q in self._distribution(tuple(p[self.prompt_length :])).items() if q > 0})
+        return out
+
+    def _distribution(self, response: tuple[int, ...]) -> dict[int, float]:
+        """The next token's distribution after ``response``; the verdict step keeps a zero-weight side, so that
+        every rollout makes the same uniform draws whatever p is (rollouts of earlier versions stay the same)."""
         n, off = len(self.script), token(self.DEVIATE)
+        if PASS in response or FAIL in response:
+            return {EOS: 1.0}
+        if off not in response and len(response) < n:
+            f = self.follow[len(response)]
+            return {self.script[len(response)]: f, off: 1 - f}
+        if len(response) < n:
+            return {token(c): 1 / 3 for c in "xyz"}
+        p = self.true_p(response)
+        return {PASS: p, FAIL: 1 - p}
+
+    def _rollout(self, response: tuple[int, ...], rng: random.Random, budget: int, exclude: int | None) -> Rollout:
         ids: list[int] = []
-        if off in response:
-            p = self.deviate_p[response.index(off)]
-        else:
-            i = len(response)
-            while i < n:
-                if rng.random() < self.follow[i]:
-                    ids.append(self.script[i])
-                    i += 1
-                else:
-                    ids.append(off)
-                    break
-            p = self.deviate_p[i] if i < n else self.p_script[n]
-        while len(response) + len(ids) < n:  # off script: filler up to the script's length
-            ids.append(token(rng.choice("xyz")))
-        ids += [PASS if rng.random() < p else FAIL, EOS]
-        ids = ids[:budget]
+        pis: list[float] = []
+        context = response
+        while len(ids) < budget and (not ids or ids[-1] != EOS):
+            dist = self._distribution(context)
+            choices = dist if exclude is None or ids else {t: q for t, q in dist.items() if t != exclude}
+            if not any(choices.values()):
+                raise ValueError("exclude_first leaves nothing to sample")
+            if len(choices) == 1:
+                (t,) = choices
+            elif len(choices) == 3:  # filler letters, uniform
+                t = token(rng.choice("xyz"))
+            else:
+                t = _draw(rng, choices)
+            ids.append(t)
+            pis.append(dist[t])
+            context += (t,)
         reason = "eos" if ids and ids[-1] == EOS else "length"
-        return Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Rollout(ids, text, [-1.0] * len(ids), reason, [math.log(q) for q in pis])
+
+
+def _draw(rng: random.Random, dist: dict[int, float]) -> int:
+    """One token from ``dist`` (weights need not sum to 1), by one uniform draw in key order."""
+    u = rng.random() * sum(dist.values())
+    for t, q in dist.items():
+        u -= q
+        if u < 0:
+            return t
+    return t
 
 
 def planted_scenario(
