@@ -159,6 +159,7 @@ class BranchingFakeEngine:
 
     model_id = "fake-branching"
     DEVIATE = "~"
+    excludes_first = True  # honours RolloutRequest.exclude_first
 
     def __init__(
         self,
@@ -274,7 +275,7 @@ def planted_scenario(
     length: int = 24,
     pivots: int = 3,
     delta_range: tuple[float, float] = (0.05, 0.6),
-    flat_follow: float = 0.9,
+    flat_follow: float | Callable[[random.Random], float] = 0.9,
 ) -> tuple[list[int], list[float], list[float]]:
     """A random script with ``pivots`` planted steps of p, for :class:`BranchingFakeEngine`.
 
@@ -283,7 +284,10 @@ def planted_scenario(
     random sign (flipped or shrunk to keep p within [0.02, 0.98]). Rollouts leave
     the script with probability ``1 - flat_follow`` at flat steps (harmless:
     p stays the same) and more often at planted ones, where following the
-    script must be rare enough for the chain rule to hold.
+    script must be rare enough for the chain rule to hold. ``flat_follow`` may
+    be a function drawing each flat step's probability from ``rng`` (after the
+    script and the pivots are drawn, so those stay the same), e.g.
+    :func:`realistic_follow`.
     """
     script = [token(rng.choice("abcdefgh")) for _ in range(length)]
     where = set(rng.sample(range(length), pivots))
@@ -300,6 +304,16 @@ def planted_scenario(
             follow.append(min(0.8, 0.95 * bound))
             p += delta
         else:
-            follow.append(flat_follow)
+            follow.append(None)
         p_script.append(p)
+    draw = flat_follow if callable(flat_follow) else (lambda _: flat_follow)
+    follow = [draw(rng) if f is None else f for f in follow]
     return script, p_script, follow
+
+
+def realistic_follow(rng: random.Random) -> float:
+    """pi of a flat step as on the embedded model's solutions: 39% of positions had 1 - pi >= 0.2 there
+    (docs/search.md); here 1 - pi is uniform in [0.2, 0.95] for 39% of steps, in [0.001, 0.2) otherwise."""
+    if rng.random() < 0.39:
+        return 1 - rng.uniform(0.2, 0.95)
+    return 1 - rng.uniform(0.001, 0.2)

@@ -180,6 +180,8 @@ class HFEngine:
     steering), call ``engine.prefix_cache.clear()``.
     """
 
+    excludes_first = True  # honours RolloutRequest.exclude_first
+
     def __init__(
         self,
         model,

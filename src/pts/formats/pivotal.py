@@ -62,6 +62,11 @@ FIELDS = {
     "candidate.prob_after": "p(success) after the token, as the search estimated it.",
     "candidate.samples_before": "Rollouts behind `candidate.prob_before`.",
     "candidate.samples_after": "Rollouts behind `candidate.prob_after`.",
+    "sampling_prob": "Probability that the rollout sampler (after temperature, top-k, top-p, min-p) picks the "
+    "pivot token after `pivot_context`; the change can be at most `1 - sampling_prob` in size. For a verified "
+    "pivot measured by strata, `prob_before` is `sampling_prob * prob_after + (1 - sampling_prob) * p_alt` and "
+    "`samples_before`/`successes_before` count the rollouts from `pivot_context` whose first token was another "
+    "(p_alt is their share of successes). Null when the engine did not report it.",
     "answer": "Reference answer the oracle judged against.",
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",
@@ -80,6 +85,8 @@ FIELDS = {
     "search.verify": "Whether candidates were measured again before being written.",
     "search.verify_samples": "Most rollouts per end spent verifying one candidate.",
     "search.verify_confidence": "Confidence of the verification's decision rule.",
+    "search.bound": "Whether the sampling-probability bound (and exact steps, stratified verification) was used.",
+    "search.direct_at_most": "Segments with at most this many possible positions were searched around each.",
     "id": "Stable id of the record (hash of model, dataset item, context ids and token).",
     "kind": "Record kind (`pivotal_token`).",
     "schema_version": "Version of the pts record schema.",
