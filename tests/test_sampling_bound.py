@@ -79,3 +79,111 @@ def test_fake_engine_claims_no_sampling_probabilities():
     engine = FakeEngine(lambda r: 0.5, [token("a")], prompt_length=0)
     (rollouts,) = engine.sample([RolloutRequest((token("a"),), 2, 8)], SamplingParams())
     assert all(r.sampling_logprobs is None for r in rollouts)
+
+
+def exact_decider(p_of):
+    """A PointDecider whose estimates are exact p values (no rollouts), recording the positions it was asked."""
+    from pts.search.estimate import Estimate
+    from pts.search.pivotal import PointDecider
+
+    asked = []
+
+    def estimate_positions(keys, samples):
+        asked.extend(keys)
+        return [Estimate(0, 1, terminal=True, exact=p_of(k, i)) for k, i in keys]
+
+    return PointDecider(estimate_positions, 0.2, 10), asked
+
+
+@pytest.mark.parametrize("direct_at_most", [0, 2, 10**6])
+@pytest.mark.parametrize("seed", range(25))
+def test_bound_never_estimates_where_no_pivot_can_be_and_finds_every_pivot_with_exact_estimates(seed, direct_at_most):
+    from pts.search.pivotal import find_pivots_many, possible_positions
+
+    engine = world(seed, length=24, pivots=3, flat_follow=lambda rng: 1 - rng.uniform(0.001, 0.5))
+    script = list(engine.script)
+    pis = [math.log(f) for f in engine.follow]
+    possible = possible_positions(pis, 0.2)
+    decide, asked = exact_decider(lambda k, i: engine.true_p(script[:i]))
+    (found,) = find_pivots_many([script], decide, split_at="middle", possible=[possible], direct_at_most=direct_at_most)
+    for _, i in asked:  # every estimate borders a position that can hold a pivot
+        assert any(possible[j] for j in (i - 1, i) if 0 <= j < len(script))
+    truth = [i for i in range(len(script)) if abs(engine.true_p(script[: i + 1]) - engine.true_p(script[:i])) >= 0.2]
+    assert all(possible[i] for i in truth)  # the bound never rules out a true pivot
+    got = [p.position for p in found]
+    if direct_at_most >= sum(possible):  # estimated around every possible position: nothing is missed
+        assert got == truth
+    assert set(got) <= set(truth)
+
+
+def test_direct_estimation_finds_opposite_pivots_that_cancel_inside_a_segment():
+    from pts.search.pivotal import find_pivots_many
+
+    p = [0.5, 0.5, 0.8, 0.8, 0.5, 0.5]  # +0.3 at token 1, -0.3 at token 3: no change across the whole
+    possible = [False, True, False, True, False]
+    found = {}
+    for k in (0, 2):
+        decide, _ = exact_decider(lambda _, i: p[i])
+        (found[k],) = find_pivots_many([[5] * 5], decide, split_at="middle", possible=[possible], direct_at_most=k)
+    assert [x.position for x in found[0]] == []  # bisection closes the segment: p does not move across it
+    assert [x.position for x in found[2]] == [1, 3]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_stratified_interval_covers_the_true_change_whenever_the_strata_interval_covers_theirs(seed):
+    """The step of the guarantee that is not the interval's own coverage: whenever the interval of
+    p_t - p_alt from the two strata holds the true difference, the stratified interval holds the exact change
+    p(C + t) - p(C). Checked against exact values at every position of random planted worlds, with counts
+    chosen at random around the truth (pi exact here; the margin only widens it)."""
+    from pts.search.estimate import Estimate
+    from pts.search.verify import delta_interval, stratified_interval
+
+    rng = random.Random(seed)
+    engine = world(seed, length=12, pivots=3, flat_follow=lambda r: 1 - r.uniform(0.001, 0.9))
+    level = 0.983
+    checked = 0
+    for i, t in enumerate(engine.script):
+        context = tuple(engine.script[:i])
+        (dist,) = engine.next_token_distribution([PROMPT_IDS + context])
+        pi = dist[t]
+        p_t = engine.true_p(context + (t,))
+        p_alt = sum(q * engine.true_p(context + (a,)) for a, q in dist.items() if a != t) / (1 - pi)
+        change = engine.true_p(context + (t,)) - engine.true_p(context)
+        for _ in range(20):
+            n_t, n_alt = rng.randint(4, 64), rng.randint(4, 64)
+            after = Estimate(min(n_t, max(0, round(p_t * n_t + rng.gauss(0, 2)))), n_t)
+            alt = Estimate(min(n_alt, max(0, round(p_alt * n_alt + rng.gauss(0, 2)))), n_alt)
+            lo, hi = delta_interval(alt, after, level)
+            for margin in (0.0, 0.02):
+                low, high = stratified_interval(after, alt, pi, level, margin=margin)
+                if lo <= p_t - p_alt <= hi:
+                    checked += 1
+                    assert low - 1e-12 <= change <= high + 1e-12
+                    if margin == 0:  # scaled by 1 - pi: never wider than the interval of p_t - p_alt
+                        assert high - low <= hi - lo + 1e-12
+    assert checked > 100
+
+
+def test_exact_step_knows_p_without_rollouts():
+    from pts.engines.fake import PassFailOracle
+    from pts.search.evidence import PooledEstimator
+    from pts.tasks.task import Task
+
+    engine = world(3, length=8, pivots=2)
+    script = tuple(engine.script)
+    est = PooledEstimator(
+        engine,
+        Task("q?", "PASS", "0", "fake", "fake", PassFailOracle()),
+        PROMPT_IDS,
+        SamplingParams(),
+        num_samples=10,
+        max_new_tokens=64,
+        seed=0,
+        solutions=[script],
+        salt="search",
+        exact_steps=True,
+    )
+    (end,) = est.estimate([script])
+    assert end.terminal and end.p == pytest.approx(engine.p_script[-1]) and est.rollouts == 0
+    (mid,) = est.estimate([script[:4]])  # the next token here does not end the response: sampled
+    assert not mid.terminal and mid.samples >= 10 and est.rollouts >= 10
