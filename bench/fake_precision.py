@@ -30,12 +30,17 @@ MODES = {
     "pooled": dict(pool=True, verify=False, bound=False),
     "pooled+verified, no bound (dca1e4c defaults)": dict(pool=True, verify=True, bound=False),
     "verified (no pooling), no bound": dict(pool=False, verify=True, bound=False),
-    "bound, bisection (direct 0)": dict(pool=True, verify=True, direct_at_most=0),
-    "bound, direct <= 2 (defaults)": dict(pool=True, verify=True, direct_at_most=2),
+    "bound, bisection (defaults: direct 0)": dict(pool=True, verify=True, direct_at_most=0),
+    "bound, direct <= 2": dict(pool=True, verify=True, direct_at_most=2),
     "bound, direct <= 4": dict(pool=True, verify=True, direct_at_most=4),
     "bound, direct always": dict(pool=True, verify=True, direct_at_most=10**6),
 }
-SCENARIOS = {"planted (flat pi 0.9)": {}, "realistic flat pi": dict(flat_follow=realistic_follow)}
+SCENARIOS = {
+    "planted (flat pi 0.9, uniform filler off script)": {},
+    "realistic pi (flat and off-script steps as on the embedded model)": dict(
+        flat_follow=realistic_follow, filler_like_script=True
+    ),
+}
 
 
 @dataclass
@@ -69,8 +74,11 @@ def true_pivots(engine: BranchingFakeEngine, solution: list[int], threshold: flo
 
 def search_one(seed: int, settings: SearchSettings, **scenario):
     """The engine of one planted scenario and the search's result on it."""
+    filler = scenario.pop("filler_like_script", False)
     script, p_script, follow = planted_scenario(random.Random(seed), **scenario)
-    engine = BranchingFakeEngine(p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed)
+    engine = BranchingFakeEngine(
+        p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed, filler_like_script=filler
+    )
     result = PivotalTokenSearcher(engine, settings).search(
         Task(PROMPT, "PASS", str(seed), "fake", "fake", PassFailOracle())
     )
@@ -98,10 +106,10 @@ def measure(
                 min_prob=0.0,
                 max_prob=1.0,
                 seed=seed,
-                max_new_tokens=64,
+                max_new_tokens=scenario.get("length", 24) + 16,
                 **mode,
             )
-            engine, result = search_one(seed, settings, **scenario)
+            engine, result = search_one(seed, settings, **dict(scenario))
             solutions = [trace["solution_ids"] for trace in result.traces]
             truth = set().union(*(true_pivots(engine, s, threshold) for s in solutions)) if solutions else set()
             got = {(tuple(r.pivot_context_ids[len(PROMPT) :]), r.pivot_token_id, r.is_positive) for r in result.pivots}

@@ -179,14 +179,22 @@ def _bench():
 
 def test_verified_search_is_more_precise_than_todays_on_planted_pivots():
     bench = _bench()
-    t = bench.measure(range(60), bench.MODES)
-    today, pooled_only, verified = t["today"], t["pooled"], t["pooled+verified"]
-    # Measured on these seeds: precision 0.35 / 0.46 / 1.00, recall 0.77 / 0.79 / 0.58,
-    # rollouts per query 197 / 146 / 301.
+    names = {
+        "today": "original (--no-pool --no-verify)",
+        "pooled": "pooled",
+        "verified": "pooled+verified, no bound (dca1e4c defaults)",
+        "bound": "bound, bisection (defaults: direct 0)",
+    }
+    t = bench.measure(range(60), {k: bench.MODES[v] for k, v in names.items()})
+    today, pooled_only, verified, bound = t["today"], t["pooled"], t["verified"], t["bound"]
+    # Measured on these seeds: precision 0.35 / 0.46 / 1.00 / 1.00, recall 0.77 / 0.79 / 0.58 / 0.74,
+    # rollouts per query 197 / 146 / 301 / 294.
     assert verified.precision >= 0.9 and verified.precision >= today.precision
     assert pooled_only.rollouts < today.rollouts and pooled_only.precision >= today.precision
     assert verified.recall > 0.4
     assert verified.rollouts <= 2.5 * today.rollouts
+    # The sampling-probability bound: as precise, more recall, no more rollouts than verification without it.
+    assert bound.precision >= 0.99 and bound.recall >= verified.recall + 0.1 and bound.rollouts <= verified.rollouts
 
 
 def search(eng, **kw):
@@ -252,7 +260,7 @@ class CountingOracle(PassFailOracle):
         # Measured for one query: (one at a time, batches, in batches). Before the pooled search reused the initial
         # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5. Before
         # the sampling-probability bound it was (5, 19, 177); the exact last step judges its two endings once each.
-        (10, 3, (8, 7, 88)),
+        (10, 3, (8, 7, 86)),
         (4, 6, None),  # two more solutions than the initial estimate drew: judged once each, for the pool
     ],
 )

@@ -153,6 +153,10 @@ class BranchingFakeEngine:
     Sampling probabilities (``Rollout.sampling_logprobs``, :meth:`next_token_distribution`)
     are exact: ``follow[i]`` for the script token, ``1 - follow[i]`` for ``~``, 1/3 for
     each filler letter, p and 1 - p for `` PASS`` and `` FAIL``, 1 for end-of-sequence.
+    With ``filler_like_script`` the filler after step i is ``x`` with probability
+    ``follow[i]`` and ``y``/``z`` share the rest: off script, the sampler is as sure
+    of its next token as on it (uniform filler makes every off-script position
+    one where 1 - pi = 2/3, which no model's text is like).
     A request's ``exclude_first`` draws the first token from that distribution
     without the excluded token (the deviation when the script token is excluded).
     """
@@ -169,6 +173,7 @@ class BranchingFakeEngine:
         prompt_length: int,
         follow: float | Sequence[float] = 0.9,
         seed: int = 0,
+        filler_like_script: bool = False,
     ) -> None:
         if len(p_script) != len(script) + 1:
             raise ValueError("p_script needs one value per prefix length 0..len(script)")
@@ -180,6 +185,7 @@ class BranchingFakeEngine:
         self.follow = follow
         self.prompt_length = prompt_length
         self.seed = seed
+        self.filler_like_script = filler_like_script
         self.deviate_p = [(p_script[i] - f * p_script[i + 1]) / (1 - f) for i, f in enumerate(follow)]
         bad = [i for i, d in enumerate(self.deviate_p) if not -1e-9 <= d <= 1 + 1e-9]
         if bad:
@@ -233,6 +239,9 @@ class BranchingFakeEngine:
             f = self.follow[len(response)]
             return {self.script[len(response)]: f, off: 1 - f}
         if len(response) < n:
+            if self.filler_like_script:  # as sure of its next letter as the script is at that step
+                f = self.follow[len(response)]
+                return {token("x"): f, token("y"): (1 - f) / 2, token("z"): (1 - f) / 2}
             return {token(c): 1 / 3 for c in "xyz"}
         p = self.true_p(response)
         return {PASS: p, FAIL: 1 - p}
@@ -248,7 +257,7 @@ class BranchingFakeEngine:
                 raise ValueError("exclude_first leaves nothing to sample")
             if len(choices) == 1:
                 (t,) = choices
-            elif len(choices) == 3:  # filler letters, uniform
+            elif len(choices) == 3 and not self.filler_like_script:  # filler letters, uniform
                 t = token(rng.choice("xyz"))
             else:
                 t = _draw(rng, choices)

@@ -86,7 +86,7 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         "--no-verify, the original procedure: do without)",
     )
     direct_at_most: int = options.option(
-        2,
+        0,
         "with the bound: a segment with at most this many positions that can hold a pivot is searched by "
         "estimating around each of them instead of by bisection",
         check="nonneg",
