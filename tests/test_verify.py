@@ -368,3 +368,5 @@ def test_run_keeps_a_trace_of_the_estimates_along_each_solution(tmp_path):
         for e in t["estimates"]:  # every estimate sits next to a position whose bound reaches the threshold
             assert any(1 - pis[i] >= 0.2 - 0.02 for i in (e["position"] - 1, e["position"]) if 0 <= i < len(pis))
     assert "candidates:" in summary.format() and f"{summary.pivots} kept" in summary.format()
+    # The last step before the verdict is known exactly (through the run's shared engine, too): no rollouts.
+    assert any(e["exact"] is not None for t in traces for e in t["estimates"])
