@@ -240,6 +240,9 @@ class HFEngine:
         out = []
         for p in prefixes:
             logits = self._prefill(tuple(int(t) for t in p))[1][None, :].clone()
+            if params.temperature < GREEDY_BELOW:
+                out.append({int(logits[0].argmax()): 1.0})
+                continue
             probs, idx = sampling_distribution(logits, params)
             probs = probs[0] / probs[0].sum()
             ids = torch.arange(probs.shape[0], device=probs.device) if idx is None else idx[0]
