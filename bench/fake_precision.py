@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep",
         action="store_true",
-        help="also measure the search with and without the bound at other --verify-samples caps",
+        help="also measure the search with and without the bound at other --verify-samples caps, and with --confidence",
     )
     parser.add_argument("--scenario", default=None, help="only the scenarios whose name contains this")
     parser.add_argument("--json", default=None)
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         for cap in (16, 32, 48, 96, 128):
             modes[f"no bound, cap {cap}"] = dict(pool=True, verify=True, bound=False, verify_samples=cap)
             modes[f"bound (defaults), cap {cap}"] = dict(pool=True, verify=True, verify_samples=cap)
+        for level in (0.8, 0.9):  # sequential estimates in the subdivision (--confidence)
+            modes[f"bound, --confidence {level}"] = dict(pool=True, verify=True, confidence=level)
     rows = []
     for scenario, kwargs in SCENARIOS.items():
         if args.scenario and args.scenario not in scenario:
