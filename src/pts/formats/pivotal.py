@@ -66,7 +66,7 @@ FIELDS = {
     "pivot token after `pivot_context`; the change can be at most `1 - sampling_prob` in size. For a verified "
     "pivot measured by strata, `prob_before` is `sampling_prob * prob_after + (1 - sampling_prob) * p_alt` and "
     "`samples_before`/`successes_before` count the rollouts from `pivot_context` whose first token was another "
-    "(p_alt is their share of successes). Null when the engine did not report it.",
+    "(p_alt is their share of successes, `ci_before` its interval). Null when the engine did not report it.",
     "answer": "Reference answer the oracle judged against.",
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",
