@@ -187,3 +187,24 @@ def test_exact_step_knows_p_without_rollouts():
     assert end.terminal and end.p == pytest.approx(engine.p_script[-1]) and est.rollouts == 0
     (mid,) = est.estimate([script[:4]])  # the next token here does not end the response: sampled
     assert not mid.terminal and mid.samples >= 10 and est.rollouts >= 10
+
+
+@pytest.mark.parametrize(
+    "params, top, pi",
+    [
+        (SamplingParams(temperature=1.0, top_k=2, top_p=1.0), 2, [0.625, 0.375, 0.0, 0.0]),
+        (SamplingParams(temperature=1.0, top_k=4, top_p=0.75), 4, [0.625, 0.375, 0.0, 0.0]),
+        (SamplingParams(temperature=1.0, top_k=4, top_p=1.0, min_p=0.5), 4, [0.625, 0.375, 0.0, 0.0]),
+        (SamplingParams(temperature=0.5, top_k=4, top_p=1.0), 4, [q / 0.365 for q in (0.25, 0.09, 0.0225, 0.0025)]),
+    ],
+    ids=["top2", "top_p", "min_p", "cold"],
+)
+def test_vllm_sampling_pi_from_top_k_raw_logprobs(params, top, pi):
+    """vLLM reports raw log-probs only; pi is recomputed from the step's top-k of them (model-free check)."""
+    from types import SimpleNamespace
+
+    from pts.engines.vllm import _SamplingPi
+
+    entry = {t: SimpleNamespace(logprob=math.log(q)) for t, q in enumerate([0.5, 0.3, 0.15, 0.05])}
+    f = _SamplingPi(params, top)
+    assert [math.exp(f(entry, t)) for t in range(4)] == pytest.approx(pi, abs=1e-9)
