@@ -269,3 +269,14 @@ def test_sampling_logprobs_are_pi_under_the_processed_distribution_and_exclusion
     assert torch.allclose(slp.exp(), torch.tensor(pi)[tok], atol=1e-6)
     if params.temperature > 0:  # only tokens of the support are drawn
         assert all(pi[t] > 0 for t in tok.tolist())
+
+
+def test_excluding_the_only_token_of_the_support_takes_the_likeliest_other():
+    from pts.engines.hf import sample_tokens_pi
+
+    logits = torch.log(torch.tensor([[0.15, 0.3, 0.05, 0.5]])).repeat(8, 1)
+    params = SamplingParams(temperature=1.0, top_k=1, top_p=1.0)  # the support is token 3 alone
+    tok, _, slp = sample_tokens_pi(
+        logits.clone(), params, [torch.Generator().manual_seed(i) for i in range(8)], torch.full((8,), 3)
+    )
+    assert tok.tolist() == [1] * 8 and torch.isinf(slp).all()

@@ -536,6 +536,13 @@ def sample_tokens_pi(
         choice = (cdf < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
         tok = choice if idx is None else idx.gather(1, choice[:, None])[:, 0]
         spi = (probs.gather(1, choice[:, None])[:, 0] / total).log()
+        if exclude is not None and bool((cdf[:, -1] <= 0).any()):
+            # The excluded token held all of the mass: take the likeliest other token (its pi is 0).
+            empty = (cdf[:, -1] <= 0).nonzero()[:, 0]
+            masked = logits[empty].clone()
+            masked[torch.arange(len(empty)), exclude[empty]] = float("-inf")
+            tok[empty] = masked.argmax(dim=-1)
+            spi[empty] = float("-inf")
     picked = logits.gather(1, tok[:, None])[:, 0]
     top = logits.max(dim=-1).values
     # log-softmax of the picked token, in place: no second vocab-sized tensor per step
