@@ -20,16 +20,26 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario
+from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario, realistic_follow
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.tasks.task import Task
 
 PROMPT = "q?"
 MODES = {
-    "today": dict(pool=False, verify=False),
-    "pooled": dict(pool=True, verify=False),
-    "pooled+verified": dict(pool=True, verify=True),
-    "verified (no pooling)": dict(pool=False, verify=True),
+    "original (--no-pool --no-verify)": dict(pool=False, verify=False),
+    "pooled": dict(pool=True, verify=False, bound=False),
+    "pooled+verified, no bound (dca1e4c defaults)": dict(pool=True, verify=True, bound=False),
+    "verified (no pooling), no bound": dict(pool=False, verify=True, bound=False),
+    "bound, bisection (defaults: direct 0)": dict(pool=True, verify=True, direct_at_most=0),
+    "bound, direct <= 2": dict(pool=True, verify=True, direct_at_most=2),
+    "bound, direct <= 4": dict(pool=True, verify=True, direct_at_most=4),
+    "bound, direct always": dict(pool=True, verify=True, direct_at_most=10**6),
+}
+SCENARIOS = {
+    "planted (flat pi 0.9, uniform filler off script)": {},
+    "realistic pi (flat and off-script steps as on the embedded model)": dict(
+        flat_follow=realistic_follow, filler_like_script=True
+    ),
 }
 
 
@@ -64,8 +74,11 @@ def true_pivots(engine: BranchingFakeEngine, solution: list[int], threshold: flo
 
 def search_one(seed: int, settings: SearchSettings, **scenario):
     """The engine of one planted scenario and the search's result on it."""
+    filler = scenario.pop("filler_like_script", False)
     script, p_script, follow = planted_scenario(random.Random(seed), **scenario)
-    engine = BranchingFakeEngine(p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed)
+    engine = BranchingFakeEngine(
+        p_script, script, prompt_length=len(PROMPT), follow=follow, seed=seed, filler_like_script=filler
+    )
     result = PivotalTokenSearcher(engine, settings).search(
         Task(PROMPT, "PASS", str(seed), "fake", "fake", PassFailOracle())
     )
@@ -93,10 +106,10 @@ def measure(
                 min_prob=0.0,
                 max_prob=1.0,
                 seed=seed,
-                max_new_tokens=64,
+                max_new_tokens=scenario.get("length", 24) + 16,
                 **mode,
             )
-            engine, result = search_one(seed, settings, **scenario)
+            engine, result = search_one(seed, settings, **dict(scenario))
             solutions = [trace["solution_ids"] for trace in result.traces]
             truth = set().union(*(true_pivots(engine, s, threshold) for s in solutions)) if solutions else set()
             got = {(tuple(r.pivot_context_ids[len(PROMPT) :]), r.pivot_token_id, r.is_positive) for r in result.pivots}
@@ -120,40 +133,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep",
         action="store_true",
-        help="also measure pooled+verified at other --verify-samples / --verify-confidence values",
+        help="also measure the search with and without the bound at other --verify-samples caps, and with --confidence",
     )
+    parser.add_argument("--scenario", default=None, help="only the scenarios whose name contains this")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     modes = dict(MODES)
-    if args.sweep:
-        for cap in (32, 48, 96, 128):
-            modes[f"pooled+verified, cap {cap}"] = dict(pool=True, verify=True, verify_samples=cap)
-        for level in (0.8, 0.9, 0.99):
-            modes[f"pooled+verified, confidence {level}"] = dict(pool=True, verify=True, verify_confidence=level)
-    tallies = measure(range(args.seeds), modes, num_samples=args.num_samples, max_generations=args.max_generations)
+    if args.sweep:  # the recall/rollouts curve: each search at several verification caps
+        for cap in (16, 32, 48, 96, 128):
+            modes[f"no bound, cap {cap}"] = dict(pool=True, verify=True, bound=False, verify_samples=cap)
+            modes[f"bound (defaults), cap {cap}"] = dict(pool=True, verify=True, verify_samples=cap)
+        for level in (0.8, 0.9):  # sequential estimates in the subdivision (--confidence)
+            modes[f"bound, --confidence {level}"] = dict(pool=True, verify=True, confidence=level)
     rows = []
-    print("| mode | records | precision | true pivots | recall | candidates | rollouts per query |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, t in tallies.items():
-        print(
-            f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.candidates} "
-            f"| {t.rollouts / t.queries:.0f} |"
+    for scenario, kwargs in SCENARIOS.items():
+        if args.scenario and args.scenario not in scenario:
+            continue
+        tallies = measure(
+            range(args.seeds), modes, num_samples=args.num_samples, max_generations=args.max_generations, **kwargs
         )
-        rows.append(
-            {
-                "mode": name,
-                "records": t.records,
-                "correct": t.correct,
-                "precision": t.precision,
-                "true_pivots": t.true_pivots,
-                "found": t.found,
-                "recall": t.recall,
-                "candidates": t.candidates,
-                "rollouts": t.rollouts,
-                "queries": t.queries,
-            }
-        )
+        print(f"\n{scenario}\n")
+        print("| mode | records | precision | true pivots | recall | candidates | rollouts per query |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, t in tallies.items():
+            print(
+                f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.candidates} "
+                f"| {t.rollouts / t.queries:.0f} |"
+            )
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "mode": name,
+                    "records": t.records,
+                    "correct": t.correct,
+                    "precision": t.precision,
+                    "true_pivots": t.true_pivots,
+                    "found": t.found,
+                    "recall": t.recall,
+                    "candidates": t.candidates,
+                    "rollouts": t.rollouts,
+                    "queries": t.queries,
+                }
+            )
     print(f"{args.seeds} seeds in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:

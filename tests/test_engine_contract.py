@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 from collections.abc import Callable
 
@@ -395,3 +396,54 @@ else:
         run(RunConfig(output_path=str(here), **settings))
         assert records(there) == records(here)
         assert traces(there) and traces(there) == traces(here)
+
+
+def sampling_pis(model, prefix, token_ids, params: SamplingParams) -> list[float]:
+    """pi of each of ``token_ids`` under the sampling distribution, recomputed from one float32 forward pass."""
+    from pts.engines.hf import sampling_distribution
+
+    with torch.inference_mode():
+        logits = model(torch.tensor([list(prefix) + list(token_ids)])).logits[0].float()[len(prefix) - 1 : -1]
+    out = []
+    for row, t in zip(logits, token_ids):
+        probs, idx = sampling_distribution(row[None, :].clone(), params)
+        probs = probs[0] / probs[0].sum()
+        ids = idx[0].tolist() if idx is not None else list(range(probs.shape[0]))
+        out.append(float(probs[ids.index(t)]) if t in ids else 0.0)
+    return out
+
+
+@engines(MODEL_ENGINES)
+@pytest.mark.parametrize("params", [SEEDED, SHARP], ids=["seeded", "sharp"])
+def test_sampling_logprobs_match_the_processed_distribution(case, params, embedded_model):
+    """Each sampled token's sampling log-prob is log pi under temperature + top-k + top-p + min-p, recomputed from
+    a forward pass with the same processors; raw log-probs stay the model's own."""
+    model = embedded_model[0]
+    prefix = case.prompts["mid"]
+    (rs,) = case.engine.sample([RolloutRequest(prefix, 4, 12)], params)
+    for r in rs:
+        assert r.sampling_logprobs is not None and len(r.sampling_logprobs) == len(r.token_ids)
+        expected = sampling_pis(model, prefix, r.token_ids, params)
+        got = [math.exp(x) for x in r.sampling_logprobs]
+        assert all(0 < g <= 1 for g in got)
+        assert got == pytest.approx(expected, abs=1e-3)
+        # At temperature < 1 the sampler sharpens: the picked token's pi differs from its raw probability.
+        assert any(abs(g - math.exp(lp)) > 1e-3 for g, lp in zip(got, r.logprobs))
+
+
+@pytest.mark.parametrize("params", [SEEDED, SHARP], ids=["seeded", "sharp"])
+def test_hf_next_token_distribution_and_excluded_first_token(hf_case, params):
+    """The next-token sampling distribution sums to 1 and agrees with the sampled tokens' pi; a request with
+    ``exclude_first`` never starts with that token, and reports pi under the whole distribution."""
+    engine, prefix = hf_case.engine, hf_case.prompts["poem"]  # the first token of a poem: an open choice
+    (dist,) = engine.next_token_distribution([prefix], params)
+    assert sum(dist.values()) == pytest.approx(1.0, abs=1e-5)
+    top = max(dist, key=dist.get)
+    assert dist[top] < 1.0
+    (plain, excluded) = engine.sample(
+        [RolloutRequest(prefix, 16, 1, seed=5), RolloutRequest(prefix, 16, 1, seed=5, exclude_first=top)], params
+    )
+    for r in plain + excluded:
+        assert math.exp(r.sampling_logprobs[0]) == pytest.approx(dist[r.token_ids[0]], abs=1e-4)
+    assert all(r.token_ids[0] != top for r in excluded)
+    assert all(r.token_ids[0] in dist for r in excluded)

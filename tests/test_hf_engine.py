@@ -234,3 +234,51 @@ def test_block_cache_is_lru_and_bounded():
     assert cache.get((1,)) is None and cache.get((0,)) is block and len(cache) == 3 and cache.bytes == 3 * 256
     cache.put((9,), [(torch.zeros(1, 1, 64, 8), torch.zeros(1, 1, 64, 8))])  # larger than the whole budget
     assert cache.get((9,)) is None and len(cache) == 3
+
+
+@pytest.mark.parametrize(
+    "params, pi",
+    [
+        (SamplingParams(temperature=1.0, top_k=0, top_p=1.0), [0.15, 0.3, 0.05, 0.5]),
+        (SamplingParams(temperature=1.0, top_k=2, top_p=1.0), [0.0, 0.375, 0.0, 0.625]),
+        (SamplingParams(temperature=1.0, top_k=0, top_p=0.75), [0.0, 0.375, 0.0, 0.625]),
+        (SamplingParams(temperature=1.0, top_k=3, top_p=1.0, min_p=0.5), [0.0, 0.375, 0.0, 0.625]),
+        (SamplingParams(temperature=0.0), [0.0, 0.0, 0.0, 1.0]),
+    ],
+    ids=["full", "top2", "top_p", "min_p", "greedy"],
+)
+def test_sampling_logprobs_are_pi_under_the_processed_distribution_and_exclusion_renormalizes(params, pi):
+    """Model-free: the sampling log-prob of every pick is log pi (exact, whatever the rows' draws); a row with an
+    excluded token never picks it, and the pick keeps its pi under the whole distribution."""
+    from pts.engines.hf import sample_tokens_pi, sampling_distribution
+
+    probs = torch.tensor([0.15, 0.3, 0.05, 0.5])
+    logits = torch.log(probs).repeat(400, 1)
+    gens = [torch.Generator().manual_seed(i) for i in range(400)]
+    tok, lp, slp = sample_tokens_pi(logits.clone(), params, gens)
+    plain, plain_lp = _sample(logits.clone(), params, [torch.Generator().manual_seed(i) for i in range(400)])
+    assert torch.equal(tok, plain) and torch.allclose(lp, plain_lp)  # the same picks as sample_tokens
+    assert torch.allclose(slp.exp(), torch.tensor(pi)[tok], atol=1e-6)
+    if params.temperature > 0:
+        support, idx = sampling_distribution(logits[:1].clone(), params)
+        ids = idx[0] if idx is not None else torch.arange(4)
+        got = {int(i): float(q) for i, q in zip(ids, support[0] / support[0].sum()) if q > 0}
+        assert got == pytest.approx({i: q for i, q in enumerate(pi) if q > 0})
+    top = int(torch.tensor(pi).argmax())
+    gens = [torch.Generator().manual_seed(i) for i in range(400)]
+    tok, _, slp = sample_tokens_pi(logits.clone(), params, gens, torch.full((400,), top))
+    assert not (tok == top).any()
+    assert torch.allclose(slp.exp(), torch.tensor(pi)[tok], atol=1e-6)
+    if params.temperature > 0:  # only tokens of the support are drawn
+        assert all(pi[t] > 0 for t in tok.tolist())
+
+
+def test_excluding_the_only_token_of_the_support_takes_the_likeliest_other():
+    from pts.engines.hf import sample_tokens_pi
+
+    logits = torch.log(torch.tensor([[0.15, 0.3, 0.05, 0.5]])).repeat(8, 1)
+    params = SamplingParams(temperature=1.0, top_k=1, top_p=1.0)  # the support is token 3 alone
+    tok, _, slp = sample_tokens_pi(
+        logits.clone(), params, [torch.Generator().manual_seed(i) for i in range(8)], torch.full((8,), 3)
+    )
+    assert tok.tolist() == [1] * 8 and torch.isinf(slp).all()

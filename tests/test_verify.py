@@ -179,14 +179,22 @@ def _bench():
 
 def test_verified_search_is_more_precise_than_todays_on_planted_pivots():
     bench = _bench()
-    t = bench.measure(range(60), bench.MODES)
-    today, pooled_only, verified = t["today"], t["pooled"], t["pooled+verified"]
-    # Measured on these seeds: precision 0.35 / 0.46 / 1.00, recall 0.77 / 0.79 / 0.58,
-    # rollouts per query 197 / 146 / 301.
+    names = {
+        "today": "original (--no-pool --no-verify)",
+        "pooled": "pooled",
+        "verified": "pooled+verified, no bound (dca1e4c defaults)",
+        "bound": "bound, bisection (defaults: direct 0)",
+    }
+    t = bench.measure(range(60), {k: bench.MODES[v] for k, v in names.items()})
+    today, pooled_only, verified, bound = t["today"], t["pooled"], t["verified"], t["bound"]
+    # Measured on these seeds: precision 0.35 / 0.46 / 1.00 / 1.00, recall 0.77 / 0.79 / 0.58 / 0.74,
+    # rollouts per query 197 / 146 / 301 / 294.
     assert verified.precision >= 0.9 and verified.precision >= today.precision
     assert pooled_only.rollouts < today.rollouts and pooled_only.precision >= today.precision
     assert verified.recall > 0.4
     assert verified.rollouts <= 2.5 * today.rollouts
+    # The sampling-probability bound: as precise, more recall, no more rollouts than verification without it.
+    assert bound.precision >= 0.99 and bound.recall >= verified.recall + 0.1 and bound.rollouts <= verified.rollouts
 
 
 def search(eng, **kw):
@@ -203,7 +211,12 @@ def test_verified_records_carry_verification_numbers_and_round_trip():
     assert records
     for r in records:
         assert r.verified and r.search["verify"] and r.search["pool"]
-        assert r.prob_before == r.successes_before / r.samples_before
+        # Measured by strata: before is pi * p_t + (1 - pi) * p_alt, its counts those of the alternative stratum.
+        pi = r.sampling_prob
+        assert pi is not None and 0 < pi < 1
+        if r.ci_before[0] != r.ci_before[1]:  # (a point interval: p before known exactly, no rollouts needed)
+            p_alt = r.successes_before / r.samples_before
+            assert r.prob_before == pytest.approx(pi * r.prob_after + (1 - pi) * p_alt)
         assert r.prob_after == r.successes_after / r.samples_after
         assert 0 <= r.pooled_before <= r.samples_before and 0 <= r.pooled_after <= r.samples_after
         assert r.samples_before <= 64 and r.samples_after <= 64 + r.pooled_after
@@ -245,8 +258,9 @@ class CountingOracle(PassFailOracle):
     "num_samples, max_generations, calls",
     [
         # Measured for one query: (one at a time, batches, in batches). Before the pooled search reused the initial
-        # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5.
-        (10, 3, (5, 19, 177)),
+        # estimate's verdicts, its 10 rollouts were judged a second time, one at a time: 15 instead of 5. Before
+        # the sampling-probability bound it was (5, 19, 177); the exact last step judges its two endings once each.
+        (10, 3, (8, 7, 86)),
         (4, 6, None),  # two more solutions than the initial estimate drew: judged once each, for the pool
     ],
 )
@@ -345,6 +359,14 @@ def test_run_keeps_a_trace_of_the_estimates_along_each_solution(tmp_path):
     for t in traces:
         assert t["kind"] == "solution_trace" and len(t["solution_tokens"]) == len(t["solution_ids"])
         positions = [e["position"] for e in t["estimates"]]
-        assert positions[0] == 0 and positions[-1] == len(t["solution_ids"]) and positions == sorted(positions)
+        # With the sampling-probability bound the search estimates only around positions that can hold a pivot,
+        # so the ends of the solution need not be among them.
+        assert positions == sorted(positions) and 0 <= positions[0] and positions[-1] <= len(t["solution_ids"])
         assert all(0 <= e["successes"] <= e["samples"] and e["pooled"] <= e["samples"] for e in t["estimates"])
+        pis = t["sampling_probs"]
+        assert len(pis) == len(t["solution_ids"]) and all(0 < q <= 1 for q in pis)
+        for e in t["estimates"]:  # every estimate sits next to a position whose bound reaches the threshold
+            assert any(1 - pis[i] >= 0.2 - 0.02 for i in (e["position"] - 1, e["position"]) if 0 <= i < len(pis))
     assert "candidates:" in summary.format() and f"{summary.pivots} kept" in summary.format()
+    # The last step before the verdict is known exactly (through the run's shared engine, too): no rollouts.
+    assert any(e["exact"] is not None for t in traces for e in t["estimates"])

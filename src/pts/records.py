@@ -96,7 +96,9 @@ class PivotalToken(Record):
     probabilities and counts come from verification rollouts only, ``candidate``
     holds the search's own numbers, and ``delta_ci`` is the interval of the
     change at level ``delta_ci_level`` that settled it (for unverified records,
-    the same interval from the search's estimates).
+    the same interval from the search's estimates). ``sampling_prob`` is pi of the pivot token
+    after its context under the sampling distribution (None when the engine did not say); the
+    change can be at most ``1 - sampling_prob`` in size.
     """
 
     model_id: str
@@ -130,6 +132,7 @@ class PivotalToken(Record):
     position: int = 0
     solution_index: int = 0
     search: dict[str, Any] = field(default_factory=dict)
+    sampling_prob: float | None = None
     kind: str = "pivotal_token"
 
     def identity(self) -> tuple[Any, ...]:

@@ -33,6 +33,11 @@ class RolloutRequest:
     ``finish_reason == "stop"``. Engines may check it only every few tokens.
     ``seed``, when given, replaces ``SamplingParams.seed`` for this request, so
     requests merged into one call keep their own randomness.
+    ``exclude_first``, when given, is a token the first sampled token must not be:
+    the first token is drawn from the sampling distribution (after temperature and
+    truncation) conditioned on not being it, i.e. renormalized over the other
+    tokens; later tokens are sampled as usual. Rollouts from a context whose first
+    token is not t are then drawn directly (the "alternative" stratum of t).
     """
 
     prefix_ids: tuple[int, ...]
@@ -40,6 +45,7 @@ class RolloutRequest:
     max_new_tokens: int
     stop: Callable[[str], bool] | None = field(default=None, compare=False)
     seed: int | None = None
+    exclude_first: int | None = None
 
 
 @dataclass
@@ -52,12 +58,19 @@ class Rollout:
     next-token distribution (log-softmax of the raw logits, before temperature or
     truncation); ``finish_reason`` is ``"eos"`` (model ended it), ``"stop"`` (the
     request's stop test fired) or ``"length"`` (hit ``max_new_tokens``).
+    ``sampling_logprobs[i]``, when the engine knows it, is log pi(token_ids[i] | context):
+    the log-probability under the distribution the token was actually drawn from
+    (after temperature, top-k, top-p and min-p; 0.0 for greedy decoding). For the
+    first token of a request with ``exclude_first`` it is still pi under the full
+    sampling distribution, not the renormalized one. None when the engine cannot
+    say (the search then does without the bounds that need it).
     """
 
     token_ids: list[int]
     text: str
     logprobs: list[float]
     finish_reason: Literal["eos", "stop", "length"]
+    sampling_logprobs: list[float] | None = None
 
 
 @runtime_checkable
@@ -71,6 +84,22 @@ class Engine(Protocol):
     def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
         """Return, for each request in order, exactly ``request.n`` rollouts."""
         ...
+
+
+@runtime_checkable
+class NextTokenDistribution(Protocol):
+    """An engine that can also say, without sampling, what its sampler would pick next (optional).
+
+    ``next_token_distribution(prefixes, params)`` returns, for each prefix, the
+    sampling distribution of the next token as ``{token_id: pi}`` over its whole
+    support (the tokens left after temperature, top-k, top-p and min-p; their
+    probabilities sum to 1). The search uses it where every next token ends the
+    response, to know p(success) exactly without rollouts.
+    """
+
+    def next_token_distribution(
+        self, prefixes: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[dict[int, float]]: ...
 
 
 def eos_token_ids(configs, tokenizer) -> set[int]:

@@ -60,20 +60,27 @@ class CoalescingEngine:
         self._done: list[Any] = []  # their outcomes, until wait_quiet() hands them out
         self._waiting: list[_Waiting] = []
         self._cancelled = False
+        self._distribution_lock = threading.Lock()  # one direct model call at a time, of either kind
         distribution = getattr(engine, "next_token_logprobs", None)
         if callable(distribution):
             self.next_token_logprobs = self._one_at_a_time(distribution)
+        # Sampling probabilities (the search's exact steps and excluded first tokens) pass through too.
+        self.excludes_first = getattr(engine, "excludes_first", False)
+        sampling = getattr(engine, "next_token_distribution", None)
+        if callable(sampling):
+            self.next_token_distribution = self._one_at_a_time(sampling)
 
     def _one_at_a_time(self, distribution):
-        """The wrapped engine's ``next_token_logprobs``, one caller at a time. It never overlaps a merged
-        ``sample`` call either: that runs only once every registered unit is waiting in ``sample``."""
-        lock = threading.Lock()
+        """The wrapped engine's ``next_token_logprobs`` (or ``next_token_distribution``), one caller at a time.
+        It never overlaps a merged ``sample`` call either: that runs only once every registered unit is waiting
+        in ``sample``."""
+        lock = self._distribution_lock
 
-        def next_token_logprobs(prefixes):
+        def one_at_a_time(*args):
             with lock:
-                return distribution(prefixes)
+                return distribution(*args)
 
-        return next_token_logprobs
+        return one_at_a_time
 
     def join(self) -> None:
         """Count one more unit that may call :meth:`sample`."""

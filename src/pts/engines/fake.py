@@ -7,10 +7,20 @@ With ``exact=True`` the verdicts of the n rollouts of one request are
 stratified (exactly round(p*n) pass), so estimates are exact and the pivotal
 tokens of any solution are known in advance. Randomness depends only on the
 engine seed, the prefix and the request's seed, never on call order or batching.
+
+:class:`BranchingFakeEngine` is the one that samples like a language model (the
+chain rule holds at every prefix); it reports each token's probability under
+its sampling distribution exactly (``Rollout.sampling_logprobs``), can draw a
+first token with one token excluded, and gives the next-token distribution at
+any prefix without sampling. :class:`FakeEngine` reports no sampling
+probabilities (None): its p(success | prefix) is an arbitrary function that no
+sampling distribution of its rollouts would produce, so the bound
+|p(C + t) - p(C)| <= 1 - pi(t | C) does not hold for it.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -155,10 +165,21 @@ class BranchingFakeEngine:
     :class:`FakeEngine` draws every verdict from p(request prefix) whatever the
     rollout then wrote, which breaks that property; search with pooling needs
     this engine. Verdicts are binomial (never stratified).
+
+    Sampling probabilities (``Rollout.sampling_logprobs``, :meth:`next_token_distribution`)
+    are exact: ``follow[i]`` for the script token, ``1 - follow[i]`` for ``~``, 1/3 for
+    each filler letter, p and 1 - p for `` PASS`` and `` FAIL``, 1 for end-of-sequence.
+    With ``filler_like_script`` the filler after step i is ``x`` with probability
+    ``follow[i]`` and ``y``/``z`` share the rest: off script, the sampler is as sure
+    of its next token as on it (uniform filler makes every off-script position
+    one where 1 - pi = 2/3, which no model's text is like).
+    A request's ``exclude_first`` draws the first token from that distribution
+    without the excluded token (the deviation when the script token is excluded).
     """
 
     model_id = "fake-branching"
     DEVIATE = "~"
+    excludes_first = True  # honours RolloutRequest.exclude_first
 
     def __init__(
         self,
@@ -168,6 +189,7 @@ class BranchingFakeEngine:
         prompt_length: int,
         follow: float | Sequence[float] = 0.9,
         seed: int = 0,
+        filler_like_script: bool = False,
     ) -> None:
         if len(p_script) != len(script) + 1:
             raise ValueError("p_script needs one value per prefix length 0..len(script)")
@@ -179,6 +201,7 @@ class BranchingFakeEngine:
         self.follow = follow
         self.prompt_length = prompt_length
         self.seed = seed
+        self.filler_like_script = filler_like_script
         self.deviate_p = [(p_script[i] - f * p_script[i + 1]) / (1 - f) for i, f in enumerate(follow)]
         bad = [i for i, d in enumerate(self.deviate_p) if not -1e-9 <= d <= 1 + 1e-9]
         if bad:
@@ -208,31 +231,68 @@ class BranchingFakeEngine:
 
     def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
         response = tuple(request.prefix_ids[self.prompt_length :])
-        rng = random.Random(stable_id(self.seed, response, request.seed))
+        salt = () if request.exclude_first is None else (request.exclude_first,)
+        rng = random.Random(stable_id(self.seed, response, request.seed, *salt))
         self.rollouts += request.n
-        return [self._rollout(response, rng, request.max_new_tokens) for _ in range(request.n)]
+        return [self._rollout(response, rng, request.max_new_tokens, request.exclude_first) for _ in range(request.n)]
 
-    def _rollout(self, response: tuple[int, ...], rng: random.Random, budget: int) -> Rollout:
+    def next_token_distribution(
+        self, prefixes: Sequence[Sequence[int]], params: SamplingParams | None = None
+    ) -> list[dict[int, float]]:
+        """The exact sampling distribution of the token after each prefix (prompt included), ``{id: pi}``."""
+        out = []
+        for p in prefixes:
+            out.append({t: q for t, q in self._distribution(tuple(p[self.prompt_length :])).items() if q > 0})
+        return out
+
+    def _distribution(self, response: tuple[int, ...]) -> dict[int, float]:
+        """The next token's distribution after ``response``; the verdict step keeps a zero-weight side, so that
+        every rollout makes the same uniform draws whatever p is (rollouts of earlier versions stay the same)."""
         n, off = len(self.script), token(self.DEVIATE)
+        if PASS in response or FAIL in response:
+            return {EOS: 1.0}
+        if off not in response and len(response) < n:
+            f = self.follow[len(response)]
+            return {self.script[len(response)]: f, off: 1 - f}
+        if len(response) < n:
+            if self.filler_like_script:  # as sure of its next letter as the script is at that step
+                f = self.follow[len(response)]
+                return {token("x"): f, token("y"): (1 - f) / 2, token("z"): (1 - f) / 2}
+            return {token(c): 1 / 3 for c in "xyz"}
+        p = self.true_p(response)
+        return {PASS: p, FAIL: 1 - p}
+
+    def _rollout(self, response: tuple[int, ...], rng: random.Random, budget: int, exclude: int | None) -> Rollout:
         ids: list[int] = []
-        if off in response:
-            p = self.deviate_p[response.index(off)]
-        else:
-            i = len(response)
-            while i < n:
-                if rng.random() < self.follow[i]:
-                    ids.append(self.script[i])
-                    i += 1
-                else:
-                    ids.append(off)
-                    break
-            p = self.deviate_p[i] if i < n else self.p_script[n]
-        while len(response) + len(ids) < n:  # off script: filler up to the script's length
-            ids.append(token(rng.choice("xyz")))
-        ids += [PASS if rng.random() < p else FAIL, EOS]
-        ids = ids[:budget]
+        pis: list[float] = []
+        context = response
+        while len(ids) < budget and (not ids or ids[-1] != EOS):
+            dist = self._distribution(context)
+            choices = dist if exclude is None or ids else {t: q for t, q in dist.items() if t != exclude}
+            if not any(choices.values()):
+                raise ValueError("exclude_first leaves nothing to sample")
+            if len(choices) == 1:
+                (t,) = choices
+            elif len(choices) == 3 and not self.filler_like_script:  # filler letters, uniform
+                t = token(rng.choice("xyz"))
+            else:
+                t = _draw(rng, choices)
+            ids.append(t)
+            pis.append(dist[t])
+            context += (t,)
         reason = "eos" if ids and ids[-1] == EOS else "length"
-        return Rollout(ids, self.tokenizer.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Rollout(ids, text, [-1.0] * len(ids), reason, [math.log(q) for q in pis])
+
+
+def _draw(rng: random.Random, dist: dict[int, float]) -> int:
+    """One token from ``dist`` (weights need not sum to 1), by one uniform draw in key order."""
+    u = rng.random() * sum(dist.values())
+    for t, q in dist.items():
+        u -= q
+        if u < 0:
+            return t
+    return t
 
 
 def planted_scenario(
@@ -240,7 +300,7 @@ def planted_scenario(
     length: int = 24,
     pivots: int = 3,
     delta_range: tuple[float, float] = (0.05, 0.6),
-    flat_follow: float = 0.9,
+    flat_follow: float | Callable[[random.Random], float] = 0.9,
 ) -> tuple[list[int], list[float], list[float]]:
     """A random script with ``pivots`` planted steps of p, for :class:`BranchingFakeEngine`.
 
@@ -249,7 +309,10 @@ def planted_scenario(
     random sign (flipped or shrunk to keep p within [0.02, 0.98]). Rollouts leave
     the script with probability ``1 - flat_follow`` at flat steps (harmless:
     p stays the same) and more often at planted ones, where following the
-    script must be rare enough for the chain rule to hold.
+    script must be rare enough for the chain rule to hold. ``flat_follow`` may
+    be a function drawing each flat step's probability from ``rng`` (after the
+    script and the pivots are drawn, so those stay the same), e.g.
+    :func:`realistic_follow`.
     """
     script = [token(rng.choice("abcdefgh")) for _ in range(length)]
     where = set(rng.sample(range(length), pivots))
@@ -266,6 +329,16 @@ def planted_scenario(
             follow.append(min(0.8, 0.95 * bound))
             p += delta
         else:
-            follow.append(flat_follow)
+            follow.append(None)
         p_script.append(p)
+    draw = flat_follow if callable(flat_follow) else (lambda _: flat_follow)
+    follow = [draw(rng) if f is None else f for f in follow]
     return script, p_script, follow
+
+
+def realistic_follow(rng: random.Random) -> float:
+    """pi of a flat step as on the embedded model's solutions: 39% of positions had 1 - pi >= 0.2 there
+    (docs/search.md); here 1 - pi is uniform in [0.2, 0.95] for 39% of steps, in [0.001, 0.2) otherwise."""
+    if rng.random() < 0.39:
+        return 1 - rng.uniform(0.2, 0.95)
+    return 1 - rng.uniform(0.001, 0.2)

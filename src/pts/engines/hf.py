@@ -58,8 +58,10 @@ class _Row:
     max_new: int
     gen: torch.Generator | None
     stop: Callable[[str], bool] | None = None
+    exclude_first: int | None = None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    sampling_logprobs: list[float] = field(default_factory=list)
     done: bool = False
 
 
@@ -178,6 +180,8 @@ class HFEngine:
     steering), call ``engine.prefix_cache.clear()``.
     """
 
+    excludes_first = True  # honours RolloutRequest.exclude_first
+
     def __init__(
         self,
         model,
@@ -225,6 +229,28 @@ class HFEngine:
         return torch.log_softmax(torch.stack(rows), dim=-1).cpu()
 
     @torch.inference_mode()
+    def next_token_distribution(
+        self, prefixes: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[dict[int, float]]:
+        """The sampling distribution of the token after each prefix, ``{token_id: pi}`` over its support.
+
+        Computed from the same prefill and the same processing (:func:`sampling_distribution`)
+        that the first token of a rollout from the prefix is drawn with.
+        """
+        out = []
+        for p in prefixes:
+            logits = self._prefill(tuple(int(t) for t in p))[1][None, :].clone()
+            if params.temperature < GREEDY_BELOW:
+                out.append({int(logits[0].argmax()): 1.0})
+                continue
+            probs, idx = sampling_distribution(logits, params)
+            probs = probs[0] / probs[0].sum()
+            ids = torch.arange(probs.shape[0], device=probs.device) if idx is None else idx[0]
+            keep = probs > 0
+            out.append(dict(zip(ids[keep].tolist(), probs[keep].tolist())))
+        return out
+
+    @torch.inference_mode()
     def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
         """Return, for each request in order, exactly ``request.n`` rollouts.
 
@@ -250,7 +276,7 @@ class HFEngine:
             group = groups.setdefault(prefix, [])
             for j in range(r.n):
                 gen = None if greedy else _generator(key, first + j)
-                group.append(_Row(i, j, prefix, r.max_new_tokens, gen, r.stop))
+                group.append(_Row(i, j, prefix, r.max_new_tokens, gen, r.stop, r.exclude_first))
         pending: deque[_Row] = deque()
         for group in groups.values():  # a prefix's rows are contiguous, so its prefill is kept only briefly
             for row in group:
@@ -309,8 +335,12 @@ class HFEngine:
         for p in dict.fromkeys(r.prefix for r in rows):
             if p not in prefills:
                 prefills[p] = self._prefill(p)
-        tok, lp = sample_tokens(torch.stack([prefills[r.prefix][1] for r in rows]), params, [r.gen for r in rows])
-        self._record(rows, tok, lp, results)
+        excluded = [-1 if r.exclude_first is None else r.exclude_first for r in rows]
+        exclude = None if max(excluded) < 0 else torch.tensor(excluded, device=self.device)
+        tok, lp, slp = sample_tokens_pi(
+            torch.stack([prefills[r.prefix][1] for r in rows]), params, [r.gen for r in rows], exclude
+        )
+        self._record(rows, tok, lp, slp, results)
         keep = [i for i, r in enumerate(rows) if not r.done]
         live = batch is not None and batch.alive > 0
         if not keep:
@@ -340,8 +370,8 @@ class HFEngine:
             **{self.cache_kw: batch.cache},
             use_cache=True,
         )
-        tok, lp = sample_tokens(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
-        self._record(batch.rows, tok, lp, results)
+        tok, lp, slp = sample_tokens_pi(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
+        self._record(batch.rows, tok, lp, slp, results)
         batch.next_tok, batch.pos = tok, batch.pos + 1
         alive = batch.alive
         if alive == 0:
@@ -359,13 +389,14 @@ class HFEngine:
             self._buf = torch.empty(max(rows, self.batch_size), vocab, device=logits.device)
         return self._buf[:rows].copy_(logits)
 
-    def _record(self, rows: list[_Row], tok: torch.Tensor, lp: torch.Tensor, results) -> None:
+    def _record(self, rows: list[_Row], tok: torch.Tensor, lp: torch.Tensor, slp: torch.Tensor, results) -> None:
         """Append each live row's new token; finish rows that ended and store their rollout."""
-        for row, t, logprob, nl in zip(rows, tok.tolist(), lp.tolist(), self._newline[tok].tolist()):
+        for row, t, logprob, pi, nl in zip(rows, tok.tolist(), lp.tolist(), slp.tolist(), self._newline[tok].tolist()):
             if row.done:
                 continue
             row.tokens.append(t)
             row.logprobs.append(logprob)
+            row.sampling_logprobs.append(pi)
             n = len(row.tokens)
             reason = None
             if t in self.eos_token_ids:
@@ -377,7 +408,9 @@ class HFEngine:
                 reason = "length"
             if reason is not None:
                 row.done = True
-                results[row.req][row.index] = Rollout(row.tokens, self._decode(row.tokens), row.logprobs, reason)
+                results[row.req][row.index] = Rollout(
+                    row.tokens, self._decode(row.tokens), row.logprobs, reason, row.sampling_logprobs
+                )
                 self.rollouts_done += 1
                 self.tokens_done += n
 
@@ -440,34 +473,82 @@ def sample_tokens(logits: torch.Tensor, params: SamplingParams, gens: list) -> t
     (unused when greedy). The log-prob is under the unmodified logits (before
     temperature and truncation). Public because steered generation
     (:mod:`pts.steering.generate`) samples with it, so sampling options mean
-    the same there.
+    the same there. :func:`sample_tokens_pi` also returns the sampling log-probs.
     """
+    tok, lp, _ = sample_tokens_pi(logits, params, gens)
+    return tok, lp
+
+
+def sampling_distribution(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The distribution sampling draws from, for float32 ``logits`` [rows, vocab] (not modified).
+
+    Returns ``(probs, idx)``: unnormalized probabilities after temperature, top-k,
+    top-p and min-p (zero outside the support), over the tokens ``idx[:, j]``
+    (``idx`` None: over the vocabulary in order). Not for greedy decoding.
+    """
+    vocab = logits.shape[-1]
+    k = params.top_k if 0 < params.top_k < vocab else vocab
+    # Temperature does not change the order, so pick the top-k first and scale only those.
+    if k < vocab:
+        vals, idx = logits.topk(k, dim=-1)
+    elif params.top_p < 1.0 or params.min_p > 0.0:
+        vals, idx = logits.sort(dim=-1, descending=True)
+    else:  # no truncation: sample in vocabulary order, no sort needed
+        vals, idx = logits, None
+    probs = torch.softmax(vals / params.temperature, dim=-1)
+    if params.top_p < 1.0:  # keep the smallest head whose mass reaches top_p
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
+    if params.min_p > 0.0:
+        probs = probs.masked_fill(probs < params.min_p * probs[:, :1], 0.0)
+    return probs, idx
+
+
+def sample_tokens_pi(
+    logits: torch.Tensor, params: SamplingParams, gens: list, exclude: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`sample_tokens`, also returning each picked token's log-probability under the sampling distribution.
+
+    ``exclude`` (one token id per row, -1 for none) removes a token from a row's
+    draw after truncation, so the pick is from the sampling distribution
+    conditioned on not being it; the returned sampling log-prob is still under
+    the whole distribution. Greedy decoding picks the argmax (of the rest, with
+    ``exclude``) with sampling log-prob 0 (-inf for a token other than the argmax).
+    """
+    rows = logits.shape[0]
     if params.temperature < GREEDY_BELOW:
-        tok = logits.argmax(dim=-1)
+        if exclude is not None:
+            masked = logits.clone()
+            hit = exclude >= 0
+            masked[hit.nonzero()[:, 0], exclude[hit]] = float("-inf")
+            tok = masked.argmax(dim=-1)
+        else:
+            tok = logits.argmax(dim=-1)
+        spi = torch.where(tok == logits.argmax(dim=-1), 0.0, float("-inf")).to(logits)
     else:
-        vocab = logits.shape[-1]
-        k = params.top_k if 0 < params.top_k < vocab else vocab
-        # Temperature does not change the order, so pick the top-k first and scale only those.
-        if k < vocab:
-            vals, idx = logits.topk(k, dim=-1)
-        elif params.top_p < 1.0 or params.min_p > 0.0:
-            vals, idx = logits.sort(dim=-1, descending=True)
-        else:  # no truncation: sample in vocabulary order, no sort needed
-            vals, idx = logits, None
-        probs = torch.softmax(vals / params.temperature, dim=-1)
-        if params.top_p < 1.0:  # keep the smallest head whose mass reaches top_p
-            probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
-        if params.min_p > 0.0:
-            probs = probs.masked_fill(probs < params.min_p * probs[:, :1], 0.0)
-        cdf = probs.cumsum(-1)
+        probs, idx = sampling_distribution(logits, params)
+        total = probs.sum(-1)
+        draw = probs
+        if exclude is not None:
+            ids = idx if idx is not None else torch.arange(probs.shape[-1], device=probs.device)[None, :]
+            draw = probs.masked_fill(ids == exclude[:, None], 0.0)
+        cdf = draw.cumsum(-1)
         u = torch.stack([torch.rand((), generator=g) for g in gens]).to(cdf) * cdf[:, -1]
-        choice = (cdf < u[:, None]).sum(-1).clamp(max=k - 1)
+        choice = (cdf < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
         tok = choice if idx is None else idx.gather(1, choice[:, None])[:, 0]
+        spi = (probs.gather(1, choice[:, None])[:, 0] / total).log()
+        if exclude is not None and bool((cdf[:, -1] <= 0).any()):
+            # The excluded token held all of the mass: take the likeliest other token (its pi is 0).
+            empty = (cdf[:, -1] <= 0).nonzero()[:, 0]
+            masked = logits[empty].clone()
+            masked[torch.arange(len(empty)), exclude[empty]] = float("-inf")
+            tok[empty] = masked.argmax(dim=-1)
+            spi[empty] = float("-inf")
     picked = logits.gather(1, tok[:, None])[:, 0]
     top = logits.max(dim=-1).values
     # log-softmax of the picked token, in place: no second vocab-sized tensor per step
     lse = logits.sub_(top[:, None]).exp_().sum(-1).log_() + top
-    return tok, picked - lse
+    assert spi.shape[0] == rows
+    return tok, picked - lse, spi
 
 
 def _digest(base_seed: int, prefix: tuple[int, ...]) -> bytes:

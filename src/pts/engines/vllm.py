@@ -16,6 +16,16 @@ How it maps the :class:`~pts.engines.base.Engine` protocol onto vLLM:
   the model's raw logits, before temperature, top-k/top-p/min-p and logits
   processors. That is what :class:`~pts.engines.base.Rollout` promises (checked
   against a forward pass of the HF model in tests/test_engine_contract.py).
+* Sampling log-probs (``Rollout.sampling_logprobs``, pi under the distribution
+  tokens are drawn from): vLLM's ``logprobs_mode`` is one setting for the whole
+  engine, so "processed_logprobs" would cost the raw ones. With top-k sampling
+  (0 < ``top_k`` <= the engine's ``max_logprobs``) the engine asks for the
+  ``top_k`` highest raw log-probs at every step instead; the sampling
+  distribution is a function of exactly those (temperature, then top-p and
+  min-p over the top k), so pi is recomputed from them exactly. Without top-k
+  the support is the whole vocabulary and ``sampling_logprobs`` is None.
+  ``RolloutRequest.exclude_first`` is not supported (the search then samples
+  the context itself and uses the rollouts whose first token differs).
 * vLLM takes no Python callable as a stop condition, so the engine drives
   vLLM's step loop itself: after every step it decodes each sample's new
   tokens and runs the request's ``stop`` test at every token boundary; the
@@ -39,6 +49,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import math
 import os
 import re
 import secrets
@@ -82,6 +93,7 @@ class _Sample:
     stop: Callable[[str], bool] | None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    sampling_logprobs: list[float] = field(default_factory=list)
     done: bool = False
 
 
@@ -115,6 +127,7 @@ class VLLMEngine:
         if seeds is None:
             seeds = not (_on_cpu() and vllm_config.scheduler_config.enable_chunked_prefill)
         self.seeds = seeds
+        self.max_logprobs = int(getattr(vllm_config.model_config, "max_logprobs", 20))
         self._warned_seeds = False
         self._lock = threading.Lock()  # one step loop at a time: vLLM's engine is not shared between callers
 
@@ -222,6 +235,11 @@ class VLLMEngine:
         use_seeds = self._use_seeds(requests, params) and not greedy
         base_seed = params.seed if params.seed is not None else secrets.randbits(62)
         results: list[list[Rollout | None]] = [[None] * r.n for r in requests]
+        # Enough raw log-probs per step to recompute the sampling distribution (see the module docstring).
+        top = params.top_k if not greedy and 0 < params.top_k <= self.max_logprobs else 0
+        self._pi = _SamplingPi(params, top) if greedy or top else None
+        if any(r.exclude_first is not None for r in requests):
+            raise ValueError("VLLMEngine does not support RolloutRequest.exclude_first")
         live: dict[str, _Sample] = {}
         drawn: dict[tuple[int, ...], int] = {}
         call = next(_ids)
@@ -252,7 +270,7 @@ class VLLMEngine:
                         top_k=max(0, params.top_k),
                         min_p=params.min_p,
                         max_tokens=max_tokens,
-                        logprobs=0,  # the sampled token's log-prob only
+                        logprobs=top,  # the sampled token's log-prob, and the top-k ones for pi
                         stop_token_ids=sorted(self.eos_token_ids),
                         detokenize=False,  # pts decodes itself: the text must equal tokenizer.decode(token_ids)
                         output_kind=RequestOutputKind.DELTA,
@@ -275,7 +293,11 @@ class VLLMEngine:
                         if not out.finished:
                             engine.abort_request([out.request_id])
                         results[sample.req][sample.index] = Rollout(
-                            sample.tokens, self._decode(sample.tokens), sample.logprobs, reason
+                            sample.tokens,
+                            self._decode(sample.tokens),
+                            sample.logprobs,
+                            reason,
+                            sample.sampling_logprobs if self._pi is not None else None,
                         )
                 if live and not engine.has_unfinished_requests():
                     raise RuntimeError(f"vLLM finished with {len(live)} samples unaccounted for")
@@ -293,6 +315,8 @@ class VLLMEngine:
         for t, entry in zip(tokens, comp.logprobs):
             sample.tokens.append(int(t))
             sample.logprobs.append(float(entry[t].logprob))
+            if self._pi is not None:
+                sample.sampling_logprobs.append(self._pi(entry, int(t)))
             if t in self.eos_token_ids:
                 return None  # the end: vLLM reports it as finished in this output
             if sample.stop is not None and sample.stop(self._decode(sample.tokens)):
@@ -398,6 +422,40 @@ def _eos_ids(location: str, tokenizer) -> set[int]:
                 continue
 
     return eos_token_ids(configs(), tokenizer)
+
+
+class _SamplingPi:
+    """log pi(token | context) from one step's raw log-probs (a dict token id -> object with ``.logprob``).
+
+    Greedy: 0 for the token taken. Top-k sampling: the ``top`` highest raw
+    log-probs at temperature, then top-p and min-p, as the sampler applies them.
+    """
+
+    def __init__(self, params: SamplingParams, top: int) -> None:
+        self.params, self.top = params, top
+
+    def __call__(self, entry, token: int) -> float:
+        if self.params.temperature < GREEDY_BELOW or self.top == 0:
+            return 0.0
+        ranked = sorted(((float(v.logprob), int(t)) for t, v in entry.items()), reverse=True)[: self.top]
+        scaled = [lp / self.params.temperature for lp, _ in ranked]
+        m = max(scaled)
+        probs = [math.exp(x - m) for x in scaled]
+        total = sum(probs)
+        probs = [q / total for q in probs]
+        if self.params.top_p < 1.0:
+            head, kept = 0.0, []
+            for q in probs:
+                kept.append(q if head < self.params.top_p else 0.0)
+                head += q
+            probs = kept
+        if self.params.min_p > 0.0:
+            probs = [q if q >= self.params.min_p * probs[0] else 0.0 for q in probs]
+        total = sum(probs)
+        for q, (_, t) in zip(probs, ranked):
+            if t == token:
+                return math.log(q / total) if q > 0 else float("-inf")
+        return float("-inf")
 
 
 def _supports_raw_logprobs(vllm) -> bool:

@@ -66,6 +66,11 @@ FIELDS = {
     "candidate.prob_after": "p(success) after the token, as the search estimated it.",
     "candidate.samples_before": "Rollouts behind `candidate.prob_before`.",
     "candidate.samples_after": "Rollouts behind `candidate.prob_after`.",
+    "sampling_prob": "Probability that the rollout sampler (after temperature, top-k, top-p, min-p) picks the "
+    "pivot token after `pivot_context`; the change can be at most `1 - sampling_prob` in size. For a verified "
+    "pivot measured by strata, `prob_before` is `sampling_prob * prob_after + (1 - sampling_prob) * p_alt` and "
+    "`samples_before`/`successes_before` count the rollouts from `pivot_context` whose first token was another "
+    "(p_alt is their share of successes, `ci_before` its interval). Null when the engine did not report it.",
     "answer": "Reference answer the oracle judged against.",
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",

@@ -25,6 +25,12 @@ class Estimate:
     first token id of each rollout to ``[count, successes]``. ``pooled`` of the
     samples were drawn from a shorter prefix and passed through this one
     (:mod:`pts.search.evidence`); the rest were drawn here.
+
+    ``exact``, when set, is p itself, known without sampling: at a prefix where
+    every token the sampler can pick next ends the response, p is the
+    pi-weighted share of those endings the oracle accepts (``terminal`` is then
+    True as well: the value has no sampling error). For a stratified estimate
+    (:mod:`pts.search.verify`) it is the combined value of its strata.
     """
 
     successes: int
@@ -32,10 +38,11 @@ class Estimate:
     terminal: bool = False
     first_tokens: dict[int, list[int]] = field(default_factory=dict)
     pooled: int = 0
+    exact: float | None = None
 
     @property
     def p(self) -> float:
-        return self.successes / self.samples
+        return self.exact if self.exact is not None else self.successes / self.samples
 
 
 class SuccessEstimator:

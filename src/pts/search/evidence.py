@@ -21,11 +21,15 @@ solution, which bounds memory by the solutions' length, not the rollouts'.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from pts.engines.base import Rollout
+from pts.engines.base import NextTokenDistribution, Rollout
 from pts.search.estimate import Estimate, Prefix, SuccessEstimator
+
+# The most tokens a next-token distribution may have for p to be computed from it exactly.
+EXACT_SUPPORT = 64
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,25 @@ class PooledEstimator(SuccessEstimator):
     Estimates are topped up with fresh rollouts only to the extent that pooled
     ones fall short of the target. ``salt`` separates the seeds of independent
     phases (search, verification) that draw from the same prefixes.
+
+    With ``exact_steps`` and an engine that gives its next-token sampling
+    distribution, a prefix after which every token the sampler can pick ends
+    the response (e.g. the answer digit of a sum) gets its exact p from one
+    forward pass and the oracle, without rollouts (:meth:`exact`).
     """
 
-    def __init__(self, *args, solutions: Sequence[Sequence[int]], salt: str, **kwargs) -> None:
+    def __init__(
+        self, *args, solutions: Sequence[Sequence[int]], salt: str, exact_steps: bool = False, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.evidence = PrefixEvidence(solutions)
         self.salt = salt
         # Whether a prefix ends the response never changes: decode and ask the oracle once per prefix.
         self._ends: dict[Prefix, Estimate | None] = {}
+        self._exact: dict[Prefix, Estimate | None] = {}
+        self.exact_steps = exact_steps and isinstance(self.engine, NextTokenDistribution)
+        # Rollouts drawn from a context with one first token excluded: (context, token) -> [successes, samples].
+        self.alternatives: dict[tuple[Prefix, int], list[int]] = {}
 
     def add(self, start: Prefix, rollouts: Sequence[Rollout], oks: Sequence[bool], *, fresh: bool) -> None:
         for rollout, ok in zip(rollouts, oks):
@@ -130,6 +145,35 @@ class PooledEstimator(SuccessEstimator):
         if prefix not in self._ends:
             self._ends[prefix] = super().terminal(prefix, text)
         return self._ends[prefix]
+
+    def exact(self, prefixes: Sequence[Prefix]) -> None:
+        """Decide, once per prefix, whether p there is known exactly from the next token's sampling distribution.
+
+        p(C) = sum_a pi(a | C) * verdict(C + a) when every token a in the support
+        ends the response (:meth:`terminal`); the support is capped at
+        ``EXACT_SUPPORT`` tokens (a flat distribution is never such a step).
+        """
+        todo = [p for p in dict.fromkeys(prefixes) if p not in self._exact and self.terminal(p) is None]
+        if not todo or not self.exact_steps:
+            self._exact.update((p, None) for p in todo)
+            return
+        dists = self.engine.next_token_distribution([self.prompt_ids + p for p in todo], self.params)
+        for prefix, dist in zip(todo, dists):
+            value: float | None = 0.0
+            if len(dist) > EXACT_SUPPORT:
+                value = None
+            else:
+                for a, q in dist.items():
+                    end = self.terminal(prefix + (a,))
+                    if end is None:
+                        value = None
+                        break
+                    value += q * end.p
+            self._exact[prefix] = None if value is None else Estimate(round(value), 1, terminal=True, exact=value)
+
+    def known(self, prefix: Prefix) -> Estimate | None:
+        """The exact estimate of ``prefix`` (it ends the response, or its next step does); None otherwise."""
+        return self.terminal(prefix) or self._exact.get(prefix)
 
     def estimate(
         self,
@@ -147,8 +191,9 @@ class PooledEstimator(SuccessEstimator):
         wanted = [tuple(p) for p in prefixes]
         leave_out = list(exclude) if isinstance(exclude, (list, tuple)) else [exclude] * len(wanted)
         short: dict[Prefix, int] = {}
+        self.exact(wanted)
         for prefix, out in zip(wanted, leave_out):
-            if self.terminal(prefix) is None:
+            if self.known(prefix) is None:
                 have = self.evidence.estimate(prefix, out).samples
                 if have < target:
                     short[prefix] = max(short.get(prefix, 0), target - have)
@@ -160,4 +205,45 @@ class PooledEstimator(SuccessEstimator):
             ]
             for (prefix, _), rollouts in zip(missing, self.sample(requests)):
                 self.add(prefix, rollouts, self.judge_rollouts(prefix, rollouts), fresh=True)
-        return [self.terminal(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]
+        return [self.known(p) or self.evidence.estimate(p, out) for p, out in zip(wanted, leave_out)]
+
+    def alternative(self, prefix: Prefix, token: int) -> Estimate:
+        """Rollouts from ``prefix`` whose first token is not ``token``: draws from the sampling distribution
+        there conditioned on not taking ``token`` (those that passed through ``prefix`` and those drawn with
+        it excluded), counted together."""
+        node = self.evidence._node(prefix)
+        others = [c for t, c in node.first_tokens.items() if t != token]
+        direct = self.alternatives.get((prefix, token), [0, 0])
+        samples = sum(c for c, _ in others) + direct[1]
+        return Estimate(sum(k for _, k in others) + direct[0], samples, pooled=samples - direct[1])
+
+    def sample_alternatives(self, wanted: Sequence[tuple[Prefix, int, int]], sampling_probs: Sequence[float]) -> None:
+        """Top up the alternative stratum of each ``(prefix, token, target)`` to ``target`` rollouts, in one call.
+
+        With an engine that can exclude a first token (``excludes_first``), the
+        shortfall is drawn with ``token`` excluded; otherwise rollouts are drawn
+        from the prefix itself (enough, at ``sampling_probs``, to expect the
+        shortfall among those that do not take ``token``) and pooled as usual.
+        """
+        direct = bool(getattr(self.engine, "excludes_first", False))
+        asks = []
+        for (prefix, token, target), pi in zip(wanted, sampling_probs):
+            short = target - self.alternative(prefix, token).samples
+            if short > 0:
+                n = short if direct else min(4 * short, math.ceil(short / max(1e-9, 1 - pi)))
+                asks.append((prefix, token, n))
+        if not asks:
+            return
+        requests = []
+        for prefix, token, n in asks:
+            drawn = self.alternatives.get((prefix, token), [0, 0])[1]
+            base = self.request(prefix, n, self.response_text(prefix), self.salt, "alternative", token, drawn)
+            requests.append(replace(base, exclude_first=token) if direct else base)
+        for (prefix, token, _), rollouts in zip(asks, self.sample(requests)):
+            oks = self.judge_rollouts(prefix, rollouts)
+            if direct:
+                counts = self.alternatives.setdefault((prefix, token), [0, 0])
+                counts[0] += sum(oks)
+                counts[1] += len(oks)
+            else:
+                self.add(prefix, rollouts, oks, fresh=True)

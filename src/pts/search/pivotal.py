@@ -15,6 +15,7 @@ sampling in rounds until a confidence interval settles it (:class:`IntervalDecid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -184,12 +185,28 @@ def subdivide(
     return final, verdicts
 
 
+def possible_positions(
+    sampling_logprobs: Sequence[float] | None, threshold: float, margin: float = 0.0
+) -> list[bool] | None:
+    """Which positions of a solution can hold a pivot: ``1 - pi(token) >= threshold - margin``.
+
+    ``pi`` is the token's probability under the sampling distribution; since
+    |p(C + t) - p(C)| <= 1 - pi(t | C) (docs/search.md), any other position
+    cannot move p by the threshold. None (no bound) when the probabilities are unknown.
+    """
+    if sampling_logprobs is None:
+        return None
+    return [1 - math.exp(lp) >= threshold - margin - _EPS for lp in sampling_logprobs]
+
+
 def find_pivots_many(
     solutions: Sequence[Sequence[int]],
     decide: PointDecider,
     *,
     split_at: SplitAt = "logprob",
     logprobs: Sequence[Sequence[float] | None] | None = None,
+    possible: Sequence[Sequence[bool] | None] | None = None,
+    direct_at_most: int = 0,
 ) -> list[list[Pivot]]:
     """The pivotal tokens of several solutions, searched level by level together.
 
@@ -197,24 +214,50 @@ def find_pivots_many(
     estimate that one level of every solution needs goes to ``decide`` in one
     call, so the engine gets few large calls instead of many small ones; each
     solution's segments are the ones :func:`subdivide` finds for it alone.
+
+    ``possible[k]`` (from :func:`possible_positions`; None: every position)
+    says where solution ``k`` can hold a pivot. A segment with no possible
+    position is closed without an estimate; one with at most ``direct_at_most``
+    is replaced by its possible one-token segments, each estimated directly
+    (which also finds pivots of opposite sign that cancel inside the segment);
+    a larger one is cut down to the span of its possible positions, decided,
+    and, when it moves p, split between the middle two of them.
     """
     logprobs = logprobs or [None] * len(solutions)
+    possible = possible or [None] * len(solutions)
     surprisal = [cumulative_surprisal(lp) if lp is not None and split_at == "logprob" else None for lp in logprobs]
     verdicts: dict[tuple[tuple[int, int], tuple[int, int]], bool] = {}
-    level = [((k, 0), (k, len(sol))) for k, sol in enumerate(solutions) if sol]
+
+    def expand(k: int, s: int, e: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """The segments to decide for [s, e) of solution k, after the bound."""
+        if possible[k] is None:
+            return [((k, s), (k, e))]
+        where = [i for i in range(s, e) if possible[k][i]]
+        if not where:
+            return []
+        if len(where) <= direct_at_most:
+            return [((k, i), (k, i + 1)) for i in where]
+        return [((k, where[0]), (k, where[-1] + 1))]
+
+    level = [seg for k, sol in enumerate(solutions) if sol for seg in expand(k, 0, len(sol))]
     final: list[tuple[tuple[int, int], tuple[int, int]]] = []
     while level:
+        level = list(dict.fromkeys(level))
         verdicts.update(zip(level, decide(level)))
         next_level = []
         for (k, s), (_, e) in level:
             if e - s <= 1 or not verdicts[((k, s), (k, e))]:
                 final.append(((k, s), (k, e)))
             else:
-                m = split_point(s, e, split_at, surprisal[k])
-                next_level += [((k, s), (k, m)), ((k, m), (k, e))]
+                if possible[k] is None:
+                    m = split_point(s, e, split_at, surprisal[k])
+                else:
+                    where = [i for i in range(s, e) if possible[k][i]]
+                    m = where[len(where) // 2]
+                next_level += expand(k, s, m) + expand(k, m, e)
         level = next_level
     out: list[list[Pivot]] = [[] for _ in solutions]
-    for start, end in sorted(final):
+    for start, end in sorted(set(final)):
         (k, s), (_, e) = start, end
         if e - s == 1 and verdicts[(start, end)]:
             out[k].append(Pivot(s, solutions[k][s], decide.known[start], decide.known[end]))

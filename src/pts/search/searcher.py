@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from pts.search.pivotal import (
     SplitAt,
     find_pivots_many,
     interval,
+    possible_positions,
 )
 from pts.search.recorded import record_search
 from pts.search.verify import Candidate, Verdict, delta_interval, verify
@@ -28,6 +30,16 @@ log = logging.getLogger(__name__)
 
 # Level of the Wilson intervals written to records when sampling is not adaptive.
 REPORTED_CONFIDENCE = 0.95
+# Slack on pi(token): a solution's pi was computed while it was decoded in a batch; a later forward pass of
+# the same prefix can differ by batch composition in bf16. The bound closes a position only when
+# 1 - pi < threshold - margin, and stratified intervals widen 1 - pi by it (docs/search.md).
+SAMPLING_PROB_MARGIN = 0.02
+
+
+def sampling_prob(rollout: Rollout, position: int) -> float | None:
+    """pi of ``rollout``'s token at ``position`` under the sampling distribution; None when unknown."""
+    lps = rollout.sampling_logprobs
+    return None if lps is None else math.exp(lps[position])
 
 
 @options.config(group="search")
@@ -68,6 +80,22 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         "threshold; drop it once it lies inside or the cap is reached",
         check="open_unit",
     )
+    bound: bool = options.option(
+        True,
+        "use each token's sampling probability pi: never estimate where 1 - pi rules a pivot out, know p "
+        "exactly where every next token ends the response, verify by strata (--no-bound, or --no-pool "
+        "--no-verify, the original procedure: do without)",
+    )
+    direct_at_most: int = options.option(
+        0,
+        "with the bound: a segment with at most this many positions that can hold a pivot is searched by "
+        "estimating around each of them instead of by bisection",
+        check="nonneg",
+    )
+
+    def uses_bound(self) -> bool:
+        """The sampling-probability bound is on unless asked off or the original procedure is asked for."""
+        return self.bound and (self.pool or self.verify)
 
     def decider(self, estimate_positions) -> PointDecider:
         """Fixed ``num_samples`` per estimate, or adaptive rounds when a ``confidence`` is set."""
@@ -202,6 +230,7 @@ class PivotalTokenSearcher:
                     **common,
                     solutions=[r.token_ids for r in solutions],
                     salt="search",
+                    exact_steps=s.uses_bound(),
                 )
                 estimators.append(pooled)
                 # The initial estimate's rollouts keep the verdicts it judged them with; only more are judged here.
@@ -218,14 +247,24 @@ class PivotalTokenSearcher:
                 return est.estimate(prefixes, samples=samples)[0]
 
             decide = s.decider(estimate_positions)
-            found = find_pivots_many(ids_of, decide, split_at=s.split_at, logprobs=[r.logprobs for r in solutions])
+            pis = [r.sampling_logprobs if s.uses_bound() else None for r in solutions]
+            found = find_pivots_many(
+                ids_of,
+                decide,
+                split_at=s.split_at,
+                logprobs=[r.logprobs for r in solutions],
+                possible=[possible_positions(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
+                direct_at_most=s.direct_at_most,
+            )
             candidates: dict[tuple, tuple[int, Pivot]] = {}
             for index, pivots in enumerate(found):
                 for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
                     candidates.setdefault((tuple(ids_of[index][: p.position]), p.token_id), (index, p))
                 known = {i: e for (k, i), e in decide.known.items() if k == index}
-                result.traces.append(self._trace(task, prompt_ids, index, ids_of[index], known))
+                result.traces.append(
+                    self._trace(task, prompt_ids, index, ids_of[index], known, solutions[index].sampling_logprobs)
+                )
             result.candidates = len(candidates)
             if s.verify and candidates:
                 checker = PooledEstimator(
@@ -236,14 +275,21 @@ class PivotalTokenSearcher:
                     **common,
                     solutions=[r.token_ids for r in solutions],
                     salt="verify",
+                    exact_steps=s.uses_bound(),
                 )
                 estimators.append(checker)
                 verdicts = verify(
                     checker,
-                    [Candidate(context, token) for context, token in candidates],
+                    [
+                        Candidate(
+                            context, token, sampling_prob(solutions[index], p.position) if s.uses_bound() else None
+                        )
+                        for (context, token), (index, p) in candidates.items()
+                    ],
                     threshold=s.prob_threshold,
                     cap=s.verify_samples,
                     confidence=s.verify_confidence,
+                    margin=SAMPLING_PROB_MARGIN,
                 )
                 for (index, p), v in zip(candidates.values(), verdicts):
                     if v.kept:
@@ -258,6 +304,7 @@ class PivotalTokenSearcher:
                                 v.after,
                                 search=p,
                                 verdict=v,
+                                solution_rollout=solutions[index],
                             )
                         )
                     else:
@@ -266,7 +313,16 @@ class PivotalTokenSearcher:
             else:
                 for index, p in candidates.values():
                     result.pivots.append(
-                        self._record(task, prompt_ids, solutions[index].token_ids, index, p.position, p.before, p.after)
+                        self._record(
+                            task,
+                            prompt_ids,
+                            solutions[index].token_ids,
+                            index,
+                            p.position,
+                            p.before,
+                            p.after,
+                            solution_rollout=solutions[index],
+                        )
                     )
         result.rollouts = sum(e.rollouts for e in estimators)
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
@@ -274,9 +330,18 @@ class PivotalTokenSearcher:
         return result
 
     def _trace(
-        self, task: Task, prompt_ids: list[int], index: int, solution: Sequence[int], known: dict[int, Estimate]
+        self,
+        task: Task,
+        prompt_ids: list[int],
+        index: int,
+        solution: Sequence[int],
+        known: dict[int, Estimate],
+        sampling_logprobs: Sequence[float] | None,
     ) -> dict[str, Any]:
-        """The estimates the search made along one solution: p(success) by position, for display."""
+        """The estimates the search made along one solution: p(success) by position, for display.
+
+        ``sampling_probs[i]`` is pi of token i under the sampling distribution (None: unknown), so a
+        display can draw the bound 1 - pi along the solution."""
         tok = self.engine.tokenizer
         return {
             "kind": "solution_trace",
@@ -286,6 +351,9 @@ class PivotalTokenSearcher:
             "prompt_length": len(prompt_ids),
             "solution_ids": list(solution),
             "solution_tokens": [tok.decode([t], skip_special_tokens=False) for t in solution],
+            "sampling_probs": [math.exp(lp) for lp in sampling_logprobs]
+            if sampling_logprobs is not None
+            else [None] * len(solution),
             "estimates": [
                 {
                     "position": i,
@@ -293,6 +361,7 @@ class PivotalTokenSearcher:
                     "samples": e.samples,
                     "pooled": e.pooled,
                     "terminal": e.terminal,
+                    "exact": e.exact,
                 }
                 for i, e in sorted(known.items())
             ],
@@ -325,6 +394,7 @@ class PivotalTokenSearcher:
         *,
         search: Pivot | None = None,
         verdict: Verdict | None = None,
+        solution_rollout: Rollout | None = None,
     ) -> PivotalToken:
         """A record of the token ``solution[position]``; ``before``/``after`` are the numbers it reports."""
         tok = self.engine.tokenizer
@@ -349,7 +419,9 @@ class PivotalTokenSearcher:
             )
         else:
             extra = dict(delta_ci=list(delta_interval(before, after, reported)), delta_ci_level=reported)
+        pi = sampling_prob(solution_rollout, position) if solution_rollout is not None else None
         return PivotalToken(
+            sampling_prob=pi,
             model_id=self.engine.model_id,
             query=task.query,
             pivot_context=tok.decode(context_ids, skip_special_tokens=False),

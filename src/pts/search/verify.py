@@ -71,10 +71,33 @@ def settle(low: float, high: float, threshold: float) -> bool | None:
 
 @dataclass
 class Candidate:
-    """A single token the subdivision flagged: ``context + (token_id,)`` moved p in the search's estimates."""
+    """A single token the subdivision flagged: ``context + (token_id,)`` moved p in the search's estimates.
+
+    ``sampling_prob`` is pi(token | context) under the sampling distribution, when known: the change is
+    then estimated by strata (:func:`stratified_interval`).
+    """
 
     context: Prefix
     token_id: int
+    sampling_prob: float | None = None
+
+
+def stratified_interval(
+    after: Estimate, alternative: Estimate, sampling_prob: float, confidence: float, margin: float = 0.0
+) -> tuple[float, float]:
+    """Interval of p(C + t) - p(C) = (1 - pi) (p_t - p_alt) from its two strata, at ``confidence``.
+
+    ``after`` estimates p_t (rollouts through C + t), ``alternative`` p_alt
+    (rollouts from C whose first token is not t); they are disjoint sets of
+    rollouts, so Newcombe's interval of p_t - p_alt holds at ``confidence``.
+    It is scaled by every weight 1 - pi within ``margin`` of the given one (pi
+    computed in bf16 can differ from the sampler's by a little), so the interval
+    covers the change whenever the strata's intervals cover p_t and p_alt.
+    """
+    low, high = delta_interval(alternative, after, confidence)
+    w = 1 - sampling_prob
+    weights = (max(0.0, w - margin), min(1.0, w + margin))
+    return min(x * low for x in weights), max(x * high for x in weights)
 
 
 def futile(
@@ -87,8 +110,12 @@ def futile(
     interval half-width; futile when that happens less than ``power`` of the
     time (normal approximation).
     """
-    delta = abs(after.p - before.p)
     half = math.hypot(*(_half_width(e, cap, level) for e in (before, after)))
+    return futile_change(abs(after.p - before.p), half, threshold, level, power)
+
+
+def futile_change(delta: float, half: float, threshold: float, level: float, power: float = FUTILITY_POWER) -> bool:
+    """:func:`futile` for an estimated change ``delta`` whose interval at the cap would have half-width ``half``."""
     need = threshold - _EPS + half
     if half == 0:
         return delta < need
@@ -125,29 +152,77 @@ class Verdict:
 
 
 def verify(
-    estimator: PooledEstimator, candidates: Sequence[Candidate], *, threshold: float, cap: int, confidence: float
+    estimator: PooledEstimator,
+    candidates: Sequence[Candidate],
+    *,
+    threshold: float,
+    cap: int,
+    confidence: float,
+    margin: float = 0.0,
 ) -> list[Verdict]:
     """Verdicts for ``candidates`` (in order), from ``estimator``'s rollouts only.
 
-    Each look samples the contexts before the pivots first, then the contexts
-    after them, so that rollouts which took the pivot token count for the
-    second; every look of every candidate goes to the engine in two calls.
+    A candidate with a ``sampling_prob`` is measured by strata: p_t from
+    rollouts through the context + token, p_alt from rollouts from the context
+    whose first token is another (drawn with the token excluded when the engine
+    can), and the change is (1 - pi)(p_t - p_alt) (:func:`stratified_interval`,
+    ``margin`` on pi). Others are measured at both ends: each look samples the
+    contexts before the pivots first, then the contexts after them, so that
+    rollouts which took the pivot token count for the second.
     """
     looks = rounds(cap)
     level = 1 - (1 - confidence) / len(looks)
     verdicts: list[Verdict | None] = [None] * len(candidates)
     pending = list(range(len(candidates)))
     for look, target in enumerate(looks, start=1):
-        befores = [candidates[k].context for k in pending]
-        afters = [candidates[k].context + (candidates[k].token_id,) for k in pending]
+        plain = [k for k in pending if candidates[k].sampling_prob is None]
+        strata = [k for k in pending if candidates[k].sampling_prob is not None]
+        befores = [candidates[k].context for k in plain]
+        afters = [candidates[k].context + (candidates[k].token_id,) for k in plain]
         estimator.estimate(befores, samples=target)
-        estimator.estimate(afters, samples=target)
-        # Read both ends again: one candidate's after can be another's before, topped up by the second call.
+        estimator.estimate(afters + [candidates[k].context + (candidates[k].token_id,) for k in strata], samples=target)
+        estimator.sample_alternatives(
+            [
+                (candidates[k].context, candidates[k].token_id, target)
+                for k in strata
+                if not _exact_before(estimator, candidates[k])
+            ],
+            [candidates[k].sampling_prob for k in strata if not _exact_before(estimator, candidates[k])],
+        )
         still = []
+        measured = {}
+        # Read both ends again: one candidate's after can be another's before, topped up by the second call.
         for k, before, after in zip(
-            pending, estimator.estimate(befores, samples=target), estimator.estimate(afters, samples=target)
+            plain, estimator.estimate(befores, samples=target), estimator.estimate(afters, samples=target)
         ):
             low, high = delta_interval(before, after, level)
+            half = math.hypot(*(_half_width(e, cap, level) for e in (before, after)))
+            measured[k] = (before, after, low, high, after.p - before.p, half, None)
+        for k in strata:
+            c = candidates[k]
+            pi = c.sampling_prob
+            (after,) = estimator.estimate([c.context + (c.token_id,)], samples=target)
+            exact = _exact_before(estimator, c)
+            if exact is not None:  # p(C) known without sampling: the change is known as exactly as p_t
+                before = exact
+                low, high = delta_interval(before, after, level)
+                half = _half_width(after, cap, level)
+                delta = after.p - before.p
+            else:
+                alt = estimator.alternative(c.context, c.token_id)
+                low, high = stratified_interval(after, alt, pi, level, margin)
+                half = (1 - pi) * math.hypot(_half_width(after, cap, level), _half_width(alt, cap, level))
+                delta = (1 - pi) * (after.p - alt.p)
+                before = Estimate(
+                    alt.successes,
+                    alt.samples,
+                    first_tokens=estimator.evidence.estimate(c.context).first_tokens,
+                    pooled=alt.pooled,
+                    exact=pi * after.p + (1 - pi) * alt.p,
+                )
+            measured[k] = (before, after, low, high, delta, half, pi)
+        for k in pending:
+            before, after, low, high, delta, half, _ = measured[k]
             verdict = settle(low, high, threshold)
             if verdict is True:
                 reason = "moves"
@@ -155,7 +230,7 @@ def verify(
                 reason = "small"
             elif look == len(looks):
                 reason = "cap"
-            elif futile(before, after, threshold, cap, level, FUTILITY_POWER / (5 if look == 1 else 1)):
+            elif futile_change(abs(delta), half, threshold, level, FUTILITY_POWER / (5 if look == 1 else 1)):
                 reason = "futile"
             else:
                 still.append(k)
@@ -163,3 +238,9 @@ def verify(
             verdicts[k] = Verdict(reason == "moves", reason, before, after, (low, high), level, look)
         pending = still
     return [v for v in verdicts if v is not None]
+
+
+def _exact_before(estimator: PooledEstimator, candidate: Candidate) -> Estimate | None:
+    """p(context) when known without sampling (it ends the response, or every next token does)."""
+    estimator.exact([candidate.context])
+    return estimator.known(candidate.context)
