@@ -103,6 +103,8 @@ def test_the_cards_reconstructed_command_gives_back_every_search_setting(tmp_pat
         "early_stop": False,
         "system_prompt": "Answer briefly.",
         "chat_template": False,
+        "bound": False,
+        "direct_at_most": 3,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(SearchSettings)}, "a new search setting: add it here"
     assert all(changed[k] != getattr(defaults, k) for k in changed)
