@@ -69,6 +69,8 @@ class ReportData:
             "trace": None,
         }
         self.files.append(entry)
+        if view_file.kind != "trace":
+            read_sidecars(view_file, entry)
         if view_file.kind == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
         elif view_file.kind in PIVOT_KINDS:
@@ -95,12 +97,6 @@ class ReportData:
             else:
                 pivot = pivot_from_row(record, view_file.path, n)
             self.pivots.append(pivot_row(pivot, record, file_index, self))
-        entry["settings"] = run_settings(view_file.path, view_file.records)
-        items = progress_items(view_file.path)
-        if items is not None:
-            rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
-            entry["samples_spent"] = sum(rollouts) if rollouts else None
-            entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
         sidecar = trace_path(view_file.path)
         traces = dict(self.traces)
         if sidecar.is_file():
@@ -134,16 +130,28 @@ class ReportData:
             for i in members
         ]
         head = self.pivots[members[0]]
+        bound: list[list[float]] = []
         if trace is not None and all(p.position is not None for p in places):
             built = [solution_from_trace(trace, places)]
+            if trace.sampling_probs is not None:
+                bound = [[i, round(1 - pi, 4)] for i, pi in enumerate(trace.sampling_probs) if pi is not None]
         else:
             built = solutions_from_contexts(places, self.queries[head["q"]])
             for s in built:
                 s.curve = curve_from_pivots([self.pivots[i] for i in s.pivots])
         for s in built:
             index = len(self.solutions)
-            for i in s.pivots:
-                self.pivots[i]["solution"] = index
+            members_here = [self.pivots[i] for i in s.pivots]
+            for p in members_here:
+                p["solution"] = index
+                if s.curve_source == "trace":
+                    take_search_from_curve(p, s.curve)
+            if not bound or s.curve_source != "trace":
+                bound = [
+                    [p["position"], round(1 - p["sampling_prob"], 4)]
+                    for p in members_here
+                    if p["sampling_prob"] is not None and p["position"] is not None
+                ]
             self.solutions.append(
                 {
                     "file": file_index,
@@ -154,7 +162,11 @@ class ReportData:
                     "segments": s.segments,
                     "curve": s.curve,
                     "curve_source": s.curve_source,
+                    "verified": verified_points(members_here),
+                    "bound": bound,
+                    "threshold": _number(_parse(self.files[file_index]["settings"].get("prob_threshold"))),
                     "length": s.length,
+                    "tokens": trace.solution_tokens if s.curve_source == "trace" and trace is not None else None,
                     "pivots": s.pivots,
                 }
             )
@@ -180,10 +192,61 @@ def collect(paths: Sequence[str]) -> ReportData:
     return data
 
 
+def read_sidecars(view_file: ViewFile, entry: dict[str, Any]) -> None:
+    """Fill a file's ``settings``, ``samples_spent`` and ``queries`` from its progress file (``pts run``,
+    ``pts critical`` and any command that resumes through :mod:`pts.store`), else from its first record."""
+    entry["settings"] = run_settings(view_file.path, view_file.records)
+    entry["progress"] = None
+    items = progress_items(view_file.path)
+    if items is None:
+        return
+    entry["progress"] = str(progress_path(view_file.path))
+    rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
+    entry["samples_spent"] = sum(rollouts) if rollouts else None
+    entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
+
+
 def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record)."""
+    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record).
+
+    ``before``/``after`` and their counts are the record's own numbers: a verified record's come from
+    verification rollouts only. ``search`` holds the search's estimates of the same two prefixes (the
+    record's ``candidate`` for a verified record, its own numbers otherwise; replaced by the trace's
+    numbers when the solution is drawn from a trace), so the page can name each.
+    """
     context = pivot.pivot_context
     verified = record.get("verified")
+    k_before, n_before = _int_or_none(record.get("successes_before")), _int_or_none(record.get("samples_before"))
+    k_after, n_after = _int_or_none(record.get("successes_after")), _int_or_none(record.get("samples_after"))
+    ci_before, ci_after = _interval(record.get("ci_before")), _interval(record.get("ci_after"))
+    terminal_before = judged_exactly(n_before, ci_before)
+    terminal_after = judged_exactly(n_after, ci_after)
+    candidate = record.get("candidate") if isinstance(record.get("candidate"), dict) else {}
+    if verified is True and candidate:
+        search = {
+            "before": _number(candidate.get("prob_before")),
+            "after": _number(candidate.get("prob_after")),
+            "k_before": None,
+            "n_before": _int_or_none(candidate.get("samples_before")),
+            "k_after": None,
+            "n_after": _int_or_none(candidate.get("samples_after")),
+            "terminal_before": False,
+            "terminal_after": False,
+        }
+    elif verified is True:
+        search = None  # verified, but the search's own numbers were not kept
+    else:
+        search = {
+            "before": pivot.prob_before,
+            "after": pivot.prob_after,
+            "k_before": k_before,
+            "n_before": n_before,
+            "k_after": k_after,
+            "n_after": n_after,
+            "terminal_before": terminal_before,
+            "terminal_after": terminal_after,
+        }
+    sampling_prob = _number(record.get("sampling_prob"))
     return {
         "id": pivot.id,
         "file": file_index,
@@ -200,12 +263,16 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
         "after": pivot.prob_after,
         "delta": pivot.prob_delta,
         "positive": pivot.is_positive,
-        "k_before": _int_or_none(record.get("successes_before")),
-        "n_before": _int_or_none(record.get("samples_before")),
-        "k_after": _int_or_none(record.get("successes_after")),
-        "n_after": _int_or_none(record.get("samples_after")),
-        "ci_before": _interval(record.get("ci_before")),
-        "ci_after": _interval(record.get("ci_after")),
+        "k_before": k_before,
+        "n_before": n_before,
+        "k_after": k_after,
+        "n_after": n_after,
+        "ci_before": ci_before,
+        "ci_after": ci_after,
+        "terminal_before": terminal_before,
+        "terminal_after": terminal_after,
+        "search": search,
+        "sampling_prob": sampling_prob if sampling_prob is not None and 0 <= sampling_prob <= 1 else None,
         "alternatives": [[t.token, t.count, t.successes] for t in pivot.first_tokens],
         "verified": verified if isinstance(verified, bool) else None,
         "tail": context[-CONTEXT_TAIL:],
@@ -215,11 +282,71 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
     }
 
 
+def judged_exactly(samples: int | None, interval: list[float] | None) -> bool:
+    """True for an end p(success) that was judged once, exactly (the response ended there): one sample and a
+    point for its interval, which is how pts writes a terminal prefix."""
+    return samples == 1 and interval is not None and interval[0] == interval[1]
+
+
+def take_search_from_curve(pivot: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
+    """Make ``pivot["search"]`` the curve's own points at its two ends, so that its label and the drawn curve
+    are the same numbers (a trace may hold more rollouts at a prefix than the search had when it flagged it)."""
+    at = {c["position"]: c for c in curve}
+    pos = pivot["position"]
+    if pos is None or pos not in at or pos + 1 not in at:
+        return
+    before, after = at[pos], at[pos + 1]
+    pivot["search"] = {
+        "before": before["p"],
+        "after": after["p"],
+        "k_before": before["successes"],
+        "n_before": before["samples"],
+        "k_after": after["successes"],
+        "n_after": after["samples"],
+        "terminal_before": before.get("terminal", False),
+        "terminal_after": after.get("terminal", False),
+    }
+
+
+def verified_points(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verification's numbers as curve points: p before and after each verified pivot, at its positions."""
+    points = []
+    for p in pivots:
+        if p["verified"] is not True or p["position"] is None:
+            continue
+        for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
+            ci = p[f"ci_{side}"] or [p[side], p[side]]
+            points.append(
+                {
+                    "position": pos,
+                    "p": p[side],
+                    "low": ci[0],
+                    "high": ci[1],
+                    "successes": p[f"k_{side}"],
+                    "samples": p[f"n_{side}"],
+                    "terminal": p[f"terminal_{side}"],
+                    "pivot": p["id"],
+                }
+            )
+    return points
+
+
+def counterpart_status(metadata: dict[str, Any], n_chosen: int | None, n_rejected: int | None) -> str:
+    """``"established"`` (both tokens measured and the gap's interval lies above zero), ``"not established"``
+    (both measured, the interval reaches zero) or ``"not measured"`` (a side has no rollouts, as in the
+    original tool's pairs, whose counterpart was not sampled)."""
+    if not n_chosen or not n_rejected:
+        return "not measured"
+    return "established" if metadata.get("counterpart_verified") is True else "not established"
+
+
 def pair_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: ReportData) -> dict[str, Any]:
     """The page's row for one DPO pair, plain or conversational, pts's or the original tool's."""
     metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
     prompt, chosen, rejected = (_text(record[k], f"{path} record {n}", k) for k in ("prompt", "chosen", "rejected"))
     delta = _number(metadata.get("prob_delta"))
+    samples = metadata.get("samples") if isinstance(metadata.get("samples"), dict) else {}
+    n_chosen, n_rejected = _int_or_none(samples.get("chosen")), _int_or_none(samples.get("rejected"))
     return {
         "file": file_index,
         "line": n,
@@ -229,8 +356,11 @@ def pair_row(record: dict[str, Any], path: Path, n: int, file_index: int, data: 
         "rejected": rejected,
         "p_chosen": _number(metadata.get("prob_chosen")),
         "p_rejected": _number(metadata.get("prob_rejected")),
-        "n_chosen": _int_or_none((metadata.get("samples") or {}).get("chosen")),
-        "n_rejected": _int_or_none((metadata.get("samples") or {}).get("rejected")),
+        "n_chosen": n_chosen,
+        "n_rejected": n_rejected,
+        "counterpart": counterpart_status(metadata, n_chosen, n_rejected),
+        "gap": _interval(metadata.get("gap_interval")),
+        "gap_confidence": _number(metadata.get("gap_confidence")),
         "delta": delta,
         "positive": metadata.get("is_positive", None if delta is None else delta > 0),
         "task": str(metadata.get("task_type") or ""),
@@ -248,6 +378,9 @@ def critical_row(record: dict[str, Any], path: Path, n: int, file_index: int, da
     if not isinstance(scores, list) or not all(s is None or isinstance(s, (int, float)) for s in scores):
         raise PTSError(f"{where}: scores must be a list of numbers or nulls")
     response = _text(record.get("response", ""), where, "response")
+    tokens = record.get("response_tokens")
+    if not (isinstance(tokens, list) and len(tokens) == len(scores) and all(isinstance(t, str) for t in tokens)):
+        tokens = None  # older records keep ids only; the page then names positions, not tokens
     position = _int_or_none(record.get("critical_position"))
     token = record.get("critical_token")
     return {
@@ -259,12 +392,14 @@ def critical_row(record: dict[str, Any], path: Path, n: int, file_index: int, da
         "trajectory": record.get("trajectory_index", 0),
         "answer": str(record.get("answer", "")),
         "response": response,
+        "tokens": tokens,
         "split": critical_split(response, record.get("critical_context", ""), token) if position is not None else None,
         "position": position,
         "token": token,
         "rule": record.get("rule"),
         "score": _number(record.get("score")),
         "scores": scores,
+        "low_threshold": _number(record.get("low_threshold")),
         "samples": _ints(record.get("score_samples")),
         "successes": _ints(record.get("score_successes")),
         "terminal": [bool(t) for t in record.get("score_terminal") or []],
@@ -366,6 +501,14 @@ def _text(value: Any, where: str, key: str) -> str:
     if isinstance(value, list) and all(isinstance(m, dict) for m in value):
         return "\n".join(str(m.get("content", "")) for m in value)
     raise PTSError(f"{where}: {key} must be text or a list of messages")
+
+
+def _parse(value: Any) -> Any:
+    """A setting shown as text (:func:`run_settings`) read back as JSON, or None."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
 
 
 def _number(value: Any) -> float | None:
