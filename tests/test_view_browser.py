@@ -254,6 +254,13 @@ def test_the_report_explains_itself_and_names_every_number(opened, tmp_path):
     assert "sampling probability π = 0.30" in details and "at most 1 − π = 0.70" in details
     assert "search estimate: before 0.20 from 2/10 rollouts" in details
 
+    # the table names its numbers too
+    page.keyboard.press("3")
+    rows = {r.locator("td").first.text_content(): r.inner_text() for r in page.locator("#pivot-table tr.row").all()}
+    assert "0.65 → 0.15 verified" in rows['" answer"'] and "26/40 → 6/40" in rows['" answer"']
+    assert "0.20 → 0.90 search estimate" in rows['" 7"']
+    assert "30/40 → judged exactly" in rows['"."'] and "1/1" not in rows['"."']
+
 
 def test_without_sampling_probabilities_no_bound_is_drawn(opened, tmp_path):
     records = write_jsonl(tmp_path / "p.jsonl", planted_records(sampling=False))

@@ -466,8 +466,8 @@
       page.map(([p]) => el("tr", { class: "row", "data-id": p.id },
         el("td", {}, el("span", { class: "tok", text: showToken(p.token) })),
         el("td", { class: p.positive ? "up" : "down", text: (p.positive ? "▲ " : "▼ ") + signed(p.delta) }),
-        el("td", { text: fmt(p.before) + " → " + fmt(p.after) }),
-        el("td", { text: [frac(p.k_before, p.n_before), frac(p.k_after, p.n_after)].filter(Boolean).join(" → ") }),
+        el("td", { text: fmt(p.before) + " → " + fmt(p.after) + (p.verified === true ? " verified" : p.verified === false ? " search estimate" : "") }),
+        el("td", { text: [p.terminal_before ? "judged exactly" : frac(p.k_before, p.n_before), p.terminal_after ? "judged exactly" : frac(p.k_after, p.n_after)].filter(Boolean).join(" → ") }),
         el("td", { text: p.task }),
         el("td", { class: "ctx", text: "…" + p.tail }),
         el("td", {}, p.solution !== null ? el("a", { href: hashFor({ view: "trajectories", pivot: p.id, sol: "", page: "1" }), text: "in solution" }) : null))))));
