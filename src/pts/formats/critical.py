@@ -23,6 +23,7 @@ FIELDS = {
     "answer": "Reference answer the oracle judged against.",
     "response": "The incorrect trajectory (the model's response), decoded.",
     "response_ids": "Token ids of `response`.",
+    "response_tokens": "Each of `response_ids` decoded on its own (what `pts view` writes under the score strip).",
     "prompt_ids": "Token ids of the exact prompt (chat template applied).",
     "prompt_length": "Number of prompt tokens.",
     "critical_position": "Index in `response_ids` of the critical token (null when none was found).",

@@ -176,7 +176,8 @@
     const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].find((k) => k * room >= 28) || 2000;
     for (let i = 0; i <= n; i += step) g.append(svg("text", { x: X(i), y: y + 2, "text-anchor": "middle", class: "tick", text: String(i) }));
     marked.forEach((text, i) => at(i, text, "tick-token marked"));
-    return marked.size ? 64 : 12;
+    const tallest = Math.max(0, ...[...marked.values()].map((t) => tokenLabel(t).length));
+    return marked.size ? Math.min(64, 16 + tallest * 5) : 12;
   }
   function legend(items) {
     return el("div", { class: "legend" }, items.map(([mark, text]) => el("span", {}, el("span", { class: "key " + mark, "aria-hidden": "true" }), text)));
@@ -253,7 +254,8 @@
     g.setAttribute("height", Y(0) + below + 4);
     const xAxis = el("div", { class: "axis-caption", style: "padding-left:" + L + "px",
       text: tokens && (X(1) - X(0)) >= 11 ? "the solution, token by token (p(success) is marked between tokens: after the first i of them)" : "tokens into the solution (pivot tokens named)" });
-    const items = [["line", pts.length ? "search estimate" + (s.curve_source === "trace" ? " (search trace)" : " (points the records kept)") + ", 95% interval" : null],
+    const intervals = pts.some((p) => p.low !== p.high) ? ", 95% interval" : "";
+    const items = [["line", pts.length ? "search estimate" + (s.curve_source === "trace" ? " (search trace)" : " (points the records kept)") + intervals : null],
       ["diamond", ver.length ? "verified (fresh rollouts)" : null],
       ["square", pts.concat(ver).some((p) => p.terminal) ? "judged exactly (end of the response)" : null],
       ["pivot-pos", "▲ pivot: p rises"], ["pivot-neg", "▼ pivot: p falls"]].filter((x) => x[1]);
