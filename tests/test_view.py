@@ -176,11 +176,10 @@ def test_curve_and_labels_are_the_same_numbers_or_named_apart(tmp_path):
     answer = pivots[" answer"]
     assert answer["verified"] is True and (answer["k_before"], answer["n_before"]) == VERIFIED_ANSWER[0]
     assert abs(answer["before"] - curve[1]["p"]) > 0.01
-    drawn = {(v["position"], v["pivot"]): v for v in planted["verified"]}
-    assert drawn[(1, answer["id"])]["p"] == answer["before"] and drawn[(2, answer["id"])]["p"] == answer["after"]
-    assert (drawn[(2, answer["id"])]["successes"], drawn[(2, answer["id"])]["samples"]) == VERIFIED_ANSWER[1]
-    # an unverified pivot is not drawn as verified
-    assert all(v["pivot"] != pivots[" 7"]["id"] for v in planted["verified"])
+    assert (answer["k_after"], answer["n_after"]) == VERIFIED_ANSWER[1]
+    assert (answer["search"]["before"], answer["search"]["after"]) == (curve[1]["p"], curve[2]["p"])
+    # an unverified pivot's own numbers are the search's
+    assert pivots[" 7"]["verified"] is False and pivots[" 7"]["before"] == curve[3]["p"]
 
 
 def test_a_terminal_end_is_judged_exactly(tmp_path):

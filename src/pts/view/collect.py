@@ -162,7 +162,6 @@ class ReportData:
                     "segments": s.segments,
                     "curve": s.curve,
                     "curve_source": s.curve_source,
-                    "verified": verified_points(members_here),
                     "bound": bound,
                     "threshold": _number(_parse(self.files[file_index]["settings"].get("prob_threshold"))),
                     "length": s.length,
@@ -210,9 +209,9 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
     """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record).
 
     ``before``/``after`` and their counts are the record's own numbers: a verified record's come from
-    verification rollouts only. ``search`` holds the search's estimates of the same two prefixes (the
-    record's ``candidate`` for a verified record, its own numbers otherwise; replaced by the trace's
-    numbers when the solution is drawn from a trace), so the page can name each.
+    verification rollouts only. ``search`` holds the search's estimates of the same two prefixes when they
+    differ from those: a verified record's ``candidate``, or the trace's numbers when the solution is drawn
+    from a trace; None means "the record's own numbers" for an unverified record (:func:`pts.view.trajectories.search_of`).
     """
     context = pivot.pivot_context
     verified = record.get("verified")
@@ -233,19 +232,10 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
             "terminal_before": False,
             "terminal_after": False,
         }
-    elif verified is True:
-        search = None  # verified, but the search's own numbers were not kept
     else:
-        search = {
-            "before": pivot.prob_before,
-            "after": pivot.prob_after,
-            "k_before": k_before,
-            "n_before": n_before,
-            "k_after": k_after,
-            "n_after": n_after,
-            "terminal_before": terminal_before,
-            "terminal_after": terminal_after,
-        }
+        # Unverified: the record's own numbers are the search's (:func:`pts.view.trajectories.search_of`). Verified without a candidate:
+        # the search's numbers were not kept.
+        search = None
     sampling_prob = _number(record.get("sampling_prob"))
     return {
         "id": pivot.id,
@@ -306,29 +296,6 @@ def take_search_from_curve(pivot: dict[str, Any], curve: Sequence[dict[str, Any]
         "terminal_before": before.get("terminal", False),
         "terminal_after": after.get("terminal", False),
     }
-
-
-def verified_points(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The verification's numbers as curve points: p before and after each verified pivot, at its positions."""
-    points = []
-    for p in pivots:
-        if p["verified"] is not True or p["position"] is None:
-            continue
-        for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
-            ci = p[f"ci_{side}"] or [p[side], p[side]]
-            points.append(
-                {
-                    "position": pos,
-                    "p": p[side],
-                    "low": ci[0],
-                    "high": ci[1],
-                    "successes": p[f"k_{side}"],
-                    "samples": p[f"n_{side}"],
-                    "terminal": p[f"terminal_{side}"],
-                    "pivot": p["id"],
-                }
-            )
-    return points
 
 
 def counterpart_status(metadata: dict[str, Any], n_chosen: int | None, n_rejected: int | None) -> str:

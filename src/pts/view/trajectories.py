@@ -211,6 +211,26 @@ def solutions_from_contexts(places: Sequence[PivotPlace], query: str) -> list[So
     return solutions
 
 
+def search_of(pivot: dict[str, Any]) -> dict[str, Any] | None:
+    """The search's estimates around a pivot row: its ``search`` numbers, or for an unverified record its own
+    (the search wrote them); None for a verified record that did not keep the search's numbers."""
+    if pivot["search"] is not None or pivot["verified"] is True:
+        return pivot["search"]
+    return {
+        key: pivot[key]
+        for key in (
+            "before",
+            "after",
+            "k_before",
+            "n_before",
+            "k_after",
+            "n_after",
+            "terminal_before",
+            "terminal_after",
+        )
+    }
+
+
 def curve_from_estimates(estimates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Points of p(success) by position from a trace's estimates (several at one position are pooled)."""
     pooled: dict[int, list[int]] = {}
@@ -227,12 +247,13 @@ def curve_from_estimates(estimates: Sequence[dict[str, Any]]) -> list[dict[str, 
 def curve_from_pivots(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The search's estimates the records kept: p before and after each pivot, at its position.
 
-    Each pivot row's ``search`` numbers are used (a verified record's verification
-    numbers are drawn apart from the curve); a pivot without them adds no point.
+    Each pivot row's search numbers are used (:func:`search_of`; a
+    verified record's verification numbers are drawn apart from the curve); a pivot
+    without them adds no point.
     """
     points: dict[int, dict[str, Any]] = {}
     for p in pivots:
-        search = p.get("search")
+        search = search_of(p)
         if p.get("position") is None or not search:
             continue
         for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):

@@ -215,9 +215,20 @@
     });
     return g;
   }
+  // The verification's numbers as points: p before and after each verified pivot, at its two positions.
+  function verifiedPoints(s) {
+    const out = [];
+    s.pivots.map((i) => DATA.pivots[i]).filter((p) => p.verified === true && p.position !== null).forEach((p) => {
+      [["before", p.position], ["after", p.position + 1]].forEach(([side, position]) => {
+        const ci = p["ci_" + side] || [p[side], p[side]];
+        out.push({ position: position, p: p[side], low: ci[0], high: ci[1], successes: p["k_" + side], samples: p["n_" + side], terminal: p["terminal_" + side] });
+      });
+    });
+    return out;
+  }
   function diamond(x, y, r) { return "M" + x + "," + (y - r) + " L" + (x + r) + "," + y + " L" + x + "," + (y + r) + " L" + (x - r) + "," + y + " Z"; }
   function curve(s) {
-    const pts = s.curve, ver = s.verified || [];
+    const pts = s.curve, ver = verifiedPoints(s);
     if (!pts.length && !ver.length) return null;
     const positions = pts.concat(ver).map((p) => p.position);
     const last = Math.max(s.length || 0, ...positions, 1), tokens = s.tokens;  // every token: a trace's solutions only
@@ -292,8 +303,14 @@
     return name + " " + fmt(p) + (ci ? " [" + fmt(ci[0]) + ", " + fmt(ci[1]) + "]" : "") +
       (n ? " from " + (k !== null && k !== undefined ? frac(k, n) : count(n)) + " rollouts" : "");
   }
+  // The search's estimates around a pivot: its own numbers for an unverified record (the search wrote them).
+  function searchOf(p) {
+    if (p.search || p.verified === true) return p.search;
+    return { before: p.before, after: p.after, k_before: p.k_before, n_before: p.n_before, k_after: p.k_after, n_after: p.n_after,
+      terminal_before: p.terminal_before, terminal_after: p.terminal_after };
+  }
   function searchLine(p) {
-    const s = p.search;
+    const s = searchOf(p);
     if (!s) return null;
     return "search estimate: " + sideText("before", s.before, null, s.k_before, s.n_before, s.terminal_before) +
       " · " + sideText("after", s.after, null, s.k_after, s.n_after, s.terminal_after);
@@ -308,8 +325,8 @@
       sideText("after", p.after, p.ci_after, p.k_after, p.n_after, p.terminal_after);
     return [
       "p(success) " + fmt(p.before) + " → " + fmt(p.after) + " (" + signed(p.delta) + ")" + named,
-      p.verified === true ? "verified: " + own : (p.search ? null : own),
-      p.verified === true || p.search ? searchLine(p) : null,
+      p.verified === true ? "verified: " + own : (searchOf(p) ? null : own),
+      searchLine(p),
       boundLine(p),
     ].filter(Boolean);
   }
