@@ -168,7 +168,7 @@
     const at = (i, text, cls) => g.append(svg("text", { x: X(i + 0.5) + 3, y: y, transform: "rotate(-60 " + (X(i + 0.5) + 3) + " " + y + ")",
       "text-anchor": "end", class: cls, text: tokenLabel(text) }));
     const longest = tokens ? Math.max(1, ...tokens.map((t) => tokenLabel(t).length)) : 0;
-    if (tokens && room >= longest * 6 + 4) {  // every token fits upright
+    if (tokens && room >= longest * 5.6 + 2) {  // every token fits upright (9px monospace: ~5.4px a character)
       tokens.forEach((t, i) => g.append(svg("text", { x: X(i + 0.5), y: y, "text-anchor": "middle", class: marked.has(i) ? "tick-token marked" : "tick-token", text: tokenLabel(t) })));
       return 14;
     }
