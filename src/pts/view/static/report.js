@@ -165,7 +165,7 @@
   // by name. Returns the height the labels take.
   function xTokens(g, n, X, y, tokens, marked) {
     const room = X(1) - X(0);
-    const at = (i, text, cls) => g.append(svg("text", { x: X(i + 0.5) + 3, y: y, transform: "rotate(-60 " + (X(i + 0.5) + 3) + " " + y + ")",
+    const at = (i, text, cls, yy = y) => g.append(svg("text", { x: X(i + 0.5) + 3, y: yy, transform: "rotate(-60 " + (X(i + 0.5) + 3) + " " + yy + ")",
       "text-anchor": "end", class: cls, text: tokenLabel(text) }));
     const longest = tokens ? Math.max(1, ...tokens.map((t) => tokenLabel(t).length)) : 0;
     if (tokens && room >= longest * 5.6 + 2) {  // every token fits upright (9px monospace: ~5.4px a character)
@@ -175,9 +175,9 @@
     if (tokens && room >= 11) { tokens.forEach((t, i) => at(i, t, marked.has(i) ? "tick-token marked" : "tick-token")); return 58; }
     const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].find((k) => k * room >= 28) || 2000;
     for (let i = 0; i <= n; i += step) g.append(svg("text", { x: X(i), y: y + 2, "text-anchor": "middle", class: "tick", text: String(i) }));
-    marked.forEach((text, i) => at(i, text, "tick-token marked"));
+    marked.forEach((text, i) => at(i, text, "tick-token marked", y + 12));  // under the position numbers
     const tallest = Math.max(0, ...[...marked.values()].map((t) => tokenLabel(t).length));
-    return marked.size ? Math.min(64, 16 + tallest * 5) : 12;
+    return marked.size ? Math.min(76, 28 + tallest * 5) : 12;
   }
   function legend(items) {
     return el("div", { class: "legend" }, items.map(([mark, text]) => el("span", {}, el("span", { class: "key " + mark, "aria-hidden": "true" }), text)));
