@@ -439,6 +439,7 @@ def test_input_path_rows_are_scored_and_resumed(embedded_engine, tmp_path):
         record.prompt_ids
     )
     assert record.response == "The answer is 9." and record.response_ids[-1] in embedded_engine.eos_token_ids
+    assert record.response_tokens == [tok.decode([t], skip_special_tokens=False) for t in record.response_ids]
     assert (record.critical_position, record.rule) == critical_position(record.scores)  # scan: every score
     assert all(n == (1 if terminal else 4) for n, terminal in zip(record.score_samples, record.score_terminal))
     assert record.score_terminal[-1]  # the closing end-of-sequence token, judged exactly

@@ -12,15 +12,19 @@ import urllib.request
 import pytest
 from conftest import write_jsonl
 from view_samples import (
+    CRITICAL_TOKENS,
     ESTIMATES,
     HOSTILE_QUERY,
     HOSTILE_TOKEN,
     PROMPT,
     QUERY,
+    SAMPLING_PROBS,
     TOKENS,
+    VERIFIED_ANSWER,
     critical_lines,
     pivot_record,
     planted_records,
+    trace_line,
     write_planted,
 )
 
@@ -28,7 +32,7 @@ from pts.cli import main as pts_main
 from pts.errors import PTSError
 from pts.formats.critical import critical_split
 from pts.view import build_report, render_report
-from pts.view.collect import collect
+from pts.view.collect import collect, judged_exactly
 from pts.view.page import embed_json
 from pts.view.serve import make_server
 from pts.view.shapes import SHAPES, read_view_file, shape_of
@@ -103,7 +107,7 @@ def test_a_failed_report_leaves_the_previous_one_untouched(tmp_path, capsys):
     write_jsonl(tmp_path / "late.jsonl", [{"text": "?"}])
     assert pts_main(["view", str(good), str(tmp_path / "late.jsonl"), "--output", str(out)]) == 2
     assert out.read_text() == first
-    assert "report: 3 pivotal tokens" in capsys.readouterr().out
+    assert "report: 4 pivotal tokens" in capsys.readouterr().out
 
 
 def test_record_text_cannot_become_markup(tmp_path):
@@ -143,7 +147,7 @@ def test_trace_gives_the_exact_solution_and_its_curve(tmp_path):
     assert planted["curve_source"] == "trace" and planted["length"] == len(TOKENS)
     assert "".join(t for t, _ in planted["segments"]) == "".join(TOKENS)
     marked = {t: data["pivots"][i] for t, i in planted["segments"] if i >= 0}
-    assert set(marked) == {" answer", " 7"}
+    assert set(marked) == {" answer", " 7", "."}
     assert (marked[" 7"]["positive"], marked[" answer"]["positive"]) == (True, False)
     assert [(c["position"], c["successes"], c["samples"]) for c in planted["curve"]] == [
         (i, k, n) for i, (k, n) in sorted(ESTIMATES.items())
@@ -151,10 +155,75 @@ def test_trace_gives_the_exact_solution_and_its_curve(tmp_path):
     by_position = {c["position"]: c for c in planted["curve"]}
     assert by_position[4]["p"] == pytest.approx(0.9) and by_position[4]["low"] < 0.9 < by_position[4]["high"]
     assert by_position[5]["low"] == by_position[5]["high"] == 1.0  # terminal: judged once, exactly
-    # every pivot's before/after is a point of the curve at its position and the next
-    for p in marked.values():
-        assert by_position[p["position"]]["p"] == pytest.approx(p["before"])
-        assert by_position[p["position"] + 1]["p"] == pytest.approx(p["after"])
+    assert by_position[5]["terminal"] and not by_position[4]["terminal"]
+    assert planted["tokens"] == TOKENS
+
+
+def test_curve_and_labels_are_the_same_numbers_or_named_apart(tmp_path):
+    files = write_planted(tmp_path)
+    data = collect([files["pivotal_tokens"]]).to_dict()
+    planted = next(s for s in data["solutions"] if s["item"] == "0")
+    curve = {c["position"]: c for c in planted["curve"]}
+    pivots = {data["pivots"][i]["token"]: data["pivots"][i] for i in planted["pivots"]}
+    # every pivot's search estimate is the curve's point at its position and the next, counts and all
+    for p in pivots.values():
+        for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
+            assert p["search"][side] == curve[pos]["p"]
+            assert (p["search"][f"k_{side}"], p["search"][f"n_{side}"]) == (
+                curve[pos]["successes"],
+                curve[pos]["samples"],
+            )
+    # a verified pivot's own numbers are the verification's, which differ from the curve, and are drawn apart
+    answer = pivots[" answer"]
+    assert answer["verified"] is True and (answer["k_before"], answer["n_before"]) == VERIFIED_ANSWER[0]
+    assert abs(answer["before"] - curve[1]["p"]) > 0.01
+    assert (answer["k_after"], answer["n_after"]) == VERIFIED_ANSWER[1]
+    assert (answer["search"]["before"], answer["search"]["after"]) == (curve[1]["p"], curve[2]["p"])
+    # an unverified pivot's own numbers are the search's
+    assert pivots[" 7"]["verified"] is False and pivots[" 7"]["before"] == curve[3]["p"]
+
+
+def test_a_terminal_end_is_judged_exactly(tmp_path):
+    files = write_planted(tmp_path)
+    data = collect([files["pivotal_tokens"]]).to_dict()
+    stop = next(p for p in data["pivots"] if p["token"] == ".")
+    assert stop["terminal_after"] and not stop["terminal_before"]
+    assert stop["search"]["terminal_after"]  # the trace's estimate after the last token is terminal too
+    # one rollout alone is not an exact judgement: pts writes a terminal end as one sample and a point interval
+    assert judged_exactly(1, [1.0, 1.0]) and judged_exactly(1, [0.0, 0.0])
+    assert not judged_exactly(1, [0.2, 1.0]) and not judged_exactly(10, [1.0, 1.0]) and not judged_exactly(1, None)
+
+
+def test_the_sampling_bound_is_drawn_only_when_the_run_kept_it(tmp_path):
+    files = write_planted(tmp_path)
+    data = collect([files["pivotal_tokens"]]).to_dict()
+    planted = next(s for s in data["solutions"] if s["item"] == "0")
+    assert planted["bound"] == [[i, round(1 - pi, 4)] for i, pi in enumerate(SAMPLING_PROBS)]
+    assert planted["threshold"] == 0.2
+    assert {p["token"]: p["sampling_prob"] for p in data["pivots"] if p["item"] == "0"} == {
+        TOKENS[i]: SAMPLING_PROBS[i] for i in (1, 3, 4)
+    }
+    # records and trace from before the field: no bound, no sampling_prob
+    old = tmp_path / "old"
+    old.mkdir()
+    records = write_jsonl(old / "p.jsonl", planted_records(sampling=False))
+    write_jsonl(old / "p.jsonl.trace.jsonl", [trace_line(sampling=False)])
+    data = collect([records]).to_dict()
+    assert all(s["bound"] == [] for s in data["solutions"])
+    assert all(p["sampling_prob"] is None for p in data["pivots"])
+    # records with the field but no trace: the bound at the pivots only
+    data = collect([write_jsonl(old / "q.jsonl", planted_records())]).to_dict()
+    planted = next(s for s in data["solutions"] if s["item"] == "0")
+    assert planted["curve_source"] == "records" and planted["bound"] == [
+        [i, round(1 - SAMPLING_PROBS[i], 4)] for i in (1, 3, 4)
+    ]
+
+
+def test_a_bad_sampling_probs_field_is_one_line(tmp_path):
+    records = write_jsonl(tmp_path / "p.jsonl", planted_records())
+    write_jsonl(tmp_path / "p.jsonl.trace.jsonl", [{**trace_line(), "sampling_probs": [0.5]}])
+    with pytest.raises(PTSError, match="sampling_probs must be one probability"):
+        collect([records])
 
 
 def test_a_trace_named_on_the_command_line_serves_records_elsewhere(tmp_path):
@@ -170,8 +239,8 @@ def test_without_a_trace_the_solution_comes_from_the_contexts(tmp_path):
     planted = next(s for s in data["solutions"] if s["item"] == "0")
     assert planted["curve_source"] == "records"
     # the prompt (query and template markup) is cut off; the text runs to the end of the last pivot
-    assert "".join(t for t, _ in planted["segments"]) == "The answer is 7"
-    assert [t for t, i in planted["segments"] if i >= 0] == [" answer", " 7"]
+    assert "".join(t for t, _ in planted["segments"]) == "The answer is 7."
+    assert [t for t, i in planted["segments"] if i >= 0] == [" answer", " 7", "."]
     # the original tool's records say neither where in the solution a pivot is nor how many rollouts: no curve
     assert planted["curve"] == []
 
@@ -209,13 +278,21 @@ def test_every_kind_reaches_the_page(tmp_path):
     files = write_planted(tmp_path)
     page, summary = render_report(list(files.values()))
     data = page_data(page)
-    assert len(data["pairs"]) == 2 and {p["verified"] for p in data["pairs"]} == {True}
+    assert len(data["pairs"]) == 3 and [p["verified"] for p in data["pairs"]] == [True, False, True]
+    # measured / gap not established / not measured: the original tool's counterpart was never sampled
+    assert [p["counterpart"] for p in data["pairs"]] == ["established", "not established", "not measured"]
+    assert data["pairs"][1]["gap"] == [-0.12, 0.71] and data["pairs"][1]["gap_confidence"] == 0.9
     assert len(data["critical"]) == 3 and data["critical"][0]["scores"] == critical_lines()[0]["scores"]
     assert data["contrast"][0]["tokens"][3] == " 8" and data["contrast"][0]["min_position"] == 3
     steering = [p for p in data["pivots"] if p["pattern"] == "numerical_accuracy"]
     assert len(steering) == 1
     assert {p["verified"] for p in data["pivots"]} == {True, False, None}
-    assert summary.pivots == 3 + 3 + 1 and summary.pairs == 2
+    assert summary.pivots == 4 + 4 + 1 and summary.pairs == 3
+    critical = {c["line"]: c for c in data["critical"]}
+    assert critical[1]["tokens"] == CRITICAL_TOKENS and critical[2]["tokens"] is None
+    critical_file = next(f for f in data["files"] if f["kind"] == "critical_tokens")
+    assert critical_file["progress"].endswith("critical.jsonl.progress")
+    assert critical_file["samples_spent"] == sum(r["rollouts"] + r["pass_at_k_rollouts"] for r in critical_lines())
 
 
 def test_a_run_that_found_nothing_still_gets_a_report(tmp_path):
@@ -251,7 +328,7 @@ def test_report_is_written_atomically_and_says_what_it_holds(tmp_path):
     out = tmp_path / "report.html"
     summary = build_report([files["pivotal_tokens"]], out)
     assert out.is_file() and summary.output_path == str(out) and summary.bytes == len(out.read_bytes())
-    assert "3 pivotal tokens" in summary.format() and "2 solutions" in summary.format()
+    assert "4 pivotal tokens" in summary.format() and "2 solutions" in summary.format()
     assert not list(tmp_path.glob(".report.html.*"))
 
 
@@ -302,7 +379,7 @@ def test_pts_view_serve_from_the_command_line(tmp_path):
     )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
-        assert lines[0].startswith("report: 3 pivotal tokens") and f"http://127.0.0.1:{port}/" in lines[1], lines
+        assert lines[0].startswith("report: 4 pivotal tokens") and f"http://127.0.0.1:{port}/" in lines[1], lines
         status, body, _ = fetch(f"http://127.0.0.1:{port}/")
         assert status == 200 and b'id="pts-data"' in body
         assert not (tmp_path / "report.html").exists()  # serving writes no file unless --output is given

@@ -13,7 +13,17 @@ import time
 import pytest
 from conftest import write_jsonl
 from test_e2e import TINY, pts_run
-from view_samples import HOSTILE_QUERY, HOSTILE_TOKEN, write_planted
+from view_samples import (
+    CRITICAL_TOKENS,
+    HOSTILE_QUERY,
+    HOSTILE_TOKEN,
+    SAMPLING_PROBS,
+    TOKENS,
+    critical_lines,
+    planted_records,
+    trace_line,
+    write_planted,
+)
 
 from pts.store import read_jsonl
 from pts.view import build_report
@@ -104,15 +114,21 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     view = opened(out, "#view=trajectories")
     page = view.page
 
-    assert page.locator(".solution .pivot").count() == 3
+    assert page.locator(".solution .pivot").count() == 4
     rise = page.locator('.pivot[data-id]:has-text(" 7")').first
     assert "pos" in rise.get_attribute("class").split() and "s4" in rise.get_attribute("class").split()
-    assert rise.get_attribute("title").startswith("p(success) 0.20 → 0.90 (+0.70)")
+    assert rise.get_attribute("title").startswith("p(success) 0.20 → 0.90 (+0.70), search estimate (not verified)")
     assert "from 2/10 rollouts" in rise.get_attribute("title") and '" 8" 0/3' in rise.get_attribute("title")
     fall = page.locator('.pivot:has-text(" answer")').first
-    assert "neg" in fall.get_attribute("class").split() and "(−0.40)" in fall.get_attribute("title")
-    # the traced solution draws the curve from its estimates
-    assert page.locator('svg.curve[aria-label*="search trace"] circle.estimate').count() == 6
+    assert "neg" in fall.get_attribute("class").split() and "(−0.50), verified" in fall.get_attribute("title")
+    # the traced solution draws the search's estimates (the end of the response as an exact square) and,
+    # apart from them, the verified values of the two verified pivots
+    card = page.locator(".trajectory").filter(has=page.locator('.pivot:has-text(" answer")')).first
+    assert card.locator('svg.curve[aria-label*="search trace"] circle.estimate').count() == 5
+    assert card.locator("svg.curve rect.estimate.terminal").count() == 1
+    assert card.locator("svg.curve path.verified-point").count() == 4
+    legend = card.locator(".legend").inner_text()
+    assert "search estimate" in legend and "verified" in legend and "judged exactly" in legend
 
     # focus by keyboard shows the details: p before/after and the alternatives the rollouts took
     rise.focus()
@@ -135,11 +151,11 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     assert "sign=neg" in page.url
     assert page.locator(".solution .pivot.pos:not(.dim)").count() == 0
     page.select_option("#sign", "all")
-    page.select_option("#verified", "yes")  # only " answer" was verified
+    page.select_option("#verified", "yes")  # " answer" and "." were verified
     assert [
         page.locator(".solution .pivot:not(.dim)").nth(i).text_content()
         for i in range(page.locator(".solution .pivot:not(.dim)").count())
-    ] == [" answer"]
+    ] == [" answer", "."]
     page.select_option("#verified", "all")
     page.fill("#q", "pwned")
     wait_until(lambda: "q=pwned" in page.evaluate("location.hash"))
@@ -154,7 +170,12 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     page.fill("#q", "")
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("4")
-    assert page.locator("#pair-table tr.row").count() == 2
+    assert page.locator("#pair-table tr.row").count() == 3
+    assert [page.locator("#pair-table td.counterpart").nth(i).text_content() for i in range(3)] == [
+        "measured · gap established (90% interval [0.45, 1.00]) · first_tokens",
+        "measured · gap not established (90% interval [-0.12, 0.71]) · first_tokens",
+        "not measured",
+    ]
     page.keyboard.press("5")
     strip = page.locator("svg.strip").first
     assert strip.locator("rect.critical-cell").count() == 1 and page.locator(".critical-card .critical").count() >= 1
@@ -164,6 +185,122 @@ def test_planted_report_marks_pivots_filters_and_keeps_hostile_text_inert(opened
     assert page.locator("#histogram rect.bin").count() == 20
     page.screenshot(path=str(tmp_path / "planted.png"), full_page=True)
     assert (tmp_path / "planted.png").stat().st_size > 10_000
+
+
+def shown(title: str, name: str) -> dict[str, str]:
+    """The before/after values a pivot's title gives on its line ``name`` ("verified" or "search estimate")."""
+    line = next(x for x in title.split("\n") if x.startswith(name + ": "))
+    return dict(re.findall(r"(before|after) ([\d.]+)", line))
+
+
+def test_the_report_explains_itself_and_names_every_number(opened, tmp_path):
+    files = write_planted(tmp_path)
+    out = tmp_path / "report.html"
+    build_report([files["pivotal_tokens"], files["dpo"]], out)
+    page = opened(out).page
+    about = page.locator("#about").inner_text()
+    assert "p(success) is" in about and "A pivotal token is" in about and "verification" in about
+    assert "search estimate" in about and "judged exactly" in about
+    # the histogram's axes are labelled
+    labels = page.locator("#histogram text.axis-label").all_text_contents()
+    assert "pivotal tokens" in labels and any(x.startswith("prob_delta = p(success) after − before") for x in labels)
+
+    page.keyboard.press("2")
+    card = page.locator(".trajectory").filter(has=page.locator('.pivot:has-text(" answer")')).first
+    curve = card.locator("svg.curve")
+    assert "p(success)" in curve.locator("text.axis-label").all_text_contents()
+    # tokens along the x-axis, the pivots' in bold
+    assert curve.locator("text.tick-token").all_text_contents() == ["The", " answer", " is", " 7", "."]
+    assert curve.locator("text.tick-token.marked").all_text_contents() == [" answer", " 7", "."]
+    assert "token by token" in card.locator(".axis-caption").first.inner_text()
+
+    def drawn(selector):
+        marks = curve.locator(selector)
+        return {
+            (m.get_attribute("data-position"), round(float(m.get_attribute("data-p")), 2))
+            for m in (marks.nth(i) for i in range(marks.count()))
+        }
+
+    estimates = drawn(".estimate")
+    verified = drawn("path.verified-point")
+    spans = card.locator(".solution .pivot")
+    for i in range(spans.count()):
+        span = spans.nth(i)
+        title = span.get_attribute("title")
+        position = TOKENS.index(span.text_content())
+        # the label's search estimate is the curve's point, at the pivot's position and the next
+        search = shown(title, "search estimate")
+        assert (str(position), float(search["before"])) in estimates, (title, estimates)
+        assert (str(position + 1), float(search["after"])) in estimates, (title, estimates)
+        if "verified: " in title:  # and the verified values are the diamonds
+            ver = shown(title, "verified")
+            assert {(str(position), float(ver["before"])), (str(position + 1), float(ver["after"]))} <= verified
+    # a verified pivot whose numbers differ from the search's shows both, named
+    answer = card.locator('.pivot:has-text(" answer")').get_attribute("title")
+    assert shown(answer, "verified") == {"before": "0.65", "after": "0.15"}
+    assert shown(answer, "search estimate") == {"before": "0.60", "after": "0.20"}
+    # the end of the response is judged exactly, not "1.00 [1.00, 1.00] from 1/1 rollouts"
+    stop = card.locator('.pivot:has-text(".")').get_attribute("title")
+    assert "after 1.00, judged exactly (the response ends here)" in stop
+    assert "1/1 rollouts" not in stop and "[1.00, 1.00]" not in stop
+
+    # the bound 1 - pi: a bar per token, the two under the 0.2 threshold pale, and pi in the pivot's details
+    bound = card.locator("svg.bound")
+    assert bound.locator("rect.bound-bar").count() == len(SAMPLING_PROBS) == 5
+    assert bound.locator("rect.bound-bar.low").count() == sum(1 - pi < 0.2 for pi in SAMPLING_PROBS) == 2
+    assert bound.locator("line.threshold").count() == 1
+    card.locator('.pivot:has-text(" 7")').focus()
+    details = card.locator(".details").inner_text()
+    assert "sampling probability π = 0.30" in details and "at most 1 − π = 0.70" in details
+    assert "search estimate: before 0.20 from 2/10 rollouts" in details
+
+    # the table names its numbers too
+    page.keyboard.press("3")
+    rows = {r.locator("td").first.text_content(): r.inner_text() for r in page.locator("#pivot-table tr.row").all()}
+    assert "0.65 → 0.15 verified" in rows['" answer"'] and "26/40 → 6/40" in rows['" answer"']
+    assert "0.20 → 0.90 search estimate" in rows['" 7"']
+    assert "30/40 → judged exactly" in rows['"."'] and "1/1" not in rows['"."']
+
+
+def test_without_sampling_probabilities_no_bound_is_drawn(opened, tmp_path):
+    records = write_jsonl(tmp_path / "p.jsonl", planted_records(sampling=False))
+    write_jsonl(tmp_path / "p.jsonl.trace.jsonl", [trace_line(sampling=False)])
+    out = tmp_path / "old.html"
+    build_report([records], out)
+    page = opened(out, "#view=trajectories").page
+    assert page.locator("svg.curve").count() == 2 and page.locator("svg.bound").count() == 0
+    titles = [page.locator(".pivot").nth(i).get_attribute("title") for i in range(page.locator(".pivot").count())]
+    assert titles and not any("sampling probability" in t for t in titles)
+
+
+def test_a_critical_tokens_report_has_its_own_overview_legend_and_tokens(opened, tmp_path):
+    files = write_planted(tmp_path)
+    out = tmp_path / "critical.html"
+    build_report([files["critical_tokens"]], out)
+    page = opened(out).page
+    overview = page.locator("main").inner_text()
+    assert "pivotal" not in overview.lower()  # no pivotal-token counters on a report of critical tokens
+    assert page.locator("#count").text_content() == "3 matching"
+    stats = dict(zip(page.locator(".stat span").all_text_contents(), page.locator(".stat b").all_text_contents()))
+    assert stats["incorrect trajectories scored"] == "3" and stats["with a critical token"] == "3"
+    lines = critical_lines()
+    assert stats["rollouts spent"] == f"{sum(r['rollouts'] + r['pass_at_k_rollouts'] for r in lines):,}"
+    assert "unknown" not in overview and "critical.jsonl.progress" in overview
+    assert "A critical token (cDPO)" in page.locator("#about").inner_text()
+    assert page.locator("#sign").count() == 0  # no pivot, no pair: no sign filter
+
+    page.keyboard.press("2")
+    first = page.locator(".critical-card").first
+    legend = first.locator(".legend").inner_text()
+    assert "score = share of rollouts" in legend and "not sampled" in legend and "critical token" in legend
+    strip = first.locator("svg.strip")
+    assert strip.locator("text.tick-token").all_text_contents() == CRITICAL_TOKENS  # none longer than 12
+    assert strip.locator("text.tick-token.marked").all_text_contents() == [lines[0]["critical_token"]]
+    # a record without response_tokens (older pts critical) names positions and its critical token only
+    second = page.locator(".critical-card").nth(1).locator("svg.strip")
+    assert second.locator("text.tick").count() > 0
+    assert second.locator("text.tick-token.marked").all_text_contents() == [lines[1]["critical_token"]]
+    assert "Pass@k" in first.locator("svg[aria-label^='Pass@k'] text.axis-label").all_text_contents()
 
 
 @pytest.mark.slow

@@ -154,7 +154,8 @@ class CriticalToken(Record):
     """The critical token of one incorrect trajectory (Lin et al., arXiv 2411.19943), found by rollout sampling.
 
     ``response_ids`` is the trajectory (the response after the exact prompt
-    ``prompt_ids``). ``scores[i]`` is the share of ``score_samples[i]``
+    ``prompt_ids``); ``response_tokens[i]`` is ``response_ids[i]`` decoded on
+    its own (empty in records written before it was kept). ``scores[i]`` is the share of ``score_samples[i]``
     rollouts from ``prompt_ids + response_ids[:i + 1]`` (the prefix that
     includes token ``i``) that the oracle accepted, ``None`` where the search
     did not sample it; a terminal prefix (the response ended there:
@@ -208,6 +209,7 @@ class CriticalToken(Record):
     successes_without: int = 0
     alternatives: list[FirstToken] = field(default_factory=list)
     pass_at_k_rollouts: int = 0
+    response_tokens: list[str] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
     kind: str = "critical_token"
 

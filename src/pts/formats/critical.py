@@ -24,6 +24,7 @@ FIELDS = {
     "answer": "Reference answer the oracle judged against.",
     "response": "The incorrect trajectory (the model's response), decoded.",
     "response_ids": "Token ids of `response`.",
+    "response_tokens": "Each of `response_ids` decoded on its own (what `pts view` writes under the score strip).",
     "prompt_ids": "Token ids of the exact prompt (chat template applied).",
     "prompt_length": "Number of prompt tokens.",
     "critical_position": "Index in `response_ids` of the critical token (null when none was found).",
@@ -123,6 +124,9 @@ class CriticalTokens(Format):
         if not isinstance(scores, list) or not all(s is None or isinstance(s, (int, float)) for s in scores):
             raise PTSError(f"{where}: scores must be a list of numbers or nulls")
         response = rows.text(record.get("response", ""), where, "response")
+        tokens = record.get("response_tokens")
+        if not (isinstance(tokens, list) and len(tokens) == len(scores) and all(isinstance(t, str) for t in tokens)):
+            tokens = None  # older records keep ids only; the page then names positions, not tokens
         position = rows.int_or_none(record.get("critical_position"))
         token = record.get("critical_token")
         split = critical_split(response, record.get("critical_context", ""), token) if position is not None else None
@@ -133,12 +137,14 @@ class CriticalTokens(Format):
             "trajectory": record.get("trajectory_index", 0),
             "answer": str(record.get("answer", "")),
             "response": response,
+            "tokens": tokens,
             "split": split,
             "position": position,
             "token": token,
             "rule": record.get("rule"),
             "score": rows.number(record.get("score")),
             "scores": scores,
+            "low_threshold": rows.number(record.get("low_threshold")),
             "samples": rows.ints(record.get("score_samples")),
             "successes": rows.ints(record.get("score_successes")),
             "terminal": [bool(t) for t in record.get("score_terminal") or []],

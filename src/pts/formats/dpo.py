@@ -201,6 +201,8 @@ class DPOPairs(Format):
         prompt, chosen, rejected = (rows.text(record[k], where, k) for k in ("prompt", "chosen", "rejected"))
         delta = rows.number(metadata.get("prob_delta"))
         verified = metadata.get("counterpart_verified")
+        samples = metadata.get("samples") if isinstance(metadata.get("samples"), dict) else {}
+        n_chosen, n_rejected = rows.int_or_none(samples.get("chosen")), rows.int_or_none(samples.get("rejected"))
         return {
             "q": query(metadata.get("original_query", "")),
             "tail": prompt[-rows.CONTEXT_TAIL :],
@@ -208,8 +210,11 @@ class DPOPairs(Format):
             "rejected": rejected,
             "p_chosen": rows.number(metadata.get("prob_chosen")),
             "p_rejected": rows.number(metadata.get("prob_rejected")),
-            "n_chosen": rows.int_or_none((metadata.get("samples") or {}).get("chosen")),
-            "n_rejected": rows.int_or_none((metadata.get("samples") or {}).get("rejected")),
+            "n_chosen": n_chosen,
+            "n_rejected": n_rejected,
+            "counterpart": counterpart_status(metadata, n_chosen, n_rejected),
+            "gap": rows.interval(metadata.get("gap_interval")),
+            "gap_confidence": rows.number(metadata.get("gap_confidence")),
             "delta": delta,
             "positive": metadata.get("is_positive", None if delta is None else delta > 0),
             "task": str(metadata.get("task_type") or ""),
@@ -250,6 +255,15 @@ class DPOPairs(Format):
             raise PTSError(f"no DPO pairs from {report.pivots} pivotal tokens ({report.skipped_text()}){hint}")
         write_pairs(pairs, request.output)
         return Written(len(pairs), report.format())
+
+
+def counterpart_status(metadata: dict[str, Any], n_chosen: int | None, n_rejected: int | None) -> str:
+    """``"established"`` (both tokens measured and the gap's interval lies above zero), ``"not established"``
+    (both measured, the interval reaches zero) or ``"not measured"`` (a side has no rollouts, as in the
+    original tool's pairs, whose counterpart was not sampled)."""
+    if not n_chosen or not n_rejected:
+        return "not measured"
+    return "established" if metadata.get("counterpart_verified") is True else "not established"
 
 
 FORMAT = DPOPairs()

@@ -15,7 +15,7 @@ from typing import Any
 
 from pts import formats
 from pts.errors import PTSError
-from pts.formats.rows import CONTEXT_TAIL, int_or_none, interval
+from pts.formats.rows import CONTEXT_TAIL, int_or_none, interval, number
 from pts.store import progress_path, read_jsonl
 from pts.view.shapes import PIVOT_SHAPES, ViewFile, read_view_file
 from pts.view.trajectories import (
@@ -70,6 +70,8 @@ class ReportData:
         }
         self.files.append(entry)
         fmt = formats.detect(view_file.records[0]) if view_file.records else None
+        if view_file.shape != "trace":
+            read_sidecars(view_file, entry)
         if view_file.shape == "trace":
             self.traces.update(read_traces(view_file.records, view_file.path))
         elif view_file.shape in PIVOT_SHAPES:
@@ -97,12 +99,6 @@ class ReportData:
             else:
                 pivot = pivot_from_row(record, view_file.path, n)
             self.pivots.append(pivot_row(pivot, record, file_index, self))
-        entry["settings"] = run_settings(view_file.path, view_file.records)
-        items = progress_items(view_file.path)
-        if items is not None:
-            rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
-            entry["samples_spent"] = sum(rollouts) if rollouts else None
-            entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
         sidecar = trace_path(view_file.path)
         traces = dict(self.traces)
         if sidecar.is_file():
@@ -136,16 +132,28 @@ class ReportData:
             for i in members
         ]
         head = self.pivots[members[0]]
+        bound: list[list[float]] = []
         if trace is not None and all(p.position is not None for p in places):
             built = [solution_from_trace(trace, places)]
+            if trace.sampling_probs is not None:
+                bound = [[i, round(1 - pi, 4)] for i, pi in enumerate(trace.sampling_probs) if pi is not None]
         else:
             built = solutions_from_contexts(places, self.queries[head["q"]])
             for s in built:
                 s.curve = curve_from_pivots([self.pivots[i] for i in s.pivots])
         for s in built:
             index = len(self.solutions)
-            for i in s.pivots:
-                self.pivots[i]["solution"] = index
+            members_here = [self.pivots[i] for i in s.pivots]
+            for p in members_here:
+                p["solution"] = index
+                if s.curve_source == "trace":
+                    take_search_from_curve(p, s.curve)
+            if not bound or s.curve_source != "trace":
+                bound = [
+                    [p["position"], round(1 - p["sampling_prob"], 4)]
+                    for p in members_here
+                    if p["sampling_prob"] is not None and p["position"] is not None
+                ]
             self.solutions.append(
                 {
                     "file": file_index,
@@ -156,7 +164,10 @@ class ReportData:
                     "segments": s.segments,
                     "curve": s.curve,
                     "curve_source": s.curve_source,
+                    "bound": bound,
+                    "threshold": number(_parse(self.files[file_index]["settings"].get("prob_threshold"))),
                     "length": s.length,
+                    "tokens": trace.solution_tokens if s.curve_source == "trace" and trace is not None else None,
                     "pivots": s.pivots,
                 }
             )
@@ -183,10 +194,52 @@ def collect(paths: Sequence[str]) -> ReportData:
     return data
 
 
+def read_sidecars(view_file: ViewFile, entry: dict[str, Any]) -> None:
+    """Fill a file's ``settings``, ``samples_spent`` and ``queries`` from its progress file (``pts run``,
+    ``pts critical`` and any command that resumes through :mod:`pts.store`), else from its first record."""
+    entry["settings"] = run_settings(view_file.path, view_file.records)
+    entry["progress"] = None
+    items = progress_items(view_file.path)
+    if items is None:
+        return
+    entry["progress"] = str(progress_path(view_file.path))
+    rollouts = [r["rollouts"] for r in items if isinstance(r.get("rollouts"), int)]
+    entry["samples_spent"] = sum(rollouts) if rollouts else None
+    entry["queries"] = dict(Counter(str(r.get("status", "done")) for r in items))
+
+
 def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record)."""
+    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record).
+
+    ``before``/``after`` and their counts are the record's own numbers: a verified record's come from
+    verification rollouts only. ``search`` holds the search's estimates of the same two prefixes when they
+    differ from those: a verified record's ``candidate``, or the trace's numbers when the solution is drawn
+    from a trace; None means "the record's own numbers" for an unverified record (:func:`pts.view.trajectories.search_of`).
+    """
     context = pivot.pivot_context
     verified = record.get("verified")
+    k_before, n_before = int_or_none(record.get("successes_before")), int_or_none(record.get("samples_before"))
+    k_after, n_after = int_or_none(record.get("successes_after")), int_or_none(record.get("samples_after"))
+    ci_before, ci_after = interval(record.get("ci_before")), interval(record.get("ci_after"))
+    terminal_before = judged_exactly(n_before, ci_before)
+    terminal_after = judged_exactly(n_after, ci_after)
+    candidate = record.get("candidate") if isinstance(record.get("candidate"), dict) else {}
+    if verified is True and candidate:
+        search = {
+            "before": number(candidate.get("prob_before")),
+            "after": number(candidate.get("prob_after")),
+            "k_before": None,
+            "n_before": int_or_none(candidate.get("samples_before")),
+            "k_after": None,
+            "n_after": int_or_none(candidate.get("samples_after")),
+            "terminal_before": False,
+            "terminal_after": False,
+        }
+    else:
+        # Unverified: the record's own numbers are the search's (:func:`pts.view.trajectories.search_of`). Verified without a candidate:
+        # the search's numbers were not kept.
+        search = None
+    sampling_prob = number(record.get("sampling_prob"))
     return {
         "id": pivot.id,
         "file": file_index,
@@ -203,18 +256,48 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
         "after": pivot.prob_after,
         "delta": pivot.prob_delta,
         "positive": pivot.is_positive,
-        "k_before": int_or_none(record.get("successes_before")),
-        "n_before": int_or_none(record.get("samples_before")),
-        "k_after": int_or_none(record.get("successes_after")),
-        "n_after": int_or_none(record.get("samples_after")),
-        "ci_before": interval(record.get("ci_before")),
-        "ci_after": interval(record.get("ci_after")),
+        "k_before": k_before,
+        "n_before": n_before,
+        "k_after": k_after,
+        "n_after": n_after,
+        "ci_before": ci_before,
+        "ci_after": ci_after,
+        "terminal_before": terminal_before,
+        "terminal_after": terminal_after,
+        "search": search,
+        "sampling_prob": sampling_prob if sampling_prob is not None and 0 <= sampling_prob <= 1 else None,
         "alternatives": [[t.token, t.count, t.successes] for t in pivot.first_tokens],
         "verified": verified if isinstance(verified, bool) else None,
         "tail": context[-CONTEXT_TAIL:],
         "solution": None,
         "pattern": record.get("reasoning_pattern"),
         "cluster": record.get("cluster_id"),
+    }
+
+
+def judged_exactly(samples: int | None, interval: list[float] | None) -> bool:
+    """True for an end p(success) that was judged once, exactly (the response ended there): one sample and a
+    point for its interval, which is how pts writes a terminal prefix."""
+    return samples == 1 and interval is not None and interval[0] == interval[1]
+
+
+def take_search_from_curve(pivot: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
+    """Make ``pivot["search"]`` the curve's own points at its two ends, so that its label and the drawn curve
+    are the same numbers (a trace may hold more rollouts at a prefix than the search had when it flagged it)."""
+    at = {c["position"]: c for c in curve}
+    pos = pivot["position"]
+    if pos is None or pos not in at or pos + 1 not in at:
+        return
+    before, after = at[pos], at[pos + 1]
+    pivot["search"] = {
+        "before": before["p"],
+        "after": after["p"],
+        "k_before": before["successes"],
+        "n_before": before["samples"],
+        "k_after": after["successes"],
+        "n_after": after["samples"],
+        "terminal_before": before.get("terminal", False),
+        "terminal_after": after.get("terminal", False),
     }
 
 
@@ -252,4 +335,12 @@ def progress_items(path: Path) -> list[dict[str, Any]] | None:
     try:
         return [r for r in read_jsonl(progress) if r.get("kind") == "item"]
     except (PTSError, UnicodeDecodeError):
+        return None
+
+
+def _parse(value: Any) -> Any:
+    """A setting shown as text (:func:`run_settings`) read back as JSON, or None."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
         return None

@@ -9,7 +9,8 @@ A solution is drawn from one of two sources:
        "prompt_length": 46,                      # prompt tokens before the solution
        "solution_ids": [504, 2988, ...],         # the solution's token ids
        "solution_tokens": ["The", " answer", ...],  # each id decoded on its own
-       "estimates": [{"position": 0, "successes": 3, "samples": 10}, ...]}
+       "estimates": [{"position": 0, "successes": 3, "samples": 10}, ...],
+       "sampling_probs": [0.98, 0.41, ...]}    # optional: pi of each token when it was sampled
 
   ``position`` i is the number of solution tokens in the prefix that was
   estimated: p(success | prompt + solution[:i]); 0 is the prompt alone and
@@ -17,6 +18,8 @@ A solution is drawn from one of two sources:
   ``"terminal": true`` when the prefix ends the response and was judged once,
   exactly. The text and every position are then exact, and the estimates
   draw the curve of p(success) along the solution with no new sampling.
+  ``sampling_probs`` (when the run kept them) bound what each token can do:
+  choosing a token of probability pi moves p(success) by at most 1 - pi.
 - **the records alone** (no trace, or the original tool's files): the
   solution is the longest ``pivot_context`` of the solution's records plus its
   pivot token, and each pivot sits at the end of its own ``pivot_context``;
@@ -58,6 +61,7 @@ class Trace:
     prompt_length: int
     solution_tokens: list[str]
     estimates: list[dict[str, Any]]
+    sampling_probs: list[float | None] | None = None
 
 
 def trace_from_record(record: dict[str, Any], where: str) -> Trace:
@@ -80,6 +84,13 @@ def trace_from_record(record: dict[str, Any], where: str) -> Trace:
                 f"{where}: each estimate needs integer position (0..{len(tokens)}), "
                 f"successes and samples (successes <= samples), got {e!r}"
             )
+    probs = record.get("sampling_probs")
+    if probs is not None and not (
+        isinstance(probs, list)
+        and len(probs) == len(tokens)
+        and all(p is None or (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1) for p in probs)
+    ):
+        raise PTSError(f"{where}: sampling_probs must be one probability (or null) per solution token")
     return Trace(
         dataset_item_id=str(record.get("dataset_item_id", "")),
         solution_index=int(record.get("solution_index") or 0),
@@ -87,6 +98,7 @@ def trace_from_record(record: dict[str, Any], where: str) -> Trace:
         prompt_length=int(record.get("prompt_length") or 0),
         solution_tokens=list(tokens),
         estimates=list(estimates),
+        sampling_probs=None if probs is None else [None if p is None else float(p) for p in probs],
     )
 
 
@@ -199,6 +211,26 @@ def solutions_from_contexts(places: Sequence[PivotPlace], query: str) -> list[So
     return solutions
 
 
+def search_of(pivot: dict[str, Any]) -> dict[str, Any] | None:
+    """The search's estimates around a pivot row: its ``search`` numbers, or for an unverified record its own
+    (the search wrote them); None for a verified record that did not keep the search's numbers."""
+    if pivot["search"] is not None or pivot["verified"] is True:
+        return pivot["search"]
+    return {
+        key: pivot[key]
+        for key in (
+            "before",
+            "after",
+            "k_before",
+            "n_before",
+            "k_after",
+            "n_after",
+            "terminal_before",
+            "terminal_after",
+        )
+    }
+
+
 def curve_from_estimates(estimates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Points of p(success) by position from a trace's estimates (several at one position are pooled)."""
     pooled: dict[int, list[int]] = {}
@@ -213,24 +245,31 @@ def curve_from_estimates(estimates: Sequence[dict[str, Any]]) -> list[dict[str, 
 
 
 def curve_from_pivots(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The points the records measured: p before and after each pivot, at its position."""
+    """The search's estimates the records kept: p before and after each pivot, at its position.
+
+    Each pivot row's search numbers are used (:func:`search_of`; a
+    verified record's verification numbers are drawn apart from the curve); a pivot
+    without them adds no point.
+    """
     points: dict[int, dict[str, Any]] = {}
     for p in pivots:
-        if p.get("position") is None:
+        search = search_of(p)
+        if p.get("position") is None or not search:
             continue
         for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
-            k, n = p.get(f"k_{side}"), p.get(f"n_{side}")
+            k, n, terminal = search.get(f"k_{side}"), search.get(f"n_{side}"), search.get(f"terminal_{side}", False)
             if n and k is not None:
-                points[pos] = _point(pos, k, n, False)
-            elif pos not in points:
-                prob = p[side]
+                points[pos] = _point(pos, k, n, terminal)
+            elif pos not in points and search.get(side) is not None:
+                prob = search[side]
                 points[pos] = {
                     "position": pos,
                     "successes": None,
-                    "samples": None,
+                    "samples": n,
                     "p": prob,
                     "low": prob,
                     "high": prob,
+                    "terminal": terminal,
                 }
     return [points[k] for k in sorted(points)]
 
@@ -247,4 +286,5 @@ def _point(position: int, successes: int, samples: int, terminal: bool) -> dict[
         "p": p,
         "low": round(low, 4),
         "high": round(high, 4),
+        "terminal": terminal,
     }

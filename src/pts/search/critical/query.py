@@ -217,6 +217,7 @@ class QueryAnalyser:
             successes_without=r.successes_without,
             alternatives=alts,
             pass_at_k_rollouts=r.pass_at_k_rollouts,
+            response_tokens=[tok.decode([t], skip_special_tokens=False) for t in ids],
             search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
         )
 

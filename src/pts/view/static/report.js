@@ -124,15 +124,15 @@
     el("header", {},
       el("h1", { text: "pts view" }), tabs,
       el("div", { id: "filters", role: "search" }, search,
-        el("label", {}, "sign", signSel), el("label", {}, "|change| ≥", minInput),
+        DATA.pivots.length || DATA.pairs.length ? [el("label", {}, "sign", signSel), el("label", {}, "|change| ≥", minInput)] : null,
         TASKS.length > 1 ? el("label", {}, "task", taskSel) : null,
         HAS_VERIFIED ? el("label", {}, "verification", verSel) : null, countLine)),
     main,
     el("footer", {}, "Keys: ", el("kbd", { text: "/" }), " search · ", el("kbd", { text: "1" }), "–",
       el("kbd", { text: String(VIEWS.length) }), " views · ", el("kbd", { text: "j" }), " ", el("kbd", { text: "k" }),
-      " next/previous card · ", el("kbd", { text: "n" }), " ", el("kbd", { text: "p" }), " next/previous page · ",
-      el("kbd", { text: "Tab" }), " and ", el("kbd", { text: "←" }), " ", el("kbd", { text: "→" }),
-      " move between pivotal tokens. ▲ solid underline: p(success) rises; ▼ dashed underline: it falls; deeper shade: larger change."));
+      " next/previous card · ", el("kbd", { text: "n" }), " ", el("kbd", { text: "p" }), " next/previous page",
+      DATA.pivots.length ? [" · ", el("kbd", { text: "Tab" }), " and ", el("kbd", { text: "←" }), " ", el("kbd", { text: "→" }),
+        " move between pivotal tokens. ▲ solid underline: p(success) rises; ▼ dashed underline: it falls; deeper shade: larger change."] : "."));
 
   // ---- pagination over an array of matching rows
   function pageOf(rows, size) {
@@ -157,22 +157,47 @@
       el("button", { text: "next ▶", disabled: p.page >= p.pages, onclick: () => go({ page: String(p.page + 1) }) }));
   }
 
-  // ---- charts (inline SVG)
+  // ---- charts (inline SVG); every axis is labelled, and a legend names what each mark is
+  const tokenLabel = (t) => { const v = String(t).replace(/\n/g, "⏎").replace(/\t/g, "⇥"); return v.length > 12 ? v.slice(0, 11) + "…" : v; };
+  function yLabel(g, text, x, yMid) { g.append(svg("text", { x: x, y: yMid, transform: "rotate(-90 " + x + " " + yMid + ")", "text-anchor": "middle", class: "axis-label", text: text })); }
+  // Labels under an x-axis of ``n`` positions: every token when ``tokens`` (all of them) each have room, else a
+  // tick every few positions and the ``marked`` ones (a Map position -> token text: pivots, the critical token)
+  // by name. Returns the height the labels take.
+  function xTokens(g, n, X, y, tokens, marked) {
+    const room = X(1) - X(0);
+    const at = (i, text, cls, yy = y) => g.append(svg("text", { x: X(i + 0.5) + 3, y: yy, transform: "rotate(-60 " + (X(i + 0.5) + 3) + " " + yy + ")",
+      "text-anchor": "end", class: cls, text: tokenLabel(text) }));
+    const longest = tokens ? Math.max(1, ...tokens.map((t) => tokenLabel(t).length)) : 0;
+    if (tokens && room >= longest * 5.6 + 2) {  // every token fits upright (9px monospace: ~5.4px a character)
+      tokens.forEach((t, i) => g.append(svg("text", { x: X(i + 0.5), y: y, "text-anchor": "middle", class: marked.has(i) ? "tick-token marked" : "tick-token", text: tokenLabel(t) })));
+      return 14;
+    }
+    if (tokens && room >= 11) { tokens.forEach((t, i) => at(i, t, marked.has(i) ? "tick-token marked" : "tick-token")); return 58; }
+    const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].find((k) => k * room >= 28) || 2000;
+    for (let i = 0; i <= n; i += step) g.append(svg("text", { x: X(i), y: y + 2, "text-anchor": "middle", class: "tick", text: String(i) }));
+    marked.forEach((text, i) => at(i, text, "tick-token marked", y + 12));  // under the position numbers
+    const tallest = Math.max(0, ...[...marked.values()].map((t) => tokenLabel(t).length));
+    return marked.size ? Math.min(76, 28 + tallest * 5) : 12;
+  }
+  function legend(items) {
+    return el("div", { class: "legend" }, items.map(([mark, text]) => el("span", {}, el("span", { class: "key " + mark, "aria-hidden": "true" }), text)));
+  }
   function histogram(deltas) {
-    const W = 360, H = 140, bins = 20, counts = new Array(bins).fill(0);
+    const W = 380, H = 130, L = 40, bins = 20, counts = new Array(bins).fill(0);
     deltas.forEach((d) => { counts[Math.min(bins - 1, Math.max(0, Math.floor((d + 1) / 2 * bins)))] += 1; });
-    const top = Math.max(1, ...counts), bw = (W - 30) / bins;
-    const g = svg("svg", { width: W, height: H + 30, role: "img", "aria-label": "histogram of prob_delta", id: "histogram" });
+    const top = Math.max(1, ...counts), bw = (W - L - 5) / bins;
+    const g = svg("svg", { width: W, height: H + 42, role: "img", "aria-label": "histogram of prob_delta: pivotal tokens by change in p(success)", id: "histogram" });
     counts.forEach((c, i) => {
       const h = c / top * H, lo = -1 + i * 2 / bins;
-      const bar = svg("rect", { x: 25 + i * bw, y: H - h + 5, width: bw - 1, height: h, fill: lo < 0 ? "var(--neg)" : "var(--pos)",
+      const bar = svg("rect", { x: L + i * bw, y: H - h + 5, width: bw - 1, height: h, fill: lo < 0 ? "var(--neg)" : "var(--pos)",
         "fill-opacity": lo < 0 ? 0.55 : 0.85, class: "bin" });
-      g.append(tip(bar, "prob_delta in [" + lo.toFixed(1) + ", " + (lo + 0.1).toFixed(1) + "): " + c));
+      g.append(tip(bar, "prob_delta in [" + lo.toFixed(1) + ", " + (lo + 0.1).toFixed(1) + "): " + c + " pivotal tokens"));
     });
-    g.append(svg("line", { x1: 25, y1: H + 5, x2: W - 5, y2: H + 5, class: "axis" }));
-    [-1, -0.5, 0, 0.5, 1].forEach((x) => g.append(svg("text", { x: 25 + (x + 1) / 2 * (W - 30) - 6, y: H + 18, text: x })));
-    g.append(svg("text", { x: 0, y: 12, text: String(top) }));
-    g.append(svg("text", { x: W / 2 - 70, y: H + 29, text: "prob_delta (▼ falls · ▲ rises)" }));
+    g.append(svg("line", { x1: L, y1: H + 5, x2: W - 5, y2: H + 5, class: "axis" }), svg("line", { x1: L, y1: H + 5, x2: L, y2: 5, class: "axis" }));
+    [-1, -0.5, 0, 0.5, 1].forEach((x) => g.append(svg("text", { x: L + (x + 1) / 2 * (W - L - 5), y: H + 17, "text-anchor": "middle", class: "tick", text: x })));
+    g.append(svg("text", { x: L - 4, y: 12, "text-anchor": "end", class: "tick", text: String(top) }), svg("text", { x: L - 4, y: H + 8, "text-anchor": "end", class: "tick", text: "0" }));
+    yLabel(g, "pivotal tokens", 10, H / 2 + 5);
+    g.append(svg("text", { x: L + (W - L) / 2, y: H + 36, "text-anchor": "middle", class: "axis-label", text: "prob_delta = p(success) after − before (▼ falls · ▲ rises)" }));
     return g;
   }
   function taskBars(rows) {
@@ -190,45 +215,130 @@
     });
     return g;
   }
+  // The verification's numbers as points: p before and after each verified pivot, at its two positions.
+  function verifiedPoints(s) {
+    const out = [];
+    s.pivots.map((i) => DATA.pivots[i]).filter((p) => p.verified === true && p.position !== null).forEach((p) => {
+      [["before", p.position], ["after", p.position + 1]].forEach(([side, position]) => {
+        const ci = p["ci_" + side] || [p[side], p[side]];
+        out.push({ position: position, p: p[side], low: ci[0], high: ci[1], successes: p["k_" + side], samples: p["n_" + side], terminal: p["terminal_" + side] });
+      });
+    });
+    return out;
+  }
+  function diamond(x, y, r) { return "M" + x + "," + (y - r) + " L" + (x + r) + "," + y + " L" + x + "," + (y + r) + " L" + (x - r) + "," + y + " Z"; }
   function curve(s) {
-    const pts = s.curve;
-    if (!pts.length) return null;
-    const W = 560, H = 80, L = 34, last = Math.max(s.length || 0, ...pts.map((p) => p.position), 1);
-    const X = (pos) => L + pos / last * (W - L - 8), Y = (p) => 6 + (1 - p) * H;
-    const g = svg("svg", { width: W, height: H + 30, role: "img", class: "curve",
-      "aria-label": "p(success) along the solution (" + (s.curve_source === "trace" ? "search trace" : "points the records measured") + ")" });
-    g.append(svg("line", { x1: L, y1: Y(0), x2: W - 8, y2: Y(0), class: "axis" }), svg("line", { x1: L, y1: Y(0), x2: L, y2: Y(1), class: "axis" }));
-    g.append(svg("text", { x: 2, y: Y(1) + 4, text: "1.0" }), svg("text", { x: 2, y: Y(0.5) + 4, text: "0.5" }), svg("text", { x: 2, y: Y(0) + 4, text: "0.0" }));
-    g.append(svg("text", { x: X(0) - 3, y: Y(0) + 12, text: "0" }), svg("text", { x: X(last) - 6, y: Y(0) + 12, text: String(last) }));
+    const pts = s.curve, ver = verifiedPoints(s);
+    if (!pts.length && !ver.length) return null;
+    const positions = pts.concat(ver).map((p) => p.position);
+    const last = Math.max(s.length || 0, ...positions, 1), tokens = s.tokens;  // every token: a trace's solutions only
+    const W = Math.max(560, Math.min(1040, 46 + last * 12)), H = 90, L = 46, R = 8, T = 6;
+    const X = (pos) => L + pos / last * (W - L - R), Y = (p) => T + (1 - p) * H;
+    const marked = new Map(s.pivots.filter((i) => DATA.pivots[i].position !== null).map((i) => [DATA.pivots[i].position, DATA.pivots[i].token]));
+    const g = svg("svg", { width: W, height: 0, role: "img", class: "curve",
+      "aria-label": "p(success) along the solution: search estimates (" + (s.curve_source === "trace" ? "search trace" : "the points the records kept") + ")" + (ver.length ? " and verified values" : "") });
+    g.append(svg("line", { x1: L, y1: Y(0), x2: W - R, y2: Y(0), class: "axis" }), svg("line", { x1: L, y1: Y(0), x2: L, y2: Y(1), class: "axis" }));
+    [1, 0.5, 0].forEach((v) => g.append(svg("text", { x: L - 4, y: Y(v) + 4, "text-anchor": "end", class: "tick", text: v.toFixed(1) })));
+    yLabel(g, "p(success)", 10, Y(0.5));
     s.pivots.forEach((i) => {
       const p = DATA.pivots[i];
       if (p.position === null) return;
       const x = X(p.position + 0.5);
-      g.append(tip(svg("line", { x1: x, y1: Y(1), x2: x, y2: Y(0), stroke: p.positive ? "var(--pos)" : "var(--neg)",
-        "stroke-dasharray": p.positive ? "" : "4 3", "stroke-width": 1.5 }), "pivot " + showToken(p.token) + " at token " + p.position + ": " + signed(p.delta)));
+      g.append(tip(svg("line", { x1: x, y1: Y(1), x2: x, y2: Y(0), stroke: p.positive ? "var(--pos)" : "var(--neg)", class: "pivot-line",
+        "stroke-dasharray": p.positive ? "" : "4 3", "stroke-width": 1.5, "stroke-opacity": 0.6 }), "pivot " + showToken(p.token) + " (token " + p.position + "): " + signed(p.delta)));
     });
-    pts.forEach((p) => g.append(svg("line", { x1: X(p.position), y1: Y(p.low), x2: X(p.position), y2: Y(p.high), stroke: "#999" })));
+    const pointText = (p) => p.terminal ? fmt(p.p) + ", judged exactly (the response ends here)"
+      : fmt(p.p) + (p.samples ? " (" + (p.successes !== null ? p.successes + "/" : "") + p.samples + " rollouts" + (p.successes !== null ? ", 95% [" + fmt(p.low) + ", " + fmt(p.high) + "]" : "") + ")" : "");
+    pts.forEach((p) => { if (!p.terminal) g.append(svg("line", { x1: X(p.position), y1: Y(p.low), x2: X(p.position), y2: Y(p.high), stroke: "#999" })); });
     g.append(svg("polyline", { points: pts.map((p) => X(p.position) + "," + Y(p.p)).join(" "), fill: "none", stroke: "var(--ink)", "stroke-width": 1.2 }));
-    pts.forEach((p) => g.append(tip(svg("circle", { cx: X(p.position), cy: Y(p.p), r: 2.5, fill: "var(--ink)", class: "estimate" }),
-      "after " + p.position + " tokens: p = " + fmt(p.p) + (p.samples ? " (" + p.successes + "/" + p.samples + ", 95% [" + fmt(p.low) + ", " + fmt(p.high) + "])" : ""))));
-    g.append(svg("text", { x: L + 30, y: H + 26, text: "p(success) by token position" + (s.curve_source === "trace" ? " (search trace)" : " (only the points the records measured)") }));
-    return g;
+    pts.forEach((p) => g.append(tip(p.terminal
+      ? svg("rect", { x: X(p.position) - 3, y: Y(p.p) - 3, width: 6, height: 6, fill: "var(--ink)", class: "estimate terminal", "data-position": p.position, "data-p": p.p })
+      : svg("circle", { cx: X(p.position), cy: Y(p.p), r: 2.5, fill: "var(--ink)", class: "estimate", "data-position": p.position, "data-p": p.p }),
+      "search estimate after " + p.position + " tokens: p = " + pointText(p))));
+    ver.forEach((p) => {
+      const x = X(p.position) + 3;
+      if (!p.terminal) g.append(svg("line", { x1: x, y1: Y(p.low), x2: x, y2: Y(p.high), stroke: "var(--ver)", "stroke-width": 1.5 }));
+      g.append(tip(svg("path", { d: diamond(x, Y(p.p), 4), fill: "#fff", stroke: "var(--ver)", "stroke-width": 1.8, class: "verified-point", "data-position": p.position, "data-p": p.p }),
+        "verified after " + p.position + " tokens: p = " + pointText(p)));
+    });
+    const below = xTokens(g, last, X, Y(0) + 12, tokens, marked);
+    g.setAttribute("height", Y(0) + below + 4);
+    const xAxis = el("div", { class: "axis-caption", style: "padding-left:" + L + "px",
+      text: tokens && (X(1) - X(0)) >= 11 ? "the solution, token by token (p(success) is marked between tokens: after the first i of them)" : "tokens into the solution (pivot tokens named)" });
+    const intervals = pts.some((p) => p.low !== p.high) ? ", 95% interval" : "";
+    const items = [["line", pts.length ? "search estimate" + (s.curve_source === "trace" ? " (search trace)" : " (points the records kept)") + intervals : null],
+      ["diamond", ver.length ? "verified (fresh rollouts)" : null],
+      ["square", pts.concat(ver).some((p) => p.terminal) ? "judged exactly (end of the response)" : null],
+      ["pivot-pos", "▲ pivot: p rises"], ["pivot-neg", "▼ pivot: p falls"]].filter((x) => x[1]);
+    return el("div", { class: "chart", style: "max-width:" + W + "px" }, g, xAxis, boundChart(s, X, W, last), legend(items));
+  }
+  // 1 − π for each token of the solution: the most that choosing it can move p(success). Below the search's
+  // threshold a token cannot be pivotal. Drawn only when the run kept the sampling probabilities.
+  function boundChart(s, X, W, last) {
+    if (!s.bound || !s.bound.length) return null;
+    const H = 36, T = 4, L = 46, Y = (v) => T + (1 - v) * H, thr = s.threshold;
+    const g = svg("svg", { width: W, height: H + 8, role: "img", class: "bound", "aria-label": "the most each token can move p(success): 1 − its sampling probability" });
+    g.append(svg("line", { x1: L, y1: Y(0), x2: W - 8, y2: Y(0), class: "axis" }), svg("line", { x1: L, y1: Y(0), x2: L, y2: Y(1), class: "axis" }));
+    g.append(svg("text", { x: L - 4, y: Y(1) + 8, "text-anchor": "end", class: "tick", text: "1" }), svg("text", { x: L - 4, y: Y(0), "text-anchor": "end", class: "tick", text: "0" }));
+    const w = Math.max(1, (X(1) - X(0)) - 1);
+    s.bound.forEach(([i, b]) => {
+      const low = thr !== null && thr !== undefined && b < thr;
+      g.append(tip(svg("rect", { x: X(i), y: Y(b), width: w, height: Math.max(0.5, b * H), class: low ? "bound-bar low" : "bound-bar" }),
+        "token " + i + ": 1 − π = " + fmt(b) + (low ? ", below the threshold: it cannot be pivotal" : "")));
+    });
+    if (thr !== null && thr !== undefined) g.append(tip(svg("line", { x1: L, y1: Y(thr), x2: W - 8, y2: Y(thr), class: "threshold" }), "threshold " + fmt(thr)));
+    yLabel(g, "1 − π", 10, Y(0.5));
+    return el("div", {}, g, el("div", { class: "axis-caption", style: "padding-left:" + L + "px",
+      text: "bars: 1 − π(token), the most that choosing the token (sampled with probability π) can move p(success)" +
+        (thr !== null && thr !== undefined ? "; a token under the dashed threshold (" + fmt(thr) + ", pale) cannot be pivotal" : "") }));
   }
 
-  // ---- text for one pivot: the same words on hover (title), for screen readers and in the details box
+  // ---- text for one pivot: the same words on hover (title), for screen readers and in the details box.
+  // Each number is named: "verified" (fresh rollouts after the search flagged the token) or "search estimate"
+  // (the rollouts the search itself drew; the curve draws these), and an end that finished the response
+  // is "judged exactly" (one exact check, no rollouts).
+  function sideText(name, p, ci, k, n, terminal) {
+    if (p === null || p === undefined) return name + " –";
+    if (terminal) return name + " " + fmt(p) + ", judged exactly (the response ends here)";
+    return name + " " + fmt(p) + (ci ? " [" + fmt(ci[0]) + ", " + fmt(ci[1]) + "]" : "") +
+      (n ? " from " + (k !== null && k !== undefined ? frac(k, n) : count(n)) + " rollouts" : "");
+  }
+  // The search's estimates around a pivot: its own numbers for an unverified record (the search wrote them).
+  function searchOf(p) {
+    if (p.search || p.verified === true) return p.search;
+    return { before: p.before, after: p.after, k_before: p.k_before, n_before: p.n_before, k_after: p.k_after, n_after: p.n_after,
+      terminal_before: p.terminal_before, terminal_after: p.terminal_after };
+  }
+  function searchLine(p) {
+    const s = searchOf(p);
+    if (!s) return null;
+    return "search estimate: " + sideText("before", s.before, null, s.k_before, s.n_before, s.terminal_before) +
+      " · " + sideText("after", s.after, null, s.k_after, s.n_after, s.terminal_after);
+  }
+  function boundLine(p) {
+    if (p.sampling_prob === null || p.sampling_prob === undefined) return null;
+    return "sampling probability π = " + fmt(p.sampling_prob) + ": choosing this token can move p(success) by at most 1 − π = " + fmt(1 - p.sampling_prob);
+  }
+  function pivotLines(p) {
+    const named = p.verified === true ? ", verified" : p.verified === false ? ", search estimate (not verified)" : "";
+    const own = sideText("before", p.before, p.ci_before, p.k_before, p.n_before, p.terminal_before) + " · " +
+      sideText("after", p.after, p.ci_after, p.k_after, p.n_after, p.terminal_after);
+    return [
+      "p(success) " + fmt(p.before) + " → " + fmt(p.after) + " (" + signed(p.delta) + ")" + named,
+      p.verified === true ? "verified: " + own : (searchOf(p) ? null : own),
+      searchLine(p),
+      boundLine(p),
+    ].filter(Boolean);
+  }
   function pivotTitle(p) {
-    const lines = ["p(success) " + fmt(p.before) + " → " + fmt(p.after) + " (" + signed(p.delta) + ")",
-      "before: " + fmt(p.before) + (p.ci_before ? " [" + fmt(p.ci_before[0]) + ", " + fmt(p.ci_before[1]) + "]" : "") + (p.n_before ? " from " + frac(p.k_before, p.n_before) + " rollouts" : ""),
-      "after: " + fmt(p.after) + (p.ci_after ? " [" + fmt(p.ci_after[0]) + ", " + fmt(p.ci_after[1]) + "]" : "") + (p.n_after ? " from " + frac(p.k_after, p.n_after) + " rollouts" : "")];
-    if (p.verified !== null) lines.push(p.verified ? "verified" : "not verified");
+    const lines = pivotLines(p);
     if (p.alternatives.length) lines.push("rollouts took: " + p.alternatives.map((a) => showToken(a[0]) + " " + a[2] + "/" + a[1]).join(", "));
     return lines.join("\n");
   }
   function pivotDetails(p) {
     return el("div", {},
       el("b", { class: p.positive ? "up" : "down", text: (p.positive ? "▲ " : "▼ ") + showToken(p.token) + " " + signed(p.delta) }),
-      " ", pivotTitle(p).split("\n").slice(1, 3).join(" · "),
-      p.verified !== null ? " · " + (p.verified ? "verified" : "not verified") : "",
+      pivotLines(p).map((line) => el("div", { text: line })),
       p.alternatives.length ? el("table", {}, el("tr", {}, el("th", { text: "first token the rollouts took" }), el("th", { text: "rollouts" }), el("th", { text: "succeeded" }), el("th", { text: "p" })),
         p.alternatives.map((a) => el("tr", {}, el("td", {}, el("span", { class: "tok", text: showToken(a[0]) })), el("td", { text: a[1] }), el("td", { text: a[2] }), el("td", { text: fmt(a[1] ? a[2] / a[1] : null) })))) : null);
   }
@@ -251,33 +361,99 @@
   }
 
   // ---- views
+  // ---- overview: a paragraph that says what the numbers mean, then one section per kind of record the files
+  // hold (a new kind of record adds an entry to ABOUT and to OVERVIEW), then the files themselves.
+  const PIVOT_KINDS = ["pivotal_tokens", "original_pivotal_tokens", "steering"];
+  const filesOf = (kinds) => DATA.files.filter((f) => kinds.includes(f.kind));
+  const ABOUT = [
+    [PIVOT_KINDS.concat(["dpo", "original_dpo"]), "p(success) is the share of sampled continuations (rollouts) from a point in " +
+      "an answer that end in a correct answer. A pivotal token is one whose choice moves p(success) by at least the search's " +
+      "threshold (▲ up, ▼ down). The search estimates p(success) from a few rollouts; verification measures each flagged token " +
+      "again with fresh rollouts and keeps it only if the change holds. Both are shown, named: \u201csearch estimate\u201d and " +
+      "\u201cverified\u201d. Where the response has already ended, p(success) is judged exactly, once."],
+    [["dpo", "original_dpo"], "A DPO pair's counterpart is measured when both tokens were sampled, and its gap established when " +
+      "the interval of the difference lies above zero."],
+    [["critical_tokens"], "A critical token (cDPO) is a token of a wrong answer after which rollouts almost never succeed; each " +
+      "token's score is the share of rollouts from just after it that succeed."],
+    [["contrast_scores"], "A contrast score s_t is low where a model tuned on wrong answers prefers the token far more than one " +
+      "tuned on right answers."],
+  ];
+  function about() {
+    const kinds = new Set(DATA.files.map((f) => f.kind));
+    const text = ABOUT.filter(([ks]) => ks.some((k) => kinds.has(k))).map((a) => a[1]).join(" ");
+    return text ? el("p", { id: "about", text: text }) : null;
+  }
   function stat(value, label) { return el("div", { class: "stat" }, el("b", { text: value }), el("span", { text: label })); }
+  // Rollouts the files' progress files count, or where the count is missing, why.
+  function spentStat(files) {
+    const spent = files.map((f) => f.samples_spent).filter((x) => x !== null && x !== undefined);
+    if (spent.length) return stat(count(spent.reduce((a, b) => a + b, 0)), "rollouts spent" + (spent.length < files.length ? " (" + spent.length + " of " + files.length + " files)" : ""));
+    return stat("unknown", "rollouts spent (no " + files.map((f) => f.path.split("/").pop() + ".progress").join(", ") + " beside it)");
+  }
+  const sectionTitle = (text) => el("h3", { class: "section", text: text });
+  const OVERVIEW = [
+    [PIVOT_KINDS, () => {
+      const rows = DATA.pivots.filter((p) => matches(p, true));
+      const pos = rows.filter((p) => p.positive).length;
+      const ver = rows.filter((p) => p.verified === true).length, unver = rows.filter((p) => p.verified === false).length;
+      put(sectionTitle("Pivotal tokens"), el("div", { class: "stats" },
+        stat(count(rows.length), "pivotal tokens" + (rows.length !== DATA.pivots.length ? " (of " + count(DATA.pivots.length) + ")" : "")),
+        stat("▲ " + count(pos), "positive"), stat("▼ " + count(rows.length - pos), "negative"),
+        HAS_VERIFIED ? stat(count(ver) + " / " + count(unver), "verified / unverified") : null,
+        stat(count(DATA.solutions.length), "solutions"),
+        filesOf(["pivotal_tokens"]).length ? spentStat(filesOf(["pivotal_tokens"])) : null));
+      if (rows.length) put(el("div", { class: "charts" }, el("div", {}, el("h4", { text: "change in p(success)" }), histogram(rows.map((p) => p.delta))),
+        el("div", {}, el("h4", { text: "per task" }), taskBars(rows))));
+      return rows.length;
+    }],
+    [["dpo", "original_dpo"], () => {
+      const rows = DATA.pairs.filter((p) => matches(p, true));
+      const by = (k) => rows.filter((p) => p.counterpart === k).length;
+      put(sectionTitle("DPO pairs"), el("div", { class: "stats" },
+        stat(count(rows.length), "DPO pairs" + (rows.length !== DATA.pairs.length ? " (of " + count(DATA.pairs.length) + ")" : "")),
+        stat("▲ " + count(rows.filter((p) => p.positive === true).length), "from positive pivots"),
+        stat("▼ " + count(rows.filter((p) => p.positive === false).length), "from negative pivots"),
+        stat(count(by("established")), "measured, gap established"),
+        stat(count(by("not established")), "measured, gap not established"),
+        stat(count(by("not measured")), "counterpart not measured")));
+      return rows.length;
+    }],
+    [["critical_tokens"], () => {
+      const rows = DATA.critical.filter((c) => matches(c, false));
+      const found = rows.filter((c) => c.position !== null);
+      const mean = (xs) => xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null;
+      const first = (xs) => rows.map((c) => c[xs][0]).filter((x) => x !== null && x !== undefined);
+      put(sectionTitle("Critical tokens"), el("div", { class: "stats" },
+        stat(count(rows.length), "incorrect trajectories scored" + (rows.length !== DATA.critical.length ? " (of " + count(DATA.critical.length) + ")" : "")),
+        stat(count(found.length), "with a critical token"), stat(count(rows.length - found.length), "with none (no token scored 0)"),
+        first("pass_with").length ? stat(fmt(mean(first("pass_with"))), "mean Pass@1 keeping the token") : null,
+        first("pass_without").length ? stat(fmt(mean(first("pass_without"))), "mean Pass@1 replacing it") : null,
+        spentStat(filesOf(["critical_tokens"]))));
+      return rows.length;
+    }],
+    [["contrast_scores"], () => {
+      const rows = DATA.contrast.filter((c) => matches(c, false));
+      put(sectionTitle("Contrast scores"), el("div", { class: "stats" },
+        stat(count(rows.length), "trajectories scored" + (rows.length !== DATA.contrast.length ? " (of " + count(DATA.contrast.length) + ")" : "")),
+        stat(count(rows.filter((c) => c.correct === true).length), "correct"), stat(count(rows.filter((c) => c.correct === false).length), "incorrect")));
+      return rows.length;
+    }],
+  ];
   function overview() {
-    const rows = DATA.pivots.filter((p) => matches(p, true));
-    const pos = rows.filter((p) => p.positive).length;
-    const ver = rows.filter((p) => p.verified === true).length, unver = rows.filter((p) => p.verified === false).length;
-    const spent = DATA.files.map((f) => f.samples_spent).filter((x) => x !== null);
-    put(el("div", { class: "stats" },
-      stat(count(rows.length), "pivotal tokens" + (rows.length !== DATA.pivots.length ? " (of " + count(DATA.pivots.length) + ")" : "")),
-      stat("▲ " + count(pos), "positive"), stat("▼ " + count(rows.length - pos), "negative"),
-      HAS_VERIFIED ? stat(count(ver) + " / " + count(unver), "verified / unverified") : null,
-      stat(count(DATA.solutions.length), "solutions"),
-      DATA.pairs.length ? stat(count(DATA.pairs.length), "DPO pairs") : null,
-      DATA.critical.length ? stat(count(DATA.critical.length), "critical-token records") : null,
-      DATA.contrast.length ? stat(count(DATA.contrast.length), "contrast-scored trajectories") : null,
-      stat(spent.length ? count(spent.reduce((a, b) => a + b, 0)) : "unknown", "rollouts spent" + (spent.length ? "" : " (no progress file)"))));
-    if (rows.length) put(el("div", { class: "charts" }, el("div", {}, el("h3", { text: "prob_delta" }), histogram(rows.map((p) => p.delta))),
-      el("div", {}, el("h3", { text: "per task" }), taskBars(rows))));
-    put(el("h3", { text: "Files" }));
+    put(about());
+    let n = 0;
+    OVERVIEW.forEach(([kinds, draw]) => { if (filesOf(kinds).length) n += draw(); });
+    put(sectionTitle("Files"));
     DATA.files.forEach((f) => {
-      const keys = Object.keys(f.settings);
+      const keys = Object.keys(f.settings || {});
       put(el("div", { class: "card" }, el("h2", { text: f.path }),
         el("div", { class: "meta", text: f.what + " · " + count(f.records) + " records" + (f.trace ? " · trace " + f.trace : "") +
-          (f.samples_spent !== null ? " · " + count(f.samples_spent) + " rollouts" : "") +
-          (f.queries ? " · queries: " + Object.entries(f.queries).map(([k, v]) => v + " " + k).join(", ") : "") }),
+          (f.samples_spent !== null && f.samples_spent !== undefined ? " · " + count(f.samples_spent) + " rollouts" : "") +
+          (f.queries ? " · queries: " + Object.entries(f.queries).map(([k, v]) => v + " " + k).join(", ") : "") +
+          (f.progress ? " · progress " + f.progress : "") }),
         keys.length ? el("dl", { class: "settings" }, keys.map((k) => [el("dt", { text: k }), el("dd", { text: f.settings[k] })])) : null));
     });
-    return rows.length;
+    return n;
   }
 
   function trajectories() {
@@ -309,13 +485,20 @@
       page.map(([p]) => el("tr", { class: "row", "data-id": p.id },
         el("td", {}, el("span", { class: "tok", text: showToken(p.token) })),
         el("td", { class: p.positive ? "up" : "down", text: (p.positive ? "▲ " : "▼ ") + signed(p.delta) }),
-        el("td", { text: fmt(p.before) + " → " + fmt(p.after) }),
-        el("td", { text: [frac(p.k_before, p.n_before), frac(p.k_after, p.n_after)].filter(Boolean).join(" → ") }),
+        el("td", { text: fmt(p.before) + " → " + fmt(p.after) + (p.verified === true ? " verified" : p.verified === false ? " search estimate" : "") }),
+        el("td", { text: [p.terminal_before ? "judged exactly" : frac(p.k_before, p.n_before), p.terminal_after ? "judged exactly" : frac(p.k_after, p.n_after)].filter(Boolean).join(" → ") }),
         el("td", { text: p.task }),
         el("td", { class: "ctx", text: "…" + p.tail }),
         el("td", {}, p.solution !== null ? el("a", { href: hashFor({ view: "trajectories", pivot: p.id, sol: "", page: "1" }), text: "in solution" }) : null))))));
   }
 
+  // measured / gap not established / not measured, with the interval that decided it
+  function counterpartText(p) {
+    const gap = p.gap ? " (" + (p.gap_confidence ? Math.round(p.gap_confidence * 100) + "% " : "") + "interval [" + fmt(p.gap[0]) + ", " + fmt(p.gap[1]) + "])" : "";
+    const text = p.counterpart === "established" ? "measured · gap established" + gap
+      : p.counterpart === "not established" ? "measured · gap not established" + gap : "not measured";
+    return text + (p.source ? " · " + p.source : "");
+  }
   function pairs() {
     const rows = DATA.pairs.filter((p) => matches(p, true));
     return paged(rows, PAGE_SIZE.pairs, (page) => put(el("table", { class: "rows", id: "pair-table" },
@@ -327,31 +510,49 @@
         el("td", { text: fmt(p.p_chosen) + (p.n_chosen ? " (" + p.n_chosen + ")" : "") }),
         el("td", { text: fmt(p.p_rejected) + (p.n_rejected ? " (" + p.n_rejected + ")" : "") }),
         el("td", { text: p.task }),
-        el("td", { text: (p.verified === true ? "measured" : p.verified === false ? "not measured" : "–") + (p.source ? " · " + p.source : "") }))))));
+        el("td", { class: "counterpart", text: counterpartText(p) }))))));
   }
 
+  const scoreColour = (v) => "rgb(" + Math.round(213 - 213 * v) + "," + Math.round(94 + 20 * v) + "," + Math.round(178 * v) + ")";
   function scoreStrip(c) {
-    const n = c.scores.length, W = Math.min(900, Math.max(200, n * 8)), cell = (W - 4) / Math.max(1, n), H = 22;
-    const g = svg("svg", { width: W, height: H + 16, role: "img", class: "strip", "aria-label": "score of every response position; the critical one marked" });
-    c.scores.forEach((s, i) => {
-      const r = svg("rect", { x: 2 + i * cell, y: 10, width: Math.max(1, cell - 1), height: H,
-        fill: s === null ? "#eee" : "rgb(" + Math.round(213 - 213 * s) + "," + Math.round(94 + 20 * s) + "," + Math.round(0 + 178 * s) + ")",
+    const n = c.scores.length, W = Math.min(1040, 52 + n * Math.min(48, Math.max(c.tokens ? 13 : 8, 600 / Math.max(1, n)))), L = 46, H = 22, T = 12;
+    const X = (i) => L + i / Math.max(1, n) * (W - L - 6), cell = X(1) - X(0);
+    const g = svg("svg", { width: W, height: 0, role: "img", class: "strip", "aria-label": "score of every response token; the critical one marked" });
+    c.scores.forEach((v, i) => {
+      const r = svg("rect", { x: X(i), y: T, width: Math.max(1, cell - 1), height: H, fill: v === null ? "#eee" : scoreColour(v),
         class: i === c.position ? "cell critical-cell" : "cell", stroke: i === c.position ? "#000" : "none", "stroke-width": 2 });
-      g.append(tip(r, "position " + i + ": " + (s === null ? "not sampled" : "score " + fmt(s) + " (" + frac(c.successes[i], c.samples[i]) + (c.terminal[i] ? ", judged exactly" : "") + ")")));
+      const tok = c.tokens ? " " + showToken(c.tokens[i]) : "";
+      g.append(tip(r, "token " + i + tok + ": " + (v === null ? "not sampled" : c.terminal[i] ? "score " + fmt(v) + ", judged exactly (the response ends here)"
+        : "score " + fmt(v) + " (" + frac(c.successes[i], c.samples[i]) + " rollouts succeeded)")));
     });
-    if (c.position !== null) g.append(svg("text", { x: 2 + c.position * cell + cell / 2 - 4, y: 9, text: "▼" }));
-    return g;
+    g.append(svg("text", { x: L - 4, y: T + H / 2 + 4, "text-anchor": "end", class: "axis-label", text: "score" }));
+    if (c.position !== null) g.append(svg("text", { x: X(c.position + 0.5), y: T - 2, "text-anchor": "middle", text: "▼" }));
+    const marked = new Map(c.position !== null ? [[c.position, c.token || ""]] : []);
+    const below = xTokens(g, n, X, T + H + 12, c.tokens, marked);
+    g.setAttribute("height", T + H + below + 4);
+    const grad = el("span", { class: "key gradient", "aria-hidden": "true" });
+    return el("div", { class: "chart", style: "max-width:" + Math.max(W, 600) + "px" }, g,
+      el("div", { class: "axis-caption", style: "padding-left:" + L + "px",
+        text: c.tokens ? "the response, token by token" : "tokens into the response (this file keeps token ids only, so only the critical token is named)" }),
+      el("div", { class: "legend" },
+      el("span", {}, "score = share of rollouts from just after the token that succeed: 0 ", grad, " 1"),
+      el("span", {}, el("span", { class: "key none", "aria-hidden": "true" }), "not sampled"),
+      el("span", {}, el("span", { class: "key crit", "aria-hidden": "true" }), "▼ critical token" + (c.low_threshold !== null ? " (scores 0, and none after it above " + fmt(c.low_threshold) + ")" : ""))));
   }
   function passAtK(c) {
     if (!c.pass_with.length && !c.pass_without.length) return null;
-    const W = 300, H = 90, n = Math.max(c.pass_with.length, c.pass_without.length), X = (k) => 30 + (k - 1) / Math.max(1, n - 1) * (W - 40), Y = (p) => 6 + (1 - p) * H;
+    const W = 320, H = 90, L = 46, n = Math.max(c.pass_with.length, c.pass_without.length), X = (k) => L + (k - 1) / Math.max(1, n - 1) * (W - L - 10), Y = (p) => 6 + (1 - p) * H;
     const line = (ys, dash, colour, label) => tip(svg("polyline", { points: ys.map((p, i) => X(i + 1) + "," + Y(p || 0)).join(" "), fill: "none", stroke: colour, "stroke-width": 2, "stroke-dasharray": dash }), label);
-    return svg("svg", { width: W, height: H + 30, role: "img", "aria-label": "Pass@k with and without the critical token" },
-      svg("line", { x1: 30, y1: Y(0), x2: W - 10, y2: Y(0), class: "axis" }), svg("line", { x1: 30, y1: Y(0), x2: 30, y2: Y(1), class: "axis" }),
-      svg("text", { x: 4, y: Y(1) + 4, text: "1.0" }), svg("text", { x: 4, y: Y(0) + 4, text: "0.0" }),
+    const g = svg("svg", { width: W, height: H + 44, role: "img", "aria-label": "Pass@k with and without the critical token" },
+      svg("line", { x1: L, y1: Y(0), x2: W - 10, y2: Y(0), class: "axis" }), svg("line", { x1: L, y1: Y(0), x2: L, y2: Y(1), class: "axis" }),
+      svg("text", { x: L - 4, y: Y(1) + 4, "text-anchor": "end", class: "tick", text: "1.0" }), svg("text", { x: L - 4, y: Y(0) + 4, "text-anchor": "end", class: "tick", text: "0.0" }),
+      svg("text", { x: X(1), y: Y(0) + 13, "text-anchor": "middle", class: "tick", text: "1" }), svg("text", { x: X(n), y: Y(0) + 13, "text-anchor": "middle", class: "tick", text: String(n) }),
       line(c.pass_with, "", "var(--neg)", "with the critical token: " + frac(c.successes_with, c.samples_with)),
       line(c.pass_without, "5 3", "var(--pos)", "without it: " + frac(c.successes_without, c.samples_without)),
-      svg("text", { x: 30, y: H + 20, text: "Pass@k, k = 1…" + n + ": — with   - - without" }));
+      svg("text", { x: L + (W - L) / 2, y: H + 24, "text-anchor": "middle", class: "axis-label", text: "k (answers drawn)" }),
+      svg("text", { x: L, y: H + 40, class: "axis-label", text: "— with the critical token   - - without it" }));
+    yLabel(g, "Pass@k", 10, Y(0.5));
+    return g;
   }
   function critical() {
     const rows = DATA.critical.filter((c) => matches(c, false));
