@@ -357,6 +357,53 @@ else:
             assert vllm_case.engine.tokenizer.decode(ids[record["prompt_length"] :], skip_special_tokens=True)
 
     @pytest.mark.slow
+    def test_vllm_cli_prints_no_library_notices(tmp_path):
+        """``pts run --engine vllm`` as a new user runs it: nothing from vLLM, torch or Triton on stderr (no import
+        notices in any of vLLM's processes, no warnings with source lines, no NUMA binding warning)."""
+        import re
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import pts
+
+        script = Path(sys.executable).parent / "pts"  # the console script: vLLM's spawned processes re-run it
+        command = [str(script)] if script.is_file() else [sys.executable, "-m", "pts"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_LOGGING") and k != "PYTHONWARNINGS"}
+        env["PYTHONPATH"] = str(Path(pts.__file__).parents[1])
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        done = subprocess.run(
+            [
+                *command,
+                "run",
+                "--engine",
+                "vllm",
+                "--max-examples",
+                "1",
+                "--max-generations",
+                "1",
+                "--num-samples",
+                "2",
+                "--max-new-tokens",
+                "16",
+                "--no-verify",
+                "--output-path",
+                str(tmp_path / "out.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        noise = [
+            line
+            for line in done.stderr.replace("\r", "\n").splitlines()
+            if re.search(r"(?i)triton|warning|numa|deprecat|^\s+warnings\.warn|^\(EngineCore", line)
+        ]
+        assert noise == []
+
+    @pytest.mark.slow
     def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(tmp_path):
         """``pts run --ray --engine vllm``: the worker loads its own vLLM engine, as one per GPU node would."""
         import json
