@@ -328,6 +328,29 @@ if not HAVE_VLLM:
         with pytest.raises(PTSError, match="pip install 'pts\\[vllm\\]'"):
             RunConfig(engine="vllm").validate()
 
+    def test_vllm_notices_are_held_back_unless_a_level_is_set(monkeypatch):
+        """Without a user-set VLLM_LOGGING_LEVEL, starting vLLM lowers vLLM's import-time logging here and flags it
+        for vLLM's spawned processes; with one set, nothing changes."""
+        import logging
+        import warnings
+
+        from pts.engines import vllm as vllm_engine
+
+        vllm_logger = logging.getLogger("vllm")
+        monkeypatch.setattr(vllm_logger, "level", logging.NOTSET)
+        with warnings.catch_warnings():
+            monkeypatch.setenv("VLLM_LOGGING_LEVEL", "INFO")
+            monkeypatch.delenv(vllm_engine.QUIET_VLLM_ENV, raising=False)
+            with pytest.raises(PTSError):
+                vllm_engine.import_vllm()
+            assert vllm_engine.QUIET_VLLM_ENV not in os.environ and vllm_logger.level == logging.NOTSET
+
+            monkeypatch.delenv("VLLM_LOGGING_LEVEL")
+            with pytest.raises(PTSError):
+                vllm_engine.import_vllm()
+            assert os.environ[vllm_engine.QUIET_VLLM_ENV] == "1" and os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+            assert vllm_logger.level == logging.ERROR
+
 else:
 
     @pytest.mark.slow
