@@ -20,7 +20,7 @@ if os.environ.get("PTS_QUIET_VLLM") == "1":
     # back the notices vLLM's imports print in each process (see pts.engines.vllm.quiet_vllm).
     from pts.engines.vllm import quiet_vllm
 
-    quiet_vllm()
+    quiet_vllm(engine_process=True)
 
 
 class _Parser(argparse.ArgumentParser):

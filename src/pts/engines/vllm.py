@@ -67,12 +67,20 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _ids = itertools.count()
 
 
-def quiet_vllm() -> None:
+def quiet_vllm(engine_process: bool = False) -> None:
     """Hold back, in this process, what vLLM and the libraries it starts print before and while an engine starts:
     import-time log records of ``vllm.*`` (vLLM's handlers are not set up yet, so Python's last-resort handler
-    would print them) and the FutureWarnings that torch raises inside vLLM's start. Errors still show."""
+    would print them) and the FutureWarnings that torch raises inside vLLM's start. Errors still show.
+
+    ``engine_process``: this is one of vLLM's own spawned processes, where no user code runs, so every
+    FutureWarning and DeprecationWarning is dropped, whichever module it is attributed to; elsewhere only those
+    of torch and vLLM."""
     logging.getLogger("vllm").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|vllm)(\.|$)")
+    if engine_process:
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+    else:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|vllm)(\.|$)")
 
 
 def import_vllm():
