@@ -2,9 +2,11 @@
 
 Run: python bench/engine_throughput.py [--batches 32 64 128] [--dtypes float32 bfloat16] [--skip-generate]
 
-Prints generated tokens/s and the ratio to the ceiling: tokens/s of one fp32
-forward over an 8x256 batch with logits for every position (what a generated
-token costs at best; the rate without the LM head is printed too). Engine runs
+Prints generated tokens/s and the ratio to the ceiling of the same dtype: tokens/s
+of one forward pass over an 8x256 batch with logits for every position, in the
+dtype the engine runs in (what a generated token costs at best; the rate
+without the LM head is printed too). A bf16 engine on a CPU with bf16 units is
+held to a bf16 ceiling, not an fp32 one it would beat. Engine runs
 ignore EOS so every row makes exactly ``--new`` tokens, like HF generate with
 ``min_new_tokens``; the shrink-vs-mask and many-prefix runs keep EOS.
 """
@@ -33,7 +35,8 @@ def timed(fn):
 
 
 def ceiling(model, keep: int) -> float:
-    """Tokens/s of one fp32 forward over 8x256 tokens; ``keep=1`` skips the LM head for all but the last position."""
+    """Tokens/s of one forward over 8x256 tokens in ``model``'s dtype; ``keep=1`` skips the LM head for all but the
+    last position."""
     x = torch.randint(100, 20000, (8, 256))
     with torch.inference_mode():
         model(x, logits_to_keep=keep)
@@ -66,12 +69,20 @@ def main() -> None:
 
     prompt = chat(QUESTION)
     params = SamplingParams(temperature=0.6, top_p=0.95, top_k=20, seed=0)
-    top, top_body = ceiling(lm.model, 0), ceiling(lm.model, 1)
     print(f"threads={torch.get_num_threads()} prompt={len(prompt)} tokens, new={args.new}")
-    print(f"ceiling (fp32 forward 8x256, all logits): {top:.0f} tok/s; last logits only: {top_body:.0f} tok/s")
+    ceilings: dict[str, float] = {}
+    for dtype in dict.fromkeys(["float32", *args.dtypes]):
+        model = lm.model if dtype == "float32" else load_model(args.model, device="cpu", dtype=dtype).model
+        ceilings[dtype] = ceiling(model, 0)
+        print(
+            f"ceiling {dtype} (forward 8x256, all logits): {ceilings[dtype]:.0f} tok/s; "
+            f"last logits only: {ceiling(model, 1):.0f} tok/s"
+        )
+        del model
 
-    def report(name: str, tokens: int, dt: float) -> None:
-        print(f"{name:<44} {tokens / dt:7.1f} tok/s  {tokens / dt / top:6.1%} of ceiling  ({tokens} tokens, {dt:.1f}s)")
+    def report(name: str, tokens: int, dt: float, dtype: str) -> None:
+        share = tokens / dt / ceilings[dtype]
+        print(f"{name:<44} {tokens / dt:7.1f} tok/s  {share:6.1%} of {dtype} ceiling  ({tokens} tokens, {dt:.1f}s)")
 
     if args.vllm:
         from pts.engines.vllm import VLLMEngine
@@ -81,7 +92,7 @@ def main() -> None:
                 eng = VLLMEngine.from_spec(args.model, device="cpu", dtype=dtype, max_num_seqs=b)
                 eng.sample([RolloutRequest(prompt, 4, 4)], params)  # warm-up
                 res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))  # noqa: B023 (called at once)
-                report(f"vLLM B={b} {dtype} (EOS on)", sum(len(r.token_ids) for r in res[0]), dt)
+                report(f"vLLM B={b} {dtype} (EOS on)", sum(len(r.token_ids) for r in res[0]), dt, dtype)
                 del eng
         return
 
@@ -102,7 +113,7 @@ def main() -> None:
                     pad_token_id=tok.pad_token_id,
                 )
             )
-        report("HF generate num_return_sequences=64 fp32", (out.shape[1] - len(prompt)) * 64, dt)
+        report("HF generate num_return_sequences=64 fp32", (out.shape[1] - len(prompt)) * 64, dt, "float32")
 
     for dtype in args.dtypes:
         lm = load_model(args.model, device="cpu", dtype=dtype)
@@ -111,7 +122,7 @@ def main() -> None:
             eng.eos_token_ids = frozenset()  # every row runs to max_new_tokens
             eng.sample([RolloutRequest(prompt, 4, 4)], params)  # warm-up
             res, dt = timed(lambda: eng.sample([RolloutRequest(prompt, b, args.new)], params))  # noqa: B023 (called at once)
-            report(f"engine B={b} {dtype}", sum(len(r.token_ids) for r in res[0]), dt)
+            report(f"engine B={b} {dtype}", sum(len(r.token_ids) for r in res[0]), dt, dtype)
     lm = load_model(args.model, device="cpu", dtype="float32")
 
     # Rows finishing at different times: drop them at once (shrink), when 1/8 are done (default), or never (mask).
@@ -129,7 +140,7 @@ def main() -> None:
     eng = HFEngine.from_loaded(lm, batch_size=64)
     res, dt = timed(lambda: eng.sample([RolloutRequest(p, 32, args.new) for p in prompts], params))
     n = sum(len(r.token_ids) for rs in res for r in rs)
-    report("engine 8 prefixes x 32, B=64, EOS on", n, dt)
+    report("engine 8 prefixes x 32, B=64, EOS on, fp32", n, dt, "float32")
 
 
 if __name__ == "__main__":

@@ -329,6 +329,32 @@ if not HAVE_VLLM:
         with pytest.raises(PTSError, match="pip install 'pts\\[vllm\\]'"):
             RunConfig(engine="vllm").validate()
 
+    def test_vllm_notices_are_held_back_unless_a_level_is_set(monkeypatch):
+        """Without a user-set VLLM_LOGGING_LEVEL, starting vLLM lowers vLLM's import-time logging here and flags it
+        for vLLM's spawned processes; with one set, nothing changes."""
+        import logging
+        import warnings
+
+        from pts.engines import vllm as vllm_engine
+
+        vllm_logger = logging.getLogger("vllm")
+        monkeypatch.setattr(vllm_logger, "level", logging.NOTSET)
+        with warnings.catch_warnings():
+            monkeypatch.setenv("VLLM_LOGGING_LEVEL", "INFO")
+            for name in (vllm_engine.QUIET_VLLM_ENV, "TORCH_CPP_LOG_LEVEL", "PYTHONWARNINGS"):
+                monkeypatch.delenv(name, raising=False)  # restored after the test
+            with pytest.raises(PTSError):
+                vllm_engine.import_vllm()
+            assert vllm_engine.QUIET_VLLM_ENV not in os.environ and vllm_logger.level == logging.NOTSET
+
+            monkeypatch.delenv("VLLM_LOGGING_LEVEL")
+            with pytest.raises(PTSError):
+                vllm_engine.import_vllm()
+            assert os.environ[vllm_engine.QUIET_VLLM_ENV] == "1" and os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+            assert vllm_logger.level == logging.ERROR
+            assert os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"
+            assert os.environ["PYTHONWARNINGS"] == "ignore:resource_tracker:UserWarning"
+
 else:
 
     @pytest.mark.slow
@@ -356,6 +382,53 @@ else:
             assert record["model_id"] == vllm_case.engine.model_id
             ids = record["pivot_context_ids"] + [record["pivot_token_id"]]
             assert vllm_case.engine.tokenizer.decode(ids[record["prompt_length"] :], skip_special_tokens=True)
+
+    @pytest.mark.slow
+    def test_vllm_cli_prints_no_library_notices(tmp_path):
+        """``pts run --engine vllm`` as a new user runs it: nothing from vLLM, torch or Triton on stderr (no import
+        notices in any of vLLM's processes, no warnings with source lines, no NUMA binding warning)."""
+        import re
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import pts
+
+        script = Path(sys.executable).parent / "pts"  # the console script: vLLM's spawned processes re-run it
+        command = [str(script)] if script.is_file() else [sys.executable, "-m", "pts"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_LOGGING") and k != "PYTHONWARNINGS"}
+        env["PYTHONPATH"] = str(Path(pts.__file__).parents[1])
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        done = subprocess.run(
+            [
+                *command,
+                "run",
+                "--engine",
+                "vllm",
+                "--max-examples",
+                "1",
+                "--max-generations",
+                "1",
+                "--num-samples",
+                "2",
+                "--max-new-tokens",
+                "16",
+                "--no-verify",
+                "--output-path",
+                str(tmp_path / "out.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        noise = [
+            line
+            for line in done.stderr.replace("\r", "\n").splitlines()
+            if re.search(r"(?i)triton|warning|numa|deprecat|^\s+warnings\.warn|^\(EngineCore", line)
+        ]
+        assert noise == []
 
     @pytest.mark.slow
     def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(tmp_path):

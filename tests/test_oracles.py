@@ -312,3 +312,95 @@ def test_get_oracle_registry():
         get_oracle("maths")
     with pytest.raises(PTSError, match="did you mean chain_sum"):
         get_oracle("rg:chain_sun")
+
+
+def _math_verify_verdict(gold: str, prediction: str) -> bool:
+    """math-verify alone on the two answer strings, as :func:`math_equal` calls it past its fast paths."""
+    from pts.tasks.oracles.math import _math_verify, _parse_math
+
+    gold_parsed, pred_parsed = _parse_math(gold), _parse_math(prediction)
+    _, verify, _ = _math_verify()
+    return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=5))
+
+
+EXACT_NUMBER_CASES = [
+    ("18", "18", True),
+    ("18", "18.0", True),
+    ("18", "18.00", True),
+    ("1000", "1,000", True),
+    ("1,234", "1234", True),
+    ("0.5", ".5", True),
+    ("+5", "5", True),
+    ("007", "7", True),
+    ("-0", "0", True),
+    ("1,000.5", "1000.5", True),
+    ("-5", "5", False),
+    ("12", "21", False),
+    ("1000000", "1000001", False),  # a relative tolerance of 1e-6 used to call these equal
+    ("100000000000000000001", "100000000000000000000", False),
+    ("2.5", "2.4", False),
+    ("3", "3.0000001", None),  # near misses are math-verify's to decide
+    ("2.5", "2.4999999", None),
+    ("123456789", "123456789.0000001", None),
+    ("x", "1", None),
+    ("1,2", "12", None),
+    ("18%", "18", None),
+]
+
+
+@pytest.mark.parametrize(("gold", "prediction", "verdict"), EXACT_NUMBER_CASES)
+def test_exact_number_verdict_is_math_verifys(gold, prediction, verdict):
+    from pts.tasks.oracles.math import exact_number_verdict, math_equal
+
+    assert exact_number_verdict(gold, prediction) is verdict
+    if verdict is not None:
+        assert _math_verify_verdict(gold, prediction) is verdict
+        assert math_equal(gold, prediction) is verdict
+
+
+def test_exact_number_verdict_never_differs_from_math_verify_on_random_answers(monkeypatch):
+    """Answers extracted from random rollout-like texts, against random golds: wherever the fast path decides,
+    math-verify decides the same; and it decides most of them without math-verify."""
+    import random
+
+    from pts.tasks.oracles import math as math_oracle
+
+    rng = random.Random(0)
+
+    def number() -> str:
+        value = rng.choice([rng.randint(0, 20), rng.randint(-50, 5000), rng.randint(0, 10**7)])
+        text = f"{value:,}" if value >= 1000 and rng.random() < 0.5 else str(value)
+        if rng.random() < 0.3:
+            text += "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 8)))
+        return text
+
+    templates = [
+        "{} + 3 = {}. The answer is {}.",
+        "So she has {} apples.\n#### {}",
+        "We add them: {} and {} make $\\boxed{{{}}}$",
+        "Answer: {} dollars",
+        "{} then {} so the total is {}",
+    ]
+    pairs, decided = [], 0
+    for _ in range(300):
+        gold = number()
+        template = rng.choice(templates)
+        picks = [rng.choice([gold, number(), gold + "0" if "." in gold else gold + ".0"]) for _ in range(3)]
+        prediction = extract_math_answer(template.format(*picks))
+        assert prediction is not None
+        pairs.append((gold, prediction))
+    for gold, prediction in pairs:
+        verdict = math_oracle.exact_number_verdict(gold, prediction)
+        if verdict is not None:
+            decided += 1
+            assert verdict is _math_verify_verdict(gold, prediction), (gold, prediction)
+    assert decided >= 0.9 * len(pairs)
+
+    # Those decided never reach math-verify.
+    def no_math_verify():
+        raise AssertionError("math-verify called on plain numbers")
+
+    monkeypatch.setattr(math_oracle, "_math_verify", no_math_verify)
+    for gold, prediction in pairs:
+        if math_oracle.exact_number_verdict(gold, prediction) is not None:
+            math_oracle.math_equal(gold, prediction)

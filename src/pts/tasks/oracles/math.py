@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from pts.tasks.oracles.extract import (
@@ -24,9 +25,38 @@ from pts.tasks.oracles.extract import (
 )
 from pts.tasks.task import Oracle
 
-__all__ = ["MathOracle", "math_equal"]
+__all__ = ["MathOracle", "exact_number_verdict", "math_equal"]
 
 _PLAIN_NUMBER_RE = re.compile(r"^" + NUMBER_PATTERN + r"$")
+# Magnitudes up to this compare like floats in math-verify without any doubt about its rounding.
+_SAFE_MAGNITUDE = Decimal(10) ** 12
+_DISTINCT = Decimal("1e-4")  # far beyond math-verify's 6-decimal rounding
+
+
+def _plain_decimal(s: str) -> Decimal | None:
+    """``s`` as an exact Decimal when it is nothing but a plain number (sign, thousands commas, decimals)."""
+    s = s.strip()
+    return Decimal(s.replace(",", "")) if _PLAIN_NUMBER_RE.match(s) else None
+
+
+def exact_number_verdict(gold: str, prediction: str) -> bool | None:
+    """math-verify's verdict on two plain numbers, decided without it; None where only math-verify can tell.
+
+    Both must be plain numbers (``18``, ``-3.50``, ``1,000``): equal values are equal; two integers that
+    differ are not; two numbers below 10^12 that differ by more than 1e-4 are not. Near misses such as
+    ``3`` against ``3.0000001`` return None (math-verify rounds some to 6 decimals and not others).
+    tests/test_oracles.py checks this against math-verify on a table and on random answers.
+    """
+    a, b = _plain_decimal(gold), _plain_decimal(prediction)
+    if a is None or b is None:
+        return None
+    if a == b:
+        return True
+    if "." not in gold and "." not in prediction:
+        return False
+    if abs(a) < _SAFE_MAGNITUDE and abs(b) < _SAFE_MAGNITUDE and abs(a - b) > _DISTINCT:
+        return False
+    return None
 
 
 def _as_number(s: str) -> float | None:
@@ -89,7 +119,11 @@ def _parse_math(s: str) -> list:
 
 
 def math_equal(gold: str, prediction: str) -> bool:
-    """True when ``prediction`` equals ``gold`` as math (numbers with tolerance, else math-verify)."""
+    """True when ``prediction`` equals ``gold`` as math: plain numbers exactly where that is math-verify's
+    verdict too (:func:`exact_number_verdict`), other numbers with tolerance, else math-verify."""
+    exact = exact_number_verdict(gold, prediction)
+    if exact is not None:
+        return exact
     gold_number, pred_number = _as_number(gold), _as_number(prediction)
     if gold_number is not None and pred_number is not None:
         return math.isclose(gold_number, pred_number, rel_tol=1e-6, abs_tol=1e-6)
