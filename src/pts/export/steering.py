@@ -67,6 +67,7 @@ import numpy as np
 from pts import options
 from pts.errors import PTSError
 from pts.export.records import PivotRecord
+from pts.steering.directions import Decision, unit_rows
 from pts.steering.layers import check_layers, decoder_layers
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 UNKNOWN = "unknown"
+# A label needs its cue in at least this much larger a share of the cluster than of the other clusters.
+MIN_LABEL_MARGIN = 0.5
 CUE_WINDOW_WORDS = 8  # words of the response before the pivot that count, besides the pivot token itself
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -358,7 +361,9 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
     A pattern's share in a group is the fraction of its members whose cue text
     has at least one of the pattern's cues. A cluster is labelled with the
     pattern whose share in it is at least one half and exceeds its share among
-    the other clusters' members by the most; ``unknown`` when none does, and
+    the other clusters' members by at least :data:`MIN_LABEL_MARGIN` (the cue
+    separates this cluster from the rest), the largest such margin winning;
+    ``unknown`` when none does (optillm 0.4.0 then adds at strength 1.0), and
     always with a single cluster (there is nothing to tell it from). A cue that
     every context has, such as digits in arithmetic, therefore labels nothing,
     and no label can cover every record: no cluster can be above the export's
@@ -372,11 +377,11 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
     for c in clusters:
         inside = [h for h, lab in zip(has, labels.tolist()) if lab == c]
         outside = [h for h, lab in zip(has, labels.tolist()) if lab != c]
-        best, margin = UNKNOWN, 0.0
+        best, margin = UNKNOWN, MIN_LABEL_MARGIN - 1e-12
         for pattern in PATTERNS:
             share = sum(pattern in h for h in inside) / len(inside)
             rest = sum(pattern in h for h in outside) / len(outside)
-            if share >= 0.5 and share - rest > margin + 1e-12:
+            if share >= 0.5 and share - rest > margin:
                 best, margin = pattern, share - rest
         out[c] = best
     return out
@@ -440,32 +445,49 @@ def merge_contexts(pivots: Sequence[PivotRecord], tokenizer: Any) -> tuple[list[
     return kept, skipped
 
 
+def context_decision(ctx: Context, min_samples: int = 2, min_delta: float = 0.1) -> Decision:
+    """The decision a context's line steers: its lead pivot's (:func:`pts.steering.directions.decision_tokens`);
+    a side the lead's rollouts did not measure is taken from a pivot of the other sign at the same context."""
+    from pts.steering.directions import decision_tokens
+
+    d = decision_tokens(ctx.lead, min_samples, min_delta)
+    for q in ctx.pivots:
+        if q.is_positive and d.success_id is None:
+            d.success_id, d.success_token = q.pivot_token_id, q.pivot_token
+        elif not q.is_positive and d.failure_id is None:
+            d.failure_id, d.failure_token = q.pivot_token_id, q.pivot_token
+    return d
+
+
 def steering_records(
     contexts: Sequence[Context],
     tokenizer: Any,
-    activations: dict[int, np.ndarray],
-    baseline: dict[int, np.ndarray],
+    decisions: Sequence[Decision],
+    grads: np.ndarray,
+    residuals: np.ndarray,
     layer: int,
     settings: SteeringSettings,
+    *,
+    dtype: str = "float32",
+    gains: dict[int, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """The output lines for ``contexts`` (activations row i belongs to context i; see the module docstring)."""
-    acts = activations[layer]
-    positive = np.array([c.net_delta > 0 for c in contexts], dtype=bool)
-    sign = np.where(positive, 1.0, -1.0).astype(np.float32)
-    steer = (acts - baseline[layer]) * sign[:, None]
+    """The output lines for ``contexts`` (row i of ``grads`` / ``residuals`` belongs to context i).
+
+    ``grads`` are the decision gradients at ``layer``
+    (:func:`pts.steering.directions.decision_gradients`), ``residuals`` the
+    residual stream there; ``dtype`` is the dtype they were computed in;
+    ``gains`` the median gain per unit norm of each layer measured (written on
+    every line so the choice of layer can be checked). See the module docstring.
+    """
+    steer = unit_rows(grads)
     labels = cluster(steer, settings.num_clusters, settings.pca_components, settings.seed)
     patterns = label_clusters([cue_text(c.lead, tokenizer) for c in contexts], labels)
-    overall = contrast(acts, positive)
     records = []
     for c in sorted(set(labels.tolist())):
         members = labels == c
         centre = steer[members].mean(axis=0)
-        own = contrast(acts[members], positive[members])
-        direction, scope = (
-            (own, "cluster") if own is not None else (overall, "overall" if overall is not None else "none")
-        )
         for i in np.flatnonzero(members):
-            ctx = contexts[i]
+            ctx, d = contexts[i], decisions[i]
             p = ctx.lead
             records.append(
                 (
@@ -473,16 +495,22 @@ def steering_records(
                     {
                         **p.original_fields(),
                         "steering_vector": steer[i].tolist(),
-                        "vector_sign": int(sign[i]),
                         "adds_toward_success": True,
+                        "direction_method": "decision_gradient",
+                        "objective": d.objective,
+                        "success_token_id": d.success_id,
+                        "success_token": d.success_token if d.success_id is not None else None,
+                        "failure_token_id": d.failure_id,
+                        "failure_token": d.failure_token if d.failure_id is not None else None,
+                        "gain_per_unit_norm": float(np.linalg.norm(grads[i])),
+                        "residual_norm": float(np.linalg.norm(residuals[i])),
                         "cluster_id": int(c),
                         "reasoning_pattern": patterns[c],
                         "cluster_vector": centre.tolist(),
                         "steering_layer": int(layer),
-                        "activation": acts[i].tolist(),
-                        "contrastive_vector": None if direction is None else direction.tolist(),
-                        "contrastive_scope": scope,
-                        "layer_activations": {str(L): activations[L][i].tolist() for L in sorted(activations)},
+                        "layer_gains": {str(k): v for k, v in sorted((gains or {}).items())},
+                        "activation_dtype": dtype,
+                        "activation": residuals[i].tolist(),
                         "pivot_context_ids": list(p.context_ids),  # lets `pts steer` match contexts on exact ids
                         "activation_position": len(p.context_ids) - 1,
                         "retokenized": p.retokenized,

@@ -31,11 +31,14 @@ HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or 
 
 # The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
 EXPORT_FORMATS = ("dpo", "steering", "control-vector")
+DEFAULT_STEERING_FILE = "steering_vectors.jsonl"
 DEFAULT_OUTPUT = {
     "dpo": "dpo_dataset.jsonl",
-    "steering": "steering_vectors.jsonl",
+    "steering": "steering_vectors/",  # a folder of its own: optillm loads every data file of the folder it is given
     "control-vector": "control_vector.gguf",
 }
+# Files datasets.load_dataset(FOLDER) reads as data (and fails on when their columns differ from the steering file's).
+DATA_SUFFIXES = frozenset({".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".txt"})
 
 
 @options.config
@@ -45,7 +48,9 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
     input_path: str = option(help="pivotal-token JSONL written by `pts run` or the original PTS tool")
     format: str = option(help="what to write", choices=EXPORT_FORMATS)
     output_path: str | None = override(
-        None, help="output file (default: dpo_dataset.jsonl, steering_vectors.jsonl or control_vector.gguf)"
+        None,
+        help="output file (default: dpo_dataset.jsonl, steering_vectors/ (a folder of its own, holding "
+        "steering_vectors.jsonl) or control_vector.gguf)",
     )
     model: str | None = override(
         None, help="model for tokens, activations and counterpart rollouts (default: the records' model_id)"
@@ -172,7 +177,10 @@ def run(
     if config.batch_size is not None and config.batch_size < 1:
         raise PTSError(f"--batch-size must be at least 1, got {config.batch_size}")
     pivots = read_pivots(config.input_path)
-    check_output_path(output)
+    if config.format == "steering":
+        output = steering_output(output, config.input_path)
+    if Path(output).parent.is_dir() or config.format != "steering":  # a new steering folder is checked above
+        check_output_path(output)
     if os.path.exists(output) and os.path.samefile(output, config.input_path):
         raise PTSError(f"--output-path {output} is the input file; choose another path")
     if config.format == "dpo":
@@ -332,23 +340,9 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
 
 
 def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str, loaded: Any) -> ExportSummary:
-    """The steering file, or the control vector: per layer, the contrastive direction of the pivots.
-
-    A control vector's direction at each layer is the mean activation before
-    positive pivots minus the mean before negative ones (at the position that
-    predicts the pivot token, see :mod:`pts.export.steering`). It is not
-    normalised: strength 1 moves the average negative-pivot state to the
-    average positive one at that layer, and llama.cpp adds it at every layer
-    listed, so the effects add up along the residual stream.
-    """
-    import numpy as np
-
-    from pts.export.steering import (
-        SteeringSettings,
-        context_activations,
-        contrast,
-        default_layers,
-    )
+    """The steering file (decision gradients, :mod:`pts.export.steering`) or the control vector (unit
+    contrastive directions over pivot/counterpart pairs, :func:`pts.steering.directions.control_directions`)."""
+    from pts.export.steering import SteeringSettings, default_layers
     from pts.steering.layers import check_layers, decoder_layers
 
     settings = SteeringSettings(
@@ -365,51 +359,72 @@ def _export_vectors(config: ExportConfig, pivots: list[PivotRecord], output: str
     if not kept:
         raise PTSError(f"no record has |prob_delta| >= {config.min_prob_delta} (--min-prob-delta)")
     if config.format == "control-vector":
-        signs = {p.is_positive for p in kept}
-        if len(signs) < 2:
-            side = "positive" if True in signs else "negative"
-            raise PTSError(f"a control vector contrasts positive and negative pivots, but every record is {side}")
+        from pts.steering.directions import decision_tokens
+
+        if not any(decision_tokens(p).objective == "logit_difference" for p in kept):
+            raise PTSError(
+                "a control vector contrasts the success-side and failure-side tokens of pivots, and no record has a "
+                "measured counterpart (first_tokens with 2 or more rollouts and a p(success) gap of 0.1; the original "
+                "tool's records have none)"
+            )
     loaded = _load(config, kept, loaded)
     _warn_model(kept, loaded.model_id)
     num_layers = len(decoder_layers(loaded.model))
-    layers = list(settings.layer_nums or default_layers(num_layers))
     if config.format == "steering":
-        select = settings.select_layer if settings.select_layer is not None else layers[0]
-        if select not in layers:
-            layers.append(select)
+        layers = list(settings.layer_nums or range(1, num_layers))
+        if settings.select_layer is not None and settings.select_layer not in layers:
+            layers.append(settings.select_layer)
+    else:
+        layers = list(settings.layer_nums or default_layers(num_layers))
     check_layers(layers, num_layers)
     if config.format == "control-vector" and 0 in layers:
         raise PTSError("llama.cpp rejects a control vector for layer 0 (direction.0); choose layers from 1 up")
     redone = attach_token_ids(kept, loaded.tokenizer)
     note = f"{redone} contexts were tokenized again (no usable token ids recorded)" if redone else ""
     if config.format == "steering":
-        return _write_steering(kept, output, loaded, layers, select, settings, note)
-    acts, _ = context_activations(loaded.model, [p.context_ids for p in kept], layers, batch_size=settings.batch_size)
+        return _write_steering(kept, output, loaded, layers, settings, note)
+    return _write_control_vector(kept, output, loaded, layers, settings, note)
 
-    from pts.steering.vectors import ControlVector
 
-    positive = np.array([p.is_positive for p in kept], dtype=bool)
-    directions = {layer: contrast(acts[layer], positive) for layer in layers}
-    hint = getattr(loaded.model.config, "model_type", "") or ""
-    ControlVector(directions, hint).to_gguf(
-        output,
-        extra={
-            "model_id": loaded.model_id,
-            "method": "mean_difference",
-            "positive_pivots": int(positive.sum()),
-            "negative_pivots": int((~positive).sum()),
-        },
+def steering_output(output: str, input_path: str) -> str:
+    """Where the steering file goes: ``output`` itself when it names a ``.jsonl`` file, else
+    ``output/steering_vectors.jsonl``; the folder is made when the file is written. PTSError when the folder
+    holds another data file (optillm loads the whole folder with ``datasets.load_dataset``, which then fails,
+    and AutoThink runs with no vector) or the input, or its parent does not exist. Creates nothing."""
+    path = Path(output)
+    if path.suffix not in (".jsonl", ".json"):
+        path = path / DEFAULT_STEERING_FILE
+    folder = path.parent
+    others = (
+        sorted(
+            f.name
+            for f in folder.iterdir()
+            if f.is_file() and f.suffix.lower() in DATA_SUFFIXES and f.name != path.name and not f.name.startswith(".")
+        )
+        if folder.is_dir()
+        else []
     )
-    norms = ", ".join(f"{layer}: {np.linalg.norm(directions[layer]):.3g}" for layer in sorted(directions))
-    details = f"model_hint {hint}; {positive.sum()} positive vs {(~positive).sum()} negative pivots; norms {norms}"
-    return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
+    if others:
+        raise PTSError(
+            f"{folder} already holds {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}: optillm loads every "
+            f"data file of the folder it is given, and with those it loads no vector; write the steering file into "
+            f"a folder of its own (--output-path steering/)"
+        )
+    if str(folder) not in ("", ".") and Path(input_path).resolve().parent == folder.resolve():
+        raise PTSError(f"{folder} holds the input {input_path}: write the steering file into a folder of its own")
+    if not folder.exists() and not (folder.parent if str(folder.parent) else Path(".")).is_dir():
+        raise PTSError(f"cannot write {path}: directory {folder.parent} does not exist")
+    return str(path)
 
 
 def _write_steering(
-    pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], select: int, settings: Any, note: str
+    pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], settings: Any, note: str
 ) -> ExportSummary:
     """One steering line per context (see :mod:`pts.export.steering`), and the optillm setting it needs."""
-    from pts.export.steering import context_activations, merge_contexts, steering_records
+    import numpy as np
+
+    from pts.export.steering import context_decision, merge_contexts, steering_records
+    from pts.steering.directions import choose_layer, decision_gradients, layer_gains
     from pts.store import write_jsonl
 
     contexts, skipped = merge_contexts(pivots, loaded.tokenizer)
@@ -418,22 +433,83 @@ def _write_steering(
             f"no steering vector to write: of {len(pivots)} pivots, {skipped['prompt_only']} have a "
             f"context that is only the prompt and {skipped['cancelled']} cancel out at a shared context"
         )
-    acts, baseline = context_activations(
-        loaded.model, [c.lead.context_ids for c in contexts], layers, batch_size=settings.batch_size
+    decisions = [context_decision(c) for c in contexts]
+    grads, residuals = decision_gradients(
+        loaded.model, [c.lead.context_ids for c in contexts], decisions, layers, batch_size=settings.batch_size
     )
-    records = steering_records(contexts, loaded.tokenizer, acts, baseline, select, settings)
+    gains = layer_gains(grads)
+    select = settings.select_layer if settings.select_layer is not None else choose_layer(grads)
+    dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+    records = steering_records(
+        contexts,
+        loaded.tokenizer,
+        decisions,
+        grads[select],
+        residuals[select],
+        select,
+        settings,
+        dtype=dtype,
+        gains=gains,
+    )
+    Path(output).parent.mkdir(exist_ok=True)
     write_jsonl(output, records)
     patterns = sorted({r["reasoning_pattern"] for r in records})
+    both = sum(d.objective == "logit_difference" for d in decisions)
+    ratio = np.median([np.linalg.norm(g) for g in grads[select]])
     lines = [
         f"{len(pivots)} pivots -> {len(records)} contexts; left out: {skipped['prompt_only']} whose context is "
         f"only the prompt, {skipped['cancelled']} that cancel at a shared context",
-        f"layer {select} (activations at {', '.join(map(str, sorted(acts)))}), "
+        f"{both} of {len(records)} lines steer between a measured success-side and failure-side token; the rest "
+        f"raise or lower the pivot alone",
+        f"layer {select} ({'--select-layer' if settings.select_layer is not None else 'largest median gain'}: "
+        f"{ratio:.3g} nats of log-odds per unit of added norm), activations in {dtype}, "
         f"{len({r['cluster_id'] for r in records})} clusters, patterns: {', '.join(patterns)}",
         f"optillm: set target_layer={select} (AutoThink's config; its default 19 hooks another layer) and load "
-        f"the folder holding this file: datasets.load_dataset(FOLDER)",
+        f"the folder {Path(output).parent}/ (datasets.load_dataset(FOLDER): it must hold no other data file)",
         note,
     ]
     return ExportSummary("steering", output, len(records), "\n".join(filter(None, lines)))
+
+
+def _write_control_vector(
+    pivots: list[PivotRecord], output: str, loaded: Any, layers: list[int], settings: Any, note: str
+) -> ExportSummary:
+    """The GGUF control vector: per layer, the unit mean difference of the residuals after the success-side
+    and the failure-side token of each pivot (:func:`pts.steering.directions.control_directions`)."""
+    import numpy as np
+
+    from pts.steering.directions import control_directions, decision_tokens, pair_residuals
+    from pts.steering.vectors import ControlVector
+
+    decisions = [decision_tokens(p) for p in pivots]
+    pairs = sum(d.objective == "logit_difference" for d in decisions)
+    if not pairs:
+        raise PTSError(
+            "a control vector contrasts the success-side and failure-side tokens of pivots, and no record has a "
+            "measured counterpart (first_tokens with 2 or more rollouts and a p(success) gap of --min-prob-delta)"
+        )
+    success, failure = pair_residuals(
+        loaded.model, [p.context_ids for p in pivots], decisions, layers, batch_size=settings.batch_size
+    )
+    directions = control_directions(success, failure)
+    hint = getattr(loaded.model.config, "model_type", "") or ""
+    dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+    residual = {layer: float(np.median(np.linalg.norm(failure[layer], axis=1))) for layer in layers}
+    ControlVector(directions, hint).to_gguf(
+        output,
+        extra={
+            "model_id": loaded.model_id,
+            "method": "unit_mean_paired_difference",
+            "pairs": pairs,
+            "activation_dtype": dtype,
+        },
+    )
+    norms = ", ".join(f"{layer}: {residual[layer]:.3g}" for layer in sorted(residual))
+    details = (
+        f"model_hint {hint}; {pairs} pivot/counterpart pairs; each direction has norm 1 (repeng's normalisation); "
+        f"median residual norm per layer {norms}: scale S adds S/residual of it"
+    )
+    return ExportSummary("control-vector", output, len(directions), "\n".join(filter(None, [details, note])))
 
 
 __all__ = [
