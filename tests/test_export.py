@@ -1128,3 +1128,44 @@ def test_decision_gradients_are_each_rows_own_gradient_whatever_the_batch():
     gains = layer_gains(grads)
     assert choose_layer(grads) == max(gains, key=gains.get)
     assert not any(p.requires_grad for p in model.parameters())  # the weights are left as they were
+
+
+def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embedded_loaded, tmp_path):
+    """A pivot that ends the turn (`<|im_end|>`): TRL's own tokenization of the --chat row holds it once."""
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    tok = embedded_loaded.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    prompt = list(
+        tok.apply_chat_template([{"role": "user", "content": "2 + 3 ="}], add_generation_prompt=True, tokenize=True)
+    )
+    prompt = list(prompt["input_ids"]) if isinstance(prompt, dict) else prompt
+    response = tok("The answer is 5.", add_special_tokens=False)["input_ids"]
+    ids = prompt + response
+    more = tok(" 6", add_special_tokens=False)["input_ids"]
+    assert len(more) == 1
+    pivot = fake_line_pivot(ids, len(prompt), 0.6, "<|im_end|>")
+    pivot.pivot_token_id, pivot.pivot_context, pivot.prob_after = end, tok.decode(ids), 1.0
+    pivot.samples_after, pivot.successes_after = 8, 8
+    pivot.first_tokens = [FirstToken(more[0], " 6", 6, 0), FirstToken(end, "<|im_end|>", 8, 8)]
+    rows, _ = build_pairs([pivot], tok, DPOSettings(chat=True))
+    assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == "The answer is 5."  # the template writes the end
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+    )
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", use_cpu=True, max_length=None)
+    trainer = DPOTrainer(
+        model=LlamaForCausalLM(config), args=args, processing_class=tok, train_dataset=Dataset.from_list(rows)
+    )
+    t = trainer.train_dataset[0]
+    assert t["prompt_ids"] == prompt
+    assert t["chosen_ids"][: len(response) + 1] == response + [end] and t["chosen_ids"].count(end) == 1
+    assert t["rejected_ids"][: len(response) + 2] == response + more + [end] and t["rejected_ids"].count(end) == 1
+    assert rows[0]["metadata"]["trl_tokens_match"] is True

@@ -1,56 +1,49 @@
 """Steering vectors from pivotal tokens, in the fields optillm's autothink reads.
 
-For each pivot the residual stream is read at the last context token, the
-position whose output predicts the pivot token, as the output of decoder
-layer ``L`` (``model.model.layers[L]``, 0-based: the module optillm hooks to
-steer at ``steering_layer = L``; HF's ``hidden_states[L + 1]``). The forward
+Each pivot is a decision at one context between a success-side and a
+failure-side token (:mod:`pts.steering.directions`). Its line's
+``steering_vector`` is the unit gradient, with respect to the residual stream
+(the output of decoder layer ``L``, ``model.model.layers[L]``, 0-based: the
+module optillm hooks; HF's ``hidden_states[L + 1]``) at the position that
+predicts the pivot, of ``log p(success token) - log p(failure token)``: the
+direction in which a small addition moves the decision most. The forward
 pass runs on the exact token ids of the context (recorded by ``pts run``; the
-original tool's text contexts are tokenized again and marked ``retokenized``),
-batched with an attention mask and per-row position ids, so padding changes
-nothing.
+original tool's text contexts are tokenized again and marked ``retokenized``).
 
-One line per context, written for optillm's AutoThink as it is (optillm
-0.4.0, ``autothink/steering.py``): it adds every vector it loads (it drops
-``is_positive``), normalised, at one ``target_layer``, once the generated
-tokens end like the vector's ``pivot_context``. So:
+Written for optillm's AutoThink as it is (optillm 0.4.0,
+``autothink/steering.py``): it adds every vector it loads (it drops
+``is_positive``), normalised, times a strength of at most 3, at one
+``target_layer``, once the generated tokens end like the vector's
+``pivot_context``. So:
 
-- pivots that share a context (the same token ids: the activation is the
-  same) are merged into one line; the line's pivot fields are those of its
-  strongest pivot on the side of the net change (sum of ``prob_delta``), and
-  ``pivots`` lists every merged pivot. Contexts whose pivots cancel exactly
-  are left out;
+- the vector already points toward success (``adds_toward_success: true``);
+- the layer is measured, not fixed: every layer's median gain per unit norm
+  (the gradient's norm) is computed and the largest wins (``--select-layer``
+  overrides), since optillm's strength cannot make up for a layer where a
+  unit vector does little;
+- pivots that share a context (the same token ids) are merged into one line;
+  the line's pivot fields are those of its strongest pivot on the side of the
+  net change (sum of ``prob_delta``), and ``pivots`` lists every merged pivot;
+  a side the lead pivot's rollouts did not measure is taken from a pivot of
+  the other sign there. Contexts whose pivots cancel exactly are left out;
 - a context that is only the prompt (no response token yet) is left out: its
   ending is the chat template's, which every prompt shares, so optillm would
   steer every question with it;
-- ``steering_vector`` already points toward success: the activation minus
-  the mean activation of all context tokens of the export (first token of each
-  context left out: its residual is an attention sink, orders of magnitude
-  larger), times ``vector_sign`` (+1 for a positive line, -1 for a negative
-  one). ``adds_toward_success: true`` says so: add it, never subtract it
-  (``pts steer`` reads the flag). A raw activation would be dominated by what
-  every position shares, and normalised it would point nearly the same way
-  for every pivot.
+- ``reasoning_pattern`` (which picks optillm's strength) is a label only when
+  its cue words separate the cluster from the others (:func:`label_clusters`),
+  else ``unknown`` (strength 1.0 in optillm 0.4.0).
 
-Fields of each output line:
-
-- the original tool's ``query, pivot_context, pivot_token, pivot_token_id,
-  prob_before, prob_after, prob_delta, is_positive, model_id, task_type``;
-- ``steering_vector``, ``vector_sign``, ``adds_toward_success`` (above);
-  ``activation``: the raw activation, ``layer_activations``: the raw
-  activation at every exported layer (keys are layer numbers as text);
-- ``cluster_id`` / ``cluster_vector``: k-means (scikit-learn) on the steering
-  vectors after PCA to ``pca_components`` dimensions; the cluster vector is the
-  mean steering vector of the cluster (in the full space). Fewer lines than
-  ``num_clusters`` just give fewer clusters;
-- ``contrastive_vector``: mean activation of the cluster's positive lines
-  minus that of its negative ones; ``contrastive_scope`` says ``"cluster"``,
-  ``"overall"`` (the cluster lacks one side, so the whole export's difference
-  is used) or ``"none"`` (the export has only one side: null vector);
-- ``reasoning_pattern``: one of :data:`PATTERNS` or ``"unknown"``, see
-  :func:`label_clusters`. optillm picks its strength by this label;
-- ``steering_layer`` (optillm ignores it: its ``target_layer`` must be set to
-  this number) and ``activation_position`` (index of the token read);
-- ``pivots``: the pivots merged into the line.
+Fields of each output line: the original tool's ``query, pivot_context,
+pivot_token, pivot_token_id, prob_before, prob_after, prob_delta, is_positive,
+model_id, task_type``; ``steering_vector``, ``adds_toward_success``,
+``direction_method``, ``objective``, ``success_token(_id)``,
+``failure_token(_id)``, ``gain_per_unit_norm``, ``residual_norm``,
+``activation`` (the residual itself), ``activation_dtype``; ``cluster_id`` /
+``cluster_vector`` (k-means after PCA on the steering vectors; the cluster's
+mean vector); ``reasoning_pattern``; ``steering_layer`` (optillm ignores it:
+its ``target_layer`` must be set to this number) and ``layer_gains``;
+``activation_position``; ``pivots``. The field glossary is
+:data:`pts.formats.steering.FIELDS`.
 """
 
 from __future__ import annotations
@@ -385,13 +378,6 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
                 best, margin = pattern, share - rest
         out[c] = best
     return out
-
-
-def contrast(acts: np.ndarray, positive: np.ndarray) -> np.ndarray | None:
-    """Mean activation of the positive rows minus that of the negative ones; None without both."""
-    if positive.all() or not positive.any():
-        return None
-    return (acts[positive].mean(axis=0) - acts[~positive].mean(axis=0)).astype(np.float32)
 
 
 def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:

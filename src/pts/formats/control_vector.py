@@ -22,18 +22,41 @@ FIELDS = {
     "controlvector.model_hint": "Architecture (model type) of the model the vector is for.",
     "controlvector.layer_count": "Number of layer directions in the file.",
     "pts.model_id": "Model the activations were read from.",
-    "pts.method": "How the directions were computed (`mean_difference`: mean activation before positive pivots "
-    "minus mean before negative ones, at the position that predicts the pivot token).",
-    "pts.positive_pivots": "Positive pivots behind the directions.",
-    "pts.negative_pivots": "Negative pivots behind the directions.",
+    "pts.method": "How the directions were computed (`unit_mean_paired_difference`: for each pivot with a measured "
+    "counterpart, the residual after the success-side token minus the residual after the failure-side token at "
+    "the same context; averaged, then scaled to length 1 per layer, as repeng's directions are).",
+    "pts.pairs": "Pivot/counterpart pairs behind the directions.",
+    "pts.activation_dtype": "Dtype of the forward passes the residuals were read from.",
+    "pts.positive_pivots": "Positive pivots behind the directions (files of earlier pts versions).",
+    "pts.negative_pivots": "Negative pivots behind the directions (files of earlier pts versions).",
 }
 
 # llama.cpp's control-vector options, as in common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors:
 # `--control-vector FNAME[,FNAME...]` adds each at scale 1; `--control-vector-scaled FNAME:SCALE[,...]` (one
 # argument; older builds took FNAME and SCALE as two, which today's reject) adds it times SCALE.
+# One-shot generation is `llama-completion` in current llama.cpp (`llama-cli` became an interactive chat).
 LLAMA_CPP_COMMANDS = (
-    'llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
-    'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker',
+    'llama-completion -m MODEL.gguf --control-vector {file} -n 64 -p "What is 17 * 23? Think step by step."',
+    'llama-completion -m MODEL.gguf --control-vector-scaled {file}:4 -n 64 -p "..."   # stronger',
+)
+# repeng 0.4.0 (its latest release) names np.float_ in type annotations; numpy 2 removed it.
+REPENG_SNIPPET = (
+    "import numpy as np",
+    "",
+    'if not hasattr(np, "float_"):',
+    "    np.float_ = np.float64  # repeng 0.4.0 names np.float_, which numpy 2 removed",
+    "from repeng import ControlModel, ControlVector",
+    "",
+    'vector = ControlVector.import_gguf("{file}")',
+    "# controlled = ControlModel(model, sorted(vector.directions)); controlled.set_control(vector, 1.0)",
+)
+
+
+# What a scale means for these vectors, measured (docs/exporting.md has the commands and tables).
+SCALE_NOTE = (
+    "Each direction has length 1, so scale S adds S to a residual stream whose norm is far larger (on "
+    "SmolLM2-135M: about 60 to 500 depending on the layer): scale 1 is safe and weak; see pts's docs/exporting.md "
+    "for the measured range."
 )
 
 
@@ -74,10 +97,11 @@ class ControlVector(Format):
     def description(self, s: FileSummary, model: str | None) -> str:
         hint = s.extra.get("model_hint")
         return (
-            f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): the contrastive "
-            f"direction between the residual-stream activations before positive and negative pivotal tokens, one "
-            f"direction per layer, in the format repeng writes and llama.cpp loads with `--control-vector`"
-            + (f" (model architecture `{hint}`)." if hint else ".")
+            f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): per layer, the mean "
+            f"difference between the residual stream after the success-side and after the failure-side token of each "
+            f"pivot (contrastive activation addition over pivot/counterpart pairs at the same context), scaled to "
+            f"length 1 as repeng's directions are, in the format repeng writes and llama.cpp loads with "
+            f"`--control-vector`" + (f" (model architecture `{hint}`)." if hint else ".")
         )
 
     def counts(self, s: FileSummary) -> list[tuple[str, str]]:
@@ -110,7 +134,14 @@ class ControlVector(Format):
             "",
             "`MODEL.gguf` must be the model the vector was built from"
             + (f" (`{model}`)" if model else "")
-            + "; a negative scale steers the other way.",
+            + "; a negative scale steers the other way. "
+            + SCALE_NOTE,
+            "",
+            "### Load it with repeng",
+            "",
+            "```python",
+            *(line.format(file=filename) for line in REPENG_SNIPPET),
+            "```",
             "",
             "### Read it in Python",
             "",
