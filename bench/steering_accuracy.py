@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--control-vector", default=None)
     ap.add_argument("--control-scale", type=float, default=1.0)
     ap.add_argument("--arms", default="default,max,control", help="which steered arms to run")
+    ap.add_argument("--exclude-queries-of", default=None, help="pivot JSONL: leave out questions it holds (held out)")
     args = ap.parse_args()
 
     steering = optillm_steering()
@@ -119,7 +120,11 @@ def main() -> None:
     layer = rows[0]["steering_layer"]
     loaded = load_model(args.model, device="cpu", dtype="float32")
     model, tok = loaded.model, loaded.tokenizer
-    tasks = load_tasks(args.dataset, max_examples=args.max_examples, seed=args.seed)
+    tasks = load_tasks(args.dataset, seed=args.seed)
+    seen = set()
+    if args.exclude_queries_of:
+        seen = {json.loads(line)["query"] for line in open(args.exclude_queries_of) if line.strip()}
+    tasks = [t for t in tasks if t.query not in seen][: args.max_examples]
     manager = steering.SteeringVectorManager(args.steering_dir, target_layer=layer, device="cpu")
     manager.create_tokenized_contexts(tok)
     arms = {"default": dict(manager.pattern_strengths), "max": {p: 2.0 for p in manager.pattern_strengths}}
@@ -169,6 +174,7 @@ def main() -> None:
         "control_vector": args.control_vector,
         "control_scale": args.control_scale,
         "questions": len(tasks),
+        "training_queries_excluded": len(seen),
         "samples_per_question": args.num_samples,
         "steering_layer": layer,
         "vectors": len(rows),
