@@ -812,6 +812,7 @@ def test_optillm_loads_the_export_and_its_hook_moves_each_decision_toward_succes
     try:
         for row in rows:
             ids = row["pivot_context_ids"]
+            hook.reset()  # unsteered: the hook stays installed but has no vector until it matches
             with torch.inference_mode():
                 base = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1).numpy()
             steered, logp = at(ids)
@@ -866,6 +867,9 @@ def test_reasoning_patterns_match_whole_words_only():
     labels = label_clusters(["3 + 4 =", "so 3 + 4", "5 + 1 =", "7 - 2"], np.array([0, 1, 2, 2]))
     assert labels == {0: UNKNOWN, 1: "depth_and_thoroughness", 2: UNKNOWN}
     assert label_clusters(["first step", "then next"], np.array([0, 0])) == {0: UNKNOWN}
+    # a cue the other clusters use almost as often separates nothing: 2/2 against 2/3 is a margin of 1/3
+    labels = label_clusters(["so a", "so b", "so c", "so d", "e"], np.array([0, 0, 1, 1, 1]))
+    assert labels == {0: UNKNOWN, 1: UNKNOWN}
 
 
 def test_layer_numbers_accept_commas_spaces_and_ranges():
