@@ -97,6 +97,7 @@ def summarise(args, results, arms, matched, layer, vectors, questions, started):
 
     n = len(results["base"])
     report = {
+        "results": {arm: [list(r) for r in rows] for arm, rows in results.items()},
         "model": args.model,
         "control_vector": args.control_vector,
         "control_scale": args.control_scale,
@@ -157,6 +158,8 @@ def main() -> None:
     ap.add_argument("--control-vector", default=None)
     ap.add_argument("--control-scale", type=float, default=1.0)
     ap.add_argument("--arms", default="default,max,control", help="which steered arms to run")
+    ap.add_argument("--start", type=int, default=0, help="skip this many held-out questions (to continue a run)")
+    ap.add_argument("--combine", nargs="*", default=None, help="JSON reports of earlier runs to pool with this one")
     ap.add_argument("--exclude-queries-of", default=None, help="pivot JSONL: leave out questions it holds (held out)")
     args = ap.parse_args()
 
@@ -169,7 +172,7 @@ def main() -> None:
     seen = set()
     if args.exclude_queries_of:
         seen = {json.loads(line)["query"] for line in open(args.exclude_queries_of) if line.strip()}
-    tasks = [t for t in tasks if t.query not in seen][: args.max_examples]
+    tasks = [t for t in tasks if t.query not in seen][args.start : args.start + args.max_examples]
     args.training_queries = len(seen)
     manager = steering.SteeringVectorManager(args.steering_dir, target_layer=layer, device="cpu")
     manager.create_tokenized_contexts(tok)
@@ -181,6 +184,14 @@ def main() -> None:
     results: dict[str, list] = {name: [] for name in ("base", *arms)}
     matched = {name: 0 for name in arms}
     started = time.time()
+    earlier = 0
+    for path in args.combine or []:  # earlier runs on other questions (--start): pooled, pair by pair
+        prior = json.loads(Path(path).read_text())
+        earlier += prior["questions"]
+        for arm in results:
+            results[arm] += [tuple(r) for r in prior["results"][arm]]
+        for arm in matched:
+            matched[arm] += prior["arms"][arm]["responses_with_a_match"]
     # Questions outer, arms inner: a run cut short still has every arm on the same questions, and the report
     # is rewritten after each question.
     for done, task in enumerate(tasks, 1):
@@ -216,7 +227,7 @@ def main() -> None:
                         handle.remove()
                 else:
                     steering.remove_steering_hooks(installed)
-        report = summarise(args, results, arms, matched, layer, len(rows), done, started)
+        report = summarise(args, results, arms, matched, layer, len(rows), earlier + done, started)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
