@@ -1142,20 +1142,20 @@ def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embe
 
     tok = embedded_loaded.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
+    messages = [{"role": "user", "content": "2 + 3 ="}]
     prompt = list(
-        tok.apply_chat_template([{"role": "user", "content": "2 + 3 ="}], add_generation_prompt=True, tokenize=True)
+        tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     )
-    prompt = list(prompt["input_ids"]) if isinstance(prompt, dict) else prompt
-    response = tok("The answer is 5.", add_special_tokens=False)["input_ids"]
+    response = tok("The answer is 5", add_special_tokens=False)["input_ids"]
     ids = prompt + response
-    more = tok(" 6", add_special_tokens=False)["input_ids"]
+    more = tok(".", add_special_tokens=False)["input_ids"]  # the other first token: go on with a full stop
     assert len(more) == 1
     pivot = fake_line_pivot(ids, len(prompt), 0.6, "<|im_end|>")
     pivot.pivot_token_id, pivot.pivot_context, pivot.prob_after = end, tok.decode(ids), 1.0
     pivot.samples_after, pivot.successes_after = 8, 8
-    pivot.first_tokens = [FirstToken(more[0], " 6", 6, 0), FirstToken(end, "<|im_end|>", 8, 8)]
+    pivot.first_tokens = [FirstToken(more[0], ".", 6, 0), FirstToken(end, "<|im_end|>", 8, 8)]
     rows, _ = build_pairs([pivot], tok, DPOSettings(chat=True))
-    assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == "The answer is 5."  # the template writes the end
+    assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == "The answer is 5"  # the template writes the end
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=8,
@@ -1166,7 +1166,11 @@ def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embe
     )
     args = DPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", use_cpu=True, max_length=None)
     trainer = DPOTrainer(
-        model=LlamaForCausalLM(config), args=args, processing_class=tok, train_dataset=Dataset.from_list(rows)
+        model=LlamaForCausalLM(config),
+        ref_model=LlamaForCausalLM(config),  # a model built from a config has no path TRL could load a copy from
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list(rows),
     )
     t = trainer.train_dataset[0]
     assert t["prompt_ids"] == prompt
