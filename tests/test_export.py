@@ -900,6 +900,8 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
     assert bytes(reader.get_field("controlvector.model_hint").parts[-1]).decode() == "llama"
     assert int(reader.get_field("controlvector.layer_count").parts[-1][0]) == 2
     assert bytes(reader.get_field("pts.activation_dtype").parts[-1]).decode() == "float32"
+    norms = dict(x.split(":") for x in bytes(reader.get_field("pts.residual_norms").parts[-1]).decode().split(","))
+    assert sorted(norms, key=int) == ["5", "18"] and all(float(v) > 1 for v in norms.values())
     assert sorted(t.name for t in reader.tensors) == ["direction.18", "direction.5"]
     model = embedded_loaded.model
     pivots = read_pivots(real[0])

@@ -27,6 +27,8 @@ FIELDS = {
     "the same context; averaged, then scaled to length 1 per layer, as repeng's directions are).",
     "pts.pairs": "Pivot/counterpart pairs behind the directions.",
     "pts.activation_dtype": "Dtype of the forward passes the residuals were read from.",
+    "pts.residual_norms": "Median norm of the residual stream at each layer over the pivots' contexts, as "
+    "`layer:norm` pairs: scale S adds S/norm of it (the directions have length 1).",
     "pts.positive_pivots": "Positive pivots behind the directions (files of earlier pts versions).",
     "pts.negative_pivots": "Negative pivots behind the directions (files of earlier pts versions).",
 }
@@ -52,12 +54,23 @@ REPENG_SNIPPET = (
 )
 
 
-# What a scale means for these vectors, measured (docs/exporting.md has the commands and tables).
-SCALE_NOTE = (
-    "Each direction has length 1, so scale S adds S to a residual stream whose norm is far larger (on "
-    "SmolLM2-135M: about 60 to 500 depending on the layer): scale 1 is safe and weak; see pts's docs/exporting.md "
-    "for the measured range."
-)
+def _percent(x: float) -> str:
+    return f"{x:.2g}%" if x < 10 else f"{x:.0f}%"
+
+
+def scale_note(s: FileSummary) -> str:
+    """What a scale means for this file: its directions' length against the residual norms measured at export."""
+    norms, residual = s.extra.get("norms", {}), s.extra.get("residual_norms", {})
+    if not residual:
+        return "pts did not record the residual norms for this file, so the size of a scale is not stated."
+    unit = all(abs(n - 1.0) < 1e-3 for n in norms.values())
+    parts = ", ".join(f"{residual[k]:.3g} at layer {k}" for k in sorted(residual))
+    share = ", ".join(_percent(100 * norms.get(k, 1.0) / residual[k]) for k in sorted(residual))
+    return (
+        ("Each direction has length 1 (repeng's normalisation). " if unit else "")
+        + f"The residual stream's median norm over the pivots' contexts was {parts} (`pts.residual_norms`): "
+        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much."
+    )
 
 
 def is_gguf(path: Path) -> bool:
@@ -135,7 +148,7 @@ class ControlVector(Format):
             "`MODEL.gguf` must be the model the vector was built from"
             + (f" (`{model}`)" if model else "")
             + "; a negative scale steers the other way. "
-            + SCALE_NOTE,
+            + scale_note(s),
             "",
             "### Load it with repeng",
             "",
@@ -195,6 +208,13 @@ def read_gguf(path: Path) -> FileSummary:
     pos, neg = field_value("pts.positive_pivots"), field_value("pts.negative_pivots")
     if isinstance(pos, int) and isinstance(neg, int):
         s.positives, s.negatives = pos, neg
+    residual = {}
+    for item in str(field_value("pts.residual_norms") or "").split(","):
+        layer, _, norm = item.partition(":")
+        try:
+            residual[int(layer)] = float(norm)
+        except ValueError:
+            continue
     layers = sorted(directions)
     first = directions[layers[0]]
     s.extra.update(
@@ -203,6 +223,7 @@ def read_gguf(path: Path) -> FileSummary:
             "dim": int(first.n_elements),
             "model_hint": field_value("controlvector.model_hint"),
             "layer_count": field_value("controlvector.layer_count"),
+            "residual_norms": residual,
             "norms": {
                 layer: float(np.linalg.norm(np.asarray(directions[layer].data, dtype=np.float64))) for layer in layers
             },

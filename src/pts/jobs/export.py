@@ -502,6 +502,7 @@ def _write_control_vector(
             "method": "unit_mean_paired_difference",
             "pairs": pairs,
             "activation_dtype": dtype,
+            "residual_norms": ",".join(f"{layer}:{residual[layer]:.4g}" for layer in sorted(residual)),
         },
     )
     norms = ", ".join(f"{layer}: {residual[layer]:.3g}" for layer in sorted(residual))
