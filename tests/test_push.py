@@ -897,7 +897,7 @@ def test_control_vector_card(gguf_file):
     commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("llama-completion")]
     assert [llama_cpp_control_vectors(c) for c in commands] == [
         [("control_vector.gguf", 1.0)],
-        [("control_vector.gguf", 4.0)],
+        [("control_vector.gguf", 16.0)],
     ]
     with pytest.raises(ValueError, match="FNAME:SCALE"):  # the form cards used to print
         llama_cpp_control_vectors(["llama-cli", "--control-vector-scaled", "control_vector.gguf", "0.5"])

@@ -39,7 +39,7 @@ FIELDS = {
 # One-shot generation is `llama-completion` in current llama.cpp (`llama-cli` became an interactive chat).
 LLAMA_CPP_COMMANDS = (
     'llama-completion -m MODEL.gguf --control-vector {file} -n 64 -p "What is 17 * 23? Think step by step."',
-    'llama-completion -m MODEL.gguf --control-vector-scaled {file}:4 -n 64 -p "..."   # stronger',
+    'llama-completion -m MODEL.gguf --control-vector-scaled {file}:16 -n 64 -p "..."   # 16 times as strong',
 )
 # repeng 0.4.0 (its latest release) names np.float_ in type annotations; numpy 2 removed it.
 REPENG_SNIPPET = (
@@ -69,7 +69,9 @@ def scale_note(s: FileSummary) -> str:
     return (
         ("Each direction has length 1 (repeng's normalisation). " if unit else "")
         + f"The residual stream's median norm over the pivots' contexts was {parts} (`pts.residual_norms`): "
-        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much."
+        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much. On SmolLM2-135M "
+        + "(pts's docs/exporting.md) scale 1 left every greedy token unchanged, 4 changed 2%, 16 changed 12% "
+        + "and 64 changed 45%."
     )
 
 
