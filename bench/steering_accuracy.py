@@ -1,7 +1,7 @@
 """Does steering with a `pts export --format steering` file through optillm's own hook change accuracy?
 
     python bench/steering_accuracy.py --steering-dir DIR --dataset eval.jsonl --max-examples 100 \
-        --num-samples 2 --json out.json
+        --num-samples 2 [--model gemma3-270m] [--control-vector cv.gguf] [--arms default,control] --json out.json
 
 DIR holds the steering JSONL (optillm loads a folder with ``datasets.load_dataset``). For every
 question and sample, the same seeded sampler generates once without the hook and once with
@@ -12,6 +12,9 @@ generated token ``update_token_history`` twice (AutoThink calls it twice), ``upd
 (per reasoning pattern, clamped to [0.1, 2]) and every pattern at the clamp's maximum, 2.0. Each
 response is judged by the dataset's oracle; the effect is the paired difference in accuracy with a
 bootstrap interval over questions and an exact sign test over the (question, sample) pairs.
+``--control-vector`` adds an arm with a GGUF control vector at scale ``--control-scale`` (1: llama.cpp's
+``--control-vector``), added as llama.cpp does: ``scale * direction.L`` to the output of layer L at every
+position.
 """
 
 from __future__ import annotations
@@ -66,70 +69,43 @@ def generate(model, tok, prompt_ids, *, seed, max_new_tokens, stop, hooks=(), pa
     return tok.decode(out_ids, skip_special_tokens=True), len(out_ids)
 
 
-def main() -> None:
-    from consumers import optillm_steering
+def control_hooks(model, path, scale):
+    """llama.cpp's control vector: ``scale * direction.L`` added to the output of layer L at every position."""
+    import torch
 
-    from pts.models import load_model
-    from pts.records import stable_seed
-    from pts.search.searcher import build_prompt_ids
+    from pts.steering.layers import decoder_layers
+    from pts.steering.vectors import ControlVector
+
+    vector = ControlVector.from_gguf(path)
+    blocks = decoder_layers(model)
+    handles = []
+    for layer, direction in vector.directions.items():
+        d = scale * torch.tensor(direction, dtype=torch.float32)
+
+        def add(_m, _i, output, d=d):
+            if isinstance(output, tuple):
+                return (output[0] + d.to(output[0].dtype), *output[1:])
+            return output + d.to(output.dtype)
+
+        handles.append(blocks[layer].register_forward_hook(add))
+    return handles
+
+
+def summarise(args, results, arms, matched, layer, vectors, questions, started):
+    """The report: accuracy per arm with Wilson intervals, paired differences, bootstrap intervals, sign tests."""
     from pts.stats import paired_bootstrap_interval, sign_test, wilson_interval
-    from pts.tasks.sources import load_tasks
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steering-dir", required=True, help="folder holding the steering JSONL")
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--max-examples", type=int, default=100)
-    ap.add_argument("--num-samples", type=int, default=2)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-
-    steering = optillm_steering()
-    rows = [json.loads(line) for p in Path(args.steering_dir).glob("*.jsonl") for line in open(p) if line.strip()]
-    layer = rows[0]["steering_layer"]
-    loaded = load_model("smollm2-135m", device="cpu", dtype="float32")
-    model, tok = loaded.model, loaded.tokenizer
-    tasks = load_tasks(args.dataset, max_examples=args.max_examples, seed=args.seed)
-    manager = steering.SteeringVectorManager(args.steering_dir, target_layer=layer, device="cpu")
-    manager.create_tokenized_contexts(tok)
-    arms = {"default": dict(manager.pattern_strengths), "max": {p: 2.0 for p in manager.pattern_strengths}}
-    results: dict[str, list] = {name: [] for name in ("base", *arms)}
-    matched = {name: 0 for name in arms}
-    started = time.time()
-    for arm, strengths in [("base", None), *arms.items()]:
-        hooks, installed = [], []
-        if strengths is not None:
-            for pattern, value in strengths.items():
-                manager.set_steering_strength(pattern, value)
-            manager.default_strength = max(strengths.values()) if arm == "max" else 2.0
-            installed = steering.install_steering_hooks(model, manager, tok)
-            hooks = [h for h, _ in installed]
-        try:
-            for task in tasks:
-                prompt = build_prompt_ids(tok, task.prompt)
-                for j in range(args.num_samples):
-                    seed = stable_seed(args.seed, task.dataset_id, task.item_id, j)
-                    text, n = generate(
-                        model,
-                        tok,
-                        prompt,
-                        seed=seed,
-                        max_new_tokens=args.max_new_tokens,
-                        stop=task.oracle.answer_complete,
-                        hooks=hooks,
-                    )
-                    if hooks and hooks[0].match_found:
-                        matched[arm] += 1
-                    results[arm].append((task.item_id, j, bool(task.judge(text)), n))
-        finally:
-            steering.remove_steering_hooks(installed)
     n = len(results["base"])
     report = {
-        "questions": len(tasks),
+        "results": {arm: [list(r) for r in rows] for arm, rows in results.items()},
+        "model": args.model,
+        "control_vector": args.control_vector,
+        "control_scale": args.control_scale,
+        "questions": questions,
+        "training_queries_excluded": args.training_queries,
         "samples_per_question": args.num_samples,
         "steering_layer": layer,
-        "vectors": len(rows),
+        "vectors": vectors,
         "seconds": round(time.time() - started, 1),
         "arms": {},
     }
@@ -159,9 +135,102 @@ def main() -> None:
             "responses_with_a_match": matched[arm],
             "responses_whose_length_changed": changed,
         }
+    return report
+
+
+def main() -> None:
+    from consumers import optillm_steering
+
+    from pts.models import load_model
+    from pts.records import stable_seed
+    from pts.search.searcher import build_prompt_ids
+    from pts.tasks.sources import load_tasks
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steering-dir", required=True, help="folder holding the steering JSONL")
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--max-examples", type=int, default=100)
+    ap.add_argument("--num-samples", type=int, default=2)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--control-vector", default=None)
+    ap.add_argument("--control-scale", type=float, default=1.0)
+    ap.add_argument("--arms", default="default,max,control", help="which steered arms to run")
+    ap.add_argument("--start", type=int, default=0, help="skip this many held-out questions (to continue a run)")
+    ap.add_argument("--combine", nargs="*", default=None, help="JSON reports of earlier runs to pool with this one")
+    ap.add_argument("--exclude-queries-of", default=None, help="pivot JSONL: leave out questions it holds (held out)")
+    args = ap.parse_args()
+
+    steering = optillm_steering()
+    rows = [json.loads(line) for p in Path(args.steering_dir).glob("*.jsonl") for line in open(p) if line.strip()]
+    layer = rows[0]["steering_layer"]
+    loaded = load_model(args.model, device="cpu", dtype="float32")
+    model, tok = loaded.model, loaded.tokenizer
+    tasks = load_tasks(args.dataset, seed=args.seed)
+    seen = set()
+    if args.exclude_queries_of:
+        seen = {json.loads(line)["query"] for line in open(args.exclude_queries_of) if line.strip()}
+    tasks = [t for t in tasks if t.query not in seen][args.start : args.start + args.max_examples]
+    args.training_queries = len(seen)
+    manager = steering.SteeringVectorManager(args.steering_dir, target_layer=layer, device="cpu")
+    manager.create_tokenized_contexts(tok)
+    arms = {"default": dict(manager.pattern_strengths), "max": {p: 2.0 for p in manager.pattern_strengths}}
+    wanted = set(args.arms.split(","))
+    arms = {k: v for k, v in arms.items() if k in wanted}
+    if args.control_vector and "control" in wanted:
+        arms["control"] = "control"
+    results: dict[str, list] = {name: [] for name in ("base", *arms)}
+    matched = {name: 0 for name in arms}
+    started = time.time()
+    earlier = 0
+    for path in args.combine or []:  # earlier runs on other questions (--start): pooled, pair by pair
+        prior = json.loads(Path(path).read_text())
+        earlier += prior["questions"]
+        for arm in results:
+            results[arm] += [tuple(r) for r in prior["results"][arm]]
+        for arm in matched:
+            matched[arm] += prior["arms"][arm]["responses_with_a_match"]
+    # Questions outer, arms inner: a run cut short still has every arm on the same questions, and the report
+    # is rewritten after each question.
+    for done, task in enumerate(tasks, 1):
+        prompt = build_prompt_ids(tok, task.prompt)
+        for arm, strengths in [("base", None), *arms.items()]:
+            hooks, installed = [], []
+            if strengths == "control":
+                installed = control_hooks(model, args.control_vector, args.control_scale)
+            elif strengths is not None:
+                for pattern, value in strengths.items():
+                    manager.set_steering_strength(pattern, value)
+                manager.default_strength = max(strengths.values()) if arm == "max" else 2.0
+                installed = steering.install_steering_hooks(model, manager, tok)
+                hooks = [h for h, _ in installed]
+            try:
+                for j in range(args.num_samples):
+                    seed = stable_seed(args.seed, task.dataset_id, task.item_id, j)
+                    text, n = generate(
+                        model,
+                        tok,
+                        prompt,
+                        seed=seed,
+                        max_new_tokens=args.max_new_tokens,
+                        stop=task.oracle.answer_complete,
+                        hooks=hooks,
+                    )
+                    if hooks and hooks[0].match_found:
+                        matched[arm] += 1
+                    results[arm].append((task.item_id, j, bool(task.judge(text)), n))
+            finally:
+                if strengths == "control":
+                    for handle in installed:
+                        handle.remove()
+                else:
+                    steering.remove_steering_hooks(installed)
+        report = summarise(args, results, arms, matched, layer, len(rows), earlier + done, started)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

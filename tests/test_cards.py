@@ -435,10 +435,10 @@ def test_control_vector_card(gguf_file):
     assert meta["pretty_name"] == "Pivotal-token control vector (smollm2-135m-instruct-q4_1)"
     assert "| `pts.positive_pivots` | uint32 |" in card.text
     bash = "\n".join(code_blocks(card.text, "bash"))
-    commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("llama-cli")]
+    commands = [shlex.split(line, comments=True) for line in bash.splitlines() if line.startswith("llama-completion")]
     assert [llama_cpp_control_vectors(c) for c in commands] == [
         [("control_vector.gguf", 1.0)],
-        [("control_vector.gguf", 0.5)],
+        [("control_vector.gguf", 16.0)],
     ]
     with pytest.raises(ValueError, match="FNAME:SCALE"):  # the form cards used to print
         llama_cpp_control_vectors(["llama-cli", "--control-vector-scaled", "control_vector.gguf", "0.5"])
@@ -555,7 +555,7 @@ def test_control_vector_card_download_command(hub, online, tmp_path, gguf_file):
     push_dataset(gguf_file, REPO, token=TOKEN, endpoint=hub.url)
     card, _ = parse_card(hub.files[REPO]["README.md"].decode())
     commands = _usage_commands(card)
-    assert [c[0] for c in commands] == ["hf", "llama-cli", "llama-cli"]
+    assert [c[0] for c in commands] == ["hf", "llama-completion", "llama-completion"]
     reader = tmp_path / "reader"
     reader.mkdir()
     r = _run_card_command(commands[0], reader, hub_env(tmp_path, HF_ENDPOINT=hub.url))

@@ -1,7 +1,5 @@
 """`pts export --format control-vector`: the GGUF file, read back with gguf and by repeng, as llama.cpp."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,10 @@ from export_samples import (
 )
 
 from pts.errors import PTSError
+from pts.export.records import read_pivots
 from pts.jobs.export import ExportConfig
 from pts.jobs.export import run as export
+from pts.steering.directions import decision_tokens
 
 pytestmark = pytest.mark.usefixtures("forget_states")
 
@@ -25,39 +25,44 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
     import gguf
 
     out = tmp_path / "vector.gguf"
-    export(
+    summary = export(
         ExportConfig(input_path=str(real[0]), format="control-vector", output_path=str(out), layer_nums=[5, 18]),
         loaded=embedded_loaded,
     )
+    assert "norm 1" in summary.format()
     reader = gguf.GGUFReader(str(out))
     field = reader.get_field("general.architecture")
     assert bytes(field.parts[-1]).decode() == "controlvector"
     assert bytes(reader.get_field("controlvector.model_hint").parts[-1]).decode() == "llama"
     assert int(reader.get_field("controlvector.layer_count").parts[-1][0]) == 2
+    assert bytes(reader.get_field("pts.activation_dtype").parts[-1]).decode() == "float32"
+    norms = dict(x.split(":") for x in bytes(reader.get_field("pts.residual_norms").parts[-1]).decode().split(","))
+    assert sorted(norms, key=int) == ["5", "18"] and all(float(v) > 1 for v in norms.values())
     assert sorted(t.name for t in reader.tensors) == ["direction.18", "direction.5"]
     model = embedded_loaded.model
-    positive = np.array([r["is_positive"] for r in real[1]])
+    pivots = read_pivots(real[0])
+    pairs = [(p.context_ids, d) for p in pivots if (d := decision_tokens(p)).objective == "logit_difference"]
+    assert pairs
     for t in reader.tensors:
         layer = int(t.name.split(".")[1])
         assert t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [model.config.hidden_size]
-        acts = np.array([last_token_state(model, r["pivot_context_ids"], layer) for r in real[1]])
-        np.testing.assert_allclose(t.data, acts[positive].mean(0) - acts[~positive].mean(0), rtol=1e-3, atol=1e-3)
+        # the mean over pairs of (residual after the success-side token - after the failure-side one), unit length
+        diff = np.mean(
+            [
+                last_token_state(model, [*ids, d.success_id], layer)
+                - last_token_state(model, [*ids, d.failure_id], layer)
+                for ids, d in pairs
+            ],
+            axis=0,
+        )
+        np.testing.assert_allclose(t.data, diff / np.linalg.norm(diff), atol=1e-3)
+        assert np.linalg.norm(t.data) == pytest.approx(1.0, abs=1e-5)  # repeng's normalisation
     hint, directions = read_control_vector(out)
     assert hint == "llama" and sorted(directions) == [5, 18]
 
-    # from the original tool's file: the contexts are tokenized again, and the directions follow those ids
-    out2 = tmp_path / "vector_original.gguf"
-    export(
-        ExportConfig(input_path=str(original[0]), format="control-vector", output_path=str(out2), layer_nums=[18]),
-        loaded=embedded_loaded,
-    )
-    _, back = read_control_vector(out2)
-    tok = embedded_loaded.tokenizer
-    acts = np.array(
-        [last_token_state(model, tok(r["pivot_context"], add_special_tokens=False)["input_ids"], 18) for r in real[1]]
-    )
-    np.testing.assert_allclose(back[18], acts[positive].mean(0) - acts[~positive].mean(0), rtol=1e-3, atol=1e-3)
-
+    # the original tool's file has no rollouts' first tokens: no pair to contrast, refused before loading a model
+    with pytest.raises(PTSError, match="measured counterpart"):
+        export(ExportConfig(input_path=str(original[0]), format="control-vector", output_path=str(tmp_path / "o.gguf")))
     with pytest.raises(PTSError, match="layer 0"):
         export(
             ExportConfig(
@@ -68,13 +73,7 @@ def test_control_vector_reads_back_with_gguf(real, original, embedded_loaded, tm
             ),
             loaded=embedded_loaded,
         )
-    only_positive = tmp_path / "positive.jsonl"
-    only_positive.write_text("".join(json.dumps(r) + "\n" for r in real[1] if r["is_positive"]))
-    with pytest.raises(PTSError, match="every record is positive"):
-        export(
-            ExportConfig(input_path=str(only_positive), format="control-vector", output_path=str(tmp_path / "x.gguf"))
-        )
-    assert not (tmp_path / "x.gguf").exists()
+    assert not (tmp_path / "x.gguf").exists() and not (tmp_path / "o.gguf").exists()
 
 
 def test_repeng_reads_the_control_vector_and_steers_as_llama_cpp_does(real, embedded_loaded, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from export_samples import (
     DATASET,
 )
+from test_export_steering import fake_line_pivot
 
 from pts.cli import main as cli_main
 from pts.engines.fake import FakeEngine, PassFailOracle, token
@@ -423,3 +424,48 @@ def test_chat_messages_recover_the_user_and_system_turns(embedded_model):
         text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         assert chat_messages(tok, text) == messages
     assert chat_messages(tok, "no template here") is None
+
+
+def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embedded_loaded, tmp_path):
+    """A pivot that ends the turn (`<|im_end|>`): TRL's own tokenization of the --chat row holds it once."""
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    tok = embedded_loaded.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    messages = [{"role": "user", "content": "2 + 3 ="}]
+    prompt = list(
+        tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    )
+    response = tok("The answer is 5", add_special_tokens=False)["input_ids"]
+    ids = prompt + response
+    more = tok(".", add_special_tokens=False)["input_ids"]  # the other first token: go on with a full stop
+    assert len(more) == 1
+    pivot = fake_line_pivot(ids, len(prompt), 0.6, "<|im_end|>")
+    pivot.pivot_token_id, pivot.pivot_context, pivot.prob_after = end, tok.decode(ids), 1.0
+    pivot.samples_after, pivot.successes_after = 8, 8
+    pivot.first_tokens = [FirstToken(more[0], ".", 6, 0), FirstToken(end, "<|im_end|>", 8, 8)]
+    rows, _ = build_pairs([pivot], tok, DPOSettings(chat=True))
+    assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == "The answer is 5"  # the template writes the end
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+    )
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", use_cpu=True, max_length=None)
+    trainer = DPOTrainer(
+        model=LlamaForCausalLM(config),
+        ref_model=LlamaForCausalLM(config),  # a model built from a config has no path TRL could load a copy from
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list(rows),
+    )
+    t = trainer.train_dataset[0]
+    assert t["prompt_ids"] == prompt
+    assert t["chosen_ids"][: len(response) + 1] == response + [end] and t["chosen_ids"].count(end) == 1
+    assert t["rejected_ids"][: len(response) + 2] == response + more + [end] and t["rejected_ids"].count(end) == 1
+    assert rows[0]["metadata"]["trl_tokens_match"] is True

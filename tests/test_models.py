@@ -189,3 +189,33 @@ def test_gemma_loads_and_samples():
             lp = torch.log_softmax(lm.model(ids).logits[0].float(), -1)[len(prefix) - 1 : -1]
             ref = lp.gather(1, torch.tensor(r.token_ids)[:, None])[:, 0]
             assert torch.allclose(ref, torch.tensor(r.logprobs), atol=1e-3)
+
+
+def test_load_model_is_frozen_for_inference_and_trainable_when_asked(embedded_loaded, tmp_path):
+    """A full fine-tune of a frozen model trains nothing (loss constant, gradient 0): trainable=True is the way."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pts.models import load_model
+
+    tok = embedded_loaded.tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    frozen = load_model(str(tmp_path), device="cpu", dtype="float32").model
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    model = load_model(str(tmp_path), device="cpu", dtype="float32", trainable=True).model
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    ids = torch.tensor([[1, 2, 3, 4]])
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    before = model.lm_head.weight.detach().clone()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    assert not torch.equal(before, model.lm_head.weight)

@@ -575,3 +575,14 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path):
         assert proc.returncode == 2, (name, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("pts steer: error:"), (name, proc.stderr)
         assert not out.exists(), name
+
+
+def test_steering_vectors_load_from_the_folder_pts_export_writes(tmp_path):
+    folder = tmp_path / "steering_vectors"
+    folder.mkdir()
+    row = {"pivot_context": "a b", "steering_vector": [1.0, 0.0], "steering_layer": 1, "prob_delta": 0.5}
+    (folder / "steering_vectors.jsonl").write_text(json.dumps(row) + "\n")
+    assert [v.vector for v in load_steering_vectors(folder)] == [[1.0, 0.0]]
+    (folder / "other.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(PTSError, match="2 .jsonl files"):
+        load_steering_vectors(folder)

@@ -175,8 +175,12 @@ def gguf_cache_dir(path: str | Path) -> Path:
     return cache_root() / f"{p.stem}-{key}"
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load a model and tokenizer for inference.
+def load_model(
+    spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", *, trainable: bool = False
+) -> LoadedModel:
+    """Load a model and tokenizer: for inference (``eval()`` and frozen, ``requires_grad`` False on every weight,
+    the default), or with ``trainable=True`` in training mode with every weight requiring gradients (a full
+    fine-tune of a frozen model would train nothing: loss constant, gradient norm 0).
 
     ``spec`` is an alias (see ``ALIASES``) or its canonical model_id, a local ``.gguf``
     file, a local Hugging Face model directory, a LoRA adapter directory written by
@@ -201,7 +205,10 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
         if path.is_file() and path.suffix == ".gguf":
             model, tok, source = _load_gguf(path, torch_dtype)
         elif is_adapter_dir(path):
-            return load_adapter(path, device=device, dtype=dtype)
+            loaded = load_adapter(path, device=device, dtype=dtype)
+            if trainable:
+                loaded.model.train().requires_grad_(True)
+            return loaded
         elif path.is_dir() and (path / "config.json").is_file():
             model, tok = _from_pretrained(str(path), spec, hub=False, dtype=torch_dtype)
             source = str(path)
@@ -218,7 +225,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
                 f"unknown model '{spec}': not an alias ({names}), an existing .gguf file or model directory, or a Hub id owner/name"
             )
         model_id = spec
-    model = model.to(device=dev, dtype=torch_dtype).eval().requires_grad_(False)
+    model = model.to(device=dev, dtype=torch_dtype)
+    model = model.train().requires_grad_(True) if trainable else model.eval().requires_grad_(False)
     _ensure_pad_token(tok, model)
     return LoadedModel(model, tok, model_id, dev, str(torch_dtype).removeprefix("torch."), str(source))
 

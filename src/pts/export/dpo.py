@@ -480,13 +480,34 @@ def _row(
     if messages is None:
         return None
     response = tok.decode(response_ids, skip_special_tokens=False)
+    closing = _closing(tok, messages, response, ids)
+    content = {}
+    for key, side in (("chosen", chosen), ("rejected", rejected)):
+        # The template closes every assistant message with its end-of-turn token: a side that is that token is
+        # the response alone, or the token would be written twice.
+        ends_turn = closing is not None and closing[:1] == [side.token_id]
+        content[key] = response if ends_turn else response + side.token
     row = {
         "prompt": messages,
-        "chosen": [{"role": "assistant", "content": response + chosen.token}],
-        "rejected": [{"role": "assistant", "content": response + rejected.token}],
+        "chosen": [{"role": "assistant", "content": content["chosen"]}],
+        "rejected": [{"role": "assistant", "content": content["rejected"]}],
     }
-    metadata["trl_tokens_match"] = _chat_match(tok, row, ids, prompt_ids, chosen.token_id, rejected.token_id)
+    metadata["trl_tokens_match"] = closing is not None and _chat_match(
+        tok, row, ids, prompt_ids, chosen.token_id, rejected.token_id, closing
+    )
     return {**row, "metadata": metadata}
+
+
+def _render(tok: Any, messages: list[dict[str, str]], **kw: Any) -> list[int]:
+    """The ids of ``messages`` through the chat template, as TRL 1.16 tokenizes conversational rows."""
+    return list(tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
+
+
+def _closing(tok: Any, messages: list[dict[str, str]], response: str, ids: list[int]) -> list[int] | None:
+    """The ids the chat template writes after an assistant message (e.g. ``<|im_end|>``, newline); None when
+    the response so far does not render back to the measured ids."""
+    full = _render(tok, [*messages, {"role": "assistant", "content": response}])
+    return full[len(ids) :] if full[: len(ids)] == ids else None
 
 
 def _ids(tok: Any, text: str) -> list[int]:
@@ -509,18 +530,21 @@ def _plain_match(tok: Any, row: dict[str, str], ids: list[int], chosen_id: int, 
 
 
 def _chat_match(
-    tok: Any, row: dict[str, Any], ids: list[int], prompt_ids: list[int], chosen_id: int, rejected_id: int
+    tok: Any,
+    row: dict[str, Any],
+    ids: list[int],
+    prompt_ids: list[int],
+    chosen_id: int,
+    rejected_id: int,
+    closing: list[int],
 ) -> bool:
-    """Does TRL's chat tokenization reproduce the measured prompt, response and single token?"""
-
-    def render(messages: list[dict[str, str]], **kw: Any) -> list[int]:
-        return list(tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"])
-
-    if render(row["prompt"], add_generation_prompt=True) != prompt_ids:
+    """Does TRL's chat tokenization give exactly the measured prompt, response and single token, then the
+    template's closing (the end-of-turn token once: a side that is that token is not followed by a second)?"""
+    if _render(tok, row["prompt"], add_generation_prompt=True) != prompt_ids:
         return False
     for key, token_id in (("chosen", chosen_id), ("rejected", rejected_id)):
-        full = render(row["prompt"] + row[key])
-        if full[: len(ids) + 1] != ids + [token_id]:
+        expected = ids + closing if closing[:1] == [token_id] else ids + [token_id] + closing
+        if _render(tok, row["prompt"] + row[key]) != expected:
             return False
     return True
 

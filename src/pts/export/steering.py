@@ -1,56 +1,49 @@
 """Steering vectors from pivotal tokens, in the fields optillm's autothink reads.
 
-For each pivot the residual stream is read at the last context token, the
-position whose output predicts the pivot token, as the output of decoder
-layer ``L`` (``model.model.layers[L]``, 0-based: the module optillm hooks to
-steer at ``steering_layer = L``; HF's ``hidden_states[L + 1]``). The forward
+Each pivot is a decision at one context between a success-side and a
+failure-side token (:mod:`pts.steering.directions`). Its line's
+``steering_vector`` is the unit gradient, with respect to the residual stream
+(the output of decoder layer ``L``, ``model.model.layers[L]``, 0-based: the
+module optillm hooks; HF's ``hidden_states[L + 1]``) at the position that
+predicts the pivot, of ``log p(success token) - log p(failure token)``: the
+direction in which a small addition moves the decision most. The forward
 pass runs on the exact token ids of the context (recorded by ``pts run``; the
-original tool's text contexts are tokenized again and marked ``retokenized``),
-batched with an attention mask and per-row position ids, so padding changes
-nothing.
+original tool's text contexts are tokenized again and marked ``retokenized``).
 
-One line per context, written for optillm's AutoThink as it is (optillm
-0.4.0, ``autothink/steering.py``): it adds every vector it loads (it drops
-``is_positive``), normalised, at one ``target_layer``, once the generated
-tokens end like the vector's ``pivot_context``. So:
+Written for optillm's AutoThink as it is (optillm 0.4.0,
+``autothink/steering.py``): it adds every vector it loads (it drops
+``is_positive``), normalised, times a strength of at most 3, at one
+``target_layer``, once the generated tokens end like the vector's
+``pivot_context``. So:
 
-- pivots that share a context (the same token ids: the activation is the
-  same) are merged into one line; the line's pivot fields are those of its
-  strongest pivot on the side of the net change (sum of ``prob_delta``), and
-  ``pivots`` lists every merged pivot. Contexts whose pivots cancel exactly
-  are left out;
+- the vector already points toward success (``adds_toward_success: true``);
+- the layer is measured, not fixed: every layer's median gain per unit norm
+  (the gradient's norm) is computed and the largest wins (``--select-layer``
+  overrides), since optillm's strength cannot make up for a layer where a
+  unit vector does little;
+- pivots that share a context (the same token ids) are merged into one line;
+  the line's pivot fields are those of its strongest pivot on the side of the
+  net change (sum of ``prob_delta``), and ``pivots`` lists every merged pivot;
+  a side the lead pivot's rollouts did not measure is taken from a pivot of
+  the other sign there. Contexts whose pivots cancel exactly are left out;
 - a context that is only the prompt (no response token yet) is left out: its
   ending is the chat template's, which every prompt shares, so optillm would
   steer every question with it;
-- ``steering_vector`` already points toward success: the activation minus
-  the mean activation of all context tokens of the export (first token of each
-  context left out: its residual is an attention sink, orders of magnitude
-  larger), times ``vector_sign`` (+1 for a positive line, -1 for a negative
-  one). ``adds_toward_success: true`` says so: add it, never subtract it
-  (``pts steer`` reads the flag). A raw activation would be dominated by what
-  every position shares, and normalised it would point nearly the same way
-  for every pivot.
+- ``reasoning_pattern`` (which picks optillm's strength) is a label only when
+  its cue words separate the cluster from the others (:func:`label_clusters`),
+  else ``unknown`` (strength 1.0 in optillm 0.4.0).
 
-Fields of each output line:
-
-- the original tool's ``query, pivot_context, pivot_token, pivot_token_id,
-  prob_before, prob_after, prob_delta, is_positive, model_id, task_type``;
-- ``steering_vector``, ``vector_sign``, ``adds_toward_success`` (above);
-  ``activation``: the raw activation, ``layer_activations``: the raw
-  activation at every exported layer (keys are layer numbers as text);
-- ``cluster_id`` / ``cluster_vector``: k-means (scikit-learn) on the steering
-  vectors after PCA to ``pca_components`` dimensions; the cluster vector is the
-  mean steering vector of the cluster (in the full space). Fewer lines than
-  ``num_clusters`` just give fewer clusters;
-- ``contrastive_vector``: mean activation of the cluster's positive lines
-  minus that of its negative ones; ``contrastive_scope`` says ``"cluster"``,
-  ``"overall"`` (the cluster lacks one side, so the whole export's difference
-  is used) or ``"none"`` (the export has only one side: null vector);
-- ``reasoning_pattern``: one of :data:`PATTERNS` or ``"unknown"``, see
-  :func:`label_clusters`. optillm picks its strength by this label;
-- ``steering_layer`` (optillm ignores it: its ``target_layer`` must be set to
-  this number) and ``activation_position`` (index of the token read);
-- ``pivots``: the pivots merged into the line.
+Fields of each output line: the original tool's ``query, pivot_context,
+pivot_token, pivot_token_id, prob_before, prob_after, prob_delta, is_positive,
+model_id, task_type``; ``steering_vector``, ``adds_toward_success``,
+``direction_method``, ``objective``, ``success_token(_id)``,
+``failure_token(_id)``, ``gain_per_unit_norm``, ``residual_norm``,
+``activation`` (the residual itself), ``activation_dtype``; ``cluster_id`` /
+``cluster_vector`` (k-means after PCA on the steering vectors; the cluster's
+mean vector); ``reasoning_pattern``; ``steering_layer`` (optillm ignores it:
+its ``target_layer`` must be set to this number) and ``layer_gains``;
+``activation_position``; ``pivots``. The field glossary is
+:data:`pts.formats.steering.FIELDS`.
 """
 
 from __future__ import annotations
@@ -67,6 +60,7 @@ import numpy as np
 from pts import options
 from pts.errors import PTSError
 from pts.export.records import PivotRecord
+from pts.steering.directions import Decision, unit_rows
 from pts.steering.layers import check_layers, decoder_layers
 
 log = logging.getLogger(__name__)
@@ -181,6 +175,8 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 UNKNOWN = "unknown"
+# A label needs its cue in at least this much larger a share of the cluster than of the other clusters.
+MIN_LABEL_MARGIN = 0.5
 CUE_WINDOW_WORDS = 8  # words of the response before the pivot that count, besides the pivot token itself
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -358,7 +354,9 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
     A pattern's share in a group is the fraction of its members whose cue text
     has at least one of the pattern's cues. A cluster is labelled with the
     pattern whose share in it is at least one half and exceeds its share among
-    the other clusters' members by the most; ``unknown`` when none does, and
+    the other clusters' members by at least :data:`MIN_LABEL_MARGIN` (the cue
+    separates this cluster from the rest), the largest such margin winning;
+    ``unknown`` when none does (optillm 0.4.0 then adds at strength 1.0), and
     always with a single cluster (there is nothing to tell it from). A cue that
     every context has, such as digits in arithmetic, therefore labels nothing,
     and no label can cover every record: no cluster can be above the export's
@@ -372,21 +370,14 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
     for c in clusters:
         inside = [h for h, lab in zip(has, labels.tolist()) if lab == c]
         outside = [h for h, lab in zip(has, labels.tolist()) if lab != c]
-        best, margin = UNKNOWN, 0.0
+        best, margin = UNKNOWN, MIN_LABEL_MARGIN - 1e-12
         for pattern in PATTERNS:
             share = sum(pattern in h for h in inside) / len(inside)
             rest = sum(pattern in h for h in outside) / len(outside)
-            if share >= 0.5 and share - rest > margin + 1e-12:
+            if share >= 0.5 and share - rest > margin:
                 best, margin = pattern, share - rest
         out[c] = best
     return out
-
-
-def contrast(acts: np.ndarray, positive: np.ndarray) -> np.ndarray | None:
-    """Mean activation of the positive rows minus that of the negative ones; None without both."""
-    if positive.all() or not positive.any():
-        return None
-    return (acts[positive].mean(axis=0) - acts[~positive].mean(axis=0)).astype(np.float32)
 
 
 def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:
@@ -440,32 +431,49 @@ def merge_contexts(pivots: Sequence[PivotRecord], tokenizer: Any) -> tuple[list[
     return kept, skipped
 
 
+def context_decision(ctx: Context, min_samples: int = 2, min_delta: float = 0.1) -> Decision:
+    """The decision a context's line steers: its lead pivot's (:func:`pts.steering.directions.decision_tokens`);
+    a side the lead's rollouts did not measure is taken from a pivot of the other sign at the same context."""
+    from pts.steering.directions import decision_tokens
+
+    d = decision_tokens(ctx.lead, min_samples, min_delta)
+    for q in ctx.pivots:
+        if q.is_positive and d.success_id is None:
+            d.success_id, d.success_token = q.pivot_token_id, q.pivot_token
+        elif not q.is_positive and d.failure_id is None:
+            d.failure_id, d.failure_token = q.pivot_token_id, q.pivot_token
+    return d
+
+
 def steering_records(
     contexts: Sequence[Context],
     tokenizer: Any,
-    activations: dict[int, np.ndarray],
-    baseline: dict[int, np.ndarray],
+    decisions: Sequence[Decision],
+    grads: np.ndarray,
+    residuals: np.ndarray,
     layer: int,
     settings: SteeringSettings,
+    *,
+    dtype: str = "float32",
+    gains: dict[int, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """The output lines for ``contexts`` (activations row i belongs to context i; see the module docstring)."""
-    acts = activations[layer]
-    positive = np.array([c.net_delta > 0 for c in contexts], dtype=bool)
-    sign = np.where(positive, 1.0, -1.0).astype(np.float32)
-    steer = (acts - baseline[layer]) * sign[:, None]
+    """The output lines for ``contexts`` (row i of ``grads`` / ``residuals`` belongs to context i).
+
+    ``grads`` are the decision gradients at ``layer``
+    (:func:`pts.steering.directions.decision_gradients`), ``residuals`` the
+    residual stream there; ``dtype`` is the dtype they were computed in;
+    ``gains`` the median gain per unit norm of each layer measured (written on
+    every line so the choice of layer can be checked). See the module docstring.
+    """
+    steer = unit_rows(grads)
     labels = cluster(steer, settings.num_clusters, settings.pca_components, settings.seed)
     patterns = label_clusters([cue_text(c.lead, tokenizer) for c in contexts], labels)
-    overall = contrast(acts, positive)
     records = []
     for c in sorted(set(labels.tolist())):
         members = labels == c
         centre = steer[members].mean(axis=0)
-        own = contrast(acts[members], positive[members])
-        direction, scope = (
-            (own, "cluster") if own is not None else (overall, "overall" if overall is not None else "none")
-        )
         for i in np.flatnonzero(members):
-            ctx = contexts[i]
+            ctx, d = contexts[i], decisions[i]
             p = ctx.lead
             records.append(
                 (
@@ -473,16 +481,22 @@ def steering_records(
                     {
                         **p.original_fields(),
                         "steering_vector": steer[i].tolist(),
-                        "vector_sign": int(sign[i]),
                         "adds_toward_success": True,
+                        "direction_method": "decision_gradient",
+                        "objective": d.objective,
+                        "success_token_id": d.success_id,
+                        "success_token": d.success_token if d.success_id is not None else None,
+                        "failure_token_id": d.failure_id,
+                        "failure_token": d.failure_token if d.failure_id is not None else None,
+                        "gain_per_unit_norm": float(np.linalg.norm(grads[i])),
+                        "residual_norm": float(np.linalg.norm(residuals[i])),
                         "cluster_id": int(c),
                         "reasoning_pattern": patterns[c],
                         "cluster_vector": centre.tolist(),
                         "steering_layer": int(layer),
-                        "activation": acts[i].tolist(),
-                        "contrastive_vector": None if direction is None else direction.tolist(),
-                        "contrastive_scope": scope,
-                        "layer_activations": {str(L): activations[L][i].tolist() for L in sorted(activations)},
+                        "layer_gains": {str(k): v for k, v in sorted((gains or {}).items())},
+                        "activation_dtype": dtype,
+                        "activation": residuals[i].tolist(),
                         "pivot_context_ids": list(p.context_ids),  # lets `pts steer` match contexts on exact ids
                         "activation_position": len(p.context_ids) - 1,
                         "retokenized": p.retokenized,

@@ -165,6 +165,7 @@ class Format:
     view_list: str | None = None  # the page's list of such rows: "pairs", "critical" or "contrast"
     # pts export
     default_output: str = ""  # the file pts export writes when no --output-path is given
+    makes_folder: bool = False  # the export goes into a folder of its own, made when the file is written
     settings_type: type | str | None = None  # the writer's settings dataclass (or its "module:attribute" path)
 
     @property
@@ -245,6 +246,11 @@ class Format:
     def writes(self) -> bool:
         """Whether ``pts export --format NAME`` writes this kind (it overrides :meth:`write`)."""
         return type(self).write is not Format.write
+
+    def output_file(self, output: str, input_path: str) -> str:
+        """The file ``pts export`` writes for ``--output-path output`` (``output`` itself unless the format
+        writes into a folder); PTSError (one line) when that place would not do its job. Creates nothing."""
+        return output
 
     def write(self, request: ExportRequest) -> Written:
         """Write ``request.pivots`` as a file of this kind at ``request.output``; PTSError (one line) if it cannot."""

@@ -22,19 +22,57 @@ FIELDS = {
     "controlvector.model_hint": "Architecture (model type) of the model the vector is for.",
     "controlvector.layer_count": "Number of layer directions in the file.",
     "pts.model_id": "Model the activations were read from.",
-    "pts.method": "How the directions were computed (`mean_difference`: mean activation before positive pivots "
-    "minus mean before negative ones, at the position that predicts the pivot token).",
-    "pts.positive_pivots": "Positive pivots behind the directions.",
-    "pts.negative_pivots": "Negative pivots behind the directions.",
+    "pts.method": "How the directions were computed (`unit_mean_paired_difference`: for each pivot with a measured "
+    "counterpart, the residual after the success-side token minus the residual after the failure-side token at "
+    "the same context; averaged, then scaled to length 1 per layer, as repeng's directions are).",
+    "pts.pairs": "Pivot/counterpart pairs behind the directions.",
+    "pts.activation_dtype": "Dtype of the forward passes the residuals were read from.",
+    "pts.residual_norms": "Median norm of the residual stream at each layer over the pivots' contexts, as "
+    "`layer:norm` pairs: scale S adds S/norm of it (the directions have length 1).",
+    "pts.positive_pivots": "Positive pivots behind the directions (files of earlier pts versions).",
+    "pts.negative_pivots": "Negative pivots behind the directions (files of earlier pts versions).",
 }
 
 # llama.cpp's control-vector options, as in common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors:
 # `--control-vector FNAME[,FNAME...]` adds each at scale 1; `--control-vector-scaled FNAME:SCALE[,...]` (one
 # argument; older builds took FNAME and SCALE as two, which today's reject) adds it times SCALE.
+# One-shot generation is `llama-completion` in current llama.cpp (`llama-cli` became an interactive chat).
 LLAMA_CPP_COMMANDS = (
-    'llama-cli -m MODEL.gguf --control-vector {file} -p "What is 17 * 23? Think step by step."',
-    'llama-cli -m MODEL.gguf --control-vector-scaled {file}:0.5 -p "..."   # weaker',
+    'llama-completion -m MODEL.gguf --control-vector {file} -n 64 -p "What is 17 * 23? Think step by step."',
+    'llama-completion -m MODEL.gguf --control-vector-scaled {file}:16 -n 64 -p "..."   # 16 times as strong',
 )
+# repeng 0.4.0 (its latest release) names np.float_ in type annotations; numpy 2 removed it.
+REPENG_SNIPPET = (
+    "import numpy as np",
+    "",
+    'if not hasattr(np, "float_"):',
+    "    np.float_ = np.float64  # repeng 0.4.0 names np.float_, which numpy 2 removed",
+    "from repeng import ControlModel, ControlVector",
+    "",
+    'vector = ControlVector.import_gguf("{file}")',
+    "# controlled = ControlModel(model, sorted(vector.directions)); controlled.set_control(vector, 1.0)",
+)
+
+
+def _percent(x: float) -> str:
+    return f"{x:.2g}%" if x < 10 else f"{x:.0f}%"
+
+
+def scale_note(s: FileSummary) -> str:
+    """What a scale means for this file: its directions' length against the residual norms measured at export."""
+    norms, residual = s.extra.get("norms", {}), s.extra.get("residual_norms", {})
+    if not residual:
+        return "pts did not record the residual norms for this file, so the size of a scale is not stated."
+    unit = all(abs(n - 1.0) < 1e-3 for n in norms.values())
+    parts = ", ".join(f"{residual[k]:.3g} at layer {k}" for k in sorted(residual))
+    share = ", ".join(_percent(100 * norms.get(k, 1.0) / residual[k]) for k in sorted(residual))
+    return (
+        ("Each direction has length 1 (repeng's normalisation). " if unit else "")
+        + f"The residual stream's median norm over the pivots' contexts was {parts} (`pts.residual_norms`): "
+        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much. On SmolLM2-135M "
+        + "(pts's docs/exporting.md) scale 1 left every greedy token unchanged, 4 changed 2%, 16 changed 12% "
+        + "and 64 changed 45%."
+    )
 
 
 def is_gguf(path: Path) -> bool:
@@ -76,10 +114,11 @@ class ControlVectorFile(Format):
     def description(self, s: FileSummary, model: str | None) -> str:
         hint = s.extra.get("model_hint")
         return (
-            f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): the contrastive "
-            f"direction between the residual-stream activations before positive and negative pivotal tokens, one "
-            f"direction per layer, in the format repeng writes and llama.cpp loads with `--control-vector`"
-            + (f" (model architecture `{hint}`)." if hint else ".")
+            f"A GGUF control vector built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): per layer, the mean "
+            f"difference between the residual stream after the success-side and after the failure-side token of each "
+            f"pivot (contrastive activation addition over pivot/counterpart pairs at the same context), scaled to "
+            f"length 1 as repeng's directions are, in the format repeng writes and llama.cpp loads with "
+            f"`--control-vector`" + (f" (model architecture `{hint}`)." if hint else ".")
         )
 
     def counts(self, s: FileSummary) -> list[tuple[str, str]]:
@@ -112,7 +151,14 @@ class ControlVectorFile(Format):
             "",
             "`MODEL.gguf` must be the model the vector was built from"
             + (f" (`{model}`)" if model else "")
-            + "; a negative scale steers the other way.",
+            + "; a negative scale steers the other way. "
+            + scale_note(s),
+            "",
+            "### Load it with repeng",
+            "",
+            "```python",
+            *(line.format(file=filename) for line in REPENG_SNIPPET),
+            "```",
             "",
             "### Read it in Python",
             "",
@@ -126,11 +172,11 @@ class ControlVectorFile(Format):
         ]
 
     def write(self, request: ExportRequest) -> Written:
-        """Per layer, the contrastive direction of the pivots (:mod:`pts.export.control_vector`)."""
+        """Per layer, the unit mean paired difference of the pivots' residuals (:mod:`pts.export.control_vector`)."""
         from pts.export.control_vector import write_control_vector
         from pts.export.layer_inputs import layer_inputs
 
-        inputs = layer_inputs(request, both_signs=True, select_layer=False)
+        inputs = layer_inputs(request, control_vector=True)
         rows, details = write_control_vector(
             inputs.loaded, inputs.pivots, inputs.layers, request.settings.batch_size, request.output
         )
@@ -177,6 +223,13 @@ def read_gguf(path: Path) -> FileSummary:
     pos, neg = field_value("pts.positive_pivots"), field_value("pts.negative_pivots")
     if isinstance(pos, int) and isinstance(neg, int):
         s.positives, s.negatives = pos, neg
+    residual = {}
+    for item in str(field_value("pts.residual_norms") or "").split(","):
+        layer, _, norm = item.partition(":")
+        try:
+            residual[int(layer)] = float(norm)
+        except ValueError:
+            continue
     layers = sorted(directions)
     first = directions[layers[0]]
     s.extra.update(
@@ -185,6 +238,7 @@ def read_gguf(path: Path) -> FileSummary:
             "dim": int(first.n_elements),
             "model_hint": field_value("controlvector.model_hint"),
             "layer_count": field_value("controlvector.layer_count"),
+            "residual_norms": residual,
             "norms": {
                 layer: float(np.linalg.norm(np.asarray(directions[layer].data, dtype=np.float64))) for layer in layers
             },

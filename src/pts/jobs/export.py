@@ -97,11 +97,13 @@ class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputO
     layer_nums: list[str] | None = option(
         None,
         "steering/control-vector: decoder layers to read (0-based): "
-        "19,23,27 or 19 23 27 or 10-20 (default: 60%%, 75%% and 90%% of the "
-        "model's depth)",
+        "19,23,27 or 19 23 27 or 10-20 (default: steering, every layer from 1, the one with the largest "
+        "measured gain kept; control vector, 60%%, 75%% and 90%% of the model's depth)",
     )
     select_layer: int | None = option(
-        None, "steering: layer written as steering_vector/steering_layer (default: the first of --layer-nums)"
+        None,
+        "steering: layer written as steering_vector/steering_layer (default: the layer of --layer-nums whose "
+        "vectors move the pivot decision most per unit of added norm)",
     )
     num_clusters: int = option(10, "steering: k-means clusters", check="count")
     pca_components: int = option(50, "steering: PCA dimensions before clustering", check="count")
@@ -170,7 +172,9 @@ def run(
             raise PTSError("--hf-push cannot reach the Hub: offline mode is on (HF_HUB_OFFLINE=1)")
     settings = writer_settings(fmt, config)
     pivots = read_pivots(config.input_path)
-    check_output_path(output)
+    output = fmt.output_file(output, config.input_path)
+    if Path(output).parent.is_dir() or not fmt.makes_folder:  # a folder the format makes is checked by output_file
+        check_output_path(output)
     if os.path.exists(output) and os.path.samefile(output, config.input_path):
         raise PTSError(f"--output-path {output} is the input file; choose another path")
     request = ExportRequest(
@@ -292,18 +296,6 @@ def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any
             "do not name a dataset that can be loaded here: pass --dataset (and --oracle if needed)"
         )
     return load_tasks_from(dataclasses.replace(config, dataset=spec), config.seed)
-
-
-__all__ = [
-    "DEFAULT_OUTPUT",
-    "EXPORT_FORMATS",
-    "ExportConfig",
-    "ExportSummary",
-    "PivotRecord",
-    "load_tokenizer",
-    "run",
-    "read_pivots",
-]
 
 
 def command_line(config: ExportConfig) -> str:

@@ -87,7 +87,7 @@ def _as_int(value: Any, where: str, name: str) -> int | None:
 def load_steering_vectors(
     path: str | Path, vector_field: str = "steering_vector", layer: int | None = None
 ) -> list[SteeringVector]:
-    """Read steering vectors from a JSONL file in optillm's autothink shape.
+    """Read steering vectors from a JSONL file in optillm's autothink shape (or the folder holding only it).
 
     ``vector_field`` names the field that holds the vector (``steering_vector``,
     or e.g. ``cluster_vector``); it may hold a list of floats, a JSON string, or
@@ -99,6 +99,11 @@ def load_steering_vectors(
     of different sizes.
     """
     p = Path(path)
+    if p.is_dir():  # the folder pts export writes for optillm
+        files = sorted(f for f in p.iterdir() if f.suffix == ".jsonl" and not f.name.startswith("."))
+        if len(files) != 1:
+            raise PTSError(f"{p} holds {len(files)} .jsonl files; name the steering file itself")
+        p = files[0]
     if not p.is_file():
         raise PTSError(f"steering vector file {p} does not exist" if not p.exists() else f"{p} is not a file")
     rows = read_jsonl(p)
