@@ -17,6 +17,7 @@ from consumers import optillm_autothink
 from hub_samples import REPO, TOKEN, code_blocks, hub_env, pair_record, parse_card
 
 from pts.errors import PTSError
+from pts.formats.base import OPAQUE_FIELDS
 from pts.formats.dpo import TRL_IDS_TRAINER
 from pts.formats.pivotal import reconstructed_command
 from pts.hub import build_card, inspect_file, push_dataset, size_category
@@ -49,7 +50,7 @@ def test_glossary_describes_every_field(request, fixture):
             row = json.loads(line)
             expected |= set(row)
             for key, value in row.items():
-                if isinstance(value, dict) and key != "layer_gains":  # keyed by layer number
+                if isinstance(value, dict) and key not in OPAQUE_FIELDS:  # maps keyed by layer number
                     expected |= {f"{key}.{k}" for k in value}
                 elif isinstance(value, list) and value and isinstance(value[0], dict):
                     expected |= {f"{key}.{k}" for k in value[0]}

@@ -29,7 +29,7 @@ PTS_LINK = f"[pts]({PTS_URL})"
 PHI4_LINK = f"[Phi-4 technical report]({PHI4_URL})"
 
 # Fields whose values are objects keyed by data (layer numbers), not by field names: never expanded field by field.
-OPAQUE_FIELDS = frozenset({"layer_activations", "steering_vectors"})
+OPAQUE_FIELDS = frozenset({"layer_activations", "layer_gains", "steering_vectors"})
 
 NOT_DESCRIBED = "Not described by pts (written by another tool)."
 
