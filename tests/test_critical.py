@@ -639,3 +639,38 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("pts critical: error:"), (name, err)
         assert not out.exists(), name
+
+
+def test_sampled_trajectories_carry_pi_to_the_bound_and_given_responses_do_not():
+    from pts.engines.fake import BranchingFakeEngine, FakeTokenizer
+    from pts.options import PromptOptions, SamplingOptions
+    from pts.search.critical.query import QueryAnalyser, Trajectories, analyse
+
+    k, n = 16, 12
+    script = [token(c) for c in "abcdefghijkl"]
+    p_script = [0.6] * 6 + [0.0] * (n + 1 - 6)  # p falls from 0.6 to 0 at token 5 ("f")
+    follow = [0.995] * n
+    follow[5] = 0.3  # a fall of 0.6 needs 1 - pi >= 0.6
+    task = fake_task()
+    prompt_ids = build_prompt_ids(FakeTokenizer(), task.prompt, chat_template=False)
+    engine = BranchingFakeEngine(p_script, script, prompt_length=len(prompt_ids), follow=follow, seed=3)
+    analyser = QueryAnalyser(
+        engine,
+        CriticalSettings(rollouts=k, mode="scan", pass_at_k=0),
+        Trajectories(count=8),
+        SamplingOptions(max_new_tokens=40, seed=4),
+        PromptOptions(chat_template=False),
+    )
+    out = analyse(analyser, task)
+    assert out.records, out.status
+    for record in out.records:
+        ids = record.response_ids
+        dists = engine.next_token_distribution([prompt_ids + ids[:i] for i in range(len(ids))])
+        possible = can_be_critical([math.log(d[t]) for d, t in zip(dists, ids)], k)
+        scored = [i for i, (c, t) in enumerate(zip(record.score_samples, record.score_terminal)) if c and not t]
+        assert scored == [i for i in range(len(ids)) if possible[i] and not record.score_terminal[i]]
+        assert len(scored) < len(ids) - 2  # near-certain script tokens were skipped
+    # The same response given as token ids carries no sampling probabilities: every token is scored.
+    given = analyse(analyser, task, response=out.records[0].response_ids)
+    (record,) = given.records
+    assert all(c > 0 for c in record.score_samples)
