@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from pts.engines.base import SamplingParams
 from pts.engines.fake import EOS, FAIL, BranchingFakeEngine, PassFailOracle, realistic_follow, token
+from pts.search.critical.bound import possible_critical_positions
 from pts.search.critical.finder import CriticalTokenFinder
 from pts.search.critical.settings import CriticalSettings
 from pts.tasks.task import Task
@@ -77,11 +78,13 @@ def run(trajectories: int, ks: list[int], seed: int) -> dict:
     for scenario, flat in SCENARIOS.items():
         for k in ks:
             rng = random.Random(seed)
-            tally = {w: {"rollouts": 0, "agree": 0, "planted": 0} for w in WAYS}
+            tally = {w: {"rollouts": 0, "agree": 0, "planted": 0, "agree_possible": 0} for w in WAYS}
+            scan_possible = 0  # trajectories whose scan token is one the bound allows (or that have none)
             skipped = positions = 0
             start = time.time()
             for n in range(trajectories):
-                script, p_script, follow, critical = failing_world(rng, rng.randint(3, 64), flat)
+                length = rng.randint(3, 64)
+                script, p_script, follow, critical = failing_world(rng, length, flat)
                 engine = BranchingFakeEngine(p_script, script, prompt_length=len(prompt_ids), follow=follow, seed=n)
                 response = (*script, FAIL, EOS)  # p is 0 at the end: FAIL and EOS are certain (pi 1)
                 logprobs = [math.log(f) for f in follow] + [0.0, 0.0]
@@ -95,9 +98,13 @@ def run(trajectories: int, ks: list[int], seed: int) -> dict:
                     answers[way] = result.position
                     tally[way]["rollouts"] += result.rollouts
                     tally[way]["planted"] += result.position == critical
+                possible = possible_critical_positions(logprobs, k)
+                allowed = answers["scan"] is None or possible[answers["scan"]]
+                scan_possible += allowed
                 for way in WAYS:
                     tally[way]["agree"] += answers[way] == answers["scan"]
-                possible = [i == 0 or 1 - f >= 1 / k - 0.02 for i, f in enumerate(follow)]
+                    tally[way]["agree_possible"] += allowed and answers[way] == answers["scan"]
+                possible = possible[:length]
                 skipped += possible.count(False)
                 positions += len(possible)
             scan_rollouts = tally["scan"]["rollouts"]
@@ -110,6 +117,8 @@ def run(trajectories: int, ks: list[int], seed: int) -> dict:
                         "rollouts": t["rollouts"],
                         "share_of_scan": t["rollouts"] / scan_rollouts,
                         "agreement": t["agree"] / trajectories,
+                        "agreement_where_possible": t["agree_possible"] / scan_possible,
+                        "scan_token_possible": scan_possible / trajectories,
                         "planted_found": t["planted"] / trajectories,
                         "skipped_positions": skipped / positions if "bound" in way else 0.0,
                     }
@@ -120,14 +129,15 @@ def run(trajectories: int, ks: list[int], seed: int) -> dict:
 
 def table(result: dict) -> str:
     lines = [
-        "| pi scenario | K | way | rollouts | share of the scan's | same token as the scan | planted token "
-        "| tokens skipped |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pi scenario | K | way | rollouts | share of the scan's | same token as the scan "
+        "| same token, where the scan's is possible | planted token | tokens skipped |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['scenario']} | {r['k']} | {r['way']} | {r['rollouts']:,} | {100 * r['share_of_scan']:.1f}% "
-            f"| {100 * r['agreement']:.1f}% | {100 * r['planted_found']:.1f}% | {100 * r['skipped_positions']:.0f}% |"
+            f"| {100 * r['agreement']:.1f}% | {100 * r['agreement_where_possible']:.1f}% "
+            f"({100 * r['scan_token_possible']:.0f}% of trajectories) | {100 * r['planted_found']:.1f}% | {100 * r['skipped_positions']:.0f}% |"
         )
     return "\n".join(lines)
 
