@@ -48,6 +48,18 @@ class TrajectoryScores:
     def prefix(self, i: int) -> Prefix:
         return self.response[: self.positions[i] + 1]
 
+    def ends_in_a_skipped_zero(self) -> Generator[dict[Prefix, int], None, bool]:
+        """Whether the trajectory's last token is one this view skips and scores 0 exactly (a terminal prefix,
+        judged without rollouts): a free zero after every position of the view, as the search's anchor."""
+        n = len(self.response)
+        if n == 0 or (self.positions and self.positions[-1] == n - 1):
+            return False
+        e = self.est.cache.get(self.response)
+        if e is None:
+            yield {self.response: 0}  # asks for no samples: a terminal prefix is judged, nothing is sampled
+            e = self.est.cache.get(self.response)
+        return e is not None and e.terminal and e.successes == 0
+
     def estimates(self) -> list[Estimate | None]:
         """The estimate behind every token of the trajectory (None where nothing was sampled)."""
         out: list[Estimate | None] = []
