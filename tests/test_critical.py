@@ -133,7 +133,7 @@ def trajectory(counts, k, terminal=True):
     return script, response, p
 
 
-def find(counts, mode, k=16, terminal=True, distribution=None, **kw):
+def find(counts, mode, k=16, terminal=True, distribution=None, sampling_logprobs=None, **kw):
     script, response, p = trajectory(counts, k, terminal)
     engine = FakeEngine(p, script, prompt_length=len(PROMPT))
     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=kw.pop("pass_at_k", 0), **kw)
@@ -147,7 +147,7 @@ def find(counts, mode, k=16, terminal=True, distribution=None, **kw):
         seed=1,
         distribution=distribution,
     )
-    (result,) = finder.find([response])
+    (result,) = finder.find([response], None if sampling_logprobs is None else [sampling_logprobs])
     return result, engine
 
 
@@ -256,6 +256,118 @@ def test_search_checks_later_tokens_and_moves_past_a_rebound():
     # Probing every 4th token only, a one-token rebound can be missed: the documented cost of sparser checks.
     sparse, _ = find(counts, "search", 64, verify_stride=4, verify_full=0)
     assert sparse.position in (3, 24)
+
+
+# --- the sampling-probability bound: tokens that cannot be critical are not sampled ---------------------------
+
+
+def bounded_world(rng, length, k, falling=True):
+    """Exact counts out of ``k`` and pi for a trajectory (script, then FAIL and EOS) in which the bound holds
+    for the scores themselves: |count_i - count_{i-1}| / k <= 1 - pi_i for every token after the first.
+
+    1 - pi is drawn as on the embedded model (39% in [0.2, 0.95], the rest below 0.2), with extra weight
+    around 1/k - 0.02, where the bound's decision flips. ``falling``: counts never rise (a monotone curve);
+    otherwise they also rise now and then, within the bound."""
+    gaps = []
+    for _ in range(length):
+        u = rng.random()
+        gaps.append(
+            rng.uniform(0.2, 0.95)
+            if u < 0.39
+            else rng.uniform(1 / k - 0.03, 1 / k - 0.01)
+            if u < 0.6
+            else rng.uniform(0.0005, 0.2)
+        )
+    gaps = [max(g, 0.0005) for g in gaps]
+    counts, c = [], rng.randint(0, k)  # token 0 follows the prompt, which the rule never scores: no constraint
+    for i, g in enumerate(gaps):
+        if i:
+            step = rng.randint(0, int(g * k + 1e-9))
+            c = max(0, c - step) if falling or rng.random() < 0.7 else min(k, c + step)
+        counts.append(c)
+    fail_gap = min(0.999, max(counts[-1] / k, rng.choice([0.001, 0.3, 0.9])))
+    pis = [1 - g for g in gaps] + [1 - fail_gap, 1.0]  # then FAIL (p falls to 0 there) and EOS (certain)
+    return counts, [math.log(p) for p in pis]
+
+
+def can_be_critical(logprobs, k, margin=0.02):
+    """The rule needs a score to fall from at least 1/k to 0 at a token after the first; the bound caps the fall
+    at 1 - pi (less the margin for bf16)."""
+    return [i == 0 or 1 - math.exp(lp) >= 1 / k - margin - 1e-12 for i, lp in enumerate(logprobs)]
+
+
+def sampled(result):
+    return {i for i, e in enumerate(result.estimates) if e is not None and not e.terminal}
+
+
+def test_bound_skips_exactly_the_tokens_that_cannot_be_critical_and_the_scan_finds_the_same_token():
+    rng = random.Random(11)
+    k = 16
+    skipped_somewhere = 0
+    for trial in range(150):
+        counts, logprobs = bounded_world(rng, rng.randint(1, 40), k, falling=trial % 2 == 0)
+        possible = can_be_critical(logprobs, k)
+        plain, plain_engine = find(counts, "scan", k)
+        bounded, engine = find(counts, "scan", k, sampling_logprobs=logprobs)
+        script_positions = set(range(len(counts)))  # FAIL and EOS are judged exactly either way
+        assert sampled(plain) == script_positions
+        assert sampled(bounded) == {i for i in script_positions if possible[i]}, (counts, logprobs)
+        assert engine.rollouts == bounded.rollouts == k * sum(possible[: len(counts)])
+        # Where the bound holds for the scores, the scan's token is always a possible one, and is found again.
+        assert plain.position is None or possible[plain.position]
+        assert (bounded.position, bounded.rule) == (plain.position, plain.rule), (counts, logprobs)
+        skipped_somewhere += engine.rollouts < plain_engine.rollouts
+    assert skipped_somewhere > 50  # the worlds exercise the bound
+
+
+def test_bound_in_the_search_on_monotone_curves_returns_the_scans_token():
+    rng = random.Random(12)
+    k, totals = 16, {"scan": 0, "search": 0, "bound": 0}
+    for _ in range(150):
+        counts, logprobs = bounded_world(rng, rng.randint(1, 48), k)
+        possible = can_be_critical(logprobs, k)
+        scan, scan_engine = find(counts, "scan", k)
+        plain, plain_engine = find(counts, "search", k)
+        bounded, engine = find(counts, "search", k, sampling_logprobs=logprobs)
+        assert (bounded.position, bounded.rule) == (scan.position, scan.rule), (counts, logprobs)
+        assert sampled(bounded) <= {i for i in range(len(counts)) if possible[i]}
+        # Same seeds, same stages: a score the bounded search completed is the scan's.
+        for s, e in zip(scan.estimates, bounded.estimates):
+            if e is not None and (e.terminal or e.samples == k):
+                assert (e.successes, e.samples) == (s.successes, s.samples)
+        totals["scan"] += scan_engine.rollouts
+        totals["search"] += plain_engine.rollouts
+        totals["bound"] += engine.rollouts
+    assert totals["bound"] < totals["search"], totals
+
+
+def test_bound_skips_nothing_without_sampling_probabilities_or_at_k_64():
+    from pts.search.critical.bound import possible_critical_positions
+
+    assert possible_critical_positions(None, 16) is None
+    # At K = 64 the rule's drop (1/64) is below the bf16 margin (0.02): even a near-certain token can qualify.
+    assert possible_critical_positions([math.log(0.9999)] * 5, 64) == [True] * 5
+    assert possible_critical_positions([math.log(0.99)] * 3, 16) == [True, False, False]  # 0.01 < 1/16 - 0.02
+    assert possible_critical_positions([math.log(0.95)] * 2, 16) == [True, True]  # 0.05 >= 0.0425
+    counts = [12, 12, 12, 0, 0]
+    near_certain = [math.log(0.999)] * (len(counts) + 2)
+    for mode in ("scan", "search"):
+        plain, plain_engine = find(counts, mode, 16)
+        bounded, engine = find(counts, mode, 16, sampling_logprobs=[math.log(0.999)] * 3 + [math.log(0.2)] * 4)
+        assert (bounded.position, plain.position) == (3, 3)
+        assert sampled(bounded) <= {0, 3, 4} and engine.rollouts <= plain_engine.rollouts
+        at_64, engine_64 = find([48, 48, 48, 0, 0], mode, 64, sampling_logprobs=near_certain)
+        plain_64, plain_engine_64 = find([48, 48, 48, 0, 0], mode, 64)
+        assert at_64.position == plain_64.position == 3 and engine_64.rollouts == plain_engine_64.rollouts
+
+
+def test_bound_drops_a_critical_token_that_only_sampling_noise_supports():
+    # 1 of 16, then 0 of 16 across a token the sampler takes with pi 0.99: the rule fires, but p cannot fall by
+    # 1/16 there; with the bound the scan looks only at token 0 and the exact FAIL after the script.
+    logprobs = [math.log(0.5), math.log(0.99), math.log(0.5), 0.0]
+    plain, _ = find([1, 0], "scan", 16)
+    bounded, engine = find([1, 0], "scan", 16, sampling_logprobs=logprobs)
+    assert plain.position == 1 and bounded.position == 2 and engine.rollouts == 16
 
 
 # --- Pass@k with and without the critical token, on the fake engine ----------------------------------------
@@ -528,3 +640,52 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("pts critical: error:"), (name, err)
         assert not out.exists(), name
+
+
+def test_sampled_trajectories_carry_pi_to_the_bound_and_given_responses_do_not():
+    from pts.engines.fake import BranchingFakeEngine, FakeTokenizer
+    from pts.options import PromptOptions, SamplingOptions
+    from pts.search.critical.query import QueryAnalyser, Trajectories, analyse
+
+    k, n = 16, 12
+    script = [token(c) for c in "abcdefghijkl"]
+    p_script = [0.6] * 6 + [0.0] * (n + 1 - 6)  # p falls from 0.6 to 0 at token 5 ("f")
+    follow = [0.995] * n
+    follow[5] = 0.3  # a fall of 0.6 needs 1 - pi >= 0.6
+    task = fake_task()
+    prompt_ids = build_prompt_ids(FakeTokenizer(), task.prompt, chat_template=False)
+    engine = BranchingFakeEngine(p_script, script, prompt_length=len(prompt_ids), follow=follow, seed=3)
+    analyser = QueryAnalyser(
+        engine,
+        CriticalSettings(rollouts=k, mode="scan", pass_at_k=0),
+        Trajectories(count=8),
+        SamplingOptions(max_new_tokens=40, seed=4),
+        PromptOptions(chat_template=False),
+    )
+    out = analyse(analyser, task)
+    assert out.records, out.status
+    for record in out.records:
+        ids = record.response_ids
+        dists = engine.next_token_distribution([prompt_ids + ids[:i] for i in range(len(ids))])
+        possible = can_be_critical([math.log(d[t]) for d, t in zip(dists, ids)], k)
+        scored = [i for i, (c, t) in enumerate(zip(record.score_samples, record.score_terminal)) if c and not t]
+        assert scored == [i for i in range(len(ids)) if possible[i] and not record.score_terminal[i]]
+        assert len(scored) < len(ids) - 2  # near-certain script tokens were skipped
+    # The same response given as token ids carries no sampling probabilities: every token is scored.
+    given = analyse(analyser, task, response=out.records[0].response_ids)
+    (record,) = given.records
+    assert all(c > 0 for c in record.score_samples)
+
+
+def test_bound_in_the_search_on_rising_curves_agrees_as_often_as_the_search_without_it():
+    # Curves that also rise within the bound: neither search is exact there; the bound must not cost agreement.
+    rng = random.Random(13)
+    agree = {"bound": 0, "plain": 0}
+    for _ in range(150):
+        counts, logprobs = bounded_world(rng, rng.randint(1, 40), 16, falling=False)
+        scan, _ = find(counts, "scan", 16)
+        bounded, _ = find(counts, "search", 16, sampling_logprobs=logprobs)
+        plain, _ = find(counts, "search", 16)
+        agree["bound"] += (bounded.position, bounded.rule) == (scan.position, scan.rule)
+        agree["plain"] += (plain.position, plain.rule) == (scan.position, scan.rule)
+    assert agree["bound"] >= agree["plain"] >= 120, agree  # 129 and 129 of 150 when written

@@ -19,7 +19,9 @@ Two ways to get the scores:
 Both modes draw a position's K rollouts in the same two stages (``probe``
 then ``K - probe``) with seeds fixed by the prefix, so every score the search
 computes equals the scan's at that position: the modes differ only in which
-positions they look at.
+positions they look at. When the trajectory's sampling probabilities are
+known (trajectories sampled by pts's engines), both look only at tokens the
+bound allows to be critical (:mod:`~pts.search.critical.bound`).
 
 Everything here talks to the engine through asks (an estimator and the
 samples it wants per prefix) yielded by step generators, so many trajectories
@@ -27,6 +29,8 @@ share one engine call per round (many queries at once: :mod:`pts.work`). One mod
 
 ==================  ==========================================================================
 ``rule``            the paper's rule on a list of scores (:func:`critical_position`)
+``bound``           which tokens can be critical at all: the sampling-probability bound
+                    (1 - pi >= 1/K - margin), so both modes skip the others
 ``settings``        :class:`CriticalSettings`: K, mode, threshold, probes, Pass@k; their checks
 ``staged``          :class:`StagedEstimator` (sampling in fixed stages) and :func:`fulfil`
                     (many asks, one engine call per sampling params)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.search.critical.alternatives import NextTokenLogprobs, next_token_source
+from pts.search.critical.bound import possible_critical_positions
 from pts.search.critical.passk import PassAtK
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import rounds, run_rounds
@@ -79,27 +80,48 @@ class CriticalTokenFinder:
             **kw,
         )
 
-    def steps(self, trajectories: Sequence[Sequence[int]]) -> Generator[list[Ask], None, list[CriticalResult]]:
+    def steps(
+        self,
+        trajectories: Sequence[Sequence[int]],
+        sampling_logprobs: Sequence[Sequence[float] | None] | None = None,
+    ) -> Generator[list[Ask], None, list[CriticalResult]]:
         """Step generator (see :func:`~pts.search.critical.rounds.rounds`) scoring every trajectory side by side;
-        returns their results."""
+        returns their results.
+
+        ``sampling_logprobs[j]`` (log pi of each token of trajectory j under the
+        sampling distribution, as engines report it; None: unknown) lets both
+        modes skip the tokens that cannot be critical (:mod:`~pts.search.critical.bound`).
+        """
         s = self.settings
-        views = [TrajectoryScores(self.scores, t, s) for t in trajectories]
+        pis = list(sampling_logprobs) if sampling_logprobs is not None else [None] * len(trajectories)
+        if len(pis) != len(trajectories):
+            raise ValueError(f"{len(pis)} sampling log-prob lists for {len(trajectories)} trajectories")
+        views = [
+            TrajectoryScores(self.scores, t, s, possible_critical_positions(lp, s.rollouts))
+            for t, lp in zip(trajectories, pis)
+        ]
         mode = scan if s.mode == "scan" else search
         found: dict[int, tuple[int | None, str]] = {}
         # Every trajectory's asks of a round go out together, on the one shared estimator.
         for targets in rounds([mode(v, s) for v in views], found.__setitem__):
             yield [(self.scores, t) for t in targets]
-        results = [
-            CriticalResult(v.response, *found[i], [v.get(j) for j in range(v.length)], v.rollouts(), s.low_threshold)
-            for i, v in enumerate(views)
-        ]
+        results = []
+        for i, v in enumerate(views):
+            position, rule = found[i]
+            results.append(
+                CriticalResult(v.response, v.token_index(position), rule, v.estimates(), v.rollouts(), s.low_threshold)
+            )
         if s.pass_at_k_samples > 0:
             yield from self.pass_at_k.steps(results)
         return results
 
-    def find(self, trajectories: Sequence[Sequence[int]]) -> list[CriticalResult]:
-        """Score ``trajectories`` now, alone on the engine."""
-        return run_rounds(self.engine, [self.steps(trajectories)])[0]
+    def find(
+        self,
+        trajectories: Sequence[Sequence[int]],
+        sampling_logprobs: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[CriticalResult]:
+        """Score ``trajectories`` now, alone on the engine (``sampling_logprobs``: as for :meth:`steps`)."""
+        return run_rounds(self.engine, [self.steps(trajectories, sampling_logprobs)])[0]
 
 
 def incorrect_trajectories(

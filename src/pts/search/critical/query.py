@@ -148,11 +148,15 @@ class QueryAnalyser:
             if not trajectories:
                 out.status = "no_incorrect"
                 return out
+            # pi of each trajectory's tokens, where the engine reports it: the bound skips tokens that cannot be critical.
+            pi_of = {tuple(r.token_ids): r.sampling_logprobs for r in sampler.drawn.get((), [])}
+            sampling_logprobs = [pi_of.get(t) for t in trajectories]
         else:
             if task.judge(judge_prefix + tok.decode(ids, skip_special_tokens=True)):
                 out.status = "correct"
                 return out
             trajectories = [tuple(ids)]
+            sampling_logprobs = [None]  # a given response carries no sampling probabilities: nothing is skipped
         out.incorrect = len(trajectories)
         granted = len(trajectories) if allocate is None else allocate(len(trajectories))
         if granted == 0:
@@ -169,7 +173,7 @@ class QueryAnalyser:
             judge_prefix=judge_prefix,
             early_stop=sampling.early_stop,
         )
-        results = yield from finder.steps(trajectories[:granted])
+        results = yield from finder.steps(trajectories[:granted], sampling_logprobs[:granted])
         out.scoring_rollouts = finder.scores.rollouts
         out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
         out.rollouts += out.scoring_rollouts + out.pass_at_k_rollouts

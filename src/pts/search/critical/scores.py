@@ -14,21 +14,59 @@ class TrajectoryScores:
     """The score of token i is the estimate of the prefix ``response[:i + 1]`` in ``est``'s cache.
 
     Many trajectories of a query share one estimator, so a prefix they have in
-    common is sampled once.
+    common is sampled once. ``possible`` (one bool per token, from
+    :func:`~pts.search.critical.bound.possible_critical_positions`; None: all)
+    says which tokens can be critical: the modes see only those, as positions
+    ``0 .. length - 1`` of this view (:meth:`token_index` maps one back to the
+    trajectory), so the others are never sampled.
     """
 
-    def __init__(self, est: StagedEstimator, response: Sequence[int], settings: CriticalSettings) -> None:
+    def __init__(
+        self,
+        est: StagedEstimator,
+        response: Sequence[int],
+        settings: CriticalSettings,
+        possible: Sequence[bool] | None = None,
+    ) -> None:
         self.est = est
         self.response = tuple(response)
         self.k = settings.rollouts
         self.tau = settings.low_threshold
+        if possible is not None and len(possible) != len(self.response):
+            raise ValueError(f"possible has {len(possible)} entries for {len(self.response)} tokens")
+        self.positions = tuple(i for i in range(len(self.response)) if possible is None or possible[i])
 
     @property
     def length(self) -> int:
-        return len(self.response)
+        """Positions the modes look at: the tokens that can be critical."""
+        return len(self.positions)
+
+    def token_index(self, i: int | None) -> int | None:
+        """The trajectory's token index of this view's position ``i``."""
+        return None if i is None else self.positions[i]
 
     def prefix(self, i: int) -> Prefix:
-        return self.response[: i + 1]
+        return self.response[: self.positions[i] + 1]
+
+    def ends_in_a_skipped_zero(self) -> Generator[dict[Prefix, int], None, bool]:
+        """Whether the trajectory's last token is one this view skips and scores 0 exactly (a terminal prefix,
+        judged without rollouts): a free zero after every position of the view, as the search's anchor."""
+        n = len(self.response)
+        if n == 0 or (self.positions and self.positions[-1] == n - 1):
+            return False
+        e = self.est.cache.get(self.response)
+        if e is None:
+            yield {self.response: 0}  # asks for no samples: a terminal prefix is judged, nothing is sampled
+            e = self.est.cache.get(self.response)
+        return e is not None and e.terminal and e.successes == 0
+
+    def estimates(self) -> list[Estimate | None]:
+        """The estimate behind every token of the trajectory (None where nothing was sampled)."""
+        out: list[Estimate | None] = []
+        for i in range(len(self.response)):
+            e = self.est.cache.get(self.response[: i + 1])
+            out.append(e if e is not None and (e.terminal or e.samples > 0) else None)
+        return out
 
     def get(self, i: int) -> Estimate | None:
         return self.est.cache.get(self.prefix(i))
@@ -77,12 +115,7 @@ class TrajectoryScores:
 
     def rollouts(self) -> int:
         """Rollouts behind this trajectory's scores (terminal positions cost none)."""
-        total = 0
-        for i in range(self.length):
-            e = self.get(i)
-            if e is not None and not e.terminal:
-                total += e.samples
-        return total
+        return sum(e.samples for e in self.estimates() if e is not None and not e.terminal)
 
 
 ScoreSteps = Generator[dict[Prefix, int], None, tuple[int | None, str]]

@@ -31,7 +31,11 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
             yield from view.need([i], k)
 
     last_zero, late_violation = None, False
-    for i in range(view.length - 1, -1, -1):
+    # With the bound, the trajectory's closing tokens (certain: pi near 1) are skipped; when the last one is a
+    # judged failure it is a free zero just after the view, as the closing token is without the bound.
+    if (yield from view.ends_in_a_skipped_zero()):
+        last_zero = view.length
+    for i in range(view.length - 1 if last_zero is None else -1, -1, -1):
         yield from decide(i, stop_at_violation=False)
         if view.zero(i):
             last_zero = i
@@ -43,7 +47,8 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
         return None, RULE_NONE
     rule = RULE_LAST_ZERO if late_violation else RULE_FIRST_ZERO
 
-    lo, hi = -1, last_zero  # lo: a nonzero score (or the start), hi: a zero
+    lo, hi = -1, last_zero  # lo: a nonzero score (or the start), hi: a zero (view.length: the free one after it)
+    dropped = None  # the last candidate a later score above the threshold dropped
     while True:
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -67,6 +72,8 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
         unsure = [p for p in probes if view.nonzero(p) and not view.violation(p)]
         yield from view.need(unsure, k)
         later = [p for p in range(answer + 1, last_zero) if view.violation(p)]
+        if answer == view.length:  # no zero among the positions the bound allows after the last drop
+            return (dropped, RULE_LAST_ZERO) if dropped is not None else (None, RULE_NONE)
         if not later:
             return answer, rule
-        lo, hi = max(later), last_zero
+        dropped, lo, hi = answer, max(later), last_zero
