@@ -253,3 +253,107 @@ def planted_scenario(
             follow.append(flat_follow)
         p_script.append(p)
     return script, p_script, follow
+
+
+class SentenceFakeEngine:
+    """Rollouts that keep or replace whole sentences, with planted outcomes, for exact tests of thought anchors.
+
+    The response is ``sentences`` (texts, one character per token) then a verdict sentence (``"\\n\\nVerdict:"``
+    and `` PASS``/`` FAIL``) and end-of-sequence. From the prefix before sentence i (on script), of n rollouts
+    exactly ``round(keep[i] * n)`` write sentence i and go on by the same rule at i+1 (on that count); the
+    others write ``alternatives[i]`` and a verdict, of which exactly ``round(p_different[i] * count)`` pass.
+    Rollouts that wrote every sentence pass ``round(p_end * count)`` times. So every count an estimator sees
+    is known in advance. Prefixes must end at a sentence boundary (or after an alternative).
+    """
+
+    model_id = "fake-sentences"
+    VERDICT = "\n\nVerdict:"
+
+    def __init__(
+        self,
+        sentences: Sequence[str],
+        alternatives: Sequence[str],
+        keep: Sequence[float],
+        p_different: Sequence[float],
+        p_end: float,
+        *,
+        prompt_length: int,
+        seed: int = 0,
+    ) -> None:
+        if not len(sentences) == len(alternatives) == len(keep) == len(p_different):
+            raise ValueError("sentences, alternatives, keep and p_different need one value per sentence")
+        self.tok = FakeTokenizer()
+        self.sentences = [tuple(self.tok.encode(s)) for s in sentences]
+        self.alternatives = [tuple(self.tok.encode(a)) for a in alternatives]
+        self.keep, self.p_different, self.p_end = list(keep), list(p_different), p_end
+        self.verdict = tuple(self.tok.encode(self.VERDICT))
+        self.prompt_length = prompt_length
+        self.seed = seed
+        self.tokenizer = self.tok
+        self.eos_token_ids = frozenset({EOS})
+        self.calls = 0
+        self.rollouts = 0
+        self.requests: list[tuple[tuple[int, ...], int]] = []
+
+    def solution(self, ok: bool = True) -> list[int]:
+        """The scripted response: every sentence, then the verdict (``ok``) and end-of-sequence."""
+        return [t for s in self.sentences for t in s] + list(self.verdict) + [PASS if ok else FAIL, EOS]
+
+    def _where(self, response: tuple[int, ...]) -> tuple[str, int]:
+        """(``"on"``, i): the prefix before sentence i; (``"off"``, i): after alternative i; (``"done"``, -1)."""
+        if PASS in response or FAIL in response:
+            return "done", -1
+        pos = 0
+        for i, (s, a) in enumerate(zip(self.sentences, self.alternatives)):
+            if len(response) == pos:
+                return "on", i
+            if response[pos : pos + len(s)] == s:
+                pos += len(s)
+            elif response[pos : pos + len(a)] == a and len(response) == pos + len(a):
+                return "off", i
+            else:
+                raise ValueError(f"prefix is not at a sentence boundary: {self.tok.decode(list(response))!r}")
+        if len(response) == pos:
+            return "on", len(self.sentences)
+        raise ValueError(f"prefix is not at a sentence boundary: {self.tok.decode(list(response))!r}")
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        self.calls += 1
+        return [self._sample_one(r) for r in requests]
+
+    def _verdicts(self, p: float, n: int) -> list[bool]:
+        passes = round(p * n)
+        return [i < passes for i in range(n)]
+
+    def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
+        response = tuple(request.prefix_ids[self.prompt_length :])
+        self.rollouts += request.n
+        self.requests.append((response, request.n))
+        where, i = self._where(response)
+        bodies: list[list[int]] = []
+        if where == "done":
+            bodies = [[EOS]] * request.n
+        elif where == "off":
+            bodies = [
+                list(self.verdict) + [PASS if ok else FAIL, EOS]
+                for ok in self._verdicts(self.p_different[i], request.n)
+            ]
+        else:
+            count, written = request.n, []
+            for j in range(i, len(self.sentences)):
+                kept = round(self.keep[j] * count)
+                for ok in self._verdicts(self.p_different[j], count - kept):
+                    bodies.append(
+                        written + list(self.alternatives[j]) + list(self.verdict) + [PASS if ok else FAIL, EOS]
+                    )
+                count, written = kept, written + list(self.sentences[j])
+            bodies += [
+                written + list(self.verdict) + [PASS if ok else FAIL, EOS] for ok in self._verdicts(self.p_end, count)
+            ]
+        random.Random(stable_id(self.seed, response, request.seed)).shuffle(bodies)
+        out = []
+        for body in bodies:
+            ids = body[: request.max_new_tokens]
+            reason = "eos" if ids and ids[-1] == EOS else "length"
+            out.append(Rollout(ids, self.tok.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason))
+        return out

@@ -19,6 +19,7 @@ name                    what                                        module
 ``control-vector``      GGUF control vector (llama.cpp)             :mod:`pts.formats.control_vector`
 ``contrast``            contrastive scores (pts contrast)           :mod:`pts.formats.contrast`
 ``trace``               search trace (pts run)                      :mod:`pts.formats.trace`
+``thought-anchors``     sentences that matter (pts anchors)         :mod:`pts.formats.thought_anchors`
 ======================  ==========================================  ===============================
 
 Importing this package is cheap: no torch, transformers or datasets.
@@ -37,6 +38,7 @@ from pts.formats import (
     dpo,
     pivotal,
     steering,
+    thought_anchors,
     trace,
 )
 from pts.formats.base import FileSummary, Format
@@ -57,7 +59,7 @@ def register(fmt: Format) -> Format:
 
 # Registration order is the order names() lists and detect() tries; no two kinds' fields overlap in any file pts
 # or the original tool writes (a steering line, which has a pivotal token's fields too, is told apart by its vector).
-for _module in (pivotal, dpo, steering, critical, control_vector, contrast, trace):
+for _module in (pivotal, dpo, steering, critical, control_vector, contrast, trace, thought_anchors):
     register(_module.FORMAT)
 
 
