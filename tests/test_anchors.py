@@ -147,6 +147,7 @@ def test_fixed_protocol_gives_the_exact_planted_values():
     """16 draws at every boundary; the fake's stratified counts give every number by hand (docstring of
     SentenceFakeEngine): P0 4/16, P1 6/24 (16 fresh + 8 pooled), P2 14/28, P3 30/30, P4 the response (PASS)."""
     settings = AnchorSettings(rollouts=16, first_rollouts=16, sequential=False, verify=False)
+    assert fake().true_accuracy() == [0.25, 0.25, 0.5, 1.0]
     result = measure(fake(), settings)
     s0, s1, s2, s3 = (r.importance for r in result.sentences)
     assert [(i.acc_before.successes, i.acc_before.samples) for i in (s0, s1, s2, s3)] == [

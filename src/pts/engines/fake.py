@@ -263,7 +263,8 @@ class SentenceFakeEngine:
     exactly ``round(keep[i] * n)`` write sentence i and go on by the same rule at i+1 (on that count); the
     others write ``alternatives[i]`` and a verdict, of which exactly ``round(p_different[i] * count)`` pass.
     Rollouts that wrote every sentence pass ``round(p_end * count)`` times. So every count an estimator sees
-    is known in advance. Prefixes must end at a sentence boundary (or after an alternative).
+    is known in advance. Prefixes must end at a sentence boundary (or after an alternative). With
+    ``exact=False`` every rollout keeps, and passes, independently with those probabilities instead (binomial).
     """
 
     model_id = "fake-sentences"
@@ -279,6 +280,7 @@ class SentenceFakeEngine:
         *,
         prompt_length: int,
         seed: int = 0,
+        exact: bool = True,
     ) -> None:
         if not len(sentences) == len(alternatives) == len(keep) == len(p_different):
             raise ValueError("sentences, alternatives, keep and p_different need one value per sentence")
@@ -287,6 +289,7 @@ class SentenceFakeEngine:
         self.alternatives = [tuple(self.tok.encode(a)) for a in alternatives]
         self.keep, self.p_different, self.p_end = list(keep), list(p_different), p_end
         self.verdict = tuple(self.tok.encode(self.VERDICT))
+        self.exact = exact
         self.prompt_length = prompt_length
         self.seed = seed
         self.tokenizer = self.tok
@@ -321,36 +324,51 @@ class SentenceFakeEngine:
         self.calls += 1
         return [self._sample_one(r) for r in requests]
 
-    def _verdicts(self, p: float, n: int) -> list[bool]:
+    def _verdicts(self, p: float, n: int, rng: random.Random) -> list[bool]:
+        if not self.exact:
+            return [rng.random() < p for _ in range(n)]
         passes = round(p * n)
         return [i < passes for i in range(n)]
+
+    def true_accuracy(self) -> list[float]:
+        """p(success | the prefix before sentence i) for i = 0..len(sentences) (the chain rule, exactly)."""
+        acc = [self.p_end]
+        for keep, p in zip(reversed(self.keep), reversed(self.p_different)):
+            acc.insert(0, keep * acc[0] + (1 - keep) * p)
+        return acc
 
     def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
         response = tuple(request.prefix_ids[self.prompt_length :])
         self.rollouts += request.n
         self.requests.append((response, request.n))
         where, i = self._where(response)
+        rng = random.Random(stable_id(self.seed, response, request.seed))
         bodies: list[list[int]] = []
         if where == "done":
             bodies = [[EOS]] * request.n
         elif where == "off":
             bodies = [
                 list(self.verdict) + [PASS if ok else FAIL, EOS]
-                for ok in self._verdicts(self.p_different[i], request.n)
+                for ok in self._verdicts(self.p_different[i], request.n, rng)
             ]
         else:
             count, written = request.n, []
             for j in range(i, len(self.sentences)):
-                kept = round(self.keep[j] * count)
-                for ok in self._verdicts(self.p_different[j], count - kept):
+                kept = (
+                    round(self.keep[j] * count)
+                    if self.exact
+                    else sum(rng.random() < self.keep[j] for _ in range(count))
+                )
+                for ok in self._verdicts(self.p_different[j], count - kept, rng):
                     bodies.append(
                         written + list(self.alternatives[j]) + list(self.verdict) + [PASS if ok else FAIL, EOS]
                     )
                 count, written = kept, written + list(self.sentences[j])
             bodies += [
-                written + list(self.verdict) + [PASS if ok else FAIL, EOS] for ok in self._verdicts(self.p_end, count)
+                written + list(self.verdict) + [PASS if ok else FAIL, EOS]
+                for ok in self._verdicts(self.p_end, count, rng)
             ]
-        random.Random(stable_id(self.seed, response, request.seed)).shuffle(bodies)
+        rng.shuffle(bodies)
         out = []
         for body in bodies:
             ids = body[: request.max_new_tokens]
