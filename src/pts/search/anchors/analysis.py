@@ -147,6 +147,20 @@ def analyse_trace(
     looks = rounds(settings.rollouts, settings.first_rollouts) if settings.sequential else [settings.rollouts]
     level = 1 - (1 - settings.confidence) / len(looks)
     decode = search.response_text
+    firsts: dict[tuple[int, ...], str] = {}
+    scores: dict[tuple[str, str], float] = {}
+
+    def first_of(ids: Sequence[int]) -> str:
+        ids = tuple(ids)
+        if ids not in firsts:
+            firsts[ids] = first_sentence(decode(list(ids)))
+        return firsts[ids]
+
+    def similarities(pairs: list[tuple[str, str]]) -> list[float]:
+        # Every look groups all draws again: embed each (original, resample) pair once per response.
+        new = list(dict.fromkeys(p for p in pairs if p not in scores))
+        scores.update(zip(new, similarity.similarities(new)))
+        return [scores[p] for p in pairs]
 
     def measure(s: BoundarySampler, i: int, at_level: float) -> tuple[Importance, list[str]]:
         draws = s.draws()
@@ -155,8 +169,8 @@ def analyse_trace(
             sentences[i].text,
             draws[i],
             draws[i + 1],
-            lambda ids: first_sentence(decode(list(ids))),
-            similarity.similarities,
+            first_of,
+            similarities,
             settings.similarity_threshold,
         )
         after_terminal = s.terminal[i + 1]
