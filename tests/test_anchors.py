@@ -352,7 +352,7 @@ def test_a_response_longer_than_the_context_is_refused(tmp_path):
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
+def test_cli_bad_engine_exits_2_with_one_line(tmp_path, capsys):
     from pts.cli import main
 
     inp = tmp_path / "in.jsonl"

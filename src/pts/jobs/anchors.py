@@ -228,7 +228,10 @@ def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = Non
             responses = {t.item_id: pool.state.check_response(t, responses[t.item_id]) for t in tasks}
         store = RunStore(
             config.output_path,
-            config.result_settings(pool.model_id, tasks[0].dataset_id),
+            {
+                **config.result_settings(pool.model_id, tasks[0].dataset_id),
+                "similarity_filter": pool.state.similarity.name,
+            },
             resume=config.resume,
             overwrite=config.overwrite,
             lock=lock,
