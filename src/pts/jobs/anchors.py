@@ -68,7 +68,9 @@ class AnchorsConfig(
     min_prob: float = option(
         0.1, "analyse only queries whose sampled responses are correct at least this often", check="unit"
     )
-    max_prob: float = option(0.9, "... and at most this often", check="unit")
+    max_prob: float = option(
+        0.9, "analyse only queries whose sampled responses are correct at most this often", check="unit"
+    )
     max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
     output_path: str = override("thought_anchors.jsonl", help="JSONL file the sentence records are appended to")
     parallel: int = option(2, "queries analysed at once; their rollouts share engine calls", check="count")
