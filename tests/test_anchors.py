@@ -419,3 +419,22 @@ def test_anchors_on_the_embedded_model(embedded_engine, tmp_path):
     assert summary.analysed + summary.no_sentences == 2
     rows = [json.loads(line) for line in sampled.read_text().splitlines()]
     assert len(rows) == summary.sentences and all(r["kind"] == "thought_anchor" for r in rows)
+
+
+def test_minilm_filter_embeds_each_text_once_and_returns_cosines():
+    from pts.search.anchors.similarity import MiniLMFilter
+
+    class Vectors:
+        seen: list[list[str]] = []
+
+        def encode(self, texts, convert_to_numpy=True):
+            import numpy as np
+
+            self.seen.append(list(texts))
+            table = {"a": [1.0, 0.0], "b": [1.0, 1.0], "c": [0.0, 2.0]}
+            return np.array([table[t] for t in texts])
+
+    model = Vectors()
+    scores = MiniLMFilter(model).similarities([("a", "b"), ("a", "c"), ("a", "a")])
+    assert scores == pytest.approx([1 / math.sqrt(2), 0.0, 1.0])
+    assert model.seen == [["a", "b", "c"]]
