@@ -267,11 +267,6 @@ def thought_anchor_lines() -> list[dict]:
     return [record.to_dict()]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def write_planted(directory: Path) -> dict[str, Path]:
     """Every kind of file in ``directory`` (records with their trace sidecar); returns them by kind."""
     records = write_jsonl(directory / "pivots.jsonl", planted_records())
