@@ -19,22 +19,21 @@ records and resumes.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
-from pts.options import option, override
-from pts.progress import progress_bar
+from pts.options import group_of, option, override
+from pts.resumable import Writer, drive
+from pts.search.anchors.query import Solutions, check_responses
 from pts.search.anchors.settings import AnchorSettings
-from pts.store import OutputLock, RunStore, check_free_space, check_writable, read_jsonl
+from pts.search.anchors.similarity import choose_filter, filter_name
+from pts.store import RunStore, read_jsonl
 from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
-from pts.work import LocalPool, Work, load_engine, summary_text
+from pts.work import anchors_work, summary_text
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ class AnchorsConfig(
     options.PromptOptions,
     options.SamplingOptions,
     options.ResumableOutputOptions,
+    options.RayOptions,
 ):
     """Every option of ``pts anchors``; the CLI flags are these field names with dashes."""
 
@@ -73,7 +73,9 @@ class AnchorsConfig(
     )
     max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
     output_path: str = override("thought_anchors.jsonl", help="JSONL file the sentence records are appended to")
-    parallel: int = option(2, "queries analysed at once; their rollouts share engine calls", check="count")
+    parallel: int = option(
+        2, "queries analysed at once (per Ray worker with --ray); their rollouts share engine calls", check="count"
+    )
 
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
@@ -87,14 +89,21 @@ class AnchorsConfig(
                 raise PTSError(f"input file not found: {self.input_path}")
             if path.suffix.lower() != ".jsonl":
                 raise PTSError("--input-path must be a .jsonl file of {query, answer, response} rows")
+        from pts.distributed import check_ray_options
 
-    def sampling(self):
-        from pts.engines.base import SamplingParams
+        check_ray_options(group_of(options.RayOptions, self))
 
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
+    def settings(self) -> AnchorSettings:
+        return group_of(AnchorSettings, self)
 
-    def result_settings(self, model_id: str, dataset_id: str) -> dict[str, Any]:
-        """The options that change what a run writes: resuming with other values is refused."""
+    def solutions(self) -> Solutions:
+        return Solutions(
+            count=self.num_samples, analysed=self.num_solutions, min_prob=self.min_prob, max_prob=self.max_prob
+        )
+
+    def result_settings(self) -> dict[str, Any]:
+        """The options that change what a run writes (the model, the dataset and the similarity filter
+        aside): resuming with other values is refused."""
         keep = [f for f in AnchorSettings.__dataclass_fields__ if f != "similarity"] + [
             "input_path",
             "response_key",
@@ -112,7 +121,7 @@ class AnchorsConfig(
             "min_p",
             "seed",
         ]
-        return {"model_id": model_id, "dataset_id": dataset_id, **{k: getattr(self, k) for k in keep}}
+        return {k: getattr(self, k) for k in keep}
 
 
 @dataclass
@@ -169,103 +178,81 @@ class AnchorsSummary:
         return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed)
 
 
-def similarity_cache() -> Path:
-    """Where the unzipped sentence-embedding model is kept: the pts cache (``$PTS_CACHE_DIR`` or
-    ``~/.cache/pts/models``)."""
-    return Path(os.environ.get("PTS_CACHE_DIR") or Path.home() / ".cache" / "pts" / "models").expanduser()
-
-
-def anchors_work(config: AnchorsConfig) -> Work:
-    """A unit is ``(task, response)``: one query analysed to the end; up to ``--parallel`` at once, their engine
-    calls merged."""
-    return Work(
-        partial(load_engine, config),
-        partial(_analyser, config),
-        _analyse_one,
-        concurrency=config.parallel,
-        merge=True,
-        key=_item,
-    )
-
-
-def _analyser(config: AnchorsConfig, engine: Any) -> Any:
-    from pts.search.anchors.query import AnchorAnalyser
-    from pts.search.anchors.similarity import load_filter
-
-    return AnchorAnalyser(config, engine, load_filter(config.similarity, similarity_cache()))
-
-
-def _analyse_one(analyser: Any, unit: tuple[Any, Any]) -> Any:
-    from pts.search.anchors.query import analyse_query
-
-    return analyse_query(analyser, unit[0], unit[1])
-
-
-def _item(unit: tuple[Any, Any]) -> str:
-    return f"item {unit[0].item_id}"
-
-
 def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = None) -> AnchorsSummary:
     """Measure the sentences of each query's responses and append them to ``config.output_path``.
 
     Bad options, inputs (a response of one token, without a sentence, or longer than the model's context),
     models or output paths raise PTSError before any file is created. ``engine`` replaces the model given by
-    ``config.model``; ``tasks`` replaces ``config.dataset`` (not with ``input_path``).
+    ``config.model`` (with ``config.ray`` it is copied to every worker); ``tasks`` replaces ``config.dataset``
+    (not with ``input_path``). The lock, the pool, resuming, the progress bar and the output checks are
+    :func:`pts.resumable.drive`'s.
     """
     config.validate()
     responses: dict[str, Any] | None = None
     if config.input_path is not None:
         tasks, responses = _load_input(config)
     elif tasks is None:
-        tasks = load_tasks_from(config, config.seed)
-    if not tasks:
-        raise PTSError("the dataset has no rows to analyse")
-    check_writable(config.output_path)
-    check_free_space(config.output_path)
-    lock = OutputLock(config.output_path)
-    pool = None
-    try:
-        pool = LocalPool(anchors_work(config), engine)
-        if responses is not None:  # every input response is checked before anything is written
-            responses = {t.item_id: pool.state.check_response(t, responses[t.item_id]) for t in tasks}
-        store = RunStore(
-            config.output_path,
-            {
-                **config.result_settings(pool.model_id, tasks[0].dataset_id),
-                "similarity_filter": pool.state.similarity.name,
-            },
-            resume=config.resume,
-            overwrite=config.overwrite,
-            lock=lock,
-        )
-    except BaseException:
-        lock.release()
-        raise
-    summary = AnchorsSummary(config.output_path, similarity=pool.state.similarity.name)
-    todo = [t for t in tasks if not store.is_done(t.item_id)]
-    summary.resumed = len(tasks) - len(todo)
-    bar = progress_bar(len(tasks), config.progress, summary.resumed)
-    start = time.perf_counter()
+        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    kind = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
+    work = anchors_work(
+        config.settings(),
+        config.solutions(),
+        group_of(options.SamplingOptions, config),
+        group_of(options.PromptOptions, config),
+        group_of(options.ModelOptions, config),
+        group_of(options.EngineOptions, config),
+        similarity=kind,
+        parallel=config.parallel,
+    )
+    summary = AnchorsSummary(config.output_path, similarity=filter_name(kind))
+    done = drive(
+        work,
+        tasks,
+        AnchorsWriter(summary, tasks, responses),
+        output=group_of(options.ResumableOutputOptions, config),
+        ray=group_of(options.RayOptions, config),
+        settings={**config.result_settings(), "similarity_filter": filter_name(kind)},
+        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
+        max_new_tokens=config.max_new_tokens,
+        engine=engine,
+    )
+    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    return summary
 
-    def record(_: Any, result: Any) -> None:
+
+class AnchorsWriter(Writer):
+    """Writes each analysed query's sentence records as it finishes. A unit is ``(task, response)``: the input
+    response's token ids (None: sample responses). :meth:`start` checks every input response against the
+    model (its tokenizer and context) before the output is opened."""
+
+    def __init__(self, summary: AnchorsSummary, tasks: list[Any], responses: dict[str, Any] | None) -> None:
+        self.summary = summary
+        self.tasks = tasks
+        self.responses = responses
+
+    def unit(self, task: Any) -> tuple[Any, Any]:
+        return task, None if self.responses is None else self.responses[task.item_id]
+
+    def item_id(self, unit: tuple[Any, Any]) -> str:
+        return unit[0].item_id
+
+    def start(self, pool: Any) -> None:
+        if self.responses is not None:
+            self.responses = pool.ask(check_responses, self.tasks, self.responses)
+
+    def commit(self, store: RunStore, unit: tuple[Any, Any], result: Any) -> None:
         store.write_item(
             result.item_id,
             [r.to_dict() for r in result.records],
             {"status": result.status, "p_initial": result.p_initial, "sentences": len(result.records)},
         )
-        summary.add(result)
-        summary.seconds = time.perf_counter() - start
-        bar.update(1)
+        self.summary.add(result)
 
-    units = [(t, None if responses is None else responses[t.item_id]) for t in todo]
-    try:
-        pool.map(units, record)
-    finally:
-        bar.close()
-        store.close()
-        pool.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    def status(self) -> str:
+        return f"sentences {self.summary.sentences}, anchors {self.summary.anchors}"
+
+    def counts(self) -> tuple[int, int]:
+        return self.summary.rollouts, self.summary.rollout_tokens
 
 
 def _load_input(config: AnchorsConfig) -> tuple[list[Any], dict[str, Any]]:

@@ -14,13 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.formats.thought_anchors import ThoughtAnchor
+from pts.options import PromptOptions, SamplingOptions
 from pts.records import stable_seed
 from pts.search.anchors.analysis import SentenceResult, TraceResult, analyse_trace, sentences_of
 from pts.search.anchors.categories import categorise, reasoning_pattern
 from pts.search.anchors.importance import Importance
 from pts.search.anchors.sentences import Sentence
+from pts.search.anchors.settings import AnchorSettings
 from pts.search.critical.query import response_ids
 from pts.search.estimate import SuccessEstimator
 from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
@@ -56,20 +59,46 @@ class AnchorOutcome:
         return sum(r.is_anchor for r in self.records)
 
 
-class AnchorAnalyser:
-    """What the queries of one run share: ``config`` (a :class:`~pts.jobs.anchors.AnchorsConfig`: prompt,
-    sampling, solutions, thresholds), the ``engine`` and the ``similarity`` filter."""
+@dataclass(frozen=True)
+class Solutions:
+    """Which responses of a query are analysed when none is given: ``count`` are sampled (their success rate is
+    the query's p(success)), a query outside [``min_prob``, ``max_prob``] is skipped, and up to ``analysed`` of
+    the distinct responses are measured."""
 
-    def __init__(self, config: Any, engine: Any, similarity: Any) -> None:
-        self.config = config
+    count: int = 8
+    analysed: int = 1
+    min_prob: float = 0.1
+    max_prob: float = 0.9
+
+
+class AnchorAnalyser:
+    """What the queries of one run share: the ``engine``, how sentences are measured (``settings``), which
+    responses are analysed (``solutions``), the ``sampling`` and ``prompt`` options of ``pts anchors``, and the
+    ``similarity`` filter."""
+
+    def __init__(
+        self,
+        engine: Any,
+        settings: AnchorSettings,
+        solutions: Solutions,
+        sampling: SamplingOptions,
+        prompt: PromptOptions,
+        similarity: Any,
+    ) -> None:
+        self.settings = settings
+        self.solutions = solutions
+        self.sampling = sampling
+        self.prompt_options = prompt
         self.engine = engine
         self.similarity = similarity
         self.tok = engine.tokenizer
-        self.params = config.sampling()
+        self.params = SamplingParams(
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
+        )
 
     def prompt(self, task: Any) -> tuple[list[int], str]:
         """The exact prompt ids of ``task`` and the judge prefix (``<think>`` when the prompt opened one)."""
-        c = self.config
+        c = self.prompt_options
         ids = build_prompt_ids(self.tok, task.prompt, c.system_prompt, c.chat_template, task.raw_prompt)
         judge_prefix = "<think>" if opens_think_block(self.tok.decode(ids, skip_special_tokens=False)) else ""
         return ids, judge_prefix
@@ -80,17 +109,16 @@ class AnchorAnalyser:
     def estimator(
         self, task: Any, prompt_ids: list[int], judge_prefix: str, seed: int, budget: int
     ) -> SuccessEstimator:
-        c = self.config
         return SuccessEstimator(
             self.engine,
             task,
             prompt_ids,
             self.params,
-            num_samples=c.num_samples,
+            num_samples=self.solutions.count,
             max_new_tokens=budget,
             seed=seed,
             judge_prefix=judge_prefix,
-            early_stop=c.early_stop,
+            early_stop=self.sampling.early_stop,
         )
 
     def check_response(self, task: Any, response: Any) -> list[int]:
@@ -112,21 +140,27 @@ class AnchorAnalyser:
         return ids
 
 
+def check_responses(analyser: AnchorAnalyser, tasks: Sequence[Any], responses: dict[str, Any]) -> dict[str, Any]:
+    """Every task's input response (text or token ids) as the token ids :meth:`AnchorAnalyser.check_response`
+    accepts, by item id; PTSError at the first that cannot be analysed."""
+    return {t.item_id: analyser.check_response(t, responses[t.item_id]) for t in tasks}
+
+
 def analyse_query(analyser: AnchorAnalyser, task: Any, response: Any = None) -> AnchorOutcome:
     """One query to the end: sample its responses (or take ``response``: text or token ids), measure the
     sentences of up to ``num_solutions`` of them, and return their records."""
-    c, decode = analyser.config, analyser.decode
+    decode, wanted = analyser.decode, analyser.solutions
     prompt_ids, judge_prefix = analyser.prompt(task)
-    seed = stable_seed(c.seed, task.dataset_id, task.item_id)
+    seed = stable_seed(analyser.sampling.seed, task.dataset_id, task.item_id)
     out = AnchorOutcome(task.item_id, "analysed")
-    budget = c.max_new_tokens
+    budget = analyser.sampling.max_new_tokens
     if response is None:
         sampler = analyser.estimator(task, prompt_ids, judge_prefix, stable_seed(seed, "solutions"), budget)
-        rollouts = sampler.sample_more(c.num_samples)
+        rollouts = sampler.sample_more(wanted.count)
         oks = [sampler.judge_response(r.token_ids) for r in rollouts]
         out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
         out.p_initial = sum(oks) / len(oks)
-        if not c.min_prob - 1e-9 <= out.p_initial <= c.max_prob + 1e-9:
+        if not wanted.min_prob - 1e-9 <= out.p_initial <= wanted.max_prob + 1e-9:
             out.status = "skipped"
             return out
         solutions = list(dict.fromkeys(tuple(r.token_ids) for r in rollouts))
@@ -136,7 +170,7 @@ def analyse_query(analyser: AnchorAnalyser, task: Any, response: Any = None) -> 
         budget = max(budget, len(ids))
     index = 0
     for solution in solutions:
-        if index >= c.num_solutions:
+        if index >= wanted.analysed:
             break
         sentences = sentences_of(solution, decode)
         if not sentences or len([t for t in solution if t not in analyser.engine.eos_token_ids]) <= 1:
@@ -145,7 +179,9 @@ def analyse_query(analyser: AnchorAnalyser, task: Any, response: Any = None) -> 
         def estimator_for(phase: str, index: int = index) -> SuccessEstimator:
             return analyser.estimator(task, prompt_ids, judge_prefix, stable_seed(seed, phase, index), budget)
 
-        trace = analyse_trace(estimator_for, solution, sentences, c, analyser.similarity, answer_of, seed)
+        trace = analyse_trace(
+            estimator_for, solution, sentences, analyser.settings, analyser.similarity, answer_of, seed
+        )
         out.rollouts += trace.rollouts
         out.rollout_tokens += trace.rollout_tokens
         out.verify_rollouts += trace.verify_rollouts
@@ -175,7 +211,7 @@ def records(
     analyser: AnchorAnalyser, task: Any, prompt_ids: list[int], index: int, trace: TraceResult, p_initial: Any
 ) -> list[ThoughtAnchor]:
     """One record per sentence of ``trace`` (the ``index``-th analysed response of ``task``)."""
-    c, decode = analyser.config, analyser.decode
+    c, sampling, decode = analyser.settings, analyser.sampling, analyser.decode
     solution = trace.solution_ids
     search = {
         "rollouts": c.rollouts,
@@ -184,13 +220,13 @@ def records(
         "verify": c.verify,
         "verify_samples": c.verify_samples,
         "confidence": c.confidence,
-        "max_new_tokens": c.max_new_tokens,
-        "temperature": c.temperature,
-        "top_p": c.top_p,
-        "top_k": c.top_k,
-        "min_p": c.min_p,
-        "early_stop": c.early_stop,
-        "seed": c.seed,
+        "max_new_tokens": sampling.max_new_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "min_p": sampling.min_p,
+        "early_stop": sampling.early_stop,
+        "seed": sampling.seed,
     }
     out = []
     for r in trace.sentences:
@@ -260,4 +296,13 @@ def records(
     return out
 
 
-__all__ = ["AnchorAnalyser", "AnchorOutcome", "SentenceResult", "analyse_query", "answer_of", "records"]
+__all__ = [
+    "AnchorAnalyser",
+    "AnchorOutcome",
+    "Solutions",
+    "check_responses",
+    "SentenceResult",
+    "analyse_query",
+    "answer_of",
+    "records",
+]

