@@ -22,6 +22,7 @@ def test_names_and_spellings():
         "contrast",
         "trace",
         "thought-anchors",
+        "thought-anchors-viewer",
     )
     assert formats.names(published=True) == (
         "pivotal",
@@ -31,7 +32,13 @@ def test_names_and_spellings():
         "control-vector",
         "thought-anchors",
     )
-    assert tuple(f.name for f in formats.registered() if f.writes) == ("dpo", "steering", "control-vector")
+    assert tuple(f.name for f in formats.registered() if f.writes) == (
+        "dpo",
+        "steering",
+        "control-vector",
+        "thought-anchors",
+        "thought-anchors-viewer",
+    )
     assert formats.get(" Pivotal-Tokens ").name == "pivotal" and formats.get("gguf").name == "control-vector"
     with pytest.raises(PTSError, match="unknown format 'parquet': expected one of pivotal, dpo, .*, trace, thought-"):
         formats.get("parquet")

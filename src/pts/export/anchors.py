@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,25 +149,42 @@ def viewer_files(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return files
 
 
-def write_anchors(input_path: str, fmt: str, output: str) -> int:
-    """Write ``fmt`` (``thought-anchors``: a JSONL of the original tool's rows, one per anchor;
-    ``thought-anchors-viewer``: the viewer's folders under ``output``) from the records in ``input_path``.
-    Returns the rows (anchors) or files written; PTSError, with nothing written, when there is nothing to write."""
+def read_anchors(input_path: str) -> list[Mapping[str, Any]]:
+    """The thought-anchor records of the JSONL file ``input_path``; PTSError when it is missing or holds none."""
     path = Path(input_path).expanduser()
     if not path.is_file():
         raise PTSError(f"input file not found: {input_path}")
-    rows = read_anchor_rows(read_jsonl(path), input_path)
-    if fmt == "thought-anchors":
-        out = original_rows(rows)
-        if not out:
-            raise PTSError(f"{input_path} has no anchor (no sentence kept by verification): nothing to export")
-        with atomic_write(output) as f:
-            for row in out:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return len(out)
+    try:
+        rows = read_jsonl(path)
+    except UnicodeDecodeError:
+        raise PTSError(f"{input_path} is not a UTF-8 text file of JSON lines") from None
+    return read_anchor_rows(rows, input_path)
+
+
+def write_original(rows: Sequence[Mapping[str, Any]], output: str) -> int:
+    """A JSONL of the original tool's rows at ``output``, one per anchor of ``rows``; returns how many.
+    PTSError, with nothing written, when no record is an anchor."""
+    out = original_rows(rows)
+    if not out:
+        raise PTSError("the records hold no anchor (no sentence kept by verification): nothing to export")
+    with atomic_write(output) as f:
+        for row in out:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(out)
+
+
+def check_folder(output: str) -> None:
+    """PTSError unless the viewer's folders can be written under ``output`` (a folder, or nothing yet)."""
     root = Path(output).expanduser()
     if root.exists() and not root.is_dir():
         raise PTSError(f"--output-path {output} is a file; the viewer export writes a folder")
+
+
+def write_viewer(rows: Sequence[Mapping[str, Any]], output: str) -> int:
+    """The viewer's folders (:func:`viewer_files`) under ``output``, each file written whole; returns how many
+    files."""
+    check_folder(output)
+    root = Path(output).expanduser()
     files = viewer_files(rows)
     for relative, value in files.items():
         target = root / relative

@@ -51,6 +51,7 @@ FORMATS: Registry[Format] = Registry(
             ("contrast", "contrast"),
             ("trace", "trace"),
             ("thought-anchors", "thought_anchors"),
+            ("thought-anchors-viewer", "thought_anchors_viewer"),
         )
     },
 )

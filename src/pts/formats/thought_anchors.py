@@ -8,6 +8,11 @@ prob_without_sentence, is_positive, reasoning_pattern, alternatives_tested``
 ids and span, the rollout counts, the intervals, and whether verification
 kept it. Recognised by ``kind: thought_anchor`` or the ``sentence`` and
 ``prob_with_sentence`` fields. docs/anchors.md describes the method.
+
+``pts export --format thought-anchors`` reads such records and writes the
+anchors among them as the original tool's export rows; the
+``thought-anchors-viewer`` format (:mod:`pts.formats.thought_anchors_viewer`)
+writes them as Thought Anchors' viewer folders.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.formats.base import PTS_LINK, FileSummary, Format
+from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written
 from pts.records import Record
 
 ANCHORS_URL = "https://arxiv.org/abs/2506.19143"
@@ -209,6 +214,7 @@ class ThoughtAnchors(Format):
     tags = ("thought-anchors", "reasoning", "interpretability")
     noun = "sentences"
     shows_search = True
+    default_output = "thought_anchors_export.jsonl"
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         return (isinstance(row, Mapping) and row.get("kind") == "thought_anchor") or not self.missing(row)
@@ -225,6 +231,19 @@ class ThoughtAnchors(Format):
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
         return [("Anchors", f"{s.extra['anchors']} of {s.rows}")] if "anchors" in s.extra else []
+
+    def read(self, path: str) -> list[Any]:
+        """The ``pts anchors`` records of ``path`` (rows), not pivotal tokens."""
+        from pts.export.anchors import read_anchors
+
+        return read_anchors(path)
+
+    def write(self, request: ExportRequest) -> Written:
+        """The anchors among the records as the original PTS tool's export rows (:mod:`pts.export.anchors`),
+        one per anchor."""
+        from pts.export.anchors import write_original
+
+        return Written(write_original(request.pivots, request.output))
 
 
 FORMAT = ThoughtAnchors()
