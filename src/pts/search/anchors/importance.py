@@ -184,7 +184,7 @@ def importance(
 def kl_divergence(p: Counter, q: Counter, alpha: float = 1.0) -> float:
     """KL(p || q) in nats between two answer-count distributions, each Laplace-smoothed by ``alpha`` over the
     answers either one saw (so it is finite)."""
-    support = set(p) | set(q)
+    support = sorted(set(p) | set(q))  # a fixed order: a set's changes with the process's string hashing
     if not support:
         return 0.0
     np_, nq = sum(p.values()) + alpha * len(support), sum(q.values()) + alpha * len(support)
