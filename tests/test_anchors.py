@@ -319,6 +319,54 @@ def test_job_writes_one_record_per_sentence_and_resumes(tmp_path, pass_fail):
     }
 
 
+def planted_input(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"query": "q", "answer": "a", "response": "x", "response_ids": job_engine().solution()}))
+    return inp
+
+
+def test_the_driver_checks_the_output_and_refuses_to_resume_other_settings(tmp_path, pass_fail):
+    inp = planted_input(tmp_path)
+    common = dict(input_path=str(inp), oracle=pass_fail, similarity="exact", progress=False, chat_template=False)
+    with pytest.raises(PTSError, match="input"):  # the output may not be a file the job reads
+        run(AnchorsConfig(output_path=str(inp), **common), engine=job_engine())
+    out = tmp_path / "anchors.jsonl"
+    run(AnchorsConfig(output_path=str(out), rollouts=16, first_rollouts=16, **common), engine=job_engine())
+    before = out.read_text()
+    with pytest.raises(PTSError, match="rollouts"):
+        run(AnchorsConfig(output_path=str(out), rollouts=32, first_rollouts=16, **common), engine=job_engine())
+    assert out.read_text() == before
+
+
+def test_export_of_anchors_refuses_a_file_for_the_viewer_and_a_push_of_the_viewer(tmp_path, pass_fail):
+    from pts.jobs.export import ExportConfig
+    from pts.jobs.export import run as export
+
+    out = tmp_path / "anchors.jsonl"
+    config = AnchorsConfig(
+        input_path=str(planted_input(tmp_path)),
+        output_path=str(out),
+        oracle=pass_fail,
+        similarity="exact",
+        rollouts=16,
+        first_rollouts=16,
+        progress=False,
+        chat_template=False,
+    )
+    run(config, engine=job_engine())
+    taken = tmp_path / "taken.json"
+    taken.write_text("{}")
+    with pytest.raises(PTSError, match="is a file; the viewer export writes a folder"):
+        export(ExportConfig(input_path=str(out), format="thought-anchors-viewer", output_path=str(taken)))
+    with pytest.raises(PTSError, match="publishes no thought-anchors-viewer"):
+        export(ExportConfig(input_path=str(out), format="thought-anchors-viewer", hf_push=True, hf_repo_id="user/name"))
+    pivots = tmp_path / "pivots.jsonl"
+    pivots.write_text(json.dumps({"query": "q", "pivot_token": "a"}) + "\n")
+    with pytest.raises(PTSError, match="holds no thought-anchor records"):
+        export(ExportConfig(input_path=str(pivots), format="thought-anchors", output_path=str(tmp_path / "x.jsonl")))
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 @pytest.mark.parametrize(
     "response, message",
     [([token for token in "A"], "1 token"), ("", "0 token"), ("   ", "no sentence")],

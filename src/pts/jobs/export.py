@@ -165,6 +165,8 @@ def run(
     output = config.output_path or fmt.default_output
     if config.hf_push and not config.hf_repo_id:
         raise PTSError("--hf-push needs --hf-repo-id USER/NAME")
+    if config.hf_push and not fmt.published:
+        raise PTSError(f"--hf-push: pts push publishes no {fmt.name} output; push the records instead")
     if config.hf_push:  # everything a push needs that can be checked here, before any heavy work
         from huggingface_hub import constants
 
@@ -174,8 +176,6 @@ def run(
         resolve_token()
         if constants.is_offline_mode():
             raise PTSError("--hf-push cannot reach the Hub: offline mode is on (HF_HUB_OFFLINE=1)")
-    if config.hf_push and not fmt.published:
-        raise PTSError(f"--hf-push: pts push publishes no {fmt.name} output; push the records instead")
     settings = writer_settings(fmt, config)
     pivots = fmt.read(config.input_path)
     fmt.check_output(output)
