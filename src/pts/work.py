@@ -1,7 +1,7 @@
 """Units of work and the one way pts does many of them at once, here or on Ray.
 
 A command that does many independent units (``pts run``: one query searched;
-``pts critical``: one query analysed; ``pts eval --ray``: one batch) describes
+``pts critical``, ``pts anchors``: one query analysed; ``pts eval --ray``: one batch) describes
 them as a :class:`Work`: how to load an engine, what to build on it, which
 function does one unit. A pool does the units and hands each result to the
 command's ``record`` callback, which alone writes:

@@ -11,9 +11,11 @@ record per sentence is appended to ``output_path``. From Python::
     from pts.jobs.anchors import AnchorsConfig, run
     print(run(AnchorsConfig(dataset="rg:chain_sum", max_examples=2, rollouts=32)).format())
 
-The measuring is :mod:`pts.search.anchors` (one query: :func:`~pts.search.anchors.query.analyse_query`); this
-module loads the queries, runs ``parallel`` of them side by side (their rollouts share engine calls), writes the
-records and resumes.
+The measuring is :mod:`pts.search.anchors` (one query: :func:`~pts.search.anchors.query.analyse_query`, the
+unit of :func:`pts.work.anchors_work`); this module loads the queries and hands them to
+:func:`pts.resumable.drive` with an :class:`AnchorsWriter`, which does the rest as for ``pts run`` and
+``pts critical``: ``parallel`` queries side by side (their rollouts share engine calls), here or on Ray workers
+(``--ray``), the output checks, the lock, resuming and the progress bar.
 """
 
 from __future__ import annotations
