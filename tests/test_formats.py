@@ -13,13 +13,36 @@ from pts.view.shapes import SHAPES
 
 
 def test_names_and_spellings():
-    assert formats.names() == ("pivotal", "dpo", "steering", "critical", "control-vector", "contrast", "trace")
-    assert formats.names(published=True) == ("pivotal", "dpo", "steering", "critical", "control-vector")
-    assert tuple(f.name for f in formats.registered() if f.writes) == ("dpo", "steering", "control-vector")
+    assert formats.names() == (
+        "pivotal",
+        "dpo",
+        "steering",
+        "critical",
+        "control-vector",
+        "contrast",
+        "trace",
+        "thought-anchors",
+        "thought-anchors-viewer",
+    )
+    assert formats.names(published=True) == (
+        "pivotal",
+        "dpo",
+        "steering",
+        "critical",
+        "control-vector",
+        "thought-anchors",
+    )
+    assert tuple(f.name for f in formats.registered() if f.writes) == (
+        "dpo",
+        "steering",
+        "control-vector",
+        "thought-anchors",
+        "thought-anchors-viewer",
+    )
     assert formats.get(" Pivotal-Tokens ").name == "pivotal" and formats.get("gguf").name == "control-vector"
-    with pytest.raises(PTSError, match="unknown format 'parquet': expected one of pivotal, dpo, .*, trace"):
+    with pytest.raises(PTSError, match="unknown format 'parquet': expected one of pivotal, dpo, .*, trace, thought-"):
         formats.get("parquet")
-    with pytest.raises(PTSError, match="unknown format 'trace': expected one of .*control-vector$"):
+    with pytest.raises(PTSError, match="unknown format 'trace': expected one of .*control-vector, thought-anchors$"):
         formats.get("trace", published=True)
     with pytest.raises(ValueError, match="taken"):
         formats.register(formats.get("dpo"))

@@ -18,6 +18,7 @@ from ray.cluster_utils import Cluster
 
 from pts.distributed import MAX_TRIES, WorkerPool
 from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario, token
+from pts.errors import PTSError
 from pts.jobs.run import RunConfig, run
 from pts.options import EngineOptions, ModelOptions, RayOptions, group_of
 from pts.store import progress_path, read_jsonl
@@ -623,3 +624,62 @@ def test_without_ray_every_ray_flag_is_one_line_exit_2(tmp_path, command):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "pip install 'pts[ray]'" in lines[0], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qa.jsonl"]
+
+
+def test_anchors_input_path_on_two_workers_gives_the_records_of_one_process_and_checks_inputs_first(cluster, tmp_path):
+    """pts anchors runs on the same driver: its records on two Ray workers are those of one process, and a bad
+    input response is refused by a worker's check (Writer.start, pool.ask) before the output exists."""
+    from pts.engines.fake import SentenceFakeEngine
+    from pts.jobs.anchors import AnchorsConfig
+    from pts.jobs.anchors import run as anchors
+    from pts.tasks.oracles import ORACLES, register_oracle
+
+    sentences = ["First we add the numbers.", " The sum is seven.", " So the answer is seven."]
+    alternatives = [" Maybe we subtract instead.", " The sum is eight.", " So the answer is eight."]
+
+    def engine():
+        return SentenceFakeEngine(sentences, alternatives, [0.5] * 3, [0.25, 0, 0], 1.0, prompt_length=len("q"))
+
+    register_oracle("pass_fail", PassFailOracle)
+    try:
+        rows = [{"query": "q", "answer": "a", "response": "x", "response_ids": engine().solution()}] * 2
+        path = tmp_path / "responses.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        outs = {}
+        for workers in (None, 2):
+            out = outs[workers] = tmp_path / f"w{workers}.jsonl"
+            extra = {} if workers is None else {"ray": cluster.address, "ray_workers": workers}
+            config = AnchorsConfig(
+                input_path=str(path),
+                output_path=str(out),
+                oracle="pass_fail",
+                similarity="exact",
+                rollouts=16,
+                first_rollouts=16,
+                progress=False,
+                chat_template=False,
+                **extra,
+            )
+            summary = anchors(config, engine())
+            assert summary.traces == 2 and summary.sentences == 8 and not summary.failed, workers
+        assert records(outs[None]) and (records(outs[2]), done_items(outs[2])) == (
+            records(outs[None]),
+            done_items(outs[None]),
+        )
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"query": "q", "answer": "a", "response": "   "}) + "\n")
+        out = tmp_path / "bad_out.jsonl"
+        config = AnchorsConfig(
+            input_path=str(bad),
+            output_path=str(out),
+            oracle="pass_fail",
+            similarity="exact",
+            progress=False,
+            ray=cluster.address,
+            ray_workers=1,
+        )
+        with pytest.raises(PTSError, match="no sentence"):
+            anchors(config, engine())
+        assert not out.exists()
+    finally:
+        ORACLES.unregister("pass_fail")

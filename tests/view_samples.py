@@ -243,6 +243,30 @@ def critical_progress(lines: list[dict]) -> list[dict]:
     ]
 
 
+def thought_anchor_lines() -> list[dict]:
+    """One sentence record of ``pts anchors``."""
+    from pts.formats.thought_anchors import ThoughtAnchor
+
+    record = ThoughtAnchor(
+        model_id="fake",
+        query="What is 3 + 4?",
+        sentence="3 + 4 = 7.",
+        sentence_id=0,
+        prefix_context="",
+        sentence_category="active_computation",
+        importance_score=0.5,
+        prob_delta=0.5,
+        prob_with_sentence=0.75,
+        prob_without_sentence=0.25,
+        is_positive=True,
+        reasoning_pattern="computation",
+        task_type="fake",
+        dataset_id="fake",
+        dataset_item_id="0",
+    )
+    return [record.to_dict()]
+
+
 def write_planted(directory: Path) -> dict[str, Path]:
     """Every kind of file in ``directory`` (records with their trace sidecar); returns them by kind."""
     records = write_jsonl(directory / "pivots.jsonl", planted_records())
@@ -259,4 +283,5 @@ def write_planted(directory: Path) -> dict[str, Path]:
         "critical_tokens": write_jsonl(directory / "critical.jsonl", critical_lines()),
         "contrast_scores": write_jsonl(directory / "scores.jsonl", [contrast_row()]),
         "trace": write_jsonl(directory / "trace.jsonl", [trace_line()]),
+        "thought_anchors": write_jsonl(directory / "anchors.jsonl", thought_anchor_lines()),
     }

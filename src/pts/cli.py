@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-COMMANDS = ("run", "view", "critical", "export", "steer", "train", "contrast", "push", "eval")
+COMMANDS = ("run", "view", "critical", "anchors", "export", "steer", "train", "contrast", "push", "eval")
 """Every command, in ``pts --help`` order: each is the job :mod:`pts.jobs.<name>` (HELP, CONFIG, run)."""
 
 

@@ -144,6 +144,9 @@ class Worker:
     def counters(self) -> tuple[int, int] | None:
         return engine_counters(self.engine)
 
+    def ask(self, question: Callable[..., Any], *args: Any) -> Any:
+        return question(self.state, *args)
+
     def run(self, unit: Any) -> Any:
         if self.shared is None:
             return self.call(self.state, unit)
@@ -266,6 +269,14 @@ class WorkerPool:
                 urgent.extend(record(unit, result) or ())
             fill()
         return failed
+
+    def ask(self, question: Callable[..., Any], *args: Any) -> Any:
+        """``question(state, *args)`` on the first worker's state (see :meth:`pts.work.LocalPool.ask`); its
+        PTSError comes back as one line."""
+        try:
+            return self.ray.get(self.workers[0].ask.remote(question, *args))
+        except self.ray.exceptions.RayTaskError as e:
+            raise _cause(e) from None
 
     def counters(self) -> tuple[int, int] | None:
         """Rollouts and tokens every worker's engine has finished so far (a replaced worker's are lost), for a

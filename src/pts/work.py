@@ -1,7 +1,7 @@
 """Units of work and the one way pts does many of them at once, here or on Ray.
 
 A command that does many independent units (``pts run``: one query searched;
-``pts critical``: one query analysed; ``pts eval --ray``: one batch) describes
+``pts critical``, ``pts anchors``: one query analysed; ``pts eval --ray``: one batch) describes
 them as a :class:`Work`: how to load an engine, what to build on it, which
 function does one unit. A pool does the units and hands each result to the
 command's ``record`` callback, which alone writes:
@@ -37,6 +37,8 @@ from pts.engines.coalesce import CoalescingEngine
 from pts.options import EngineOptions, ModelOptions, PromptOptions, SamplingOptions
 
 if TYPE_CHECKING:  # the algorithms are imported where a worker needs them, not by every command
+    from pts.search.anchors.query import Solutions
+    from pts.search.anchors.settings import AnchorSettings
     from pts.search.critical.query import Trajectories
     from pts.search.critical.settings import CriticalSettings
     from pts.search.searcher import SearchSettings
@@ -156,6 +158,11 @@ class LocalPool:
             shared.cancel()
             threads.shutdown(wait=True, cancel_futures=True)
             shared.reset()
+
+    def ask(self, question: Callable[..., Any], *args: Any) -> Any:
+        """``question(state, *args)`` on what the pool keeps (its ``setup``): a check of the job's inputs that
+        needs the model's tokenizer or context, before any unit runs."""
+        return question(self.state, *args)
 
     def counters(self) -> tuple[int, int] | None:
         """Rollouts and tokens the engine has finished so far (for a live progress display), when it counts
@@ -322,6 +329,51 @@ def _analyse_one(analyser: Any, unit: tuple[Any, Any, int | None]) -> Any:
 
     task, response, limit = unit
     return analyse(analyser, task, response, limit)
+
+
+def anchors_work(
+    settings: AnchorSettings,
+    solutions: Solutions,
+    sampling: SamplingOptions,
+    prompt: PromptOptions,
+    model: ModelOptions,
+    engine: EngineOptions,
+    *,
+    similarity: str,
+    parallel: int,
+) -> Work:
+    """``pts anchors``: a unit is ``(task, response)``, one query's responses measured sentence by sentence
+    (:func:`pts.search.anchors.query.analyse_query`; ``response``: input token ids, or None to sample);
+    ``similarity`` is the filter chosen for the run (``minilm`` or ``exact``); up to ``parallel`` at once,
+    their engine calls merged."""
+    return Work(
+        partial(load_engine, model, engine),
+        partial(_anchors_state, settings, solutions, sampling, prompt, similarity),
+        _anchors_one,
+        concurrency=parallel,
+        merge=True,
+        key=_first_item,
+    )
+
+
+def _anchors_state(
+    settings: AnchorSettings,
+    solutions: Solutions,
+    sampling: SamplingOptions,
+    prompt: PromptOptions,
+    similarity: str,
+    engine: Any,
+) -> Any:
+    from pts.search.anchors.query import AnchorAnalyser
+    from pts.search.anchors.similarity import load_filter
+
+    return AnchorAnalyser(engine, settings, solutions, sampling, prompt, load_filter(similarity))
+
+
+def _anchors_one(analyser: Any, unit: tuple[Any, Any]) -> Any:
+    from pts.search.anchors.query import analyse_query
+
+    return analyse_query(analyser, unit[0], unit[1])
 
 
 def eval_work(

@@ -342,3 +342,125 @@ def realistic_follow(rng: random.Random) -> float:
     if rng.random() < 0.39:
         return 1 - rng.uniform(0.2, 0.95)
     return 1 - rng.uniform(0.001, 0.2)
+
+
+class SentenceFakeEngine:
+    """Rollouts that keep or replace whole sentences, with planted outcomes, for exact tests of thought anchors.
+
+    The response is ``sentences`` (texts, one character per token) then a verdict sentence (``"\\n\\nVerdict:"``
+    and `` PASS``/`` FAIL``) and end-of-sequence. From the prefix before sentence i (on script), of n rollouts
+    exactly ``round(keep[i] * n)`` write sentence i and go on by the same rule at i+1 (on that count); the
+    others write ``alternatives[i]`` and a verdict, of which exactly ``round(p_different[i] * count)`` pass.
+    Rollouts that wrote every sentence pass ``round(p_end * count)`` times. So every count an estimator sees
+    is known in advance. Prefixes must end at a sentence boundary (or after an alternative). With
+    ``exact=False`` every rollout keeps, and passes, independently with those probabilities instead (binomial).
+    """
+
+    model_id = "fake-sentences"
+    VERDICT = "\n\nVerdict:"
+
+    def __init__(
+        self,
+        sentences: Sequence[str],
+        alternatives: Sequence[str],
+        keep: Sequence[float],
+        p_different: Sequence[float],
+        p_end: float,
+        *,
+        prompt_length: int,
+        seed: int = 0,
+        exact: bool = True,
+    ) -> None:
+        if not len(sentences) == len(alternatives) == len(keep) == len(p_different):
+            raise ValueError("sentences, alternatives, keep and p_different need one value per sentence")
+        self.tok = FakeTokenizer()
+        self.sentences = [tuple(self.tok.encode(s)) for s in sentences]
+        self.alternatives = [tuple(self.tok.encode(a)) for a in alternatives]
+        self.keep, self.p_different, self.p_end = list(keep), list(p_different), p_end
+        self.verdict = tuple(self.tok.encode(self.VERDICT))
+        self.exact = exact
+        self.prompt_length = prompt_length
+        self.seed = seed
+        self.tokenizer = self.tok
+        self.eos_token_ids = frozenset({EOS})
+        self.calls = 0
+        self.rollouts = 0
+        self.requests: list[tuple[tuple[int, ...], int]] = []
+
+    def solution(self, ok: bool = True) -> list[int]:
+        """The scripted response: every sentence, then the verdict (``ok``) and end-of-sequence."""
+        return [t for s in self.sentences for t in s] + list(self.verdict) + [PASS if ok else FAIL, EOS]
+
+    def _where(self, response: tuple[int, ...]) -> tuple[str, int]:
+        """(``"on"``, i): the prefix before sentence i; (``"off"``, i): after alternative i; (``"done"``, -1)."""
+        if PASS in response or FAIL in response:
+            return "done", -1
+        pos = 0
+        for i, (s, a) in enumerate(zip(self.sentences, self.alternatives)):
+            if len(response) == pos:
+                return "on", i
+            if response[pos : pos + len(s)] == s:
+                pos += len(s)
+            elif response[pos : pos + len(a)] == a and len(response) == pos + len(a):
+                return "off", i
+            else:
+                raise ValueError(f"prefix is not at a sentence boundary: {self.tok.decode(list(response))!r}")
+        if len(response) == pos:
+            return "on", len(self.sentences)
+        raise ValueError(f"prefix is not at a sentence boundary: {self.tok.decode(list(response))!r}")
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        self.calls += 1
+        return [self._sample_one(r) for r in requests]
+
+    def _verdicts(self, p: float, n: int, rng: random.Random) -> list[bool]:
+        if not self.exact:
+            return [rng.random() < p for _ in range(n)]
+        passes = round(p * n)
+        return [i < passes for i in range(n)]
+
+    def true_accuracy(self) -> list[float]:
+        """p(success | the prefix before sentence i) for i = 0..len(sentences) (the chain rule, exactly)."""
+        acc = [self.p_end]
+        for keep, p in zip(reversed(self.keep), reversed(self.p_different)):
+            acc.insert(0, keep * acc[0] + (1 - keep) * p)
+        return acc
+
+    def _sample_one(self, request: RolloutRequest) -> list[Rollout]:
+        response = tuple(request.prefix_ids[self.prompt_length :])
+        self.rollouts += request.n
+        self.requests.append((response, request.n))
+        where, i = self._where(response)
+        rng = random.Random(stable_id(self.seed, response, request.seed))
+        bodies: list[list[int]] = []
+        if where == "done":
+            bodies = [[EOS]] * request.n
+        elif where == "off":
+            bodies = [
+                list(self.verdict) + [PASS if ok else FAIL, EOS]
+                for ok in self._verdicts(self.p_different[i], request.n, rng)
+            ]
+        else:
+            count, written = request.n, []
+            for j in range(i, len(self.sentences)):
+                kept = (
+                    round(self.keep[j] * count)
+                    if self.exact
+                    else sum(rng.random() < self.keep[j] for _ in range(count))
+                )
+                for ok in self._verdicts(self.p_different[j], count - kept, rng):
+                    bodies.append(
+                        written + list(self.alternatives[j]) + list(self.verdict) + [PASS if ok else FAIL, EOS]
+                    )
+                count, written = kept, written + list(self.sentences[j])
+            bodies += [
+                written + list(self.verdict) + [PASS if ok else FAIL, EOS]
+                for ok in self._verdicts(self.p_end, count, rng)
+            ]
+        rng.shuffle(bodies)
+        out = []
+        for body in bodies:
+            ids = body[: request.max_new_tokens]
+            reason = "eos" if ids and ids[-1] == EOS else "length"
+            out.append(Rollout(ids, self.tok.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason))
+        return out

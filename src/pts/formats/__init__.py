@@ -19,6 +19,7 @@ name                    what                                        module
 ``control-vector``      GGUF control vector (llama.cpp)             :mod:`pts.formats.control_vector`
 ``contrast``            contrastive scores (pts contrast)           :mod:`pts.formats.contrast`
 ``trace``               search trace (pts run)                      :mod:`pts.formats.trace`
+``thought-anchors``     sentences that matter (pts anchors)         :mod:`pts.formats.thought_anchors`
 ======================  ==========================================  ===============================
 
 Importing this package is cheap: no torch, transformers or datasets.
@@ -49,6 +50,8 @@ FORMATS: Registry[Format] = Registry(
             ("control-vector", "control_vector"),
             ("contrast", "contrast"),
             ("trace", "trace"),
+            ("thought-anchors", "thought_anchors"),
+            ("thought-anchors-viewer", "thought_anchors_viewer"),
         )
     },
 )

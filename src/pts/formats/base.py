@@ -73,7 +73,7 @@ class FileSummary:
 class ExportRequest:
     """What ``pts export`` gives a format's :meth:`Format.write`.
 
-    ``pivots``: the records read from the input file; ``output``: the path to
+    ``pivots``: the records read from the input file (by :meth:`Format.read`); ``output``: the path to
     write (checked; nothing may be written there unless the whole export
     succeeds); ``settings``: an instance of the format's
     :attr:`Format.settings_type`, filled from ``pts export``'s options of the
@@ -85,7 +85,7 @@ class ExportRequest:
     the oracle).
     """
 
-    pivots: list[PivotRecord]
+    pivots: list[PivotRecord] | list[Any]  # what the format's Format.read gave: pivots, or its own records
     output: str
     settings: Any
     load_model: Callable[[Sequence[PivotRecord]], Any]
@@ -251,6 +251,20 @@ class Format:
         """The file ``pts export`` writes for ``--output-path output`` (``output`` itself unless the format
         writes into a folder); PTSError (one line) when that place would not do its job. Creates nothing."""
         return output
+
+    def read(self, path: str) -> list[Any]:
+        """The records ``pts export`` hands :meth:`write` (``ExportRequest.pivots``), read from the input file
+        ``path``: pivotal tokens, pts's or the original tool's (a format that exports other records overrides
+        it); PTSError (one line) on a missing file or one without such records."""
+        from pts.export.records import read_pivots
+
+        return read_pivots(path)
+
+    def check_output(self, output: str) -> None:
+        """PTSError (one line) unless :meth:`write` can write ``output`` (default: a whole file); creates nothing."""
+        from pts.store import check_output_path
+
+        check_output_path(output)
 
     def write(self, request: ExportRequest) -> Written:
         """Write ``request.pivots`` as a file of this kind at ``request.output``; PTSError (one line) if it cannot."""

@@ -4,8 +4,10 @@
     summary = run(ExportConfig(input_path="pivotal_tokens.jsonl", format="dpo", output_path="dpo.jsonl"))
 
 Formats: every registered :class:`pts.formats.Format` that writes (``dpo``,
-``steering``, ``control-vector``, and any a plugin adds); the job reads the
-records (pts's and the original PTS tool's, :mod:`pts.export.records`), hands
+``steering``, ``control-vector``, ``thought-anchors``, ``thought-anchors-viewer``
+and any a plugin adds); the job reads the records with the format's
+:meth:`~pts.formats.Format.read` (pivotal tokens, pts's and the original PTS
+tool's, :mod:`pts.export.records`; ``pts anchors`` records for the thought-anchors formats), hands
 them to the format's :meth:`~pts.formats.Format.write` with its settings and the
 model loaders (:class:`pts.formats.base.ExportRequest`), and pushes the file.
 """
@@ -16,21 +18,24 @@ import dataclasses
 import logging
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pts import formats, options
 from pts.errors import PTSError
-from pts.export.records import PivotRecord, default_model, read_pivots
+from pts.export.records import PivotRecord, default_model
 from pts.formats.base import ExportRequest
 from pts.options import DEFAULT_MODEL, option, override
 from pts.registry import resolve
 
 log = logging.getLogger(__name__)
 
-HELP = "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or a GGUF control vector (llama.cpp)"
+HELP = (
+    "export pivotal tokens as DPO pairs (TRL), steering vectors (optillm) or a GGUF control vector (llama.cpp), "
+    "and thought anchors as the original tool's rows or Thought Anchors' viewer folders"
+)
 """The command's one line in ``pts --help``."""
 
 
@@ -43,7 +48,10 @@ DEFAULT_OUTPUT = {name: formats.get(name).default_output for name in EXPORT_FORM
 class ExportConfig(options.ModelOptions, options.DatasetOptions, options.OutputOptions):
     """Every option of ``pts export``; the CLI flags are these names with dashes."""
 
-    input_path: str = option(help="pivotal-token JSONL written by `pts run` or the original PTS tool")
+    input_path: str = option(
+        help="pivotal-token JSONL written by `pts run` or the original PTS tool (thought-anchors formats: "
+        "the JSONL of `pts anchors`)"
+    )
     format: str = option(help=f"what to write: {', '.join(EXPORT_FORMATS)} (or a format a plugin adds)")
     output_path: str | None = override(
         None, help=f"output file (default: {', '.join(DEFAULT_OUTPUT.values())}, by format)"
@@ -154,13 +162,13 @@ def run(
     ``tasks`` replaces loading ``config.dataset``. Nothing is written unless the
     whole export succeeds.
     """
-    from pts.store import check_output_path
-
     options.check(config)
     fmt = export_format(config.format)
     output = config.output_path or fmt.default_output
     if config.hf_push and not config.hf_repo_id:
         raise PTSError("--hf-push needs --hf-repo-id USER/NAME")
+    if config.hf_push and not fmt.published:
+        raise PTSError(f"--hf-push: pts push publishes no {fmt.name} output; push the records instead")
     if config.hf_push:  # everything a push needs that can be checked here, before any heavy work
         from huggingface_hub import constants
 
@@ -171,10 +179,10 @@ def run(
         if constants.is_offline_mode():
             raise PTSError("--hf-push cannot reach the Hub: offline mode is on (HF_HUB_OFFLINE=1)")
     settings = writer_settings(fmt, config)
-    pivots = read_pivots(config.input_path)
+    pivots = fmt.read(config.input_path)
     output = fmt.output_file(output, config.input_path)
     if Path(output).parent.is_dir() or not fmt.makes_folder:  # a folder the format makes is checked by output_file
-        check_output_path(output)
+        fmt.check_output(output)
     if os.path.exists(output) and os.path.samefile(output, config.input_path):
         raise PTSError(f"--output-path {output} is the input file; choose another path")
     request = ExportRequest(
@@ -198,13 +206,21 @@ def run(
                 output,
                 config.hf_repo_id,
                 private=config.private,
-                model=config.model or default_model(pivots),
+                model=config.model or _named_model(pivots),
                 fmt=fmt.name,
                 command=config.command or command_line(config),
             )
         except PTSError as e:
             raise PTSError(f"{e} (the export itself is written: {output})") from None
     return summary
+
+
+def _named_model(records: Sequence[Any]) -> str | None:
+    """The model every record names (pivots, or a format's own rows), when they all name the same one."""
+    ids = {r.get("model_id") if isinstance(r, Mapping) else getattr(r, "model_id", None) for r in records}
+    ids.discard(None)
+    ids.discard("")
+    return ids.pop() if len(ids) == 1 else None
 
 
 def _model_spec(config: ExportConfig, pivots: Sequence[PivotRecord]) -> str:

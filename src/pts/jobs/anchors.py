@@ -1,0 +1,297 @@
+"""The ``pts anchors`` job: thought anchors, the sentences of a response that decide its outcome
+(Bogdan, Macar, Nanda, Conmy 2025, arXiv 2506.19143).
+
+For each query pts samples ``num_samples`` responses (or takes one from
+``input_path``), splits up to ``num_solutions`` of them into sentences on their
+own token boundaries, and measures every sentence's resampling and
+counterfactual importance with intervals from pooled rollouts; anchors are
+verified on fresh rollouts. One :class:`~pts.formats.thought_anchors.ThoughtAnchor`
+record per sentence is appended to ``output_path``. From Python::
+
+    from pts.jobs.anchors import AnchorsConfig, run
+    print(run(AnchorsConfig(dataset="rg:chain_sum", max_examples=2, rollouts=32)).format())
+
+The measuring is :mod:`pts.search.anchors` (one query: :func:`~pts.search.anchors.query.analyse_query`, the
+unit of :func:`pts.work.anchors_work`); this module loads the queries and hands them to
+:func:`pts.resumable.drive` with an :class:`AnchorsWriter`, which does the rest as for ``pts run`` and
+``pts critical``: ``parallel`` queries side by side (their rollouts share engine calls), here or on Ray workers
+(``--ray``), the output checks, the lock, resuming and the progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pts import options
+from pts.engines import check_engine
+from pts.errors import PTSError
+from pts.options import group_of, option, override
+from pts.resumable import Writer, drive
+from pts.search.anchors.query import Solutions, check_responses
+from pts.search.anchors.settings import AnchorSettings
+from pts.search.anchors.similarity import choose_filter, filter_name
+from pts.store import RunStore, read_jsonl
+from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
+from pts.work import anchors_work, summary_text
+
+log = logging.getLogger(__name__)
+
+HELP = "find thought anchors: the sentences of a response that decide its answer (Thought Anchors, Bogdan et al. 2025)"
+"""The command's one line in ``pts --help``."""
+
+
+@options.config
+class AnchorsConfig(
+    AnchorSettings,
+    options.ModelOptions,
+    options.DataOptions,
+    options.EngineOptions,
+    options.PromptOptions,
+    options.SamplingOptions,
+    options.ResumableOutputOptions,
+    options.RayOptions,
+):
+    """Every option of ``pts anchors``; the CLI flags are these field names with dashes."""
+
+    input_path: str | None = option(
+        None,
+        "JSONL of {query, answer, response} rows to analyse instead of sampling from --dataset (an optional "
+        "response_ids list is used as the exact tokens)",
+    )
+    response_key: str = option("response", "field of --input-path rows holding the response")
+    max_examples: int | None = override(20, help="analyse at most this many queries (or --input-path rows)")
+    num_samples: int = option(
+        8, "responses sampled per query: its p(success), and the responses analysed", check="count"
+    )
+    num_solutions: int = option(1, "responses analysed per query (the first distinct sampled ones)", check="count")
+    min_prob: float = option(
+        0.1, "analyse only queries whose sampled responses are correct at least this often", check="unit"
+    )
+    max_prob: float = option(
+        0.9, "analyse only queries whose sampled responses are correct at most this often", check="unit"
+    )
+    max_new_tokens: int = override(512, help="token budget of a whole response (prefix + rollout)")
+    output_path: str = override("thought_anchors.jsonl", help="JSONL file the sentence records are appended to")
+    parallel: int = option(
+        2, "queries analysed at once (per Ray worker with --ray); their rollouts share engine calls", check="count"
+    )
+
+    def validate(self) -> None:
+        """Raise PTSError on any option out of range, before anything is loaded or written."""
+        super().validate()
+        check_engine(self.engine)
+        if self.min_prob > self.max_prob:
+            raise PTSError(f"--min-prob ({self.min_prob}) is above --max-prob ({self.max_prob})")
+        if self.input_path is not None:
+            path = Path(self.input_path).expanduser()
+            if not path.is_file():
+                raise PTSError(f"input file not found: {self.input_path}")
+            if path.suffix.lower() != ".jsonl":
+                raise PTSError("--input-path must be a .jsonl file of {query, answer, response} rows")
+        from pts.distributed import check_ray_options
+
+        check_ray_options(group_of(options.RayOptions, self))
+
+    def settings(self) -> AnchorSettings:
+        return group_of(AnchorSettings, self)
+
+    def solutions(self) -> Solutions:
+        return Solutions(
+            count=self.num_samples, analysed=self.num_solutions, min_prob=self.min_prob, max_prob=self.max_prob
+        )
+
+    def result_settings(self) -> dict[str, Any]:
+        """The options that change what a run writes (the model, the dataset and the similarity filter
+        aside): resuming with other values is refused."""
+        keep = [f for f in AnchorSettings.__dataclass_fields__ if f != "similarity"] + [
+            "input_path",
+            "response_key",
+            "num_samples",
+            "num_solutions",
+            "min_prob",
+            "max_prob",
+            "max_new_tokens",
+            "system_prompt",
+            "chat_template",
+            "early_stop",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "seed",
+        ]
+        return {k: getattr(self, k) for k in keep}
+
+
+@dataclass
+class AnchorsSummary:
+    """Counts of one ``pts anchors`` run (this invocation only)."""
+
+    output_path: str
+    similarity: str = ""
+    analysed: int = 0
+    skipped: int = 0
+    no_sentences: int = 0
+    resumed: int = 0
+    traces: int = 0
+    sentences: int = 0
+    candidates: int = 0
+    anchors: int = 0
+    rollouts: int = 0
+    verify_rollouts: int = 0
+    rollout_tokens: int = 0
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, result: Any) -> None:
+        """Count one finished query (a :class:`~pts.search.anchors.query.AnchorOutcome`)."""
+        if result.status == "skipped":
+            self.skipped += 1
+        elif result.status == "no_sentences":
+            self.no_sentences += 1
+        else:
+            self.analysed += 1
+        self.traces += result.traces
+        self.sentences += len(result.records)
+        self.candidates += sum(r.verified is not None or r.is_anchor for r in result.records)
+        self.anchors += result.anchors
+        self.rollouts += result.rollouts
+        self.verify_rollouts += result.verify_rollouts
+        self.rollout_tokens += result.rollout_tokens
+
+    def format(self) -> str:
+        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
+        queries = f"queries: {self.analysed} analysed, {self.skipped} skipped (p outside --min-prob..--max-prob)"
+        if self.no_sentences:
+            queries += f", {self.no_sentences} without a sentence"
+        per = self.rollouts / self.sentences if self.sentences else 0.0
+        lines = [
+            queries + f", {self.resumed} already done",
+            f"sentences: {self.sentences} in {self.traces} responses (similarity filter: {self.similarity})",
+            f"anchors: {self.anchors} kept of {self.candidates} candidates",
+            (
+                f"samples: {self.rollouts} rollouts ({per:.1f} per sentence, {self.verify_rollouts} verifying), "
+                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+            ),
+        ]
+        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed)
+
+
+def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = None) -> AnchorsSummary:
+    """Measure the sentences of each query's responses and append them to ``config.output_path``.
+
+    Bad options, inputs (a response of one token, without a sentence, or longer than the model's context),
+    models or output paths raise PTSError before any file is created. ``engine`` replaces the model given by
+    ``config.model`` (with ``config.ray`` it is copied to every worker); ``tasks`` replaces ``config.dataset``
+    (not with ``input_path``). The lock, the pool, resuming, the progress bar and the output checks are
+    :func:`pts.resumable.drive`'s.
+    """
+    config.validate()
+    responses: dict[str, Any] | None = None
+    if config.input_path is not None:
+        tasks, responses = _load_input(config)
+    elif tasks is None:
+        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    kind = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
+    work = anchors_work(
+        config.settings(),
+        config.solutions(),
+        group_of(options.SamplingOptions, config),
+        group_of(options.PromptOptions, config),
+        group_of(options.ModelOptions, config),
+        group_of(options.EngineOptions, config),
+        similarity=kind,
+        parallel=config.parallel,
+    )
+    summary = AnchorsSummary(config.output_path, similarity=filter_name(kind))
+    done = drive(
+        work,
+        tasks,
+        AnchorsWriter(summary, tasks, responses),
+        output=group_of(options.ResumableOutputOptions, config),
+        ray=group_of(options.RayOptions, config),
+        settings={**config.result_settings(), "similarity_filter": filter_name(kind)},
+        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
+        max_new_tokens=config.max_new_tokens,
+        engine=engine,
+    )
+    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    return summary
+
+
+class AnchorsWriter(Writer):
+    """Writes each analysed query's sentence records as it finishes. A unit is ``(task, response)``: the input
+    response's token ids (None: sample responses). :meth:`start` checks every input response against the
+    model (its tokenizer and context) before the output is opened."""
+
+    def __init__(self, summary: AnchorsSummary, tasks: list[Any], responses: dict[str, Any] | None) -> None:
+        self.summary = summary
+        self.tasks = tasks
+        self.responses = responses
+
+    def unit(self, task: Any) -> tuple[Any, Any]:
+        return task, None if self.responses is None else self.responses[task.item_id]
+
+    def item_id(self, unit: tuple[Any, Any]) -> str:
+        return unit[0].item_id
+
+    def start(self, pool: Any) -> None:
+        if self.responses is not None:
+            self.responses = pool.ask(check_responses, self.tasks, self.responses)
+
+    def commit(self, store: RunStore, unit: tuple[Any, Any], result: Any) -> None:
+        store.write_item(
+            result.item_id,
+            [r.to_dict() for r in result.records],
+            {"status": result.status, "p_initial": result.p_initial, "sentences": len(result.records)},
+        )
+        self.summary.add(result)
+
+    def status(self) -> str:
+        return f"sentences {self.summary.sentences}, anchors {self.summary.anchors}"
+
+    def counts(self) -> tuple[int, int]:
+        return self.summary.rollouts, self.summary.rollout_tokens
+
+
+def _load_input(config: AnchorsConfig) -> tuple[list[Any], dict[str, Any]]:
+    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id."""
+    rows = read_jsonl(Path(config.input_path).expanduser(), encoding="utf-8-sig")  # type: ignore[arg-type]
+    if not rows:
+        raise PTSError(f"{config.input_path} is empty")
+    columns = list(dict.fromkeys(k for r in rows[:100] for k in r))
+    if config.response_key not in columns:
+        raise PTSError(
+            f"no {config.response_key!r} field in {config.input_path}; available columns: {', '.join(columns)} "
+            "(set --response-key)"
+        )
+    answer_key = config.answer_key or next((k for k in ANSWER_KEYS if k in columns and k != config.response_key), None)
+    if answer_key is None:
+        raise PTSError(f"no answer field in {config.input_path}; name one with --answer-key")
+    tasks = load_tasks(
+        config.input_path,
+        query_key=config.query_key,
+        answer_key=answer_key,
+        sample_size=config.sample_size,
+        max_examples=config.max_examples,
+        seed=config.seed,
+        oracle=config.oracle,
+    )
+    responses: dict[str, Any] = {}
+    for task in tasks:
+        row = rows[task.metadata["source_index"]]
+        ids = row.get("response_ids")
+        if isinstance(ids, list) and ids and all(isinstance(i, int) for i in ids):
+            responses[task.item_id] = [int(i) for i in ids]
+        elif isinstance(row.get(config.response_key), str):
+            responses[task.item_id] = row[config.response_key]
+        else:
+            raise PTSError(f"row {task.metadata['source_index']} of {config.input_path} has no {config.response_key!r}")
+    return tasks, responses
+
+
+CONFIG = AnchorsConfig
+"""The options of this command (the CLI makes its flags from it)."""
