@@ -69,8 +69,11 @@ def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_load
         prompt = build_prompt_ids(tokenizer, tasks[t["dataset_item_id"]].prompt)
         assert t["prompt_length"] == len(prompt) and t["solution_ids"]
         assert t["solution_tokens"] == [tokenizer.decode([i], skip_special_tokens=False) for i in t["solution_ids"]]
+        # the bound closes segments with no possible pivot unsampled, so the ends need not be estimated
         ends = [e["position"] for e in t["estimates"]]
-        assert ends[0] == 0 and ends[-1] == len(t["solution_ids"])
+        assert ends == sorted(set(ends)) and all(0 <= i <= len(t["solution_ids"]) for i in ends)
+        assert len(t["sampling_probs"]) == len(t["solution_ids"])
+        assert all(p is None or 0 < p <= 1 for p in t["sampling_probs"])
         assert all(0 <= e["successes"] <= e["samples"] for e in t["estimates"])
     progress = [json.loads(line) for line in (cwd / "pivots.jsonl.progress").open()][1:]
     records = read_jsonl(out)

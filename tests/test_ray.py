@@ -67,6 +67,21 @@ class DistributionEngine(Engine):
         return rows
 
 
+def same_up_to_float_noise(a: list[str], b: list[str], places: int = 4) -> bool:
+    """JSON lines equal once every float is rounded to ``places`` decimals (ids and counts compared exactly)."""
+
+    def rounded(x):
+        if isinstance(x, float):
+            return round(x, places)
+        if isinstance(x, list):
+            return [rounded(v) for v in x]
+        if isinstance(x, dict):
+            return {k: rounded(v) for k, v in x.items()}
+        return x
+
+    return [rounded(json.loads(line)) for line in a] == [rounded(json.loads(line)) for line in b]
+
+
 def records(path):
     """Records without their write time, sorted: what must not depend on who searched what."""
     return sorted(
@@ -330,9 +345,11 @@ def test_the_embedded_model_on_two_workers_gives_the_records_of_one_process(clus
     out = tmp_path / "ray.jsonl"
     summary = run(RunConfig(output_path=str(out), ray=cluster.address, ray_workers=2, **tiny))
     assert summary.searched + summary.skipped == 2 and done_items(out) == ["0", "1"]
-    assert records(out) == records(one)
+    # Counts, token ids and decisions are the same; sampling probabilities come from float32 forward passes of
+    # other batch compositions in each process, so they (and what is computed from them) agree to ~1e-6.
+    assert same_up_to_float_noise(records(out), records(one))
     traces = lambda p: sorted(json.dumps(t, sort_keys=True) for t in read_jsonl(f"{p}.trace.jsonl"))  # noqa: E731
-    assert traces(one) and traces(out) == traces(one)
+    assert traces(one) and same_up_to_float_noise(traces(out), traces(one))
 
 
 def test_max_pairs_keeps_the_same_queries_whoever_finishes_first(cluster, tmp_path):
