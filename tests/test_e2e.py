@@ -85,13 +85,18 @@ def test_run_prints_a_summary_and_writes_valid_records(run_output, embedded_load
         assert tokenizer.decode([r["pivot_token_id"]], skip_special_tokens=False) == r["pivot_token"]
         prompt = build_prompt_ids(tokenizer, tasks[r["dataset_item_id"]].prompt)
         assert ids[: r["prompt_length"]] == prompt and r["prompt_length"] == len(prompt)
-        assert r["prob_before"] == r["successes_before"] / r["samples_before"]
+        pi, measured_before = r["sampling_prob"], r["successes_before"] / r["samples_before"]
+        stratified = pi is not None and r["ci_before"][0] != r["ci_before"][1]
+        if stratified:  # measured by strata: the counts before are the alternative stratum's (docs/search.md)
+            assert 0 < pi < 1 and r["prob_before"] == pytest.approx(pi * r["prob_after"] + (1 - pi) * measured_before)
+        else:
+            assert r["prob_before"] == measured_before
         assert r["prob_after"] == r["successes_after"] / r["samples_after"]
         assert r["verified"] and (r["delta_ci"][0] >= 0.2 - 1e-9 or r["delta_ci"][1] <= -0.2 + 1e-9)
         assert abs(r["prob_delta"]) >= 0.2 - 1e-9 and r["is_positive"] == (r["prob_delta"] > 0)
-        if r["samples_before"] > 1:  # sampled, not a terminal context judged once
+        if r["samples_before"] > 1 and not stratified:  # sampled, not a terminal context judged once
             assert sum(t["count"] for t in r["first_tokens"]) == r["samples_before"]
-        assert r["ci_before"][0] <= r["prob_before"] <= r["ci_before"][1]
+        assert r["ci_before"][0] <= measured_before <= r["ci_before"][1]
         for key in ("model_id", "query", "task_type", "dataset_id", "timestamp", "id"):
             assert r[key]
     assert len({r["id"] for r in records}) == len(records)
