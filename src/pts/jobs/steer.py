@@ -160,17 +160,7 @@ def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list
     if not tasks:
         raise PTSError("the dataset has no rows to evaluate")
     loaded = _load(config, loaded)
-    steering = build_steering(
-        vectors,
-        loaded.model,
-        loaded.tokenizer,
-        strength=config.strength,
-        layer=config.layer,
-        match=config.match,
-        match_on=config.match_on,  # type: ignore[arg-type]
-        scale_by_delta=config.scale_by_delta,
-        model_id=loaded.model_id,
-    )
+    steering = _steering(config, vectors, loaded)
     tok = loaded.tokenizer
     requests: list[GenerationRequest] = []
     meta: list[tuple[int, int, int]] = []
@@ -252,17 +242,7 @@ def steer_query(config: SteerConfig, loaded: LoadedModel | None = None) -> tuple
     if config.output_path:
         check_output_path(config.output_path)
     loaded = _load(config, loaded)
-    steering = build_steering(
-        vectors,
-        loaded.model,
-        loaded.tokenizer,
-        strength=config.strength,
-        layer=config.layer,
-        match=config.match,
-        match_on=config.match_on,  # type: ignore[arg-type]
-        scale_by_delta=config.scale_by_delta,
-        model_id=loaded.model_id,
-    )
+    steering = _steering(config, vectors, loaded)
     prompt = tuple(build_prompt_ids(loaded.tokenizer, config.query, config.system_prompt, config.chat_template))
     requests, seeds = [], []
     for j in range(config.num_samples):
@@ -321,3 +301,18 @@ CONFIG = SteerConfig
 def _answer_complete(oracle, head: str, text: str) -> bool:
     """The early-stop test of one task: its oracle calls the answer after ``head`` complete."""
     return oracle.answer_complete(head + text)
+
+
+def _steering(config: SteerConfig, vectors, loaded):
+    """The steering of ``vectors`` on the loaded model, as the command's steering options ask."""
+    return build_steering(
+        vectors,
+        loaded.model,
+        loaded.tokenizer,
+        strength=config.strength,
+        layer=config.layer,
+        match=config.match,
+        match_on=config.match_on,  # type: ignore[arg-type]
+        scale_by_delta=config.scale_by_delta,
+        model_id=loaded.model_id,
+    )

@@ -221,17 +221,22 @@ class PivotalTokenSearcher:
             root_rollouts = [r for r, _ in judged] + more
             solutions = self._solutions(root_rollouts)
             result.solutions = len(solutions)
-            if s.pool:
-                pooled = PooledEstimator(
+
+            def pooled_estimator(salt: str) -> PooledEstimator:
+                """An estimator pooling the rollouts of one phase (search or verification) along the solutions."""
+                return PooledEstimator(
                     self.engine,
                     task,
                     prompt_ids,
                     s.sampling(),
                     **common,
                     solutions=[r.token_ids for r in solutions],
-                    salt="search",
+                    salt=salt,
                     exact_steps=s.uses_bound(),
                 )
+
+            if s.pool:
+                pooled = pooled_estimator("search")
                 estimators.append(pooled)
                 # The initial estimate's rollouts keep the verdicts it judged them with; only more are judged here.
                 oks = [ok for _, ok in judged] + [est.judge_response(r.token_ids) for r in more]
@@ -267,16 +272,7 @@ class PivotalTokenSearcher:
                 )
             result.candidates = len(candidates)
             if s.verify and candidates:
-                checker = PooledEstimator(
-                    self.engine,
-                    task,
-                    prompt_ids,
-                    s.sampling(),
-                    **common,
-                    solutions=[r.token_ids for r in solutions],
-                    salt="verify",
-                    exact_steps=s.uses_bound(),
-                )
+                checker = pooled_estimator("verify")
                 estimators.append(checker)
                 verdicts = verify(
                     checker,
