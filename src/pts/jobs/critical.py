@@ -32,8 +32,9 @@ from pts.options import group_of, option, override
 from pts.resumable import Writer, drive
 from pts.search.critical.query import QueryOutcome, Trajectories
 from pts.search.critical.settings import CriticalSettings
-from pts.store import RunStore, read_jsonl
-from pts.tasks.sources import ANSWER_KEYS, load_tasks, load_tasks_from
+from pts.store import RunStore
+from pts.tasks.sources import load_tasks_from
+from pts.tasks.sources.responses import load_response_rows
 from pts.work import critical_work, summary_text
 
 log = logging.getLogger(__name__)
@@ -396,41 +397,12 @@ class TakeQuota:
 
 
 def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
-    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id."""
-    rows = read_jsonl(Path(config.input_path).expanduser(), encoding="utf-8-sig")  # type: ignore[arg-type]
-    if not rows:
-        raise PTSError(f"{config.input_path} is empty")
-    columns = list(dict.fromkeys(k for r in rows[:100] for k in r))
-    if config.response_key not in columns:
-        raise PTSError(
-            f"no {config.response_key!r} field in {config.input_path}; available columns: "
-            f"{', '.join(columns)} (set --response-key)"
-        )
-    answer_key = config.answer_key
-    if answer_key is None:
-        answer_key = next((k for k in ANSWER_KEYS if k in columns and k != config.response_key), None)
-        if answer_key is None:
-            raise PTSError(
-                f"no answer field in {config.input_path} (looked for "
-                f"{', '.join(k for k in ANSWER_KEYS if k != config.response_key)}); name one with --answer-key"
-            )
-    tasks = load_tasks(
-        config.input_path,
-        query_key=config.query_key,
-        answer_key=answer_key,  # type: ignore[arg-type]
-        sample_size=config.sample_size,
-        max_examples=config.max_examples,
-        seed=config.seed,
-        oracle=config.oracle,
+    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id; rows
+    without a response (or with a blank one) are skipped with a warning."""
+    tasks, responses = load_response_rows(
+        config.input_path, config.response_key, group_of(options.DataOptions, config), config.seed
     )
-    responses: dict[str, Any] = {}
-    for task in tasks:
-        row = rows[task.metadata["source_index"]]
-        ids = row.get("response_ids")
-        if isinstance(ids, list) and ids and all(isinstance(i, int) for i in ids):
-            responses[task.item_id] = [int(i) for i in ids]
-        elif isinstance(row.get(config.response_key), str) and row[config.response_key].strip():
-            responses[task.item_id] = row[config.response_key]
+    responses = {k: r for k, r in responses.items() if not isinstance(r, str) or r.strip()}
     missing = [t for t in tasks if t.item_id not in responses]
     if missing:
         log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path, config.response_key)
