@@ -2,9 +2,11 @@
 same pivots as the original tool writes them, and the residual stream read alone to check the exports against."""
 
 import json
+import os
 
 import pytest
 import torch
+from filelock import FileLock
 
 from pts.jobs.run import RunConfig, run
 from pts.records import ORIGINAL_FIELDS
@@ -45,21 +47,33 @@ OPTILLM_FIELDS = (
 
 @pytest.fixture(scope="session")
 def real(tmp_path_factory, embedded_engine):
-    """One small `pts run` on the embedded model, shared by every export test: (records path, records)."""
-    path = tmp_path_factory.mktemp("export") / "pivots.jsonl"
-    run(
-        RunConfig(
-            dataset=DATASET,
-            max_examples=2,
-            num_samples=4,
-            max_new_tokens=48,
-            output_path=str(path),
-            progress=False,
-            min_prob=0.0,
-            max_prob=1.0,
-        ),
-        engine=embedded_engine,
-    )
+    """One small `pts run` on the embedded model, shared by every export test: (records path, records).
+
+    The run costs minutes, so pytest-xdist workers share one: the first worker to get here runs it into the
+    session's common temporary folder, under a file lock, and the others read its file (a float32 run is the same
+    in every worker, so which one ran it does not matter)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # Under xdist each worker's base folder sits in one folder of this session; alone, the session's own folder.
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    path = shared / "export-real" / "pivots.jsonl"
+    with FileLock(str(shared / "export-real.lock")):
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            partial = path.with_name("pivots.partial.jsonl")
+            run(
+                RunConfig(
+                    dataset=DATASET,
+                    max_examples=2,
+                    num_samples=4,
+                    max_new_tokens=48,
+                    output_path=str(partial),
+                    progress=False,
+                    min_prob=0.0,
+                    max_prob=1.0,
+                ),
+                engine=embedded_engine,
+            )
+            partial.rename(path)  # a worker that dies mid-run leaves no file that looks finished
     records = read_jsonl(path)
     assert any(r["is_positive"] for r in records) and any(not r["is_positive"] for r in records), records
     return path, records
