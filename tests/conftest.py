@@ -27,13 +27,22 @@ import pytest  # noqa: E402
 pytest_plugins = ["hub_samples", "export_samples"]
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees (a worker's own base folder's parent);
+    without xdist, the session's base folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache_dir(tmp_path_factory):
     """``PTS_CACHE_DIR`` for the session, so the GGUF is dequantized once and reused by every test.
 
-    Set ``PTS_TEST_CACHE_DIR`` to keep that cache between sessions (saves ~20 s a run).
+    Set ``PTS_TEST_CACHE_DIR`` to keep that cache between sessions (saves ~20 s a run). pytest-xdist workers share
+    one cache in the session's common folder (the cache's writes are atomic renames), so each model is converted
+    once per session rather than once per worker.
     """
-    path = os.environ.get("PTS_TEST_CACHE_DIR") or str(tmp_path_factory.mktemp("pts-cache"))
+    path = os.environ.get("PTS_TEST_CACHE_DIR") or str(session_folder(tmp_path_factory) / "pts-cache")
     old = os.environ.get("PTS_CACHE_DIR")
     os.environ["PTS_CACHE_DIR"] = path
     yield path
@@ -44,11 +53,15 @@ def model_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def embedded_loaded(model_cache_dir):
+def embedded_loaded(model_cache_dir, tmp_path_factory):
     """The embedded SmolLM2-135M-Instruct as a :class:`pts.models.LoadedModel`, in float32 on CPU (exact log-probs)."""
+    from filelock import FileLock
+
     from pts.models import load_model
 
-    return load_model("smollm2-135m", device="cpu", dtype="float32")
+    # One worker converts the GGUF while the others wait for the cache instead of converting it too.
+    with FileLock(str(session_folder(tmp_path_factory) / "smollm2-135m.lock")):
+        return load_model("smollm2-135m", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,10 @@
 same pivots as the original tool writes them, and the residual stream read alone to check the exports against."""
 
 import json
-import os
 
 import pytest
 import torch
+from conftest import session_folder
 from filelock import FileLock
 
 from pts.jobs.run import RunConfig, run
@@ -52,9 +52,7 @@ def real(tmp_path_factory, embedded_engine):
     The run costs minutes, so pytest-xdist workers share one: the first worker to get here runs it into the
     session's common temporary folder, under a file lock, and the others read its file (a float32 run is the same
     in every worker, so which one ran it does not matter)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    # Under xdist each worker's base folder sits in one folder of this session; alone, the session's own folder.
-    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    shared = session_folder(tmp_path_factory)
     path = shared / "export-real" / "pivots.jsonl"
     with FileLock(str(shared / "export-real.lock")):
         if not path.exists():
