@@ -8,6 +8,8 @@ Run (defaults: the first 4 queries of the default dataset, 10 samples, 10 soluti
 On a busy machine pass ``--threads 1``: two torch threads per process on oversubscribed cores
 slowed HF ``generate`` about tenfold (OpenMP spin-waits), which distorts the baseline most.
 ``--report-only`` rebuilds the table and JSON from an output directory without running anything.
+``--judge F.jsonl ...`` runs no mode: it judges the pivots of existing ``pts run`` outputs (e.g. of
+``make run``: ``--queries 6`` covers the default dataset) and prints how many held.
 
 Modes, each in its own subprocess (fresh model load, peak RSS of that process alone):
 
@@ -89,6 +91,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="judge at most this many pivots per mode, a seeded random subset (0 = all)",
     )
     ap.add_argument("--no-verify", action="store_true", help="skip the pivot precision step")
+    ap.add_argument(
+        "--judge",
+        nargs="+",
+        default=None,
+        metavar="RECORDS",
+        help="run no mode: judge the pivots of these `pts run` outputs (their queries must be among --dataset's "
+        "--offset/--queries) and write verify.json and --json",
+    )
     ap.add_argument(
         "--report-only",
         action="store_true",
@@ -259,8 +269,8 @@ def child_verify(args: argparse.Namespace) -> None:
     _, tasks = load_bench_tasks(args)
     by_id = {t.item_id: t for t in tasks}
     picked: dict[str, list[dict]] = {}
-    for mode in args.mode_list:
-        path = out_dir / f"{mode}.jsonl"
+    files = {p: Path(p) for p in args.judge} if args.judge else {m: out_dir / f"{m}.jsonl" for m in args.mode_list}
+    for mode, path in files.items():
         rows = read_jsonl(path) if path.exists() else []
         if args.verify_max and len(rows) > args.verify_max:
             rows = random.Random(stable_seed(args.seed, "verify-subset", mode)).sample(rows, args.verify_max)
@@ -547,6 +557,9 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
 
     check_output_path(json_path)
     load_bench_tasks(args)  # fail on a bad dataset before spending minutes
+    if args.judge:
+        judge_files(args, argv, out_dir, json_path)
+        return
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall: dict[str, float] = {}
     modes: dict[str, dict] = {}
@@ -591,6 +604,30 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
     write_json(json_path, doc)
     print_table(args, doc)
     print(f"\nresults: {json_path}; records and per-pivot checks in {out_dir}/")
+
+
+def judge_files(args: argparse.Namespace, argv: list[str], out_dir: Path, json_path: Path) -> None:
+    """``--judge``: the independent judge alone, on records files written elsewhere (e.g. by ``make run``)."""
+    from pts.errors import PTSError
+
+    for path in args.judge:
+        if not Path(path).is_file():
+            raise PTSError(f"--judge: {path} is not a file")
+    wall = spawn(argv, "verify")
+    verify = json.loads((out_dir / "verify.json").read_text())
+    write_json(
+        json_path,
+        {
+            "command": [os.path.basename(sys.executable), "bench/end_to_end.py", *argv],
+            "process_wall_s": {"verify": wall},
+            "verify": verify,
+        },
+    )
+    for path, m in verify["modes"].items():
+        held = sum(c["holds"] for c in m["pivots"])
+        ci = m["precision_ci95"] or [None, None]
+        print(f"{path}: {held} of {m['judged']} pivots held (precision {m['precision']}, 95% CI {ci})")
+    print(f"\nresults: {json_path}; per-pivot checks in {out_dir}/verify.json")
 
 
 if __name__ == "__main__":
