@@ -13,8 +13,9 @@ a decode depends on its batch): :class:`pts.work.LocalPool` registers and
 releases units only at quiet points (:meth:`CoalescingEngine.wait_quiet`), so
 the calls are the lockstep rounds of the units in flight, the same on every run.
 
-With an engine that offers a running batch (``engine.running(params)``, as
-:class:`pts.engines.HFEngine` does), the merging goes down to decode steps
+With an engine that offers a running batch (``engine.running(params)``, the
+optional :class:`pts.engines.base.ContinuousBatching`, as :class:`pts.engines.HFEngine`
+does), the merging goes down to decode steps
 (continuous batching): the requests go into a batch that stays alive, each unit
 gets its rollouts back as soon as all of its requests are complete, and its next
 requests join the batch while the others' rows are still decoding, so the rows
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import ContinuousBatching, Engine, Rollout, RolloutRequest, SamplingParams
 
 
 class Cancelled(Exception):
@@ -61,7 +62,7 @@ class CoalescingEngine:
     def __init__(self, engine: Engine, continuous: bool = True) -> None:
         self.engine = engine
         # Continuous batching where the engine can keep a batch running; merged calls otherwise.
-        self.continuous = continuous and callable(getattr(engine, "running", None))
+        self.continuous = continuous and isinstance(engine, ContinuousBatching)
         self._running: dict[SamplingParams, Any] = {}  # params -> the engine's running batch for them
         self._inflight: dict[tuple[SamplingParams, int], _Waiting] = {}  # submissions in a running batch
         self.steps = 0  # rounds of decode steps (continuous batching)
@@ -225,6 +226,6 @@ def _by_params(waiting: list[_Waiting]) -> dict[SamplingParams, list[_Waiting]]:
     """``waiting`` grouped by sampling parameters, each group in a fixed order: arrival order is thread timing,
     a fixed order keeps what the engine is given reproducible."""
     groups: dict[SamplingParams, list[_Waiting]] = {}
-    for w in sorted(waiting, key=lambda w: [r.prefix_ids for r in w.requests]):
+    for w in sorted(waiting, key=lambda w: ([r.prefix_ids for r in w.requests], [r.seed or 0 for r in w.requests])):
         groups.setdefault(w.params, []).append(w)
     return groups
