@@ -16,6 +16,9 @@ How it spends compute:
 * Finished rows (EOS, ``max_new_tokens``, or the request's ``stop`` test) are
   dropped from the batch, and waiting rows join when enough slots are free
   (continuous batching), so the batch stays full until the work runs out.
+  The batch can outlive a call (:class:`RunningBatch`): requests handed in
+  later join it the same way, which is how the merged calls of concurrent
+  queries keep it full (:mod:`pts.engines.coalesce`).
 * Keys and values live in preallocated buffers that grow in blocks, so a step
   writes one column instead of copying the whole cache.
 * Each row samples from its own ``torch.Generator``, seeded from the request's
