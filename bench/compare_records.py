@@ -1,6 +1,6 @@
 """Do two ``pts run`` outputs hold the same records? Compares ids and every number, ignoring timestamps.
 
-Run: python bench/compare_records.py A.jsonl B.jsonl
+Run: python bench/compare_records.py A.jsonl B.jsonl [--any-order]
 
 Also compares the per-query lines of each output's ``.progress`` file (status, p_initial, rollouts, tokens,
 pivots) when both have one. Prints one line per difference (the first 10) and exits 1 if there is any.
@@ -39,12 +39,21 @@ def differences(a: list[dict], b: list[dict], what: str) -> list[str]:
     return out
 
 
-def compare(a: Path, b: Path) -> list[str]:
-    """Differences between outputs ``a`` and ``b`` (records, then progress lines when both exist)."""
-    diff = differences(load(a), load(b), "records")
+def in_order(rows: list[dict]) -> list[dict]:
+    """``rows`` sorted by what identifies them (a record's id, a progress line's kind and item): queries in flight
+    together are written as each finishes, so two runs that search them differently may write the same records
+    in another order."""
+    return sorted(rows, key=lambda r: (str(r.get("kind", "")), str(r.get("dataset_item_id", "")), str(r.get("id", ""))))
+
+
+def compare(a: Path, b: Path, any_order: bool = False) -> list[str]:
+    """Differences between outputs ``a`` and ``b`` (records, then progress lines when both exist); with
+    ``any_order``, whatever order each file holds them in."""
+    arrange = in_order if any_order else list
+    diff = differences(arrange(load(a)), arrange(load(b)), "records")
     pa, pb = Path(f"{a}.progress"), Path(f"{b}.progress")
     if pa.is_file() and pb.is_file():
-        diff += differences(load(pa), load(pb), "progress")
+        diff += differences(arrange(load(pa)), arrange(load(pb)), "progress")
     return diff
 
 
@@ -52,8 +61,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
+    ap.add_argument("--any-order", action="store_true", help="compare the records sorted by id, not in file order")
     args = ap.parse_args()
-    diff = compare(args.a, args.b)
+    diff = compare(args.a, args.b, args.any_order)
     if diff:
         print("\n".join(diff[:10]) + (f"\n... {len(diff) - 10} more" if len(diff) > 10 else ""))
         sys.exit(1)

@@ -153,6 +153,33 @@ def test_results_do_not_depend_on_batch_size(embedded_loaded, prompts):
         assert [[r.finish_reason for r in rs] for rs in a] == [[r.finish_reason for r in rs] for rs in b]
 
 
+def test_requests_joining_a_running_batch_get_what_a_call_of_their_own_gives(embedded_loaded, prompts):
+    # Submissions join a running batch while others' rows decode (continuous batching across calls); in
+    # float32, each row with its own generator and positions, what each gets does not depend on that.
+    engine = HFEngine.from_loaded(embedded_loaded, batch_size=4)
+    reqs = [
+        [RolloutRequest(prompts["long"], 3, 14, seed=1)],
+        [RolloutRequest(prompts["poem"], 2, 10, seed=2), RolloutRequest(prompts["add"], 1, 6)],
+        [RolloutRequest(prompts["add"], 2, 12, seed=3)],
+    ]
+    for params in (GREEDY, SEEDED):
+        alone = [engine.sample(r, params) for r in reqs]
+        run = engine.running(params)
+        handles, got, joined_beside = run.add([reqs[0]]), {}, []
+        for step in range(1000):
+            if step in (2, 5):  # later submissions join the running batch
+                joined_beside.append(run.rows)
+                handles += run.add([reqs[len(handles)]])
+            got.update(run.step())
+            if not run.busy and len(handles) == len(reqs):
+                break
+        assert all(rows > 0 for rows in joined_beside)
+        assert [tokens(got[h]) for h in handles] == [tokens(a) for a in alone]
+        lp = [torch.tensor(r.logprobs) for h in handles for rs in got[h] for r in rs]
+        lp_alone = [torch.tensor(r.logprobs) for a in alone for rs in a for r in rs]
+        assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(lp, lp_alone, strict=True))
+
+
 def test_top_k_1_and_min_p_1_are_greedy(embedded_engine, prompts):
     req = [RolloutRequest(prompts["long"], 2, 10)]
     greedy = tokens(embedded_engine.sample(req, GREEDY))

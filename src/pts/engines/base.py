@@ -102,6 +102,21 @@ class NextTokenDistribution(Protocol):
     ) -> list[dict[int, float]]: ...
 
 
+@runtime_checkable
+class ContinuousBatching(Protocol):
+    """An engine that can keep one batch decoding across calls (optional; :class:`pts.engines.HFEngine` can).
+
+    ``running(params)`` returns a running batch ``run`` with ``run.add(submissions)`` (each submission a list
+    of requests; returns one handle per submission), ``run.step()`` (one forward: rows waiting join the batch
+    or the batch decodes one token; returns ``(handle, results)`` for each submission it completed, results
+    as :meth:`Engine.sample` gives them) and ``run.busy`` (a submission is still open). What a submission gets
+    must not depend on when it was added or what else runs (up to the dtype's rounding): requests then join a
+    running batch as its rows finish (:class:`pts.engines.coalesce.CoalescingEngine` does that).
+    """
+
+    def running(self, params: SamplingParams) -> object: ...
+
+
 def eos_token_ids(configs, tokenizer) -> set[int]:
     """Token ids that end a reply: the first config's EOS ids that has any (a generation config before the model
     config, as transformers' ``generate`` reads them), plus the tokenizer's. ``configs`` may yield None."""

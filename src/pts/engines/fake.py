@@ -464,3 +464,78 @@ class SentenceFakeEngine:
             reason = "eos" if ids and ids[-1] == EOS else "length"
             out.append(Rollout(ids, self.tok.decode(ids, skip_special_tokens=True), [-1.0] * len(ids), reason))
         return out
+
+
+class SteppedFakeEngine:
+    """Any fake engine behind a running batch of ``batch_size`` rows, as :meth:`pts.engines.HFEngine.running`
+    offers one: for exact tests of continuous batching (requests joining a running batch) without a model.
+
+    A rollout's tokens come from ``inner`` (one request at a time, so with its own seed), and the rollout
+    holds a row for one step per token. :meth:`running` batches admit waiting rows into free slots before
+    each step; ``steps`` logs, per step, the handles of the submissions whose rows decoded in it. Everything
+    else (sampling probabilities, ``excludes_first``...) is ``inner``'s.
+    """
+
+    def __init__(self, inner: Any, batch_size: int = 8) -> None:
+        self.inner = inner
+        self.batch_size = batch_size
+        self.steps: list[list[int]] = []
+        self.handles = 0  # submissions so far, numbered across running batches
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
+        run = self.running(params)
+        run.add([requests])
+        done: list = []
+        while not done:
+            done = run.step()
+        return done[0][1]
+
+    def running(self, params: SamplingParams) -> FakeRunningBatch:
+        return FakeRunningBatch(self, params)
+
+
+class FakeRunningBatch:
+    """The running batch of a :class:`SteppedFakeEngine`: ``add`` submissions, ``step`` until none is ``busy``."""
+
+    def __init__(self, engine: SteppedFakeEngine, params: SamplingParams) -> None:
+        self.engine = engine
+        self.params = params
+        self.pending: list[list[Any]] = []  # [submission, steps left]
+        self.rows: list[list[Any]] = []
+        self.open: list[dict[str, Any]] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.open)
+
+    def add(self, submissions: Sequence[Sequence[RolloutRequest]]) -> list[int]:
+        handles = []
+        for requests in submissions:
+            results = [self.engine.inner.sample([r], self.params)[0] for r in requests]
+            sub = {"handle": self.engine.handles, "results": results, "remaining": 0}
+            self.engine.handles += 1
+            self.open.append(sub)
+            handles.append(sub["handle"])
+            for rollouts in results:
+                for rollout in rollouts:
+                    sub["remaining"] += 1
+                    self.pending.append([sub, max(1, len(rollout.token_ids))])
+        return handles
+
+    def step(self) -> list[tuple[int, list[list[Rollout]]]]:
+        free = self.engine.batch_size - len(self.rows)
+        self.rows += self.pending[:free]
+        del self.pending[:free]
+        if self.rows:
+            self.engine.steps.append(sorted({row[0]["handle"] for row in self.rows}))
+        for row in self.rows:
+            row[1] -= 1
+            if row[1] == 0:
+                row[0]["remaining"] -= 1
+        self.rows = [row for row in self.rows if row[1] > 0]
+        done = [s for s in self.open if s["remaining"] == 0]
+        self.open = [s for s in self.open if s["remaining"] > 0]
+        return [(s["handle"], s["results"]) for s in done]

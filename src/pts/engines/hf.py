@@ -16,6 +16,9 @@ How it spends compute:
 * Finished rows (EOS, ``max_new_tokens``, or the request's ``stop`` test) are
   dropped from the batch, and waiting rows join when enough slots are free
   (continuous batching), so the batch stays full until the work runs out.
+  The batch can outlive a call (:class:`RunningBatch`): requests handed in
+  later join it the same way, which is how the merged calls of concurrent
+  queries keep it full (:mod:`pts.engines.coalesce`).
 * Keys and values live in preallocated buffers that grow in blocks, so a step
   writes one column instead of copying the whole cache.
 * Each row samples from its own ``torch.Generator``, seeded from the request's
@@ -30,6 +33,7 @@ import inspect
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 
 import torch
 from transformers import DynamicCache
@@ -49,9 +53,19 @@ ROOM = 64  # cache columns allocated ahead; a full buffer grows by this much
 
 
 @dataclass
-class _Row:
-    """One rollout in progress."""
+class _Submission:
+    """The rollouts of one handed-in list of requests, filled in as its rows finish."""
 
+    handle: int
+    results: list[list[Rollout | None]]
+    remaining: int
+
+
+@dataclass
+class _Row:
+    """One rollout in progress; its rollout goes to ``out.results[req][index]``."""
+
+    out: _Submission
     req: int
     index: int
     prefix: tuple[int, ...]
@@ -259,43 +273,16 @@ class HFEngine:
         ``params.seed`` (random when None) per prefix: the k-th sample of a prefix
         in the call uses index k, so repeated prefixes get independent samples.
         """
-        greedy = params.temperature < GREEDY_BELOW
-        base_seed = params.seed if params.seed is not None else int(torch.randint(2**62, (1,)).item())
-        results: list[list[Rollout | None]] = [[None] * r.n for r in requests]
-        groups: dict[tuple[int, ...], list[_Row]] = {}
-        drawn: dict[tuple[int, ...], int] = {}  # samples of each prefix so far from the call's seed
-        for i, r in enumerate(requests):
-            prefix = tuple(int(t) for t in r.prefix_ids)
-            if not prefix:
-                raise ValueError("a request's prefix_ids must not be empty")
-            if r.seed is not None:  # the request's own stream: merging requests into one call changes nothing
-                key, first = _digest(r.seed, prefix), 0
-            else:  # duplicate prefixes continue the stream, so they get independent samples
-                key, first = _digest(base_seed, prefix), drawn.get(prefix, 0)
-                drawn[prefix] = first + r.n
-            group = groups.setdefault(prefix, [])
-            for j in range(r.n):
-                gen = None if greedy else _generator(key, first + j)
-                group.append(_Row(i, j, prefix, r.max_new_tokens, gen, r.stop, r.exclude_first))
-        pending: deque[_Row] = deque()
-        for group in groups.values():  # a prefix's rows are contiguous, so its prefill is kept only briefly
-            for row in group:
-                if row.max_new <= 0:
-                    results[row.req][row.index] = Rollout([], "", [], "length")
-                else:
-                    pending.append(row)
+        run = self.running(params)
+        run.add([requests])
+        done: list = []
+        while not done:
+            done = run.step()
+        return done[0][1]
 
-        batch: _Batch | None = None
-        prefills: dict[tuple[int, ...], tuple[DynamicCache, torch.Tensor]] = {}
-        while pending or batch is not None:
-            alive = batch.alive if batch else 0
-            free = self.batch_size - alive
-            # Joining copies the cache, so wait until a quarter of the slots are free.
-            if pending and (free >= max(1, self.batch_size // 4) or alive == 0):
-                batch = self._admit(batch, pending, free, prefills, params, results)
-            elif batch is not None:
-                batch = self._step(batch, params, results)
-        return results  # type: ignore[return-value]
+    def running(self, params: SamplingParams) -> RunningBatch:
+        """A batch that stays alive across submissions of requests (see :class:`RunningBatch`)."""
+        return RunningBatch(self, params)
 
     def _prefill(self, prefix: tuple[int, ...]) -> tuple[DynamicCache, torch.Tensor]:
         """KV cache of ``prefix`` (batch of one) and the float32 logits of the token after it.
@@ -326,7 +313,7 @@ class HFEngine:
         out = self.model(input_ids=ids[:, full * size :], **{self.cache_kw: cache}, use_cache=True, logits_to_keep=1)
         return cache, out.logits[0, -1].float()
 
-    def _admit(self, batch, pending, free, prefills, params, results) -> _Batch | None:
+    def _admit(self, batch, pending, free, prefills, params) -> _Batch | None:
         """Move up to ``free`` waiting rows into the batch, sampling their first token from their prefix's logits."""
         rows = [pending.popleft() for _ in range(min(free, len(pending)))]
         needed = {r.prefix for r in rows} | ({pending[0].prefix} if pending else set())
@@ -340,7 +327,7 @@ class HFEngine:
         tok, lp, slp = sample_tokens_pi(
             torch.stack([prefills[r.prefix][1] for r in rows]), params, [r.gen for r in rows], exclude
         )
-        self._record(rows, tok, lp, slp, results)
+        self._record(rows, tok, lp, slp)
         keep = [i for i, r in enumerate(rows) if not r.done]
         live = batch is not None and batch.alive > 0
         if not keep:
@@ -359,7 +346,7 @@ class HFEngine:
             start += n
         return _assemble(segments)
 
-    def _step(self, batch: _Batch, params, results) -> _Batch | None:
+    def _step(self, batch: _Batch, params) -> _Batch | None:
         """One forward for all rows, then sample, record, and drop finished rows when enough have piled up."""
         width = batch.cache.get_seq_length()
         mask = (torch.arange(width + 1, device=self.device)[None, :] >= batch.pad[:, None]).long()
@@ -371,7 +358,7 @@ class HFEngine:
             use_cache=True,
         )
         tok, lp, slp = sample_tokens_pi(self._float32(out.logits[:, -1]), params, [r.gen for r in batch.rows])
-        self._record(batch.rows, tok, lp, slp, results)
+        self._record(batch.rows, tok, lp, slp)
         batch.next_tok, batch.pos = tok, batch.pos + 1
         alive = batch.alive
         if alive == 0:
@@ -389,7 +376,7 @@ class HFEngine:
             self._buf = torch.empty(max(rows, self.batch_size), vocab, device=logits.device)
         return self._buf[:rows].copy_(logits)
 
-    def _record(self, rows: list[_Row], tok: torch.Tensor, lp: torch.Tensor, slp: torch.Tensor, results) -> None:
+    def _record(self, rows: list[_Row], tok: torch.Tensor, lp: torch.Tensor, slp: torch.Tensor) -> None:
         """Append each live row's new token; finish rows that ended and store their rollout."""
         for row, t, logprob, pi, nl in zip(rows, tok.tolist(), lp.tolist(), slp.tolist(), self._newline[tok].tolist()):
             if row.done:
@@ -408,14 +395,103 @@ class HFEngine:
                 reason = "length"
             if reason is not None:
                 row.done = True
-                results[row.req][row.index] = Rollout(
+                row.out.results[row.req][row.index] = Rollout(
                     row.tokens, self._decode(row.tokens), row.logprobs, reason, row.sampling_logprobs
                 )
+                row.out.remaining -= 1
                 self.rollouts_done += 1
                 self.tokens_done += n
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class RunningBatch:
+    """Rows of many submissions of requests decoding together: a batch kept alive across submissions.
+
+    :meth:`add` hands in lists of requests (rows wait in a queue), :meth:`step` does one forward: the
+    prefill and first token of waiting rows when enough slots are free (or the batch is empty), else one
+    decode step of the batch; it returns the submissions completed by it. Rows that join a running batch
+    are placed as in one call (their own left padding and positions), and each row samples from its own
+    generator, so what a submission gets back does not depend on when it was added or what else runs,
+    in float32 (in bf16 a row's arithmetic depends on its batch). ``HFEngine.sample`` is one submission
+    stepped until it is complete.
+    """
+
+    def __init__(self, engine: HFEngine, params: SamplingParams):
+        self.engine = engine
+        self.params = params
+        self.greedy = params.temperature < GREEDY_BELOW
+        self.pending: deque[_Row] = deque()
+        self.batch: _Batch | None = None
+        self.prefills: dict[tuple[int, ...], tuple[DynamicCache, torch.Tensor]] = {}
+        self._handles = count()
+        self._open: list[_Submission] = []
+
+    @property
+    def busy(self) -> bool:
+        """Whether a submission is still open (its rows waiting, decoding, or its results not yet returned)."""
+        return bool(self._open)
+
+    @property
+    def rows(self) -> int:
+        """Rows decoding now (finished rows not yet dropped included)."""
+        return 0 if self.batch is None else len(self.batch.rows)
+
+    def add(self, submissions: Sequence[Sequence[RolloutRequest]]) -> list[int]:
+        """Queue ``submissions`` (each a list of requests) as one call would take them all; returns their handles.
+
+        Seeds as in :meth:`HFEngine.sample`, the submissions together counting as one call: requests without
+        a seed continue ``params.seed``'s stream of their prefix across them.
+        """
+        base_seed = self.params.seed if self.params.seed is not None else int(torch.randint(2**62, (1,)).item())
+        groups: dict[tuple[int, ...], list[_Row]] = {}
+        drawn: dict[tuple[int, ...], int] = {}  # samples of each prefix so far from the base seed
+        handles = []
+        for requests in submissions:
+            out = _Submission(next(self._handles), [[None] * r.n for r in requests], sum(r.n for r in requests))
+            self._open.append(out)
+            handles.append(out.handle)
+            for i, r in enumerate(requests):
+                prefix = tuple(int(t) for t in r.prefix_ids)
+                if not prefix:
+                    raise ValueError("a request's prefix_ids must not be empty")
+                if r.seed is not None:  # the request's own stream: its company changes nothing
+                    key, first = _digest(r.seed, prefix), 0
+                else:  # duplicate prefixes continue the stream, so they get independent samples
+                    key, first = _digest(base_seed, prefix), drawn.get(prefix, 0)
+                    drawn[prefix] = first + r.n
+                group = groups.setdefault(prefix, [])
+                for j in range(r.n):
+                    gen = None if self.greedy else _generator(key, first + j)
+                    group.append(_Row(out, i, j, prefix, r.max_new_tokens, gen, r.stop, r.exclude_first))
+        for group in groups.values():  # a prefix's rows are contiguous, so its prefill is kept only briefly
+            for row in group:
+                if row.max_new <= 0:
+                    row.out.results[row.req][row.index] = Rollout([], "", [], "length")
+                    row.out.remaining -= 1
+                else:
+                    self.pending.append(row)
+        return handles
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[int, list[list[Rollout]]]]:
+        """One forward (none when no row waits or decodes); returns ``(handle, results)`` of each submission now
+        complete, in the order they were added, each once."""
+        engine, batch, pending = self.engine, self.batch, self.pending
+        alive = batch.alive if batch else 0
+        free = engine.batch_size - alive
+        # Joining copies the cache, so wait until a quarter of the slots are free.
+        if pending and (free >= max(1, engine.batch_size // 4) or alive == 0):
+            self.batch = engine._admit(batch, pending, free, self.prefills, self.params)
+        elif batch is not None:
+            self.batch = engine._step(batch, self.params)
+        if not pending:
+            self.prefills.clear()
+        done = [s for s in self._open if s.remaining == 0]
+        if done:
+            self._open = [s for s in self._open if s.remaining > 0]
+        return [(s.handle, s.results) for s in done]  # type: ignore[misc]
 
 
 class BlockCache:
