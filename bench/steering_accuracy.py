@@ -3,6 +3,9 @@
     python bench/steering_accuracy.py --steering-dir DIR --dataset eval.jsonl --max-examples 100 \
         --num-samples 2 [--model gemma3-270m] [--control-vector cv.gguf] [--arms default,control] --json out.json
 
+A run continues over further questions with ``--start N --combine earlier.json``, or over further samples of
+the same questions with ``--first-sample 2 --combine earlier.json`` (each sample index has its own seed).
+
 DIR holds the steering JSONL (optillm loads a folder with ``datasets.load_dataset``). For every
 question and sample, the same seeded sampler generates once without the hook and once with
 optillm's ``SteeringVectorManager`` + ``install_steering_hooks`` installed, driven exactly as
@@ -102,6 +105,8 @@ def summarise(args, results, arms, matched, layer, vectors, questions, started):
         "control_vector": args.control_vector,
         "control_scale": args.control_scale,
         "questions": questions,
+        "distinct_questions": len({r[0] for r in results["base"]}),
+        "pairs": n,
         "training_queries_excluded": args.training_queries,
         "samples_per_question": args.num_samples,
         "steering_layer": layer,
@@ -159,6 +164,9 @@ def main() -> None:
     ap.add_argument("--control-scale", type=float, default=1.0)
     ap.add_argument("--arms", default="default,max,control", help="which steered arms to run")
     ap.add_argument("--start", type=int, default=0, help="skip this many held-out questions (to continue a run)")
+    ap.add_argument(
+        "--first-sample", type=int, default=0, help="sample indices start here (more samples of questions already run)"
+    )
     ap.add_argument("--combine", nargs="*", default=None, help="JSON reports of earlier runs to pool with this one")
     ap.add_argument("--exclude-queries-of", default=None, help="pivot JSONL: leave out questions it holds (held out)")
     args = ap.parse_args()
@@ -207,7 +215,7 @@ def main() -> None:
                 installed = steering.install_steering_hooks(model, manager, tok)
                 hooks = [h for h, _ in installed]
             try:
-                for j in range(args.num_samples):
+                for j in range(args.first_sample, args.first_sample + args.num_samples):
                     seed = stable_seed(args.seed, task.dataset_id, task.item_id, j)
                     text, n = generate(
                         model,
