@@ -50,7 +50,9 @@ def generate(model, tok, prompt_ids, *, seed, max_new_tokens, stop, hooks=(), pa
     eos = {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits = model(input_ids=tokens, past_key_values=kv, use_cache=True).logits[0, -1].float() / temperature
+            # The last position's logits only: the vocabulary head over the whole prompt dominates Gemma's prefill.
+            out = model(input_ids=tokens, past_key_values=kv, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1].float() / temperature
             top = torch.topk(logits, top_k)
             probs = torch.softmax(top.values, -1)
             keep = (torch.cumsum(probs, -1) - probs) < top_p  # nucleus within the top-k
