@@ -3,6 +3,9 @@
     python bench/steering_accuracy.py --steering-dir DIR --dataset eval.jsonl --max-examples 100 \
         --num-samples 2 [--model gemma3-270m] [--control-vector cv.gguf] [--arms default,control] --json out.json
 
+A run continues over further questions with ``--start N --combine earlier.json``, or over further samples of
+the same questions with ``--first-sample 2 --combine earlier.json`` (each sample index has its own seed).
+
 DIR holds the steering JSONL (optillm loads a folder with ``datasets.load_dataset``). For every
 question and sample, the same seeded sampler generates once without the hook and once with
 optillm's ``SteeringVectorManager`` + ``install_steering_hooks`` installed, driven exactly as
@@ -47,7 +50,9 @@ def generate(model, tok, prompt_ids, *, seed, max_new_tokens, stop, hooks=(), pa
     eos = {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits = model(input_ids=tokens, past_key_values=kv, use_cache=True).logits[0, -1].float() / temperature
+            # The last position's logits only: the vocabulary head over the whole prompt dominates Gemma's prefill.
+            out = model(input_ids=tokens, past_key_values=kv, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1].float() / temperature
             top = torch.topk(logits, top_k)
             probs = torch.softmax(top.values, -1)
             keep = (torch.cumsum(probs, -1) - probs) < top_p  # nucleus within the top-k
@@ -102,6 +107,8 @@ def summarise(args, results, arms, matched, layer, vectors, questions, started):
         "control_vector": args.control_vector,
         "control_scale": args.control_scale,
         "questions": questions,
+        "distinct_questions": len({r[0] for r in results["base"]}),
+        "pairs": n,
         "training_queries_excluded": args.training_queries,
         "samples_per_question": args.num_samples,
         "steering_layer": layer,
@@ -159,6 +166,9 @@ def main() -> None:
     ap.add_argument("--control-scale", type=float, default=1.0)
     ap.add_argument("--arms", default="default,max,control", help="which steered arms to run")
     ap.add_argument("--start", type=int, default=0, help="skip this many held-out questions (to continue a run)")
+    ap.add_argument(
+        "--first-sample", type=int, default=0, help="sample indices start here (more samples of questions already run)"
+    )
     ap.add_argument("--combine", nargs="*", default=None, help="JSON reports of earlier runs to pool with this one")
     ap.add_argument("--exclude-queries-of", default=None, help="pivot JSONL: leave out questions it holds (held out)")
     args = ap.parse_args()
@@ -207,7 +217,7 @@ def main() -> None:
                 installed = steering.install_steering_hooks(model, manager, tok)
                 hooks = [h for h, _ in installed]
             try:
-                for j in range(args.num_samples):
+                for j in range(args.first_sample, args.first_sample + args.num_samples):
                     seed = stable_seed(args.seed, task.dataset_id, task.item_id, j)
                     text, n = generate(
                         model,

@@ -40,7 +40,7 @@ def score(model, tok, steering, folder: str, rows: list[dict]) -> list[dict]:
         target = row["success_token_id"] if row["success_token_id"] is not None else row["failure_token_id"]
         rises = row["success_token_id"] is not None
         with torch.inference_mode():
-            base = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+            base = torch.softmax(model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].float(), -1)
         installed = steering.install_steering_hooks(model, manager, tok)
         try:
             hook = installed[0][0]
@@ -50,7 +50,9 @@ def score(model, tok, steering, folder: str, rows: list[dict]) -> list[dict]:
             hook.try_match()
             matched = hook.current_vector is not None and hook.current_vector["pivot_context"] == row["pivot_context"]
             with torch.inference_mode():
-                steered = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+                steered = torch.softmax(
+                    model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].float(), -1
+                )
         finally:
             steering.remove_steering_hooks(installed)
         p0, p1 = float(base[target]), float(steered[target])
