@@ -273,6 +273,24 @@ def test_without_sampling_probabilities_no_bound_is_drawn(opened, tmp_path):
     assert titles and not any("sampling probability" in t for t in titles)
 
 
+def test_a_pivotal_span_is_one_mark_in_the_text_and_one_band_on_the_curve(opened, tmp_path):
+    from view_samples import span_record
+
+    records = write_jsonl(tmp_path / "s.jsonl", [span_record()])
+    write_jsonl(tmp_path / "s.jsonl.trace.jsonl", [trace_line()])
+    out = tmp_path / "spans.html"
+    build_report([records], out)
+    page = opened(out, "#view=trajectories").page
+    marks = page.locator(".solution .pivot")
+    assert marks.count() == 1 and marks.first.inner_text().endswith(" is 7")
+    assert "span" in marks.first.get_attribute("class") and "pivotal span of 2 tokens" in marks.first.get_attribute(
+        "title"
+    )
+    band = page.locator("svg.curve rect.pivot-span")
+    assert band.count() == 1 and band.first.get_attribute("data-length") == "2"
+    assert page.locator("svg.curve line.pivot-line").count() == 0
+
+
 def test_a_critical_tokens_report_has_its_own_overview_legend_and_tokens(opened, tmp_path):
     files = write_planted(tmp_path)
     out = tmp_path / "critical.html"

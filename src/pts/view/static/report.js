@@ -219,7 +219,7 @@
   function verifiedPoints(s) {
     const out = [];
     s.pivots.map((i) => DATA.pivots[i]).filter((p) => p.verified === true && p.position !== null).forEach((p) => {
-      [["before", p.position], ["after", p.position + 1]].forEach(([side, position]) => {
+      [["before", p.position], ["after", p.position + (p.length || 1)]].forEach(([side, position]) => {
         const ci = p["ci_" + side] || [p[side], p[side]];
         out.push({ position: position, p: p[side], low: ci[0], high: ci[1], successes: p["k_" + side], samples: p["n_" + side], terminal: p["terminal_" + side] });
       });
@@ -243,7 +243,13 @@
     s.pivots.forEach((i) => {
       const p = DATA.pivots[i];
       if (p.position === null) return;
-      const x = X(p.position + 0.5);
+      const n = p.length || 1, x = X(p.position + n / 2);
+      if (n > 1) {  // a pivotal span: one band over its tokens
+        g.append(tip(svg("rect", { x: X(p.position), y: Y(1), width: X(p.position + n) - X(p.position), height: Y(0) - Y(1),
+          fill: p.positive ? "var(--pos)" : "var(--neg)", "fill-opacity": 0.15, class: "pivot-line pivot-span", "data-length": n }),
+          "pivotal span " + showToken(p.token) + " (tokens " + p.position + "–" + (p.position + n - 1) + "): " + signed(p.delta)));
+        return;
+      }
       g.append(tip(svg("line", { x1: x, y1: Y(1), x2: x, y2: Y(0), stroke: p.positive ? "var(--pos)" : "var(--neg)", class: "pivot-line",
         "stroke-dasharray": p.positive ? "" : "4 3", "stroke-width": 1.5, "stroke-opacity": 0.6 }), "pivot " + showToken(p.token) + " (token " + p.position + "): " + signed(p.delta)));
     });
@@ -332,6 +338,7 @@
   }
   function pivotTitle(p) {
     const lines = pivotLines(p);
+    if ((p.length || 1) > 1) lines.unshift("pivotal span of " + p.length + " tokens: no single one of them moved p(success) by the threshold");
     if (p.alternatives.length) lines.push("rollouts took: " + p.alternatives.map((a) => showToken(a[0]) + " " + a[2] + "/" + a[1]).join(", "));
     return lines.join("\n");
   }
@@ -345,7 +352,7 @@
 
   function pivotSpan(text, index, live, details) {
     const p = DATA.pivots[index];
-    const span = el("span", { class: "pivot " + (p.positive ? "pos" : "neg") + " " + strength(p.delta) + (live ? "" : " dim"),
+    const span = el("span", { class: "pivot " + (p.positive ? "pos" : "neg") + " " + strength(p.delta) + (live ? "" : " dim") + ((p.length || 1) > 1 ? " span" : ""),
       tabindex: "0", role: "button", title: pivotTitle(p), "aria-label": (p.positive ? "rises " : "falls ") + pivotTitle(p).replace(/\n/g, "; "),
       "data-pivot": index, "data-id": p.id }, text);
     const show = () => { details.replaceChildren(pivotDetails(p)); document.querySelectorAll(".pivot.current").forEach((x) => x.classList.remove("current")); span.classList.add("current"); };
