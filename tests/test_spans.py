@@ -107,6 +107,7 @@ def search(world, **kw):
         max_prob=1.0,
         max_new_tokens=64,
         verify_samples=4096,
+        max_span=4,
     )
     settings.update(kw)
     return PivotalTokenSearcher(eng, SearchSettings(**settings)).search(task())
@@ -125,6 +126,7 @@ def test_search_finds_verifies_and_records_a_planted_span(bound):
     assert r.prob_after - r.prob_before == pytest.approx(0.3, abs=0.02)
     assert r.sampling_prob == pytest.approx(0.5 * 0.65)  # pi of the span: the product of its tokens' pi
     assert r.search["max_span"] == 4
+    assert SearchSettings().max_span == 1  # spans are asked for: the default searches single tokens only
     # Measured alternatives of the same length: the rollouts from the context that left the script.
     assert r.continuations and all(len(c.token_ids) == 2 for c in r.continuations)
     assert sum(c.count for c in r.continuations) == r.samples_before

@@ -106,9 +106,9 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         check="nonneg",
     )
     max_span: int = options.option(
-        4,
+        1,
         "pivotal spans: the longest run of tokens written as one pivot when it moves p(success) by the threshold "
-        "and no single token in it does (1: single tokens only)",
+        "and no single token in it does (1, the default: single tokens only; spans cost rollouts, docs/search.md)",
         check="span_length",
     )
 
