@@ -404,3 +404,15 @@ def test_a_pivotal_span_is_one_mark_over_its_tokens(tmp_path, traced):
     assert "".join(t for t, _ in solution["segments"]).endswith("The answer is 7" + ("." if traced else ""))
     if not traced:  # the record's own numbers: p before the span at 2, after it at 4
         assert [c["position"] for c in solution["curve"]] == [2, 4]
+
+
+def test_thought_anchor_sentences_are_rows_with_importance_and_interval(tmp_path):
+    from view_samples import anchor_trace_lines
+
+    data = collect([write_jsonl(tmp_path / "anchors.jsonl", anchor_trace_lines())]).to_dict()
+    rows = sorted(data["anchors"], key=lambda r: r["sentence_id"])
+    assert [(r["sentence"], r["importance"], r["ci"]) for r in rows] == [
+        ("3 + 4 = 7.", 0.5, [0.3, 0.7]),
+        (" So the answer is 7.", -0.05, [-0.2, 0.1]),
+    ]
+    assert rows[1]["category"] == "final_answer_emission" and rows[0]["level"] == 0.95

@@ -304,3 +304,21 @@ def span_record() -> dict:
         successes_after=k1,
     )
     return record
+
+
+def anchor_trace_lines() -> list[dict]:
+    """Two sentences of one traced solution from ``pts anchors``: the first important (counterfactual importance
+    +0.5, interval [0.3, 0.7]), the second not (-0.05, interval [-0.2, 0.1])."""
+    first, second = thought_anchor_lines()[0], thought_anchor_lines()[0]
+    first.update(counterfactual_importance_accuracy=0.5, counterfactual_importance_ci=[0.3, 0.7], ci_level=0.95)
+    second.update(
+        sentence=" So the answer is 7.",
+        sentence_id=1,
+        sentence_category="final_answer_emission",
+        importance_score=0.05,
+        counterfactual_importance_accuracy=-0.05,
+        counterfactual_importance_ci=[-0.2, 0.1],
+        ci_level=0.95,
+        id="second",
+    )
+    return [second, first]
