@@ -471,7 +471,21 @@ def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embe
     assert rows[0]["metadata"]["trl_tokens_match"] is True
 
 
-def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_loaded, tmp_path):
+@pytest.fixture(scope="module")
+def embedded_tokenizer():
+    """The embedded SmolLM2-135M-Instruct's tokenizer alone, read from its GGUF (no model weights are loaded)."""
+    from transformers import AutoTokenizer
+
+    from pts.models import resolve_alias
+
+    path = resolve_alias("smollm2-135m").locate()
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_tokenizer, tmp_path):
     """A span pair (" 12" vs " 13", two tokens each): TokenIdsDPOTrainer, the class the docs show, trains on the
     context ids and both runs as measured, with every token of the run in the completion and nothing appended;
     ``trl_tokens_match`` says whether stock TRL's re-tokenization would give the same ids."""
@@ -481,7 +495,7 @@ def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_loaded, tmp_path):
     from pts.formats.dpo import TRL_IDS_TRAINER
     from pts.records import Continuation
 
-    tok = embedded_loaded.tokenizer
+    tok = embedded_tokenizer
     messages = [{"role": "user", "content": "5 + 7 ="}]
     prompt = list(
         tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
