@@ -113,9 +113,19 @@ def search(world, **kw):
     return PivotalTokenSearcher(eng, SearchSettings(**settings)).search(task())
 
 
-@pytest.mark.parametrize("bound", [True, False])
-def test_search_finds_verifies_and_records_a_planted_span(bound):
-    result = search(SPAN_WORLD, bound=bound)
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(bound=False),
+        dict(confidence=0.9),
+        dict(direct_at_most=2),
+        dict(pool=False),
+        dict(split_at="logprob"),
+    ],
+)
+def test_search_finds_verifies_and_records_a_planted_span(options):
+    result = search(SPAN_WORLD, **options)
     spans = [r for r in result.pivots if r.is_span]
     assert len(spans) == 1
     (r,) = spans
@@ -134,6 +144,12 @@ def test_search_finds_verifies_and_records_a_planted_span(bound):
     assert PivotalToken.from_dict(r.to_dict()) == r
     # No single token is reported there.
     assert not [t for t in result.pivots if not t.is_span and t.position in (1, 2) and t.pivot_token_id in SCRIPT]
+
+
+def test_without_verification_the_span_is_written_with_the_searchs_numbers():
+    (r,) = [r for r in search(SPAN_WORLD, verify=False).pivots if r.is_span]
+    assert (r.span_start, r.span_end, r.verified) == (1, 3, False) and r.span_token_ids == SCRIPT[1:3]
+    assert r.prob_after - r.prob_before >= 0.2 and r.continuations
 
 
 def test_search_without_spans_misses_it_and_costs_less():
