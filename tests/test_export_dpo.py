@@ -469,3 +469,85 @@ def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embe
     assert t["chosen_ids"][: len(response) + 1] == response + [end] and t["chosen_ids"].count(end) == 1
     assert t["rejected_ids"][: len(response) + 2] == response + more + [end] and t["rejected_ids"].count(end) == 1
     assert rows[0]["metadata"]["trl_tokens_match"] is True
+
+
+@pytest.fixture(scope="module")
+def embedded_tokenizer():
+    """The embedded SmolLM2-135M-Instruct's tokenizer alone, read from its GGUF (no model weights are loaded)."""
+    from transformers import AutoTokenizer
+
+    from pts.models import resolve_alias
+
+    path = resolve_alias("smollm2-135m").locate()
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_tokenizer, tmp_path):
+    """A span pair (" 12" vs " 13", two tokens each): TokenIdsDPOTrainer, the class the docs show, trains on the
+    context ids and both runs as measured, with every token of the run in the completion and nothing appended;
+    ``trl_tokens_match`` says whether stock TRL's re-tokenization would give the same ids."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from pts.formats.dpo import TRL_IDS_TRAINER
+    from pts.records import Continuation
+
+    tok = embedded_tokenizer
+    messages = [{"role": "user", "content": "5 + 7 ="}]
+    prompt = list(
+        tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    )
+    ids = prompt + tok("The answer is", add_special_tokens=False)["input_ids"]
+    span, other = (tok(t, add_special_tokens=False)["input_ids"] for t in (" 12", " 13"))
+    assert len(span) == len(other) >= 2 and span != other
+    pivot = fake_line_pivot(ids, len(prompt), 0.4, tok.decode(span))
+    pivot.pivot_context, pivot.pivot_token_id, pivot.span_token_ids = tok.decode(ids), span[0], list(span)
+    pivot.prob_after, pivot.samples_after, pivot.successes_after = 0.9, 10, 9
+    pivot.continuations = [
+        Continuation(list(span), tok.decode(span), 10, 9),
+        Continuation(list(other), tok.decode(other), 6, 1),
+    ]
+    (row,), report = build_pairs([pivot], tok, DPOSettings())
+    assert (row["chosen_ids"], row["rejected_ids"], row["prompt_ids"]) == (span, other, ids)
+    assert (row["chosen"], row["rejected"]) == (" 12", " 13") and row["metadata"]["span_token_ids"] == span
+    eos = tok.eos_token_id
+    stock_ids = [tok(row["prompt"] + row[k] + tok.eos_token)["input_ids"] for k in ("chosen", "rejected")]
+    assert row["metadata"]["trl_tokens_match"] == (stock_ids == [ids + span + [eos], ids + other + [eos]])
+
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+    )
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        report_to="none",
+        use_cpu=True,
+        max_length=None,
+        max_steps=1,
+        save_strategy="no",
+    )
+    from datasets import Dataset
+
+    scope = {"DPOTrainer": DPOTrainer}
+    exec(TRL_IDS_TRAINER, scope)  # noqa: S102
+    trainer = scope["TokenIdsDPOTrainer"](
+        model=LlamaForCausalLM(config),
+        ref_model=LlamaForCausalLM(config),
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list([row]),
+    )
+    assert trainer.train_dataset[0] == {"prompt_ids": ids, "chosen_ids": span, "rejected_ids": other}
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    for j, side in ((0, span), (1, other)):
+        at = batch["completion_mask"][j].nonzero()[:, 0].tolist()
+        assert at == list(range(len(ids), len(ids) + len(side)))  # every token of the run, nothing appended
+        assert batch["input_ids"][j][: len(ids) + len(side)].tolist() == ids + side
+    assert math.isfinite(trainer.train().training_loss)

@@ -128,6 +128,7 @@ def test_the_cards_reconstructed_command_gives_back_every_search_setting(tmp_pat
         "chat_template": False,
         "bound": False,
         "direct_at_most": 3,
+        "max_span": 2,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(SearchSettings)}, "a new search setting: add it here"
     assert all(changed[k] != getattr(defaults, k) for k in changed)

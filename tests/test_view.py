@@ -386,3 +386,33 @@ def test_pts_view_serve_from_the_command_line(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_a_pivotal_span_is_one_mark_over_its_tokens(tmp_path, traced):
+    from view_samples import span_record
+
+    path = write_jsonl(tmp_path / "spans.jsonl", [span_record()])
+    if traced:
+        write_jsonl(tmp_path / "spans.jsonl.trace.jsonl", [trace_line()])
+    data = collect([path]).to_dict()
+    (pivot,) = data["pivots"]
+    assert (pivot["position"], pivot["length"], pivot["token"]) == (2, 2, " is 7")
+    (solution,) = data["solutions"]
+    marked = [(t, i) for t, i in solution["segments"] if i >= 0]
+    assert marked == [(" is 7", 0)]  # one run over both tokens, not two marks
+    assert "".join(t for t, _ in solution["segments"]).endswith("The answer is 7" + ("." if traced else ""))
+    if not traced:  # the record's own numbers: p before the span at 2, after it at 4
+        assert [c["position"] for c in solution["curve"]] == [2, 4]
+
+
+def test_thought_anchor_sentences_are_rows_with_importance_and_interval(tmp_path):
+    from view_samples import anchor_trace_lines
+
+    data = collect([write_jsonl(tmp_path / "anchors.jsonl", anchor_trace_lines())]).to_dict()
+    rows = sorted(data["anchors"], key=lambda r: r["sentence_id"])
+    assert [(r["sentence"], r["importance"], r["ci"]) for r in rows] == [
+        ("3 + 4 = 7.", 0.5, [0.3, 0.7]),
+        (" So the answer is 7.", -0.05, [-0.2, 0.1]),
+    ]
+    assert rows[1]["category"] == "final_answer_emission" and rows[0]["level"] == 0.95

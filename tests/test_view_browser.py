@@ -273,6 +273,41 @@ def test_without_sampling_probabilities_no_bound_is_drawn(opened, tmp_path):
     assert titles and not any("sampling probability" in t for t in titles)
 
 
+def test_a_pivotal_span_is_one_mark_in_the_text_and_one_band_on_the_curve(opened, tmp_path):
+    from view_samples import span_record
+
+    records = write_jsonl(tmp_path / "s.jsonl", [span_record()])
+    write_jsonl(tmp_path / "s.jsonl.trace.jsonl", [trace_line()])
+    out = tmp_path / "spans.html"
+    build_report([records], out)
+    page = opened(out, "#view=trajectories").page
+    marks = page.locator(".solution .pivot")
+    assert marks.count() == 1 and marks.first.inner_text().endswith(" is 7")
+    assert "span" in marks.first.get_attribute("class") and "pivotal span of 2 tokens" in marks.first.get_attribute(
+        "title"
+    )
+    band = page.locator("svg.curve rect.pivot-span")
+    assert band.count() == 1 and band.first.get_attribute("data-length") == "2"
+    assert page.locator("svg.curve line.pivot-line").count() == 0
+
+
+def test_thought_anchor_sentences_are_shaded_by_importance_with_their_intervals(opened, tmp_path):
+    from view_samples import anchor_trace_lines
+
+    records = write_jsonl(tmp_path / "anchors.jsonl", anchor_trace_lines())
+    out = tmp_path / "anchors.html"
+    build_report([records], out)
+    page = opened(out, "#view=anchors").page
+    sentences = page.locator(".anchors-card .anchor-sentence")
+    assert sentences.count() == 2
+    assert [sentences.nth(i).inner_text() for i in range(2)] == ["3 + 4 = 7.", " So the answer is 7."]
+    first, second = (sentences.nth(i).get_attribute("title") for i in range(2))
+    assert "importance +0.50 [0.30, 0.70] at 0.95" in first and "active_computation" in first
+    assert "importance −0.05 [−0.20, 0.10]" in second or "importance −0.05 [-0.20, 0.10]" in second
+    alpha = [float(sentences.nth(i).get_attribute("style").split(",")[-1].strip(" );")) for i in range(2)]
+    assert alpha[0] > alpha[1]  # the important sentence is shaded deeper
+
+
 def test_a_critical_tokens_report_has_its_own_overview_legend_and_tokens(opened, tmp_path):
     files = write_planted(tmp_path)
     out = tmp_path / "critical.html"

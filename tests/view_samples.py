@@ -285,3 +285,40 @@ def write_planted(directory: Path) -> dict[str, Path]:
         "trace": write_jsonl(directory / "trace.jsonl", [trace_line()]),
         "thought_anchors": write_jsonl(directory / "anchors.jsonl", thought_anchor_lines()),
     }
+
+
+def span_record() -> dict:
+    """A pivotal span of the planted solution: " is" and " 7" (positions 2 and 3) together, 0.2 -> 0.9."""
+    record = pivot_record(2, sampling_prob=SAMPLING_PROBS[2] * SAMPLING_PROBS[3])
+    k1, n1 = ESTIMATES[4]
+    record.update(
+        pivot_token=" is 7",
+        span_start=2,
+        span_end=4,
+        span_token_ids=[102, 103],
+        continuations=[{"token_ids": [102, 103], "text": " is 7", "count": 6, "successes": 5}],
+        prob_after=k1 / n1,
+        prob_delta=k1 / n1 - record["prob_before"],
+        is_positive=True,
+        samples_after=n1,
+        successes_after=k1,
+    )
+    return record
+
+
+def anchor_trace_lines() -> list[dict]:
+    """Two sentences of one traced solution from ``pts anchors``: the first important (counterfactual importance
+    +0.5, interval [0.3, 0.7]), the second not (-0.05, interval [-0.2, 0.1])."""
+    first, second = thought_anchor_lines()[0], thought_anchor_lines()[0]
+    first.update(counterfactual_importance_accuracy=0.5, counterfactual_importance_ci=[0.3, 0.7], ci_level=0.95)
+    second.update(
+        sentence=" So the answer is 7.",
+        sentence_id=1,
+        sentence_category="final_answer_emission",
+        importance_score=0.05,
+        counterfactual_importance_accuracy=-0.05,
+        counterfactual_importance_ci=[-0.2, 0.1],
+        ci_level=0.95,
+        id="second",
+    )
+    return [second, first]

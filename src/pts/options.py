@@ -51,6 +51,9 @@ def finite_float(text: str) -> float:
 
 # --- declaring options -------------------------------------------------------------------------------------------
 
+# The longest pivotal span a search may look for: every run of up to this many tokens around a seam is estimated.
+MAX_SPAN = 8
+
 _CHECKS: dict[str, Callable[[str, Any], str | None]] = {
     "count": lambda f, v: f"{f} must be at least 1, got {v}" if v < 1 else None,
     "nonneg": lambda f, v: f"{f} must be >= 0, got {v}" if v < 0 else None,
@@ -58,6 +61,7 @@ _CHECKS: dict[str, Callable[[str, Any], str | None]] = {
     "unit": lambda f, v: f"{f} must be between 0 and 1, got {v}" if not 0.0 <= v <= 1.0 else None,
     "open_unit": lambda f, v: f"{f} must be between 0 and 1 (exclusive), got {v}" if not 0.0 < v < 1.0 else None,
     "half_open_unit": lambda f, v: f"{f} must be in (0, 1], got {v}" if not 0.0 < v <= 1.0 else None,
+    "span_length": lambda f, v: f"{f} must be between 1 and {MAX_SPAN}, got {v}" if not 1 <= v <= MAX_SPAN else None,
 }
 """Range checks by name: each returns the error message for a bad value, else None."""
 

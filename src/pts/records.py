@@ -49,6 +49,17 @@ class FirstToken:
     successes: int
 
 
+@dataclass
+class Continuation:
+    """How often the rollouts from a context began with the tokens ``token_ids``, and how many of those
+    succeeded: a measured alternative to a pivotal span of the same length."""
+
+    token_ids: list[int]
+    text: str
+    count: int
+    successes: int
+
+
 @dataclass(kw_only=True)
 class Record:
     """What the record kinds share: ``kind`` and ``schema_version`` say what a line is, ``timestamp`` when it
@@ -133,15 +144,28 @@ class PivotalToken(Record):
     solution_index: int = 0
     search: dict[str, Any] = field(default_factory=dict)
     sampling_prob: float | None = None
+    span_start: int | None = None
+    span_end: int | None = None
+    span_token_ids: list[int] | None = None
+    continuations: list[Continuation] | None = None
     kind: str = "pivotal_token"
 
+    @property
+    def is_span(self) -> bool:
+        """True for a pivotal span (several tokens), False for a single pivotal token."""
+        return self.span_token_ids is not None
+
     def identity(self) -> tuple[Any, ...]:
+        if self.span_token_ids is not None:
+            return self.pivot_context_ids, self.span_token_ids
         return self.pivot_context_ids, self.pivot_token_id
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PivotalToken:
         data = dict(data)
         data["first_tokens"] = [FirstToken(**t) for t in data.get("first_tokens", [])]
+        if data.get("continuations") is not None:
+            data["continuations"] = [Continuation(**c) for c in data["continuations"]]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 

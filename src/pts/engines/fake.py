@@ -175,6 +175,11 @@ class BranchingFakeEngine:
     one where 1 - pi = 2/3, which no model's text is like).
     A request's ``exclude_first`` draws the first token from that distribution
     without the excluded token (the deviation when the script token is excluded).
+
+    With ``exact=True`` the n rollouts of a request are stratified instead of drawn: at each step exactly
+    ``round(follow * count)`` of those still on script follow it, the others deviate (and write ``x`` filler),
+    and of each group exactly ``round(p * count)`` pass. Every count an estimate sees is then known in
+    advance, up to that rounding, and a test of the search does not depend on sampling luck.
     """
 
     model_id = "fake-branching"
@@ -190,7 +195,9 @@ class BranchingFakeEngine:
         follow: float | Sequence[float] = 0.9,
         seed: int = 0,
         filler_like_script: bool = False,
+        exact: bool = False,
     ) -> None:
+        self.exact = exact
         if len(p_script) != len(script) + 1:
             raise ValueError("p_script needs one value per prefix length 0..len(script)")
         follow = [follow] * len(script) if isinstance(follow, (int, float)) else list(follow)
@@ -234,7 +241,43 @@ class BranchingFakeEngine:
         salt = () if request.exclude_first is None else (request.exclude_first,)
         rng = random.Random(stable_id(self.seed, response, request.seed, *salt))
         self.rollouts += request.n
+        if self.exact:
+            return self._stratified(response, request.n, rng, request.max_new_tokens, request.exclude_first)
         return [self._rollout(response, rng, request.max_new_tokens, request.exclude_first) for _ in range(request.n)]
+
+    def _stratified(
+        self, response: tuple[int, ...], n: int, rng: random.Random, budget: int, exclude: int | None
+    ) -> list[Rollout]:
+        """The ``n`` rollouts of one request with ``exact``: see the class docstring."""
+        off, length = token(self.DEVIATE), len(self.script)
+        bodies: list[tuple[list[int], bool | None]] = []
+        if PASS in response or FAIL in response:
+            bodies = [([EOS], None)] * n
+        elif off in response:
+            fill = [token("x")] * (length - len(response))
+            bodies = [(fill, ok) for ok in _stratify(self.deviate_p[response.index(off)], n)]
+        else:
+            count, written = n, []
+            for j in range(len(response), length):
+                stay = round(self.follow[j] * count)
+                if exclude is not None and j == len(response):
+                    stay = 0 if exclude == self.script[j] else count
+                fill = [off] + [token("x")] * (length - j - 1)
+                bodies += [(written + fill, ok) for ok in _stratify(self.deviate_p[j], count - stay)]
+                count, written = stay, written + [self.script[j]]
+            bodies += [(written, ok) for ok in _stratify(self.p_script[-1], count)]
+        rng.shuffle(bodies)
+        out = []
+        for body, ok in bodies:
+            ids = (body + ([] if ok is None else [PASS if ok else FAIL, EOS]))[:budget]
+            pis, context = [], response
+            for t in ids:
+                pis.append(self._distribution(context).get(t, 1.0))
+                context += (t,)
+            reason = "eos" if ids and ids[-1] == EOS else "length"
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            out.append(Rollout(ids, text, [-1.0] * len(ids), reason, [math.log(q) if q > 0 else -1e9 for q in pis]))
+        return out
 
     def next_token_distribution(
         self, prefixes: Sequence[Sequence[int]], params: SamplingParams | None = None
@@ -283,6 +326,12 @@ class BranchingFakeEngine:
         reason = "eos" if ids and ids[-1] == EOS else "length"
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return Rollout(ids, text, [-1.0] * len(ids), reason, [math.log(q) for q in pis])
+
+
+def _stratify(p: float, n: int) -> list[bool]:
+    """Exactly ``round(p * n)`` of ``n`` verdicts pass."""
+    passes = round(p * n)
+    return [i < passes for i in range(n)]
 
 
 def _draw(rng: random.Random, dist: dict[int, float]) -> int:

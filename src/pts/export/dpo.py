@@ -20,6 +20,14 @@ Counterparts come from measurements only, never from likelihood alone:
 Among qualifying alternatives the one the model takes most often wins
 (most rollouts, or highest next-token probability), then the larger margin.
 
+A pivotal span (several tokens, ``span_token_ids``) gives a span pair: the
+prompt is the context before the span, one side is the span and the other a
+continuation of the same length that rollouts from that context took, with
+its successes (the record's ``continuations``, the span's counterpart of
+``first_tokens``), chosen by the same rule. ``chosen_ids``/``rejected_ids``
+then hold all of each side's tokens. A span without such a continuation gives
+no pair (``--find-rejected-tokens`` measures single next tokens, not runs).
+
 ``metadata.counterpart_verified`` is true only when the gap is established:
 the interval of ``prob_chosen - prob_rejected`` at ``gap_confidence``
 (Newcombe's hybrid score interval from the two Wilson intervals, as the
@@ -97,17 +105,26 @@ class DPOSettings:
 
 @dataclass
 class Measured:
-    """A next token at the pivot's context and p(success) after it: ``successes`` of ``samples`` rollouts."""
+    """A next token at the pivot's context and p(success) after it: ``successes`` of ``samples`` rollouts.
+
+    For a span pair, ``token_ids`` are all the side's tokens (``token_id`` is the first, ``token`` the text).
+    """
 
     token_id: int
     token: str
     successes: int
     samples: int
     likelihood: float = 0.0  # rollouts that took it, or its next-token probability: how often the model picks it
+    token_ids: tuple[int, ...] = ()
 
     @property
     def p(self) -> float:
         return self.successes / self.samples
+
+    @property
+    def ids(self) -> list[int]:
+        """The side's token ids: the span's, or the one token."""
+        return list(self.token_ids) or [self.token_id]
 
 
 @dataclass
@@ -162,7 +179,15 @@ class DPOReport:
 
 
 def first_token_alternatives(pivot: PivotRecord, min_samples: int) -> list[Measured]:
-    """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples."""
+    """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples;
+    for a span, among the continuations of its length."""
+    if pivot.is_span:
+        span = list(pivot.span_token_ids or [])
+        return [
+            Measured(c.token_ids[0], c.text, c.successes, c.count, likelihood=c.count, token_ids=tuple(c.token_ids))
+            for c in pivot.continuations
+            if list(c.token_ids) != span and len(c.token_ids) == len(span) and c.count >= min_samples
+        ]
     return [
         Measured(t.token_id, t.token, t.successes, t.count, likelihood=t.count)
         for t in pivot.first_tokens
@@ -301,7 +326,9 @@ def build_pairs(
             continue
         samples = pivot.samples_after or 0  # unknown (0) in the original tool's records
         successes = pivot.successes_after if pivot.successes_after is not None else round(pivot.prob_after * samples)
-        chosen_side = Measured(pivot.pivot_token_id, pivot.pivot_token, successes, samples)
+        chosen_side = Measured(
+            pivot.pivot_token_id, pivot.pivot_token, successes, samples, token_ids=tuple(pivot.span_token_ids or ())
+        )
         other = pick_counterpart(
             pivot.is_positive,
             pivot.prob_after,
@@ -310,7 +337,7 @@ def build_pairs(
         )
         if other is not None:
             _add(found, i, pivot, chosen_side, pivot.prob_after, other, "first_tokens", tokenizer, s, report)
-        elif not s.find_rejected_tokens:
+        elif not s.find_rejected_tokens or pivot.is_span:
             report.no_counterpart += 1
         elif (task := (tasks or {}).get(pivot.id)) is None:
             report.no_task += 1
@@ -459,18 +486,19 @@ def _row(
         "pivot_token_id": pivot.pivot_token_id,
         "chosen_token_id": chosen.token_id,
         "rejected_token_id": rejected.token_id,
+        "span_token_ids": None if pivot.span_token_ids is None else list(pivot.span_token_ids),
         "prompt_token_ids": ids,
         "retokenized": pivot.retokenized,
         "trl_tokens_match": False,
     }
     if not chat:
         row = {"prompt": pivot.pivot_context, "chosen": chosen.token, "rejected": rejected.token}
-        metadata["trl_tokens_match"] = _plain_match(tok, row, ids, chosen.token_id, rejected.token_id)
+        metadata["trl_tokens_match"] = _plain_match(tok, row, ids, chosen.ids, rejected.ids)
         return {
             **row,
             "prompt_ids": ids,
-            "chosen_ids": [chosen.token_id],
-            "rejected_ids": [rejected.token_id],
+            "chosen_ids": chosen.ids,
+            "rejected_ids": rejected.ids,
             "metadata": metadata,
         }
     if pivot.prompt_length is None:
@@ -485,7 +513,7 @@ def _row(
     for key, side in (("chosen", chosen), ("rejected", rejected)):
         # The template closes every assistant message with its end-of-turn token: a side that is that token is
         # the response alone, or the token would be written twice.
-        ends_turn = closing is not None and closing[:1] == [side.token_id]
+        ends_turn = closing is not None and side.ids == closing[:1]
         content[key] = response if ends_turn else response + side.token
     row = {
         "prompt": messages,
@@ -493,7 +521,7 @@ def _row(
         "rejected": [{"role": "assistant", "content": content["rejected"]}],
     }
     metadata["trl_tokens_match"] = closing is not None and _chat_match(
-        tok, row, ids, prompt_ids, chosen.token_id, rejected.token_id, closing
+        tok, row, ids, prompt_ids, chosen.ids, rejected.ids, closing
     )
     return {**row, "metadata": metadata}
 
@@ -514,16 +542,17 @@ def _ids(tok: Any, text: str) -> list[int]:
     return list(tok(text)["input_ids"])  # as TRL calls it: the tokenizer's default special tokens
 
 
-def _plain_match(tok: Any, row: dict[str, str], ids: list[int], chosen_id: int, rejected_id: int) -> bool:
-    """Does TRL's tokenization of the plain row give the measured ids (prompt, one token, then EOS)?"""
+def _plain_match(tok: Any, row: dict[str, str], ids: list[int], chosen: list[int], rejected: list[int]) -> bool:
+    """Does TRL's tokenization of the plain row give the measured ids (prompt, the side's token or span, then
+    EOS)?"""
     eos = getattr(tok, "eos_token", None)
     if eos is None:  # no tokenizer (or one without EOS) to check with
         return False
     if _ids(tok, row["prompt"]) != ids:
         return False
-    for text, token_id in ((row["chosen"], chosen_id), (row["rejected"], rejected_id)):
+    for text, side in ((row["chosen"], chosen), (row["rejected"], rejected)):
         full = row["prompt"] + text + ("" if text.endswith(eos) else eos)
-        expected = ids + [token_id] + ([] if text.endswith(eos) else [tok.eos_token_id])
+        expected = ids + side + ([] if text.endswith(eos) else [tok.eos_token_id])
         if _ids(tok, full) != expected:
             return False
     return True
@@ -534,16 +563,17 @@ def _chat_match(
     row: dict[str, Any],
     ids: list[int],
     prompt_ids: list[int],
-    chosen_id: int,
-    rejected_id: int,
+    chosen: list[int],
+    rejected: list[int],
     closing: list[int],
 ) -> bool:
-    """Does TRL's chat tokenization give exactly the measured prompt, response and single token, then the
-    template's closing (the end-of-turn token once: a side that is that token is not followed by a second)?"""
+    """Does TRL's chat tokenization give exactly the measured prompt, response and the side's token (or span),
+    then the template's closing (the end-of-turn token once: a side that is that token is not followed by a
+    second)?"""
     if _render(tok, row["prompt"], add_generation_prompt=True) != prompt_ids:
         return False
-    for key, token_id in (("chosen", chosen_id), ("rejected", rejected_id)):
-        expected = ids + closing if closing[:1] == [token_id] else ids + [token_id] + closing
+    for key, side in (("chosen", chosen), ("rejected", rejected)):
+        expected = ids + closing if side == closing[:1] else ids + side + closing
         if _render(tok, row["prompt"] + row[key]) != expected:
             return False
     return True

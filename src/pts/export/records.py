@@ -22,7 +22,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal
-from pts.records import FirstToken, PivotalToken, stable_id
+from pts.records import Continuation, FirstToken, PivotalToken, stable_id
 from pts.store import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class PivotRecord:
     first tokens that rollouts from the context took, with success counts
     (empty for the original tool's records). ``source`` is ``"pts"`` or
     ``"original"``; ``line`` the 1-based line in the input file.
+
+    A pivotal span (:attr:`pts.records.PivotalToken.span_token_ids`) has its token ids in ``span_token_ids``
+    (None for a single token; ``pivot_token_id`` is then its first token) and its measured alternatives of
+    the same length in ``continuations``.
     """
 
     query: str
@@ -70,6 +74,13 @@ class PivotRecord:
     first_tokens: list[FirstToken] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
     retokenized: bool = False
+    span_token_ids: list[int] | None = None
+    continuations: list[Continuation] = field(default_factory=list)
+
+    @property
+    def is_span(self) -> bool:
+        """True for a pivotal span (several tokens), False for a single pivotal token."""
+        return self.span_token_ids is not None
 
     def original_fields(self) -> dict[str, Any]:
         """The fields every record of the original tool has, in its order."""
@@ -168,6 +179,8 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
             successes_after=record.successes_after,
             first_tokens=list(record.first_tokens),
             search=dict(record.search),
+            span_token_ids=None if record.span_token_ids is None else list(record.span_token_ids),
+            continuations=list(record.continuations or []),
         )
     record_id = str(
         row.get("id")
@@ -229,8 +242,14 @@ def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
         p.context_ids, p.retokenized = ids, True
         p.prompt_length = prompt_length_of(tokenizer, ids, p.query)
         p.first_tokens = []  # their ids belong to the other tokenizer
+        p.continuations = []
         redone += 1
-        if p.pivot_token_id < 0 or _decode(tokenizer, [p.pivot_token_id]) != p.pivot_token:
+        if p.is_span:
+            both = list(tokenizer(p.pivot_context + p.pivot_token, add_special_tokens=False)["input_ids"])
+            tail = both[len(ids) :] if both[: len(ids)] == ids else []
+            p.span_token_ids = tail if len(tail) > 1 else None
+            p.pivot_token_id = tail[0] if tail else -1
+        elif p.pivot_token_id < 0 or _decode(tokenizer, [p.pivot_token_id]) != p.pivot_token:
             both = list(tokenizer(p.pivot_context + p.pivot_token, add_special_tokens=False)["input_ids"])
             tail = both[len(ids) :] if both[: len(ids)] == ids else []
             p.pivot_token_id = tail[0] if len(tail) == 1 else -1

@@ -21,11 +21,11 @@ from pts.formats.base import PHI4_LINK, PTS_LINK, ExportRequest, FileSummary, Fo
 # What each field of a DPO pair means (the plain form; CHAT_FIELDS replaces some for --chat).
 FIELDS = {
     "prompt": "Exact decoded context: the prompt (chat template applied) and the response up to the decision.",
-    "chosen": "The continuation that measured better: a single token.",
-    "rejected": "The continuation that measured worse: a single token.",
+    "chosen": "The continuation that measured better: a single token (a run of tokens, for a pivotal span).",
+    "rejected": "The continuation that measured worse: a single token (a run of the same length, for a span).",
     "prompt_ids": "Token ids of `prompt`, exactly as the model saw them (TRL's column name).",
-    "chosen_ids": "The chosen token's id, alone: no end-of-sequence token after it.",
-    "rejected_ids": "The rejected token's id, alone: no end-of-sequence token after it.",
+    "chosen_ids": "The chosen token's id (a span's ids), alone: no end-of-sequence token after it.",
+    "rejected_ids": "The rejected token's id (a span's ids), alone: no end-of-sequence token after it.",
     "metadata": "Where the pair came from and what was measured.",
     "metadata.original_query": "The task's question, before the chat template.",
     "metadata.prob_chosen": "Estimated p(success) after the chosen token.",
@@ -48,8 +48,10 @@ FIELDS = {
     "next tokens, each sampled again and judged by the oracle).",
     "metadata.pivot_id": "`id` of the pivotal-token record the pair was built from.",
     "metadata.pivot_token_id": "Token id of the pivotal token.",
-    "metadata.chosen_token_id": "Token id of `chosen`.",
-    "metadata.rejected_token_id": "Token id of `rejected`.",
+    "metadata.chosen_token_id": "Token id of `chosen` (its first, for a span pair).",
+    "metadata.rejected_token_id": "Token id of `rejected` (its first, for a span pair).",
+    "metadata.span_token_ids": "For a pair from a pivotal span: the span's token ids (chosen or rejected, by its "
+    "sign; the other side is a run of the same length that rollouts from the context took); null for a token pair.",
     "metadata.prompt_token_ids": "Token ids of the context, exactly as the model saw them (for trainers that "
     "take pre-tokenized pairs).",
     "metadata.retokenized": "True when the token ids were not recorded (a file of the original tool) and come "

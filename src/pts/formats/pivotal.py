@@ -71,6 +71,17 @@ FIELDS = {
     "pivot measured by strata, `prob_before` is `sampling_prob * prob_after + (1 - sampling_prob) * p_alt` and "
     "`samples_before`/`successes_before` count the rollouts from `pivot_context` whose first token was another "
     "(p_alt is their share of successes, `ci_before` its interval). Null when the engine did not report it.",
+    "span_start": "For a pivotal span (a run of tokens that moved p(success) by the threshold while no single token "
+    "in it did): index of its first token within the response; null for a single pivotal token.",
+    "span_end": "For a pivotal span: index just past its last token (end exclusive); null for a single token.",
+    "span_token_ids": "For a pivotal span: its exact token ids (`pivot_token_id` is the first, `pivot_token` the whole "
+    "span decoded, `prob_after` p(success) after all of it); null for a single token.",
+    "continuations": "For a pivotal span: the runs of tokens of its length that rollouts from `pivot_context` took, "
+    "with how often and how many succeeded (measured alternatives to the span); null for a single token.",
+    "continuations.token_ids": "Token ids of the run.",
+    "continuations.text": "The run, decoded.",
+    "continuations.count": "Rollouts from `pivot_context` that began with this run.",
+    "continuations.successes": "How many of them were judged correct.",
     "answer": "Reference answer the oracle judged against.",
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",

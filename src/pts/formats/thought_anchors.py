@@ -17,10 +17,11 @@ writes them as Thought Anchors' viewer folders.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pts.formats import rows
 from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written
 from pts.records import Record
 
@@ -215,6 +216,26 @@ class ThoughtAnchors(Format):
     noun = "sentences"
     shows_search = True
     default_output = "thought_anchors_export.jsonl"
+    view_list = "anchors"
+
+    def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
+        """The page's row for one sentence: its text and importance with its interval (counterfactual importance
+        when measured, else the record's ``importance_score``), and its resampling importance."""
+        counterfactual = rows.number(record.get("counterfactual_importance_accuracy"))
+        return {
+            "q": query(record.get("query", "")),
+            "task": str(record.get("task_type") or ""),
+            "item": str(record.get("dataset_item_id", "")),
+            "sol": rows.int_or_none(record.get("solution_index")) or 0,
+            "sentence_id": rows.int_or_none(record.get("sentence_id")) or 0,
+            "sentence": rows.text(record.get("sentence", ""), where, "sentence"),
+            "category": str(record.get("sentence_category") or ""),
+            "importance": counterfactual if counterfactual is not None else rows.number(record.get("importance_score")),
+            "ci": rows.interval(record.get("counterfactual_importance_ci" if counterfactual is not None else "")),
+            "resampling": rows.number(record.get("resampling_importance_accuracy")),
+            "resampling_ci": rows.interval(record.get("resampling_importance_ci")),
+            "level": rows.number(record.get("ci_level")),
+        }
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         return (isinstance(row, Mapping) and row.get("kind") == "thought_anchor") or not self.missing(row)

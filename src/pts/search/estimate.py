@@ -39,6 +39,7 @@ class Estimate:
     first_tokens: dict[int, list[int]] = field(default_factory=dict)
     pooled: int = 0
     exact: float | None = None
+    continuations: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
 
     @property
     def p(self) -> float:
@@ -56,7 +57,9 @@ class SuccessEstimator:
     judging only (e.g. ``"<think>"`` when the prompt opened a think block).
     With a ``seed``, each request gets a seed derived from it, the prefix and the
     samples already drawn there: a rerun draws the same samples, whatever order
-    or batching the estimates are asked in.
+    or batching the estimates are asked in. With ``continuation_length`` > 0,
+    estimates also count the first that many tokens of their rollouts
+    (``Estimate.continuations``).
 
     Estimators that sample on their own terms (pooled, staged) build on
     :meth:`terminal` and :meth:`shortfall` (what a prefix still needs),
@@ -77,8 +80,10 @@ class SuccessEstimator:
         judge_prefix: str = "",
         early_stop: bool = True,
         on_rollout: Callable[[str, Rollout, bool], None] | None = None,
+        continuation_length: int = 0,
     ) -> None:
         self.engine = engine
+        self.continuation_length = continuation_length
         self.task = task
         self.prompt_ids = tuple(prompt_ids)
         self.params = params
@@ -191,6 +196,10 @@ class SuccessEstimator:
             est.successes += ok
             if rollout.token_ids:
                 counts = est.first_tokens.setdefault(rollout.token_ids[0], [0, 0])
+                counts[0] += 1
+                counts[1] += ok
+            if self.continuation_length:
+                counts = est.continuations.setdefault(tuple(rollout.token_ids[: self.continuation_length]), [0, 0])
                 counts[0] += 1
                 counts[1] += ok
         return verdicts

@@ -51,12 +51,18 @@ class _Node:
     successes: int = 0
     fresh: int = 0
     first_tokens: dict[int, list[int]] = field(default_factory=dict)
+    continuations: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
 
 
 class PrefixEvidence:
-    """Success counts of rollouts at every prefix of ``solutions`` they passed through."""
+    """Success counts of rollouts at every prefix of ``solutions`` they passed through.
 
-    def __init__(self, solutions: Sequence[Sequence[int]]) -> None:
+    With ``continuation_length`` > 0, each prefix also counts the next that many tokens its rollouts wrote
+    (``Estimate.continuations``).
+    """
+
+    def __init__(self, solutions: Sequence[Sequence[int]], continuation_length: int = 0) -> None:
+        self.continuation_length = continuation_length
         self.root = _Node()
         for solution in solutions:
             node = self.root
@@ -76,9 +82,14 @@ class PrefixEvidence:
         """
         node = self._node(start)
         node.fresh += fresh
-        for t in list(token_ids) + [None]:
+        token_ids = list(token_ids)
+        for j, t in enumerate(token_ids + [None]):
             node.samples += 1
             node.successes += ok
+            if self.continuation_length:
+                counts = node.continuations.setdefault(tuple(token_ids[j : j + self.continuation_length]), [0, 0])
+                counts[0] += 1
+                counts[1] += ok
             if t is None:
                 return
             counts = node.first_tokens.setdefault(t, [0, 0])
@@ -97,6 +108,7 @@ class PrefixEvidence:
         node = self._node(prefix)
         samples, successes = node.samples, node.successes
         first = {t: list(c) for t, c in node.first_tokens.items()}
+        continuations = {t: list(c) for t, c in node.continuations.items()}
         fresh = node.fresh
         if exclude is not None and exclude.passes(prefix):
             samples -= 1
@@ -107,7 +119,13 @@ class PrefixEvidence:
                 counts[0] -= 1
                 counts[1] -= exclude.ok
                 first = {t: c for t, c in first.items() if c[0]}
-        return Estimate(successes, samples, first_tokens=first, pooled=samples - fresh)
+            if self.continuation_length:
+                tail = exclude.token_ids[len(prefix) : len(prefix) + self.continuation_length]
+                counts = continuations[tail]
+                counts[0] -= 1
+                counts[1] -= exclude.ok
+                continuations = {t: c for t, c in continuations.items() if c[0]}
+        return Estimate(successes, samples, first_tokens=first, pooled=samples - fresh, continuations=continuations)
 
 
 class PooledEstimator(SuccessEstimator):
@@ -127,7 +145,7 @@ class PooledEstimator(SuccessEstimator):
         self, *args, solutions: Sequence[Sequence[int]], salt: str, exact_steps: bool = False, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.evidence = PrefixEvidence(solutions)
+        self.evidence = PrefixEvidence(solutions, self.continuation_length)
         self.salt = salt
         # Whether a prefix ends the response never changes: decode and ask the oracle once per prefix.
         self._ends: dict[Prefix, Estimate | None] = {}

@@ -57,12 +57,18 @@ def cumulative_surprisal(logprobs: Sequence[float]) -> list[float]:
 
 @dataclass
 class Pivot:
-    """Token ``solution[position]`` moved p from ``before.p`` to ``after.p``."""
+    """Token ``solution[position]`` moved p from ``before.p`` to ``after.p``.
+
+    A pivotal span has ``length`` > 1: the tokens ``solution[position:position + length]`` together moved p
+    (``before`` at ``position``, ``after`` at ``position + length``) while none of them alone did; ``token_id``
+    is its first token.
+    """
 
     position: int
     token_id: int
     before: Estimate
     after: Estimate
+    length: int = 1
 
     @property
     def delta(self) -> float:
@@ -199,6 +205,44 @@ def possible_positions(
     return [1 - math.exp(lp) >= threshold - margin - _EPS for lp in sampling_logprobs]
 
 
+def span_bound(
+    sampling_logprobs: Sequence[float] | None, threshold: float, margin: float = 0.0
+) -> Callable[[int, int], bool] | None:
+    """Which runs of tokens ``[start, end)`` of a solution can hold a pivotal span: ``1 - pi(span) >= threshold -
+    margin``, pi(span) the product of its tokens' sampling probabilities.
+
+    The bound of :func:`possible_positions` holds for a run of tokens as for one, by the same argument with the
+    run as one step: |p(C + span) - p(C)| <= 1 - pi(span | C). None (no bound) when the probabilities are unknown.
+    """
+    if sampling_logprobs is None:
+        return None
+    cumulative = [0.0]
+    for lp in sampling_logprobs:
+        cumulative.append(cumulative[-1] + lp)
+    return lambda start, end: 1 - math.exp(cumulative[end] - cumulative[start]) >= threshold - margin - _EPS
+
+
+def seam_windows(
+    region: Segment,
+    decided: Sequence[Segment],
+    max_span: int,
+    can_hold: Callable[[int, int], bool] | None,
+) -> list[Segment]:
+    """The runs of 2..``max_span`` tokens in ``region`` that can hold a change the ``decided`` segments in it
+    (each found not to move p) do not show: every run not inside one of them (it crosses a boundary between
+    them, or lies in a stretch the bound left out of them) that the span bound ``can_hold`` (None: every run)
+    allows."""
+    s, e = region
+    out = []
+    for a in range(s, e - 1):
+        for b in range(a + 2, min(e, a + max_span) + 1):
+            if any(cs <= a and b <= ce for cs, ce in decided):
+                continue
+            if can_hold is None or can_hold(a, b):
+                out.append((a, b))
+    return out
+
+
 def find_pivots_many(
     solutions: Sequence[Sequence[int]],
     decide: PointDecider,
@@ -207,6 +251,8 @@ def find_pivots_many(
     logprobs: Sequence[Sequence[float] | None] | None = None,
     possible: Sequence[Sequence[bool] | None] | None = None,
     direct_at_most: int = 0,
+    max_span: int = 1,
+    spans_possible: Sequence[Callable[[int, int], bool] | None] | None = None,
 ) -> list[list[Pivot]]:
     """The pivotal tokens of several solutions, searched level by level together.
 
@@ -222,6 +268,16 @@ def find_pivots_many(
     (which also finds pivots of opposite sign that cancel inside the segment);
     a larger one is cut down to the span of its possible positions, decided,
     and, when it moves p, split between the middle two of them.
+
+    Pivotal spans (``max_span`` >= 2): the subdivision ends with segments that do not move p, but a run of
+    tokens across the boundary between two of them (or in the stretch the bound left out between them) can:
+    each half of it moves p too little for its segment to move. So every two consecutive final segments of a
+    solution with no pivot between them are decided as one segment, from the estimates at their outer ends
+    (a *seam*). Where a seam moves p, every run of 2..``max_span`` tokens in it that could hold the change
+    (:func:`seam_windows`; ``spans_possible[k]`` from :func:`span_bound`) is decided, with each single token
+    inside those runs, in one more call. A single token that moves p is a pivot as usual; otherwise the
+    shortest runs that move p (then the larger change, then the earlier), not overlapping each other, are
+    pivotal spans (:class:`Pivot` with ``length`` > 1).
     """
     logprobs = logprobs or [None] * len(solutions)
     possible = possible or [None] * len(solutions)
@@ -261,7 +317,67 @@ def find_pivots_many(
         (k, s), (_, e) = start, end
         if e - s == 1 and verdicts[(start, end)]:
             out[k].append(Pivot(s, solutions[k][s], decide.known[start], decide.known[end]))
+    if max_span >= 2:
+        ends = sorted(set(final))
+        spans_possible = spans_possible or [None] * len(solutions)
+        for k, pivot in _seam_pivots(ends, verdicts, decide, possible, spans_possible, max_span, solutions):
+            out[k].append(pivot)
+        for pivots in out:
+            pivots.sort(key=lambda p: (p.position, p.length))
     return out
+
+
+def _seam_pivots(
+    final: list[tuple[tuple[int, int], tuple[int, int]]],
+    verdicts: dict[tuple[tuple[int, int], tuple[int, int]], bool],
+    decide: PointDecider,
+    possible: Sequence[Sequence[bool] | None],
+    spans_possible: Sequence[Callable[[int, int], bool] | None],
+    max_span: int,
+    solutions: Sequence[Sequence[int]],
+) -> list[tuple[int, Pivot]]:
+    """The pivots (``(solution index, pivot)``) found at the seams between the ``final`` segments of the
+    subdivision (in order, with their ``verdicts``): see :func:`find_pivots_many`. Two more calls to ``decide``:
+    the seams, then the runs and single tokens of those that move."""
+    seams = []
+    for (start, end), (nxt_start, nxt_end) in zip(final, final[1:]):
+        (k, s), (_, e) = start, end
+        (k2, s2), (_, e2) = nxt_start, nxt_end
+        if k2 == k and not verdicts[(start, end)] and not verdicts[(nxt_start, nxt_end)]:
+            seams.append((k, (s, e), (s2, e2)))
+    if not seams:
+        return []
+    moving = decide([((k, a[0]), (k, b[1])) for k, a, b in seams])
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for (k, a, b), moved in zip(seams, moving):
+        if moved:
+            runs.setdefault(k, []).extend(seam_windows((a[0], b[1]), [a, b], max_span, spans_possible[k]))
+    runs = {k: list(dict.fromkeys(ws)) for k, ws in runs.items()}
+    asked = [((k, a), (k, b)) for k, ws in runs.items() for a, b in ws]
+    asked += [
+        ((k, i), (k, i + 1))
+        for k, ws in runs.items()
+        for a, b in ws
+        for i in range(a, b)
+        if possible[k] is None or possible[k][i]
+    ]
+    asked = list(dict.fromkeys(asked))
+    if not asked:
+        return []
+    moved = dict(zip(asked, decide(asked)))
+    known = decide.known
+    found: list[tuple[int, Pivot]] = []
+    for k, ws in runs.items():
+        moving_runs = [(a, b) for a, b in ws if moved[((k, a), (k, b))]]
+        tokens = sorted({i for a, b in moving_runs for i in range(a, b) if moved.get(((k, i), (k, i + 1)))})
+        found += [(k, Pivot(i, solutions[k][i], known[(k, i)], known[(k, i + 1)])) for i in tokens]
+        taken = [(i, i + 1) for i in tokens]
+        changes = {(a, b): abs(known[(k, b)].p - known[(k, a)].p) for a, b in moving_runs}
+        for a, b in sorted(moving_runs, key=lambda w: (w[1] - w[0], -changes[w], w[0])):
+            if all(b <= ts or te <= a for ts, te in taken):
+                taken.append((a, b))
+                found.append((k, Pivot(a, solutions[k][a], known[(k, a)], known[(k, b)], length=b - a)))
+    return found
 
 
 def find_pivots(

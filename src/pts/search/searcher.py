@@ -10,7 +10,7 @@ from typing import Any
 
 from pts import options
 from pts.engines.base import Engine, Rollout, SamplingParams
-from pts.records import FirstToken, PivotalToken, stable_seed
+from pts.records import Continuation, FirstToken, PivotalToken, stable_seed
 from pts.search.estimate import Estimate, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
 from pts.search.pivotal import (
@@ -21,6 +21,7 @@ from pts.search.pivotal import (
     find_pivots_many,
     interval,
     possible_positions,
+    span_bound,
 )
 from pts.search.recorded import record_search
 from pts.search.verify import Candidate, Verdict, delta_interval, verify
@@ -40,6 +41,18 @@ def sampling_prob(rollout: Rollout, position: int) -> float | None:
     """pi of ``rollout``'s token at ``position`` under the sampling distribution; None when unknown."""
     lps = rollout.sampling_logprobs
     return None if lps is None else math.exp(lps[position])
+
+
+def continuations_of(est: Estimate, length: int) -> dict[tuple[int, ...], list[int]]:
+    """The rollouts behind ``est`` grouped by their first ``length`` tokens, ``ids -> [count, successes]``; rollouts
+    that ended sooner are left out (they are no alternative of that length)."""
+    out: dict[tuple[int, ...], list[int]] = {}
+    for ids, (count, successes) in est.continuations.items():
+        if len(ids) >= length:
+            counts = out.setdefault(ids[:length], [0, 0])
+            counts[0] += count
+            counts[1] += successes
+    return out
 
 
 @options.config(group="search")
@@ -91,6 +104,12 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         "with the bound: a segment with at most this many positions that can hold a pivot is searched by "
         "estimating around each of them instead of by bisection",
         check="nonneg",
+    )
+    max_span: int = options.option(
+        1,
+        "pivotal spans: the longest run of tokens written as one pivot when it moves p(success) by the threshold "
+        "and no single token in it does (1, the default: single tokens only; spans cost rollouts, docs/search.md)",
+        check="span_length",
     )
 
     def uses_bound(self) -> bool:
@@ -205,6 +224,7 @@ class PivotalTokenSearcher:
             judge_prefix="<think>" if opens_think_block(prompt_text) else "",
             early_stop=s.early_stop,
             on_rollout=self.on_rollout,
+            continuation_length=s.max_span if s.max_span > 1 else 0,
         )
         est = SuccessEstimator(self.engine, task, prompt_ids, s.sampling(), **common)
         estimators: list[SuccessEstimator] = [est]
@@ -260,12 +280,15 @@ class PivotalTokenSearcher:
                 logprobs=[r.logprobs for r in solutions],
                 possible=[possible_positions(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
                 direct_at_most=s.direct_at_most,
+                max_span=s.max_span,
+                spans_possible=[span_bound(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
             )
             candidates: dict[tuple, tuple[int, Pivot]] = {}
             for index, pivots in enumerate(found):
                 for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
-                    candidates.setdefault((tuple(ids_of[index][: p.position]), p.token_id), (index, p))
+                    tokens = tuple(ids_of[index][p.position : p.position + p.length])
+                    candidates.setdefault((tuple(ids_of[index][: p.position]), tokens), (index, p))
                 known = {i: e for (k, i), e in decide.known.items() if k == index}
                 result.traces.append(
                     self._trace(task, prompt_ids, index, ids_of[index], known, solutions[index].sampling_logprobs)
@@ -278,9 +301,12 @@ class PivotalTokenSearcher:
                     checker,
                     [
                         Candidate(
-                            context, token, sampling_prob(solutions[index], p.position) if s.uses_bound() else None
+                            context,
+                            tokens[0],
+                            sampling_prob(solutions[index], p.position) if s.uses_bound() else None,
+                            span=tokens if len(tokens) > 1 else (),
                         )
-                        for (context, token), (index, p) in candidates.items()
+                        for (context, tokens), (index, p) in candidates.items()
                     ],
                     threshold=s.prob_threshold,
                     cap=s.verify_samples,
@@ -298,6 +324,7 @@ class PivotalTokenSearcher:
                                 p.position,
                                 v.before,
                                 v.after,
+                                length=p.length,
                                 search=p,
                                 verdict=v,
                                 solution_rollout=solutions[index],
@@ -317,6 +344,7 @@ class PivotalTokenSearcher:
                             p.position,
                             p.before,
                             p.after,
+                            length=p.length,
                             solution_rollout=solutions[index],
                         )
                     )
@@ -388,14 +416,17 @@ class PivotalTokenSearcher:
         before: Estimate,
         after: Estimate,
         *,
+        length: int = 1,
         search: Pivot | None = None,
         verdict: Verdict | None = None,
         solution_rollout: Rollout | None = None,
     ) -> PivotalToken:
-        """A record of the token ``solution[position]``; ``before``/``after`` are the numbers it reports."""
+        """A record of the token ``solution[position]`` (with ``length`` > 1, of the pivotal span
+        ``solution[position:position + length]``); ``before``/``after`` are the numbers it reports."""
         tok = self.engine.tokenizer
         s = self.settings
         token_id = solution[position]
+        tokens = list(solution[position : position + length])
         context_ids = list(prompt_ids) + list(solution[:position])
         first = sorted(before.first_tokens.items(), key=lambda kv: (-kv[1][0], kv[0]))
         reported = s.confidence or REPORTED_CONFIDENCE
@@ -415,13 +446,29 @@ class PivotalTokenSearcher:
             )
         else:
             extra = dict(delta_ci=list(delta_interval(before, after, reported)), delta_ci_level=reported)
-        pi = sampling_prob(solution_rollout, position) if solution_rollout is not None else None
+        pis = (
+            [sampling_prob(solution_rollout, i) for i in range(position, position + length)] if solution_rollout else []
+        )
+        pi = None if not pis or None in pis else math.prod(pis)
+        span: dict[str, Any] = {}
+        if length > 1:
+            span = dict(
+                span_start=position,
+                span_end=position + length,
+                span_token_ids=tokens,
+                continuations=[
+                    Continuation(list(ids), tok.decode(list(ids), skip_special_tokens=False), c, k)
+                    for ids, (c, k) in sorted(
+                        continuations_of(before, length).items(), key=lambda kv: (-kv[1][0], kv[0])
+                    )
+                ],
+            )
         return PivotalToken(
             sampling_prob=pi,
             model_id=self.engine.model_id,
             query=task.query,
             pivot_context=tok.decode(context_ids, skip_special_tokens=False),
-            pivot_token=tok.decode([token_id], skip_special_tokens=False),
+            pivot_token=tok.decode(tokens, skip_special_tokens=False),
             pivot_token_id=token_id,
             prob_before=before.p,
             prob_after=after.p,
@@ -445,6 +492,7 @@ class PivotalTokenSearcher:
             position=position,
             solution_index=solution_index,
             search=record_search(s, reported),
+            **span,
             **extra,
         )
 

@@ -74,12 +74,24 @@ class Candidate:
     """A single token the subdivision flagged: ``context + (token_id,)`` moved p in the search's estimates.
 
     ``sampling_prob`` is pi(token | context) under the sampling distribution, when known: the change is
-    then estimated by strata (:func:`stratified_interval`).
+    then estimated by strata (:func:`stratified_interval`). A pivotal span has its tokens in ``span`` (the first
+    is ``token_id``); it is measured at both ends, before and after the whole span.
     """
 
     context: Prefix
     token_id: int
     sampling_prob: float | None = None
+    span: tuple[int, ...] = ()
+
+    @property
+    def after(self) -> Prefix:
+        """The context after the token (or the whole span)."""
+        return self.context + (self.span or (self.token_id,))
+
+    @property
+    def by_strata(self) -> bool:
+        """Measured by strata: a single token whose pi is known."""
+        return self.sampling_prob is not None and not self.span
 
 
 def stratified_interval(
@@ -166,19 +178,19 @@ def verify(
     rollouts through the context + token, p_alt from rollouts from the context
     whose first token is another (drawn with the token excluded when the engine
     can), and the change is (1 - pi)(p_t - p_alt) (:func:`stratified_interval`,
-    ``margin`` on pi). Others are measured at both ends: each look samples the
+    ``margin`` on pi). Others, spans among them, are measured at both ends: each look samples the
     contexts before the pivots first, then the contexts after them, so that
-    rollouts which took the pivot token count for the second.
+    rollouts which took the pivot token (or span) count for the second.
     """
     looks = rounds(cap)
     level = 1 - (1 - confidence) / len(looks)
     verdicts: list[Verdict | None] = [None] * len(candidates)
     pending = list(range(len(candidates)))
     for look, target in enumerate(looks, start=1):
-        plain = [k for k in pending if candidates[k].sampling_prob is None]
-        strata = [k for k in pending if candidates[k].sampling_prob is not None]
+        plain = [k for k in pending if not candidates[k].by_strata]
+        strata = [k for k in pending if candidates[k].by_strata]
         befores = [candidates[k].context for k in plain]
-        afters = [candidates[k].context + (candidates[k].token_id,) for k in plain]
+        afters = [candidates[k].after for k in plain]
         estimator.estimate(befores, samples=target)
         estimator.estimate(afters + [candidates[k].context + (candidates[k].token_id,) for k in strata], samples=target)
         estimator.sample_alternatives(

@@ -128,6 +128,7 @@ class ReportData:
                 position=self.pivots[i]["position"],
                 context=view_file.records[self.pivots[i]["line"] - 1]["pivot_context"],
                 token=self.pivots[i]["token"],
+                length=self.pivots[i]["length"],
             )
             for i in members
         ]
@@ -250,6 +251,7 @@ def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportD
         "model": pivot.model_id,
         "sol": int_or_none(record.get("solution_index")),
         "position": int_or_none(record.get("position")),
+        "length": span_length(record),
         "token": pivot.pivot_token,
         "token_id": pivot.pivot_token_id,
         "before": pivot.prob_before,
@@ -281,14 +283,20 @@ def judged_exactly(samples: int | None, interval: list[float] | None) -> bool:
     return samples == 1 and interval is not None and interval[0] == interval[1]
 
 
+def span_length(record: dict[str, Any]) -> int:
+    """How many tokens of the solution the record marks: a pivotal span's length, else 1."""
+    start, end = int_or_none(record.get("span_start")), int_or_none(record.get("span_end"))
+    return end - start if start is not None and end is not None and end > start else 1
+
+
 def take_search_from_curve(pivot: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
     """Make ``pivot["search"]`` the curve's own points at its two ends, so that its label and the drawn curve
     are the same numbers (a trace may hold more rollouts at a prefix than the search had when it flagged it)."""
     at = {c["position"]: c for c in curve}
-    pos = pivot["position"]
-    if pos is None or pos not in at or pos + 1 not in at:
+    pos, end = pivot["position"], (pivot["position"] or 0) + pivot.get("length", 1)
+    if pos is None or pos not in at or end not in at:
         return
-    before, after = at[pos], at[pos + 1]
+    before, after = at[pos], at[end]
     pivot["search"] = {
         "before": before["p"],
         "after": after["p"],

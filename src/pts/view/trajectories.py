@@ -113,13 +113,15 @@ def read_traces(records: Sequence[dict[str, Any]], path: Path) -> dict[tuple[str
 
 @dataclass
 class PivotPlace:
-    """Where one pivot sits, as a solution needs it: its index in the report, position, context and token."""
+    """Where one pivot sits, as a solution needs it: its index in the report, position, context and token
+    (``length`` tokens of the solution for a pivotal span, whose ``token`` is the whole span)."""
 
     index: int
     position: int | None
     context: str
     token: str
     prompt_length: int | None = None
+    length: int = 1
 
 
 @dataclass
@@ -152,20 +154,25 @@ def response_start(text: str, query: str) -> int:
 
 
 def solution_from_trace(trace: Trace, places: Sequence[PivotPlace]) -> Solution:
-    """The traced solution, its tokens merged into runs, each pivot at its recorded position."""
-    at = {
-        p.position: p.index for p in places if p.position is not None and 0 <= p.position < len(trace.solution_tokens)
-    }
+    """The traced solution, its tokens merged into runs, each pivot at its recorded position (a pivotal span as
+    one run of its tokens)."""
+    n = len(trace.solution_tokens)
+    at = {p.position: p.index for p in places if p.position is not None and 0 <= p.position < n}
+    length = {p.position: max(1, p.length) for p in places if p.position in at}
     segments: list[tuple[str, int]] = []
     run: list[str] = []
-    for i, token in enumerate(trace.solution_tokens):
+    i = 0
+    while i < n:
         if i in at:
             if run:
                 segments.append(("".join(run), -1))
                 run = []
-            segments.append((token, at[i]))
+            end = min(n, i + length[i])
+            segments.append(("".join(trace.solution_tokens[i:end]), at[i]))
+            i = end
         else:
-            run.append(token)
+            run.append(trace.solution_tokens[i])
+            i += 1
     if run:
         segments.append(("".join(run), -1))
     return Solution(
@@ -256,7 +263,7 @@ def curve_from_pivots(pivots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         search = search_of(p)
         if p.get("position") is None or not search:
             continue
-        for pos, side in ((p["position"], "before"), (p["position"] + 1, "after")):
+        for pos, side in ((p["position"], "before"), (p["position"] + p.get("length", 1), "after")):
             k, n, terminal = search.get(f"k_{side}"), search.get(f"n_{side}"), search.get(f"terminal_{side}", False)
             if n and k is not None:
                 points[pos] = _point(pos, k, n, terminal)

@@ -3,7 +3,8 @@
 (function () {
   "use strict";
   const DATA = JSON.parse(document.getElementById("pts-data").textContent);
-  const PAGE_SIZE = { trajectories: 20, pivots: 50, pairs: 50, critical: 20, contrast: 20 };
+  const PAGE_SIZE = { trajectories: 20, pivots: 50, pairs: 50, critical: 20, contrast: 20, anchors: 20 };
+  const ANCHORS = DATA.anchors || [];
   const VIEWS = [
     ["overview", "Overview", () => true],
     ["trajectories", "Trajectories", () => DATA.solutions.length > 0],
@@ -11,6 +12,7 @@
     ["pairs", "Pairs", () => DATA.pairs.length > 0],
     ["critical", "Critical tokens", () => DATA.critical.length > 0],
     ["contrast", "Contrast scores", () => DATA.contrast.length > 0],
+    ["anchors", "Thought anchors", () => ANCHORS.length > 0],
   ].filter((v) => v[2]());
   const DEFAULTS = { view: "overview", q: "", sign: "all", min: "0", task: "", verified: "all", page: "1", sol: "", pivot: "" };
   let state = Object.assign({}, DEFAULTS);
@@ -53,6 +55,7 @@
   DATA.pairs.forEach((p) => { p._hay = hay([query(p.q), p.tail, p.chosen, p.rejected, p.task]); });
   DATA.critical.forEach((c) => { c._hay = hay([query(c.q), c.response, c.token, c.task, c.item]); });
   DATA.contrast.forEach((c) => { c._hay = hay([query(c.q), c.tokens.join(""), c.task, c.item]); });
+  ANCHORS.forEach((a) => { a._hay = hay([query(a.q), a.sentence, a.category, a.task, a.item]); });
   const TASKS = [...new Set([].concat(DATA.pivots, DATA.pairs, DATA.critical, DATA.contrast).map((r) => r.task).filter(Boolean))].sort();
   const HAS_VERIFIED = DATA.pivots.some((p) => p.verified !== null) || DATA.pairs.some((p) => p.verified !== null);
 
@@ -219,7 +222,7 @@
   function verifiedPoints(s) {
     const out = [];
     s.pivots.map((i) => DATA.pivots[i]).filter((p) => p.verified === true && p.position !== null).forEach((p) => {
-      [["before", p.position], ["after", p.position + 1]].forEach(([side, position]) => {
+      [["before", p.position], ["after", p.position + (p.length || 1)]].forEach(([side, position]) => {
         const ci = p["ci_" + side] || [p[side], p[side]];
         out.push({ position: position, p: p[side], low: ci[0], high: ci[1], successes: p["k_" + side], samples: p["n_" + side], terminal: p["terminal_" + side] });
       });
@@ -243,7 +246,13 @@
     s.pivots.forEach((i) => {
       const p = DATA.pivots[i];
       if (p.position === null) return;
-      const x = X(p.position + 0.5);
+      const n = p.length || 1, x = X(p.position + n / 2);
+      if (n > 1) {  // a pivotal span: one band over its tokens
+        g.append(tip(svg("rect", { x: X(p.position), y: Y(1), width: X(p.position + n) - X(p.position), height: Y(0) - Y(1),
+          fill: p.positive ? "var(--pos)" : "var(--neg)", "fill-opacity": 0.15, class: "pivot-line pivot-span", "data-length": n }),
+          "pivotal span " + showToken(p.token) + " (tokens " + p.position + "–" + (p.position + n - 1) + "): " + signed(p.delta)));
+        return;
+      }
       g.append(tip(svg("line", { x1: x, y1: Y(1), x2: x, y2: Y(0), stroke: p.positive ? "var(--pos)" : "var(--neg)", class: "pivot-line",
         "stroke-dasharray": p.positive ? "" : "4 3", "stroke-width": 1.5, "stroke-opacity": 0.6 }), "pivot " + showToken(p.token) + " (token " + p.position + "): " + signed(p.delta)));
     });
@@ -332,6 +341,7 @@
   }
   function pivotTitle(p) {
     const lines = pivotLines(p);
+    if ((p.length || 1) > 1) lines.unshift("pivotal span of " + p.length + " tokens: no single one of them moved p(success) by the threshold");
     if (p.alternatives.length) lines.push("rollouts took: " + p.alternatives.map((a) => showToken(a[0]) + " " + a[2] + "/" + a[1]).join(", "));
     return lines.join("\n");
   }
@@ -345,7 +355,7 @@
 
   function pivotSpan(text, index, live, details) {
     const p = DATA.pivots[index];
-    const span = el("span", { class: "pivot " + (p.positive ? "pos" : "neg") + " " + strength(p.delta) + (live ? "" : " dim"),
+    const span = el("span", { class: "pivot " + (p.positive ? "pos" : "neg") + " " + strength(p.delta) + (live ? "" : " dim") + ((p.length || 1) > 1 ? " span" : ""),
       tabindex: "0", role: "button", title: pivotTitle(p), "aria-label": (p.positive ? "rises " : "falls ") + pivotTitle(p).replace(/\n/g, "; "),
       "data-pivot": index, "data-id": p.id }, text);
     const show = () => { details.replaceChildren(pivotDetails(p)); document.querySelectorAll(".pivot.current").forEach((x) => x.classList.remove("current")); span.classList.add("current"); };
@@ -583,7 +593,34 @@
     }));
   }
 
-  const RENDER = { overview: overview, trajectories: trajectories, pivots: pivots, pairs: pairs, critical: critical, contrast: contrast };
+  function anchors() {
+    // One card per searched solution: its sentences in order, each shaded by the size of its importance (blue: keeping
+    // the sentence raises p(success), orange: lowers it), its interval in the title.
+    const groups = new Map();
+    ANCHORS.filter((a) => matches(a, false)).forEach((a) => {
+      const key = a.file + "\u0000" + a.item + "\u0000" + a.sol;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(a);
+    });
+    const interval = (ci) => (ci ? " [" + fmt(ci[0]) + ", " + fmt(ci[1]) + "]" : "");
+    return paged([...groups.values()], PAGE_SIZE.anchors, (page) => page.forEach((sentences) => {
+      sentences.sort((x, y) => x.sentence_id - y.sentence_id);
+      const head = sentences[0];
+      const spans = sentences.map((a) => {
+        const v = a.importance === null ? 0 : a.importance, alpha = Math.min(0.75, Math.abs(v) * 1.5).toFixed(3);
+        return el("span", { class: "shade anchor-sentence", tabindex: "0", "data-importance": a.importance === null ? "" : a.importance,
+          style: "background: rgba(" + (v >= 0 ? "0, 114, 178, " : "213, 94, 0, ") + alpha + ")",
+          title: "sentence " + a.sentence_id + (a.category ? " (" + a.category + ")" : "") + ": importance " + signed(a.importance) + interval(a.ci) +
+            (a.level ? " at " + fmt(a.level) : "") + (a.resampling !== null ? "; resampling importance " + signed(a.resampling) + interval(a.resampling_ci) : "") }, a.sentence);
+      });
+      put(el("section", { class: "card anchors-card", tabindex: "0" }, el("h2", { text: query(head.q) }),
+        el("div", { class: "meta", text: (head.task || "task ?") + " · item " + head.item + " · solution " + head.sol + " · " + sentences.length +
+          " sentences · deeper shade: larger importance (blue raises p(success), orange lowers it)" }),
+        el("div", { class: "response" }, spans)));
+    }));
+  }
+
+  const RENDER = { overview: overview, trajectories: trajectories, pivots: pivots, pairs: pairs, critical: critical, contrast: contrast, anchors: anchors };
   function render() {
     const started = performance.now();
     search.value = state.q; signSel.value = state.sign; minInput.value = state.min === "0" ? "" : state.min;
