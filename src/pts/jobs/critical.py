@@ -22,20 +22,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pts import options
-from pts.engines import check_engine
-from pts.errors import PTSError
 from pts.options import group_of, option, override
-from pts.resumable import Writer, drive
+from pts.resumable import DrivenSummary, ResponseJobOptions, Writer
 from pts.search.critical.query import QueryOutcome, Trajectories
 from pts.search.critical.settings import CriticalSettings
 from pts.store import RunStore
-from pts.tasks.sources import load_tasks_from
-from pts.tasks.sources.responses import load_response_rows
-from pts.work import critical_work, summary_text
+from pts.work import critical_work
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +41,11 @@ HELP = "find critical tokens in incorrect trajectories by rollout sampling (cDPO
 @options.config
 class CriticalConfig(
     CriticalSettings,
-    options.ModelOptions,
-    options.DataOptions,
-    options.EngineOptions,
-    options.PromptOptions,
-    options.SamplingOptions,
-    options.ResumableOutputOptions,
-    options.RayOptions,
+    ResponseJobOptions,
 ):
     """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
 
-    input_path: str | None = option(
-        None,
-        "JSONL of {query, answer, response} rows to analyse instead of sampling "
-        "from --dataset (an optional response_ids list is used as the exact "
-        "tokens)",
-    )
-    response_key: str = option("response", "field of --input-path rows holding the incorrect response")
+    response_key: str = override("response", help="field of --input-path rows holding the incorrect response")
     max_examples: int | None = override(100, help="analyse at most this many queries (or --input-path rows)")
     num_trajectories: int = option(
         8, "responses sampled per query; the ones the oracle rejects are analysed", check="count"
@@ -85,18 +68,7 @@ class CriticalConfig(
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
         super().validate()  # every field's check, and the search's own bounds
-        check_engine(self.engine)
-        if self.input_path is not None:
-            path = Path(self.input_path).expanduser()
-            if not path.is_file():
-                raise PTSError(f"input file not found: {self.input_path}")
-            if path.suffix.lower() != ".jsonl":
-                raise PTSError(
-                    f"--input-path must be a .jsonl file of {{query, answer, response}} rows, got {self.input_path}"
-                )
-        from pts.distributed import check_ray_options
-
-        check_ray_options(group_of(options.RayOptions, self))
+        self.check_job()
 
     def settings(self) -> CriticalSettings:
         return group_of(CriticalSettings, self)
@@ -108,8 +80,6 @@ class CriticalConfig(
         """The options that change what a run writes (the model and dataset aside): resuming with other values
         is refused."""
         keep = (
-            "input_path",
-            "response_key",
             "num_trajectories",
             "min_prob",
             "rollouts",
@@ -119,24 +89,14 @@ class CriticalConfig(
             "verify_stride",
             "verify_full",
             "pass_at_k",
-            "max_new_tokens",
-            "system_prompt",
-            "chat_template",
-            "early_stop",
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "seed",
         )
-        return {k: getattr(self, k) for k in keep}
+        return {**self.response_settings(), **{k: getattr(self, k) for k in keep}}
 
 
 @dataclass
-class CriticalSummary:
+class CriticalSummary(DrivenSummary):
     """Counts of one ``pts critical`` run (this invocation only)."""
 
-    output_path: str
     mode: str
     rollouts_k: int
     analysed: int = 0
@@ -144,16 +104,13 @@ class CriticalSummary:
     skipped: int = 0
     correct_inputs: int = 0
     too_long: int = 0
-    resumed: int = 0
     trajectories: int = 0
     rules: Counter = field(default_factory=Counter)
     rollouts: int = 0
     scoring_rollouts: int = 0
     pass_at_k_rollouts: int = 0
     rollout_tokens: int = 0
-    seconds: float = 0.0
     stopped_at_max_trajectories: bool = False
-    failed: list[str] = field(default_factory=list)
     with_curves: list[list[float]] = field(default_factory=list, repr=False)
     without_curves: list[list[float]] = field(default_factory=list, repr=False)
 
@@ -227,13 +184,7 @@ class CriticalSummary:
                 f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
             ),
         ]
-        return summary_text(
-            lines,
-            seconds=self.seconds,
-            output=self.output_path,
-            failed=self.failed,
-            stopped="--max-trajectories" if self.stopped_at_max_trajectories else None,
-        )
+        return self.text(lines, stopped="--max-trajectories" if self.stopped_at_max_trajectories else None)
 
 
 def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> CriticalSummary:
@@ -246,11 +197,7 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     and the checks are :func:`pts.resumable.drive`'s.
     """
     config.validate()
-    responses: dict[str, Any] | None = None
-    if config.input_path is not None:
-        tasks, responses = _load_input(config)
-    elif tasks is None:
-        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    tasks, responses = config.tasks_and_responses(tasks, skip_missing=True)
     work = critical_work(
         config.settings(),
         config.trajectories(),
@@ -261,18 +208,14 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
         parallel=config.parallel,
     )
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
-    done = drive(
+    done = config.drive(
         work,
         tasks,
         CriticalWriter(summary, config.settings(), config.max_trajectories, responses),
-        output=group_of(options.ResumableOutputOptions, config),
-        ray=group_of(options.RayOptions, config),
         settings=config.result_settings(),
-        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
-        max_new_tokens=config.max_new_tokens,
         engine=engine,
     )
-    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    summary.finish(done)
     return summary
 
 
@@ -394,22 +337,6 @@ class TakeQuota:
             self.quota.allocate(share)
         self.write(unit, result)
         return []
-
-
-def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
-    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id; rows
-    without a response (or with a blank one) are skipped with a warning."""
-    tasks, responses = load_response_rows(
-        config.input_path, config.response_key, group_of(options.DataOptions, config), config.seed
-    )
-    responses = {k: r for k, r in responses.items() if not isinstance(r, str) or r.strip()}
-    missing = [t for t in tasks if t.item_id not in responses]
-    if missing:
-        log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path, config.response_key)
-    tasks = [t for t in tasks if t.item_id in responses]
-    if not tasks:
-        raise PTSError(f"no row of {config.input_path} has a {config.response_key!r} value")
-    return tasks, responses
 
 
 CONFIG = CriticalConfig

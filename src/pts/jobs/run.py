@@ -16,12 +16,12 @@ from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.options import group_of
-from pts.resumable import Writer, drive
+from pts.resumable import DrivenSummary, Writer, drive
 from pts.search.searcher import SearchSettings, TaskResult
 from pts.store import RunStore, append_jsonl, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
-from pts.work import search_work, summary_text
+from pts.work import search_work
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,11 @@ class RunConfig(
 
 
 @dataclass
-class RunSummary:
+class RunSummary(DrivenSummary):
     """What one run did (this invocation only, not earlier resumed ones): the counts are sums over
     ``results``, the queries written."""
 
-    output_path: str
     verify: bool = True
-    resumed: int = 0
-    failed: list[str] = field(default_factory=list)
-    seconds: float = 0.0
     stopped_at_max_pairs: bool = False
     results: list[TaskResult] = field(default_factory=list, repr=False)
 
@@ -117,13 +113,7 @@ class RunSummary:
         ]
         if self.too_long:
             lines[0] += f", {self.too_long} too long for the model's context"
-        return summary_text(
-            lines,
-            seconds=self.seconds,
-            output=self.output_path,
-            failed=self.failed,
-            stopped="--max-pairs" if self.stopped_at_max_pairs else None,
-        )
+        return self.text(lines, stopped="--max-pairs" if self.stopped_at_max_pairs else None)
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
@@ -158,7 +148,7 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
         max_new_tokens=config.max_new_tokens,
         engine=engine,
     )
-    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    summary.finish(done)
     return summary
 
 
