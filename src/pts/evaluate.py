@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pts import options
@@ -55,6 +55,13 @@ class EvalSettings:
     early_stop: bool = True
     ks: tuple[int, ...] | None = None
     confidence: float = options.checked(0.95, "open_unit")
+
+    @classmethod
+    def of(cls, sampling: options.SamplingOptions, prompt: options.PromptOptions, **others: Any) -> EvalSettings:
+        """The settings a command's sampling and prompt options give; ``others`` sets the rest (``num_samples``,
+        ``ks``) or replaces one of them (a greedy ``temperature``)."""
+        given = {f.name: getattr(group, f.name) for group in (sampling, prompt) for f in fields(group)}
+        return cls(**{**given, **others})
 
     @property
     def greedy(self) -> bool:

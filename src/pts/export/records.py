@@ -22,14 +22,14 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal
-from pts.records import FirstToken, PivotalToken, stable_id
+from pts.records import ORIGINAL_FIELDS, FirstToken, PivotalToken, PivotalTokenFields, stable_id
 from pts.store import read_jsonl
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class PivotRecord:
+class PivotRecord(PivotalTokenFields):
     """One pivotal-token record as exporters and ``pts view`` read it, whatever wrote it.
 
     pts's own records (:class:`pts.records.PivotalToken`) and the original
@@ -46,18 +46,6 @@ class PivotRecord:
     ``"original"``; ``line`` the 1-based line in the input file.
     """
 
-    query: str
-    pivot_context: str
-    pivot_token: str
-    pivot_token_id: int
-    prob_before: float
-    prob_after: float
-    prob_delta: float
-    is_positive: bool
-    model_id: str
-    task_type: str
-    dataset_id: str
-    dataset_item_id: str
     timestamp: str
     id: str
     source: str
@@ -72,19 +60,10 @@ class PivotRecord:
     retokenized: bool = False
 
     def original_fields(self) -> dict[str, Any]:
-        """The fields every record of the original tool has, in its order."""
-        return {
-            "query": self.query,
-            "pivot_context": self.pivot_context,
-            "pivot_token": self.pivot_token,
-            "pivot_token_id": self.pivot_token_id,
-            "prob_before": self.prob_before,
-            "prob_after": self.prob_after,
-            "prob_delta": self.prob_delta,
-            "is_positive": self.is_positive,
-            "model_id": self.model_id,
-            "task_type": self.task_type,
-        }
+        """The fields every record of the original tool has, in its order, but where it comes from (the
+        dataset item and the time)."""
+        where = ("dataset_id", "dataset_item_id", "timestamp")
+        return {name: getattr(self, name) for name in ORIGINAL_FIELDS if name not in where}
 
 
 def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:

@@ -128,6 +128,22 @@ def load_snippet(repo_id: str) -> list[str]:
     return ["```python", "from datasets import load_dataset", "", f'dataset = load_dataset("{repo_id}", split="train")']
 
 
+def record_fields(kind: str | None = None, id_text: str = "Stable id of the record.") -> dict[str, str]:
+    """The glossary of the fields every pts record has (:class:`pts.records.Record`): ``kind`` is the record kind
+    the format's lines have (None: several), ``id_text`` what its id is made from."""
+    return {
+        "timestamp": "When the record was written (local time, ISO 8601).",
+        "id": id_text,
+        "kind": f"Record kind (`{kind}`)." if kind else "Record kind.",
+        "schema_version": "Version of the pts record schema.",
+    }
+
+
+def by_model(model: str | None) -> str:
+    """`` of `model``` for a card's opening sentence, or nothing when the model is not known."""
+    return f" of `{model}`" if model else ""
+
+
 class Format:
     """One kind of record file. Subclasses set the class attributes and override the hooks they need.
 
@@ -161,6 +177,7 @@ class Format:
     sign_label: str = "Positive / negative"
     unit: str = "rows"  # what pts push counts in its commit message and report
     shows_search: bool = False  # the card lists the records' search settings
+    counted: tuple[tuple[str, str], ...] = ()  # Contents rows "N of <rows>": (key of FileSummary.extra, label)
     # pts view
     view_list: str | None = None  # the page's list of such rows: "pairs", "critical" or "contrast"
     # pts export
@@ -222,8 +239,9 @@ class Format:
         return rows
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        """This kind's own rows of the Contents table (from ``s.extra``)."""
-        return []
+        """This kind's own rows of the Contents table (from ``s.extra``): by default one ``N of <rows>`` row for
+        each of :attr:`counted` that the file's summary has."""
+        return [(label, f"{s.extra[key]} of {s.rows}") for key, label in self.counted if key in s.extra]
 
     def run_command(self, s: FileSummary) -> str | None:
         """The command that made the file, when its records say enough to rebuild it."""

@@ -188,17 +188,10 @@ class ContrastConfig(
     def eval_settings(self):
         from pts.evaluate import EvalSettings
 
-        return EvalSettings(
+        return EvalSettings.of(
+            options.group_of(options.SamplingOptions, self),
+            options.group_of(options.PromptOptions, self),
             num_samples=self.num_trajectories,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            seed=self.seed,
-            system_prompt=self.system_prompt,
-            chat_template=self.chat_template,
-            early_stop=self.early_stop,
         )
 
     @property

@@ -73,17 +73,11 @@ class EvalConfig(
         from pts.evaluate import EvalSettings
 
         num_samples = self.num_samples if self.num_samples is not None else (1 if self.greedy else 4)
-        return EvalSettings(
+        return EvalSettings.of(
+            options.group_of(options.SamplingOptions, self),
+            options.group_of(options.PromptOptions, self),
             num_samples=num_samples,
-            max_new_tokens=self.max_new_tokens,
             temperature=0.0 if self.greedy else self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            seed=self.seed,
-            system_prompt=self.system_prompt,
-            chat_template=self.chat_template,
-            early_stop=self.early_stop,
             ks=tuple(self.k) if self.k else None,
         )
 

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.formats.thought_anchors import ThoughtAnchor
 from pts.options import PromptOptions, SamplingOptions
 from pts.records import stable_seed
+from pts.search.analyser import Analyser
 from pts.search.anchors.analysis import SentenceResult, TraceResult, analyse_trace, sentences_of
 from pts.search.anchors.categories import categorise, reasoning_pattern
 from pts.search.anchors.importance import Importance
@@ -26,7 +26,7 @@ from pts.search.anchors.sentences import Sentence
 from pts.search.anchors.settings import AnchorSettings
 from pts.search.critical.query import response_ids
 from pts.search.estimate import SuccessEstimator
-from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
+from pts.search.searcher import context_length
 from pts.tasks.oracles.extract import extract_math_answer, final_answer_text
 
 MAX_ALTERNATIVES = 10
@@ -71,7 +71,7 @@ class Solutions:
     max_prob: float = 0.9
 
 
-class AnchorAnalyser:
+class AnchorAnalyser(Analyser):
     """What the queries of one run share: the ``engine``, how sentences are measured (``settings``), which
     responses are analysed (``solutions``), the ``sampling`` and ``prompt`` options of ``pts anchors``, and the
     ``similarity`` filter."""
@@ -85,23 +85,10 @@ class AnchorAnalyser:
         prompt: PromptOptions,
         similarity: Any,
     ) -> None:
+        super().__init__(engine, sampling, prompt)
         self.settings = settings
         self.solutions = solutions
-        self.sampling = sampling
-        self.prompt_options = prompt
-        self.engine = engine
         self.similarity = similarity
-        self.tok = engine.tokenizer
-        self.params = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
-        )
-
-    def prompt(self, task: Any) -> tuple[list[int], str]:
-        """The exact prompt ids of ``task`` and the judge prefix (``<think>`` when the prompt opened one)."""
-        c = self.prompt_options
-        ids = build_prompt_ids(self.tok, task.prompt, c.system_prompt, c.chat_template, task.raw_prompt)
-        judge_prefix = "<think>" if opens_think_block(self.tok.decode(ids, skip_special_tokens=False)) else ""
-        return ids, judge_prefix
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)

@@ -15,16 +15,16 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.options import PromptOptions, SamplingOptions
 from pts.records import CriticalToken, FirstToken, stable_seed
+from pts.search.analyser import Analyser
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
-from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
+from pts.search.searcher import context_length
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Trajectories:
     min_prob: float = 0.0
 
 
-class QueryAnalyser:
+class QueryAnalyser(Analyser):
     """What the queries of one run share, and :meth:`steps`, the step generator of one query.
 
     ``settings`` say how tokens are scored; ``trajectories`` how a query's
@@ -69,16 +69,11 @@ class QueryAnalyser:
         sampling: SamplingOptions,
         prompt: PromptOptions,
     ) -> None:
+        super().__init__(engine, sampling, prompt)
         self.settings = settings
         self.trajectories = trajectories
-        self.sampling = sampling
-        self.prompt = prompt
-        self.engine = engine
-        self.tok = engine.tokenizer
         self.context = context_length(engine)
-        self.params = p = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
-        )
+        p = self.params
         self.search_info = {
             "rollouts": settings.rollouts,
             "probe_samples": settings.probe,
@@ -107,9 +102,7 @@ class QueryAnalyser:
         analyse (the first ones; default: all); 0 gives status ``no_room``.
         """
         sampling, tok, wanted = self.sampling, self.tok, self.trajectories
-        prompt_ids = build_prompt_ids(
-            tok, task.prompt, self.prompt.system_prompt, self.prompt.chat_template, task.raw_prompt
-        )
+        prompt_ids, judge_prefix = self.prompt(task)
         seed = stable_seed(sampling.seed, task.dataset_id, task.item_id)
         out = QueryOutcome(task.item_id, "analysed")
         budget = sampling.max_new_tokens
@@ -119,7 +112,6 @@ class QueryAnalyser:
         if self.context is not None and len(prompt_ids) + budget > self.context:
             out.status = "too_long"  # nothing sampled: the prompt leaves no room for a whole response
             return out
-        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
         if ids is None:
             sampler = StagedEstimator(
                 self.engine,

@@ -1,0 +1,32 @@
+"""What the per-query analyses of one run share (:class:`Analyser`): ``pts critical``'s
+:class:`~pts.search.critical.query.QueryAnalyser` and ``pts anchors``'
+:class:`~pts.search.anchors.query.AnchorAnalyser` are both one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pts.engines.base import SamplingParams
+from pts.options import PromptOptions, SamplingOptions
+from pts.search.searcher import build_prompt_ids, opens_think_block
+
+
+class Analyser:
+    """The ``engine`` (and its tokenizer ``tok``), the command's ``sampling`` options (``params``: the
+    engine's sampling parameters of them) and its ``prompt_options``; :meth:`prompt` builds a task's prompt."""
+
+    def __init__(self, engine: Any, sampling: SamplingOptions, prompt: PromptOptions) -> None:
+        self.engine = engine
+        self.tok = engine.tokenizer
+        self.sampling = sampling
+        self.prompt_options = prompt
+        self.params = SamplingParams(
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
+        )
+
+    def prompt(self, task: Any) -> tuple[list[int], str]:
+        """The exact prompt ids of ``task`` and the judge prefix (``<think>`` when the prompt opened one)."""
+        c = self.prompt_options
+        ids = build_prompt_ids(self.tok, task.prompt, c.system_prompt, c.chat_template, task.raw_prompt)
+        judge_prefix = "<think>" if opens_think_block(self.tok.decode(ids, skip_special_tokens=False)) else ""
+        return ids, judge_prefix
