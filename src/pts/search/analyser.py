@@ -4,11 +4,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pts.engines.base import SamplingParams
 from pts.options import PromptOptions, SamplingOptions
 from pts.search.searcher import build_prompt_ids, opens_think_block
+
+
+@dataclass
+class Outcome:
+    """What analysing one query gave, whatever the analysis: ``status`` says how it went (the driver,
+    :func:`pts.resumable.drive`, reads it and ``item_id``), ``p_initial`` is the query's estimated p(success),
+    ``records`` what is written, ``rollouts`` and ``rollout_tokens`` what it cost."""
+
+    item_id: str
+    status: str
+    p_initial: float | None = None
+    records: list[Any] = field(default_factory=list)
+    rollouts: int = 0
+    rollout_tokens: int = 0
 
 
 class Analyser:

@@ -271,6 +271,23 @@ class PivotalTokenSearcher:
                     self._trace(task, prompt_ids, index, ids_of[index], known, solutions[index].sampling_logprobs)
                 )
             result.candidates = len(candidates)
+
+            def keep(index: int, p: Any, before: Any, after: Any, **verified: Any) -> None:
+                """Write candidate ``p`` of solution ``index`` as a pivot, with the estimates around it."""
+                result.pivots.append(
+                    self._record(
+                        task,
+                        prompt_ids,
+                        solutions[index].token_ids,
+                        index,
+                        p.position,
+                        before,
+                        after,
+                        solution_rollout=solutions[index],
+                        **verified,
+                    )
+                )
+
             if s.verify and candidates:
                 checker = pooled_estimator("verify")
                 estimators.append(checker)
@@ -289,37 +306,13 @@ class PivotalTokenSearcher:
                 )
                 for (index, p), v in zip(candidates.values(), verdicts):
                     if v.kept:
-                        result.pivots.append(
-                            self._record(
-                                task,
-                                prompt_ids,
-                                solutions[index].token_ids,
-                                index,
-                                p.position,
-                                v.before,
-                                v.after,
-                                search=p,
-                                verdict=v,
-                                solution_rollout=solutions[index],
-                            )
-                        )
+                        keep(index, p, v.before, v.after, search=p, verdict=v)
                     else:
                         result.dropped += 1
                         result.undecided += v.reason == "cap"
             else:
                 for index, p in candidates.values():
-                    result.pivots.append(
-                        self._record(
-                            task,
-                            prompt_ids,
-                            solutions[index].token_ids,
-                            index,
-                            p.position,
-                            p.before,
-                            p.after,
-                            solution_rollout=solutions[index],
-                        )
-                    )
+                    keep(index, p, p.before, p.after)
         result.rollouts = sum(e.rollouts for e in estimators)
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
         result.engine_calls = sum(e.engine_calls for e in estimators)

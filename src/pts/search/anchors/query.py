@@ -11,14 +11,14 @@ its engine calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pts.errors import PTSError
 from pts.formats.thought_anchors import ThoughtAnchor
 from pts.options import PromptOptions, SamplingOptions
 from pts.records import stable_seed
-from pts.search.analyser import Analyser
+from pts.search.analyser import Analyser, Outcome
 from pts.search.anchors.analysis import SentenceResult, TraceResult, analyse_trace, sentences_of
 from pts.search.anchors.categories import categorise, reasoning_pattern
 from pts.search.anchors.importance import Importance
@@ -41,17 +41,12 @@ def answer_of(text: str, ok: bool) -> str:
 
 
 @dataclass
-class AnchorOutcome:
+class AnchorOutcome(Outcome):
     """What analysing one query gave: ``status`` is ``analysed``, ``skipped`` (p(success) outside
-    [--min-prob, --max-prob]) or ``no_sentences`` (no sampled response had a sentence)."""
+    [--min-prob, --max-prob]) or ``no_sentences`` (no sampled response had a sentence); ``records`` are
+    :class:`ThoughtAnchor` records, from ``traces`` responses."""
 
-    item_id: str
-    status: str
-    p_initial: float | None = None
-    records: list[ThoughtAnchor] = field(default_factory=list)
     traces: int = 0
-    rollouts: int = 0
-    rollout_tokens: int = 0
     verify_rollouts: int = 0
 
     @property

@@ -12,13 +12,13 @@ shared its engine calls or which process analysed it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pts.errors import PTSError
 from pts.options import PromptOptions, SamplingOptions
 from pts.records import CriticalToken, FirstToken, stable_seed
-from pts.search.analyser import Analyser
+from pts.search.analyser import Analyser, Outcome
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
@@ -28,17 +28,11 @@ from pts.search.searcher import context_length
 
 
 @dataclass
-class QueryOutcome:
-    """What analysing one query gave."""
+class QueryOutcome(Outcome):
+    """What analysing one query gave: ``status`` is analysed, no_incorrect, skipped (p below --min-prob),
+    correct (input response), no_room or too_long (the prompt leaves no room for a response in the model's
+    context); ``records`` are :class:`CriticalToken` records."""
 
-    item_id: str
-    # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room, too_long (the
-    # prompt leaves no room for a response in the model's context)
-    status: str
-    p_initial: float | None = None
-    records: list[CriticalToken] = field(default_factory=list)
-    rollouts: int = 0
-    rollout_tokens: int = 0
     scoring_rollouts: int = 0
     pass_at_k_rollouts: int = 0
     incorrect: int = 0  # incorrect trajectories found, before any limit took its share (records: those analysed)
