@@ -223,7 +223,6 @@ def records(
         out.append(
             ThoughtAnchor(
                 model_id=analyser.engine.model_id,
-                query=task.query,
                 sentence=s.text,
                 sentence_id=r.index,
                 prefix_context=decode(solution[: s.start]),
@@ -233,10 +232,7 @@ def records(
                 reasoning_pattern=reasoning_pattern(category, s.text),
                 alternatives_tested=r.alternatives[:MAX_ALTERNATIVES],
                 num_alternatives=len(r.alternatives),
-                task_type=task.task_type,
-                dataset_id=task.dataset_id,
-                dataset_item_id=task.item_id,
-                answer=task.answer,
+                **task.record_fields(),
                 response=decode(solution),
                 response_ids=list(solution),
                 prompt_ids=list(prompt_ids),

@@ -175,8 +175,6 @@ class QueryAnalyser(Analyser):
         alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
         return CriticalToken(
             model_id=self.engine.model_id,
-            query=task.query,
-            answer=task.answer,
             response=tok.decode(ids, skip_special_tokens=True),
             response_ids=ids,
             prompt_ids=list(prompt_ids),
@@ -194,9 +192,7 @@ class QueryAnalyser(Analyser):
             low_threshold=settings.low_threshold,
             mode=settings.mode,
             rollouts=r.rollouts,
-            task_type=task.task_type,
-            dataset_id=task.dataset_id,
-            dataset_item_id=task.item_id,
+            **task.record_fields(),
             trajectory_index=index,
             p_initial=p_initial,
             pass_at_k_with=r.pass_at_k_with if pos is not None else [],
