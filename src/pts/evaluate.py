@@ -297,6 +297,57 @@ def evaluate(
     return result
 
 
+def evaluate_with(
+    ray: options.RayOptions,
+    work: Any,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    *,
+    engine: Engine | None = None,
+    progress: bool = False,
+) -> tuple[EvalResult, list[Task], Engine | None]:
+    """:func:`evaluate` on the pool :func:`pts.resumable.start_pool` picks for ``work``
+    (:func:`pts.work.eval_work`): here, on ``engine`` or the model ``work`` loads, or with ``ray.ray`` on Ray
+    workers (each loading the model itself or holding a copy of ``engine``), in the batches a local run sends to
+    the engine in one call, so the result, merged in task order, is a local run's either way.
+
+    Returns the :class:`EvalResult`, the tasks of batches skipped after their Ray workers kept dying (absent
+    from the result; none here) and the engine used here (None on Ray). Bad settings or no tasks: PTSError
+    before a model is loaded or a worker started."""
+    import time
+
+    from pts.progress import progress_bar
+    from pts.resumable import start_pool
+
+    settings.validate()
+    if not tasks:
+        raise PTSError("the dataset has no rows to evaluate")
+    pool = start_pool(ray, work, engine)
+    try:
+        size = call_size(pool.batch_size or 64, settings)
+        batches = [(lo, list(tasks[lo : lo + size])) for lo in range(0, len(tasks), size)]
+        result = EvalResult(pool.model_id, settings)
+        done: dict[int, list[QueryResult]] = {}
+        start = time.perf_counter()
+        bar = progress_bar(len(tasks), progress, desc="eval")
+
+        def record(unit: tuple[int, list[Task]], part: tuple[list[tuple[Any, Any]], int]) -> None:
+            lo, batch = unit
+            done[lo] = [QueryResult(t, prompt_ids, samples) for t, (prompt_ids, samples) in zip(batch, part[0])]
+            result.generated_tokens += part[1]
+            bar.update(len(batch))
+
+        try:
+            failed = pool.map(batches, record)
+        finally:
+            bar.close()
+    finally:
+        pool.close()
+    result.queries = [q for lo in sorted(done) for q in done[lo]]
+    result.seconds = time.perf_counter() - start
+    return result, [t for _, batch in failed for t in batch], (pool.engine if ray.ray is None else None)
+
+
 def evaluate_batch(engine: Engine, tasks: Sequence[Task], settings: EvalSettings) -> tuple[list[QueryResult], int]:
     """One engine call: ``settings.num_samples`` responses for each of ``tasks``, judged; returns the queries'
     results and the tokens generated.

@@ -378,7 +378,7 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
 
 
 def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tuple[list[Any], Any, list[str]]:
-    """Phase 1: ``config.num_trajectories`` responses per query, judged (:func:`pts.evaluate.evaluate`).
+    """Phase 1: ``config.num_trajectories`` responses per query, judged (:func:`pts.evaluate.evaluate_with`).
 
     Here on ``engine`` (else ``config.model``), or with ``config.ray`` on Ray
     workers in batches of queries (``engine``, when given, copied to each),
@@ -386,32 +386,23 @@ def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tupl
     engine (None with Ray) and the item ids of queries left out because their
     batch killed its Ray worker on every try.
     """
-    from pts.evaluate import evaluate, make_engine
+    from pts.evaluate import evaluate_with
     from pts.tasks.sources import load_tasks_from
+    from pts.work import eval_work
 
     if tasks is None:
         tasks = load_tasks_from(config, config.seed)
     log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
-    if config.ray is not None:
-        from pts.distributed import evaluate_on_workers
-        from pts.work import eval_work
-
-        settings = config.eval_settings()
-        work = eval_work(
-            config.model,
-            options.group_of(options.ModelOptions, config),
-            options.group_of(options.EngineOptions, config),
-            settings,
-        )
-        result, lost = evaluate_on_workers(
-            options.group_of(options.RayOptions, config), work, tasks, settings, engine=engine, progress=config.progress
-        )
-        return trajectories_from_eval(result), None, [t.item_id for t in lost]
-    engine = engine or make_engine(
-        config.model, engine=config.engine, device=config.device, dtype=config.dtype, batch_size=config.batch_size
+    settings = config.eval_settings()
+    work = eval_work(
+        config.model,
+        options.group_of(options.ModelOptions, config),
+        options.group_of(options.EngineOptions, config),
+        settings,
     )
-    result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
-    return trajectories_from_eval(result), engine, []
+    ray = options.group_of(options.RayOptions, config)
+    result, lost, local = evaluate_with(ray, work, tasks, settings, engine=engine, progress=config.progress)
+    return trajectories_from_eval(result), local, [t.item_id for t in lost]
 
 
 def _planned_outputs(config: ContrastConfig, out: Path) -> list[Path]:
