@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PivotRecord(PivotalTokenFields):
-    """One pivotal-token record as exporters and ``pts view`` read it, whatever wrote it.
+class PivotalTokenRow(PivotalTokenFields):
+    """One pivotal token as exporters and ``pts view`` read it from a file row, whatever wrote it.
 
     pts's own records (:class:`pts.records.PivotalToken`) and the original
     tool's text-only ones both become one of these (:func:`pivot_from_row`).
-    Not to be confused with :class:`pts.search.pivotal.Pivot`, a pivot the
-    search has just found (a position and the estimates around it).
+    The search's own :class:`pts.search.pivotal.PivotalCandidate` is a pivotal token before it is written
+    (a position and the estimates around it). One idea, three stages: candidate, record, row.
 
     ``context_ids`` are the token ids of ``pivot_context`` (prompt + response up
     to the pivot) and ``prompt_length`` how many of them are the prompt; either
@@ -66,7 +66,7 @@ class PivotRecord(PivotalTokenFields):
         return {name: getattr(self, name) for name in ORIGINAL_FIELDS if name not in where}
 
 
-def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:
+def read_pivots(path: str | os.PathLike) -> list[PivotalTokenRow]:
     """Every pivotal-token record in the JSONL file ``path`` (pts's or the original tool's).
 
     Raises PTSError naming the file and line for a missing file, a line that is
@@ -85,7 +85,7 @@ def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:
     return pivots
 
 
-def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> PivotRecord:
+def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> PivotalTokenRow:
     """The pivot in record ``n`` (1-based) of ``path``; PTSError naming them when it is not one."""
     where = f"{path} record {n}"
     if "chosen" in row and "rejected" in row:
@@ -136,7 +136,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
         ids = record.pivot_context_ids
         if not all(isinstance(i, int) for i in ids) or not 0 <= record.prompt_length <= len(ids):
             raise PTSError(f"{where}: pivot_context_ids must be integers and prompt_length within them")
-        return PivotRecord(
+        return PivotalTokenRow(
             **common,
             id=record.id,
             source="pts",
@@ -159,7 +159,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
             token_id,
         )
     )
-    return PivotRecord(**common, id=record_id, source="original")
+    return PivotalTokenRow(**common, id=record_id, source="original")
 
 
 def _prob(row: dict[str, Any], key: str, where: str) -> float:
@@ -171,20 +171,20 @@ def _prob(row: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
-def default_model(pivots: Sequence[PivotRecord]) -> str | None:
+def default_model(pivots: Sequence[PivotalTokenRow]) -> str | None:
     """The model every record names, when they all name the same one."""
     ids = {p.model_id for p in pivots if p.model_id}
     return ids.pop() if len(ids) == 1 else None
 
 
-def warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
+def warn_model(pivots: Sequence[PivotalTokenRow], model_id: str) -> None:
     """Log a warning when records were measured with another model than ``model_id``, the one exporting them."""
     others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
     if others:
         log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
 
 
-def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
+def attach_token_ids(pivots: Sequence[PivotalTokenRow], tokenizer: Any) -> int:
     """Give every pivot token ids under ``tokenizer``; returns how many had to be tokenized again.
 
     Recorded ids are kept when they decode to ``pivot_context`` with this

@@ -1,7 +1,7 @@
 """``pts push``: upload a pts output file and a generated dataset card to the Hugging Face Hub.
 
 ``run(PushConfig(input_path=..., hf_repo_id=...)) -> PushSummary``; the card is
-rendered by :mod:`pts.hub.card` from the file kind's facts in :mod:`pts.formats`.
+rendered by :mod:`pts.hub.card` from the file format's facts in :mod:`pts.formats`.
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ class PushSummary:
     input_path: str
     rows: int
     unit: str
-    kind: str
+    format_name: str
     readme: bool
     url: str
 
     def format(self) -> str:
         card = " and a dataset card" if self.readme else ""
-        return f"pushed {self.input_path} ({self.rows} {self.unit}, {self.kind}){card} to {self.url}"
+        return f"pushed {self.input_path} ({self.rows} {self.unit}, {self.format_name}){card} to {self.url}"
 
 
 def run(config: PushConfig) -> PushSummary:

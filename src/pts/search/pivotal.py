@@ -56,8 +56,9 @@ def cumulative_surprisal(logprobs: Sequence[float]) -> list[float]:
 
 
 @dataclass
-class Pivot:
-    """Token ``solution[position]`` moved p from ``before.p`` to ``after.p``."""
+class PivotalCandidate:
+    """A pivotal token as the search finds it, before verification and before it is written as a
+    :class:`pts.records.PivotalToken`: token ``solution[position]`` moved p from ``before.p`` to ``after.p``."""
 
     position: int
     token_id: int
@@ -207,7 +208,7 @@ def find_pivots_many(
     logprobs: Sequence[Sequence[float] | None] | None = None,
     possible: Sequence[Sequence[bool] | None] | None = None,
     direct_at_most: int = 0,
-) -> list[list[Pivot]]:
+) -> list[list[PivotalCandidate]]:
     """The pivotal tokens of several solutions, searched level by level together.
 
     Positions are keys ``(k, i)``: position ``i`` of ``solutions[k]``. Every
@@ -256,11 +257,11 @@ def find_pivots_many(
                     m = where[len(where) // 2]
                 next_level += expand(k, s, m) + expand(k, m, e)
         level = next_level
-    out: list[list[Pivot]] = [[] for _ in solutions]
+    out: list[list[PivotalCandidate]] = [[] for _ in solutions]
     for start, end in sorted(set(final)):
         (k, s), (_, e) = start, end
         if e - s == 1 and verdicts[(start, end)]:
-            out[k].append(Pivot(s, solutions[k][s], decide.known[start], decide.known[end]))
+            out[k].append(PivotalCandidate(s, solutions[k][s], decide.known[start], decide.known[end]))
     return out
 
 
@@ -270,9 +271,11 @@ def find_pivots(
     *,
     split_at: SplitAt = "logprob",
     logprobs: Sequence[float] | None = None,
-) -> list[Pivot]:
+) -> list[PivotalCandidate]:
     """The pivotal tokens of ``solution``, in order of position."""
     segments, verdicts = subdivide(solution, decide, split_at=split_at, logprobs=logprobs)
     return [
-        Pivot(s, solution[s], decide.known[s], decide.known[e]) for s, e in segments if e - s == 1 and verdicts[(s, e)]
+        PivotalCandidate(s, solution[s], decide.known[s], decide.known[e])
+        for s, e in segments
+        if e - s == 1 and verdicts[(s, e)]
     ]

@@ -15,7 +15,7 @@ from pts.search.estimate import Estimate, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
 from pts.search.pivotal import (
     IntervalDecider,
-    Pivot,
+    PivotalCandidate,
     PointDecider,
     SplitAt,
     find_pivots_many,
@@ -261,7 +261,7 @@ class PivotalTokenSearcher:
                 possible=[possible_positions(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
                 direct_at_most=s.direct_at_most,
             )
-            candidates: dict[tuple, tuple[int, Pivot]] = {}
+            candidates: dict[tuple, tuple[int, PivotalCandidate]] = {}
             for index, pivots in enumerate(found):
                 for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
@@ -381,7 +381,7 @@ class PivotalTokenSearcher:
         before: Estimate,
         after: Estimate,
         *,
-        search: Pivot | None = None,
+        search: PivotalCandidate | None = None,
         verdict: Verdict | None = None,
         solution_rollout: Rollout | None = None,
     ) -> PivotalToken:

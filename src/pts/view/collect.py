@@ -209,7 +209,7 @@ def read_sidecars(view_file: ViewFile, entry: dict[str, Any]) -> None:
 
 
 def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record).
+    """The page's row for one pivotal token (a :class:`pts.export.records.PivotalTokenRow` and its raw record).
 
     ``before``/``after`` and their counts are the record's own numbers: a verified record's come from
     verification rollouts only. ``search`` holds the search's estimates of the same two prefixes when they
