@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -188,14 +189,30 @@ class Driven:
 
 @dataclass
 class DrivenSummary:
-    """The part of a resumable per-query job's summary that :func:`drive` fills (:meth:`finish`), and the way
-    every such summary ends (:meth:`text`). A job's summary subclasses it with its own counts."""
+    """The part of a resumable per-query job's summary that :func:`drive` fills (:meth:`finish`), what every
+    unit is and costs (:meth:`count`), and the way every such summary ends (:meth:`text`). A job's summary
+    subclasses it with its own counts."""
 
     output_path: str
     _: KW_ONLY
     resumed: int = 0
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    rollouts: int = 0
+    rollout_tokens: int = 0
+
+    def count(self, result: Any) -> None:
+        """Count one finished unit: its ``status`` (in :attr:`statuses`) and what it spent (its ``rollouts`` and
+        ``rollout_tokens``)."""
+        self.statuses[result.status] += 1
+        self.rollouts += result.rollouts
+        self.rollout_tokens += result.rollout_tokens
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Rollout tokens per second of this invocation (0 before it is timed)."""
+        return self.rollout_tokens / self.seconds if self.seconds else 0.0
 
     def finish(self, done: Driven) -> None:
         """Take what :func:`drive` did: the tasks resumed, the units given up on, the time."""

@@ -96,35 +96,26 @@ class AnchorsSummary(DrivenSummary):
     """Counts of one ``pts anchors`` run (this invocation only)."""
 
     similarity: str = ""
-    analysed: int = 0
-    skipped: int = 0
-    no_sentences: int = 0
     traces: int = 0
     sentences: int = 0
     candidates: int = 0
     anchors: int = 0
-    rollouts: int = 0
     verify_rollouts: int = 0
-    rollout_tokens: int = 0
+
+    skipped = property(lambda self: self.statuses["skipped"], doc="p(success) outside --min-prob..--max-prob")
+    no_sentences = property(lambda self: self.statuses["no_sentences"], doc="no sampled response had a sentence")
+    analysed = property(lambda self: self.statuses.total() - self.skipped - self.no_sentences)
 
     def add(self, result: Any) -> None:
         """Count one finished query (a :class:`~pts.search.anchors.query.AnchorOutcome`)."""
-        if result.status == "skipped":
-            self.skipped += 1
-        elif result.status == "no_sentences":
-            self.no_sentences += 1
-        else:
-            self.analysed += 1
+        self.count(result)
         self.traces += result.traces
         self.sentences += len(result.records)
         self.candidates += sum(r.verified is not None or r.is_anchor for r in result.records)
         self.anchors += result.anchors
-        self.rollouts += result.rollouts
         self.verify_rollouts += result.verify_rollouts
-        self.rollout_tokens += result.rollout_tokens
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
         queries = f"queries: {self.analysed} analysed, {self.skipped} skipped (p outside --min-prob..--max-prob)"
         if self.no_sentences:
             queries += f", {self.no_sentences} without a sentence"
@@ -135,7 +126,7 @@ class AnchorsSummary(DrivenSummary):
             f"anchors: {self.anchors} kept of {self.candidates} candidates",
             (
                 f"samples: {self.rollouts} rollouts ({per:.1f} per sentence, {self.verify_rollouts} verifying), "
-                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+                f"{self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)"
             ),
         ]
         return self.text(lines)

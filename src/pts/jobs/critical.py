@@ -99,20 +99,19 @@ class CriticalSummary(DrivenSummary):
 
     mode: str
     rollouts_k: int
-    analysed: int = 0
-    no_incorrect: int = 0
-    skipped: int = 0
-    correct_inputs: int = 0
-    too_long: int = 0
     trajectories: int = 0
     rules: Counter = field(default_factory=Counter)
-    rollouts: int = 0
     scoring_rollouts: int = 0
     pass_at_k_rollouts: int = 0
-    rollout_tokens: int = 0
     stopped_at_max_trajectories: bool = False
     with_curves: list[list[float]] = field(default_factory=list, repr=False)
     without_curves: list[list[float]] = field(default_factory=list, repr=False)
+
+    analysed = property(lambda self: self.statuses["analysed"])
+    no_incorrect = property(lambda self: self.statuses["no_incorrect"])
+    skipped = property(lambda self: self.statuses["skipped"], doc="success rate below --min-prob")
+    correct_inputs = property(lambda self: self.statuses["correct"], doc="input responses the oracle accepts")
+    too_long = property(lambda self: self.statuses["too_long"], doc="prompt + response beyond the context")
 
     @property
     def found(self) -> int:
@@ -127,30 +126,17 @@ class CriticalSummary(DrivenSummary):
 
     def add(self, result: QueryOutcome) -> None:
         """Count one finished query."""
-        status = result.status
-        if status == "skipped":
-            self.skipped += 1
-        elif status == "no_incorrect":
-            self.no_incorrect += 1
-        elif status == "correct":
-            self.correct_inputs += 1
-        elif status == "analysed":
-            self.analysed += 1
-        elif status == "too_long":
-            self.too_long += 1
+        self.count(result)
         self.trajectories += len(result.records)
         for r in result.records:
             self.rules[r.rule] += 1
             if r.critical_position is not None and r.pass_at_k_with:
                 self.with_curves.append(r.pass_at_k_with)
                 self.without_curves.append(r.pass_at_k_without)
-        self.rollouts += result.rollouts
         self.scoring_rollouts += result.scoring_rollouts
         self.pass_at_k_rollouts += result.pass_at_k_rollouts
-        self.rollout_tokens += result.rollout_tokens
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
         queries = f"queries: {self.analysed} analysed, {self.no_incorrect} with no incorrect trajectory"
         if self.skipped:
             queries += f", {self.skipped} skipped (success rate below --min-prob)"
@@ -181,7 +167,7 @@ class CriticalSummary(DrivenSummary):
             (
                 f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
                 f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
-                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+                f"{self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)"
             ),
         ]
         return self.text(lines, stopped="--max-trajectories" if self.stopped_at_max_trajectories else None)

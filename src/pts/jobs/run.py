@@ -82,23 +82,17 @@ class RunSummary(DrivenSummary):
     stopped_at_max_pairs: bool = False
     results: list[TaskResult] = field(default_factory=list, repr=False)
 
-    def _status(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-    searched = property(lambda self: self._status("searched"))
-    skipped = property(lambda self: self._status("skipped"), doc="initial p outside [min_prob, max_prob]")
-    too_long = property(lambda self: self._status("too_long"), doc="prompt + response beyond the context")
+    searched = property(lambda self: self.statuses["searched"])
+    skipped = property(lambda self: self.statuses["skipped"], doc="initial p outside [min_prob, max_prob]")
+    too_long = property(lambda self: self.statuses["too_long"], doc="prompt + response beyond the context")
     pivots = property(lambda self: sum(len(r.pivots) for r in self.results))
     positive = property(lambda self: sum(p.is_positive for r in self.results for p in r.pivots))
     negative = property(lambda self: self.pivots - self.positive)
     candidates = property(lambda self: sum(r.candidates for r in self.results))
     dropped = property(lambda self: sum(r.dropped for r in self.results))
     undecided = property(lambda self: sum(r.undecided for r in self.results))
-    rollouts = property(lambda self: sum(r.rollouts for r in self.results))
-    rollout_tokens = property(lambda self: sum(r.rollout_tokens for r in self.results))
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
         lines = [
             f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
             f"{self.resumed} already done",
@@ -109,7 +103,7 @@ class RunSummary(DrivenSummary):
             )
             if self.verify
             else f"candidates: {self.candidates}, written without verification (--no-verify)",
-            f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
+            f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)",
         ]
         if self.too_long:
             lines[0] += f", {self.too_long} too long for the model's context"
@@ -178,6 +172,7 @@ class SearchWriter(Writer):
         append_jsonl(trace_path(store.path), result.traces)
         store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
         self.summary.results.append(result)
+        self.summary.count(result)
 
     def stop(self) -> bool:
         return self.summary.stopped_at_max_pairs
