@@ -43,6 +43,7 @@ class ReportData:
         self.contrast: list[dict[str, Any]] = []
         # Lists of formats the page does not draw (a plugin's): kept in the report's data under their name.
         self.other_lists: dict[str, list[dict[str, Any]]] = {}
+        self.other_titles: dict[str, str] = {}  # each other list's title: what its format's records are
         self.traces: dict[tuple[str, int], Trace] = {}
         # Pivot files wait for finish(): a trace named later on the command line still belongs to them.
         self._pending: list[tuple[int, int, int, ViewFile, dict[tuple[str, int], Trace]]] = []
@@ -78,14 +79,17 @@ class ReportData:
             self._add_pivots(view_file, file_index, entry)
         elif fmt is not None and fmt.view_list is not None:
             # The format's own rows, in the page's list of its kind (pairs, critical tokens, contrast scores).
-            rows = self._list(fmt.view_list)
+            rows = self._list(fmt.view_list, fmt.what)
             for n, record in enumerate(view_file.records, 1):
                 row = fmt.view_row(record, f"{view_file.path} record {n}", self.query)
                 rows.append({"file": file_index, "line": n, **row})
 
-    def _list(self, name: str) -> list[dict[str, Any]]:
+    def _list(self, name: str, title: str) -> list[dict[str, Any]]:
         if name in ("pairs", "critical", "contrast"):
             return getattr(self, name)
+        if name in ("files", "queries", "pivots", "solutions", "other_lists", "overview", "trajectories"):
+            raise PTSError(f"a format's view_list may not be {name!r}: the page keeps its own rows there")
+        self.other_titles.setdefault(name, title)
         return self.other_lists.setdefault(name, [])
 
     def _add_pivots(self, view_file: ViewFile, file_index: int, entry: dict[str, Any]) -> None:
@@ -182,6 +186,8 @@ class ReportData:
             "critical": self.critical,
             "contrast": self.contrast,
             **self.other_lists,
+            # The lists of formats the page has no view of its own for (a plugin's): drawn as tables of their fields.
+            "other_lists": self.other_titles,
         }
 
 
