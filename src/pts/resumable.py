@@ -82,6 +82,14 @@ class ResponseJobOptions(
         groups = (ResponsesInput, options.PromptOptions, options.SamplingOptions)
         return {f.name: getattr(self, f.name) for group in groups for f in dataclasses.fields(group)}
 
+    def worker_groups(
+        self,
+    ) -> tuple[options.SamplingOptions, options.PromptOptions, options.ModelOptions, options.EngineOptions]:
+        """What a worker of such a job is handed (:mod:`pts.work`): how it samples and prompts, which model it
+        loads, on which engine."""
+        groups = (options.SamplingOptions, options.PromptOptions, options.ModelOptions, options.EngineOptions)
+        return tuple(options.group_of(g, self) for g in groups)  # type: ignore[return-value]
+
     def tasks_and_responses(
         self, tasks: list[Task] | None, *, skip_missing: bool
     ) -> tuple[list[Task], dict[str, Any] | None]:
@@ -213,6 +221,12 @@ class DrivenSummary:
     def tokens_per_second(self) -> float:
         """Rollout tokens per second of this invocation (0 before it is timed)."""
         return self.rollout_tokens / self.seconds if self.seconds else 0.0
+
+    def queries_line(self, counts: Sequence[tuple[int, str]], *, if_any: Sequence[tuple[int, str]] = ()) -> str:
+        """The first line a job prints: ``queries:``, each ``(count, what)`` of ``counts``, those of ``if_any``
+        that are not zero (a too-long prompt, a skipped input...), then the queries already done before."""
+        parts = [f"{n} {what}" for n, what in counts] + [f"{n} {what}" for n, what in if_any if n]
+        return "queries: " + ", ".join([*parts, f"{self.resumed} already done"])
 
     def finish(self, done: Driven) -> None:
         """Take what :func:`drive` did: the tasks resumed, the units given up on, the time."""

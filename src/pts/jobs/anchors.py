@@ -116,12 +116,12 @@ class AnchorsSummary(DrivenSummary):
         self.verify_rollouts += result.verify_rollouts
 
     def format(self) -> str:
-        queries = f"queries: {self.analysed} analysed, {self.skipped} skipped (p outside --min-prob..--max-prob)"
-        if self.no_sentences:
-            queries += f", {self.no_sentences} without a sentence"
         per = self.rollouts / self.sentences if self.sentences else 0.0
         lines = [
-            queries + f", {self.resumed} already done",
+            self.queries_line(
+                [(self.analysed, "analysed"), (self.skipped, "skipped (p outside --min-prob..--max-prob)")],
+                if_any=[(self.no_sentences, "without a sentence")],
+            ),
             f"sentences: {self.sentences} in {self.traces} responses (similarity filter: {self.similarity})",
             f"anchors: {self.anchors} kept of {self.candidates} candidates",
             (
@@ -147,10 +147,7 @@ def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = Non
     work = anchors_work(
         config.settings(),
         config.solutions(),
-        group_of(options.SamplingOptions, config),
-        group_of(options.PromptOptions, config),
-        group_of(options.ModelOptions, config),
-        group_of(options.EngineOptions, config),
+        *config.worker_groups(),
         similarity=kind,
         parallel=config.parallel,
     )

@@ -137,15 +137,15 @@ class CriticalSummary(DrivenSummary):
         self.pass_at_k_rollouts += result.pass_at_k_rollouts
 
     def format(self) -> str:
-        queries = f"queries: {self.analysed} analysed, {self.no_incorrect} with no incorrect trajectory"
-        if self.skipped:
-            queries += f", {self.skipped} skipped (success rate below --min-prob)"
-        if self.correct_inputs:
-            queries += f", {self.correct_inputs} input responses judged correct (skipped)"
-        if self.too_long:
-            queries += f", {self.too_long} too long for the model's context"
+        optional = [
+            (self.skipped, "skipped (success rate below --min-prob)"),
+            (self.correct_inputs, "input responses judged correct (skipped)"),
+            (self.too_long, "too long for the model's context"),
+        ]
         lines = [
-            queries + f", {self.resumed} already done",
+            self.queries_line(
+                [(self.analysed, "analysed"), (self.no_incorrect, "with no incorrect trajectory")], if_any=optional
+            ),
             f"trajectories: {self.trajectories} incorrect trajectories scored ({self.mode}, K={self.rollouts_k})",
             (
                 f"critical tokens: {self.found} found ({self.rules.get('first_zero_then_low', 0)} first_zero_then_low, "
@@ -187,10 +187,7 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     work = critical_work(
         config.settings(),
         config.trajectories(),
-        group_of(options.SamplingOptions, config),
-        group_of(options.PromptOptions, config),
-        group_of(options.ModelOptions, config),
-        group_of(options.EngineOptions, config),
+        *config.worker_groups(),
         parallel=config.parallel,
     )
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)

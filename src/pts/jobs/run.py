@@ -94,8 +94,10 @@ class RunSummary(DrivenSummary):
 
     def format(self) -> str:
         lines = [
-            f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
-            f"{self.resumed} already done",
+            self.queries_line(
+                [(self.searched, "searched"), (self.skipped, "skipped (initial p outside range)")],
+                if_any=[(self.too_long, "too long for the model's context")],
+            ),
             f"pivotal tokens: {self.pivots} ({self.positive} positive, {self.negative} negative)",
             (
                 f"candidates: {self.candidates} checked, {self.pivots} kept, {self.dropped} dropped "
@@ -105,8 +107,6 @@ class RunSummary(DrivenSummary):
             else f"candidates: {self.candidates}, written without verification (--no-verify)",
             f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)",
         ]
-        if self.too_long:
-            lines[0] += f", {self.too_long} too long for the model's context"
         return self.text(lines, stopped="--max-pairs" if self.stopped_at_max_pairs else None)
 
 

@@ -27,11 +27,13 @@ class Outcome:
 
 
 class Analyser:
-    """The ``engine`` (and its tokenizer ``tok``), the command's ``sampling`` options (``params``: the
+    """The ``engine`` (and its tokenizer ``tok``), how the analysis measures (``settings``: the algorithm's
+    own), the command's ``sampling`` options (``params``: the
     engine's sampling parameters of them) and its ``prompt_options``; :meth:`prompt` builds a task's prompt."""
 
-    def __init__(self, engine: Any, sampling: SamplingOptions, prompt: PromptOptions) -> None:
+    def __init__(self, engine: Any, settings: Any, sampling: SamplingOptions, prompt: PromptOptions) -> None:
         self.engine = engine
+        self.settings = settings
         self.tok = engine.tokenizer
         self.sampling = sampling
         self.prompt_options = prompt

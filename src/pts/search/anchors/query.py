@@ -80,8 +80,7 @@ class AnchorAnalyser(Analyser):
         prompt: PromptOptions,
         similarity: Any,
     ) -> None:
-        super().__init__(engine, sampling, prompt)
-        self.settings = settings
+        super().__init__(engine, settings, sampling, prompt)
         self.solutions = solutions
         self.similarity = similarity
 

@@ -63,8 +63,7 @@ class QueryAnalyser(Analyser):
         sampling: SamplingOptions,
         prompt: PromptOptions,
     ) -> None:
-        super().__init__(engine, sampling, prompt)
-        self.settings = settings
+        super().__init__(engine, settings, sampling, prompt)
         self.trajectories = trajectories
         self.context = context_length(engine)
         p = self.params
