@@ -293,12 +293,9 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
         trajectories = read_trajectories(
             config.input_path,
             base[1] if base else None,
-            query_key=config.query_key,
-            answer_key=config.answer_key,
-            oracle=config.oracle,
+            options.group_of(options.DatasetOptions, config),
+            options.group_of(options.PromptOptions, config),
             seed=config.seed,
-            system_prompt=config.system_prompt,
-            chat_template=config.chat_template,
         )
     summary.trajectories = len(trajectories)
     summary.correct = sum(t.correct for t in trajectories)
