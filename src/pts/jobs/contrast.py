@@ -74,7 +74,7 @@ class ContrastConfig(
     options.DataOptions,
     options.PromptOptions,
     options.SamplingOptions,
-    options.TrainingOptions,
+    LoraSettings,
     options.EngineOptions,
     options.OverwriteOptions,
     options.ProgressOptions,
@@ -116,21 +116,6 @@ class ContrastConfig(
         "until they cover this share of the wrong responses",
         check="half_open_unit",
     )
-    # The CE models' LoRA training: the authors' settings.
-    lora_r: int = override(8, help="LoRA rank")
-    lora_alpha: int = override(16, help="LoRA alpha (scale alpha/r)")
-    lora_dropout: float = override(0.1, help="LoRA dropout")
-    lora_targets: str = override(
-        "gate_proj,up_proj,down_proj",
-        help="modules LoRA adapts: all-linear, or comma-separated names such as q_proj,v_proj",
-    )
-    learning_rate: float | None = override(3e-4, help="learning rate")
-    train_batch_size: int = override(4, help="trajectories per training step and device")
-    max_length: int | None = override(
-        None, help="truncate training sequences to this many tokens (default: no truncation)"
-    )
-    warmup_steps: float = option(0.0, "linear warmup: steps, or a ratio of all steps when below 1", check="nonneg")
-    lr_scheduler: str = option("cosine", "learning-rate schedule (a transformers SchedulerType)")
     beta: float = option(1.0, "contrast strength beta", check="nonneg")
     score: Literal["all", "incorrect", "correct"] = option("all", "which trajectories to score")
     score_batch_size: int = option(8, "trajectories per scoring forward pass", check="count")
@@ -144,22 +129,7 @@ class ContrastConfig(
     @property
     def lora(self) -> LoraSettings:
         """The positive/negative models' fine-tuning settings."""
-        targets = self.lora_target_list()
-        return LoraSettings(
-            r=self.lora_r,
-            alpha=self.lora_alpha,
-            dropout=self.lora_dropout,
-            targets=(targets,) if isinstance(targets, str) else tuple(targets),
-            learning_rate=self.learning_rate if self.learning_rate is not None else 3e-4,
-            epochs=self.epochs,
-            max_steps=-1 if self.max_steps is None else self.max_steps,
-            batch_size=self.train_batch_size,
-            gradient_accumulation_steps=self.grad_accum,
-            warmup_steps=self.warmup_steps,
-            lr_scheduler=self.lr_scheduler,
-            max_length=self.max_length,
-            gradient_checkpointing=self.gradient_checkpointing,
-        )
+        return options.group_of(LoraSettings, self)
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
