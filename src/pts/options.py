@@ -432,6 +432,19 @@ class TrainingOptions:
             "gradient_checkpointing": self.gradient_checkpointing,
         }
 
+    def peft_config(self) -> Any:
+        """PEFT's ``LoraConfig`` of these options, for a causal LM (imports PEFT)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_list(),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
     def lora_target_list(self) -> str | list[str]:
         """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""
         text = self.lora_targets.strip()

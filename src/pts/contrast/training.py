@@ -50,18 +50,6 @@ class LoraSettings(options.TrainingOptions):
         if self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps):
             raise PTSError(f"--warmup-steps must be a step count or a ratio in [0, 1), got {self.warmup_steps}")
 
-    def peft_config(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_list(),
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-
 
 def train_lora(
     model,

@@ -262,18 +262,7 @@ def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> d
 
 def _peft_config(config: TrainConfig):
     """PEFT's LoraConfig of the options, or None for full fine-tuning (--no-lora)."""
-    if not config.lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_list(),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return config.peft_config() if config.lora else None
 
 
 CONFIG = TrainConfig
