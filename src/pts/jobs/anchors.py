@@ -143,20 +143,20 @@ def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = Non
     """
     config.validate()
     tasks, responses = config.tasks_and_responses(tasks, skip_missing=False)
-    kind = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
+    similarity = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
     work = anchors_work(
         config.settings(),
         config.solutions(),
         *config.worker_groups(),
-        similarity=kind,
+        similarity=similarity,
         parallel=config.parallel,
     )
-    summary = AnchorsSummary(config.output_path, similarity=filter_name(kind))
+    summary = AnchorsSummary(config.output_path, similarity=filter_name(similarity))
     done = config.drive(
         work,
         tasks,
         AnchorsWriter(summary, tasks, responses),
-        settings={**config.result_settings(), "similarity_filter": filter_name(kind)},
+        settings={**config.result_settings(), "similarity_filter": filter_name(similarity)},
         engine=engine,
     )
     summary.finish(done)

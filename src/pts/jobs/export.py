@@ -282,9 +282,11 @@ def writer_settings(fmt: formats.Format, config: ExportConfig) -> Any:
     option of the same name when it is set (``layer_nums`` parsed); checked. None when the writer has none."""
     if fmt.settings_type is None:
         return None
-    kind = resolve(fmt.settings_type) if isinstance(fmt.settings_type, str) else fmt.settings_type
+    settings_class = resolve(fmt.settings_type) if isinstance(fmt.settings_type, str) else fmt.settings_type
     values = {**vars(config), "layer_nums": config.layers()}
-    settings = kind(**{f.name: values[f.name] for f in dataclasses.fields(kind) if values.get(f.name) is not None})
+    settings = settings_class(
+        **{f.name: values[f.name] for f in dataclasses.fields(settings_class) if values.get(f.name) is not None}
+    )
     if hasattr(settings, "validate"):
         settings.validate()
     return settings
