@@ -26,20 +26,21 @@ class Outcome:
     rollout_tokens: int = 0
 
 
+@dataclass(eq=False)
 class Analyser:
     """The ``engine`` (and its tokenizer ``tok``), how the analysis measures (``settings``: the algorithm's
-    own), the command's ``sampling`` options (``params``: the
-    engine's sampling parameters of them) and its ``prompt_options``; :meth:`prompt` builds a task's prompt."""
+    own), the command's ``sampling`` options (``params``: the engine's sampling parameters of them) and its
+    ``prompt_options``; :meth:`prompt` builds a task's prompt. A subclass adds its own fields after these."""
 
-    def __init__(self, engine: Any, settings: Any, sampling: SamplingOptions, prompt: PromptOptions) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.tok = engine.tokenizer
-        self.sampling = sampling
-        self.prompt_options = prompt
-        self.params = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
-        )
+    engine: Any
+    settings: Any
+    sampling: SamplingOptions
+    prompt_options: PromptOptions
+
+    def __post_init__(self) -> None:
+        s = self.sampling
+        self.tok = self.engine.tokenizer
+        self.params = SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p)
 
     def prompt(self, task: Any) -> tuple[list[int], str]:
         """The exact prompt ids of ``task`` and the judge prefix (``<think>`` when the prompt opened one)."""

@@ -11,19 +11,17 @@ its engine calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pts.errors import PTSError
 from pts.formats.thought_anchors import ThoughtAnchor
-from pts.options import PromptOptions, SamplingOptions
 from pts.records import stable_seed
 from pts.search.analyser import Analyser, Outcome
 from pts.search.anchors.analysis import SentenceResult, TraceResult, analyse_trace, sentences_of
 from pts.search.anchors.categories import categorise, reasoning_pattern
 from pts.search.anchors.importance import Importance
 from pts.search.anchors.sentences import Sentence
-from pts.search.anchors.settings import AnchorSettings
 from pts.search.critical.query import response_ids
 from pts.search.estimate import SuccessEstimator
 from pts.search.searcher import context_length
@@ -66,23 +64,14 @@ class Solutions:
     max_prob: float = 0.9
 
 
+@dataclass(eq=False)
 class AnchorAnalyser(Analyser):
-    """What the queries of one run share: the ``engine``, how sentences are measured (``settings``), which
-    responses are analysed (``solutions``), the ``sampling`` and ``prompt`` options of ``pts anchors``, and the
-    ``similarity`` filter."""
+    """What the queries of one run share: the ``engine``, how sentences are measured (``settings``: the
+    :class:`AnchorSettings`), the ``sampling`` and ``prompt_options`` of ``pts anchors``, which responses are
+    analysed (``solutions``) and the ``similarity`` filter."""
 
-    def __init__(
-        self,
-        engine: Any,
-        settings: AnchorSettings,
-        solutions: Solutions,
-        sampling: SamplingOptions,
-        prompt: PromptOptions,
-        similarity: Any,
-    ) -> None:
-        super().__init__(engine, settings, sampling, prompt)
-        self.solutions = solutions
-        self.similarity = similarity
+    solutions: Solutions = field(default_factory=Solutions)
+    similarity: Any = None
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)

@@ -12,17 +12,15 @@ shared its engine calls or which process analysed it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pts.errors import PTSError
-from pts.options import PromptOptions, SamplingOptions
 from pts.records import CriticalToken, FirstToken, stable_seed
 from pts.search.analyser import Analyser, Outcome
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
-from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
 from pts.search.searcher import context_length
 
@@ -47,26 +45,21 @@ class Trajectories:
     min_prob: float = 0.0
 
 
+@dataclass(eq=False)
 class QueryAnalyser(Analyser):
     """What the queries of one run share, and :meth:`steps`, the step generator of one query.
 
     ``settings`` say how tokens are scored; ``trajectories`` how a query's
-    incorrect trajectories are sampled; ``sampling`` and ``prompt`` are the
+    incorrect trajectories are sampled; ``sampling`` and ``prompt_options`` are the
     sampling and prompt options of ``pts critical``.
     """
 
-    def __init__(
-        self,
-        engine: Any,
-        settings: CriticalSettings,
-        trajectories: Trajectories,
-        sampling: SamplingOptions,
-        prompt: PromptOptions,
-    ) -> None:
-        super().__init__(engine, settings, sampling, prompt)
-        self.trajectories = trajectories
-        self.context = context_length(engine)
-        p = self.params
+    trajectories: Trajectories = field(default_factory=Trajectories)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settings, sampling, p = self.settings, self.sampling, self.params
+        self.context = context_length(self.engine)
         self.search_info = {
             "rollouts": settings.rollouts,
             "probe_samples": settings.probe,
