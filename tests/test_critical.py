@@ -658,9 +658,9 @@ def test_sampled_trajectories_carry_pi_to_the_bound_and_given_responses_do_not()
     analyser = QueryAnalyser(
         engine,
         CriticalSettings(rollouts=k, mode="scan", pass_at_k=0),
-        Trajectories(count=8),
         SamplingOptions(max_new_tokens=40, seed=4),
         PromptOptions(chat_template=False),
+        trajectories=Trajectories(count=8),
     )
     out = analyse(analyser, task)
     assert out.records, out.status

@@ -21,7 +21,7 @@ from pts.export.dpo import (
     match_tasks,
     pick_counterpart,
 )
-from pts.export.records import PivotRecord, attach_token_ids, chat_messages, read_pivots
+from pts.export.records import PivotalTokenRow, attach_token_ids, chat_messages, read_pivots
 from pts.jobs.export import ExportConfig
 from pts.jobs.export import run as export
 from pts.records import FirstToken
@@ -203,8 +203,8 @@ RESPONSE = (token("a"), token("b"))
 P_AFTER = {"x": 0.8, "y": 0.3, "c": 0.9, "d": 0.2, "e": 0.5}
 
 
-def fake_pivot(tok: str, positive: bool) -> PivotRecord:
-    return PivotRecord(
+def fake_pivot(tok: str, positive: bool) -> PivotalTokenRow:
+    return PivotalTokenRow(
         query="q?",
         pivot_context="q?ab",
         pivot_token=tok,

@@ -12,7 +12,7 @@ from export_samples import (
 
 from pts.cli import main as cli_main
 from pts.errors import PTSError
-from pts.export.records import PivotRecord
+from pts.export.records import PivotalTokenRow
 from pts.export.steering import (
     PATTERNS,
     UNKNOWN,
@@ -174,7 +174,7 @@ def test_steering_export_refuses_a_folder_optillm_would_load_nothing_from(real, 
 
 
 def fake_line_pivot(ids, prompt_length, delta, name):
-    return PivotRecord(
+    return PivotalTokenRow(
         query="q",
         pivot_context=str(ids),
         pivot_token=name,

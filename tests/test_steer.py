@@ -10,13 +10,13 @@ from conftest import run_pts, write_jsonl
 
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.jobs.steer import SteerConfig, evaluate, steer_query
+from pts.jobs.steer import SteerConfig, steer_dataset, steer_query
 from pts.steering.apply import ContextSteering, ControlSteering, build_steering
-from pts.steering.evaluate import PairedSample, SteerReport, format_query_pairs
 from pts.steering.generate import Generation, GenerationRequest, generate
 from pts.steering.hooks import SteeringHooks
 from pts.steering.layers import parse_layers
 from pts.steering.matching import SuffixMatcher
+from pts.steering.report import PairedSample, SteerReport, format_query_pairs
 from pts.steering.vectors import ControlVector, SteeringVector, load_steering_vectors
 from pts.store import read_jsonl
 
@@ -521,7 +521,7 @@ def test_control_vector_evaluation_and_query_mode(tmp_path, embedded_loaded):
         output_path=str(tmp_path / "cv.jsonl"),
         progress=False,
     )
-    report = evaluate(config, loaded=embedded_loaded)
+    report = steer_dataset(config, loaded=embedded_loaded)
     assert report.n == 2 and report.queries == 2
     assert all(p.steered.steered_positions > 0 and p.base.steered_positions == 0 for p in report.pairs)
     rows = read_jsonl(tmp_path / "cv.jsonl")

@@ -338,6 +338,45 @@ def test_a_critical_tokens_report_has_its_own_overview_legend_and_tokens(opened,
     assert "Pass@k" in first.locator("svg[aria-label^='Pass@k'] text.axis-label").all_text_contents()
 
 
+def test_rows_of_a_format_from_another_package_get_a_view_of_their_own(opened, tmp_path):
+    """A format that says only ``view_list`` and ``view_row``, as a plugin's would, is drawn as a table of the
+    fields its rows have, with their text kept inert."""
+    from pts import formats
+
+    class TokenEffects(formats.Format):
+        name = "token-effects"
+        what = "token effects"
+        shapes = {"token_effects": "token effects (a plugin)"}
+        keys = ("token", "delta")
+        view_list = "effects"
+
+        def view_row(self, record, where, query):
+            return {"q": query(record["query"]), "token": record["token"], "delta": record["delta"]}
+
+    rows = [
+        {"query": "question 0", "token": " 7", "delta": 0.5},
+        {"query": HOSTILE_QUERY, "token": HOSTILE_TOKEN, "delta": -0.25},
+    ]
+    write_jsonl(tmp_path / "effects.jsonl", rows)
+    kept = formats.FORMATS.snapshot()
+    formats.register(TokenEffects())
+    try:
+        build_report([tmp_path / "effects.jsonl"], tmp_path / "effects.html")
+    finally:
+        formats.FORMATS.restore(kept)
+    page = opened(tmp_path / "effects.html").page
+    page.locator("#tab-effects").click()
+    assert page.locator("#tab-effects").inner_text() == "Token effects"
+    table = page.locator("table.other-table[data-list='effects']")
+    assert table.locator("th").all_text_contents() == ["query", "token", "delta", "file"]
+    cells = [r.locator("td").all_text_contents() for r in table.locator("tr.row").all()]
+    assert [c[:3] for c in cells] == [["question 0", " 7", "0.5"], [HOSTILE_QUERY, HOSTILE_TOKEN, "-0.25"]]
+    assert cells[1][3].endswith("effects.jsonl:2")
+    assert page.locator("#count").text_content() == "2 matching"
+    page.fill("#q", "question 0")
+    wait_until(lambda: page.locator("#count").text_content() == "1 matching")
+
+
 @pytest.mark.slow
 def test_report_of_a_real_tiny_run(opened, tmp_path):
     out = tmp_path / "pivots.jsonl"

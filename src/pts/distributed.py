@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -305,60 +305,6 @@ class WorkerPool:
         if self.started:
             self.ray.shutdown()
             self.started = False
-
-
-def evaluate(pool: WorkerPool, tasks: Sequence[Any], settings: Any, *, progress: bool = False) -> tuple[Any, list[Any]]:
-    """:func:`pts.evaluate.evaluate` on ``pool``'s workers (made with :func:`eval_work`).
-
-    The batches are the ones a local run sends to the engine in one call
-    (:func:`pts.evaluate.call_size` of the workers' batch size), so the
-    result, merged in task order, is a local run's. Returns the
-    :class:`~pts.evaluate.EvalResult` and the tasks of batches skipped after
-    ``MAX_TRIES`` dead workers (absent from the result).
-    """
-    import time
-
-    from pts.evaluate import EvalResult, QueryResult, call_size
-    from pts.progress import progress_bar
-
-    settings.validate()
-    if not tasks:
-        raise PTSError("the dataset has no rows to evaluate")
-    size = call_size(pool.batch_size, settings)
-    batches = [(lo, list(tasks[lo : lo + size])) for lo in range(0, len(tasks), size)]
-    result = EvalResult(pool.model_id, settings)
-    done: dict[int, list[Any]] = {}
-    start = time.perf_counter()
-    bar = progress_bar(len(tasks), progress, desc="eval")
-
-    def record(unit: tuple[int, list[Any]], part: tuple[list[tuple[Any, Any]], int]) -> None:
-        lo, batch = unit
-        done[lo] = [QueryResult(t, prompt_ids, samples) for t, (prompt_ids, samples) in zip(batch, part[0])]
-        result.generated_tokens += part[1]
-        bar.update(len(batch))
-
-    try:
-        failed = pool.map(batches, record)
-    finally:
-        bar.close()
-    result.queries = [q for lo in sorted(done) for q in done[lo]]
-    result.seconds = time.perf_counter() - start
-    return result, [t for _, batch in failed for t in batch]
-
-
-def evaluate_on_workers(
-    ray: RayOptions, work: Work, tasks: Sequence[Any], settings: Any, *, engine: Any = None, progress: bool = False
-) -> tuple[Any, list[Any]]:
-    """:func:`evaluate` with a pool of its own doing ``work`` (:func:`pts.work.eval_work`) on Ray workers, each
-    loading the model itself or holding a copy of ``engine``."""
-    settings.validate()
-    if not tasks:
-        raise PTSError("the dataset has no rows to evaluate")
-    pool = WorkerPool(ray, work, engine)
-    try:
-        return evaluate(pool, tasks, settings, progress=progress)
-    finally:
-        pool.close()
 
 
 def _cause(error: BaseException) -> BaseException:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pts import options
@@ -55,6 +55,13 @@ class EvalSettings:
     early_stop: bool = True
     ks: tuple[int, ...] | None = None
     confidence: float = options.checked(0.95, "open_unit")
+
+    @classmethod
+    def of(cls, sampling: options.SamplingOptions, prompt: options.PromptOptions, **others: Any) -> EvalSettings:
+        """The settings a command's sampling and prompt options give; ``others`` sets the rest (``num_samples``,
+        ``ks``) or replaces one of them (a greedy ``temperature``)."""
+        given = {f.name: getattr(group, f.name) for group in (sampling, prompt) for f in fields(group)}
+        return cls(**{**given, **others})
 
     @property
     def greedy(self) -> bool:
@@ -288,6 +295,57 @@ def evaluate(
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def evaluate_with(
+    ray: options.RayOptions,
+    work: Any,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    *,
+    engine: Engine | None = None,
+    progress: bool = False,
+) -> tuple[EvalResult, list[Task], Engine | None]:
+    """:func:`evaluate` on the pool :func:`pts.resumable.start_pool` picks for ``work``
+    (:func:`pts.work.eval_work`): here, on ``engine`` or the model ``work`` loads, or with ``ray.ray`` on Ray
+    workers (each loading the model itself or holding a copy of ``engine``), in the batches a local run sends to
+    the engine in one call, so the result, merged in task order, is a local run's either way.
+
+    Returns the :class:`EvalResult`, the tasks of batches skipped after their Ray workers kept dying (absent
+    from the result; none here) and the engine used here (None on Ray). Bad settings or no tasks: PTSError
+    before a model is loaded or a worker started."""
+    import time
+
+    from pts.progress import progress_bar
+    from pts.resumable import start_pool
+
+    settings.validate()
+    if not tasks:
+        raise PTSError("the dataset has no rows to evaluate")
+    pool = start_pool(ray, work, engine)
+    try:
+        size = call_size(pool.batch_size or 64, settings)
+        batches = [(lo, list(tasks[lo : lo + size])) for lo in range(0, len(tasks), size)]
+        result = EvalResult(pool.model_id, settings)
+        done: dict[int, list[QueryResult]] = {}
+        start = time.perf_counter()
+        bar = progress_bar(len(tasks), progress, desc="eval")
+
+        def record(unit: tuple[int, list[Task]], part: tuple[list[tuple[Any, Any]], int]) -> None:
+            lo, batch = unit
+            done[lo] = [QueryResult(t, prompt_ids, samples) for t, (prompt_ids, samples) in zip(batch, part[0])]
+            result.generated_tokens += part[1]
+            bar.update(len(batch))
+
+        try:
+            failed = pool.map(batches, record)
+        finally:
+            bar.close()
+    finally:
+        pool.close()
+    result.queries = [q for lo in sorted(done) for q in done[lo]]
+    result.seconds = time.perf_counter() - start
+    return result, [t for _, batch in failed for t in batch], (pool.engine if ray.ray is None else None)
 
 
 def evaluate_batch(engine: Engine, tasks: Sequence[Task], settings: EvalSettings) -> tuple[list[QueryResult], int]:

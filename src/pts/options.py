@@ -423,6 +423,32 @@ class TrainingOptions:
         False, "recompute activations in the backward pass (less memory, ~20%% slower)"
     )
 
+    def trl_arguments(self, learning_rate: float | None = None) -> dict[str, Any]:
+        """These options under the names of TRL's (transformers') training arguments; ``learning_rate`` replaces
+        :attr:`learning_rate` (a command's own default where that is None)."""
+        return {
+            "per_device_train_batch_size": self.train_batch_size,
+            "gradient_accumulation_steps": self.grad_accum,
+            "learning_rate": self.learning_rate if learning_rate is None else learning_rate,
+            "num_train_epochs": self.epochs,
+            "max_steps": self.max_steps or -1,  # TRL: -1 lets the epochs decide
+            "max_length": self.max_length,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
+
+    def peft_config(self) -> Any:
+        """PEFT's ``LoraConfig`` of these options, for a causal LM (imports PEFT)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_list(),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
     def lora_target_list(self) -> str | list[str]:
         """PEFT ``target_modules``: ``"all-linear"`` or the comma-separated module names."""
         text = self.lora_targets.strip()

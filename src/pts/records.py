@@ -10,23 +10,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-# Fields every pivotal-token record has in the original PTS tool's files.
-ORIGINAL_FIELDS = (
-    "model_id",
-    "query",
-    "pivot_context",
-    "pivot_token",
-    "pivot_token_id",
-    "prob_before",
-    "prob_after",
-    "prob_delta",
-    "is_positive",
-    "task_type",
-    "dataset_id",
-    "dataset_item_id",
-    "timestamp",
-)
-
 
 def stable_id(*parts: Any) -> str:
     """A short hex digest of ``parts`` (JSON-encoded), stable across runs and machines."""
@@ -87,9 +70,42 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], *token_lists: str) -> Any:
+        """The record of ``data`` (a JSON line): fields it does not know are dropped (a newer pts may have
+        written them), and ``token_lists`` name its lists of :class:`FirstToken`."""
+        known = cls.__dataclass_fields__
+        data = {k: v for k, v in data.items() if k in known}
+        for key in token_lists:
+            data[key] = [FirstToken(**t) for t in data.get(key, [])]
+        return cls(**data)
+
 
 @dataclass(kw_only=True)
-class PivotalToken(Record):
+class PivotalTokenFields:
+    """The fields every pivotal-token record has, pts's and the original PTS tool's (which has a ``timestamp``
+    too): the token, its context as text, p(success) before and after it, and where it comes from."""
+
+    model_id: str
+    query: str
+    pivot_context: str
+    pivot_token: str
+    pivot_token_id: int
+    prob_before: float
+    prob_after: float
+    prob_delta: float
+    is_positive: bool
+    task_type: str
+    dataset_id: str
+    dataset_item_id: str
+
+
+ORIGINAL_FIELDS = (*PivotalTokenFields.__dataclass_fields__, "timestamp")
+"""Fields every pivotal-token record has in the original PTS tool's files."""
+
+
+@dataclass(kw_only=True)
+class PivotalToken(PivotalTokenFields, Record):
     """A single token whose choice moves p(success) by at least the threshold.
 
     ``pivot_context`` is the decoded text of ``pivot_context_ids``: the exact
@@ -112,18 +128,6 @@ class PivotalToken(Record):
     change can be at most ``1 - sampling_prob`` in size.
     """
 
-    model_id: str
-    query: str
-    pivot_context: str
-    pivot_token: str
-    pivot_token_id: int
-    prob_before: float
-    prob_after: float
-    prob_delta: float
-    is_positive: bool
-    task_type: str
-    dataset_id: str
-    dataset_item_id: str
     pivot_context_ids: list[int]
     prompt_length: int
     samples_before: int
@@ -162,12 +166,10 @@ class PivotalToken(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PivotalToken:
-        data = dict(data)
-        data["first_tokens"] = [FirstToken(**t) for t in data.get("first_tokens", [])]
-        if data.get("continuations") is not None:
-            data["continuations"] = [Continuation(**c) for c in data["continuations"]]
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        record = cls._from_dict(data, "first_tokens")
+        if record.continuations is not None:
+            record.continuations = [Continuation(**c) for c in record.continuations]
+        return record
 
 
 CRITICAL_RULES = ("first_zero_then_low", "last_zero", "none")
@@ -248,7 +250,4 @@ class CriticalToken(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CriticalToken:
-        data = dict(data)
-        data["alternatives"] = [FirstToken(**t) for t in data.get("alternatives", [])]
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls._from_dict(data, "alternatives")

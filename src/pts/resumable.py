@@ -30,19 +30,106 @@ A job plugs in with a :class:`~pts.work.Work` (how a worker loads its engine and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
+from pts import options
+from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.options import RayOptions, ResumableOutputOptions
 from pts.progress import Ticker, progress_bar
 from pts.store import OutputLock, RunStore, check_free_space, check_resumable_output
-from pts.work import InOrder, LocalPool, Work
+from pts.tasks.sources import load_tasks_from
+from pts.tasks.sources.responses import ResponsesInput, load_response_rows
+from pts.tasks.task import Task
+from pts.work import InOrder, LocalPool, Work, summary_text
 
 log = logging.getLogger(__name__)
+
+
+@options.config
+class ResponseJobOptions(
+    ResponsesInput,
+    options.ModelOptions,
+    options.DataOptions,
+    options.EngineOptions,
+    options.PromptOptions,
+    options.SamplingOptions,
+    options.ResumableOutputOptions,
+    options.RayOptions,
+):
+    """The option groups of a resumable per-query command that measures responses, sampled from ``--dataset``
+    or given by ``--input-path`` (``pts critical``, ``pts anchors``): its Config mixes this in after its own
+    settings."""
+
+    def check_job(self) -> None:
+        """The checks no single field's covers: the engine is a registered one, the Ray options fit together,
+        the input file is a JSONL file."""
+        from pts.distributed import check_ray_options
+
+        check_engine(self.engine)
+        check_ray_options(options.group_of(RayOptions, self))
+        self.check_input()
+
+    def response_settings(self) -> dict[str, Any]:
+        """The settings of these groups that change what such a job writes: the input rows, the prompt and the
+        sampling (each job adds its own)."""
+        groups = (ResponsesInput, options.PromptOptions, options.SamplingOptions)
+        return {f.name: getattr(self, f.name) for group in groups for f in dataclasses.fields(group)}
+
+    def worker_groups(
+        self,
+    ) -> tuple[options.SamplingOptions, options.PromptOptions, options.ModelOptions, options.EngineOptions]:
+        """What a worker of such a job is handed (:mod:`pts.work`): how it samples and prompts, which model it
+        loads, on which engine."""
+        groups = (options.SamplingOptions, options.PromptOptions, options.ModelOptions, options.EngineOptions)
+        return tuple(options.group_of(g, self) for g in groups)  # type: ignore[return-value]
+
+    def tasks_and_responses(
+        self, tasks: list[Task] | None, *, skip_missing: bool
+    ) -> tuple[list[Task], dict[str, Any] | None]:
+        """The tasks to analyse and, with ``--input-path``, each one's response by item id (text, or the row's
+        ``response_ids``); None where responses are to be sampled. ``tasks`` replaces ``--dataset`` (not
+        ``--input-path``). A row without a response is skipped with a warning (``skip_missing``, a blank one
+        too) or refused; PTSError when no row is left."""
+        data = options.group_of(options.DataOptions, self)
+        if self.input_path is None:
+            return (tasks if tasks is not None else load_tasks_from(data, self.seed)), None
+        tasks, responses = load_response_rows(self.input_path, self.response_key, data, self.seed)
+        if skip_missing:
+            responses = {k: r for k, r in responses.items() if not isinstance(r, str) or r.strip()}
+        missing = [t for t in tasks if t.item_id not in responses]
+        if missing and not skip_missing:
+            row = missing[0].metadata["source_index"]
+            raise PTSError(f"row {row} of {self.input_path} has no {self.response_key!r}")
+        if missing:
+            log.warning("skipped %d row(s) of %s without a %r value", len(missing), self.input_path, self.response_key)
+        tasks = [t for t in tasks if t.item_id in responses]
+        if not tasks:
+            raise PTSError(f"no row of {self.input_path} has a {self.response_key!r} value")
+        return tasks, responses
+
+    def drive(
+        self, work: Work, tasks: Sequence[Any], writer: Writer, *, settings: dict[str, Any], engine: Any
+    ) -> Driven:
+        """:func:`drive` with this job's output, Ray and token-budget options, ``--dataset`` and ``--input-path``
+        as its inputs; ``settings`` are the job's :meth:`result_settings` (and whatever else changes its records)."""
+        return drive(
+            work,
+            tasks,
+            writer,
+            output=options.group_of(options.ResumableOutputOptions, self),
+            ray=options.group_of(RayOptions, self),
+            settings=settings,
+            inputs={"--dataset": self.dataset, "--input-path": self.input_path},
+            max_new_tokens=self.max_new_tokens,
+            engine=engine,
+        )
 
 
 class Writer:
@@ -106,6 +193,49 @@ class Driven:
     too_long: list[str] = field(default_factory=list)
     """item ids whose prompt left no room for a response in the model's context"""
     seconds: float = 0.0
+
+
+@dataclass
+class DrivenSummary:
+    """The part of a resumable per-query job's summary that :func:`drive` fills (:meth:`finish`), what every
+    unit is and costs (:meth:`count`), and the way every such summary ends (:meth:`text`). A job's summary
+    subclasses it with its own counts."""
+
+    output_path: str
+    _: KW_ONLY
+    resumed: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    statuses: Counter = field(default_factory=Counter)
+    rollouts: int = 0
+    rollout_tokens: int = 0
+
+    def count(self, result: Any) -> None:
+        """Count one finished unit: its ``status`` (in :attr:`statuses`) and what it spent (its ``rollouts`` and
+        ``rollout_tokens``)."""
+        self.statuses[result.status] += 1
+        self.rollouts += result.rollouts
+        self.rollout_tokens += result.rollout_tokens
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Rollout tokens per second of this invocation (0 before it is timed)."""
+        return self.rollout_tokens / self.seconds if self.seconds else 0.0
+
+    def queries_line(self, counts: Sequence[tuple[int, str]], *, if_any: Sequence[tuple[int, str]] = ()) -> str:
+        """The first line a job prints: ``queries:``, each ``(count, what)`` of ``counts``, those of ``if_any``
+        that are not zero (a too-long prompt, a skipped input...), then the queries already done before."""
+        parts = [f"{n} {what}" for n, what in counts] + [f"{n} {what}" for n, what in if_any if n]
+        return "queries: " + ", ".join([*parts, f"{self.resumed} already done"])
+
+    def finish(self, done: Driven) -> None:
+        """Take what :func:`drive` did: the tasks resumed, the units given up on, the time."""
+        self.resumed, self.failed, self.seconds = done.resumed, done.failed, done.seconds
+
+    def text(self, lines: list[str], stopped: str | None = None) -> str:
+        """``lines`` (the job's own, the first saying what was done), then the time and the output (see
+        :func:`pts.work.summary_text`; ``stopped`` names the option that ended the run early)."""
+        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed, stopped=stopped)
 
 
 def start_pool(ray: RayOptions, work: Work, engine: Any = None) -> Any:

@@ -321,7 +321,7 @@ def _critical_state(
 ) -> Any:
     from pts.search.critical.query import QueryAnalyser
 
-    return QueryAnalyser(engine, settings, trajectories, sampling, prompt)
+    return QueryAnalyser(engine, settings, sampling, prompt, trajectories=trajectories)
 
 
 def _analyse_one(analyser: Any, unit: tuple[Any, Any, int | None]) -> Any:
@@ -367,7 +367,7 @@ def _anchors_state(
     from pts.search.anchors.query import AnchorAnalyser
     from pts.search.anchors.similarity import load_filter
 
-    return AnchorAnalyser(engine, settings, solutions, sampling, prompt, load_filter(similarity))
+    return AnchorAnalyser(engine, settings, sampling, prompt, solutions=solutions, similarity=load_filter(similarity))
 
 
 def _anchors_one(analyser: Any, unit: tuple[Any, Any]) -> Any:

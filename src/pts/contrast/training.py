@@ -13,58 +13,42 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from pts import options
 from pts.contrast.trajectories import Trajectory
 from pts.errors import PTSError
 
 
-@dataclass
-class LoraSettings:
-    """LoRA fine-tuning of one model (defaults: the authors' settings for the CE models, one epoch)."""
+@options.config(group="training")
+class LoraSettings(options.TrainingOptions):
+    """LoRA fine-tuning of the positive and negative models: pts's training options with the authors' settings
+    for the CE models as defaults (one epoch), and a learning-rate schedule."""
 
-    r: int = options.checked(8, "count", flag="--lora-r")
-    alpha: int = options.checked(16, "positive", flag="--lora-alpha")
-    dropout: float = 0.1
-    targets: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
-    learning_rate: float = options.checked(3e-4, "positive")
-    epochs: float = options.checked(1.0, "positive")
-    max_steps: int = -1
-    batch_size: int = options.checked(4, "count", flag="--train-batch-size")
-    gradient_accumulation_steps: int = options.checked(1, "count", flag="--grad-accum")
-    warmup_steps: float = 0  # steps, or a ratio of all steps when below 1
-    lr_scheduler: str = "cosine"
-    max_length: int | None = None
-    gradient_checkpointing: bool = False
+    lora_r: int = options.override(8, help="LoRA rank")
+    lora_alpha: int = options.override(16, help="LoRA alpha (scale alpha/r)")
+    lora_dropout: float = options.override(0.1, help="LoRA dropout")
+    lora_targets: str = options.override(
+        "gate_proj,up_proj,down_proj",
+        help="modules LoRA adapts: all-linear, or comma-separated names such as q_proj,v_proj",
+    )
+    learning_rate: float | None = options.override(3e-4, help="learning rate")
+    train_batch_size: int = options.override(4, help="trajectories per training step and device")
+    max_length: int | None = options.override(
+        None, help="truncate training sequences to this many tokens (default: no truncation)"
+    )
+    warmup_steps: float = options.option(
+        0.0, "linear warmup: steps, or a ratio of all steps when below 1", check="nonneg"
+    )
+    lr_scheduler: str = options.option("cosine", "learning-rate schedule (a transformers SchedulerType)")
 
     def validate(self) -> None:
+        """Raise PTSError, naming the flag, on a setting out of range."""
         options.check(self)
-        if not 0.0 <= self.dropout < 1.0:
-            raise PTSError(f"--lora-dropout must be in [0, 1), got {self.dropout}")
-        if not self.targets or any(not t for t in self.targets):
-            raise PTSError("--lora-targets needs at least one module name (or all-linear)")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise PTSError(f"--max-steps must be at least 1 (or -1 for --epochs), got {self.max_steps}")
-        if self.warmup_steps < 0 or (self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps)):
+        self.check_training()
+        if self.warmup_steps >= 1 and self.warmup_steps != int(self.warmup_steps):
             raise PTSError(f"--warmup-steps must be a step count or a ratio in [0, 1), got {self.warmup_steps}")
-        if self.max_length is not None and self.max_length < 2:
-            raise PTSError(f"--max-length must be at least 2, got {self.max_length}")
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        targets: Any = "all-linear" if self.targets == ("all-linear",) else list(self.targets)
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=targets,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
 
 
 def train_lora(
@@ -162,16 +146,10 @@ def _fit(model, tokenizer, rows, settings: LoraSettings, work: Path, seed: int, 
     warmup = int(settings.warmup_steps) if settings.warmup_steps >= 1 else settings.warmup_steps
     args = SFTConfig(
         output_dir=str(work / "trainer"),
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
+        **settings.trl_arguments(),
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=warmup,
-        max_length=settings.max_length,
         completion_only_loss=True,
-        gradient_checkpointing=settings.gradient_checkpointing,
         logging_steps=1,
         save_strategy="no",
         report_to="none",

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pts import options
 from pts.errors import PTSError
 from pts.records import stable_id
 
@@ -87,22 +88,19 @@ def has_token_ids(path: str) -> bool:
 def read_trajectories(
     path: str,
     tokenizer,
+    data: options.DatasetOptions,
+    prompt: options.PromptOptions,
     *,
-    query_key: str | None = None,
-    answer_key: str | None = None,
-    oracle: str | None = None,
     seed: int = 42,
-    system_prompt: str | None = None,
-    chat_template: bool = True,
 ) -> list[Trajectory]:
     """Trajectories from a JSONL file: ``pts contrast``/``pts eval`` output or rows ``{query, answer, response}``.
 
     A row needs the query (``query``/``question``), and the response as
     ``response_ids`` (with ``prompt_ids``: used exactly) or as text (tokenized
     here, EOS appended, prompt built from the query like ``pts run``, with
-    ``system_prompt`` and ``chat_template``). Rows without ``correct`` are
-    judged by an oracle (``oracle``, else chosen from the answer's shape as for
-    datasets), which needs ``answer`` (or ``answer_key``).
+    ``prompt``'s system prompt and chat template). Rows without ``correct`` are
+    judged by an oracle (``data.oracle``, else chosen from the answer's shape as for
+    datasets), which needs ``answer`` (or ``data.answer_key``; ``data.query_key`` names the query).
     """
     from pts.store import read_jsonl
     from pts.tasks.answers import extracted_answer
@@ -113,7 +111,7 @@ def read_trajectories(
     needs_task = any(
         not isinstance(r.get("correct"), bool) or not ("answer_key" in r or "extracted_answer" in r) for r in rows
     )
-    tasks = _tasks_for_rows(path, rows, query_key, answer_key, oracle, seed) if needs_task else {}
+    tasks = _tasks_for_rows(path, rows, data.query_key, data.answer_key, data.oracle, seed) if needs_task else {}
     dataset_id = Path(path).name
     out = []
     for n, r in enumerate(rows, 1):
@@ -140,8 +138,8 @@ def read_trajectories(
             prompt_ids = build_prompt_ids(
                 tokenizer,
                 task.prompt if task else query,
-                system_prompt,
-                chat_template,
+                prompt.system_prompt,
+                prompt.chat_template,
                 task.raw_prompt if task else None,
             )
         for name, ids in (("prompt_ids", prompt_ids), ("response_ids", response_ids)):

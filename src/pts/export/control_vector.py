@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from pts.errors import PTSError
-from pts.export.records import PivotRecord
+from pts.export.records import PivotalTokenRow
 
 
 def write_control_vector(
-    loaded: Any, pivots: Sequence[PivotRecord], layers: list[int], batch_size: int, output: str
+    loaded: Any, pivots: Sequence[PivotalTokenRow], layers: list[int], batch_size: int, output: str
 ) -> tuple[int, str]:
     """Write the control vector of ``pivots`` (token ids attached) at ``layers`` of the
     :class:`pts.models.LoadedModel` ``loaded`` to ``output``; returns (layer directions written, a summary line).

@@ -72,7 +72,7 @@ from typing import Any
 from pts import options
 from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.export.records import PivotRecord, chat_messages
+from pts.export.records import PivotalTokenRow, chat_messages
 from pts.records import stable_seed
 from pts.stats import newcombe_interval, wilson_interval
 from pts.tasks.task import Task
@@ -178,7 +178,7 @@ class DPOReport:
         return "\n".join(lines + self.notes)
 
 
-def first_token_alternatives(pivot: PivotRecord, min_samples: int) -> list[Measured]:
+def first_token_alternatives(pivot: PivotalTokenRow, min_samples: int) -> list[Measured]:
     """Alternatives to the pivot among the first tokens its context's rollouts took, with enough samples;
     for a span, among the continuations of its length."""
     if pivot.is_span:
@@ -211,7 +211,7 @@ def pick_counterpart(
     return min(ok, key=lambda a: (-a.likelihood, -sign * (p_pivot - a.p), a.token_id))
 
 
-def match_tasks(pivots: Sequence[PivotRecord], tasks: Sequence[Task]) -> dict[str, Task]:
+def match_tasks(pivots: Sequence[PivotalTokenRow], tasks: Sequence[Task]) -> dict[str, Task]:
     """The task of each pivot (by pivot id): same dataset id and item id, else the same query text."""
     by_item = {(t.dataset_id, t.item_id): t for t in tasks}
     by_query: dict[str, list[Task]] = {}
@@ -243,13 +243,13 @@ class CounterpartFinder:
         special = getattr(engine.tokenizer, "all_special_ids", None) or []
         self.excluded = set(special) | set(engine.eos_token_ids)
 
-    def default_samples(self, pivot: PivotRecord) -> int:
+    def default_samples(self, pivot: PivotalTokenRow) -> int:
         """Rollouts per candidate when --num-samples is not given: the records' own search setting."""
         from pts.search.searcher import SearchSettings
 
         return int({**vars(SearchSettings()), **pivot.search}["num_samples"])
 
-    def candidates(self, pivot: PivotRecord) -> list[tuple[int, float]]:
+    def candidates(self, pivot: PivotalTokenRow) -> list[tuple[int, float]]:
         """The ``num_candidates`` most likely next tokens other than the pivot, with their probabilities."""
         logprobs = self.engine.next_token_logprobs([pivot.context_ids])[0]
         k = min(logprobs.shape[-1], self.settings.num_candidates + len(self.excluded) + 1)
@@ -260,7 +260,7 @@ class CounterpartFinder:
                 out.append((t, float(lp)))
         return out[: self.settings.num_candidates]
 
-    def measure(self, pivot: PivotRecord, task: Task) -> tuple[Measured, list[Measured]]:
+    def measure(self, pivot: PivotalTokenRow, task: Task) -> tuple[Measured, list[Measured]]:
         """p(success) after the pivot and after each candidate, from new rollouts judged by ``task``'s oracle."""
         from math import exp
 
@@ -299,7 +299,7 @@ class CounterpartFinder:
 
 
 def build_pairs(
-    pivots: Sequence[PivotRecord],
+    pivots: Sequence[PivotalTokenRow],
     tokenizer: Any,
     settings: DPOSettings,
     *,
@@ -315,8 +315,8 @@ def build_pairs(
     """
     s = settings
     report = DPOReport(pivots=len(pivots), gap_confidence=s.gap_confidence)
-    found: dict[int, tuple[PivotRecord, dict[str, Any]]] = {}
-    pending: list[tuple[int, PivotRecord, Task]] = []
+    found: dict[int, tuple[PivotalTokenRow, dict[str, Any]]] = {}
+    pending: list[tuple[int, PivotalTokenRow, Task]] = []
     for i, pivot in enumerate(pivots):
         if abs(pivot.prob_delta) < s.min_prob_delta - _EPS:
             report.below_min_delta += 1
@@ -360,8 +360,8 @@ def build_pairs(
 
 
 def _measure(
-    pending: list[tuple[int, PivotRecord, Task]],
-    found: dict[int, tuple[PivotRecord, dict[str, Any]]],
+    pending: list[tuple[int, PivotalTokenRow, Task]],
+    found: dict[int, tuple[PivotalTokenRow, dict[str, Any]]],
     finder: CounterpartFinder,
     tokenizer: Any,
     s: DPOSettings,
@@ -404,9 +404,9 @@ def _measure(
 
 
 def _add(
-    found: dict[int, tuple[PivotRecord, dict[str, Any]]],
+    found: dict[int, tuple[PivotalTokenRow, dict[str, Any]]],
     i: int,
-    pivot: PivotRecord,
+    pivot: PivotalTokenRow,
     chosen_side: Measured,
     p_pivot: float,
     other: Measured,
@@ -435,7 +435,9 @@ def gap_interval(better: Measured, worse: Measured, confidence: float) -> tuple[
     return newcombe_interval(worse.p, wilson(worse), better.p, wilson(better))
 
 
-def _select(rows: list[tuple[PivotRecord, dict[str, Any]]], s: DPOSettings) -> list[tuple[PivotRecord, dict[str, Any]]]:
+def _select(
+    rows: list[tuple[PivotalTokenRow, dict[str, Any]]], s: DPOSettings
+) -> list[tuple[PivotalTokenRow, dict[str, Any]]]:
     """``--balance`` (as many pairs from positive as from negative pivots, a seeded sample) then ``--max-pairs``."""
     if s.balance:
         pos = [i for i, (p, _) in enumerate(rows) if p.is_positive]
@@ -450,7 +452,7 @@ def _select(rows: list[tuple[PivotRecord, dict[str, Any]]], s: DPOSettings) -> l
 
 
 def _row(
-    pivot: PivotRecord,
+    pivot: PivotalTokenRow,
     pivot_side: Measured,
     p_pivot: float,
     other: Measured,

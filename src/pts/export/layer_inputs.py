@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pts.errors import PTSError
-from pts.export.records import PivotRecord, attach_token_ids, warn_model
+from pts.export.records import PivotalTokenRow, attach_token_ids, warn_model
 from pts.formats.base import ExportRequest
 
 
@@ -15,7 +15,7 @@ class LayerInputs:
     """``pivots`` kept (token ids attached), the ``loaded`` model, the ``layers`` to read, the steering layer
     ``select`` when the user chose one (None: chosen by measurement, or a control vector), and a ``note``."""
 
-    pivots: list[PivotRecord]
+    pivots: list[PivotalTokenRow]
     loaded: Any
     layers: list[int]
     select: int | None

@@ -22,20 +22,20 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal
-from pts.records import Continuation, FirstToken, PivotalToken, stable_id
+from pts.records import ORIGINAL_FIELDS, Continuation, FirstToken, PivotalToken, PivotalTokenFields, stable_id
 from pts.store import read_jsonl
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class PivotRecord:
-    """One pivotal-token record as exporters and ``pts view`` read it, whatever wrote it.
+class PivotalTokenRow(PivotalTokenFields):
+    """One pivotal token as exporters and ``pts view`` read it from a file row, whatever wrote it.
 
     pts's own records (:class:`pts.records.PivotalToken`) and the original
     tool's text-only ones both become one of these (:func:`pivot_from_row`).
-    Not to be confused with :class:`pts.search.pivotal.Pivot`, a pivot the
-    search has just found (a position and the estimates around it).
+    The search's own :class:`pts.search.pivotal.PivotalCandidate` is a pivotal token before it is written
+    (a position and the estimates around it). One idea, three stages: candidate, record, row.
 
     ``context_ids`` are the token ids of ``pivot_context`` (prompt + response up
     to the pivot) and ``prompt_length`` how many of them are the prompt; either
@@ -50,18 +50,6 @@ class PivotRecord:
     the same length in ``continuations``.
     """
 
-    query: str
-    pivot_context: str
-    pivot_token: str
-    pivot_token_id: int
-    prob_before: float
-    prob_after: float
-    prob_delta: float
-    is_positive: bool
-    model_id: str
-    task_type: str
-    dataset_id: str
-    dataset_item_id: str
     timestamp: str
     id: str
     source: str
@@ -83,22 +71,13 @@ class PivotRecord:
         return self.span_token_ids is not None
 
     def original_fields(self) -> dict[str, Any]:
-        """The fields every record of the original tool has, in its order."""
-        return {
-            "query": self.query,
-            "pivot_context": self.pivot_context,
-            "pivot_token": self.pivot_token,
-            "pivot_token_id": self.pivot_token_id,
-            "prob_before": self.prob_before,
-            "prob_after": self.prob_after,
-            "prob_delta": self.prob_delta,
-            "is_positive": self.is_positive,
-            "model_id": self.model_id,
-            "task_type": self.task_type,
-        }
+        """The fields every record of the original tool has, in its order, but where it comes from (the
+        dataset item and the time)."""
+        where = ("dataset_id", "dataset_item_id", "timestamp")
+        return {name: getattr(self, name) for name in ORIGINAL_FIELDS if name not in where}
 
 
-def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:
+def read_pivots(path: str | os.PathLike) -> list[PivotalTokenRow]:
     """Every pivotal-token record in the JSONL file ``path`` (pts's or the original tool's).
 
     Raises PTSError naming the file and line for a missing file, a line that is
@@ -117,7 +96,7 @@ def read_pivots(path: str | os.PathLike) -> list[PivotRecord]:
     return pivots
 
 
-def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> PivotRecord:
+def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> PivotalTokenRow:
     """The pivot in record ``n`` (1-based) of ``path``; PTSError naming them when it is not one."""
     where = f"{path} record {n}"
     if "chosen" in row and "rejected" in row:
@@ -168,7 +147,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
         ids = record.pivot_context_ids
         if not all(isinstance(i, int) for i in ids) or not 0 <= record.prompt_length <= len(ids):
             raise PTSError(f"{where}: pivot_context_ids must be integers and prompt_length within them")
-        return PivotRecord(
+        return PivotalTokenRow(
             **common,
             id=record.id,
             source="pts",
@@ -193,7 +172,7 @@ def pivot_from_row(row: dict[str, Any], path: str | os.PathLike, n: int) -> Pivo
             token_id,
         )
     )
-    return PivotRecord(**common, id=record_id, source="original")
+    return PivotalTokenRow(**common, id=record_id, source="original")
 
 
 def _prob(row: dict[str, Any], key: str, where: str) -> float:
@@ -205,20 +184,20 @@ def _prob(row: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
-def default_model(pivots: Sequence[PivotRecord]) -> str | None:
+def default_model(pivots: Sequence[PivotalTokenRow]) -> str | None:
     """The model every record names, when they all name the same one."""
     ids = {p.model_id for p in pivots if p.model_id}
     return ids.pop() if len(ids) == 1 else None
 
 
-def warn_model(pivots: Sequence[PivotRecord], model_id: str) -> None:
+def warn_model(pivots: Sequence[PivotalTokenRow], model_id: str) -> None:
     """Log a warning when records were measured with another model than ``model_id``, the one exporting them."""
     others = sorted({p.model_id for p in pivots if p.model_id and p.model_id != model_id})
     if others:
         log.warning("the records were measured with %s; exporting with %s", ", ".join(others), model_id)
 
 
-def attach_token_ids(pivots: Sequence[PivotRecord], tokenizer: Any) -> int:
+def attach_token_ids(pivots: Sequence[PivotalTokenRow], tokenizer: Any) -> int:
     """Give every pivot token ids under ``tokenizer``; returns how many had to be tokenized again.
 
     Recorded ids are kept when they decode to ``pivot_context`` with this

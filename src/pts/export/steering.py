@@ -59,7 +59,7 @@ import numpy as np
 
 from pts import options
 from pts.errors import PTSError
-from pts.export.records import PivotRecord
+from pts.export.records import PivotalTokenRow
 from pts.steering.directions import Decision, unit_rows
 from pts.steering.layers import check_layers, decoder_layers
 
@@ -338,7 +338,7 @@ def pattern_scores(text: str) -> Counter:
     return scores
 
 
-def cue_text(pivot: PivotRecord, tokenizer: Any) -> str:
+def cue_text(pivot: PivotalTokenRow, tokenizer: Any) -> str:
     """What a pivot's label is read from: the last words of the response before it, and the pivot token."""
     if pivot.context_ids is not None and pivot.prompt_length is not None:
         response = tokenizer.decode(pivot.context_ids[pivot.prompt_length :], skip_special_tokens=True)
@@ -380,7 +380,7 @@ def label_clusters(texts: Sequence[str], labels: np.ndarray) -> dict[int, str]:
     return out
 
 
-def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:
+def prompt_only(pivot: PivotalTokenRow, tokenizer: Any) -> bool:
     """Is the pivot's context only the prompt (its response so far empty or blank)?"""
     if pivot.prompt_length is not None and pivot.context_ids is not None:
         response = tokenizer.decode(pivot.context_ids[pivot.prompt_length :], skip_special_tokens=False)
@@ -395,7 +395,7 @@ def prompt_only(pivot: PivotRecord, tokenizer: Any) -> bool:
 class Context:
     """The pivots that share one context (the same token ids), merged into one steering line."""
 
-    pivots: list[PivotRecord]
+    pivots: list[PivotalTokenRow]
     index: int  # position of the first of them in the export's input
 
     @property
@@ -403,13 +403,13 @@ class Context:
         return sum(p.prob_delta for p in self.pivots)
 
     @property
-    def lead(self) -> PivotRecord:
+    def lead(self) -> PivotalTokenRow:
         """The strongest pivot on the side of the net change: its fields describe the line."""
         side = [p for p in self.pivots if (p.prob_delta > 0) == (self.net_delta > 0)]
         return max(side, key=lambda p: abs(p.prob_delta))
 
 
-def merge_contexts(pivots: Sequence[PivotRecord], tokenizer: Any) -> tuple[list[Context], dict[str, int]]:
+def merge_contexts(pivots: Sequence[PivotalTokenRow], tokenizer: Any) -> tuple[list[Context], dict[str, int]]:
     """One :class:`Context` per distinct context of ``pivots``, and how many pivots were left out and why.
 
     Left out: pivots whose context is only the prompt (:func:`prompt_only`),

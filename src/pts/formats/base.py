@@ -1,12 +1,12 @@
-"""What every record kind says about itself, and what one file of it holds.
+"""What every file format says about itself, and what one file of it holds.
 
 A :class:`Format` is one kind of file pts writes or reads: how to recognise
 its records from their fields, the shapes ``pts view`` tells apart within it
 and the row the report shows for a record, a glossary of its fields, the facts
 of its dataset card on the Hub (title, tags, description, counts, usage
 snippets), and how ``pts export`` writes it (:meth:`Format.write`, given an
-:class:`ExportRequest`). Each kind subclasses it in its own module of
-:mod:`pts.formats`. A :class:`FileSummary` is what one file of a kind
+:class:`ExportRequest`). Each format subclasses it in its own module of
+:mod:`pts.formats`. A :class:`FileSummary` is what one file of a format
 holds, as :func:`pts.hub.inspect_file` counts it; the card hooks read it.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pts.export.records import PivotRecord
+    from pts.export.records import PivotalTokenRow
 
 PTS_URL = "https://github.com/codelion/pts"
 PHI4_URL = "https://arxiv.org/abs/2412.08905"
@@ -85,13 +85,13 @@ class ExportRequest:
     the oracle).
     """
 
-    pivots: list[PivotRecord] | list[Any]  # what the format's Format.read gave: pivots, or its own records
+    pivots: list[PivotalTokenRow] | list[Any]  # what the format's Format.read gave: pivots, or its own records
     output: str
     settings: Any
-    load_model: Callable[[Sequence[PivotRecord]], Any]
-    load_tokenizer: Callable[[Sequence[PivotRecord]], Any]
-    load_engine: Callable[[Sequence[PivotRecord]], Any]
-    load_tasks: Callable[[Sequence[PivotRecord]], list[Any]]
+    load_model: Callable[[Sequence[PivotalTokenRow]], Any]
+    load_tokenizer: Callable[[Sequence[PivotalTokenRow]], Any]
+    load_engine: Callable[[Sequence[PivotalTokenRow]], Any]
+    load_tasks: Callable[[Sequence[PivotalTokenRow]], list[Any]]
 
 
 @dataclass
@@ -128,22 +128,38 @@ def load_snippet(repo_id: str) -> list[str]:
     return ["```python", "from datasets import load_dataset", "", f'dataset = load_dataset("{repo_id}", split="train")']
 
 
+def record_fields(kind: str | None = None, id_text: str = "Stable id of the record.") -> dict[str, str]:
+    """The glossary of the fields every pts record has (:class:`pts.records.Record`): ``kind`` is the record kind
+    the format's lines have (None: several), ``id_text`` what its id is made from."""
+    return {
+        "timestamp": "When the record was written (local time, ISO 8601).",
+        "id": id_text,
+        "kind": f"Record kind (`{kind}`)." if kind else "Record kind.",
+        "schema_version": "Version of the pts record schema.",
+    }
+
+
+def by_model(model: str | None) -> str:
+    """`` of `model``` for a card's opening sentence, or nothing when the model is not known."""
+    return f" of `{model}`" if model else ""
+
+
 class Format:
     """One kind of record file. Subclasses set the class attributes and override the hooks they need.
 
-    Recognition: a record is of this kind when it has every field of
+    Recognition: a record is of this format when it has every field of
     :attr:`keys` (:meth:`matches`); :meth:`missing` names what a record lacks.
     :attr:`shapes` are the variants ``pts view`` reports (key -> what it is),
     :meth:`shape` picks one for a record.
 
-    Card: a kind with a :attr:`title` is published by ``pts push``; its card
+    Card: a format with a :attr:`title` is published by ``pts push``; its card
     shows :meth:`description`, :meth:`counts`, a glossary (:attr:`fields`,
     :meth:`describe`) and :meth:`usage`.
 
-    Report: a kind with a :attr:`view_list` adds :meth:`view_row` of each record
+    Report: a format with a :attr:`view_list` adds :meth:`view_row` of each record
     to that list of ``pts view``'s page.
 
-    Export: a kind that overrides :meth:`write` is a ``pts export --format``
+    Export: a format that overrides :meth:`write` is a ``pts export --format``
     choice, written to :attr:`default_output` unless told otherwise.
     """
 
@@ -151,7 +167,7 @@ class Format:
     aliases: tuple[str, ...] = ()  # other spellings accepted for ``name`` (lower case)
     what: str = ""  # what a file of it holds, in messages: "pivotal tokens"
     shapes: Mapping[str, str] = {}  # the variants pts view reports: key -> what, e.g. "pivotal tokens (pts run)"
-    keys: tuple[str, ...] = ()  # fields every record of the kind has
+    keys: tuple[str, ...] = ()  # fields every record of the format has
     fields: Mapping[str, str] = {}  # glossary: field name ("a.b" when nested) -> what it means
     jsonl: bool = True  # JSON lines (else a binary file the dataset viewer cannot read)
     # Hub card
@@ -161,6 +177,7 @@ class Format:
     sign_label: str = "Positive / negative"
     unit: str = "rows"  # what pts push counts in its commit message and report
     shows_search: bool = False  # the card lists the records' search settings
+    counted: tuple[tuple[str, str], ...] = ()  # Contents rows "N of <rows>": (key of FileSummary.extra, label)
     # pts view
     view_list: str | None = None  # the page's list of such rows: "pairs", "critical" or "contrast"
     # pts export
@@ -170,7 +187,7 @@ class Format:
 
     @property
     def published(self) -> bool:
-        """Whether ``pts push`` writes a dataset card for this kind."""
+        """Whether ``pts push`` writes a dataset card for this format."""
         return self.title is not None
 
     # ---- recognition
@@ -180,17 +197,17 @@ class Format:
         return [k for k in self.keys if k not in row]
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
-        """Whether a record with these fields (a row, or its field names) is of this kind."""
+        """Whether a record with these fields (a row, or its field names) is of this format."""
         return bool(self.keys) and not self.missing(row)
 
     def shape(self, row: Mapping[str, Any]) -> str:
-        """Which of :attr:`shapes` the record ``row`` (of this kind) has."""
+        """Which of :attr:`shapes` the record ``row`` (of this format) has."""
         return next(iter(self.shapes))
 
     # ---- card hooks
 
     def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
-        """Add this kind's own facts about ``rows`` to ``s`` (``meta``: each row's ``metadata`` object or {})."""
+        """Add this format's own facts about ``rows`` to ``s`` (``meta``: each row's ``metadata`` object or {})."""
 
     def describe(self, s: FileSummary, name: str) -> str | None:
         """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown."""
@@ -205,7 +222,7 @@ class Format:
         return ""
 
     def counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        """The rows of the card's Contents table: the kind's count, signs, questions, deltas, then
+        """The rows of the card's Contents table: the format's count, signs, questions, deltas, then
         :meth:`extra_counts`, then task types, datasets and models."""
         rows = [(self.noun.capitalize(), str(s.rows))]
         if s.positives is not None:
@@ -222,8 +239,9 @@ class Format:
         return rows
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        """This kind's own rows of the Contents table (from ``s.extra``)."""
-        return []
+        """This format's own rows of the Contents table (from ``s.extra``): by default one ``N of <rows>`` row for
+        each of :attr:`counted` that the file's summary has."""
+        return [(label, f"{s.extra[key]} of {s.rows}") for key, label in self.counted if key in s.extra]
 
     def run_command(self, s: FileSummary) -> str | None:
         """The command that made the file, when its records say enough to rebuild it."""
@@ -244,7 +262,7 @@ class Format:
 
     @property
     def writes(self) -> bool:
-        """Whether ``pts export --format NAME`` writes this kind (it overrides :meth:`write`)."""
+        """Whether ``pts export --format NAME`` writes this format (it overrides :meth:`write`)."""
         return type(self).write is not Format.write
 
     def output_file(self, output: str, input_path: str) -> str:
@@ -267,5 +285,5 @@ class Format:
         check_output_path(output)
 
     def write(self, request: ExportRequest) -> Written:
-        """Write ``request.pivots`` as a file of this kind at ``request.output``; PTSError (one line) if it cannot."""
+        """Write ``request.pivots`` as a file of this format at ``request.output``; PTSError (one line) if it cannot."""
         raise NotImplementedError(f"pts export does not write {self.what or self.name}")

@@ -16,13 +16,10 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import rows
-from pts.formats.base import Format
+from pts.formats.base import Format, record_fields
 
 # What each field of a contrastive-score line means.
 FIELDS = {
-    "kind": "Record kind (`contrastive_scores`).",
-    "schema_version": "Version of the record schema.",
-    "id": "Stable id of the line (hash of the trajectory, both models and `beta`).",
     "trajectory_id": "Stable id of the scored trajectory.",
     "query": "The task's question, before the chat template.",
     "answer": "Reference answer the oracle judged against.",
@@ -47,7 +44,7 @@ FIELDS = {
     "model_id": "Model that sampled the trajectory.",
     "positive_model": "The model tuned on correct trajectories.",
     "negative_model": "The model tuned on incorrect trajectories.",
-    "timestamp": "When the line was written (local time, ISO 8601).",
+    **record_fields("contrastive_scores", "Stable id of the line (hash of the trajectory, both models and `beta`)."),
 }
 
 

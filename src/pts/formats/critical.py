@@ -15,7 +15,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal, rows
-from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format
+from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format, by_model, record_fields
 
 # What each field of a critical-token record means.
 FIELDS = {
@@ -60,10 +60,7 @@ FIELDS = {
     "alternatives.successes": "Accepted rollouts after it.",
     "pass_at_k_rollouts": "Rollouts spent on the pass@k curves.",
     "search": "Settings of the search that produced the record.",
-    "timestamp": "When the record was written (local time, ISO 8601).",
-    "id": "Stable id of the record.",
-    "kind": "Record kind (`critical_token`).",
-    "schema_version": "Version of the pts record schema.",
+    **record_fields("critical_token"),
 }
 
 
@@ -79,6 +76,7 @@ class CriticalTokens(Format):
     tags = ("critical-tokens", "cdpo", "reasoning")
     noun = "incorrect trajectories"
     shows_search = True
+    counted = (("found", "Trajectories with a critical token"),)
 
     def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
         return [] if "critical_token" in row or "critical_position" in row else ["critical_token"]
@@ -103,16 +101,13 @@ class CriticalTokens(Format):
         return pivotal.FIELDS.get(name)
 
     def description(self, s: FileSummary, model: str | None) -> str:
-        by = f" of `{model}`" if model else ""
         return (
-            f"Critical tokens{by} found by {PTS_LINK}: tokens of incorrect reasoning trajectories whose choice "
+            f"Critical tokens{by_model(model)} found by {PTS_LINK}: tokens of incorrect reasoning trajectories whose choice "
             f"leads to wrong answers, in the sense of [cDPO]({CDPO_URL})."
         )
 
     def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        rows = []
-        if "found" in s.extra:
-            rows.append(("Trajectories with a critical token", f"{s.extra['found']} of {s.rows}"))
+        rows = super().extra_counts(s)
         if "pass1" in s.extra:
             w, wo, nw, nwo = s.extra["pass1"]
             rows.append(("pass@1 keeping / replacing the critical token (mean)", f"{w:.3f} ({nw}) / {wo:.3f} ({nwo})"))

@@ -16,7 +16,7 @@ from typing import Any
 from pts.aliases import hub_model_id
 from pts.errors import PTSError
 from pts.formats import rows
-from pts.formats.base import PHI4_LINK, PTS_LINK, ExportRequest, FileSummary, Format, Written, load_snippet
+from pts.formats.base import PHI4_LINK, PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model, load_snippet
 
 # What each field of a DPO pair means (the plain form; CHAT_FIELDS replaces some for --chat).
 FIELDS = {
@@ -95,6 +95,10 @@ class DPOPairs(Format):
     title = "Pivotal-token DPO pairs"
     tags = ("dpo", "preference", "trl", "reasoning")
     noun = "preference pairs"
+    counted = (
+        ("verified", "Counterparts verified with the oracle"),
+        ("trl_match", "Pairs TRL tokenizes exactly as measured"),
+    )
     sign_label = "Pairs from positive / negative pivots"
 
     def shape(self, row: dict[str, Any]) -> str:
@@ -118,7 +122,7 @@ class DPOPairs(Format):
         return super().describe(s, name)
 
     def description(self, s: FileSummary, model: str | None) -> str:
-        by = f" of `{model}`" if model else ""
+        by = by_model(model)
         form = (
             "TRL's conversational preference form (`prompt`, `chosen`, `rejected` as message lists)"
             if s.conversational
@@ -139,14 +143,6 @@ class DPOPairs(Format):
                 else ""
             )
         )
-
-    def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        rows = []
-        if "verified" in s.extra:
-            rows.append(("Counterparts verified with the oracle", f"{s.extra['verified']} of {s.rows}"))
-        if "trl_match" in s.extra:
-            rows.append(("Pairs TRL tokenizes exactly as measured", f"{s.extra['trl_match']} of {s.rows}"))
-        return rows
 
     def usage(self, s: FileSummary, repo_id: str, model: str | None, filename: str) -> list[str]:
         load = [

@@ -17,7 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from pts import options
-from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format, load_snippet
+from pts.formats.base import PHI4_LINK, PTS_LINK, FileSummary, Format, by_model, load_snippet, record_fields
 from pts.search.recorded import settings_of_record
 from pts.search.searcher import SearchSettings
 
@@ -36,7 +36,6 @@ FIELDS = {
     "task_type": "Kind of task (e.g. the oracle or reasoning-gym task that judged the answers).",
     "dataset_id": "Dataset the question came from.",
     "dataset_item_id": "Id of the question within that dataset.",
-    "timestamp": "When the record was written (local time, ISO 8601).",
     "pivot_context_ids": "Token ids of `pivot_context`, exactly as fed to the model (no re-tokenization needed).",
     "prompt_length": "How many of `pivot_context_ids` are the prompt; the rest is the model's response.",
     "samples_before": "Rollouts behind `prob_before`.",
@@ -86,9 +85,7 @@ FIELDS = {
     "position": "Index of the pivot token within the response (0 = first response token).",
     "solution_index": "Which of the sampled solutions to the question was searched.",
     "search": "Search settings that produced the record.",
-    "id": "Stable id of the record (hash of model, dataset item, context ids and token).",
-    "kind": "Record kind (`pivotal_token`).",
-    "schema_version": "Version of the pts record schema.",
+    **record_fields("pivotal_token", "Stable id of the record (hash of model, dataset item, context ids and token)."),
 }
 
 
@@ -148,7 +145,7 @@ class PivotalTokens(Format):
         s.original_tool = "pivot_context_ids" not in s.fields
 
     def description(self, s: FileSummary, model: str | None) -> str:
-        by = f" of `{model}`" if model else ""
+        by = by_model(model)
         text = (
             f"Pivotal tokens found by {PTS_LINK} in the reasoning{by}. A pivotal token is a single token of a "
             f"model's own response whose choice changes the probability that the response ends in a correct "

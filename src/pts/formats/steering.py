@@ -24,6 +24,7 @@ from pts.formats.base import (
     FileSummary,
     Format,
     Written,
+    by_model,
     load_snippet,
 )
 
@@ -139,7 +140,7 @@ class SteeringVectors(Format):
         return super().describe(s, name)
 
     def description(self, s: FileSummary, model: str | None) -> str:
-        by = f" of `{model}`" if model else ""
+        by = by_model(model)
         return (
             f"Steering vectors{by} built by {PTS_LINK} from pivotal tokens (the {PHI4_LINK}): for each pivot "
             f"context, the unit direction in the residual stream that moves the model from the failure-side token "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pts.formats import rows
-from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written
+from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model, record_fields
 from pts.records import Record
 
 ANCHORS_URL = "https://arxiv.org/abs/2506.19143"
@@ -197,10 +197,7 @@ FIELDS = {
     "prob_threshold": "Importance that makes an anchor.",
     "p_initial": "Estimated p(success) of the question from the bare prompt.",
     "search": "Settings of the search that produced the record.",
-    "timestamp": "When the record was written (local time, ISO 8601).",
-    "id": "Stable id of the record.",
-    "kind": "Record kind (`thought_anchor`).",
-    "schema_version": "Version of the pts record schema.",
+    **record_fields("thought_anchor"),
 }
 
 
@@ -215,6 +212,7 @@ class ThoughtAnchors(Format):
     tags = ("thought-anchors", "reasoning", "interpretability")
     noun = "sentences"
     shows_search = True
+    counted = (("anchors", "Anchors"),)
     default_output = "thought_anchors_export.jsonl"
     view_list = "anchors"
 
@@ -244,14 +242,10 @@ class ThoughtAnchors(Format):
         s.extra["anchors"] = sum(bool(r.get("is_anchor", abs(r.get("prob_delta") or 0) >= 0.2)) for r in rows)
 
     def description(self, s: FileSummary, model: str | None) -> str:
-        by = f" of `{model}`" if model else ""
         return (
-            f"Sentences of reasoning traces{by} with their measured importance, by {PTS_LINK}: "
+            f"Sentences of reasoning traces{by_model(model)} with their measured importance, by {PTS_LINK}: "
             f"[Thought Anchors]({ANCHORS_URL})' resampling and counterfactual importance, with intervals."
         )
-
-    def extra_counts(self, s: FileSummary) -> list[tuple[str, str]]:
-        return [("Anchors", f"{s.extra['anchors']} of {s.rows}")] if "anchors" in s.extra else []
 
     def read(self, path: str) -> list[Any]:
         """The ``pts anchors`` records of ``path`` (rows), not pivotal tokens."""

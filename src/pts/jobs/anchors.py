@@ -21,22 +21,18 @@ unit of :func:`pts.work.anchors_work`); this module loads the queries and hands 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from pts import options
-from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.options import group_of, option, override
-from pts.resumable import Writer, drive
+from pts.resumable import DrivenSummary, ResponseJobOptions, Writer
 from pts.search.anchors.query import Solutions, check_responses
 from pts.search.anchors.settings import AnchorSettings
 from pts.search.anchors.similarity import choose_filter, filter_name
 from pts.store import RunStore
-from pts.tasks.sources import load_tasks_from
-from pts.tasks.sources.responses import load_response_rows
-from pts.work import anchors_work, summary_text
+from pts.work import anchors_work
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +43,10 @@ HELP = "find thought anchors: the sentences of a response that decide its answer
 @options.config
 class AnchorsConfig(
     AnchorSettings,
-    options.ModelOptions,
-    options.DataOptions,
-    options.EngineOptions,
-    options.PromptOptions,
-    options.SamplingOptions,
-    options.ResumableOutputOptions,
-    options.RayOptions,
+    ResponseJobOptions,
 ):
     """Every option of ``pts anchors``; the CLI flags are these field names with dashes."""
 
-    input_path: str | None = option(
-        None,
-        "JSONL of {query, answer, response} rows to analyse instead of sampling from --dataset (an optional "
-        "response_ids list is used as the exact tokens)",
-    )
-    response_key: str = option("response", "field of --input-path rows holding the response")
     max_examples: int | None = override(20, help="analyse at most this many queries (or --input-path rows)")
     num_samples: int = option(
         8, "responses sampled per query: its p(success), and the responses analysed", check="count"
@@ -83,18 +67,9 @@ class AnchorsConfig(
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
         super().validate()
-        check_engine(self.engine)
+        self.check_job()
         if self.min_prob > self.max_prob:
             raise PTSError(f"--min-prob ({self.min_prob}) is above --max-prob ({self.max_prob})")
-        if self.input_path is not None:
-            path = Path(self.input_path).expanduser()
-            if not path.is_file():
-                raise PTSError(f"input file not found: {self.input_path}")
-            if path.suffix.lower() != ".jsonl":
-                raise PTSError("--input-path must be a .jsonl file of {query, answer, response} rows")
-        from pts.distributed import check_ray_options
-
-        check_ray_options(group_of(options.RayOptions, self))
 
     def settings(self) -> AnchorSettings:
         return group_of(AnchorSettings, self)
@@ -108,77 +83,53 @@ class AnchorsConfig(
         """The options that change what a run writes (the model, the dataset and the similarity filter
         aside): resuming with other values is refused."""
         keep = [f for f in AnchorSettings.__dataclass_fields__ if f != "similarity"] + [
-            "input_path",
-            "response_key",
             "num_samples",
             "num_solutions",
             "min_prob",
             "max_prob",
-            "max_new_tokens",
-            "system_prompt",
-            "chat_template",
-            "early_stop",
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "seed",
         ]
-        return {k: getattr(self, k) for k in keep}
+        return {**self.response_settings(), **{k: getattr(self, k) for k in keep}}
 
 
 @dataclass
-class AnchorsSummary:
+class AnchorsSummary(DrivenSummary):
     """Counts of one ``pts anchors`` run (this invocation only)."""
 
-    output_path: str
     similarity: str = ""
-    analysed: int = 0
-    skipped: int = 0
-    no_sentences: int = 0
-    resumed: int = 0
     traces: int = 0
     sentences: int = 0
     candidates: int = 0
     anchors: int = 0
-    rollouts: int = 0
     verify_rollouts: int = 0
-    rollout_tokens: int = 0
-    seconds: float = 0.0
-    failed: list[str] = field(default_factory=list)
+
+    skipped = property(lambda self: self.statuses["skipped"], doc="p(success) outside --min-prob..--max-prob")
+    no_sentences = property(lambda self: self.statuses["no_sentences"], doc="no sampled response had a sentence")
+    analysed = property(lambda self: self.statuses.total() - self.skipped - self.no_sentences)
 
     def add(self, result: Any) -> None:
         """Count one finished query (a :class:`~pts.search.anchors.query.AnchorOutcome`)."""
-        if result.status == "skipped":
-            self.skipped += 1
-        elif result.status == "no_sentences":
-            self.no_sentences += 1
-        else:
-            self.analysed += 1
+        self.count(result)
         self.traces += result.traces
         self.sentences += len(result.records)
         self.candidates += sum(r.verified is not None or r.is_anchor for r in result.records)
         self.anchors += result.anchors
-        self.rollouts += result.rollouts
         self.verify_rollouts += result.verify_rollouts
-        self.rollout_tokens += result.rollout_tokens
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
-        queries = f"queries: {self.analysed} analysed, {self.skipped} skipped (p outside --min-prob..--max-prob)"
-        if self.no_sentences:
-            queries += f", {self.no_sentences} without a sentence"
         per = self.rollouts / self.sentences if self.sentences else 0.0
         lines = [
-            queries + f", {self.resumed} already done",
+            self.queries_line(
+                [(self.analysed, "analysed"), (self.skipped, "skipped (p outside --min-prob..--max-prob)")],
+                if_any=[(self.no_sentences, "without a sentence")],
+            ),
             f"sentences: {self.sentences} in {self.traces} responses (similarity filter: {self.similarity})",
             f"anchors: {self.anchors} kept of {self.candidates} candidates",
             (
                 f"samples: {self.rollouts} rollouts ({per:.1f} per sentence, {self.verify_rollouts} verifying), "
-                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+                f"{self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)"
             ),
         ]
-        return summary_text(lines, seconds=self.seconds, output=self.output_path, failed=self.failed)
+        return self.text(lines)
 
 
 def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = None) -> AnchorsSummary:
@@ -191,35 +142,24 @@ def run(config: AnchorsConfig, engine: Any = None, tasks: list[Any] | None = Non
     :func:`pts.resumable.drive`'s.
     """
     config.validate()
-    responses: dict[str, Any] | None = None
-    if config.input_path is not None:
-        tasks, responses = _load_input(config)
-    elif tasks is None:
-        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
-    kind = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
+    tasks, responses = config.tasks_and_responses(tasks, skip_missing=False)
+    similarity = choose_filter(config.similarity)  # once here, so that every worker measures with the same filter
     work = anchors_work(
         config.settings(),
         config.solutions(),
-        group_of(options.SamplingOptions, config),
-        group_of(options.PromptOptions, config),
-        group_of(options.ModelOptions, config),
-        group_of(options.EngineOptions, config),
-        similarity=kind,
+        *config.worker_groups(),
+        similarity=similarity,
         parallel=config.parallel,
     )
-    summary = AnchorsSummary(config.output_path, similarity=filter_name(kind))
-    done = drive(
+    summary = AnchorsSummary(config.output_path, similarity=filter_name(similarity))
+    done = config.drive(
         work,
         tasks,
         AnchorsWriter(summary, tasks, responses),
-        output=group_of(options.ResumableOutputOptions, config),
-        ray=group_of(options.RayOptions, config),
-        settings={**config.result_settings(), "similarity_filter": filter_name(kind)},
-        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
-        max_new_tokens=config.max_new_tokens,
+        settings={**config.result_settings(), "similarity_filter": filter_name(similarity)},
         engine=engine,
     )
-    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    summary.finish(done)
     return summary
 
 
@@ -256,18 +196,6 @@ class AnchorsWriter(Writer):
 
     def counts(self) -> tuple[int, int]:
         return self.summary.rollouts, self.summary.rollout_tokens
-
-
-def _load_input(config: AnchorsConfig) -> tuple[list[Any], dict[str, Any]]:
-    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id; a row
-    without a response is refused."""
-    tasks, responses = load_response_rows(
-        config.input_path, config.response_key, group_of(options.DataOptions, config), config.seed
-    )
-    for task in tasks:
-        if task.item_id not in responses:
-            raise PTSError(f"row {task.metadata['source_index']} of {config.input_path} has no {config.response_key!r}")
-    return tasks, responses
 
 
 CONFIG = AnchorsConfig

@@ -74,7 +74,7 @@ class ContrastConfig(
     options.DataOptions,
     options.PromptOptions,
     options.SamplingOptions,
-    options.TrainingOptions,
+    LoraSettings,
     options.EngineOptions,
     options.OverwriteOptions,
     options.ProgressOptions,
@@ -116,21 +116,6 @@ class ContrastConfig(
         "until they cover this share of the wrong responses",
         check="half_open_unit",
     )
-    # The CE models' LoRA training: the authors' settings.
-    lora_r: int = override(8, help="LoRA rank")
-    lora_alpha: int = override(16, help="LoRA alpha (scale alpha/r)")
-    lora_dropout: float = override(0.1, help="LoRA dropout")
-    lora_targets: str = override(
-        "gate_proj,up_proj,down_proj",
-        help="modules LoRA adapts: all-linear, or comma-separated names such as q_proj,v_proj",
-    )
-    learning_rate: float | None = override(3e-4, help="learning rate")
-    train_batch_size: int = override(4, help="trajectories per training step and device")
-    max_length: int | None = override(
-        None, help="truncate training sequences to this many tokens (default: no truncation)"
-    )
-    warmup_steps: float = option(0.0, "linear warmup: steps, or a ratio of all steps when below 1", check="nonneg")
-    lr_scheduler: str = option("cosine", "learning-rate schedule (a transformers SchedulerType)")
     beta: float = option(1.0, "contrast strength beta", check="nonneg")
     score: Literal["all", "incorrect", "correct"] = option("all", "which trajectories to score")
     score_batch_size: int = option(8, "trajectories per scoring forward pass", check="count")
@@ -144,22 +129,7 @@ class ContrastConfig(
     @property
     def lora(self) -> LoraSettings:
         """The positive/negative models' fine-tuning settings."""
-        targets = self.lora_target_list()
-        return LoraSettings(
-            r=self.lora_r,
-            alpha=self.lora_alpha,
-            dropout=self.lora_dropout,
-            targets=(targets,) if isinstance(targets, str) else tuple(targets),
-            learning_rate=self.learning_rate if self.learning_rate is not None else 3e-4,
-            epochs=self.epochs,
-            max_steps=-1 if self.max_steps is None else self.max_steps,
-            batch_size=self.train_batch_size,
-            gradient_accumulation_steps=self.grad_accum,
-            warmup_steps=self.warmup_steps,
-            lr_scheduler=self.lr_scheduler,
-            max_length=self.max_length,
-            gradient_checkpointing=self.gradient_checkpointing,
-        )
+        return options.group_of(LoraSettings, self)
 
     def validate(self) -> None:
         """Raise PTSError on an option out of range, before anything is loaded or written."""
@@ -188,17 +158,10 @@ class ContrastConfig(
     def eval_settings(self):
         from pts.evaluate import EvalSettings
 
-        return EvalSettings(
+        return EvalSettings.of(
+            options.group_of(options.SamplingOptions, self),
+            options.group_of(options.PromptOptions, self),
             num_samples=self.num_trajectories,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            seed=self.seed,
-            system_prompt=self.system_prompt,
-            chat_template=self.chat_template,
-            early_stop=self.early_stop,
         )
 
     @property
@@ -300,12 +263,9 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
         trajectories = read_trajectories(
             config.input_path,
             base[1] if base else None,
-            query_key=config.query_key,
-            answer_key=config.answer_key,
-            oracle=config.oracle,
+            options.group_of(options.DatasetOptions, config),
+            options.group_of(options.PromptOptions, config),
             seed=config.seed,
-            system_prompt=config.system_prompt,
-            chat_template=config.chat_template,
         )
     summary.trajectories = len(trajectories)
     summary.correct = sum(t.correct for t in trajectories)
@@ -385,7 +345,7 @@ def run(config: ContrastConfig, engine=None, tasks=None) -> ContrastSummary:
 
 
 def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tuple[list[Any], Any, list[str]]:
-    """Phase 1: ``config.num_trajectories`` responses per query, judged (:func:`pts.evaluate.evaluate`).
+    """Phase 1: ``config.num_trajectories`` responses per query, judged (:func:`pts.evaluate.evaluate_with`).
 
     Here on ``engine`` (else ``config.model``), or with ``config.ray`` on Ray
     workers in batches of queries (``engine``, when given, copied to each),
@@ -393,32 +353,23 @@ def sample_trajectories(config: ContrastConfig, engine=None, tasks=None) -> tupl
     engine (None with Ray) and the item ids of queries left out because their
     batch killed its Ray worker on every try.
     """
-    from pts.evaluate import evaluate, make_engine
+    from pts.evaluate import evaluate_with
     from pts.tasks.sources import load_tasks_from
+    from pts.work import eval_work
 
     if tasks is None:
         tasks = load_tasks_from(config, config.seed)
     log.info("sampling %d trajectories for each of %d queries", config.num_trajectories, len(tasks))
-    if config.ray is not None:
-        from pts.distributed import evaluate_on_workers
-        from pts.work import eval_work
-
-        settings = config.eval_settings()
-        work = eval_work(
-            config.model,
-            options.group_of(options.ModelOptions, config),
-            options.group_of(options.EngineOptions, config),
-            settings,
-        )
-        result, lost = evaluate_on_workers(
-            options.group_of(options.RayOptions, config), work, tasks, settings, engine=engine, progress=config.progress
-        )
-        return trajectories_from_eval(result), None, [t.item_id for t in lost]
-    engine = engine or make_engine(
-        config.model, engine=config.engine, device=config.device, dtype=config.dtype, batch_size=config.batch_size
+    settings = config.eval_settings()
+    work = eval_work(
+        config.model,
+        options.group_of(options.ModelOptions, config),
+        options.group_of(options.EngineOptions, config),
+        settings,
     )
-    result = evaluate(engine, tasks, config.eval_settings(), progress=config.progress)
-    return trajectories_from_eval(result), engine, []
+    ray = options.group_of(options.RayOptions, config)
+    result, lost, local = evaluate_with(ray, work, tasks, settings, engine=engine, progress=config.progress)
+    return trajectories_from_eval(result), local, [t.item_id for t in lost]
 
 
 def _planned_outputs(config: ContrastConfig, out: Path) -> list[Path]:

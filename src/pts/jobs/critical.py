@@ -22,20 +22,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pts import options
-from pts.engines import check_engine
-from pts.errors import PTSError
 from pts.options import group_of, option, override
-from pts.resumable import Writer, drive
+from pts.resumable import DrivenSummary, ResponseJobOptions, Writer
 from pts.search.critical.query import QueryOutcome, Trajectories
 from pts.search.critical.settings import CriticalSettings
 from pts.store import RunStore
-from pts.tasks.sources import load_tasks_from
-from pts.tasks.sources.responses import load_response_rows
-from pts.work import critical_work, summary_text
+from pts.work import critical_work
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +41,11 @@ HELP = "find critical tokens in incorrect trajectories by rollout sampling (cDPO
 @options.config
 class CriticalConfig(
     CriticalSettings,
-    options.ModelOptions,
-    options.DataOptions,
-    options.EngineOptions,
-    options.PromptOptions,
-    options.SamplingOptions,
-    options.ResumableOutputOptions,
-    options.RayOptions,
+    ResponseJobOptions,
 ):
     """Every option of ``pts critical``; the CLI flags are these field names with dashes."""
 
-    input_path: str | None = option(
-        None,
-        "JSONL of {query, answer, response} rows to analyse instead of sampling "
-        "from --dataset (an optional response_ids list is used as the exact "
-        "tokens)",
-    )
-    response_key: str = option("response", "field of --input-path rows holding the incorrect response")
+    response_key: str = override("response", help="field of --input-path rows holding the incorrect response")
     max_examples: int | None = override(100, help="analyse at most this many queries (or --input-path rows)")
     num_trajectories: int = option(
         8, "responses sampled per query; the ones the oracle rejects are analysed", check="count"
@@ -85,18 +68,7 @@ class CriticalConfig(
     def validate(self) -> None:
         """Raise PTSError on any option out of range, before anything is loaded or written."""
         super().validate()  # every field's check, and the search's own bounds
-        check_engine(self.engine)
-        if self.input_path is not None:
-            path = Path(self.input_path).expanduser()
-            if not path.is_file():
-                raise PTSError(f"input file not found: {self.input_path}")
-            if path.suffix.lower() != ".jsonl":
-                raise PTSError(
-                    f"--input-path must be a .jsonl file of {{query, answer, response}} rows, got {self.input_path}"
-                )
-        from pts.distributed import check_ray_options
-
-        check_ray_options(group_of(options.RayOptions, self))
+        self.check_job()
 
     def settings(self) -> CriticalSettings:
         return group_of(CriticalSettings, self)
@@ -108,8 +80,6 @@ class CriticalConfig(
         """The options that change what a run writes (the model and dataset aside): resuming with other values
         is refused."""
         keep = (
-            "input_path",
-            "response_key",
             "num_trajectories",
             "min_prob",
             "rollouts",
@@ -119,43 +89,29 @@ class CriticalConfig(
             "verify_stride",
             "verify_full",
             "pass_at_k",
-            "max_new_tokens",
-            "system_prompt",
-            "chat_template",
-            "early_stop",
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "seed",
         )
-        return {k: getattr(self, k) for k in keep}
+        return {**self.response_settings(), **{k: getattr(self, k) for k in keep}}
 
 
 @dataclass
-class CriticalSummary:
+class CriticalSummary(DrivenSummary):
     """Counts of one ``pts critical`` run (this invocation only)."""
 
-    output_path: str
     mode: str
     rollouts_k: int
-    analysed: int = 0
-    no_incorrect: int = 0
-    skipped: int = 0
-    correct_inputs: int = 0
-    too_long: int = 0
-    resumed: int = 0
     trajectories: int = 0
     rules: Counter = field(default_factory=Counter)
-    rollouts: int = 0
     scoring_rollouts: int = 0
     pass_at_k_rollouts: int = 0
-    rollout_tokens: int = 0
-    seconds: float = 0.0
     stopped_at_max_trajectories: bool = False
-    failed: list[str] = field(default_factory=list)
     with_curves: list[list[float]] = field(default_factory=list, repr=False)
     without_curves: list[list[float]] = field(default_factory=list, repr=False)
+
+    analysed = property(lambda self: self.statuses["analysed"])
+    no_incorrect = property(lambda self: self.statuses["no_incorrect"])
+    skipped = property(lambda self: self.statuses["skipped"], doc="success rate below --min-prob")
+    correct_inputs = property(lambda self: self.statuses["correct"], doc="input responses the oracle accepts")
+    too_long = property(lambda self: self.statuses["too_long"], doc="prompt + response beyond the context")
 
     @property
     def found(self) -> int:
@@ -170,39 +126,26 @@ class CriticalSummary:
 
     def add(self, result: QueryOutcome) -> None:
         """Count one finished query."""
-        status = result.status
-        if status == "skipped":
-            self.skipped += 1
-        elif status == "no_incorrect":
-            self.no_incorrect += 1
-        elif status == "correct":
-            self.correct_inputs += 1
-        elif status == "analysed":
-            self.analysed += 1
-        elif status == "too_long":
-            self.too_long += 1
+        self.count(result)
         self.trajectories += len(result.records)
         for r in result.records:
             self.rules[r.rule] += 1
             if r.critical_position is not None and r.pass_at_k_with:
                 self.with_curves.append(r.pass_at_k_with)
                 self.without_curves.append(r.pass_at_k_without)
-        self.rollouts += result.rollouts
         self.scoring_rollouts += result.scoring_rollouts
         self.pass_at_k_rollouts += result.pass_at_k_rollouts
-        self.rollout_tokens += result.rollout_tokens
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
-        queries = f"queries: {self.analysed} analysed, {self.no_incorrect} with no incorrect trajectory"
-        if self.skipped:
-            queries += f", {self.skipped} skipped (success rate below --min-prob)"
-        if self.correct_inputs:
-            queries += f", {self.correct_inputs} input responses judged correct (skipped)"
-        if self.too_long:
-            queries += f", {self.too_long} too long for the model's context"
+        optional = [
+            (self.skipped, "skipped (success rate below --min-prob)"),
+            (self.correct_inputs, "input responses judged correct (skipped)"),
+            (self.too_long, "too long for the model's context"),
+        ]
         lines = [
-            queries + f", {self.resumed} already done",
+            self.queries_line(
+                [(self.analysed, "analysed"), (self.no_incorrect, "with no incorrect trajectory")], if_any=optional
+            ),
             f"trajectories: {self.trajectories} incorrect trajectories scored ({self.mode}, K={self.rollouts_k})",
             (
                 f"critical tokens: {self.found} found ({self.rules.get('first_zero_then_low', 0)} first_zero_then_low, "
@@ -224,16 +167,10 @@ class CriticalSummary:
             (
                 f"samples: {self.rollouts} rollouts ({self.scoring_rollouts} scoring the tokens, "
                 f"{self.pass_at_k_rollouts} for Pass@k, the rest sampling trajectories), "
-                f"{self.rollout_tokens} tokens ({rate:.0f} tokens/s)"
+                f"{self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)"
             ),
         ]
-        return summary_text(
-            lines,
-            seconds=self.seconds,
-            output=self.output_path,
-            failed=self.failed,
-            stopped="--max-trajectories" if self.stopped_at_max_trajectories else None,
-        )
+        return self.text(lines, stopped="--max-trajectories" if self.stopped_at_max_trajectories else None)
 
 
 def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> CriticalSummary:
@@ -246,33 +183,22 @@ def run(config: CriticalConfig, engine=None, tasks: list[Any] | None = None) -> 
     and the checks are :func:`pts.resumable.drive`'s.
     """
     config.validate()
-    responses: dict[str, Any] | None = None
-    if config.input_path is not None:
-        tasks, responses = _load_input(config)
-    elif tasks is None:
-        tasks = load_tasks_from(group_of(options.DataOptions, config), config.seed)
+    tasks, responses = config.tasks_and_responses(tasks, skip_missing=True)
     work = critical_work(
         config.settings(),
         config.trajectories(),
-        group_of(options.SamplingOptions, config),
-        group_of(options.PromptOptions, config),
-        group_of(options.ModelOptions, config),
-        group_of(options.EngineOptions, config),
+        *config.worker_groups(),
         parallel=config.parallel,
     )
     summary = CriticalSummary(config.output_path, config.mode, config.rollouts)
-    done = drive(
+    done = config.drive(
         work,
         tasks,
         CriticalWriter(summary, config.settings(), config.max_trajectories, responses),
-        output=group_of(options.ResumableOutputOptions, config),
-        ray=group_of(options.RayOptions, config),
         settings=config.result_settings(),
-        inputs={"--dataset": config.dataset, "--input-path": config.input_path},
-        max_new_tokens=config.max_new_tokens,
         engine=engine,
     )
-    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    summary.finish(done)
     return summary
 
 
@@ -394,22 +320,6 @@ class TakeQuota:
             self.quota.allocate(share)
         self.write(unit, result)
         return []
-
-
-def _load_input(config: CriticalConfig) -> tuple[list[Any], dict[str, Any]]:
-    """Tasks of ``input_path`` and each one's response (text, or the row's response_ids), by item id; rows
-    without a response (or with a blank one) are skipped with a warning."""
-    tasks, responses = load_response_rows(
-        config.input_path, config.response_key, group_of(options.DataOptions, config), config.seed
-    )
-    responses = {k: r for k, r in responses.items() if not isinstance(r, str) or r.strip()}
-    missing = [t for t in tasks if t.item_id not in responses]
-    if missing:
-        log.warning("skipped %d row(s) of %s without a %r value", len(missing), config.input_path, config.response_key)
-    tasks = [t for t in tasks if t.item_id in responses]
-    if not tasks:
-        raise PTSError(f"no row of {config.input_path} has a {config.response_key!r} value")
-    return tasks, responses
 
 
 CONFIG = CriticalConfig

@@ -73,17 +73,11 @@ class EvalConfig(
         from pts.evaluate import EvalSettings
 
         num_samples = self.num_samples if self.num_samples is not None else (1 if self.greedy else 4)
-        return EvalSettings(
+        return EvalSettings.of(
+            options.group_of(options.SamplingOptions, self),
+            options.group_of(options.PromptOptions, self),
             num_samples=num_samples,
-            max_new_tokens=self.max_new_tokens,
             temperature=0.0 if self.greedy else self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            seed=self.seed,
-            system_prompt=self.system_prompt,
-            chat_template=self.chat_template,
-            early_stop=self.early_stop,
             ks=tuple(self.k) if self.k else None,
         )
 
@@ -147,9 +141,10 @@ def run(
     workers, one model at a time; queries whose batch kept killing its workers
     are left out of every model's result, so the comparisons stay paired.
     """
-    from pts.evaluate import compare, evaluate, make_engine
+    from pts.evaluate import compare, evaluate_with
     from pts.store import atomic_write
     from pts.tasks.sources import load_tasks_from
+    from pts.work import eval_work
 
     config.validate()
     settings = config.settings()
@@ -161,37 +156,19 @@ def run(
     failed: set[str] = set()
     with _cluster(config):
         for spec in specs:
-            if config.ray is not None:
-                from pts.distributed import evaluate_on_workers
-                from pts.work import eval_work
-
-                work = eval_work(
-                    spec,
-                    options.group_of(options.ModelOptions, config),
-                    options.group_of(options.EngineOptions, config),
-                    settings,
-                    base_model=config.base_model,
-                )
-                result, lost = evaluate_on_workers(
-                    options.group_of(options.RayOptions, config),
-                    work,
-                    tasks,
-                    settings,
-                    engine=engines.get(spec),
-                    progress=config.progress,
-                )
-                failed.update(t.item_id for t in lost)
-            else:
-                engine = engines.get(spec) or make_engine(
-                    spec,
-                    engine=config.engine,
-                    device=config.device,
-                    dtype=config.dtype,
-                    batch_size=config.batch_size,
-                    base_model=config.base_model,
-                )
-                result = evaluate(engine, tasks, settings, progress=config.progress)
-                del engine  # one model in memory at a time
+            work = eval_work(
+                spec,
+                options.group_of(options.ModelOptions, config),
+                options.group_of(options.EngineOptions, config),
+                settings,
+                base_model=config.base_model,
+            )
+            ray = options.group_of(options.RayOptions, config)
+            # One model in memory at a time: the engine used here is not kept.
+            result, lost, _ = evaluate_with(
+                ray, work, tasks, settings, engine=engines.get(spec), progress=config.progress
+            )
+            failed.update(t.item_id for t in lost)
             summary.results.append(result)
             if len(specs) > 1 and echo is not None:
                 echo(summary.results[-1].format() + "\n")

@@ -25,7 +25,7 @@ from typing import Any
 
 from pts import formats, options
 from pts.errors import PTSError
-from pts.export.records import PivotRecord, default_model
+from pts.export.records import PivotalTokenRow, default_model
 from pts.formats.base import ExportRequest
 from pts.options import DEFAULT_MODEL, option, override
 from pts.registry import resolve
@@ -223,14 +223,14 @@ def _named_model(records: Sequence[Any]) -> str | None:
     return ids.pop() if len(ids) == 1 else None
 
 
-def _model_spec(config: ExportConfig, pivots: Sequence[PivotRecord]) -> str:
+def _model_spec(config: ExportConfig, pivots: Sequence[PivotalTokenRow]) -> str:
     if config.model:
         return config.model
     named = default_model(pivots)
     return named or DEFAULT_MODEL
 
 
-def _load(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) -> Any:
+def _load(config: ExportConfig, pivots: Sequence[PivotalTokenRow], loaded: Any) -> Any:
     if loaded is not None:
         return loaded
     from pts.models import load_model
@@ -282,21 +282,23 @@ def writer_settings(fmt: formats.Format, config: ExportConfig) -> Any:
     option of the same name when it is set (``layer_nums`` parsed); checked. None when the writer has none."""
     if fmt.settings_type is None:
         return None
-    kind = resolve(fmt.settings_type) if isinstance(fmt.settings_type, str) else fmt.settings_type
+    settings_class = resolve(fmt.settings_type) if isinstance(fmt.settings_type, str) else fmt.settings_type
     values = {**vars(config), "layer_nums": config.layers()}
-    settings = kind(**{f.name: values[f.name] for f in dataclasses.fields(kind) if values.get(f.name) is not None})
+    settings = settings_class(
+        **{f.name: values[f.name] for f in dataclasses.fields(settings_class) if values.get(f.name) is not None}
+    )
     if hasattr(settings, "validate"):
         settings.validate()
     return settings
 
 
-def _engine(config: ExportConfig, pivots: Sequence[PivotRecord], loaded: Any) -> Any:
+def _engine(config: ExportConfig, pivots: Sequence[PivotalTokenRow], loaded: Any) -> Any:
     from pts.engines.hf import HFEngine
 
     return HFEngine.from_loaded(_load(config, pivots, loaded), batch_size=config.batch_size or 64)
 
 
-def _load_tasks(config: ExportConfig, pivots: Sequence[PivotRecord]) -> list[Any]:
+def _load_tasks(config: ExportConfig, pivots: Sequence[PivotalTokenRow]) -> list[Any]:
     from pts.tasks.sources import load_tasks_from
 
     spec = config.dataset

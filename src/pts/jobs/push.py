@@ -1,7 +1,7 @@
 """``pts push``: upload a pts output file and a generated dataset card to the Hugging Face Hub.
 
 ``run(PushConfig(input_path=..., hf_repo_id=...)) -> PushSummary``; the card is
-rendered by :mod:`pts.hub.card` from the file kind's facts in :mod:`pts.formats`.
+rendered by :mod:`pts.hub.card` from the file format's facts in :mod:`pts.formats`.
 """
 
 from __future__ import annotations
@@ -44,18 +44,22 @@ class PushConfig:
     commit_message: str | None = option(None, "commit message (default: describes the upload)")
 
 
+_PASSED_ON = ("private", "readme", "model", "license", "path_in_repo", "commit_message")
+"""The options :func:`pts.hub.push_dataset` takes under the same names."""
+
+
 @dataclass
 class PushSummary:
     input_path: str
     rows: int
     unit: str
-    kind: str
+    format_name: str
     readme: bool
     url: str
 
     def format(self) -> str:
         card = " and a dataset card" if self.readme else ""
-        return f"pushed {self.input_path} ({self.rows} {self.unit}, {self.kind}){card} to {self.url}"
+        return f"pushed {self.input_path} ({self.rows} {self.unit}, {self.format_name}){card} to {self.url}"
 
 
 def run(config: PushConfig) -> PushSummary:
@@ -64,18 +68,14 @@ def run(config: PushConfig) -> PushSummary:
 
     options.check(config)
     summary = inspect_file(config.input_path, config.format)
+    same_names = {name: getattr(config, name) for name in _PASSED_ON}
     url = push_dataset(
         config.input_path,
         config.hf_repo_id,
-        private=config.private,
-        readme=config.readme,
-        model=config.model,
         fmt=summary.fmt,
         command=config.generating_command,
-        license=config.license,
-        path_in_repo=config.path_in_repo,
-        commit_message=config.commit_message,
         summary=summary,
+        **same_names,
     )
     return PushSummary(config.input_path, summary.rows, formats.get(summary.fmt).unit, summary.fmt, config.readme, url)
 

@@ -16,12 +16,12 @@ from pts import options
 from pts.engines import check_engine
 from pts.errors import PTSError
 from pts.options import group_of
-from pts.resumable import Writer, drive
+from pts.resumable import DrivenSummary, Writer, drive
 from pts.search.searcher import SearchSettings, TaskResult
 from pts.store import RunStore, append_jsonl, trace_path
 from pts.tasks.sources import load_tasks_from
 from pts.tasks.task import Task
-from pts.work import search_work, summary_text
+from pts.work import search_work
 
 log = logging.getLogger(__name__)
 
@@ -74,38 +74,30 @@ class RunConfig(
 
 
 @dataclass
-class RunSummary:
+class RunSummary(DrivenSummary):
     """What one run did (this invocation only, not earlier resumed ones): the counts are sums over
     ``results``, the queries written."""
 
-    output_path: str
     verify: bool = True
-    resumed: int = 0
-    failed: list[str] = field(default_factory=list)
-    seconds: float = 0.0
     stopped_at_max_pairs: bool = False
     results: list[TaskResult] = field(default_factory=list, repr=False)
 
-    def _status(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-    searched = property(lambda self: self._status("searched"))
-    skipped = property(lambda self: self._status("skipped"), doc="initial p outside [min_prob, max_prob]")
-    too_long = property(lambda self: self._status("too_long"), doc="prompt + response beyond the context")
+    searched = property(lambda self: self.statuses["searched"])
+    skipped = property(lambda self: self.statuses["skipped"], doc="initial p outside [min_prob, max_prob]")
+    too_long = property(lambda self: self.statuses["too_long"], doc="prompt + response beyond the context")
     pivots = property(lambda self: sum(len(r.pivots) for r in self.results))
     positive = property(lambda self: sum(p.is_positive for r in self.results for p in r.pivots))
     negative = property(lambda self: self.pivots - self.positive)
     candidates = property(lambda self: sum(r.candidates for r in self.results))
     dropped = property(lambda self: sum(r.dropped for r in self.results))
     undecided = property(lambda self: sum(r.undecided for r in self.results))
-    rollouts = property(lambda self: sum(r.rollouts for r in self.results))
-    rollout_tokens = property(lambda self: sum(r.rollout_tokens for r in self.results))
 
     def format(self) -> str:
-        rate = self.rollout_tokens / self.seconds if self.seconds else 0.0
         lines = [
-            f"queries: {self.searched} searched, {self.skipped} skipped (initial p outside range), "
-            f"{self.resumed} already done",
+            self.queries_line(
+                [(self.searched, "searched"), (self.skipped, "skipped (initial p outside range)")],
+                if_any=[(self.too_long, "too long for the model's context")],
+            ),
             f"pivotal tokens: {self.pivots} ({self.positive} positive, {self.negative} negative)",
             (
                 f"candidates: {self.candidates} checked, {self.pivots} kept, {self.dropped} dropped "
@@ -113,17 +105,9 @@ class RunSummary:
             )
             if self.verify
             else f"candidates: {self.candidates}, written without verification (--no-verify)",
-            f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({rate:.0f} tokens/s)",
+            f"samples: {self.rollouts} rollouts, {self.rollout_tokens} tokens ({self.tokens_per_second:.0f} tokens/s)",
         ]
-        if self.too_long:
-            lines[0] += f", {self.too_long} too long for the model's context"
-        return summary_text(
-            lines,
-            seconds=self.seconds,
-            output=self.output_path,
-            failed=self.failed,
-            stopped="--max-pairs" if self.stopped_at_max_pairs else None,
-        )
+        return self.text(lines, stopped="--max-pairs" if self.stopped_at_max_pairs else None)
 
 
 def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunSummary:
@@ -158,7 +142,7 @@ def run(config: RunConfig, engine=None, tasks: list[Task] | None = None) -> RunS
         max_new_tokens=config.max_new_tokens,
         engine=engine,
     )
-    summary.resumed, summary.failed, summary.seconds = done.resumed, done.failed, done.seconds
+    summary.finish(done)
     return summary
 
 
@@ -188,6 +172,7 @@ class SearchWriter(Writer):
         append_jsonl(trace_path(store.path), result.traces)
         store.write_item(task.item_id, [r.to_dict() for r in result.pivots], result.summary())
         self.summary.results.append(result)
+        self.summary.count(result)
 
     def stop(self) -> bool:
         return self.summary.stopped_at_max_pairs

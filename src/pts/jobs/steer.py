@@ -2,9 +2,9 @@
 
 Dataset mode (the default) generates every query's samples without and with
 steering on the same prompts and seeds, judges both with the task's oracle and
-returns a :class:`~pts.steering.evaluate.SteerReport`; with ``query`` set it
+returns a :class:`~pts.steering.report.SteerReport`; with ``query`` set it
 returns the unsteered and steered replies to that one prompt
-(:class:`~pts.steering.evaluate.QueryReport`). How vectors are read, matched
+(:class:`~pts.steering.report.QueryReport`). How vectors are read, matched
 and added: :mod:`pts.steering`.
 
     from pts.jobs.steer import SteerConfig, run
@@ -33,10 +33,10 @@ from pts.steering.apply import (
     build_steering,
     describe,
 )
-from pts.steering.evaluate import PairedSample, QueryReport, SteerReport, pair_record
 from pts.steering.generate import GenerationRequest, generate
 from pts.steering.hooks import SteeringHooks
 from pts.steering.layers import parse_layers
+from pts.steering.report import PairedSample, QueryReport, SteerReport, pair_record
 from pts.steering.vectors import ControlVector, SteeringVector, load_steering_vectors
 from pts.store import atomic_write, check_output_path
 
@@ -133,14 +133,16 @@ def read_vectors(config: SteerConfig) -> list[SteeringVector] | ControlVector:
 
 
 def run(config: SteerConfig, loaded: LoadedModel | None = None) -> SteerReport | QueryReport:
-    """Run ``pts steer``: :func:`steer_query` when ``config.query`` is set, else :func:`evaluate`."""
+    """Run ``pts steer``: :func:`steer_query` when ``config.query`` is set, else :func:`steer_dataset`."""
     if config.query is not None:
         description, pairs = steer_query(config, loaded)
         return QueryReport(description, config.query, pairs)
-    return evaluate(config, loaded)
+    return steer_dataset(config, loaded)
 
 
-def evaluate(config: SteerConfig, loaded: LoadedModel | None = None, tasks: list[Task] | None = None) -> SteerReport:
+def steer_dataset(
+    config: SteerConfig, loaded: LoadedModel | None = None, tasks: list[Task] | None = None
+) -> SteerReport:
     """Accuracy on the dataset without and with steering: same prompts, same seeds, judged by each task's oracle.
 
     ``loaded`` replaces loading ``config.model``; ``tasks`` replaces the dataset.

@@ -243,12 +243,7 @@ def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> d
     """The TRL training arguments (shared by DPO and cDPO) that the options set."""
     return {
         "output_dir": str(work),
-        "per_device_train_batch_size": config.train_batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "learning_rate": config.lr,
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps or -1,
-        "max_length": config.max_length,
+        **config.trl_arguments(config.lr),
         "seed": config.seed,
         "data_seed": config.seed,
         "bf16": bf16,
@@ -262,24 +257,12 @@ def _trainer_args(config: TrainConfig, device: str, bf16: bool, work: Path) -> d
         "dataloader_num_workers": 0,
         # TRL zeroes every dropout module, LoRA's included; keep them when a LoRA dropout was asked for.
         "disable_dropout": not (config.lora and config.lora_dropout > 0),
-        "gradient_checkpointing": config.gradient_checkpointing,
     }
 
 
 def _peft_config(config: TrainConfig):
     """PEFT's LoraConfig of the options, or None for full fine-tuning (--no-lora)."""
-    if not config.lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_list(),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return config.peft_config() if config.lora else None
 
 
 CONFIG = TrainConfig

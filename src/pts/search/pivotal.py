@@ -56,8 +56,9 @@ def cumulative_surprisal(logprobs: Sequence[float]) -> list[float]:
 
 
 @dataclass
-class Pivot:
-    """Token ``solution[position]`` moved p from ``before.p`` to ``after.p``.
+class PivotalCandidate:
+    """A pivotal token as the search finds it, before verification and before it is written as a
+    :class:`pts.records.PivotalToken`: token ``solution[position]`` moved p from ``before.p`` to ``after.p``.
 
     A pivotal span has ``length`` > 1: the tokens ``solution[position:position + length]`` together moved p
     (``before`` at ``position``, ``after`` at ``position + length``) while none of them alone did; ``token_id``
@@ -253,7 +254,7 @@ def find_pivots_many(
     direct_at_most: int = 0,
     max_span: int = 1,
     spans_possible: Sequence[Callable[[int, int], bool] | None] | None = None,
-) -> list[list[Pivot]]:
+) -> list[list[PivotalCandidate]]:
     """The pivotal tokens of several solutions, searched level by level together.
 
     Positions are keys ``(k, i)``: position ``i`` of ``solutions[k]``. Every
@@ -277,7 +278,7 @@ def find_pivots_many(
     (:func:`seam_windows`; ``spans_possible[k]`` from :func:`span_bound`) is decided, with each single token
     inside those runs, in one more call. A single token that moves p is a pivot as usual; otherwise the
     shortest runs that move p (then the larger change, then the earlier), not overlapping each other, are
-    pivotal spans (:class:`Pivot` with ``length`` > 1).
+    pivotal spans (:class:`PivotalCandidate` with ``length`` > 1).
     """
     logprobs = logprobs or [None] * len(solutions)
     possible = possible or [None] * len(solutions)
@@ -312,11 +313,11 @@ def find_pivots_many(
                     m = where[len(where) // 2]
                 next_level += expand(k, s, m) + expand(k, m, e)
         level = next_level
-    out: list[list[Pivot]] = [[] for _ in solutions]
+    out: list[list[PivotalCandidate]] = [[] for _ in solutions]
     for start, end in sorted(set(final)):
         (k, s), (_, e) = start, end
         if e - s == 1 and verdicts[(start, end)]:
-            out[k].append(Pivot(s, solutions[k][s], decide.known[start], decide.known[end]))
+            out[k].append(PivotalCandidate(s, solutions[k][s], decide.known[start], decide.known[end]))
     if max_span >= 2:
         ends = sorted(set(final))
         spans_possible = spans_possible or [None] * len(solutions)
@@ -335,7 +336,7 @@ def _seam_pivots(
     spans_possible: Sequence[Callable[[int, int], bool] | None],
     max_span: int,
     solutions: Sequence[Sequence[int]],
-) -> list[tuple[int, Pivot]]:
+) -> list[tuple[int, PivotalCandidate]]:
     """The pivots (``(solution index, pivot)``) found at the seams between the ``final`` segments of the
     subdivision (in order, with their ``verdicts``): see :func:`find_pivots_many`. Two more calls to ``decide``:
     the seams, then the runs and single tokens of those that move."""
@@ -366,17 +367,17 @@ def _seam_pivots(
         return []
     moved = dict(zip(asked, decide(asked)))
     known = decide.known
-    found: list[tuple[int, Pivot]] = []
+    found: list[tuple[int, PivotalCandidate]] = []
     for k, ws in runs.items():
         moving_runs = [(a, b) for a, b in ws if moved[((k, a), (k, b))]]
         tokens = sorted({i for a, b in moving_runs for i in range(a, b) if moved.get(((k, i), (k, i + 1)))})
-        found += [(k, Pivot(i, solutions[k][i], known[(k, i)], known[(k, i + 1)])) for i in tokens]
+        found += [(k, PivotalCandidate(i, solutions[k][i], known[(k, i)], known[(k, i + 1)])) for i in tokens]
         taken = [(i, i + 1) for i in tokens]
         changes = {(a, b): abs(known[(k, b)].p - known[(k, a)].p) for a, b in moving_runs}
         for a, b in sorted(moving_runs, key=lambda w: (w[1] - w[0], -changes[w], w[0])):
             if all(b <= ts or te <= a for ts, te in taken):
                 taken.append((a, b))
-                found.append((k, Pivot(a, solutions[k][a], known[(k, a)], known[(k, b)], length=b - a)))
+                found.append((k, PivotalCandidate(a, solutions[k][a], known[(k, a)], known[(k, b)], length=b - a)))
     return found
 
 
@@ -386,9 +387,11 @@ def find_pivots(
     *,
     split_at: SplitAt = "logprob",
     logprobs: Sequence[float] | None = None,
-) -> list[Pivot]:
+) -> list[PivotalCandidate]:
     """The pivotal tokens of ``solution``, in order of position."""
     segments, verdicts = subdivide(solution, decide, split_at=split_at, logprobs=logprobs)
     return [
-        Pivot(s, solution[s], decide.known[s], decide.known[e]) for s, e in segments if e - s == 1 and verdicts[(s, e)]
+        PivotalCandidate(s, solution[s], decide.known[s], decide.known[e])
+        for s, e in segments
+        if e - s == 1 and verdicts[(s, e)]
     ]

@@ -15,7 +15,7 @@ from pts.search.estimate import Estimate, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
 from pts.search.pivotal import (
     IntervalDecider,
-    Pivot,
+    PivotalCandidate,
     PointDecider,
     SplitAt,
     find_pivots_many,
@@ -283,7 +283,7 @@ class PivotalTokenSearcher:
                 max_span=s.max_span,
                 spans_possible=[span_bound(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
             )
-            candidates: dict[tuple, tuple[int, Pivot]] = {}
+            candidates: dict[tuple, tuple[int, PivotalCandidate]] = {}
             for index, pivots in enumerate(found):
                 for p in pivots:
                     # Solutions sharing a prefix find the same pivot; keep it once.
@@ -294,6 +294,24 @@ class PivotalTokenSearcher:
                     self._trace(task, prompt_ids, index, ids_of[index], known, solutions[index].sampling_logprobs)
                 )
             result.candidates = len(candidates)
+
+            def keep(index: int, p: Any, before: Any, after: Any, **verified: Any) -> None:
+                """Write candidate ``p`` of solution ``index`` as a pivot, with the estimates around it."""
+                result.pivots.append(
+                    self._record(
+                        task,
+                        prompt_ids,
+                        solutions[index].token_ids,
+                        index,
+                        p.position,
+                        before,
+                        after,
+                        length=p.length,
+                        solution_rollout=solutions[index],
+                        **verified,
+                    )
+                )
+
             if s.verify and candidates:
                 checker = pooled_estimator("verify")
                 estimators.append(checker)
@@ -315,39 +333,13 @@ class PivotalTokenSearcher:
                 )
                 for (index, p), v in zip(candidates.values(), verdicts):
                     if v.kept:
-                        result.pivots.append(
-                            self._record(
-                                task,
-                                prompt_ids,
-                                solutions[index].token_ids,
-                                index,
-                                p.position,
-                                v.before,
-                                v.after,
-                                length=p.length,
-                                search=p,
-                                verdict=v,
-                                solution_rollout=solutions[index],
-                            )
-                        )
+                        keep(index, p, v.before, v.after, search=p, verdict=v)
                     else:
                         result.dropped += 1
                         result.undecided += v.reason == "cap"
             else:
                 for index, p in candidates.values():
-                    result.pivots.append(
-                        self._record(
-                            task,
-                            prompt_ids,
-                            solutions[index].token_ids,
-                            index,
-                            p.position,
-                            p.before,
-                            p.after,
-                            length=p.length,
-                            solution_rollout=solutions[index],
-                        )
-                    )
+                    keep(index, p, p.before, p.after)
         result.rollouts = sum(e.rollouts for e in estimators)
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
         result.engine_calls = sum(e.engine_calls for e in estimators)
@@ -417,7 +409,7 @@ class PivotalTokenSearcher:
         after: Estimate,
         *,
         length: int = 1,
-        search: Pivot | None = None,
+        search: PivotalCandidate | None = None,
         verdict: Verdict | None = None,
         solution_rollout: Rollout | None = None,
     ) -> PivotalToken:
@@ -466,7 +458,6 @@ class PivotalTokenSearcher:
         return PivotalToken(
             sampling_prob=pi,
             model_id=self.engine.model_id,
-            query=task.query,
             pivot_context=tok.decode(context_ids, skip_special_tokens=False),
             pivot_token=tok.decode(tokens, skip_special_tokens=False),
             pivot_token_id=token_id,
@@ -474,9 +465,7 @@ class PivotalTokenSearcher:
             prob_after=after.p,
             prob_delta=delta,
             is_positive=delta > 0,
-            task_type=task.task_type,
-            dataset_id=task.dataset_id,
-            dataset_item_id=task.item_id,
+            **task.record_fields(),
             pivot_context_ids=context_ids,
             prompt_length=len(prompt_ids),
             samples_before=before.samples,
@@ -488,7 +477,6 @@ class PivotalTokenSearcher:
             ci_before=list(interval(before, reported)),
             ci_after=list(interval(after, reported)),
             first_tokens=[FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in first],
-            answer=task.answer,
             position=position,
             solution_index=solution_index,
             search=record_search(s, reported),

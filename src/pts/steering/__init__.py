@@ -52,7 +52,7 @@ Modules, in the order a steered generation uses them:
   control steering), built from the vectors and checked against the model;
 * :mod:`pts.steering.hooks`: the forward hooks that add it;
 * :mod:`pts.steering.generate`: batched sampling with the hooks installed;
-* :mod:`pts.steering.evaluate`: the paired base-vs-steered report.
+* :mod:`pts.steering.report`: the paired base-vs-steered report.
 
 The ``pts steer`` pipeline (options, loading, writing) is :mod:`pts.jobs.steer`::
 

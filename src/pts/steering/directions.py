@@ -36,7 +36,7 @@ import numpy as np
 
 from pts.errors import PTSError
 from pts.export.dpo import first_token_alternatives, pick_counterpart
-from pts.export.records import PivotRecord
+from pts.export.records import PivotalTokenRow
 from pts.steering.layers import check_layers, decoder_layers
 
 OPTILLM_MAX_STRENGTH = 3.0  # optillm's clamp on pattern strength x |prob_delta|
@@ -59,7 +59,7 @@ class Decision:
         return "success_logprob" if self.success_id is not None else "minus_failure_logprob"
 
 
-def decision_tokens(pivot: PivotRecord, min_samples: int = 2, min_delta: float = 0.1) -> Decision:
+def decision_tokens(pivot: PivotalTokenRow, min_samples: int = 2, min_delta: float = 0.1) -> Decision:
     """The success-side and failure-side tokens of ``pivot`` at its context.
 
     The pivot is one side (success when ``is_positive``); the other is the

@@ -66,6 +66,17 @@ class Task:
         if self.reference is None:
             self.reference = self.answer
 
+    def record_fields(self) -> dict[str, str]:
+        """What a record about this task says of it, under the record fields' names: the question as the dataset
+        states it, its reference answer, its task type, and where it comes from (dataset, item id)."""
+        return {
+            "query": self.query,
+            "answer": self.answer,
+            "task_type": self.task_type,
+            "dataset_id": self.dataset_id,
+            "dataset_item_id": self.item_id,
+        }
+
     def judge(self, completion: str) -> bool:
         return self.oracle.judge(completion, self.reference)
 

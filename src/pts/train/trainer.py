@@ -93,20 +93,13 @@ def make_trainer(
         model.requires_grad_(True)
     try:
         if loss == "cdpo":
-            cdpo_args = CDPOConfig(gamma=gamma, **common)
-            return CDPOTrainer(
-                model,
-                ref_model=ref_model,
-                args=cdpo_args,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                peft_config=peft_config,
-            )
-        dpo_args = DPOConfig(beta=beta, **common)
-        return PreTokenizedDPOTrainer(
+            trainer_class, loss_args = CDPOTrainer, CDPOConfig(gamma=gamma, **common)
+        else:
+            trainer_class, loss_args = PreTokenizedDPOTrainer, DPOConfig(beta=beta, **common)
+        return trainer_class(
             model,
             ref_model=ref_model,
-            args=dpo_args,
+            args=loss_args,
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,

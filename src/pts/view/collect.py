@@ -41,8 +41,10 @@ class ReportData:
         self.pairs: list[dict[str, Any]] = []
         self.critical: list[dict[str, Any]] = []
         self.contrast: list[dict[str, Any]] = []
+        self.anchors: list[dict[str, Any]] = []  # thought-anchor sentences (pts anchors)
         # Lists of formats the page does not draw (a plugin's): kept in the report's data under their name.
         self.other_lists: dict[str, list[dict[str, Any]]] = {}
+        self.other_titles: dict[str, str] = {}  # each other list's title: what its format's records are
         self.traces: dict[tuple[str, int], Trace] = {}
         # Pivot files wait for finish(): a trace named later on the command line still belongs to them.
         self._pending: list[tuple[int, int, int, ViewFile, dict[tuple[str, int], Trace]]] = []
@@ -78,14 +80,17 @@ class ReportData:
             self._add_pivots(view_file, file_index, entry)
         elif fmt is not None and fmt.view_list is not None:
             # The format's own rows, in the page's list of its kind (pairs, critical tokens, contrast scores).
-            rows = self._list(fmt.view_list)
+            rows = self._list(fmt.view_list, fmt.what)
             for n, record in enumerate(view_file.records, 1):
                 row = fmt.view_row(record, f"{view_file.path} record {n}", self.query)
                 rows.append({"file": file_index, "line": n, **row})
 
-    def _list(self, name: str) -> list[dict[str, Any]]:
-        if name in ("pairs", "critical", "contrast"):
+    def _list(self, name: str, title: str) -> list[dict[str, Any]]:
+        if name in ("pairs", "critical", "contrast", "anchors"):
             return getattr(self, name)
+        if name in ("files", "queries", "pivots", "solutions", "other_lists", "overview", "trajectories"):
+            raise PTSError(f"a format's view_list may not be {name!r}: the page keeps its own rows there")
+        self.other_titles.setdefault(name, title)
         return self.other_lists.setdefault(name, [])
 
     def _add_pivots(self, view_file: ViewFile, file_index: int, entry: dict[str, Any]) -> None:
@@ -182,7 +187,10 @@ class ReportData:
             "pairs": self.pairs,
             "critical": self.critical,
             "contrast": self.contrast,
+            "anchors": self.anchors,
             **self.other_lists,
+            # The lists of formats the page has no view of its own for (a plugin's): drawn as tables of their fields.
+            "other_lists": self.other_titles,
         }
 
 
@@ -210,7 +218,7 @@ def read_sidecars(view_file: ViewFile, entry: dict[str, Any]) -> None:
 
 
 def pivot_row(pivot: Any, record: dict[str, Any], file_index: int, data: ReportData) -> dict[str, Any]:
-    """The page's row for one pivotal token (a :class:`pts.export.records.PivotRecord` and its raw record).
+    """The page's row for one pivotal token (a :class:`pts.export.records.PivotalTokenRow` and its raw record).
 
     ``before``/``after`` and their counts are the record's own numbers: a verified record's come from
     verification rollouts only. ``search`` holds the search's estimates of the same two prefixes when they

@@ -14,19 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.engines.base import SamplingParams
 from pts.errors import PTSError
 from pts.formats.thought_anchors import ThoughtAnchor
-from pts.options import PromptOptions, SamplingOptions
 from pts.records import stable_seed
+from pts.search.analyser import Analyser, Outcome
 from pts.search.anchors.analysis import SentenceResult, TraceResult, analyse_trace, sentences_of
 from pts.search.anchors.categories import categorise, reasoning_pattern
 from pts.search.anchors.importance import Importance
 from pts.search.anchors.sentences import Sentence
-from pts.search.anchors.settings import AnchorSettings
 from pts.search.critical.query import response_ids
 from pts.search.estimate import SuccessEstimator
-from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
+from pts.search.searcher import context_length
 from pts.tasks.oracles.extract import extract_math_answer, final_answer_text
 
 MAX_ALTERNATIVES = 10
@@ -41,17 +39,12 @@ def answer_of(text: str, ok: bool) -> str:
 
 
 @dataclass
-class AnchorOutcome:
+class AnchorOutcome(Outcome):
     """What analysing one query gave: ``status`` is ``analysed``, ``skipped`` (p(success) outside
-    [--min-prob, --max-prob]) or ``no_sentences`` (no sampled response had a sentence)."""
+    [--min-prob, --max-prob]) or ``no_sentences`` (no sampled response had a sentence); ``records`` are
+    :class:`ThoughtAnchor` records, from ``traces`` responses."""
 
-    item_id: str
-    status: str
-    p_initial: float | None = None
-    records: list[ThoughtAnchor] = field(default_factory=list)
     traces: int = 0
-    rollouts: int = 0
-    rollout_tokens: int = 0
     verify_rollouts: int = 0
 
     @property
@@ -71,37 +64,14 @@ class Solutions:
     max_prob: float = 0.9
 
 
-class AnchorAnalyser:
-    """What the queries of one run share: the ``engine``, how sentences are measured (``settings``), which
-    responses are analysed (``solutions``), the ``sampling`` and ``prompt`` options of ``pts anchors``, and the
-    ``similarity`` filter."""
+@dataclass(eq=False)
+class AnchorAnalyser(Analyser):
+    """What the queries of one run share: the ``engine``, how sentences are measured (``settings``: the
+    :class:`AnchorSettings`), the ``sampling`` and ``prompt_options`` of ``pts anchors``, which responses are
+    analysed (``solutions``) and the ``similarity`` filter."""
 
-    def __init__(
-        self,
-        engine: Any,
-        settings: AnchorSettings,
-        solutions: Solutions,
-        sampling: SamplingOptions,
-        prompt: PromptOptions,
-        similarity: Any,
-    ) -> None:
-        self.settings = settings
-        self.solutions = solutions
-        self.sampling = sampling
-        self.prompt_options = prompt
-        self.engine = engine
-        self.similarity = similarity
-        self.tok = engine.tokenizer
-        self.params = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
-        )
-
-    def prompt(self, task: Any) -> tuple[list[int], str]:
-        """The exact prompt ids of ``task`` and the judge prefix (``<think>`` when the prompt opened one)."""
-        c = self.prompt_options
-        ids = build_prompt_ids(self.tok, task.prompt, c.system_prompt, c.chat_template, task.raw_prompt)
-        judge_prefix = "<think>" if opens_think_block(self.tok.decode(ids, skip_special_tokens=False)) else ""
-        return ids, judge_prefix
+    solutions: Solutions = field(default_factory=Solutions)
+    similarity: Any = None
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)
@@ -241,7 +211,6 @@ def records(
         out.append(
             ThoughtAnchor(
                 model_id=analyser.engine.model_id,
-                query=task.query,
                 sentence=s.text,
                 sentence_id=r.index,
                 prefix_context=decode(solution[: s.start]),
@@ -251,10 +220,7 @@ def records(
                 reasoning_pattern=reasoning_pattern(category, s.text),
                 alternatives_tested=r.alternatives[:MAX_ALTERNATIVES],
                 num_alternatives=len(r.alternatives),
-                task_type=task.task_type,
-                dataset_id=task.dataset_id,
-                dataset_item_id=task.item_id,
-                answer=task.answer,
+                **task.record_fields(),
                 response=decode(solution),
                 response_ids=list(solution),
                 prompt_ids=list(prompt_ids),

@@ -15,30 +15,22 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pts.engines.base import SamplingParams
 from pts.errors import PTSError
-from pts.options import PromptOptions, SamplingOptions
 from pts.records import CriticalToken, FirstToken, stable_seed
+from pts.search.analyser import Analyser, Outcome
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
-from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
-from pts.search.searcher import build_prompt_ids, context_length, opens_think_block
+from pts.search.searcher import context_length
 
 
 @dataclass
-class QueryOutcome:
-    """What analysing one query gave."""
+class QueryOutcome(Outcome):
+    """What analysing one query gave: ``status`` is analysed, no_incorrect, skipped (p below --min-prob),
+    correct (input response), no_room or too_long (the prompt leaves no room for a response in the model's
+    context); ``records`` are :class:`CriticalToken` records."""
 
-    item_id: str
-    # analysed, no_incorrect, skipped (p below --min-prob), correct (input response), no_room, too_long (the
-    # prompt leaves no room for a response in the model's context)
-    status: str
-    p_initial: float | None = None
-    records: list[CriticalToken] = field(default_factory=list)
-    rollouts: int = 0
-    rollout_tokens: int = 0
     scoring_rollouts: int = 0
     pass_at_k_rollouts: int = 0
     incorrect: int = 0  # incorrect trajectories found, before any limit took its share (records: those analysed)
@@ -53,32 +45,21 @@ class Trajectories:
     min_prob: float = 0.0
 
 
-class QueryAnalyser:
+@dataclass(eq=False)
+class QueryAnalyser(Analyser):
     """What the queries of one run share, and :meth:`steps`, the step generator of one query.
 
     ``settings`` say how tokens are scored; ``trajectories`` how a query's
-    incorrect trajectories are sampled; ``sampling`` and ``prompt`` are the
+    incorrect trajectories are sampled; ``sampling`` and ``prompt_options`` are the
     sampling and prompt options of ``pts critical``.
     """
 
-    def __init__(
-        self,
-        engine: Any,
-        settings: CriticalSettings,
-        trajectories: Trajectories,
-        sampling: SamplingOptions,
-        prompt: PromptOptions,
-    ) -> None:
-        self.settings = settings
-        self.trajectories = trajectories
-        self.sampling = sampling
-        self.prompt = prompt
-        self.engine = engine
-        self.tok = engine.tokenizer
-        self.context = context_length(engine)
-        self.params = p = SamplingParams(
-            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p
-        )
+    trajectories: Trajectories = field(default_factory=Trajectories)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        settings, sampling, p = self.settings, self.sampling, self.params
+        self.context = context_length(self.engine)
         self.search_info = {
             "rollouts": settings.rollouts,
             "probe_samples": settings.probe,
@@ -107,9 +88,7 @@ class QueryAnalyser:
         analyse (the first ones; default: all); 0 gives status ``no_room``.
         """
         sampling, tok, wanted = self.sampling, self.tok, self.trajectories
-        prompt_ids = build_prompt_ids(
-            tok, task.prompt, self.prompt.system_prompt, self.prompt.chat_template, task.raw_prompt
-        )
+        prompt_ids, judge_prefix = self.prompt(task)
         seed = stable_seed(sampling.seed, task.dataset_id, task.item_id)
         out = QueryOutcome(task.item_id, "analysed")
         budget = sampling.max_new_tokens
@@ -119,7 +98,6 @@ class QueryAnalyser:
         if self.context is not None and len(prompt_ids) + budget > self.context:
             out.status = "too_long"  # nothing sampled: the prompt leaves no room for a whole response
             return out
-        judge_prefix = "<think>" if opens_think_block(tok.decode(prompt_ids, skip_special_tokens=False)) else ""
         if ids is None:
             sampler = StagedEstimator(
                 self.engine,
@@ -189,8 +167,6 @@ class QueryAnalyser:
         alts = [FirstToken(t, tok.decode([t], skip_special_tokens=False), c, k) for t, (c, k) in r.alternatives.items()]
         return CriticalToken(
             model_id=self.engine.model_id,
-            query=task.query,
-            answer=task.answer,
             response=tok.decode(ids, skip_special_tokens=True),
             response_ids=ids,
             prompt_ids=list(prompt_ids),
@@ -208,9 +184,7 @@ class QueryAnalyser:
             low_threshold=settings.low_threshold,
             mode=settings.mode,
             rollouts=r.rollouts,
-            task_type=task.task_type,
-            dataset_id=task.dataset_id,
-            dataset_item_id=task.item_id,
+            **task.record_fields(),
             trajectory_index=index,
             p_initial=p_initial,
             pass_at_k_with=r.pass_at_k_with if pos is not None else [],

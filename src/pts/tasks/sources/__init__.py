@@ -19,6 +19,8 @@ group, whose sources are tried first) and ``register_source``; a source is given
 
 from __future__ import annotations
 
+import dataclasses
+
 from pts import options
 from pts.errors import PTSError
 from pts.registry import Registry
@@ -52,18 +54,10 @@ DEFAULT_DATASET = options.DEFAULT_DATASET
 
 
 def load_tasks_from(data: options.DataOptions, seed: int) -> list[Task]:
-    """The tasks a command's data options name (see :func:`load_tasks`); ``seed`` draws ``data.sample_size``."""
-    return load_tasks(
-        data.dataset,
-        config=data.config,
-        split=data.split,
-        query_key=data.query_key,
-        answer_key=data.answer_key,
-        sample_size=data.sample_size,
-        max_examples=data.max_examples,
-        seed=seed,
-        oracle=data.oracle,
-    )
+    """The tasks a command's data options name; ``seed`` draws ``data.sample_size``. The fields of
+    :class:`~pts.options.DataOptions` are :func:`load_tasks`'s keywords (``dataset`` is its ``spec``)."""
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(options.DataOptions)}
+    return load_tasks(fields.pop("dataset"), seed=seed, **fields)
 
 
 def load_tasks(

@@ -3,15 +3,42 @@ and the response to analyse instead of sampling one."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from pts import options
 from pts.errors import PTSError
+from pts.options import option
 from pts.store import read_jsonl
-from pts.tasks.sources import load_tasks
+from pts.tasks.sources import load_tasks_from
 from pts.tasks.sources.rows import ANSWER_KEYS
 from pts.tasks.task import Task
+
+
+@options.config
+class ResponsesInput:
+    """``--input-path``: rows that bring their own response, analysed instead of responses sampled from
+    ``--dataset`` (``pts critical``, ``pts anchors``). Listed with the command's own options."""
+
+    input_path: str | None = option(
+        None,
+        "JSONL of {query, answer, response} rows to analyse instead of sampling from --dataset (an optional "
+        "response_ids list is used as the exact tokens)",
+    )
+    response_key: str = option("response", "field of --input-path rows holding the response")
+
+    def check_input(self) -> None:
+        """PTSError unless ``input_path`` is None or an existing ``.jsonl`` file."""
+        if self.input_path is None:
+            return
+        path = Path(self.input_path).expanduser()
+        if not path.is_file():
+            raise PTSError(f"input file not found: {self.input_path}")
+        if path.suffix.lower() != ".jsonl":
+            raise PTSError(
+                f"--input-path must be a .jsonl file of {{query, answer, response}} rows, got {self.input_path}"
+            )
 
 
 def load_response_rows(
@@ -35,15 +62,9 @@ def load_response_rows(
             f"no answer field in {input_path} (looked for "
             f"{', '.join(k for k in ANSWER_KEYS if k != response_key)}); name one with --answer-key"
         )
-    tasks = load_tasks(
-        input_path,
-        query_key=data.query_key,
-        answer_key=answer_key,
-        sample_size=data.sample_size,
-        max_examples=data.max_examples,
-        seed=seed,
-        oracle=data.oracle,
-    )
+    # The file's own fields: a Hub config or split has no meaning for it.
+    rows_of_file = dataclasses.replace(data, dataset=input_path, answer_key=answer_key, config=None, split="train")
+    tasks = load_tasks_from(rows_of_file, seed)
     responses: dict[str, Any] = {}
     for task in tasks:
         row = rows[task.metadata["source_index"]]

@@ -3,8 +3,10 @@
 (function () {
   "use strict";
   const DATA = JSON.parse(document.getElementById("pts-data").textContent);
-  const PAGE_SIZE = { trajectories: 20, pivots: 50, pairs: 50, critical: 20, contrast: 20, anchors: 20 };
+  const PAGE_SIZE = { trajectories: 20, pivots: 50, pairs: 50, critical: 20, contrast: 20, anchors: 20, other: 50 };
   const ANCHORS = DATA.anchors || [];
+  // Lists that formats from other packages add (each row its format's view_row), drawn as tables of their fields.
+  const OTHER = Object.entries(DATA.other_lists || {});
   const VIEWS = [
     ["overview", "Overview", () => true],
     ["trajectories", "Trajectories", () => DATA.solutions.length > 0],
@@ -13,6 +15,7 @@
     ["critical", "Critical tokens", () => DATA.critical.length > 0],
     ["contrast", "Contrast scores", () => DATA.contrast.length > 0],
     ["anchors", "Thought anchors", () => ANCHORS.length > 0],
+    ...OTHER.map(([name, title]) => [name, title.charAt(0).toUpperCase() + title.slice(1), () => DATA[name].length > 0]),
   ].filter((v) => v[2]());
   const DEFAULTS = { view: "overview", q: "", sign: "all", min: "0", task: "", verified: "all", page: "1", sol: "", pivot: "" };
   let state = Object.assign({}, DEFAULTS);
@@ -48,6 +51,7 @@
   const query = (i) => DATA.queries[i] || "";
   const file = (i) => DATA.files[i] ? DATA.files[i].path : "";
   const frac = (k, n) => (n ? k + "/" + n : "");
+  const cell = (v) => (v === null || v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
 
   // ---- search text, lower-cased once per row so that filtering 10,000 rows stays a plain loop
   const hay = (parts) => parts.filter((x) => x !== null && x !== undefined).join("\n").toLowerCase();
@@ -56,6 +60,7 @@
   DATA.critical.forEach((c) => { c._hay = hay([query(c.q), c.response, c.token, c.task, c.item]); });
   DATA.contrast.forEach((c) => { c._hay = hay([query(c.q), c.tokens.join(""), c.task, c.item]); });
   ANCHORS.forEach((a) => { a._hay = hay([query(a.q), a.sentence, a.category, a.task, a.item]); });
+  OTHER.forEach(([name]) => DATA[name].forEach((r) => { r._hay = hay([query(r.q), ...Object.values(r).map(cell)]); }));
   const TASKS = [...new Set([].concat(DATA.pivots, DATA.pairs, DATA.critical, DATA.contrast).map((r) => r.task).filter(Boolean))].sort();
   const HAS_VERIFIED = DATA.pivots.some((p) => p.verified !== null) || DATA.pairs.some((p) => p.verified !== null);
 
@@ -620,7 +625,23 @@
     }));
   }
 
+  
+
+  // A plugin format's rows: the query, then every field its view_row gave, then where the row comes from.
+  function otherList(name) {
+    const rows = DATA[name].filter((r) => matches(r, false));
+    const hidden = ["q", "file", "line", "_hay"];
+    const columns = [...new Set(DATA[name].flatMap((r) => Object.keys(r)))].filter((k) => !hidden.includes(k));
+    return paged(rows, PAGE_SIZE.other, (page) => put(el("table", { class: "rows other-table", "data-list": name },
+      el("tr", {}, ["query", ...columns, "file"].map((h) => el("th", { text: h }))),
+      page.map((r) => el("tr", { class: "row" },
+        el("td", { class: "ctx", text: r.q === undefined ? "" : query(r.q) }),
+        columns.map((k) => el("td", { text: cell(r[k]) })),
+        el("td", { text: file(r.file) + ":" + r.line }))))));
+  }
+
   const RENDER = { overview: overview, trajectories: trajectories, pivots: pivots, pairs: pairs, critical: critical, contrast: contrast, anchors: anchors };
+  for (const [name] of OTHER) RENDER[name] = () => otherList(name);
   function render() {
     const started = performance.now();
     search.value = state.q; signSel.value = state.sign; minInput.value = state.min === "0" ? "" : state.min;
