@@ -118,6 +118,8 @@ class CriticalConfig(
             "probe_samples",
             "verify_stride",
             "verify_full",
+            "verify_samples",
+            "pool",
             "pass_at_k",
             "max_new_tokens",
             "system_prompt",
