@@ -24,10 +24,15 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
        threshold, keeping the leftmost zero passed (catches zeros that the
        bisection jumped over).
     4. Check that later scores stay low: the first ``verify_full`` tokens after
-       the candidate are settled exactly, every ``verify_stride``-th one after
-       that gets a probe (escalated only when it sees a success). Rollouts that passed through a later token
-       (drawn at an earlier one, then wrote the trajectory's tokens up to it) count towards its probe. A score
-       above the threshold there moves the search after it (back to 2).
+       the candidate need ``verify_samples`` rollouts through them without a success, every
+       ``verify_stride``-th one after that a probe's worth. With ``pool``, rollouts drawn at an earlier token
+       that then wrote the trajectory's tokens up to a later one count there (by the chain rule of sampling
+       they are draws from it), so a token draws only what they fall short of. Where any of them succeeds,
+       the token's own score is settled exactly. A score above the threshold there moves the search after it
+       (back to 2).
+
+    On a monotone curve every decision is exact (steps 2 and 3 only ever name a certain nonzero -> zero step,
+    and later scores are zeros, which no rollout through them can contradict): the scan's token and rule.
     """
     probe = s.probe
 
@@ -71,7 +76,7 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
             hi = next((p for p in range(lo + 1, last_zero) if probed_zero(p) or view.zero(p)), last_zero)
         answer = yield from _walk_left(view, hi, probe)
         # On a falling curve the tail's highest scores sit right after the candidate: the first few not already
-        # known to be zero need K rollouts through them, the rest a probe's worth.
+        # known to be zero need verify_samples rollouts through them, the rest a probe's worth.
         band = [p for p in range(answer + 1, last_zero) if not view.zero(p)][: s.verify_full]
         probes = [p for p in range(answer + s.verify_stride, last_zero, s.verify_stride) if p not in band]
         wanted = sorted([(p, s.band_samples) for p in band] + [(p, probe) for p in probes])
@@ -85,8 +90,9 @@ def search(view: TrajectoryScores, s: CriticalSettings) -> ScoreSteps:
 
 
 # The walk settles a score's "above the threshold" at once when its share of successes so far exceeds this many
-# times the threshold (measured on bench/critical_cost.py: 1, 2 and 4 gave 11.6%, 11.4% and 11.2% of the scan's
-# rollouts, all at full agreement); lower ones are settled only if a zero further left needs them.
+# times the threshold (measured while building this, bench/critical_cost.py's first 100 trajectories at K = 64:
+# 1, 2 and 4 gave 11.6%, 11.4% and 11.2% of the scan's rollouts, all at full agreement); lower ones are settled
+# only if a zero further left needs them.
 _LIKELY = 4
 
 
@@ -95,10 +101,11 @@ def _walk_left(view: TrajectoryScores, hi: int, probe: int):
     when there is none. Exact, whatever order the scores are drawn in.
 
     Walking left, each score is first drawn until it is certainly nonzero (the first success; a zero needs all
-    K). Whether it is above the threshold is settled at once only where its successes so far suggest so
-    (a share above the threshold): a high score settles quickly and ends the walk. A low one is passed and
-    settled later, and only when a zero further left needs it: in a long stretch of low nonzero scores with
-    no zero, none of them is ever drawn to K.
+    K), then to a probe's worth (less when "above the threshold" is certain sooner). Whether it is above the
+    threshold is settled at once only where its share of successes so far exceeds ``_LIKELY`` times the
+    threshold: a high score settles quickly and ends the walk. A low one is passed and settled later, and only
+    when a zero further left needs it: in a long stretch of low nonzero scores with no zero, none of them is
+    ever drawn to K.
     """
     passed: list[int] = []  # low nonzero scores walked past, not yet settled
     zeros: list[int] = []  # zeros found, right to left, each with the positions passed before it
