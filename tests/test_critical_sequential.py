@@ -159,4 +159,4 @@ def test_rollouts_through_later_tokens_check_them_at_no_cost_to_the_answer():
         assert (out[True].position, out[True].rule) == (out[False].position, out[False].rule)
         assert out[True].position == critical
         assert out[True].rollouts <= out[False].rollouts
-    assert totals[True] < 0.8 * totals[False], totals
+    assert totals[True] < 0.6 * totals[False], totals  # 0.38 when written
