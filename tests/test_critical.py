@@ -135,7 +135,11 @@ def trajectory(counts, k, terminal=True):
 
 def find(counts, mode, k=16, terminal=True, distribution=None, sampling_logprobs=None, **kw):
     script, response, p = trajectory(counts, k, terminal)
-    engine = FakeEngine(p, script, prompt_length=len(PROMPT))
+    # Stratified over a prefix's rollouts: a score of K is exactly counts[i], whatever its stages.
+    engine = FakeEngine(p, script, prompt_length=len(PROMPT), stratify_per_prefix=True)
+    # This engine draws each verdict from p(request prefix) whatever the rollout then wrote, so a rollout that
+    # went through a later token is no draw from there: pooling is tested on the branching engine.
+    kw.setdefault("pool", False)
     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=kw.pop("pass_at_k", 0), **kw)
     finder = CriticalTokenFinder(
         engine,
@@ -223,7 +227,9 @@ def test_search_returns_the_scans_token_and_rule_with_fewer_rollouts(shape):
         assert search_engine.rollouts <= scan_engine.rollouts
         totals["scan"] += scan_engine.rollouts
         totals["search"] += search_engine.rollouts
-    assert totals["search"] < 0.5 * totals["scan"], totals  # 0.36 and 0.38 of the scan's when written
+    assert totals["search"] < 0.4 * totals["scan"], (
+        totals
+    )  # 0.31 and 0.23 of the scan's when written (0.36, 0.38 before)
 
 
 def test_search_mostly_agrees_on_rough_curves():
@@ -244,7 +250,7 @@ def test_search_saves_most_rollouts_on_long_trajectories():
         scan, scan_engine = find(counts, "scan", 32)
         search, search_engine = find(counts, "search", 32)
         assert (search.position, search.rule) == (scan.position, scan.rule)
-        assert search_engine.rollouts < 0.25 * scan_engine.rollouts
+        assert search_engine.rollouts < 0.2 * scan_engine.rollouts  # 11-17% when written (below 25% before)
 
 
 def test_search_checks_later_tokens_and_moves_past_a_rebound():
@@ -688,4 +694,7 @@ def test_bound_in_the_search_on_rising_curves_agrees_as_often_as_the_search_with
         plain, _ = find(counts, "search", 16)
         agree["bound"] += (bounded.position, bounded.rule) == (scan.position, scan.rule)
         agree["plain"] += (plain.position, plain.rule) == (scan.position, scan.rule)
-    assert agree["bound"] >= agree["plain"] >= 120, agree  # 129 and 129 of 150 when written
+    # 116 and 115 of 150 when written, the plain search at 17% of the scan's rollouts: these curves rise and fall
+    # at random, and the search's cheaper checks of later tokens miss more of their rebounds (129 of 150 at 24%
+    # before the sequential search; with verify_samples=16 and verify_full=4 it is 129 again, at 28%).
+    assert agree["bound"] >= agree["plain"] >= 110, agree

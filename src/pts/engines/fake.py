@@ -7,6 +7,10 @@ With ``exact=True`` the verdicts of the n rollouts of one request are
 stratified (exactly round(p*n) pass), so estimates are exact and the pivotal
 tokens of any solution are known in advance. Randomness depends only on the
 engine seed, the prefix and the request's seed, never on call order or batching.
+With ``stratify_per_prefix`` as well, verdicts are stratified over all the
+rollouts drawn at a prefix so far (the first m hold round(p*m) passes, however
+requests split them): counts then depend on the order of a prefix's requests,
+which a staged estimator fixes.
 
 :class:`BranchingFakeEngine` is the one that samples like a language model (the
 chain rule holds at every prefix); it reports each token's probability under
@@ -93,8 +97,11 @@ class FakeEngine:
         prompt_length: int,
         exact: bool = True,
         seed: int = 0,
+        stratify_per_prefix: bool = False,
     ) -> None:
         self.p_success = p_success
+        self.stratify_per_prefix = stratify_per_prefix
+        self.drawn: dict[tuple[int, ...], int] = {}
         self.script = tuple(script)
         self.prompt_length = prompt_length
         self.exact = exact
@@ -117,7 +124,14 @@ class FakeEngine:
         self.prefixes.append(response)
         p = self.p_success(response)
         rng = random.Random(stable_id(self.seed, response, request.seed))
-        if self.exact:
+        if self.exact and self.stratify_per_prefix:
+            # The first m rollouts of a prefix hold round(p * m) passes, however requests split them.
+            m = self.drawn.get(response, 0)
+            self.drawn[response] = m + request.n
+            passes = round(p * (m + request.n)) - round(p * m)
+            verdicts = [i < passes for i in range(request.n)]
+            rng.shuffle(verdicts)
+        elif self.exact:
             passes = round(p * request.n)
             verdicts = [i < passes for i in range(request.n)]
             rng.shuffle(verdicts)

@@ -88,6 +88,8 @@ class CriticalConfig(
             "probe_samples",
             "verify_stride",
             "verify_full",
+            "verify_samples",
+            "pool",
             "pass_at_k",
         )
         return {**self.response_settings(), **{k: getattr(self, k) for k in keep}}
@@ -264,10 +266,11 @@ class CriticalWriter(Writer):
         return self.summary.rollouts, self.summary.rollout_tokens
 
     def carried(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The settings a critical-token record states (its ``search``), except the two it writes resolved
-        (``probe_samples``, ``pass_at_k``: the numbers used, where the options may say "default")."""
+        """The settings a critical-token record states (its ``search``), except those it writes resolved
+        (``probe_samples``, ``verify_samples``, ``pass_at_k``: the numbers used, where the options may say
+        "default")."""
         search = dict(record.get("search") or {})
-        for resolved in ("probe_samples", "pass_at_k"):
+        for resolved in ("probe_samples", "verify_samples", "pass_at_k"):
             search.pop(resolved, None)
         return search
 

@@ -11,15 +11,18 @@ Two ways to get the scores:
 
 * ``scan`` (the paper): K rollouts at every position.
 * ``search``: success along a failing trajectory is near-monotone, so the first
-  zero is found by bisection, a zero needs all K rollouts but a nonzero score
-  usually shows itself in the first few (``probe_samples``), and the "later
-  tokens stay low" condition is checked with probes only. On a monotone
+  zero is found by a bisection steered by probes (``probe_samples``), only its
+  final step confirmed with all K rollouts; every score is drawn only until its
+  question is settled ("not zero" at the first success); and the "later tokens
+  stay low" condition is checked by the rollouts that went through those tokens
+  (``pool``), each token drawing only what they fall short of. On a monotone
   (non-increasing) score curve it returns the scan's token and rule.
 
-Both modes draw a position's K rollouts in the same two stages (``probe``
-then ``K - probe``) with seeds fixed by the prefix, so every score the search
-computes equals the scan's at that position: the modes differ only in which
-positions they look at. When the trajectory's sampling probabilities are
+Both modes draw a position's K rollouts in the same seeded stages
+(:attr:`CriticalSettings.stages`: 2, 4, 8, 16, 32, 64 at K = 64) with seeds
+fixed by the prefix, so every score the search completes equals the scan's at
+that position: the modes differ only in which positions they look at and how
+far they draw. When the trajectory's sampling probabilities are
 known (trajectories sampled by pts's engines), both look only at tokens the
 bound allows to be critical (:mod:`~pts.search.critical.bound`).
 
@@ -32,8 +35,9 @@ share one engine call per round (many queries at once: :mod:`pts.work`). One mod
 ``bound``           which tokens can be critical at all: the sampling-probability bound
                     (1 - pi >= 1/K - margin), so both modes skip the others
 ``settings``        :class:`CriticalSettings`: K, mode, threshold, probes, Pass@k; their checks
-``staged``          :class:`StagedEstimator` (sampling in fixed stages) and :func:`fulfil`
-                    (many asks, one engine call per sampling params)
+``staged``          :class:`StagedEstimator` (sampling in fixed stages, counting each rollout at
+                    the later prefixes it went through) and :func:`fulfil` (many asks, one
+                    engine call per sampling params)
 ``rounds``          one query's stepping loop: :func:`rounds` and :func:`run_rounds`
 ``scores``          :class:`TrajectoryScores`: one trajectory's scores as known so far
 ``scan``, ``search``  the two modes, as step generators over a :class:`TrajectoryScores`

@@ -53,7 +53,7 @@ class CriticalTokenFinder:
         self.seed = seed
         self.distribution = distribution if distribution is not None else next_token_source(engine)
         self._kw = {"max_new_tokens": max_new_tokens, "judge_prefix": judge_prefix, "early_stop": early_stop}
-        self.scores = self._estimator(seed, stages=(settings.probe, settings.rollouts))
+        self.scores = self._estimator(seed, stages=settings.stages)
         self.pass_at_k = PassAtK(
             self._estimator,
             prompt_ids=self.prompt_ids,
@@ -101,6 +101,8 @@ class CriticalTokenFinder:
             for t, lp in zip(trajectories, pis)
         ]
         mode = scan if s.mode == "scan" else search
+        if s.mode == "search" and s.pool:
+            self.scores.track(trajectories)
         found: dict[int, tuple[int | None, str]] = {}
         # Every trajectory's asks of a round go out together, on the one shared estimator.
         for targets in rounds([mode(v, s) for v in views], found.__setitem__):

@@ -65,6 +65,8 @@ class QueryAnalyser(Analyser):
             "probe_samples": settings.probe,
             "verify_stride": settings.verify_stride,
             "verify_full": settings.verify_full,
+            "verify_samples": settings.band_samples,
+            "pool": settings.pool,
             "low_threshold": settings.low_threshold,
             "pass_at_k": settings.pass_at_k_samples,
             "max_new_tokens": sampling.max_new_tokens,

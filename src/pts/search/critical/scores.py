@@ -87,6 +87,60 @@ class TrajectoryScores:
         if targets:
             yield targets
 
+    def settled(self, i: int, question: str) -> bool:
+        """Whether ``question`` about position i's score of K is already certain from the rollouts drawn.
+
+        ``"nonzero"``: a success was seen (yes) or all K rollouts were drawn. ``"violation"`` (above the
+        threshold): more successes than the threshold allows of K were seen (yes), or the draws left cannot
+        bring that many (no), or all K were drawn.
+        """
+        e = self.get(i)
+        if e is None:
+            return False
+        if self.full(i):
+            return True
+        if question == "nonzero":
+            return e.successes > 0
+        if question == "violation":
+            return self.violation(i) or e.successes + (self.k - e.samples) <= self.tau * self.k + SCORE_EPS
+        raise ValueError(f"unknown question {question!r}")
+
+    def settle(
+        self, positions: Sequence[int], question: str, cap: int | None = None
+    ) -> Generator[dict[Prefix, int], None, None]:
+        """Draw the positions' rollouts one stage at a time (one ask per stage for all of them) until ``question``
+        (see :meth:`settled`) is certain at each, or it holds ``cap`` rollouts (default K).
+
+        The exact sequential stop: a score is drawn only as far as its question needs. Stages are the
+        estimator's, so the rollouts drawn are the first ones the scan draws there.
+        """
+        cap = self.k if cap is None else cap
+        while True:
+            targets: dict[Prefix, int] = {}
+            for i in positions:
+                e = self.get(i)
+                have = 0 if e is None else e.samples
+                if e is not None and (e.terminal or have >= cap or self.settled(i, question)):
+                    continue
+                nxt = min([n for n in self.est.stages if n > have] + [cap])
+                targets[self.prefix(i)] = min(nxt, cap)
+            if not targets:
+                return
+            yield targets
+
+    def stage_at_least(self, n: int) -> int:
+        """The smallest stage of the estimator holding at least ``n`` rollouts (K when none does)."""
+        return min([m for m in self.est.stages if m >= n] + [self.k])
+
+    def passed(self, i: int) -> Estimate:
+        """Rollouts that went through position i's prefix: drawn there, or (when the estimator tracks the
+        trajectories, see :meth:`StagedEstimator.track`) drawn at an earlier position and then wrote the
+        tokens up to it: by the chain rule of sampling, draws from p there as well. Untracked: i's own."""
+        if self.est.evidence is None:
+            e = self.get(i)
+            return Estimate(0, 0) if e is None else e
+        return self.est.passed(self.prefix(i))
+
     def full(self, i: int) -> bool:
         e = self.get(i)
         return e is not None and (e.terminal or e.samples >= self.k)

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
-from pts.search.estimate import Prefix, SuccessEstimator
+from pts.search.estimate import Estimate, Prefix, SuccessEstimator
+from pts.search.evidence import PrefixEvidence
 
 
 class StagedEstimator(SuccessEstimator):
@@ -18,6 +19,11 @@ class StagedEstimator(SuccessEstimator):
     rollouts are the same whether it was probed first or asked for 64 at once.
     :meth:`plan` and :meth:`absorb` split a top-up in two so that callers can
     merge the requests of many estimators into one engine call.
+
+    After :meth:`track`, every rollout also counts at each longer prefix of the
+    tracked trajectories that it wrote (:class:`~pts.search.evidence.PrefixEvidence`;
+    by the chain rule of sampling it is a draw from there too): :meth:`passed`
+    gives those counts. The estimates in ``cache`` stay the prefix's own rollouts.
     """
 
     def __init__(self, *args: Any, stages: Sequence[int] = (), keep_rollouts: bool = False, **kwargs: Any) -> None:
@@ -25,6 +31,21 @@ class StagedEstimator(SuccessEstimator):
         self.stages = tuple(sorted(set(stages)))
         self.keep_rollouts = keep_rollouts
         self.drawn: dict[Prefix, list[Rollout]] = {}
+        self.evidence: PrefixEvidence | None = None
+
+    def track(self, trajectories: Sequence[Sequence[int]]) -> None:
+        """Count from now on every rollout at the prefixes of ``trajectories`` it passed through (call once,
+        before sampling: rollouts drawn earlier are not counted)."""
+        if self.evidence is not None:
+            raise ValueError("track() was already called on this estimator")
+        self.evidence = PrefixEvidence(trajectories)
+
+    def passed(self, prefix: Sequence[int]) -> Estimate:
+        """Rollouts drawn at ``prefix`` or at a shorter tracked prefix that then wrote the rest of it, with their
+        successes (``pooled``: how many were drawn before it)."""
+        if self.evidence is None:
+            raise ValueError("passed() needs track() first")
+        return self.evidence.estimate(tuple(prefix))
 
     def plan(self, targets: Mapping[Sequence[int], int]) -> list[tuple[Prefix, RolloutRequest]]:
         """Requests that bring every prefix to at least its target samples (terminal ones are judged now)."""
@@ -43,7 +64,10 @@ class StagedEstimator(SuccessEstimator):
     def absorb(self, planned: Sequence[tuple[Prefix, RolloutRequest]], results: Sequence[list[Rollout]]) -> None:
         """Score the rollouts the engine returned for :meth:`plan`'s requests."""
         for (prefix, _), rollouts in zip(planned, results):
-            self.score(self.cache[prefix], prefix, rollouts)
+            verdicts = self.score(self.cache[prefix], prefix, rollouts)
+            if self.evidence is not None:
+                for rollout, ok in zip(rollouts, verdicts):
+                    self.evidence.add(prefix, rollout.token_ids, ok, fresh=True)
             if self.keep_rollouts:
                 self.drawn.setdefault(prefix, []).extend(rollouts)
 
