@@ -117,6 +117,16 @@ class ContinuousBatching(Protocol):
     def running(self, params: SamplingParams) -> object: ...
 
 
+def sample_by_steps(running, requests: Sequence[RolloutRequest]) -> list[list[Rollout]]:
+    """An engine's ``sample`` in terms of its running batch (:class:`ContinuousBatching`): one submission of
+    ``requests``, stepped until it is complete; returns its rollouts, per request in order."""
+    running.add([requests])
+    done: list = []
+    while not done:
+        done = running.step()
+    return done[0][1]
+
+
 def eos_token_ids(configs, tokenizer) -> set[int]:
     """Token ids that end a reply: the first config's EOS ids that has any (a generation config before the model
     config, as transformers' ``generate`` reads them), plus the tokenizer's. ``configs`` may yield None."""

@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pts.engines.base import Rollout, RolloutRequest, SamplingParams
+from pts.engines.base import Rollout, RolloutRequest, SamplingParams, sample_by_steps
 from pts.records import stable_id
 from pts.tasks.task import Oracle
 
@@ -549,12 +549,7 @@ class SteppedFakeEngine:
         return getattr(self.inner, name)
 
     def sample(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Rollout]]:
-        run = self.running(params)
-        run.add([requests])
-        done: list = []
-        while not done:
-            done = run.step()
-        return done[0][1]
+        return sample_by_steps(self.running(params), requests)
 
     def running(self, params: SamplingParams) -> FakeRunningBatch:
         return FakeRunningBatch(self, params)

@@ -39,7 +39,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams, eos_token_ids
+from pts.engines.base import GREEDY_BELOW, Rollout, RolloutRequest, SamplingParams, eos_token_ids, sample_by_steps
 
 
 def cache_keyword(model) -> str:
@@ -273,12 +273,7 @@ class HFEngine:
         ``params.seed`` (random when None) per prefix: the k-th sample of a prefix
         in the call uses index k, so repeated prefixes get independent samples.
         """
-        run = self.running(params)
-        run.add([requests])
-        done: list = []
-        while not done:
-            done = run.step()
-        return done[0][1]
+        return sample_by_steps(self.running(params), requests)
 
     def running(self, params: SamplingParams) -> RunningBatch:
         """A batch that stays alive across submissions of requests (see :class:`RunningBatch`)."""
