@@ -27,6 +27,21 @@ import pytest  # noqa: E402
 pytest_plugins = ["hub_samples", "export_samples"]
 
 
+def tiny_llama_config(vocab_size: int):
+    """A one-layer Llama of width 8 over ``vocab_size`` tokens: enough for TRL and transformers to train a step on a
+    real tokenizer's ids without loading real weights."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+    )
+
+
 def session_folder(tmp_path_factory) -> Path:
     """A folder of this test session that every pytest-xdist worker sees (a worker's own base folder's parent);
     without xdist, the session's base folder."""

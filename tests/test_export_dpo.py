@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_llama_config
 from export_samples import (
     DATASET,
 )
@@ -429,7 +430,7 @@ def test_chat_messages_recover_the_user_and_system_turns(embedded_model):
 def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embedded_loaded, tmp_path):
     """A pivot that ends the turn (`<|im_end|>`): TRL's own tokenization of the --chat row holds it once."""
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     tok = embedded_loaded.tokenizer
@@ -448,14 +449,7 @@ def test_chat_pairs_never_double_the_end_of_turn_token_in_trls_tokenization(embe
     pivot.first_tokens = [FirstToken(more[0], ".", 6, 0), FirstToken(end, "<|im_end|>", 8, 8)]
     rows, _ = build_pairs([pivot], tok, DPOSettings(chat=True))
     assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == "The answer is 5"  # the template writes the end
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-    )
+    config = tiny_llama_config(len(tok))
     args = DPOConfig(output_dir=str(tmp_path / "trl"), report_to="none", use_cpu=True, max_length=None)
     trainer = DPOTrainer(
         model=LlamaForCausalLM(config),
@@ -489,7 +483,7 @@ def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_tokenizer, tmp_path
     """A span pair (" 12" vs " 13", two tokens each): TokenIdsDPOTrainer, the class the docs show, trains on the
     context ids and both runs as measured, with every token of the run in the completion and nothing appended;
     ``trl_tokens_match`` says whether stock TRL's re-tokenization would give the same ids."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     from pts.formats.dpo import TRL_IDS_TRAINER
@@ -517,14 +511,7 @@ def test_span_pairs_train_on_their_exact_ids_in_trl(embedded_tokenizer, tmp_path
     stock_ids = [tok(row["prompt"] + row[k] + tok.eos_token)["input_ids"] for k in ("chosen", "rejected")]
     assert row["metadata"]["trl_tokens_match"] == (stock_ids == [ids + span + [eos], ids + other + [eos]])
 
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-    )
+    config = tiny_llama_config(len(tok))
     args = DPOConfig(
         output_dir=str(tmp_path / "trl"),
         report_to="none",

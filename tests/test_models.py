@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_llama_config
 
 from pts import models
 from pts.errors import PTSError
@@ -194,19 +195,12 @@ def test_gemma_loads_and_samples():
 def test_load_model_is_frozen_for_inference_and_trainable_when_asked(embedded_loaded, tmp_path):
     """A full fine-tune of a frozen model trains nothing (loss constant, gradient 0): trainable=True is the way."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from pts.models import load_model
 
     tok = embedded_loaded.tokenizer
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-    )
+    config = tiny_llama_config(len(tok))
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     frozen = load_model(str(tmp_path), device="cpu", dtype="float32").model
