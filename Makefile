@@ -40,13 +40,14 @@ run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)
 
 # Builds .venv and .venv-vllm side by side, runs the suite in .venv (TEST_WORKERS pytest-xdist workers, whole
-# files per worker so module fixtures are built once), then the vLLM engine's tests in .venv-vllm.
+# files per worker so module fixtures are built once, in the order tests/conftest.py gives), then the vLLM
+# engine's tests in .venv-vllm.
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j2 install install-vllm
 	$(MAKE) --no-print-directory chromium
 	$(MAKE) --no-print-directory lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 	$(MAKE) --no-print-directory test-vllm
 
 # The real browser that tests/test_view_browser.py drives (Playwright cannot download one here). Installed with

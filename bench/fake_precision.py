@@ -34,6 +34,7 @@ MODES = {
     "pooled+verified, no bound (dca1e4c defaults)": dict(pool=True, verify=True, bound=False),
     "verified (no pooling), no bound": dict(pool=False, verify=True, bound=False),
     "bound, bisection (defaults: direct 0)": dict(pool=True, verify=True, direct_at_most=0),
+    "bound, verified from both ends (--no-verify-strata)": dict(pool=True, verify=True, verify_strata=False),
     "bound, direct <= 2": dict(pool=True, verify=True, direct_at_most=2),
     "bound, direct <= 4": dict(pool=True, verify=True, direct_at_most=4),
     "bound, direct always": dict(pool=True, verify=True, direct_at_most=10**6),
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the search with and without the bound at other --verify-samples caps, and with --confidence",
     )
     parser.add_argument("--scenario", default=None, help="only the scenarios whose name contains this")
+    parser.add_argument("--modes", nargs="+", default=None, help="only the modes whose name contains one of these")
     parser.add_argument(
         "--spans", action="store_true", help="only spans on vs off, on planted spans and on the planted scenario"
     )
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             modes[f"bound (defaults), cap {cap}"] = dict(pool=True, verify=True, verify_samples=cap)
         for level in (0.8, 0.9):  # sequential estimates in the subdivision (--confidence)
             modes[f"bound, --confidence {level}"] = dict(pool=True, verify=True, confidence=level)
+    if args.modes:
+        modes = {name: m for name, m in modes.items() if any(part in name for part in args.modes)}
     rows = []
     for scenario, kwargs in scenarios.items():
         if args.scenario and args.scenario not in scenario:

@@ -26,6 +26,23 @@ import pytest  # noqa: E402
 # run and the original tool's shape of it (export_samples).
 pytest_plugins = ["hub_samples", "export_samples"]
 
+# The order in which pytest-xdist hands out whole files (`make test`: --dist loadfile --no-loadscope-reorder).
+# Longest first, so no worker is left with a long file at the end; the export tests' shared real run
+# (export_samples.real) is built by the first file here while the other worker takes the next ones, and the
+# other files that use it come last, when it is built, instead of waiting minutes on its lock.
+FIRST = ("test_export_dpo.py", "test_models.py", "test_e2e.py", "test_ray.py", "test_baseline_engine.py")
+LAST = ("test_export.py", "test_export_control_vector.py", "test_export_steering.py", "test_view_browser.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        if name in FIRST:
+            return FIRST.index(name)
+        return len(FIRST) + 1 + LAST.index(name) if name in LAST else len(FIRST)
+
+    items.sort(key=rank)  # stable: the order inside a file, and among the other files, is pytest's
+
 
 def tiny_llama_config(vocab_size: int):
     """A one-layer Llama of width 8 over ``vocab_size`` tokens: enough for TRL and transformers to train a step on a

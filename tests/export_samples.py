@@ -47,31 +47,32 @@ OPTILLM_FIELDS = (
 
 @pytest.fixture(scope="session")
 def real(tmp_path_factory, embedded_engine):
-    """One small `pts run` on the embedded model, shared by every export test: (records path, records).
+    """One small `pts run` on the embedded model, shared by every export test and the browser's real-run test:
+    (records path, records); its progress file is beside it.
 
     The run costs minutes, so pytest-xdist workers share one: the first worker to get here runs it into the
     session's common temporary folder, under a file lock, and the others read its file (a float32 run is the same
     in every worker, so which one ran it does not matter)."""
     shared = session_folder(tmp_path_factory)
     path = shared / "export-real" / "pivots.jsonl"
+    done = path.with_name("done")  # a worker that dies mid-run leaves no folder that looks finished
     with FileLock(str(shared / "export-real.lock")):
-        if not path.exists():
+        if not done.exists():
             path.parent.mkdir(exist_ok=True)
-            partial = path.with_name("pivots.partial.jsonl")
             run(
                 RunConfig(
                     dataset=DATASET,
                     max_examples=2,
                     num_samples=4,
                     max_new_tokens=48,
-                    output_path=str(partial),
+                    output_path=str(path),
                     progress=False,
                     min_prob=0.0,
                     max_prob=1.0,
                 ),
                 engine=embedded_engine,
             )
-            partial.rename(path)  # a worker that dies mid-run leaves no file that looks finished
+            done.touch()
     records = read_jsonl(path)
     assert any(r["is_positive"] for r in records) and any(not r["is_positive"] for r in records), records
     return path, records

@@ -12,7 +12,6 @@ import time
 
 import pytest
 from conftest import write_jsonl
-from test_e2e import TINY, pts_run
 from view_samples import (
     CRITICAL_TOKENS,
     HOSTILE_QUERY,
@@ -378,25 +377,10 @@ def test_rows_of_a_format_from_another_package_get_a_view_of_their_own(opened, t
 
 
 @pytest.mark.slow
-def test_report_of_a_real_tiny_run(opened, tmp_path):
-    out = tmp_path / "pivots.jsonl"
-    # test_e2e's tiny settings, a little wider so that a pivot is likely (not certain: see below)
-    proc = pts_run(
-        *TINY,
-        "--max-examples",
-        "4",
-        "--num-samples",
-        "8",
-        "--max-new-tokens",
-        "64",
-        "--seed",
-        "42",
-        "--output-path",
-        str(out),
-        "--no-progress",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_report_of_a_real_tiny_run(opened, tmp_path, real):
+    """The report of a real `pts run` (the export tests' run on the embedded model: positive and negative
+    pivots, with its progress file)."""
+    out, _ = real
     records = read_jsonl(out)
     report = tmp_path / "report.html"
     summary = build_report([out], report)
@@ -408,23 +392,21 @@ def test_report_of_a_real_tiny_run(opened, tmp_path):
     # the run's settings, the queries and the rollouts spent, from its progress file
     assert "chain_sum" in page.locator("dl.settings").inner_text()
     meta = page.locator(".card .meta").first.text_content()
-    assert f"{sum(r['rollouts'] for r in progress)} rollouts" in meta
+    assert f"{sum(r['rollouts'] for r in progress):,} rollouts" in meta
     assert f"{sum(r['status'] == 'searched' for r in progress)} searched" in meta
-    if records:  # a run this small can find no pivot: then the planted test carries the pivot assertions
-        page.keyboard.press("2")
-        spans = page.locator(".solution .pivot")
-        assert spans.count() == len(records)
-        by_id = {r["id"]: r for r in records}
-        for i in range(spans.count()):
-            span = spans.nth(i)
-            r = by_id[span.get_attribute("data-id")]
-            assert span.text_content() == r["pivot_token"]
-            assert ("pos" if r["is_positive"] else "neg") in span.get_attribute("class").split()
-            shown = re.match(r"p\(success\) ([\d.]+) → ([\d.]+)", span.get_attribute("title"))
-            assert shown, span.get_attribute("title")
-            assert (
-                abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
-            )
+    assert records  # the fixture checks that the run found pivots of both signs
+    page.keyboard.press("2")
+    spans = page.locator(".solution .pivot")
+    assert spans.count() == len(records)
+    by_id = {r["id"]: r for r in records}
+    for i in range(spans.count()):
+        span = spans.nth(i)
+        r = by_id[span.get_attribute("data-id")]
+        assert span.text_content() == r["pivot_token"]
+        assert ("pos" if r["is_positive"] else "neg") in span.get_attribute("class").split()
+        shown = re.match(r"p\(success\) ([\d.]+) → ([\d.]+)", span.get_attribute("title"))
+        assert shown, span.get_attribute("title")
+        assert abs(float(shown[1]) - r["prob_before"]) <= 0.0051 and abs(float(shown[2]) - r["prob_after"]) <= 0.0051
     page.screenshot(path=str(tmp_path / "real.png"), full_page=True)
 
 

@@ -99,6 +99,11 @@ class SearchSettings(options.SamplingOptions, options.PromptOptions):
         "exactly where every next token ends the response, verify by strata (--no-bound, or --no-pool "
         "--no-verify, the original procedure: do without)",
     )
+    verify_strata: bool = options.option(
+        True,
+        "verification with the bound: estimate a single token's change by strata, (1 - pi)(p_t - p_alt), sampling "
+        "the alternatives' stratum directly (--no-verify-strata: from rollouts before and after the token)",
+    )
     direct_at_most: int = options.option(
         0,
         "with the bound: a segment with at most this many positions that can hold a pivot is searched by "
@@ -138,6 +143,9 @@ class TaskResult:
     rollouts: int = 0
     rollout_tokens: int = 0
     engine_calls: int = 0
+    # Of which verification's (the rest is the initial estimate's and the subdivision's).
+    verify_rollouts: int = 0
+    verify_rollout_tokens: int = 0
     candidates: int = 0
     dropped: int = 0
     undecided: int = 0
@@ -157,6 +165,8 @@ class TaskResult:
             "undecided": self.undecided,
             "rollouts": self.rollouts,
             "rollout_tokens": self.rollout_tokens,
+            "verify_rollouts": self.verify_rollouts,
+            "verify_rollout_tokens": self.verify_rollout_tokens,
         }
 
 
@@ -321,7 +331,7 @@ class PivotalTokenSearcher:
                         Candidate(
                             context,
                             tokens[0],
-                            sampling_prob(solutions[index], p.position) if s.uses_bound() else None,
+                            sampling_prob(solutions[index], p.position) if s.uses_bound() and s.verify_strata else None,
                             span=tokens if len(tokens) > 1 else (),
                         )
                         for (context, tokens), (index, p) in candidates.items()
@@ -331,6 +341,7 @@ class PivotalTokenSearcher:
                     confidence=s.verify_confidence,
                     margin=SAMPLING_PROB_MARGIN,
                 )
+                result.verify_rollouts, result.verify_rollout_tokens = checker.rollouts, checker.rollout_tokens
                 for (index, p), v in zip(candidates.values(), verdicts):
                     if v.kept:
                         keep(index, p, v.before, v.after, search=p, verdict=v)
