@@ -127,6 +127,7 @@ def test_the_cards_reconstructed_command_gives_back_every_search_setting(tmp_pat
         "system_prompt": "Answer briefly.",
         "chat_template": False,
         "bound": False,
+        "verify_strata": False,
         "direct_at_most": 3,
         "max_span": 2,
     }
