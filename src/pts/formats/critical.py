@@ -71,18 +71,15 @@ class CriticalTokens(Format):
     what = "critical tokens"
     shapes = {"critical_tokens": "critical tokens (pts critical)"}
     keys = ("critical_token",)
+    record_kind = "critical_token"
     fields = FIELDS
     title = "Critical tokens"
     tags = ("critical-tokens", "cdpo", "reasoning")
     noun = "incorrect trajectories"
-    shows_search = True
     counted = (("found", "Trajectories with a critical token"),)
 
     def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
         return [] if "critical_token" in row or "critical_position" in row else ["critical_token"]
-
-    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
-        return (isinstance(row, Mapping) and row.get("kind") == "critical_token") or not self.missing(row)
 
     def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
         s.extra["found"] = sum(
