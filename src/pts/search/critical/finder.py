@@ -56,8 +56,6 @@ class CriticalTokenFinder:
         self.scores = self._estimator(seed, stages=settings.stages)
         self.pass_at_k = PassAtK(
             self._estimator,
-            prompt_ids=self.prompt_ids,
-            params=params,
             samples=settings.pass_at_k_samples,
             seed=seed,
             distribution=self.distribution,
