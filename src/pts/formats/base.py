@@ -218,8 +218,13 @@ class Format:
         """Add this format's own facts about ``rows`` to ``s`` (``meta``: each row's ``metadata`` object or {})."""
 
     def describe(self, s: FileSummary, name: str) -> str | None:
-        """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown."""
-        return self.fields.get(name)
+        """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown.
+
+        The fields every pts record has (``id``, ``kind``...) are described here for a format with a
+        :attr:`record_kind`; its :attr:`fields` may still say more of one (what its ``id`` is made from)."""
+        if name in self.fields or self.record_kind is None:
+            return self.fields.get(name)
+        return record_fields(self.record_kind).get(name)
 
     def field_type(self, s: FileSummary, name: str) -> str:
         """The glossary's type of field ``name``, from its first value in the file."""

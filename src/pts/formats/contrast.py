@@ -16,7 +16,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import rows
-from pts.formats.base import Format, record_fields
+from pts.formats.base import Format
 
 # What each field of a contrastive-score line means.
 FIELDS = {
@@ -44,7 +44,7 @@ FIELDS = {
     "model_id": "Model that sampled the trajectory.",
     "positive_model": "The model tuned on correct trajectories.",
     "negative_model": "The model tuned on incorrect trajectories.",
-    **record_fields("contrastive_scores", "Stable id of the line (hash of the trajectory, both models and `beta`)."),
+    "id": "Stable id of the line (hash of the trajectory, both models and `beta`).",
 }
 
 

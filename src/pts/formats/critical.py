@@ -15,7 +15,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal, rows
-from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format, by_model, record_fields
+from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format, by_model
 
 # What each field of a critical-token record means.
 FIELDS = {
@@ -60,7 +60,6 @@ FIELDS = {
     "alternatives.successes": "Accepted rollouts after it.",
     "pass_at_k_rollouts": "Rollouts spent on the pass@k curves.",
     "search": "Settings of the search that produced the record.",
-    **record_fields("critical_token"),
 }
 
 
@@ -91,8 +90,9 @@ class CriticalTokens(Format):
             s.extra["pass1"] = (statistics.fmean(with_), statistics.fmean(without), len(with_), len(without))
 
     def describe(self, s: FileSummary, name: str) -> str | None:
-        if name in self.fields:
-            return self.fields[name]
+        own = super().describe(s, name)
+        if own is not None:
+            return own
         if name.startswith("search."):
             return "Search setting."
         return pivotal.FIELDS.get(name)

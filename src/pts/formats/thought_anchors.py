@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pts.formats import rows
-from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model, record_fields
+from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model
 from pts.records import Record
 
 ANCHORS_URL = "https://arxiv.org/abs/2506.19143"
@@ -197,7 +197,6 @@ FIELDS = {
     "prob_threshold": "Importance that makes an anchor.",
     "p_initial": "Estimated p(success) of the question from the bare prompt.",
     "search": "Settings of the search that produced the record.",
-    **record_fields("thought_anchor"),
 }
 
 
