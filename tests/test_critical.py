@@ -18,6 +18,7 @@ from pts.jobs.critical import run as run_critical
 from pts.records import CriticalToken
 from pts.search.critical.alternatives import alternative_distribution
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
+from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.rule import critical_position
 from pts.search.critical.settings import CriticalSettings
@@ -386,6 +387,26 @@ def test_alternative_distribution_applies_the_sampler_and_excludes_the_token():
     # The sampler would always pick the excluded token: the full distribution stands in.
     ids, probs, support = alternative_distribution(logprobs, 0, SamplingParams(temperature=0.0))
     assert support == "full" and ids == [1, 2, 3] and probs == pytest.approx([0.6, 0.3, 0.1])
+
+
+def test_a_result_gives_its_record_the_pass_at_k_fields():
+    result = CriticalResult(
+        (5, 6, 7), 1, "last_zero", [None] * 3, 12, 0.05, samples_with=4, successes_with=1, pass_at_k_rollouts=8
+    )
+    result.alternatives = {7: [3, 2], 8: [1, 0]}
+    fields = result.pass_at_k_fields()
+    assert fields == {
+        "pass_at_k_with": pass_at_k_curve(4, 1),
+        "pass_at_k_without": pass_at_k_curve(4, 2),
+        "samples_with": 4,
+        "successes_with": 1,
+        "samples_without": 4,
+        "successes_without": 2,
+        "pass_at_k_rollouts": 8,
+    }
+    assert set(fields) <= set(CriticalToken.__dataclass_fields__)
+    none = CriticalResult((5, 6, 7), None, "none", [None] * 3, 12, 0.05).pass_at_k_fields()
+    assert none["pass_at_k_with"] == none["pass_at_k_without"] == [] and none["samples_without"] == 0
 
 
 def test_pass_at_k_with_and_without_the_critical_token():
