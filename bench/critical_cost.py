@@ -29,6 +29,7 @@ from pts.engines.fake import EOS, FAIL, BranchingFakeEngine, PassFailOracle, rea
 from pts.search.critical.bound import possible_critical_positions
 from pts.search.critical.finder import CriticalTokenFinder
 from pts.search.critical.settings import CriticalSettings
+from pts.search.estimate import QueryRollouts
 from pts.tasks.task import Task
 
 PROMPT = "q?"
@@ -91,9 +92,8 @@ def run(trajectories: int, ks: list[int], seed: int) -> dict:
                 answers = {}
                 for way, (mode, bound) in WAYS.items():
                     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=0)
-                    finder = CriticalTokenFinder(
-                        engine, task, prompt_ids, SamplingParams(), settings, max_new_tokens=len(response), seed=n
-                    )
+                    rollouts = QueryRollouts(engine, task, prompt_ids, SamplingParams(), len(response))
+                    finder = CriticalTokenFinder(rollouts, settings, seed=n)
                     (result,) = finder.find([response], [logprobs if bound else None])
                     answers[way] = result.position
                     tally[way]["rollouts"] += result.rollouts

@@ -18,10 +18,12 @@ from pts.jobs.critical import run as run_critical
 from pts.records import CriticalToken
 from pts.search.critical.alternatives import alternative_distribution
 from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectories
+from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.rule import critical_position
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import StagedEstimator, fulfil
+from pts.search.estimate import QueryRollouts
 from pts.search.searcher import build_prompt_ids
 from pts.stats import pass_at_k, pass_at_k_curve
 from pts.store import read_jsonl
@@ -141,16 +143,8 @@ def find(counts, mode, k=16, terminal=True, distribution=None, sampling_logprobs
     # went through a later token is no draw from there: pooling is tested on the branching engine.
     kw.setdefault("pool", False)
     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=kw.pop("pass_at_k", 0), **kw)
-    finder = CriticalTokenFinder(
-        engine,
-        fake_task(),
-        PROMPT_IDS,
-        SamplingParams(),
-        settings,
-        max_new_tokens=1000,
-        seed=1,
-        distribution=distribution,
-    )
+    rollouts = QueryRollouts(engine, fake_task(), PROMPT_IDS, SamplingParams(), max_new_tokens=1000)
+    finder = CriticalTokenFinder(rollouts, settings, seed=1, distribution=distribution)
     (result,) = finder.find([response], None if sampling_logprobs is None else [sampling_logprobs])
     return result, engine
 
@@ -395,6 +389,26 @@ def test_alternative_distribution_applies_the_sampler_and_excludes_the_token():
     assert support == "full" and ids == [1, 2, 3] and probs == pytest.approx([0.6, 0.3, 0.1])
 
 
+def test_a_result_gives_its_record_the_pass_at_k_fields():
+    result = CriticalResult(
+        (5, 6, 7), 1, "last_zero", [None] * 3, 12, 0.05, samples_with=4, successes_with=1, pass_at_k_rollouts=8
+    )
+    result.alternatives = {7: [3, 2], 8: [1, 0]}
+    fields = result.pass_at_k_fields()
+    assert fields == {
+        "pass_at_k_with": pass_at_k_curve(4, 1),
+        "pass_at_k_without": pass_at_k_curve(4, 2),
+        "samples_with": 4,
+        "successes_with": 1,
+        "samples_without": 4,
+        "successes_without": 2,
+        "pass_at_k_rollouts": 8,
+    }
+    assert set(fields) <= set(CriticalToken.__dataclass_fields__)
+    none = CriticalResult((5, 6, 7), None, "none", [None] * 3, 12, 0.05).pass_at_k_fields()
+    assert none["pass_at_k_with"] == none["pass_at_k_without"] == [] and none["samples_without"] == 0
+
+
 def test_pass_at_k_with_and_without_the_critical_token():
     counts = [40, 30, 0, 0, 0, 0]
     vocab = 16 + 128
@@ -419,9 +433,8 @@ def test_pass_at_k_with_and_without_the_critical_token():
     engine = FakeEngine(p, script, prompt_length=len(PROMPT))
     settings = CriticalSettings(rollouts=64, mode="search", pass_at_k=40)
     params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0)
-    finder = CriticalTokenFinder(
-        engine, fake_task(), PROMPT_IDS, params, settings, max_new_tokens=100, seed=5, distribution=distribution
-    )
+    rollouts = QueryRollouts(engine, fake_task(), PROMPT_IDS, params, max_new_tokens=100)
+    finder = CriticalTokenFinder(rollouts, settings, seed=5, distribution=distribution)
     (result,) = finder.find([response])
     assert result.position == 2 and result.token_id == token("c")
     assert token("c") not in result.alternatives
@@ -434,16 +447,10 @@ def test_pass_at_k_with_and_without_the_critical_token():
     assert result.samples_with == 40 and result.successes_with == 0 and result.pass_at_k_with == [0.0] * 40
     # Fresh rollouts keeping the token (not the scan's) and one per alternative.
     assert result.pass_at_k_rollouts == 40 + 40
-    again = CriticalTokenFinder(
-        FakeEngine(p, script, prompt_length=len(PROMPT)),
-        fake_task(),
-        PROMPT_IDS,
-        params,
-        settings,
-        max_new_tokens=100,
-        seed=5,
-        distribution=distribution,
-    ).find([response])[0]
+    rollouts = QueryRollouts(
+        FakeEngine(p, script, prompt_length=len(PROMPT)), fake_task(), PROMPT_IDS, params, max_new_tokens=100
+    )
+    again = CriticalTokenFinder(rollouts, settings, seed=5, distribution=distribution).find([response])[0]
     assert again.alternatives == result.alternatives  # seeded
 
 
@@ -509,12 +516,8 @@ def test_search_agrees_with_scan_on_the_embedded_model(embedded_engine):
     assert len(picked) == 2, "the embedded model solved every sampled query"
     finders = [
         CriticalTokenFinder(
-            embedded_engine,
-            t,
-            p,
-            params,
+            QueryRollouts(embedded_engine, t, p, params, max_new_tokens=16),
             CriticalSettings(rollouts=4, mode=mode, pass_at_k=0),
-            max_new_tokens=16,
             seed=11,
         )
         for mode in ("scan", "search")

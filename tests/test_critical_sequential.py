@@ -9,6 +9,7 @@ from pts.search.critical.finder import CriticalTokenFinder
 from pts.search.critical.scores import TrajectoryScores
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import StagedEstimator, fulfil
+from pts.search.estimate import QueryRollouts
 from pts.tasks.task import Task
 
 PROMPT = "q?"
@@ -92,7 +93,7 @@ def test_settle_draws_each_score_only_until_its_question_is_certain():
 def find(counts, mode, k=64, **kw):
     engine, response = counts_world(counts, k)
     settings = CriticalSettings(rollouts=k, mode=mode, pass_at_k=0, pool=False, **kw)
-    finder = CriticalTokenFinder(engine, TASK, PROMPT_IDS, SamplingParams(), settings, max_new_tokens=999, seed=1)
+    finder = CriticalTokenFinder(QueryRollouts(engine, TASK, PROMPT_IDS, SamplingParams(), 999), settings, seed=1)
     (result,) = finder.find([response])
     return result, engine
 
@@ -147,7 +148,7 @@ def test_rollouts_through_later_tokens_check_them_at_no_cost_to_the_answer():
         for pool in (True, False):
             engine = BranchingFakeEngine(p_script, script, prompt_length=len(PROMPT_IDS), follow=follow, seed=n)
             s = CriticalSettings(rollouts=64, mode="search", pass_at_k=0, pool=pool)
-            finder = CriticalTokenFinder(engine, TASK, PROMPT_IDS, SamplingParams(), s, max_new_tokens=99, seed=n)
+            finder = CriticalTokenFinder(QueryRollouts(engine, TASK, PROMPT_IDS, SamplingParams(), 99), s, seed=n)
             (out[pool],) = finder.find([response])
             totals[pool] += out[pool].rollouts
         # The draws before the check are the same (same seeds); in the check a later token draws rollouts of

@@ -9,6 +9,7 @@ from view_samples import write_planted
 
 from pts import aliases, formats
 from pts.errors import PTSError
+from pts.formats.base import FileSummary
 from pts.view.shapes import SHAPES
 
 
@@ -68,6 +69,23 @@ def test_published_formats_have_card_facts():
         assert all(isinstance(text, str) and text.endswith((".", ")")) for text in fmt.fields.values()), name
     for name in ("contrast", "trace"):
         assert not formats.get(name).published and formats.get(name).fields
+
+
+def test_a_record_kind_recognises_rows_and_describes_the_fields_every_record_has(tmp_path):
+    for name, kind in (
+        ("critical", "critical_token"),
+        ("thought-anchors", "thought_anchor"),
+        ("contrast", "contrastive_scores"),
+    ):
+        fmt = formats.get(name)
+        assert fmt.record_kind == kind and fmt.matches({"kind": kind}) and not fmt.matches({"kind": "other"})
+        s = FileSummary(tmp_path / "f.jsonl", name, 1)
+        assert fmt.describe(s, "kind") == f"Record kind (`{kind}`)."
+        assert fmt.describe(s, "schema_version") and fmt.describe(s, "timestamp")
+    # A format's own text wins: what its id is made from.
+    assert "both models" in formats.get("contrast").describe(s, "id")
+    # The card lists search settings for the formats whose records carry them.
+    assert [n for n in formats.names() if formats.get(n).shows_search] == ["pivotal", "critical", "thought-anchors"]
 
 
 def test_importing_formats_aliases_and_the_card_is_cheap():

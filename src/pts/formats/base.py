@@ -148,7 +148,8 @@ class Format:
     """One kind of record file. Subclasses set the class attributes and override the hooks they need.
 
     Recognition: a record is of this format when it has every field of
-    :attr:`keys` (:meth:`matches`); :meth:`missing` names what a record lacks.
+    :attr:`keys`, or carries the format's :attr:`record_kind` (:meth:`matches`);
+    :meth:`missing` names what a record lacks.
     :attr:`shapes` are the variants ``pts view`` reports (key -> what it is),
     :meth:`shape` picks one for a record.
 
@@ -168,6 +169,7 @@ class Format:
     what: str = ""  # what a file of it holds, in messages: "pivotal tokens"
     shapes: Mapping[str, str] = {}  # the variants pts view reports: key -> what, e.g. "pivotal tokens (pts run)"
     keys: tuple[str, ...] = ()  # fields every record of the format has
+    record_kind: str | None = None  # the ``kind`` pts writes on the format's records (a row with it matches)
     fields: Mapping[str, str] = {}  # glossary: field name ("a.b" when nested) -> what it means
     jsonl: bool = True  # JSON lines (else a binary file the dataset viewer cannot read)
     # Hub card
@@ -176,7 +178,6 @@ class Format:
     noun: str = "rows"  # what one record is, counted on the card: "pivotal tokens"
     sign_label: str = "Positive / negative"
     unit: str = "rows"  # what pts push counts in its commit message and report
-    shows_search: bool = False  # the card lists the records' search settings
     counted: tuple[tuple[str, str], ...] = ()  # Contents rows "N of <rows>": (key of FileSummary.extra, label)
     # pts view
     view_list: str | None = None  # the page's list of such rows: "pairs", "critical" or "contrast"
@@ -184,6 +185,11 @@ class Format:
     default_output: str = ""  # the file pts export writes when no --output-path is given
     makes_folder: bool = False  # the export goes into a folder of its own, made when the file is written
     settings_type: type | str | None = None  # the writer's settings dataclass (or its "module:attribute" path)
+
+    @property
+    def shows_search(self) -> bool:
+        """Whether the card lists the records' search settings: those of a format whose records carry them."""
+        return "search" in self.fields
 
     @property
     def published(self) -> bool:
@@ -198,6 +204,8 @@ class Format:
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         """Whether a record with these fields (a row, or its field names) is of this format."""
+        if self.record_kind is not None and isinstance(row, Mapping) and row.get("kind") == self.record_kind:
+            return True
         return bool(self.keys) and not self.missing(row)
 
     def shape(self, row: Mapping[str, Any]) -> str:
@@ -210,8 +218,13 @@ class Format:
         """Add this format's own facts about ``rows`` to ``s`` (``meta``: each row's ``metadata`` object or {})."""
 
     def describe(self, s: FileSummary, name: str) -> str | None:
-        """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown."""
-        return self.fields.get(name)
+        """The glossary text of field ``name`` (``a.b`` for a nested one) in the file ``s``; None if unknown.
+
+        The fields every pts record has (``id``, ``kind``...) are described here for a format with a
+        :attr:`record_kind`; its :attr:`fields` may still say more of one (what its ``id`` is made from)."""
+        if name in self.fields or self.record_kind is None:
+            return self.fields.get(name)
+        return record_fields(self.record_kind).get(name)
 
     def field_type(self, s: FileSummary, name: str) -> str:
         """The glossary's type of field ``name``, from its first value in the file."""

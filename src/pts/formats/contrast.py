@@ -11,12 +11,12 @@ fields ``tokens``, ``scores`` and ``logp_pos``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import rows
-from pts.formats.base import Format, record_fields
+from pts.formats.base import Format
 
 # What each field of a contrastive-score line means.
 FIELDS = {
@@ -44,7 +44,7 @@ FIELDS = {
     "model_id": "Model that sampled the trajectory.",
     "positive_model": "The model tuned on correct trajectories.",
     "negative_model": "The model tuned on incorrect trajectories.",
-    **record_fields("contrastive_scores", "Stable id of the line (hash of the trajectory, both models and `beta`)."),
+    "id": "Stable id of the line (hash of the trajectory, both models and `beta`).",
 }
 
 
@@ -55,10 +55,8 @@ class ContrastScores(Format):
     what = "contrastive scores"
     shapes = {"contrast_scores": "contrastive scores (pts contrast)"}
     keys = ("tokens", "scores", "logp_pos")
+    record_kind = "contrastive_scores"
     fields = FIELDS
-
-    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
-        return (isinstance(row, Mapping) and row.get("kind") == "contrastive_scores") or super().matches(row)
 
     def view_row(self, record: Mapping[str, Any], where: str, query: Callable[[Any], int]) -> dict[str, Any]:
         """The page's row for one trajectory's contrastive scores s_t, one per response token."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from pts.errors import PTSError
 from pts.formats import pivotal, rows
-from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format, by_model, record_fields
+from pts.formats.base import CDPO_URL, PTS_LINK, FileSummary, Format, by_model
 
 # What each field of a critical-token record means.
 FIELDS = {
@@ -60,7 +60,6 @@ FIELDS = {
     "alternatives.successes": "Accepted rollouts after it.",
     "pass_at_k_rollouts": "Rollouts spent on the pass@k curves.",
     "search": "Settings of the search that produced the record.",
-    **record_fields("critical_token"),
 }
 
 
@@ -71,18 +70,15 @@ class CriticalTokens(Format):
     what = "critical tokens"
     shapes = {"critical_tokens": "critical tokens (pts critical)"}
     keys = ("critical_token",)
+    record_kind = "critical_token"
     fields = FIELDS
     title = "Critical tokens"
     tags = ("critical-tokens", "cdpo", "reasoning")
     noun = "incorrect trajectories"
-    shows_search = True
     counted = (("found", "Trajectories with a critical token"),)
 
     def missing(self, row: Mapping[str, Any] | Iterable[str]) -> list[str]:
         return [] if "critical_token" in row or "critical_position" in row else ["critical_token"]
-
-    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
-        return (isinstance(row, Mapping) and row.get("kind") == "critical_token") or not self.missing(row)
 
     def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
         s.extra["found"] = sum(
@@ -94,8 +90,9 @@ class CriticalTokens(Format):
             s.extra["pass1"] = (statistics.fmean(with_), statistics.fmean(without), len(with_), len(without))
 
     def describe(self, s: FileSummary, name: str) -> str | None:
-        if name in self.fields:
-            return self.fields[name]
+        own = super().describe(s, name)
+        if own is not None:
+            return own
         if name.startswith("search."):
             return "Search setting."
         return pivotal.FIELDS.get(name)

@@ -133,7 +133,6 @@ class PivotalTokens(Format):
     title = "Pivotal tokens"
     tags = ("reasoning", "interpretability")
     noun = "pivotal tokens"
-    shows_search = True
 
     def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
         return super().matches(row) and "steering_vector" not in row

@@ -17,12 +17,12 @@ writes them as Thought Anchors' viewer folders.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pts.formats import rows
-from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model, record_fields
+from pts.formats.base import PTS_LINK, ExportRequest, FileSummary, Format, Written, by_model
 from pts.records import Record
 
 ANCHORS_URL = "https://arxiv.org/abs/2506.19143"
@@ -197,7 +197,6 @@ FIELDS = {
     "prob_threshold": "Importance that makes an anchor.",
     "p_initial": "Estimated p(success) of the question from the bare prompt.",
     "search": "Settings of the search that produced the record.",
-    **record_fields("thought_anchor"),
 }
 
 
@@ -207,11 +206,11 @@ class ThoughtAnchors(Format):
     what = "thought anchors"
     shapes = {"thought_anchors": "thought anchors (pts anchors)"}
     keys = ("sentence", "prob_with_sentence")
+    record_kind = "thought_anchor"
     fields = FIELDS
     title = "Thought anchors"
     tags = ("thought-anchors", "reasoning", "interpretability")
     noun = "sentences"
-    shows_search = True
     counted = (("anchors", "Anchors"),)
     default_output = "thought_anchors_export.jsonl"
     view_list = "anchors"
@@ -234,9 +233,6 @@ class ThoughtAnchors(Format):
             "resampling_ci": rows.interval(record.get("resampling_importance_ci")),
             "level": rows.number(record.get("ci_level")),
         }
-
-    def matches(self, row: Mapping[str, Any] | Iterable[str]) -> bool:
-        return (isinstance(row, Mapping) and row.get("kind") == "thought_anchor") or not self.missing(row)
 
     def summarise(self, s: FileSummary, rows: list[dict[str, Any]], meta: list[dict[str, Any]]) -> None:
         s.extra["anchors"] = sum(bool(r.get("is_anchor", abs(r.get("prob_delta") or 0) >= 0.2)) for r in rows)

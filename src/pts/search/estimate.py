@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pts.engines.base import Engine, Rollout, RolloutRequest, SamplingParams
 from pts.records import stable_seed
@@ -228,3 +229,36 @@ class SuccessEstimator:
         self.rollouts += len(rollouts)
         self.rollout_tokens += sum(len(r.token_ids) for r in rollouts)
         return rollouts
+
+
+Estimator = TypeVar("Estimator", bound=SuccessEstimator)
+
+
+@dataclass(frozen=True)
+class QueryRollouts:
+    """What every estimator of one query's rollouts shares: the ``engine`` and its sampling ``params``, the
+    ``task`` whose oracle judges, the exact prompt ``prompt_ids``, the response's token budget
+    ``max_new_tokens``, ``judge_prefix`` and ``early_stop`` (as :class:`SuccessEstimator` takes them)."""
+
+    engine: Engine
+    task: Task
+    prompt_ids: Sequence[int]
+    params: SamplingParams
+    max_new_tokens: int
+    judge_prefix: str = ""
+    early_stop: bool = True
+
+    def estimator(self, kind: type[Estimator], *, num_samples: int, seed: int | None, **kw: Any) -> Estimator:
+        """A new estimator of class ``kind`` for these rollouts; ``kw`` are that class's own keywords."""
+        return kind(
+            self.engine,
+            self.task,
+            self.prompt_ids,
+            self.params,
+            num_samples=num_samples,
+            max_new_tokens=self.max_new_tokens,
+            seed=seed,
+            judge_prefix=self.judge_prefix,
+            early_stop=self.early_stop,
+            **kw,
+        )

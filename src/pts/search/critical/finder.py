@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from pts.engines.base import Engine, Rollout, SamplingParams
+from pts.engines.base import Rollout
 from pts.search.critical.alternatives import NextTokenLogprobs, next_token_source
 from pts.search.critical.bound import possible_critical_positions
 from pts.search.critical.passk import PassAtK
@@ -16,14 +16,15 @@ from pts.search.critical.scores import TrajectoryScores
 from pts.search.critical.search import search
 from pts.search.critical.settings import CriticalSettings
 from pts.search.critical.staged import Ask, StagedEstimator
+from pts.search.estimate import QueryRollouts
 
 
 class CriticalTokenFinder:
     """Critical tokens of one query's incorrect trajectories, scanned or searched, plus Pass@k.
 
-    ``prompt_ids`` is the exact prompt; trajectories are response token ids
-    after it. Rollouts are capped so prefix + continuation stays within
-    ``max_new_tokens`` (as in :class:`SuccessEstimator`). ``seed`` fixes every
+    ``rollouts`` says how the query's rollouts are drawn (engine, task, exact
+    prompt, sampling, token budget: :class:`~pts.search.estimate.QueryRollouts`);
+    trajectories are response token ids after the prompt. ``seed`` fixes every
     rollout (scan and search draw the same ones at the positions both look
     at). ``distribution`` gives next-token log-probs for the alternatives of
     Pass@k (default: the engine's ``next_token_logprobs``; without one, only
@@ -32,32 +33,20 @@ class CriticalTokenFinder:
 
     def __init__(
         self,
-        engine: Engine,
-        task: Any,
-        prompt_ids: Sequence[int],
-        params: SamplingParams,
+        rollouts: QueryRollouts,
         settings: CriticalSettings,
         *,
-        max_new_tokens: int,
         seed: int | None = None,
-        judge_prefix: str = "",
-        early_stop: bool = True,
         distribution: NextTokenLogprobs | None = None,
     ) -> None:
         settings.validate()
-        self.engine = engine
-        self.task = task
-        self.prompt_ids = tuple(prompt_ids)
-        self.params = params
+        self.rollouts = rollouts
+        self.engine = rollouts.engine
         self.settings = settings
-        self.seed = seed
-        self.distribution = distribution if distribution is not None else next_token_source(engine)
-        self._kw = {"max_new_tokens": max_new_tokens, "judge_prefix": judge_prefix, "early_stop": early_stop}
+        self.distribution = distribution if distribution is not None else next_token_source(rollouts.engine)
         self.scores = self._estimator(seed, stages=settings.stages)
         self.pass_at_k = PassAtK(
             self._estimator,
-            prompt_ids=self.prompt_ids,
-            params=params,
             samples=settings.pass_at_k_samples,
             seed=seed,
             distribution=self.distribution,
@@ -69,16 +58,7 @@ class CriticalTokenFinder:
         return self.pass_at_k.estimators
 
     def _estimator(self, seed: int | None, **kw: Any) -> StagedEstimator:
-        return StagedEstimator(
-            self.engine,
-            self.task,
-            self.prompt_ids,
-            self.params,
-            num_samples=self.settings.rollouts,
-            seed=seed,
-            **self._kw,
-            **kw,
-        )
+        return self.rollouts.estimator(StagedEstimator, num_samples=self.settings.rollouts, seed=seed, **kw)
 
     def steps(
         self,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from typing import Any
 
-from pts.engines.base import SamplingParams
 from pts.records import stable_seed
 from pts.search.critical.alternatives import NextTokenLogprobs, sample_alternatives
 from pts.search.critical.result import CriticalResult
@@ -23,7 +22,8 @@ class PassAtK:
     """Measures Pass@k with and without the critical token of scored trajectories, in place.
 
     ``estimator(seed)`` makes a :class:`StagedEstimator` for the query (same
-    engine, prompt and sampling). ``samples`` is n. Without ``distribution``
+    engine, prompt and sampling); the alternatives are drawn at its prompt and
+    with its sampling parameters. ``samples`` is n. Without ``distribution``
     only the Pass@k that keeps the token is measured. ``seed`` fixes every
     draw (``None``: unseeded).
     """
@@ -32,15 +32,11 @@ class PassAtK:
         self,
         estimator: Callable[[int | None], StagedEstimator],
         *,
-        prompt_ids: Sequence[int],
-        params: SamplingParams,
         samples: int,
         seed: int | None,
         distribution: NextTokenLogprobs | None,
     ) -> None:
         self.estimator = estimator
-        self.prompt_ids = tuple(prompt_ids)
-        self.params = params
         self.samples = samples
         self.seed = seed
         self.distribution = distribution
@@ -67,10 +63,11 @@ class PassAtK:
             alt_estimators = [None] * len(found)
         else:
             contexts = [r.response_ids[: r.position] for r in found]
-            rows = self.distribution([self.prompt_ids + c for c in contexts])
+            prompt_ids, params = self.with_critical.prompt_ids, self.with_critical.params
+            rows = self.distribution([prompt_ids + c for c in contexts])
             for r, context, row in zip(found, contexts, rows):
                 rng = random.Random(self._salted("alternatives", context, r.token_id))
-                tokens, r.alternatives_support = sample_alternatives(row, r.token_id, n, self.params, rng)
+                tokens, r.alternatives_support = sample_alternatives(row, r.token_id, n, params, rng)
                 counts = Counter(tokens)
                 r.alternatives = {t: [c, 0] for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
                 # Own estimator per trajectory: each alternative needs exactly its own draw count.

@@ -22,6 +22,7 @@ from pts.search.critical.finder import CriticalTokenFinder, incorrect_trajectori
 from pts.search.critical.result import CriticalResult
 from pts.search.critical.rounds import run_rounds
 from pts.search.critical.staged import Ask, StagedEstimator
+from pts.search.estimate import QueryRollouts
 from pts.search.searcher import context_length
 
 
@@ -100,18 +101,18 @@ class QueryAnalyser(Analyser):
         if self.context is not None and len(prompt_ids) + budget > self.context:
             out.status = "too_long"  # nothing sampled: the prompt leaves no room for a whole response
             return out
+        rollouts = QueryRollouts(
+            self.engine,
+            task,
+            prompt_ids,
+            self.params,
+            max_new_tokens=budget,
+            judge_prefix=judge_prefix,
+            early_stop=sampling.early_stop,
+        )
         if ids is None:
-            sampler = StagedEstimator(
-                self.engine,
-                task,
-                prompt_ids,
-                self.params,
-                num_samples=wanted.count,
-                max_new_tokens=budget,
-                seed=stable_seed(seed, "trajectories"),
-                judge_prefix=judge_prefix,
-                early_stop=sampling.early_stop,
-                keep_rollouts=True,
+            sampler = rollouts.estimator(
+                StagedEstimator, num_samples=wanted.count, seed=stable_seed(seed, "trajectories"), keep_rollouts=True
             )
             yield [(sampler, {(): wanted.count})]
             out.rollouts, out.rollout_tokens = sampler.rollouts, sampler.rollout_tokens
@@ -142,17 +143,7 @@ class QueryAnalyser(Analyser):
         if granted == 0:
             out.status = "no_room"
             return out
-        finder = CriticalTokenFinder(
-            self.engine,
-            task,
-            prompt_ids,
-            self.params,
-            self.settings,
-            max_new_tokens=budget,
-            seed=seed,
-            judge_prefix=judge_prefix,
-            early_stop=sampling.early_stop,
-        )
+        finder = CriticalTokenFinder(rollouts, self.settings, seed=seed)
         results = yield from finder.steps(trajectories[:granted], sampling_logprobs[:granted])
         out.scoring_rollouts = finder.scores.rollouts
         out.pass_at_k_rollouts = sum(e.rollouts for e in finder.pass_at_k_estimators)
@@ -189,14 +180,8 @@ class QueryAnalyser(Analyser):
             **task.record_fields(),
             trajectory_index=index,
             p_initial=p_initial,
-            pass_at_k_with=r.pass_at_k_with if pos is not None else [],
-            pass_at_k_without=r.pass_at_k_without if r.alternatives else [],
-            samples_with=r.samples_with,
-            successes_with=r.successes_with,
-            samples_without=r.samples_without,
-            successes_without=r.successes_without,
+            **r.pass_at_k_fields(),
             alternatives=alts,
-            pass_at_k_rollouts=r.pass_at_k_rollouts,
             response_tokens=[tok.decode([t], skip_special_tokens=False) for t in ids],
             search={**self.search_info, "mode": settings.mode, "alternatives_support": r.alternatives_support},
         )

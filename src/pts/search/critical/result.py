@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pts.search.estimate import Estimate
 from pts.stats import pass_at_k_curve
@@ -58,3 +59,16 @@ class CriticalResult:
     @property
     def pass_at_k_without(self) -> list[float]:
         return pass_at_k_curve(self.samples_without, self.successes_without)
+
+    def pass_at_k_fields(self) -> dict[str, Any]:
+        """The Pass@k fields of its :class:`~pts.records.CriticalToken` record: each curve where it was measured
+        (keeping the token: when there is one; replacing it: when alternatives were drawn), and the counts."""
+        return {
+            "pass_at_k_with": self.pass_at_k_with if self.position is not None else [],
+            "pass_at_k_without": self.pass_at_k_without if self.alternatives else [],
+            "samples_with": self.samples_with,
+            "successes_with": self.successes_with,
+            "samples_without": self.samples_without,
+            "successes_without": self.successes_without,
+            "pass_at_k_rollouts": self.pass_at_k_rollouts,
+        }
