@@ -231,8 +231,36 @@ def test_a_span_without_a_measured_continuation_gives_no_pair(tmp_path):
     record.continuations = [c for c in record.continuations if c.token_ids == SCRIPT[1:3]]
     path = tmp_path / "pivots.jsonl"
     write_jsonl(path, [record.to_dict()])
-    rows, report = build_pairs(read_pivots(path), FakeTokenizer(), DPOSettings(find_rejected_tokens=True))
+    rows, report = build_pairs(read_pivots(path), FakeTokenizer(), DPOSettings())
     assert rows == [] and report.no_counterpart == 1
+
+
+def test_find_rejected_tokens_measures_a_continuation_of_the_spans_length(tmp_path):
+    from pts.engines.fake import FakeTokenizer
+    from pts.export.dpo import CounterpartFinder, DPOSettings, build_pairs
+    from pts.export.records import read_pivots
+    from pts.store import write_jsonl
+
+    record = next(r for r in search(SPAN_WORLD).pivots if r.is_span)
+    record.continuations = [c for c in record.continuations if c.token_ids == SCRIPT[1:3]]  # none recorded
+    path = tmp_path / "pivots.jsonl"
+    write_jsonl(path, [record.to_dict()])
+    (pivot,) = read_pivots(path)
+    p_script, follow = SPAN_WORLD
+    engine = BranchingFakeEngine(p_script, SCRIPT, prompt_length=len(PROMPT), follow=follow, exact=True)
+    settings = DPOSettings(find_rejected_tokens=True, num_samples=200, progress=False)
+    finder = CounterpartFinder(engine, settings)
+    rows, report = build_pairs([pivot], FakeTokenizer(), settings, finder=finder, tasks={pivot.id: task()})
+    (row,) = rows
+    m = row["metadata"]
+    assert report.from_estimates == 1 and m["counterpart_source"] == "estimated"
+    assert row["chosen_ids"] == SCRIPT[1:3] and row["prompt_ids"] == record.pivot_context_ids
+    # From the context, rollouts write "bc", "b~" (left after b) or "~x" (left at once); the likeliest other run,
+    # "~x" (half of them), is the rejected side, measured after it: p = 0.05 there, 0.5 after the span.
+    assert row["rejected_ids"] == [token("~"), token("x")] and row["rejected"] == "~x"
+    assert m["prob_chosen"] == pytest.approx(0.5, abs=0.01) and m["prob_rejected"] == pytest.approx(0.05, abs=0.01)
+    assert m["samples"] == {"chosen": 200, "rejected": 200} and m["counterpart_verified"]
+    assert report.rollouts == finder.rollouts == 200 * 4  # the runs drawn, then the span and its two alternatives
 
 
 def search_flagging_a_span(world, monkeypatch, start=1, end=3, pivot=1, **kw):
