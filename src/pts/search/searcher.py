@@ -380,7 +380,6 @@ class PivotalTokenSearcher:
                             keep_verified(k)
                     elif v.kept:
                         if key in inner:
-                            written.add(key)
                             keep(
                                 index,
                                 p,
