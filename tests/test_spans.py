@@ -339,3 +339,24 @@ def test_tokens_the_bound_rules_out_are_not_measured_inside_a_span():
     (r,) = [r for r in result.pivots if r.is_span]
     assert [t["reason"] == "bound" for t in r.span_tokens] == [False, True]
     assert r.span_tokens[1]["prob_delta"] is None
+
+
+def test_find_rejected_tokens_for_single_tokens_still_needs_next_token_logprobs(tmp_path):
+    from pts.engines.fake import FakeTokenizer
+    from pts.export.dpo import CounterpartFinder, DPOSettings, build_pairs
+    from pts.export.records import read_pivots
+    from pts.store import write_jsonl
+
+    record = next(r for r in search(SINGLE_WORLD).pivots if not r.is_span)
+    record.first_tokens = [t for t in record.first_tokens if t.token_id == record.pivot_token_id]  # none recorded
+    path = tmp_path / "pivots.jsonl"
+    write_jsonl(path, [record.to_dict()])
+    (pivot,) = read_pivots(path)
+    p_script, follow = SINGLE_WORLD
+    engine = BranchingFakeEngine(p_script, SCRIPT, prompt_length=len(PROMPT), follow=follow, exact=True)
+    assert not hasattr(engine, "next_token_logprobs")
+    settings = DPOSettings(find_rejected_tokens=True, progress=False)
+    finder = CounterpartFinder(engine, settings)
+    with pytest.raises(PTSError, match="next-token log-probabilities"):
+        build_pairs([pivot], FakeTokenizer(), settings, finder=finder, tasks={pivot.id: task()})
+    assert finder.rollouts == engine.rollouts == 0  # refused before sampling anything
