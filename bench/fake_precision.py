@@ -70,6 +70,8 @@ class Tally:
     spans_correct: int = 0
     true_spans: int = 0
     spans_found: int = 0
+    spans_hiding: int = 0
+    spans_split: int = 0
     per_seed: list[tuple[int, int]] = field(default_factory=list)
 
     @property
@@ -193,6 +195,8 @@ def measure(
             t = tallies[name]
             t.spans += len(spans)
             t.spans_correct += sum(_span_correct(engine, r, threshold) for r in spans)
+            t.spans_hiding += sum(_span_hides_a_pivot(engine, r, threshold) for r in spans)
+            t.spans_split += getattr(result, "spans_split", 0)  # 0 for versions before spans were split
             t.true_spans += len(spans_truth)
             t.spans_found += len(
                 {(tuple(r.pivot_context_ids[len(PROMPT) :]), tuple(r.span_token_ids), r.is_positive) for r in spans}
@@ -217,6 +221,14 @@ def _span_correct(engine: BranchingFakeEngine, record, threshold: float) -> bool
     change = p[-1] - p[0]
     single = any(abs(p[i + 1] - p[i]) >= threshold - 1e-9 for i in range(len(p) - 1))
     return abs(change) >= threshold - 1e-9 and (change > 0) == record.is_positive and not single
+
+
+def _span_hides_a_pivot(engine: BranchingFakeEngine, record, threshold: float) -> bool:
+    """A token inside the span moves p by the threshold on its own: the span should have been that token."""
+    context = list(record.pivot_context_ids[len(PROMPT) :])
+    run = context + list(record.span_token_ids)
+    p = [engine.true_p(run[:i]) for i in range(len(context), len(run) + 1)]
+    return any(abs(p[i + 1] - p[i]) >= threshold - 1e-9 for i in range(len(p) - 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,13 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{scenario}\n")
         print(
             "| mode | token records | precision | true pivots | recall | span records | spans correct "
-            "| true spans | spans found | candidates | rollouts per query |"
+            "| spans hiding a pivot | true spans | spans found | spans split | candidates | rollouts per query |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, t in tallies.items():
             print(
                 f"| {name} | {t.records} | {t.precision:.3f} | {t.true_pivots} | {t.recall:.3f} | {t.spans} "
-                f"| {t.spans_correct} | {t.true_spans} | {t.spans_found} | {t.candidates} "
+                f"| {t.spans_correct} | {t.spans_hiding} | {t.true_spans} | {t.spans_found} | {t.spans_split} "
+                f"| {t.candidates} "
                 f"| {t.rollouts / t.queries:.0f} |"
             )
             rows.append(
@@ -286,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                     "spans_correct": t.spans_correct,
                     "true_spans": t.true_spans,
                     "spans_found": t.spans_found,
+                    "spans_hiding": t.spans_hiding,
+                    "spans_split": t.spans_split,
                     "rollouts": t.rollouts,
                     "queries": t.queries,
                 }

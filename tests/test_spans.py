@@ -8,7 +8,14 @@ from pts.engines.fake import BranchingFakeEngine, PassFailOracle, token
 from pts.errors import PTSError
 from pts.records import PivotalToken
 from pts.search.estimate import Estimate
-from pts.search.pivotal import PointDecider, find_pivots_many, possible_positions, seam_windows, span_bound
+from pts.search.pivotal import (
+    PivotalCandidate,
+    PointDecider,
+    find_pivots_many,
+    possible_positions,
+    seam_windows,
+    span_bound,
+)
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.tasks.task import Task
 
@@ -224,5 +231,132 @@ def test_a_span_without_a_measured_continuation_gives_no_pair(tmp_path):
     record.continuations = [c for c in record.continuations if c.token_ids == SCRIPT[1:3]]
     path = tmp_path / "pivots.jsonl"
     write_jsonl(path, [record.to_dict()])
-    rows, report = build_pairs(read_pivots(path), FakeTokenizer(), DPOSettings(find_rejected_tokens=True))
+    rows, report = build_pairs(read_pivots(path), FakeTokenizer(), DPOSettings())
     assert rows == [] and report.no_counterpart == 1
+
+
+def test_find_rejected_tokens_measures_a_continuation_of_the_spans_length(tmp_path):
+    from pts.engines.fake import FakeTokenizer
+    from pts.export.dpo import CounterpartFinder, DPOSettings, build_pairs
+    from pts.export.records import read_pivots
+    from pts.store import write_jsonl
+
+    record = next(r for r in search(SPAN_WORLD).pivots if r.is_span)
+    record.continuations = [c for c in record.continuations if c.token_ids == SCRIPT[1:3]]  # none recorded
+    path = tmp_path / "pivots.jsonl"
+    write_jsonl(path, [record.to_dict()])
+    (pivot,) = read_pivots(path)
+    p_script, follow = SPAN_WORLD
+    engine = BranchingFakeEngine(p_script, SCRIPT, prompt_length=len(PROMPT), follow=follow, exact=True)
+    settings = DPOSettings(find_rejected_tokens=True, num_samples=200, progress=False)
+    finder = CounterpartFinder(engine, settings)
+    rows, report = build_pairs([pivot], FakeTokenizer(), settings, finder=finder, tasks={pivot.id: task()})
+    (row,) = rows
+    m = row["metadata"]
+    assert report.from_estimates == 1 and m["counterpart_source"] == "estimated"
+    assert row["chosen_ids"] == SCRIPT[1:3] and row["prompt_ids"] == record.pivot_context_ids
+    # From the context, rollouts write "bc", "b~" (left after b) or "~x" (left at once); the likeliest other run,
+    # "~x" (half of them), is the rejected side, measured after it: p = 0.05 there, 0.5 after the span.
+    assert row["rejected_ids"] == [token("~"), token("x")] and row["rejected"] == "~x"
+    assert m["prob_chosen"] == pytest.approx(0.5, abs=0.01) and m["prob_rejected"] == pytest.approx(0.05, abs=0.01)
+    assert m["samples"] == {"chosen": 200, "rejected": 200} and m["counterpart_verified"]
+    assert report.rollouts == finder.rollouts == 200 * 4  # the runs drawn, then the span and its two alternatives
+
+
+def search_flagging_a_span(world, monkeypatch, start=1, end=3, pivot=1, **kw):
+    """Search ``world`` as a noisy search can go: the single-token pivot found at ``pivot`` (on script) is handed
+    to verification as the span ``[start, end)`` around it (its estimates at the span's ends), as when the
+    search's estimate of the token alone fell short of the threshold."""
+    import pts.search.searcher as searcher
+
+    real = searcher.find_pivots_many
+
+    def flag_span(solutions, decide, **options):
+        found = real(solutions, decide, **options)
+        for k, pivots in enumerate(found):
+            for n, p in enumerate(pivots):
+                if p.position == pivot and p.length == 1 and list(solutions[k][:end]) == SCRIPT[:end]:
+                    decide([((k, start), (k, end))])
+                    pivots[n] = PivotalCandidate(
+                        start, solutions[k][start], decide.known[(k, start)], decide.known[(k, end)], length=end - start
+                    )
+        return found
+
+    monkeypatch.setattr(searcher, "find_pivots_many", flag_span)
+    return search(world, **kw)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(bound=False), dict(verify_strata=False)])
+def test_a_span_whose_change_one_token_carries_is_written_as_that_token(monkeypatch, options):
+    # SINGLE_WORLD: +0.4 at token 1, nothing at token 2; the search hands verification the span [1, 3).
+    result = search_flagging_a_span(SINGLE_WORLD, monkeypatch, **options)
+    assert not [r for r in result.pivots if r.is_span]
+    (token_record,) = [r for r in result.pivots if r.position == 1 and r.pivot_token_id == SCRIPT[1]]
+    assert token_record.verified and not token_record.is_span and token_record.span_tokens is None
+    assert token_record.delta_ci[0] >= 0.2
+    assert token_record.prob_after - token_record.prob_before == pytest.approx(0.4, abs=0.05)
+    assert result.spans_split == 1 and result.summary()["spans_split"] == 1
+    # The token flagged only through the span is written once, with the search's numbers of the token alone.
+    assert token_record.candidate["prob_after"] - token_record.candidate["prob_before"] == pytest.approx(0.4, abs=0.1)
+    assert len([r for r in result.pivots if r.id == token_record.id]) == 1
+
+
+def test_the_token_inside_is_found_whichever_token_of_the_span_carries_the_change(monkeypatch):
+    # The span [0, 2) holds token 1's change: the second token, not the first, is written.
+    result = search_flagging_a_span(SINGLE_WORLD, monkeypatch, start=0, end=2)
+    on_script = [r for r in result.pivots if r.pivot_context_ids[len(PROMPT) :] == SCRIPT[: r.position]]
+    assert not [r for r in result.pivots if r.is_span or r.position == 0]
+    assert [r.is_span for r in on_script if r.position == 1 and r.pivot_token_id == SCRIPT[1]] == [False]
+    assert result.spans_split == 1
+
+
+# p rises by 0.09 at tokens 1, 2 and 3: 0.27 over the three, 0.18 over any two, 0.09 at each.
+SPREAD_WORLD = ([0.2, 0.2, 0.29, 0.38, 0.47] + [0.47] * 8, [0.99, 0.6, 0.6, 0.6] + [0.99] * 8)
+
+
+@pytest.mark.parametrize("world, span", [(SPAN_WORLD, (1, 3)), (SPREAD_WORLD, (1, 4))])
+@pytest.mark.parametrize("options", [dict(), dict(bound=False), dict(verify_strata=False)])
+def test_a_true_span_is_still_written_with_its_tokens_measured_alone(world, span, options):
+    result = search(world, **options)
+    (r,) = [r for r in result.pivots if r.is_span]
+    assert (r.span_start, r.span_end) == span and r.verified and r.delta_ci[0] >= 0.2
+    assert result.spans_split == 0
+    # Each token inside was measured alone on the verification's rollouts, and none was kept.
+    assert [t["position"] for t in r.span_tokens] == list(range(*span))
+    assert [t["token_id"] for t in r.span_tokens] == r.span_token_ids
+    for t in r.span_tokens:
+        assert t["reason"] in ("small", "futile", "cap")
+        assert t["delta_ci"][0] < 0.2 and t["prob_delta"] == pytest.approx(t["prob_after"] - t["prob_before"])
+    assert PivotalToken.from_dict(r.to_dict()) == r
+    assert not [t for t in result.pivots if not t.is_span and span[0] <= t.position < span[1]]
+
+
+def test_tokens_the_bound_rules_out_are_not_measured_inside_a_span():
+    # +0.18 at token 1, +0.053 at token 2, whose pi is 0.9: it cannot move p by 0.2 - 0.02 alone, so only token 1
+    # is measured.
+    world = ([0.3, 0.3, 0.48, 0.533] + [0.533] * 9, [0.99, 0.5, 0.9] + [0.99] * 9)
+    result = search(world)
+    (r,) = [r for r in result.pivots if r.is_span]
+    assert [t["reason"] == "bound" for t in r.span_tokens] == [False, True]
+    assert r.span_tokens[1]["prob_delta"] is None
+
+
+def test_find_rejected_tokens_for_single_tokens_still_needs_next_token_logprobs(tmp_path):
+    from pts.engines.fake import FakeTokenizer
+    from pts.export.dpo import CounterpartFinder, DPOSettings, build_pairs
+    from pts.export.records import read_pivots
+    from pts.store import write_jsonl
+
+    record = next(r for r in search(SINGLE_WORLD).pivots if not r.is_span)
+    record.first_tokens = [t for t in record.first_tokens if t.token_id == record.pivot_token_id]  # none recorded
+    path = tmp_path / "pivots.jsonl"
+    write_jsonl(path, [record.to_dict()])
+    (pivot,) = read_pivots(path)
+    p_script, follow = SINGLE_WORLD
+    engine = BranchingFakeEngine(p_script, SCRIPT, prompt_length=len(PROMPT), follow=follow, exact=True)
+    assert not hasattr(engine, "next_token_logprobs")
+    settings = DPOSettings(find_rejected_tokens=True, progress=False)
+    finder = CounterpartFinder(engine, settings)
+    with pytest.raises(PTSError, match="next-token log-probabilities"):
+        build_pairs([pivot], FakeTokenizer(), settings, finder=finder, tasks={pivot.id: task()})
+    assert finder.rollouts == engine.rollouts == 0  # refused before sampling anything

@@ -152,6 +152,7 @@ class PivotalToken(PivotalTokenFields, Record):
     span_end: int | None = None
     span_token_ids: list[int] | None = None
     continuations: list[Continuation] | None = None
+    span_tokens: list[dict[str, Any]] | None = None
     kind: str = "pivotal_token"
 
     @property

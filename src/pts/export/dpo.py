@@ -25,8 +25,10 @@ prompt is the context before the span, one side is the span and the other a
 continuation of the same length that rollouts from that context took, with
 its successes (the record's ``continuations``, the span's counterpart of
 ``first_tokens``), chosen by the same rule. ``chosen_ids``/``rejected_ids``
-then hold all of each side's tokens. A span without such a continuation gives
-no pair (``--find-rejected-tokens`` measures single next tokens, not runs).
+then hold all of each side's tokens. A span without such a continuation gets
+one measured with ``find_rejected_tokens``: the most frequent runs of its
+length that new rollouts from the context took (:meth:`CounterpartFinder.measure_span`),
+each estimated after the run, with the span, from ``num_samples`` rollouts.
 
 ``metadata.counterpart_verified`` is true only when the gap is established:
 the interval of ``prob_chosen - prob_rejected`` at ``gap_confidence``
@@ -231,12 +233,11 @@ class CounterpartFinder:
     """Measures the model's top next tokens at a pivot's context with the task's oracle.
 
     ``engine`` samples rollouts (any :class:`pts.engines.base.Engine`) and
-    ranks candidates with ``engine.next_token_logprobs(prefixes)``.
+    ranks a single token's candidates with ``engine.next_token_logprobs(prefixes)``
+    (a span's are sampled: :meth:`measure_span`).
     """
 
     def __init__(self, engine: Any, settings: DPOSettings) -> None:
-        if not hasattr(engine, "next_token_logprobs"):
-            raise PTSError("--find-rejected-tokens needs an engine that gives next-token log-probabilities")
         self.engine = engine
         self.settings = settings
         self.rollouts = 0
@@ -260,23 +261,20 @@ class CounterpartFinder:
                 out.append((t, float(lp)))
         return out[: self.settings.num_candidates]
 
-    def measure(self, pivot: PivotalTokenRow, task: Task) -> tuple[Measured, list[Measured]]:
-        """p(success) after the pivot and after each candidate, from new rollouts judged by ``task``'s oracle."""
-        from math import exp
-
+    def estimator(self, pivot: PivotalTokenRow, task: Task, continuation_length: int = 0) -> Any:
+        """A :class:`~pts.search.estimate.SuccessEstimator` of p(success) after ``pivot``'s prompt, with the
+        record's own search settings (sampling, rollouts, budget) unless the export's override them."""
         from pts.search.estimate import SuccessEstimator
         from pts.search.searcher import SearchSettings, opens_think_block
 
         s = self.settings
         search = {**vars(SearchSettings()), **pivot.search}
-        tok = self.engine.tokenizer
         prompt_ids = pivot.context_ids[: pivot.prompt_length]
-        response = tuple(pivot.context_ids[pivot.prompt_length :])
         params = SamplingParams(
             temperature=search["temperature"], top_p=search["top_p"], top_k=search["top_k"], min_p=search["min_p"]
         )
-        prompt_text = tok.decode(prompt_ids, skip_special_tokens=False)
-        est = SuccessEstimator(
+        prompt_text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        return SuccessEstimator(
             self.engine,
             task,
             prompt_ids,
@@ -285,7 +283,19 @@ class CounterpartFinder:
             max_new_tokens=s.max_new_tokens or search["max_new_tokens"],
             seed=stable_seed(s.seed, "counterparts", pivot.id),
             judge_prefix="<think>" if opens_think_block(prompt_text) else "",
+            continuation_length=continuation_length,
         )
+
+    def measure(self, pivot: PivotalTokenRow, task: Task) -> tuple[Measured, list[Measured]]:
+        """p(success) after the pivot and after each candidate, from new rollouts judged by ``task``'s oracle
+        (for a span, :meth:`measure_span`)."""
+        from math import exp
+
+        if pivot.is_span:
+            return self.measure_span(pivot, task)
+        tok = self.engine.tokenizer
+        response = tuple(pivot.context_ids[pivot.prompt_length :])
+        est = self.estimator(pivot, task)
         cands = self.candidates(pivot)
         token_ids = [pivot.pivot_token_id] + [t for t, _ in cands]
         estimates, _ = est.estimate([response + (t,) for t in token_ids])
@@ -294,6 +304,44 @@ class CounterpartFinder:
         alts = [
             Measured(t, tok.decode([t], skip_special_tokens=False), e.successes, e.samples, likelihood=exp(lp))
             for (t, lp), e in zip(cands, estimates[1:])
+        ]
+        return chosen, alts
+
+    def measure_span(self, pivot: PivotalTokenRow, task: Task) -> tuple[Measured, list[Measured]]:
+        """p(success) after a pivotal span and after alternative continuations of the same length, from new
+        rollouts judged by ``task``'s oracle.
+
+        The alternatives are the model's own: ``num_samples`` rollouts from the context before the span,
+        grouped by their first ``len(span)`` tokens; the ``num_candidates`` most frequent runs other than the
+        span (none ending the response or holding a special token) are each estimated from ``num_samples``
+        rollouts after them, together with the span, in one engine call. ``likelihood`` is a run's share of
+        those rollouts."""
+        tok = self.engine.tokenizer
+        span = tuple(pivot.span_token_ids or ())
+        response = tuple(pivot.context_ids[pivot.prompt_length :])
+        est = self.estimator(pivot, task, continuation_length=len(span))
+        (drawn,), _ = est.estimate([response])
+        runs = sorted(
+            (
+                (count, ids)
+                for ids, (count, _) in drawn.continuations.items()
+                if len(ids) == len(span) and ids != span and not self.excluded.intersection(ids)
+            ),
+            key=lambda c: (-c[0], c[1]),
+        )[: self.settings.num_candidates]
+        estimates, _ = est.estimate([response + span] + [response + ids for _, ids in runs])
+        self.rollouts += est.rollouts
+        chosen = Measured(span[0], pivot.pivot_token, estimates[0].successes, estimates[0].samples, token_ids=span)
+        alts = [
+            Measured(
+                ids[0],
+                tok.decode(list(ids), skip_special_tokens=False),
+                e.successes,
+                e.samples,
+                likelihood=count / drawn.samples,
+                token_ids=ids,
+            )
+            for (count, ids), e in zip(runs, estimates[1:])
         ]
         return chosen, alts
 
@@ -337,7 +385,7 @@ def build_pairs(
         )
         if other is not None:
             _add(found, i, pivot, chosen_side, pivot.prob_after, other, "first_tokens", tokenizer, s, report)
-        elif not s.find_rejected_tokens or pivot.is_span:
+        elif not s.find_rejected_tokens:
             report.no_counterpart += 1
         elif (task := (tasks or {}).get(pivot.id)) is None:
             report.no_task += 1
@@ -347,6 +395,8 @@ def build_pairs(
             pending.append((i, pivot, task))
     if pending:
         assert finder is not None
+        if not hasattr(finder.engine, "next_token_logprobs") and not all(p.is_span for _, p, _ in pending):
+            raise PTSError("--find-rejected-tokens needs an engine that gives next-token log-probabilities")
         _measure(pending, found, finder, tokenizer, s, report)
         report.rollouts = finder.rollouts
     rows = [found[i] for i in sorted(found)]

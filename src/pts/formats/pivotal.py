@@ -77,6 +77,12 @@ FIELDS = {
     "span decoded, `prob_after` p(success) after all of it); null for a single token.",
     "continuations": "For a pivotal span: the runs of tokens of its length that rollouts from `pivot_context` took, "
     "with how often and how many succeeded (measured alternatives to the span); null for a single token.",
+    "span_tokens": "For a verified pivotal span: each token inside it as verification measured it alone, on the "
+    "same fresh rollouts (a span is written only when none of them was kept as a pivot): `position`, `token_id`, "
+    "`prob_before`, `prob_after`, `prob_delta`, `delta_ci` (at `delta_ci_level`) and `reason`, why it was not kept: "
+    "`small` (its interval lies inside the threshold), `futile` or `cap` (not shown either way), `bound` (its "
+    "sampling probability rules a change of the threshold out; not measured). Null for a single token and for an "
+    "unverified span.",
     "continuations.token_ids": "Token ids of the run.",
     "continuations.text": "The run, decoded.",
     "continuations.count": "Rollouts from `pivot_context` that began with this run.",

@@ -148,6 +148,8 @@ class TaskResult:
     verify_rollout_tokens: int = 0
     candidates: int = 0
     dropped: int = 0
+    # Span candidates dropped because a token inside them was verified as a pivot on its own (counted in dropped).
+    spans_split: int = 0
     undecided: int = 0
     traces: list[dict[str, Any]] = field(default_factory=list)
 
@@ -163,6 +165,7 @@ class TaskResult:
             "candidates": self.candidates,
             "dropped": self.dropped,
             "undecided": self.undecided,
+            "spans_split": self.spans_split,
             "rollouts": self.rollouts,
             "rollout_tokens": self.rollout_tokens,
             "verify_rollouts": self.verify_rollouts,
@@ -283,12 +286,13 @@ class PivotalTokenSearcher:
 
             decide = s.decider(estimate_positions)
             pis = [r.sampling_logprobs if s.uses_bound() else None for r in solutions]
+            possible = [possible_positions(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis]
             found = find_pivots_many(
                 ids_of,
                 decide,
                 split_at=s.split_at,
                 logprobs=[r.logprobs for r in solutions],
-                possible=[possible_positions(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
+                possible=possible,
                 direct_at_most=s.direct_at_most,
                 max_span=s.max_span,
                 spans_possible=[span_bound(lp, s.prob_threshold, SAMPLING_PROB_MARGIN) for lp in pis],
@@ -323,6 +327,17 @@ class PivotalTokenSearcher:
                 )
 
             if s.verify and candidates:
+                # A span is verified with each single token inside it that can hold a pivot, as candidates of
+                # the same call: a span stands only if none of its tokens is kept alone (docs/search.md, section 5).
+                inner: dict[tuple, list[tuple]] = {}
+                checked = dict(candidates)
+                for key, (index, p) in candidates.items():
+                    if p.length > 1:
+                        inner[key] = [
+                            self._inner_key(ids_of[index], index, p.position + j, checked, decide)
+                            for j in range(p.length)
+                            if possible[index] is None or possible[index][p.position + j]
+                        ]
                 checker = pooled_estimator("verify")
                 estimators.append(checker)
                 verdicts = verify(
@@ -334,7 +349,7 @@ class PivotalTokenSearcher:
                             sampling_prob(solutions[index], p.position) if s.uses_bound() and s.verify_strata else None,
                             span=tokens if len(tokens) > 1 else (),
                         )
-                        for (context, tokens), (index, p) in candidates.items()
+                        for (context, tokens), (index, p) in checked.items()
                     ],
                     threshold=s.prob_threshold,
                     cap=s.verify_samples,
@@ -342,9 +357,42 @@ class PivotalTokenSearcher:
                     margin=SAMPLING_PROB_MARGIN,
                 )
                 result.verify_rollouts, result.verify_rollout_tokens = checker.rollouts, checker.rollout_tokens
-                for (index, p), v in zip(candidates.values(), verdicts):
-                    if v.kept:
+                verdict_of = dict(zip(checked, verdicts))
+                written: set[tuple] = set()
+
+                def keep_verified(key: tuple) -> None:
+                    """Write the candidate ``key`` with its verdict, once."""
+                    if key not in written:
+                        written.add(key)
+                        index, p = checked[key]
+                        v = verdict_of[key]
                         keep(index, p, v.before, v.after, search=p, verdict=v)
+
+                for key, (index, p) in candidates.items():
+                    v = verdict_of[key]
+                    pivots_inside = [k for k in inner.get(key, []) if verdict_of[k].kept]
+                    # A token inside the span that is a pivot on its own is written, the span not (whether or not
+                    # the span was kept: its change may also be smaller, as with tokens of opposite sign).
+                    if pivots_inside:
+                        result.spans_split += 1
+                        result.dropped += 1
+                        for k in pivots_inside:
+                            keep_verified(k)
+                    elif v.kept:
+                        if key in inner:
+                            keep(
+                                index,
+                                p,
+                                v.before,
+                                v.after,
+                                search=p,
+                                verdict=v,
+                                span_tokens=self._span_tokens(
+                                    ids_of[index], p, possible[index], inner[key], verdict_of
+                                ),
+                            )
+                        else:
+                            keep_verified(key)
                     else:
                         result.dropped += 1
                         result.undecided += v.reason == "cap"
@@ -355,6 +403,49 @@ class PivotalTokenSearcher:
         result.rollout_tokens = sum(e.rollout_tokens for e in estimators)
         result.engine_calls = sum(e.engine_calls for e in estimators)
         return result
+
+    def _inner_key(
+        self, solution: Sequence[int], index: int, position: int, checked: dict[tuple, tuple], decide: PointDecider
+    ) -> tuple:
+        """The verification key ``(context, (token,))`` of the single token ``solution[position]`` inside a span,
+        added to ``checked`` (with the search's estimates around it) unless it is a candidate already."""
+        key = (tuple(solution[:position]), (solution[position],))
+        if key not in checked:
+            ends = ((index, position), (index, position + 1))
+            if not all(e in decide.known for e in ends):
+                decide([ends])
+            before, after = (decide.known[e] for e in ends)
+            checked[key] = (index, PivotalCandidate(position, solution[position], before, after))
+        return key
+
+    @staticmethod
+    def _span_tokens(
+        solution: Sequence[int],
+        span: PivotalCandidate,
+        possible: Sequence[bool] | None,
+        keys: list[tuple],
+        verdict_of: dict[tuple, Verdict],
+    ) -> list[dict[str, Any]]:
+        """Each token of a kept ``span`` as verification measured it alone (none was kept): the record's
+        ``span_tokens``. A token the bound rules out was not measured (``reason`` ``"bound"``)."""
+        measured = iter(keys)
+        out = []
+        for position in range(span.position, span.position + span.length):
+            entry: dict[str, Any] = {"position": position, "token_id": solution[position]}
+            if possible is None or possible[position]:
+                v = verdict_of[next(measured)]
+                entry.update(
+                    prob_before=v.before.p,
+                    prob_after=v.after.p,
+                    prob_delta=v.after.p - v.before.p,
+                    delta_ci=list(v.interval),
+                    delta_ci_level=v.level,
+                    reason=v.reason,
+                )
+            else:
+                entry.update(prob_before=None, prob_after=None, prob_delta=None, delta_ci=None, reason="bound")
+            out.append(entry)
+        return out
 
     def _trace(
         self,
@@ -423,6 +514,7 @@ class PivotalTokenSearcher:
         search: PivotalCandidate | None = None,
         verdict: Verdict | None = None,
         solution_rollout: Rollout | None = None,
+        span_tokens: list[dict[str, Any]] | None = None,
     ) -> PivotalToken:
         """A record of the token ``solution[position]`` (with ``length`` > 1, of the pivotal span
         ``solution[position:position + length]``); ``before``/``after`` are the numbers it reports."""
@@ -459,6 +551,7 @@ class PivotalTokenSearcher:
                 span_start=position,
                 span_end=position + length,
                 span_token_ids=tokens,
+                span_tokens=span_tokens,
                 continuations=[
                     Continuation(list(ids), tok.decode(list(ids), skip_special_tokens=False), c, k)
                     for ids, (c, k) in sorted(
