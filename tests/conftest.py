@@ -35,6 +35,10 @@ LAST = ("test_export.py", "test_export_control_vector.py", "test_export_steering
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:  # `slow` means the real model: every test that loads it through a fixture is marked
+        if "embedded_loaded" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+
     def rank(item):
         name = item.path.name
         if name in FIRST:
