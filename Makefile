@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: run test install clean chromium system-tools lint
+.PHONY: run test test-suite install clean chromium system-tools lint
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -39,16 +39,19 @@ install: $(VENV)/.installed $(VENV)/.consumers system-tools
 run: $(VENV)/.installed
 	$(VENV)/bin/pts run $(ARGS)
 
-# Builds .venv and .venv-vllm side by side, runs the suite in .venv (TEST_WORKERS pytest-xdist workers, whole
-# files per worker so module fixtures are built once, in the order tests/conftest.py gives), then the vLLM
-# engine's tests in .venv-vllm.
+# Builds .venv and .venv-vllm side by side, then runs the suite in .venv (TEST_WORKERS pytest-xdist workers,
+# whole files per worker so module fixtures are built once, in the order tests/conftest.py gives) and the vLLM
+# engine's tests in .venv-vllm at the same time: run one after the other they left a quarter of the CPU idle
+# (the suite's last files and vLLM's start-up wait on one core). Each prints its output when it is done.
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j2 install install-vllm
 	$(MAKE) --no-print-directory chromium
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-vllm
+
+test-suite: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
-	$(MAKE) --no-print-directory test-vllm
 
 # The real browser that tests/test_view_browser.py drives (Playwright cannot download one here). Installed with
 # apt when missing and we are root (as in CI); otherwise those tests say why they cannot run (and fail under CI=true).
