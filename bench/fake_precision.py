@@ -23,7 +23,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pts.engines.fake import BranchingFakeEngine, PassFailOracle, planted_scenario, realistic_follow, token
+from pts.engines.fake import (
+    BranchingFakeEngine,
+    PassFailOracle,
+    planted_follow,
+    planted_scenario,
+    realistic_follow,
+    token,
+)
 from pts.search.searcher import PivotalTokenSearcher, SearchSettings
 from pts.tasks.task import Task
 
@@ -133,8 +140,7 @@ def planted_span_scenario(
         if delta and not 0.02 <= p + delta <= 0.98:
             delta = -delta if 0.02 <= p - delta <= 0.98 else 0.0
         if delta:
-            bound = p / (p + delta) if delta > 0 else (1 - p) / (1 - p - delta)
-            follow.append(min(0.8, 0.95 * bound))
+            follow.append(planted_follow(p, delta))
             p += delta
         else:
             follow.append(flat_follow)

@@ -358,6 +358,16 @@ def _draw(rng: random.Random, dist: dict[int, float]) -> int:
     return t
 
 
+def planted_follow(p: float, delta: float) -> float:
+    """The probability of following the script at a step that moves p to ``p + delta``.
+
+    p = f p_after + (1 - f) p_off, with p_off (leaving the script) in [0, 1], can move to p + delta only if
+    f <= p / (p + delta) (a rise) or f <= (1 - p) / (1 - p - delta) (a fall); 95% of that, and at most 0.8.
+    """
+    bound = p / (p + delta) if delta > 0 else (1 - p) / (1 - p - delta)
+    return min(0.8, 0.95 * bound)
+
+
 def planted_scenario(
     rng: random.Random,
     length: int = 24,
@@ -388,8 +398,7 @@ def planted_scenario(
             if not 0.02 <= p + sign * size <= 0.98:
                 sign = -sign
             delta = sign * min(size, (0.98 - p) if sign > 0 else (p - 0.02))
-            bound = p / (p + delta) if delta > 0 else (1 - p) / (1 - p - delta)
-            follow.append(min(0.8, 0.95 * bound))
+            follow.append(planted_follow(p, delta))
             p += delta
         else:
             follow.append(None)

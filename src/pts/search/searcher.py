@@ -360,13 +360,13 @@ class PivotalTokenSearcher:
                 verdict_of = dict(zip(checked, verdicts))
                 written: set[tuple] = set()
 
-                def keep_verified(key: tuple) -> None:
-                    """Write the candidate ``key`` with its verdict, once."""
+                def keep_verified(key: tuple, **more: Any) -> None:
+                    """Write the candidate ``key`` with its verdict (and ``more`` record fields), once."""
                     if key not in written:
                         written.add(key)
                         index, p = checked[key]
                         v = verdict_of[key]
-                        keep(index, p, v.before, v.after, search=p, verdict=v)
+                        keep(index, p, v.before, v.after, search=p, verdict=v, **more)
 
                 for key, (index, p) in candidates.items():
                     v = verdict_of[key]
@@ -379,20 +379,12 @@ class PivotalTokenSearcher:
                         for k in pivots_inside:
                             keep_verified(k)
                     elif v.kept:
-                        if key in inner:
-                            keep(
-                                index,
-                                p,
-                                v.before,
-                                v.after,
-                                search=p,
-                                verdict=v,
-                                span_tokens=self._span_tokens(
-                                    ids_of[index], p, possible[index], inner[key], verdict_of
-                                ),
-                            )
-                        else:
-                            keep_verified(key)
+                        span_tokens = (
+                            self._span_tokens(ids_of[index], p, possible[index], inner[key], verdict_of)
+                            if key in inner
+                            else None
+                        )
+                        keep_verified(key, span_tokens=span_tokens)
                     else:
                         result.dropped += 1
                         result.undecided += v.reason == "cap"
