@@ -11,7 +11,7 @@ from typing import Any
 from pts import options
 from pts.engines.base import Engine, Rollout, SamplingParams
 from pts.records import Continuation, FirstToken, PivotalToken, stable_seed
-from pts.search.estimate import Estimate, SuccessEstimator
+from pts.search.estimate import Estimate, QueryRollouts, SuccessEstimator
 from pts.search.evidence import Outcome, PooledEstimator
 from pts.search.pivotal import (
     IntervalDecider,
@@ -230,16 +230,22 @@ class PivotalTokenSearcher:
         s = self.settings
         prompt_ids = self.prompt_ids(task) if prompt_ids is None else list(prompt_ids)
         prompt_text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        common = dict(
-            num_samples=s.num_samples,
-            max_new_tokens=s.max_new_tokens,
-            seed=stable_seed(s.seed, task.dataset_id, task.item_id),
+        rollouts = QueryRollouts(
+            self.engine,
+            task,
+            prompt_ids,
+            s.sampling(),
+            s.max_new_tokens,
             judge_prefix="<think>" if opens_think_block(prompt_text) else "",
             early_stop=s.early_stop,
+        )
+        common = dict(
+            num_samples=s.num_samples,
+            seed=stable_seed(s.seed, task.dataset_id, task.item_id),
             on_rollout=self.on_rollout,
             continuation_length=s.max_span if s.max_span > 1 else 0,
         )
-        est = SuccessEstimator(self.engine, task, prompt_ids, s.sampling(), **common)
+        est = rollouts.estimator(SuccessEstimator, **common)
         estimators: list[SuccessEstimator] = [est]
         (root,), drawn = est.estimate([()], keep_rollouts=True)
         result = TaskResult(task.item_id, "searched", root.p)
@@ -257,11 +263,8 @@ class PivotalTokenSearcher:
 
             def pooled_estimator(salt: str) -> PooledEstimator:
                 """An estimator pooling the rollouts of one phase (search or verification) along the solutions."""
-                return PooledEstimator(
-                    self.engine,
-                    task,
-                    prompt_ids,
-                    s.sampling(),
+                return rollouts.estimator(
+                    PooledEstimator,
                     **common,
                     solutions=[r.token_ids for r in solutions],
                     salt=salt,
