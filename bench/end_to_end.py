@@ -29,7 +29,8 @@ Modes, each in its own subprocess (fresh model load, peak RSS of that process al
 
 All modes get the same tasks, seeds and search settings. A first process measures the
 prefill ceiling of ``bench/engine_throughput.py`` (8x256 fp32 forward, best of 3), so each
-mode's rollout tokens/s can be read as a share of what the CPU can do in the same run. Then a judge process re-estimates every reported pivot with ``--judge-samples``
+mode's rollout tokens/s can be read as a share of what the CPU can do in the same run
+(``--no-ceiling`` skips it: a minute on 2 cores, when only the modes' ratios matter). Then a judge process re-estimates every reported pivot with ``--judge-samples``
 fresh rollouts before and after the pivot token (the pts HF engine in ``--judge-dtype``, the
 task's oracle, seeds unrelated to the searches'), and a pivot counts as precise when
 |p_after - p_before| is still at least
@@ -91,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="judge at most this many pivots per mode, a seeded random subset (0 = all)",
     )
     ap.add_argument("--no-verify", action="store_true", help="skip the pivot precision step")
+    ap.add_argument(
+        "--no-ceiling", action="store_true", help="skip the prefill ceiling (the table's share of ceiling is n/a)"
+    )
     ap.add_argument(
         "--judge",
         nargs="+",
@@ -564,10 +568,12 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
     wall: dict[str, float] = {}
     modes: dict[str, dict] = {}
     ceiling_path = out_dir / "ceiling.json"
-    if not args.report_only:
+    if not args.report_only and not args.no_ceiling:
         print("[end_to_end] measuring the prefill ceiling ...", file=sys.stderr, flush=True)
         wall["ceiling"] = spawn(argv, "ceiling")
-    ceiling_tok_s = json.loads(ceiling_path.read_text())["ceiling_tok_s"] if ceiling_path.exists() else None
+    ceiling_tok_s = None  # with --no-ceiling, a ceiling file of an earlier run is not this run's
+    if ceiling_path.exists() and not args.no_ceiling:
+        ceiling_tok_s = json.loads(ceiling_path.read_text())["ceiling_tok_s"]
     for mode in args.mode_list:
         summary = out_dir / f"{mode}.summary.json"
         if not args.report_only:

@@ -147,6 +147,7 @@ def test_bench_end_to_end_smoke(tmp_path):
         "1",
         "--judge-samples",
         "2",
+        "--no-ceiling",  # the prefill ceiling's forward passes are most of a minute on 2 cores
         "--output-dir",
         str(out),
         "--json",
@@ -170,7 +171,7 @@ def test_bench_end_to_end_smoke(tmp_path):
     assert pts["config"]["early_stop"] is True
     for m in (pts, base):
         assert m["searched"] == 1 and m["rollouts"] > 0 and m["rollout_tokens"] > 0 and m["run_s"] > 0
-        assert m["peak_rss_bytes"] > 100 * 2**20 and m["ceiling_tok_s"] > 0
+        assert m["peak_rss_bytes"] > 100 * 2**20 and m["ceiling_tok_s"] is None
         assert len((out / f"{m['mode']}.jsonl").read_text().splitlines()) == m["pivots"]
     assert base["generate_calls"] >= base["engine_calls"]
     assert doc["ratios"]["run_time_baseline_over_pts"] == pytest.approx(base["run_s"] / pts["run_s"])
