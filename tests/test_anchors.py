@@ -288,6 +288,12 @@ def test_job_writes_one_record_per_sentence_and_resumes(tmp_path, pass_fail):
     assert rows[1]["anchor_id"] == f"{rows[1]['dataset_id']}_{rows[1]['dataset_item_id']}_1"
     assert [r["verified"] for r in rows] == [None, True, True, None]
     assert tok.decode(rows[1]["sentence_token_ids"]).strip() == rows[1]["sentence"]
+    # the progress file's line for the query carries what it cost, the summary's totals
+    progress = out.with_name(out.name + ".progress").read_text().splitlines()
+    [item] = [r for r in map(json.loads, progress) if r["kind"] == "item"]
+    assert (item["sentences"], item["anchors"]) == (4, sum(r["is_anchor"] for r in rows))
+    assert (item["rollouts"], item["rollout_tokens"]) == (summary.rollouts, summary.rollout_tokens) != (0, 0)
+    assert item["verify_rollouts"] == summary.verify_rollouts > 0
     again = run(config, engine=job_engine())
     assert again.resumed == 1 and again.sentences == 0
     assert len(out.read_text().splitlines()) == 4

@@ -187,7 +187,17 @@ class AnchorsWriter(Writer):
         store.write_item(
             result.item_id,
             [r.to_dict() for r in result.records],
-            {"status": result.status, "p_initial": result.p_initial, "sentences": len(result.records)},
+            {
+                "status": result.status,
+                "p_initial": result.p_initial,
+                "sentences": len(result.records),
+                "anchors": result.anchors,
+                # what the query cost (its sampled responses, the sentences' draws and verification), so that
+                # a resumed or Ray run's totals can be read back from the progress file
+                "rollouts": result.rollouts,
+                "rollout_tokens": result.rollout_tokens,
+                "verify_rollouts": result.verify_rollouts,
+            },
         )
         self.summary.add(result)
 
