@@ -130,3 +130,32 @@ def test_control_vector_writer_matches_repengs_layout(tmp_path):
     with pytest.raises(PTSError):
         write_control_vector(tmp_path / "w.gguf", {1: np.zeros(4), 2: np.zeros(5)}, "llama")
     assert not (tmp_path / "w.gguf").exists()
+
+
+def test_the_card_converts_the_measured_shares_of_the_residual_to_this_files_scales():
+    """A scale means a different share of the residual on each model (Gemma's is ~50x SmolLM2's): the card states,
+    at the file's middle layer, the scales that add the shares measured on both embedded models."""
+    from pathlib import Path
+
+    from pts.formats.base import FileSummary
+    from pts.formats.control_vector import scale_note
+
+    unit = {11: 1.0, 14: 1.0, 16: 1.0}
+    gemma_like = FileSummary(
+        Path("v.gguf"),
+        "control-vector",
+        3,
+        extra={"norms": unit, "residual_norms": {11: 9740.0, 14: 16700.0, 16: 27500.0}},
+    )
+    note = scale_note(gemma_like)
+    assert "length 1" in note and "0.01%" in note  # what scale 1 adds at layer 11 (1/9740)
+    assert "at layer 14 of this file: scale 167 adds 1%" in note and "scale 668 adds 4%" in note
+    assert "scale 2.67e+03 adds 16%" in note
+    smol_like = FileSummary(
+        Path("v.gguf"),
+        "control-vector",
+        2,
+        extra={"norms": {18: 2.0, 23: 2.0}, "residual_norms": {18: 195.0, 23: 348.0}},
+    )
+    note = scale_note(smol_like)
+    assert "length 1" not in note and "at layer 23 of this file: scale 1.74 adds 1%" in note

@@ -54,6 +54,13 @@ REPENG_SNIPPET = (
 )
 
 
+# What a share of the residual norm at the middle one of a file's layers did to greedy next tokens
+# (`bench/control_scale.py`, docs/exporting.md): SmolLM2-135M at scales 4, 16 and 64 and Gemma 3 270M at 184, 735
+# and 3006 changed about as many tokens at about the same shares, though their residual norms differ 50-fold. So a
+# share carries over between models and a scale does not: the card converts these shares to this file's scales.
+SHARE_EFFECTS = ((0.01, "2-3%"), (0.04, "10-12%"), (0.16, "27-45%"))
+
+
 def _percent(x: float) -> str:
     return f"{x:.2g}%" if x < 10 else f"{x:.0f}%"
 
@@ -69,9 +76,23 @@ def scale_note(s: FileSummary) -> str:
     return (
         ("Each direction has length 1 (repeng's normalisation). " if unit else "")
         + f"The residual stream's median norm over the pivots' contexts was {parts} (`pts.residual_norms`): "
-        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much. On SmolLM2-135M "
-        + "(pts's docs/exporting.md) scale 1 left every greedy token unchanged, 4 changed 2%, 16 changed 12% "
-        + "and 64 changed 45%."
+        + f"scale 1 adds {share} of it at those layers, and scale S adds S times as much. "
+        + _share_scales(norms, residual)
+    )
+
+
+def _share_scales(norms: dict[int, float], residual: dict[int, float]) -> str:
+    """The scales of this file that add the shares of :data:`SHARE_EFFECTS` at its middle layer, and what those
+    shares did on the embedded models."""
+    middle = sorted(residual)[len(residual) // 2]
+    per_unit = norms.get(middle, 1.0) / residual[middle]
+    steps = "; ".join(
+        f"scale {share / per_unit:.3g} adds {100 * share:.0f}% and changed {effect}" for share, effect in SHARE_EFFECTS
+    )
+    return (
+        f"Measured on SmolLM2-135M and Gemma 3 270M (pts's docs/exporting.md), the share of the residual at the "
+        f"middle layer decides how many greedy next tokens change, whatever the model; at layer {middle} of this "
+        f"file: {steps} of them. Scale 1 of a unit-length vector is a tiny share on a model whose residual is large."
     )
 
 
