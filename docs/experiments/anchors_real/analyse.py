@@ -1,4 +1,4 @@
-"""The tables of docs/anchors.md section 10, from the outputs of run.sh in folder OUT.
+"""The tables of docs/anchors.md section 9, from the outputs of run.sh in folder OUT.
 
     python analyse.py OUT      # writes OUT/analysis.json and prints the tables
 

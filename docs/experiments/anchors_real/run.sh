@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 24's experiment (docs/anchors.md section 10): pts run and pts anchors on the same responses of SmolLM2-135M
+# Issue 24's experiment (docs/anchors.md section 9): pts run and pts anchors on the same responses of SmolLM2-135M
 # to a step-by-step prompt, float32 (this CPU has no bf16, so --dtype auto is float32 and every count is exact).
 #   bash docs/experiments/anchors_real/run.sh OUT     # about 55 minutes on 2 cores
 set -euo pipefail
