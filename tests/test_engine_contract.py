@@ -431,8 +431,10 @@ else:
         assert noise == []
 
     @pytest.mark.slow
-    def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(tmp_path):
-        """``pts run --ray --engine vllm``: the worker loads its own vLLM engine, as one per GPU node would."""
+    def test_vllm_engine_in_a_ray_worker_writes_the_records_of_this_process(vllm_case, tmp_path):
+        """``pts run --ray --engine vllm``: the worker loads its own vLLM engine, as one per GPU node would; this
+        process runs the same command on the module's engine (same model, dtype and batch size: a vLLM start is
+        minutes of CPU here)."""
         import json
 
         import ray  # noqa: F401  (make test-vllm installs pts[ray] beside vLLM)
@@ -466,7 +468,7 @@ else:
         here, there = tmp_path / "here.jsonl", tmp_path / "ray.jsonl"
         on_ray = run(RunConfig(output_path=str(there), ray="local", ray_workers=1, ray_num_cpus=1.0, **settings))
         assert on_ray.searched == 2 and on_ray.rollouts >= 8 and not on_ray.failed
-        run(RunConfig(output_path=str(here), **settings))
+        run(RunConfig(output_path=str(here), **settings), engine=vllm_case.engine)
         assert records(there) == records(here)
         assert traces(there) and traces(there) == traces(here)
 
