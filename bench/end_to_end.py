@@ -568,12 +568,13 @@ def parent(args: argparse.Namespace, argv: list[str]) -> None:
     wall: dict[str, float] = {}
     modes: dict[str, dict] = {}
     ceiling_path = out_dir / "ceiling.json"
-    if not args.report_only and not args.no_ceiling:
-        print("[end_to_end] measuring the prefill ceiling ...", file=sys.stderr, flush=True)
-        wall["ceiling"] = spawn(argv, "ceiling")
     ceiling_tok_s = None  # with --no-ceiling, a ceiling file of an earlier run is not this run's
-    if ceiling_path.exists() and not args.no_ceiling:
-        ceiling_tok_s = json.loads(ceiling_path.read_text())["ceiling_tok_s"]
+    if not args.no_ceiling:
+        if not args.report_only:
+            print("[end_to_end] measuring the prefill ceiling ...", file=sys.stderr, flush=True)
+            wall["ceiling"] = spawn(argv, "ceiling")
+        if ceiling_path.exists():
+            ceiling_tok_s = json.loads(ceiling_path.read_text())["ceiling_tok_s"]
     for mode in args.mode_list:
         summary = out_dir / f"{mode}.summary.json"
         if not args.report_only:
